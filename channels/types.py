@@ -1,0 +1,128 @@
+"""The neutral message model that every channel adapter translates to and from.
+
+Nothing here knows about Flask, the database or a provider's wire format. The inbox
+works only with these types, so it cannot tell an email from a WhatsApp message except
+by ``channel_kind``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class ChannelKind(str, enum.Enum):
+    EMAIL = "email"
+    WHATSAPP = "whatsapp"
+
+
+class AddressKind(str, enum.Enum):
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+@dataclass(frozen=True)
+class Address:
+    """A customer or mailbox address: a lower-cased email address or an E.164 phone number."""
+
+    kind: AddressKind
+    value: str
+    display_name: str | None = None
+
+
+@dataclass
+class Attachment:
+    """A file carried by a message. ``content_id`` is set for inline parts referenced by ``cid:``."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+    inline: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class MediaReference:
+    """Media that the provider hosts and that must be downloaded later (WhatsApp)."""
+
+    url: str
+    content_type: str
+
+
+@dataclass
+class InboundMessage:
+    """One message received from a customer, parsed from its raw payload.
+
+    ``provider_message_id`` is the provider's unique id (Twilio's MessageSid, the email
+    Message-ID, or a content hash when the mail has none); the inbox uses it to ignore
+    replays. ``raw`` is the payload exactly as received, kept for re-processing.
+    """
+
+    channel_kind: ChannelKind
+    provider_message_id: str
+    sender: Address
+    raw: bytes
+    raw_format: str
+    recipients: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    subject: str | None = None
+    text: str = ""
+    html: str | None = None
+    sent_at: datetime | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    media: list[MediaReference] = field(default_factory=list)
+
+
+@dataclass
+class OutboundMessage:
+    """A message to send to a customer.
+
+    For email, ``message_id`` is the Message-ID we assign (so a reply to it threads back),
+    and ``in_reply_to``/``references`` point at the customer's messages.
+    """
+
+    to: Address
+    text: str
+    sender: Address | None = None
+    subject: str | None = None
+    html: str | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    reply_to: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    status_callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the provider accepted: its id for the message and the initial delivery status."""
+
+    provider_message_id: str
+    status: DeliveryState
+
+
+class DeliveryState(str, enum.Enum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """A delivery-status report from the provider about a message we sent."""
+
+    provider_message_id: str
+    state: DeliveryState
+    error_code: str | None = None
+    error_message: str | None = None

@@ -1,0 +1,76 @@
+"""The running service: app factory, HTTP and Socket.IO surface, workers and CLI."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from flask_socketio import SocketIO
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.config import Config
+from inbox.db import make_engine, make_session_factory
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Switchboard:
+    """What one app instance owns, kept in ``app.extensions["switchboard"]``."""
+
+    config: Config
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    socketio: SocketIO
+    # Set after a reply is committed, so an in-process dispatcher sends it at once.
+    outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the Flask app with its database, Socket.IO server, routes and event publisher."""
+    config = config or Config.from_env()
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        SESSION_COOKIE_NAME="switchboard_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+
+    engine = make_engine(config.database_url)
+    socketio = SocketIO(
+        app,
+        async_mode="threading",
+        message_queue=config.redis_url,
+        manage_session=False,
+        # Same-origin only: the browser's Origin must match the Host it connected to.
+        cors_allowed_origins=None,
+    )
+    state = Switchboard(config, engine, make_session_factory(engine), socketio)
+    app.extensions["switchboard"] = state
+
+    from gateway import api, auth, health, pages, realtime, webhooks
+
+    auth.init_app(app)
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(health.blueprint)
+    realtime.init_app(app, state)
+    return app
+
+
+def get_state(app: Flask) -> Switchboard:
+    return app.extensions["switchboard"]

@@ -1,0 +1,191 @@
+"""The JSON API under /api/v1. Views are thin: validate, call one ``inbox`` function, answer.
+
+Authentication and CSRF are enforced for every route by ``gateway.auth``'s guard.
+Errors are JSON ``{"error": {"code", "message", "field"?}}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from gateway.auth import current_agent, db, error_response, require_role
+from gateway.openapi import OPENAPI
+from gateway.reprocess import reprocess_payload
+from inbox.channel_config import list_channels, public_settings
+from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
+from inbox.errors import InboxError, InvalidInput, NotFound
+from inbox.models import Attachment, PayloadStatus, RawPayload, Role
+from inbox.replies import create_reply
+from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@blueprint.errorhandler(InboxError)
+def _inbox_error(error: InboxError) -> Any:
+    status = {"not_found": 404, "conflict": 409}.get(error.code, 400)
+    return error_response(status, error.code, error.message, error.field)
+
+
+@blueprint.errorhandler(404)
+def _not_found(error: Exception) -> Any:
+    return error_response(404, "not_found", "No such API route.")
+
+
+@blueprint.errorhandler(405)
+def _method_not_allowed(error: Exception) -> Any:
+    return error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+
+
+def _int_arg(name: str, default: int) -> int:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, not {value!r}.", field=name) from None
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return body
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(OPENAPI)
+
+
+@blueprint.get("/me")
+def me() -> Any:
+    agent = current_agent()
+    assert agent is not None
+    return jsonify({"id": agent.id, "email": agent.email, "name": agent.name, "role": agent.role})
+
+
+@blueprint.get("/conversations")
+def conversations() -> Any:
+    page = list_conversations(db(), limit=_int_arg("limit", 50), cursor=request.args.get("cursor"))
+    return jsonify(
+        {"items": [conversation_to_dict(c) for c in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@blueprint.get("/conversations/<int:conversation_id>")
+def conversation(conversation_id: int) -> Any:
+    found = get_conversation_or_404(db(), conversation_id)
+    return jsonify(
+        {**conversation_to_dict(found), "messages": [message_to_dict(m) for m in found.messages]}
+    )
+
+
+@blueprint.post("/conversations/<int:conversation_id>/messages")
+def reply(conversation_id: int) -> Any:
+    body = _json_body()
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise InvalidInput("text is required and must be a string.", field="text")
+    agent = current_agent()
+    assert agent is not None
+    session = db()
+    message = create_reply(session, conversation_id, agent.id, text)
+    data = message_to_dict(message)
+    session.commit()
+    current_app.extensions["switchboard"].outbox_wakeup.set()
+    log.info("agent %s queued message %s in conversation %s", agent.id, message.id, conversation_id)
+    return jsonify(data), 201
+
+
+@blueprint.post("/conversations/<int:conversation_id>/read")
+def read(conversation_id: int) -> Any:
+    session = db()
+    mark_conversation_read(session, conversation_id)
+    session.commit()
+    return Response(status=204)
+
+
+@blueprint.get("/attachments/<int:attachment_id>")
+def attachment(attachment_id: int) -> Any:
+    found = db().get(Attachment, attachment_id)
+    if found is None:
+        raise NotFound(f"Attachment {attachment_id} not found.")
+    response = Response(found.data, mimetype="application/octet-stream")
+    # Customer files are never rendered by the browser in our origin.
+    response.headers["Content-Disposition"] = _content_disposition(found.filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _content_disposition(filename: str) -> str:
+    ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{ascii_name or 'attachment'}\"; filename*=UTF-8''{quote(filename)}"
+
+
+@blueprint.get("/channels")
+def channels() -> Any:
+    agent = current_agent()
+    show_settings = agent is not None and agent.role == Role.ADMIN.value
+    items = []
+    for channel in list_channels(db()):
+        item = {
+            "id": channel.id,
+            "kind": channel.kind,
+            "name": channel.name,
+            "address": channel.address,
+            "is_active": channel.is_active,
+            "last_sync_at": isoformat(channel.last_sync_at),
+            "last_error": channel.last_error,
+            "last_error_at": isoformat(channel.last_error_at),
+        }
+        if show_settings:
+            item["settings"] = public_settings(channel)
+        items.append(item)
+    return jsonify({"items": items})
+
+
+@blueprint.get("/payloads")
+@require_role(Role.ADMIN)
+def payloads() -> Any:
+    status = request.args.get("status", PayloadStatus.FAILED.value)
+    if status not in {s.value for s in PayloadStatus}:
+        raise InvalidInput(f"Unknown status {status!r}; use failed or processed.", field="status")
+    rows = db().scalars(
+        select(RawPayload)
+        .where(RawPayload.status == status)
+        .order_by(RawPayload.id.desc())
+        .limit(_int_arg("limit", 50))
+    )
+    return jsonify(
+        {
+            "items": [
+                {
+                    "id": row.id,
+                    "channel_id": row.channel_id,
+                    "format": row.format,
+                    "status": row.status,
+                    "error": row.error,
+                    "size": len(row.body),
+                    "received_at": isoformat(row.received_at),
+                }
+                for row in rows
+            ]
+        }
+    )
+
+
+@blueprint.post("/payloads/<int:payload_id>/reprocess")
+@require_role(Role.ADMIN)
+def reprocess(payload_id: int) -> Any:
+    result = reprocess_payload(current_app.extensions["switchboard"].session_factory, payload_id)
+    return jsonify(result)

@@ -1,0 +1,235 @@
+"""Agent authentication: login sessions, API tokens, CSRF and the default-deny guard.
+
+Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS``; the guard
+runs before each request, so a new route is protected without remembering a decorator.
+Cookie-authenticated writes must carry the session's CSRF token (``X-CSRF-Token`` header or
+a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from functools import wraps
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy.orm import Session
+
+from inbox.agents import agent_for_token, authenticate
+from inbox.models import Agent, Role
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("auth", __name__)
+
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "auth.login",
+        "static",
+        "health.healthz",
+        "health.metrics",
+        "webhooks.twilio_message",
+        "webhooks.twilio_status",
+    }
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ROLE_RANK = {Role.AGENT.value: 0, Role.MANAGER.value: 1, Role.ADMIN.value: 2}
+
+LOGIN_ATTEMPTS = 10
+LOGIN_WINDOW_SECONDS = 300
+
+
+class LoginThrottle:
+    """Allows at most ``LOGIN_ATTEMPTS`` failed logins per client address and email per window."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures[key]
+        while failures and failures[0] < now - LOGIN_WINDOW_SECONDS:
+            failures.popleft()
+        return failures
+
+    def blocked(self, key: str) -> bool:
+        with self._lock:
+            return len(self._recent(key, time.monotonic())) >= LOGIN_ATTEMPTS
+
+    def record_failure(self, key: str) -> None:
+        with self._lock:
+            self._recent(key, time.monotonic()).append(time.monotonic())
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+def db() -> Session:
+    """Return the request's database session, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = current_app.extensions["switchboard"].session_factory()
+    return g.db
+
+
+def csrf_token() -> str:
+    token = session.get("csrf_token")
+    if not token:
+        token = session["csrf_token"] = secrets.token_urlsafe(32)
+    return token
+
+
+def current_agent() -> Agent | None:
+    """Return the agent of this request (session cookie or bearer token), or None."""
+    if "agent" in g:
+        return g.agent
+    agent = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        agent = agent_for_token(db(), header.removeprefix("Bearer ").strip())
+        if agent is not None:
+            db().commit()  # keeps last_used_at
+            g.token_auth = True
+    elif session.get("agent_id") is not None:
+        agent = db().get(Agent, session["agent_id"])
+        if agent is not None and (not agent.is_active or session.get("auth_version") != _auth_version(agent)):
+            agent = None
+    g.agent = agent
+    return agent
+
+
+def _auth_version(agent: Agent) -> str:
+    # Changing the password hash ends every session signed in with the old password.
+    return agent.password_hash[-16:]
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Any:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return jsonify({"error": body}), status
+
+
+def _guard() -> Any:
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    agent = current_agent()
+    if agent is None:
+        if _wants_json():
+            return error_response(401, "unauthorized", "Sign in or send an API token.")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    if request.method not in SAFE_METHODS and not g.get("token_auth"):
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+        if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
+            log.warning("CSRF check failed for agent %s on %s", agent.id, request.path)
+            if _wants_json():
+                return error_response(403, "csrf_failed", "The CSRF token is missing or wrong; reload the page.")
+            abort(403)
+    return None
+
+
+def require_role(role: Role) -> Callable:
+    """Decorate a view so that only agents of ``role`` or a higher one may call it."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            agent = current_agent()
+            if agent is None or ROLE_RANK.get(agent.role, -1) < ROLE_RANK[role.value]:
+                return error_response(403, "forbidden", f"This needs the {role.value} role.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _close_db(exception: BaseException | None) -> None:
+    session_ = g.pop("db", None)
+    if session_ is not None:
+        session_.close()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["switchboard.login_throttle"] = LoginThrottle()
+    app.before_request(_guard)
+    app.teardown_appcontext(_close_db)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths, so the login form cannot bounce an agent to another site.
+    if not target:
+        return url_for("pages.inbox")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.inbox")
+    return target
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        return render_template("login.html", error=None, next_url=request.args.get("next"), csrf_token=csrf_token())
+
+    next_url = request.form.get("next")
+    sent = request.form.get("csrf_token", "")
+    if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
+        return render_template(
+            "login.html", error="Your session expired. Please sign in again.", next_url=next_url,
+            csrf_token=csrf_token(),
+        ), 400
+
+    email = request.form.get("email", "").strip().lower()
+    throttle: LoginThrottle = current_app.extensions["switchboard.login_throttle"]
+    key = f"{request.remote_addr}|{email}"
+    if throttle.blocked(key):
+        log.warning("login throttled for %s", request.remote_addr)
+        return render_template(
+            "login.html", error="Too many failed attempts. Wait a few minutes and try again.",
+            next_url=next_url, csrf_token=csrf_token(),
+        ), 429
+
+    agent = authenticate(db(), email, request.form.get("password", ""))
+    if agent is None:
+        throttle.record_failure(key)
+        return render_template(
+            "login.html", error="The email or password is wrong.", next_url=next_url, csrf_token=csrf_token()
+        ), 401
+
+    throttle.reset(key)
+    session.clear()  # nothing from before the sign-in carries over
+    session.permanent = True
+    session["agent_id"] = agent.id
+    session["auth_version"] = _auth_version(agent)
+    csrf_token()
+    log.info("agent %s signed in", agent.id)
+    return redirect(_safe_next(next_url))
+
+
+@blueprint.route("/logout", methods=["POST"])
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,307 @@
+"""The ``switchboard`` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from gateway.config import Config, ConfigError
+from inbox.errors import InboxError
+
+log = logging.getLogger("switchboard")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Werkzeug's request log repeats what the app logs; keep its errors only.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def _load_config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _session():
+    from inbox.db import make_engine, make_session_factory
+
+    config = _load_config()
+    return make_session_factory(make_engine(config.database_url))()
+
+
+@click.group()
+def main() -> None:
+    """Switchboard: WhatsApp and email in one live support inbox."""
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
+    from gateway import create_app, get_state
+    from gateway.database import upgrade_database
+    from inbox.agents import count_agents
+
+    config = _load_config()
+    _configure_logging(config.log_level)
+    app = create_app(config)
+    state = get_state(app)
+    if config.database_url.startswith("sqlite"):
+        upgrade_database(state.engine)  # the embedded setup keeps itself up to date
+
+    workers = None
+    if with_workers:
+        from gateway.workers import Workers
+
+        workers = Workers(state)
+        workers.start()
+
+    host = host or config.host
+    port = port or config.port
+    with state.session_factory() as session:
+        agents = count_agents(session)
+    click.echo(f"Switchboard is running at http://{host}:{port}/")
+    if agents == 0:
+        click.echo(
+            "No agent exists yet. Create the first one in another terminal:\n"
+            "  .venv/bin/switchboard agent create --email you@example.com --name 'Your Name' --role admin"
+        )
+    try:
+        state.socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False)
+    finally:
+        if workers is not None:
+            workers.stop()
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default SWITCHBOARD_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default SWITCHBOARD_PORT or 5000).")
+def run(host: str | None, port: int | None) -> None:
+    """Run the web app and the background workers in one process."""
+    _serve(with_workers=True, host=host, port=port)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on.")
+@click.option("--port", type=int, help="Port to listen on.")
+def web(host: str | None, port: int | None) -> None:
+    """Run only the web app (pair it with `switchboard worker`)."""
+    _serve(with_workers=False, host=host, port=port)
+
+
+@main.command()
+def worker() -> None:
+    """Run only the background workers: IMAP readers, outbox dispatcher, scheduler."""
+    from gateway import create_app, get_state
+    from gateway.workers import Workers
+
+    config = _load_config()
+    _configure_logging(config.log_level)
+    state = get_state(create_app(config))
+    workers = Workers(state)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    workers.start()
+    click.echo("Switchboard worker running; Ctrl+C stops it.")
+    stopped.wait()
+    workers.stop()
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from gateway.database import upgrade_database
+    from inbox.db import make_engine
+
+    config = _load_config()
+    _configure_logging(config.log_level)
+    upgrade_database(make_engine(config.database_url))
+    click.echo("Database is up to date.")
+
+
+# --- agents --------------------------------------------------------------------------------
+
+
+@main.group()
+def agent() -> None:
+    """Manage agents."""
+
+
+@agent.command("create")
+@click.option("--email", required=True, help="The agent's sign-in email address.")
+@click.option("--name", required=True, help="The name colleagues and customers see.")
+@click.option("--role", type=click.Choice(["agent", "manager", "admin"]), default="agent", show_default=True)
+@click.option("--password", help="The password (at least 10 characters); asked for when omitted.")
+def agent_create(email: str, name: str, role: str, password: str | None) -> None:
+    """Create an agent who can sign in to the inbox."""
+    from inbox.agents import create_agent
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _session() as session:
+        try:
+            created = create_agent(session, email, name, password, role)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        click.echo(f"Created {created.role} {created.name} <{created.email}> (id {created.id}).")
+
+
+@agent.command("token")
+@click.option("--email", required=True, help="The agent the token acts as.")
+@click.option("--name", default="api", show_default=True, help="A label for the token.")
+def agent_token(email: str, name: str) -> None:
+    """Create an API token (sent as `Authorization: Bearer <token>`)."""
+    from sqlalchemy import select
+
+    from inbox.agents import create_api_token, normalize_email
+    from inbox.models import Agent
+
+    with _session() as session:
+        found = session.scalar(select(Agent).where(Agent.email == normalize_email(email)))
+        if found is None:
+            raise click.ClickException(f"No agent with email {email}.")
+        token = create_api_token(session, found, name)
+        session.commit()
+    click.echo(token)
+
+
+# --- channels ------------------------------------------------------------------------------
+
+
+@main.group()
+def channel() -> None:
+    """Manage channels."""
+
+
+@channel.group("add")
+def channel_add() -> None:
+    """Add an email or WhatsApp channel."""
+
+
+def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -> None:
+    from inbox.channel_config import add_channel
+
+    with _session() as session:
+        try:
+            created = add_channel(session, kind, name, address, settings)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        click.echo(f"Added {kind} channel {created.id}: {created.name} <{created.address}>.")
+        if kind == "whatsapp":
+            click.echo(
+                "In the Twilio console, set the sender's incoming-message webhook (HTTP POST) to\n"
+                f"  <your public URL>/webhooks/twilio/{created.id}/messages"
+            )
+
+
+@channel_add.command("email")
+@click.option("--name", required=True, help="Shown to agents and as the sender name of replies.")
+@click.option("--address", required=True, help="The mailbox's email address (replies come from it).")
+@click.option("--imap-host", required=True)
+@click.option("--imap-port", type=int, default=993, show_default=True)
+@click.option("--imap-username", required=True)
+@click.option("--imap-password", required=True, prompt=True, hide_input=True)
+@click.option("--imap-ssl/--no-imap-ssl", default=True, show_default=True, help="Implicit TLS on connect.")
+@click.option("--imap-folder", default="INBOX", show_default=True)
+@click.option("--smtp-host", required=True)
+@click.option("--smtp-port", type=int, default=587, show_default=True)
+@click.option("--smtp-username", help="Defaults to the IMAP username.")
+@click.option("--smtp-password", help="Defaults to the IMAP password.")
+@click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default="starttls", show_default=True)
+def channel_add_email(**options: Any) -> None:
+    """Add a mailbox: read over IMAP, reply over SMTP."""
+    from inbox.agents import normalize_email
+
+    address = normalize_email(options.pop("address"))
+    name = options.pop("name")
+    options["smtp_username"] = options["smtp_username"] or options["imap_username"]
+    options["smtp_password"] = options["smtp_password"] or options["imap_password"]
+    _add_channel("email", name, address, options)
+
+
+@channel_add.command("whatsapp")
+@click.option("--name", required=True, help="Shown to agents.")
+@click.option("--number", required=True, help="The WhatsApp sender number in E.164, e.g. +14155238886.")
+@click.option("--account-sid", required=True, help="The Twilio Account SID (AC...).")
+@click.option("--auth-token", required=True, prompt=True, hide_input=True, help="The Twilio auth token.")
+def channel_add_whatsapp(name: str, number: str, account_sid: str, auth_token: str) -> None:
+    """Add a WhatsApp sender through Twilio."""
+    from channels.errors import ParseError
+    from channels.whatsapp import normalize_phone
+
+    try:
+        number = normalize_phone(number)
+    except ParseError as error:
+        raise click.ClickException(f"--number: {error}") from error
+    if not account_sid.startswith("AC"):
+        raise click.ClickException("--account-sid must start with AC (see the Twilio console).")
+    _add_channel("whatsapp", name, number, {"account_sid": account_sid, "auth_token": auth_token})
+
+
+@channel.command("list")
+def channel_list() -> None:
+    """List the channels and their health."""
+    from inbox.channel_config import list_channels
+
+    with _session() as session:
+        rows = list_channels(session)
+        if not rows:
+            click.echo("No channels yet. Add one with `switchboard channel add email|whatsapp`.")
+            return
+        for row in rows:
+            health = f"error: {row.last_error}" if row.last_error else "ok"
+            synced = row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never"
+            click.echo(f"{row.id}\t{row.kind}\t{row.name}\t{row.address}\tlast sync {synced}\t{health}")
+
+
+# --- trying it out -------------------------------------------------------------------------
+
+
+@main.group()
+def simulate() -> None:
+    """Send test traffic to a running Switchboard."""
+
+
+@simulate.command("whatsapp")
+@click.option("--from", "sender", required=True, help="The customer's number, e.g. +15551230000.")
+@click.option("--name", "profile_name", default=None, help="The customer's WhatsApp profile name.")
+@click.option("--channel", "channel_id", type=int, help="The WhatsApp channel id (default: the first one).")
+@click.option("--url", default=None, help="The running service (default http://SWITCHBOARD_HOST:SWITCHBOARD_PORT).")
+@click.argument("text")
+def simulate_whatsapp(sender: str, profile_name: str | None, channel_id: int | None, url: str | None, text: str) -> None:
+    """Post a correctly signed Twilio webhook carrying TEXT, as if a customer wrote it."""
+    from gateway.simulate import SimulationError, send_simulated_whatsapp
+
+    config = _load_config()
+    base_url = url or f"http://{config.host}:{config.port}"
+    with _session() as session:
+        try:
+            outcome = send_simulated_whatsapp(session, config, base_url, sender, text, channel_id, profile_name)
+        except SimulationError as error:
+            raise click.ClickException(str(error)) from error
+    click.echo(outcome)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Typed configuration from ``SWITCHBOARD_*`` environment variables or a TOML file.
+
+The TOML file named by ``SWITCHBOARD_CONFIG`` uses the same names in lower case without the
+prefix (``database_url = "..."``); environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+PREFIX = "SWITCHBOARD_"
+DEFAULT_INSTANCE_DIR = Path("instance")
+
+
+class ConfigError(Exception):
+    """The configuration is missing a value or has an invalid one."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = ""
+    secret_key: str = ""
+    redis_url: str | None = None
+    public_url: str | None = None
+    twilio_api_base_url: str | None = None
+    instance_dir: str = str(DEFAULT_INSTANCE_DIR)
+    host: str = "127.0.0.1"
+    port: int = 5000
+    # Seconds a browser session stays valid without activity.
+    session_lifetime: int = 12 * 3600
+    # Send session cookies only over HTTPS; always on when public_url is https.
+    secure_cookies: bool = False
+    imap_poll_interval: float = 60.0
+    outbox_poll_interval: float = 2.0
+    run_workers: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read the configuration. Raises ``ConfigError`` for an unreadable file or bad value."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        config_file = environ.get(PREFIX + "CONFIG")
+        if config_file:
+            try:
+                values.update(tomllib.loads(Path(config_file).read_text()))
+            except (OSError, tomllib.TOMLDecodeError) as error:
+                raise ConfigError(f"cannot read {PREFIX}CONFIG file {config_file}: {error}") from error
+
+        for spec in fields(cls):
+            name = PREFIX + spec.name.upper()
+            if name in environ:
+                values[spec.name] = environ[name]
+
+        known = {spec.name: spec for spec in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        typed = {name: _convert(name, known[name].type, value) for name, value in values.items()}
+        return cls(**typed).with_defaults()
+
+    def with_defaults(self) -> Config:
+        """Fill in the embedded defaults: a SQLite file and a secret key under instance_dir."""
+        instance = Path(self.instance_dir)
+        changes: dict[str, Any] = {}
+        if not self.database_url:
+            instance.mkdir(parents=True, exist_ok=True)
+            changes["database_url"] = f"sqlite:///{(instance / 'switchboard.db').resolve()}"
+        if not self.secret_key:
+            changes["secret_key"] = _instance_secret(instance)
+        if self.public_url and self.public_url.startswith("https://"):
+            changes["secure_cookies"] = True
+        return _replace(self, changes)
+
+
+def _replace(config: Config, changes: dict[str, Any]) -> Config:
+    return Config(**{**{f.name: getattr(config, f.name) for f in fields(config)}, **changes})
+
+
+def _instance_secret(instance: Path) -> str:
+    """Return the secret key kept in instance/secret_key, creating it on first use.
+
+    Only for the embedded setup: a deployment sets SWITCHBOARD_SECRET_KEY, so that every
+    web process signs sessions with the same key.
+    """
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _convert(name: str, annotation: Any, value: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if "bool" in kind:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        if "None" in kind and value in ("", None):
+            return None
+        return value if not isinstance(value, str) else value.strip()
+    except ValueError as error:
+        raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: {error}") from error

@@ -1,0 +1,141 @@
+"""Socket.IO: authenticated connections, committed events to agents, replay on reconnect.
+
+Every signed-in agent joins the ``agents`` room. Committed events (see ``inbox.events``) are
+emitted to that room under their type, each payload carrying ``event_id``. A client passes
+the last id it saw as ``auth.last_event_id`` when it connects; the server first sends it
+everything after that id, so a dropped connection misses nothing. When the gap is larger
+than ``REPLAY_LIMIT``, the client gets ``resync`` and reloads its views instead.
+
+``typing`` and ``presence`` are ephemeral: they are relayed, not stored, and carry no id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import Flask, request, session
+from flask_socketio import SocketIO, emit, join_room
+from sqlalchemy.orm import Session, sessionmaker
+
+from inbox.agents import agent_for_token
+from inbox.events import add_publisher, event_message, events_after
+from inbox.models import Agent
+
+log = logging.getLogger(__name__)
+
+AGENTS_ROOM = "agents"
+REPLAY_LIMIT = 1000
+
+
+def make_emitter_publisher(socketio: SocketIO):
+    """Return an event publisher that emits each committed event to every agent."""
+
+    def publish(messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            socketio.emit(message["type"], message, to=AGENTS_ROOM)
+
+    return publish
+
+
+class Presence:
+    """Which agents are connected, by Socket.IO session id."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, sid: str, agent: dict[str, Any]) -> None:
+        with self._lock:
+            self._agents[sid] = agent
+
+    def remove(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._agents.pop(sid, None)
+
+    def get(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._agents.get(sid)
+
+    def online(self) -> list[dict[str, Any]]:
+        with self._lock:
+            unique = {agent["id"]: agent for agent in self._agents.values()}
+        return list(unique.values())
+
+
+def _authenticate(session_factory: sessionmaker[Session], auth: Any) -> dict[str, Any] | None:
+    """Return the connecting agent from the session cookie or an ``auth.token``, or None."""
+    with session_factory() as db:
+        agent: Agent | None = None
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if isinstance(token, str) and token:
+            agent = agent_for_token(db, token)
+            db.commit()
+        elif session.get("agent_id") is not None:
+            agent = db.get(Agent, session["agent_id"])
+            if agent is not None and session.get("auth_version") != agent.password_hash[-16:]:
+                agent = None
+        if agent is None or not agent.is_active:
+            return None
+        return {"id": agent.id, "name": agent.name}
+
+
+def _replay(session_factory: sessionmaker[Session], auth: Any) -> None:
+    last = auth.get("last_event_id") if isinstance(auth, dict) else None
+    if last is None:
+        return
+    try:
+        last_id = int(last)
+    except (TypeError, ValueError):
+        emit("error", {"code": "invalid", "message": "last_event_id must be a whole number."})
+        return
+    with session_factory() as db:
+        missed = events_after(db, last_id, limit=REPLAY_LIMIT + 1)
+        if len(missed) > REPLAY_LIMIT:
+            emit("resync", {"reason": f"more than {REPLAY_LIMIT} events were missed"})
+            return
+        for row in missed:
+            message = event_message(row)
+            emit(message["type"], message)
+
+
+def init_app(app: Flask, state: Any) -> None:
+    socketio: SocketIO = state.socketio
+    session_factory = state.session_factory
+    presence = Presence()
+    add_publisher(session_factory, make_emitter_publisher(socketio))
+
+    @socketio.on("connect")
+    def connect(auth: Any = None) -> bool:
+        agent = _authenticate(session_factory, auth)
+        if agent is None:
+            log.info("refused an anonymous Socket.IO connection from %s", request.remote_addr)
+            return False
+        presence.add(request.sid, agent)
+        join_room(AGENTS_ROOM)
+        _replay(session_factory, auth)
+        emit("presence", {"event_id": None, "agent": agent, "online": True}, to=AGENTS_ROOM)
+        emit("presence.snapshot", {"agents": presence.online()})
+        return True
+
+    @socketio.on("disconnect")
+    def disconnect(*args: Any) -> None:
+        agent = presence.remove(request.sid)
+        if agent is not None and agent["id"] not in {a["id"] for a in presence.online()}:
+            emit("presence", {"event_id": None, "agent": agent, "online": False}, to=AGENTS_ROOM)
+
+    @socketio.on("typing")
+    def typing(data: Any) -> None:
+        agent = presence.get(request.sid)
+        if agent is None or not isinstance(data, dict):
+            return
+        conversation_id = data.get("conversation_id")
+        if not isinstance(conversation_id, int):
+            return
+        emit(
+            "typing",
+            {"event_id": None, "agent": agent, "conversation_id": conversation_id},
+            to=AGENTS_ROOM,
+            include_self=False,
+        )

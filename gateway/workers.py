@@ -1,0 +1,215 @@
+"""Background workers: IMAP readers, the outbox dispatcher and the APScheduler instance.
+
+``switchboard run`` starts them inside the web process; ``switchboard worker`` runs them
+alone. Each loop isolates its items: one bad mail or one failed send is recorded and logged
+with its ids, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from channels.email.imap import Checkpoint, ImapReader
+from channels.email.parse import parse_email
+from channels.email.smtp import send_email
+from channels.errors import ChannelError, ParseError, SendError
+from channels.types import OutboundMessage, SendResult
+from channels.whatsapp import send_whatsapp
+from gateway import Switchboard
+from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
+from inbox.ingest import ingest_message, record_failed_payload
+from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
+from inbox.models import Channel
+from inbox.outbox import PendingSend, claim_due, load_pending_send, mark_attempt_failed, mark_sent
+
+log = logging.getLogger(__name__)
+
+# How long an IDLE (or a poll pause) lasts before the reader checks its stop flag again.
+IDLE_SLICE_SECONDS = 60.0
+RECONNECT_BACKOFF_MAX = 300.0
+CHANNEL_REFRESH_SECONDS = 30
+
+
+class OutboxDispatcher:
+    """Sends due outbox items: woken at once by new replies, else polling."""
+
+    def __init__(self, state: Switchboard, stop: threading.Event):
+        self.state = state
+        self.stop = stop
+
+    def run(self) -> None:
+        log.info("outbox dispatcher started")
+        while not self.stop.is_set():
+            try:
+                self.dispatch_due()
+            except Exception:
+                log.exception("outbox dispatch round failed")
+            self.state.outbox_wakeup.wait(self.state.config.outbox_poll_interval)
+            self.state.outbox_wakeup.clear()
+        log.info("outbox dispatcher stopped")
+
+    def dispatch_due(self) -> int:
+        """Send every due item once. Returns how many were attempted."""
+        with self.state.session_factory() as session:
+            item_ids = claim_due(session)
+        for item_id in item_ids:
+            self.dispatch_one(item_id)
+        return len(item_ids)
+
+    def dispatch_one(self, item_id: int) -> None:
+        with self.state.session_factory() as session:
+            pending = load_pending_send(session, item_id)
+            try:
+                result = self.send(pending)
+            except SendError as error:
+                reason = f"{error} (code {error.code})" if error.code else str(error)
+                mark_attempt_failed(session, item_id, reason, transient=error.transient)
+                return
+            except Exception as error:  # an adapter bug must not stop the loop or lose the item
+                log.exception("outbox item %s: unexpected send error", item_id)
+                mark_attempt_failed(session, item_id, f"Internal error: {error}", transient=True)
+                return
+            mark_sent(session, item_id, result)
+
+    def send(self, pending: PendingSend) -> SendResult:
+        config = self.state.config
+        settings = pending.channel_settings
+        if pending.channel_kind == "email":
+            smtp = smtp_settings(pending.outbound.sender.display_name or "", pending.channel_address, settings)
+            return send_email(smtp, pending.outbound)
+        if pending.channel_kind == "whatsapp":
+            callback = None
+            if config.public_url:
+                callback = f"{config.public_url.rstrip('/')}/webhooks/twilio/{pending.channel_id}/status"
+            outbound = OutboundMessage(**{**pending.outbound.__dict__, "status_callback_url": callback})
+            return send_whatsapp(twilio_settings(pending.channel_address, settings, config), outbound)
+        raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
+
+
+class MailboxReader:
+    """Imports one email channel's folder: fetch after the checkpoint, ingest, advance."""
+
+    def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event):
+        self.state = state
+        self.channel_id = channel_id
+        self.stop = stop
+
+    def run(self) -> None:
+        backoff = 5.0
+        while not self.stop.is_set():
+            try:
+                self.read_until_stopped()
+                return
+            except (ChannelError, OSError) as error:
+                log.warning("mailbox channel %s: %s; reconnecting in %.0f s", self.channel_id, error, backoff)
+                with self.state.session_factory() as session:
+                    record_channel_error(session, self.channel_id, str(error))
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+            except Exception:
+                log.exception("mailbox channel %s: reader crashed; restarting", self.channel_id)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+
+    def _channel(self) -> Channel | None:
+        with self.state.session_factory() as session:
+            channel = session.get(Channel, self.channel_id)
+            if channel is not None:
+                session.expunge(channel)
+            return channel
+
+    def read_until_stopped(self) -> None:
+        channel = self._channel()
+        if channel is None or not channel.is_active:
+            return
+        settings = imap_settings(channel)
+        with ImapReader(settings) as reader:
+            log.info(
+                "mailbox channel %s connected to %s:%s/%s (IDLE %s)",
+                self.channel_id, settings.host, settings.port, settings.folder,
+                "supported" if reader.supports_idle else "not supported, polling",
+            )
+            while not self.stop.is_set():
+                self.import_new(reader, settings.folder)
+                timeout = IDLE_SLICE_SECONDS if reader.supports_idle else self.state.config.imap_poll_interval
+                reader.wait_for_changes(min(timeout, IDLE_SLICE_SECONDS))
+
+    def import_new(self, reader: ImapReader, folder: str) -> int:
+        """Import every mail after the checkpoint. Returns how many new messages were stored."""
+        with self.state.session_factory() as session:
+            uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
+            stored = 0
+            for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
+                for mail in batch:
+                    stored += self._import_one(session, mail.uid, mail.raw)
+                # Only now is everything up to this UID committed.
+                save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+            return stored
+
+    def _import_one(self, session, uid: int, raw: bytes) -> int:
+        try:
+            inbound = parse_email(raw)
+        except ParseError as error:
+            payload_id = record_failed_payload(session, self.channel_id, raw, "rfc822", str(error))
+            log.warning("mailbox channel %s UID %s kept as failed payload %s: %s", self.channel_id, uid, payload_id, error)
+            return 0
+        result = ingest_message(session, self.channel_id, inbound)
+        return 0 if result.duplicate else 1
+
+
+class Workers:
+    """Starts and stops the background work of one process."""
+
+    def __init__(self, state: Switchboard):
+        self.state = state
+        self.stop_event = threading.Event()
+        self.threads: dict[str, threading.Thread] = {}
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(4)},
+            # One catch-up run after downtime, never a burst of missed runs.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        self.dispatcher = OutboxDispatcher(state, self.stop_event)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self.threads[name] = thread
+        thread.start()
+
+    def refresh_mailboxes(self) -> None:
+        """Start a reader for each active email channel that has none (channels added later)."""
+        with self.state.session_factory() as session:
+            channel_ids = session.scalars(
+                select(Channel.id).where(Channel.kind == "email", Channel.is_active.is_(True))
+            ).all()
+        for channel_id in channel_ids:
+            name = f"imap-{channel_id}"
+            if name in self.threads and self.threads[name].is_alive():
+                continue
+            reader = MailboxReader(self.state, channel_id, self.stop_event)
+            self._start_thread(name, reader.run)
+
+    def start(self) -> None:
+        self._start_thread("outbox", self.dispatcher.run)
+        self.refresh_mailboxes()
+        self.scheduler.add_job(
+            self.refresh_mailboxes, "interval", seconds=CHANNEL_REFRESH_SECONDS, id="refresh_mailboxes",
+            replace_existing=True,
+        )
+        self.scheduler.start()
+        log.info("workers started")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.state.outbox_wakeup.set()
+        self.scheduler.shutdown(wait=False)
+        for thread in self.threads.values():
+            thread.join(timeout)
+        log.info("workers stopped")

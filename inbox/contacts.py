@@ -1,0 +1,34 @@
+"""Contact resolution: one contact per email address or phone number."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from channels.types import Address
+from inbox.models import Contact, ContactIdentity
+
+
+def resolve_contact(session: Session, address: Address) -> Contact:
+    """Return the contact that owns ``address``, creating it when the address is new.
+
+    A new identity is protected by a unique (kind, value) key: when another transaction
+    creates the same one first, the flush raises ``IntegrityError`` and the caller retries.
+    A display name fills an empty contact name but never overwrites one.
+    """
+    identity = session.scalar(
+        select(ContactIdentity).where(
+            ContactIdentity.kind == address.kind.value, ContactIdentity.value == address.value
+        )
+    )
+    if identity is not None:
+        contact = identity.contact
+        if not contact.name and address.display_name:
+            contact.name = address.display_name
+        return contact
+
+    contact = Contact(name=address.display_name or None)
+    session.add(contact)
+    session.add(ContactIdentity(contact=contact, kind=address.kind.value, value=address.value))
+    session.flush()
+    return contact

@@ -1,0 +1,85 @@
+"""Events: rows written in the same transaction as the change, published after commit.
+
+``record_event`` adds an ``Event`` row and remembers it on the session. When that session's
+transaction commits, every remembered event goes, in id order, to the publishers registered
+on that session's factory with ``add_publisher``; on rollback they are dropped. A client that
+missed events reads them back with ``events_after``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from inbox.models import Event
+
+log = logging.getLogger(__name__)
+
+Publisher = Callable[[list[dict[str, Any]]], None]
+
+_PENDING_KEY = "switchboard.pending_events"
+_PUBLISHERS_KEY = "switchboard.publishers"
+
+
+def add_publisher(session_factory: sessionmaker[Session], publisher: Publisher) -> None:
+    """Register a callable that receives the events committed by sessions of this factory.
+
+    The callable gets a list of event dicts (see ``event_message``) in id order. It runs in
+    the committing thread, so it must be quick and must not use the session.
+    """
+    publishers = session_factory.kw.setdefault("info", {}).setdefault(_PUBLISHERS_KEY, [])
+    publishers.append(publisher)
+
+
+def record_event(
+    session: Session, type_: str, payload: dict[str, Any], conversation_id: int | None = None
+) -> Event:
+    """Add an event row to the session's transaction and queue it for publishing on commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Serialize event-writing transactions until commit, so event ids become visible in
+        # id order and a client resuming "after id N" cannot skip a later-committed lower id.
+        session.execute(text("SELECT pg_advisory_xact_lock(7316201)"))
+    row = Event(type=type_, payload=payload, conversation_id=conversation_id)
+    session.add(row)
+    session.flush()
+    session.info.setdefault(_PENDING_KEY, []).append(row)
+    return row
+
+
+def event_message(row: Event) -> dict[str, Any]:
+    """Return the wire form of an event: its payload plus ``event_id`` and ``type``."""
+    return {**row.payload, "event_id": row.id, "type": row.type}
+
+
+def events_after(session: Session, last_event_id: int, limit: int = 1000) -> list[Event]:
+    """Return up to ``limit`` events with an id above ``last_event_id``, oldest first."""
+    query = select(Event).where(Event.id > last_event_id).order_by(Event.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def latest_event_id(session: Session) -> int:
+    return session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, None)
+    if not pending:
+        return
+    messages = [event_message(row) for row in sorted(pending, key=lambda row: row.id)]
+    for publisher in session.info.get(_PUBLISHERS_KEY, ()):
+        try:
+            publisher(messages)
+        except Exception:
+            # The change is committed; a client catches up through events_after on reconnect.
+            log.exception("event publisher failed for events %s", [m["event_id"] for m in messages])
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)

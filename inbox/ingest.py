@@ -1,0 +1,289 @@
+"""Ingestion: one inbound message in, one transaction, nothing lost or stored twice.
+
+``ingest_message`` stores the raw payload, resolves the contact, threads the message and
+writes the message and its events in a single transaction. A replay of the same payload or
+the same provider message id changes nothing. ``record_failed_payload`` keeps a payload that
+could not be parsed, with the error, for an admin to look at and re-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from channels.delivery import advances
+from channels.types import ChannelKind, DeliveryState, DeliveryStatus, InboundMessage
+from inbox.contacts import resolve_contact
+from inbox.errors import NotFound
+from inbox.events import record_event
+from inbox.models import (
+    Attachment,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    PayloadStatus,
+    RawPayload,
+    utcnow,
+)
+from inbox.serialize import conversation_to_dict, make_snippet, message_to_dict
+from inbox.threader import find_email_conversation, find_whatsapp_conversation
+
+log = logging.getLogger(__name__)
+
+# A concurrent first delivery of the same contact can make one attempt fail on a unique key.
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of ingesting one message: the stored message id, or ``duplicate``."""
+
+    message_id: int | None
+    conversation_id: int | None
+    duplicate: bool
+    created_conversation: bool = False
+
+
+def payload_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def ingest_message(
+    session: Session,
+    channel_id: int,
+    inbound: InboundMessage,
+    *,
+    replaces_failed_payload: int | None = None,
+) -> IngestResult:
+    """Store ``inbound`` in its own transaction and commit it.
+
+    The session must have no transaction in progress. Returns the stored ids, or a result
+    with ``duplicate=True`` when this payload or provider message id was already stored.
+    ``replaces_failed_payload`` names a failed raw payload that this message was re-parsed
+    from; it is deleted in the same transaction. Raises ``NotFound`` for an unknown channel.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with session.begin():
+                if replaces_failed_payload is not None:
+                    _delete_failed_payload(session, replaces_failed_payload)
+                return _ingest(session, channel_id, inbound)
+        except IntegrityError:
+            # Either the same message committed concurrently (a duplicate), or a contact
+            # identity did (retry and find it).
+            if _already_stored(session, channel_id, inbound):
+                return IngestResult(None, None, duplicate=True)
+            if attempt == MAX_ATTEMPTS:
+                raise
+            log.info("retrying ingest of %s after a concurrent insert", inbound.provider_message_id)
+    raise AssertionError("unreachable")
+
+
+def _delete_failed_payload(session: Session, payload_id: int) -> None:
+    payload = session.get(RawPayload, payload_id)
+    if payload is None or payload.status != PayloadStatus.FAILED.value:
+        raise NotFound(f"No failed payload {payload_id}.", field="payload_id")
+    session.delete(payload)
+    session.flush()
+
+
+def _already_stored(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
+    with session.begin():
+        return _find_duplicate(session, channel_id, inbound)
+
+
+def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
+    by_provider_id = session.scalar(
+        select(Message.id).where(
+            Message.channel_id == channel_id,
+            Message.provider_message_id == inbound.provider_message_id,
+        )
+    )
+    if by_provider_id is not None:
+        return True
+    by_digest = session.scalar(
+        select(RawPayload.id).where(
+            RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
+        )
+    )
+    return by_digest is not None
+
+
+def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
+    channel = session.get(Channel, channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id} not found", field="channel_id")
+    if _find_duplicate(session, channel_id, inbound):
+        log.info(
+            "duplicate %s message %s on channel %s ignored",
+            channel.kind, inbound.provider_message_id, channel_id,
+        )
+        return IngestResult(None, None, duplicate=True)
+
+    raw = RawPayload(
+        channel_id=channel_id,
+        format=inbound.raw_format,
+        digest=payload_digest(inbound.raw),
+        body=inbound.raw,
+        status=PayloadStatus.PROCESSED.value,
+    )
+    session.add(raw)
+    contact = resolve_contact(session, inbound.sender)
+
+    # Thread: an existing conversation (reopened if it was resolved) or a new one.
+    if inbound.channel_kind is ChannelKind.EMAIL:
+        conversation = find_email_conversation(session, inbound)
+    else:
+        conversation = find_whatsapp_conversation(session, channel, contact)
+    created = conversation is None
+    now = utcnow()
+    if conversation is None:
+        conversation = Conversation(
+            channel=channel,
+            contact=contact,
+            subject=inbound.subject,
+            created_at=now,
+        )
+        session.add(conversation)
+    elif conversation.status == ConversationStatus.RESOLVED.value:
+        conversation.status = ConversationStatus.OPEN.value
+
+    text = inbound.text or ""
+    message = Message(
+        conversation=conversation,
+        channel=channel,
+        direction=Direction.INBOUND.value,
+        contact=contact,
+        provider_message_id=inbound.provider_message_id,
+        rfc_message_id=_rfc_message_id(inbound),
+        in_reply_to=inbound.in_reply_to,
+        references=list(inbound.references),
+        subject=inbound.subject,
+        text=text,
+        html=inbound.html,
+        sender_address=inbound.sender.value,
+        sent_at=inbound.sent_at,
+        created_at=now,
+        raw_payload=raw,
+    )
+    session.add(message)
+    for part in inbound.attachments:
+        session.add(
+            Attachment(
+                message=message,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=part.size,
+                content_id=part.content_id,
+                inline=part.inline,
+                data=part.data,
+            )
+        )
+
+    conversation.last_message_at = now
+    conversation.last_inbound_at = now
+    conversation.unread_count = (conversation.unread_count or 0) + 1
+    conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
+    session.flush()
+
+    conversation_data = conversation_to_dict(conversation)
+    event_type = "conversation.created" if created else "conversation.updated"
+    record_event(session, event_type, {"conversation": conversation_data}, conversation.id)
+    record_event(
+        session,
+        "message.created",
+        {"message": message_to_dict(message), "conversation": conversation_data},
+        conversation.id,
+    )
+    log.info(
+        "stored %s message %s as message %s in conversation %s",
+        channel.kind, inbound.provider_message_id, message.id, conversation.id,
+    )
+    return IngestResult(message.id, conversation.id, duplicate=False, created_conversation=created)
+
+
+def _rfc_message_id(inbound: InboundMessage) -> str | None:
+    if inbound.channel_kind is not ChannelKind.EMAIL:
+        return None
+    # A content-hash id stands in for a missing Message-ID; nobody can reply to it.
+    if inbound.provider_message_id.startswith("sha256:"):
+        return None
+    return inbound.provider_message_id
+
+
+def _media_label(inbound: InboundMessage) -> str:
+    count = len(inbound.media) + len(inbound.attachments)
+    return f"[{count} attachment{'s' if count != 1 else ''}]" if count else ""
+
+
+def record_failed_payload(
+    session: Session, channel_id: int, raw: bytes, raw_format: str, error: str
+) -> int | None:
+    """Keep a payload that could not be parsed, with the error, and commit.
+
+    Returns the new payload's id, or None when the same bytes were stored before.
+    """
+    digest = payload_digest(raw)
+    try:
+        with session.begin():
+            existing = session.scalar(
+                select(RawPayload.id).where(
+                    RawPayload.channel_id == channel_id, RawPayload.digest == digest
+                )
+            )
+            if existing is not None:
+                return None
+            row = RawPayload(
+                channel_id=channel_id,
+                format=raw_format,
+                digest=digest,
+                body=raw,
+                status=PayloadStatus.FAILED.value,
+                error=error[:2000],
+            )
+            session.add(row)
+            session.flush()
+            log.warning("payload %s on channel %s failed to parse: %s", row.id, channel_id, error)
+            return row.id
+    except IntegrityError:
+        return None
+
+
+def record_delivery_status(session: Session, channel_id: int, status: DeliveryStatus) -> bool:
+    """Apply a provider's delivery report to the message it is about, and commit.
+
+    Late and duplicate reports never move a message back (``read`` then ``sent`` stays
+    ``read``). Returns True when the message changed, False when the report was stale or
+    names a message we do not know.
+    """
+    with session.begin():
+        message = session.scalar(
+            select(Message)
+            .where(
+                Message.channel_id == channel_id,
+                Message.provider_message_id == status.provider_message_id,
+            )
+            .with_for_update()
+        )
+        if message is None:
+            log.info("status %s for unknown message %s ignored", status.state.value, status.provider_message_id)
+            return False
+        current = DeliveryState(message.delivery_status) if message.delivery_status else None
+        if not advances(current, status.state):
+            return False
+        message.delivery_status = status.state.value
+        if status.state in (DeliveryState.FAILED, DeliveryState.UNDELIVERED):
+            reason = status.error_message or "The provider reported the message as not delivered."
+            message.delivery_error = f"{reason} (error {status.error_code})" if status.error_code else reason
+        session.flush()
+        record_event(
+            session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
+        )
+        return True

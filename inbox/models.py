@@ -1,0 +1,332 @@
+"""The database model: typed SQLAlchemy 2.x mappings.
+
+Every datetime column stores timezone-aware UTC. SQLite drops the offset, so ``UTCDateTime``
+puts it back on load; PostgreSQL keeps it in ``timestamptz``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Explicit constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite only does that for INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime that is stored as UTC and always loaded timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC value")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Role(str, enum.Enum):
+    AGENT = "agent"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class ConversationStatus(str, enum.Enum):
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+
+
+class Direction(str, enum.Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class OutboxStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class PayloadStatus(str, enum.Enum):
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20), default=Role.AGENT.value)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    agent: Mapped[Agent] = relationship()
+
+
+class Channel(Base):
+    """A configured inbound/outbound channel: one mailbox or one WhatsApp sender number.
+
+    ``settings`` holds the provider settings (hosts, usernames, credentials) as JSON.
+    ``address`` is our side's address: the mailbox's email address or the E.164 number.
+    """
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("kind", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(320))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    identities: Mapped[list[ContactIdentity]] = relationship(
+        back_populates="contact", order_by="ContactIdentity.id"
+    )
+
+
+class ContactIdentity(Base):
+    """One way to reach a contact: a lower-cased email address or an E.164 phone number."""
+
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="identities")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # The inbox list: newest activity first, keyset-paginated on (last_message_at, id).
+        Index("ix_conversations_activity", "last_message_at", "id"),
+        Index("ix_conversations_contact_channel", "contact_id", "channel_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    subject: Mapped[str | None] = mapped_column(String(998))
+    status: Mapped[str] = mapped_column(String(20), default=ConversationStatus.OPEN.value)
+    snippet: Mapped[str] = mapped_column(String(300), default="")
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    channel: Mapped[Channel] = relationship()
+    contact: Mapped[Contact] = relationship()
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.id"
+    )
+
+
+class Message(Base):
+    """A message in a conversation, inbound or outbound.
+
+    ``provider_message_id`` is Twilio's MessageSid or the email Message-ID (a content hash
+    for mail without one); it is unique per channel, which makes replays no-ops.
+    ``rfc_message_id`` is the email Message-ID, stored for inbound and outbound mail alike
+    so that In-Reply-To and References can be matched against every id we stored or sent.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "provider_message_id"),
+        Index("ix_messages_conversation", "conversation_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    direction: Mapped[str] = mapped_column(String(10))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    provider_message_id: Mapped[str | None] = mapped_column(String(998))
+    rfc_message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str | None] = mapped_column(String(998))
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    sender_address: Mapped[str | None] = mapped_column(String(320))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    raw_payload_id: Mapped[int | None] = mapped_column(ForeignKey("raw_payloads.id"))
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    channel: Mapped[Channel] = relationship()
+    contact: Mapped[Contact | None] = relationship()
+    agent: Mapped[Agent | None] = relationship()
+    raw_payload: Mapped[RawPayload | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.id"
+    )
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_id: Mapped[str | None] = mapped_column(String(500))
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # NOTE: bytes live in the database for now; large attachments belong in file storage.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class RawPayload(Base):
+    """An inbound payload exactly as received, kept for audit and re-processing.
+
+    Unique per channel by the SHA-256 of its bytes, so a replayed webhook or re-fetched
+    mail is stored once. A payload that failed to parse keeps the error for an admin.
+    """
+
+    __tablename__ = "raw_payloads"
+    __table_args__ = (UniqueConstraint("channel_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    format: Mapped[str] = mapped_column(String(30))
+    digest: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default=PayloadStatus.PROCESSED.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailboxCheckpoint(Base):
+    """How far a mailbox folder has been imported: (UIDVALIDITY, last committed UID)."""
+
+    __tablename__ = "mailbox_checkpoints"
+    __table_args__ = (UniqueConstraint("channel_id", "folder"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    folder: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutboxItem(Base):
+    """A queued send of one outbound message. Committed together with the message."""
+
+    __tablename__ = "outbox_items"
+    __table_args__ = (Index("ix_outbox_items_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    status: Mapped[str] = mapped_column(String(20), default=OutboxStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # A dispatcher leases the row while it sends; an expired lease means that dispatcher died.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    message: Mapped[Message] = relationship()
+    channel: Mapped[Channel] = relationship()
+
+
+class Event(Base):
+    """A change that agents' browsers must see, published after its transaction commits.
+
+    The autoincrement id is the event id clients use to ask for what they missed.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(50))
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

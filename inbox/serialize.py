@@ -1,0 +1,82 @@
+"""The JSON shape of conversations and messages, shared by the API and Socket.IO events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from inbox.models import Attachment, Conversation, Message
+
+SNIPPET_LENGTH = 160
+
+
+def isoformat(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def make_snippet(text: str) -> str:
+    return " ".join(text.split())[:SNIPPET_LENGTH]
+
+
+def contact_address(conversation: Conversation) -> str:
+    """Return the contact's address on the conversation's channel, or any address it has."""
+    wanted = "email" if conversation.channel.kind == "email" else "phone"
+    identities = conversation.contact.identities
+    for identity in identities:
+        if identity.kind == wanted:
+            return identity.value
+    return identities[0].value if identities else ""
+
+
+def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+    channel = conversation.channel
+    contact = conversation.contact
+    return {
+        "id": conversation.id,
+        "channel": {"id": channel.id, "kind": channel.kind, "name": channel.name},
+        "contact": {
+            "id": contact.id,
+            "name": contact.name,
+            "address": contact_address(conversation),
+        },
+        "subject": conversation.subject,
+        "snippet": conversation.snippet,
+        "status": conversation.status,
+        "unread_count": conversation.unread_count,
+        "last_message_at": isoformat(conversation.last_message_at),
+        "created_at": isoformat(conversation.created_at),
+    }
+
+
+def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "inline": attachment.inline,
+        "url": f"/api/v1/attachments/{attachment.id}",
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    if message.direction == "inbound":
+        contact = message.contact
+        author = {"type": "contact", "id": message.contact_id, "name": contact.name if contact else None}
+    else:
+        agent = message.agent
+        author = {"type": "agent", "id": message.agent_id, "name": agent.name if agent else None}
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "direction": message.direction,
+        "channel_kind": message.channel.kind,
+        "author": author,
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "created_at": isoformat(message.created_at),
+        "delivery_status": message.delivery_status,
+        "error": message.delivery_error,
+        "attachments": [attachment_to_dict(a) for a in message.attachments],
+    }

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions. ``gateway.database.upgrade_database`` runs them."""

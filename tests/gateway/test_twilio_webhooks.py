@@ -1,0 +1,181 @@
+"""Twilio webhooks end to end: signature, ingestion, replay, proxies, status callbacks."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from gateway.simulate import build_message_form
+from inbox.models import Contact, Conversation, Message, RawPayload
+from tests.conftest import TWILIO_AUTH_TOKEN
+
+LOCAL = "http://localhost"
+
+
+def _post_signed(client, path: str, form: dict[str, str], signed_url: str | None = None, **kwargs):
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(signed_url or LOCAL + path, form)
+    return client.post(path, data=form, headers={"X-Twilio-Signature": signature}, **kwargs)
+
+
+def _counts(state) -> tuple[int, int, int, int]:
+    with state.session_factory() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(model))
+            for model in (Conversation, Message, Contact, RawPayload)
+        )
+
+
+def test_signed_webhook_creates_conversation(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "My order has not arrived 📦", "Grace")
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+
+    response = _post_signed(app.test_client(), path, form)
+
+    assert response.status_code == 200
+    assert b"<Response>" in response.data
+    with state.session_factory() as session:
+        message = session.scalar(select(Message))
+        assert message.provider_message_id == form["MessageSid"]
+        assert message.text == "My order has not arrived 📦"
+        assert message.direction == "inbound"
+        assert b"MessageSid=" + form["MessageSid"].encode() in message.raw_payload.body
+        conversation = message.conversation
+        assert conversation.unread_count == 1
+        assert conversation.contact.name == "Grace"
+        assert [(i.kind, i.value) for i in conversation.contact.identities] == [("phone", "+15551230000")]
+
+
+def test_replayed_webhook_changes_nothing(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    client = app.test_client()
+    assert _post_signed(client, path, form).status_code == 200
+    before = _counts(state)
+
+    replay = _post_signed(client, path, form)
+
+    assert replay.status_code == 200
+    assert _counts(state) == before == (1, 1, 1, 1)
+
+
+def test_second_message_joins_open_conversation(app, state, whatsapp_channel):
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    client = app.test_client()
+    for text in ("first", "second"):
+        form = build_message_form(whatsapp_channel, "+15551230000", text, None)
+        assert _post_signed(client, path, form).status_code == 200
+
+    with state.session_factory() as session:
+        conversations = session.scalars(select(Conversation)).all()
+        assert len(conversations) == 1
+        assert [m.text for m in conversations[0].messages] == ["first", "second"]
+        assert conversations[0].unread_count == 2
+
+
+def test_missing_signature_is_rejected_and_stores_nothing(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
+
+    response = app.test_client().post(f"/webhooks/twilio/{whatsapp_channel.id}/messages", data=form)
+
+    assert response.status_code == 403
+    assert _counts(state) == (0, 0, 0, 0)
+
+
+def test_wrong_signature_is_rejected_and_stores_nothing(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    signature = RequestValidator("another-token").compute_signature(LOCAL + path, form)
+
+    response = app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 403
+    assert _counts(state) == (0, 0, 0, 0)
+
+
+def test_tampered_body_is_rejected(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
+
+    response = app.test_client().post(
+        path, data={**form, "Body": "changed"}, headers={"X-Twilio-Signature": signature}
+    )
+
+    assert response.status_code == 403
+    assert _counts(state) == (0, 0, 0, 0)
+
+
+def test_signature_validates_behind_tls_proxy(config, whatsapp_channel):
+    from dataclasses import replace
+
+    from gateway import create_app
+
+    proxied = create_app(replace(config, public_url="https://support.example.com"))
+    form = build_message_form(whatsapp_channel, "+15551230000", "via proxy", None)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    client = proxied.test_client()
+
+    # Twilio signed the public https URL; the request reaches us over plain http.
+    signed_public = _post_signed(client, path, form, signed_url="https://support.example.com" + path)
+    signed_local = _post_signed(client, path, {**form, "MessageSid": "SM" + "1" * 32})
+
+    assert signed_public.status_code == 200
+    assert signed_local.status_code == 403
+
+
+def test_signature_validates_with_query_string(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "with query", None)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages?source=console&x=1"
+
+    ok = _post_signed(app.test_client(), path, form)
+    dropped_query = _post_signed(
+        app.test_client(), path, {**form, "MessageSid": "SM" + "2" * 32},
+        signed_url=LOCAL + path.split("?")[0],
+    )
+
+    assert ok.status_code == 200
+    assert dropped_query.status_code == 403
+
+
+def test_non_whatsapp_sender_is_kept_as_failed_payload(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "plain sms", None)
+    form["From"] = "+15551230000"
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
+
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_payload"
+    with state.session_factory() as session:
+        payload = session.scalar(select(RawPayload))
+        assert payload.status == "failed"
+        assert payload.error
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_unknown_channel_is_not_found(app):
+    response = app.test_client().post("/webhooks/twilio/999/messages", data={"MessageSid": "SM1"})
+    assert response.status_code == 404
+
+
+def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
+    from inbox.replies import create_reply
+
+    client = app.test_client()
+    inbound = build_message_form(whatsapp_channel, "+15551230000", "hi", None)
+    _post_signed(client, f"/webhooks/twilio/{whatsapp_channel.id}/messages", inbound)
+    with state.session_factory() as session:
+        conversation_id = session.scalar(select(Conversation.id))
+        reply = create_reply(session, conversation_id, agent.id, "Hello!")
+        reply.provider_message_id = "SM" + "f" * 32
+        session.commit()
+        reply_id = reply.id
+
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/status"
+    seen = []
+    for status in ("sent", "read", "sent", "delivered"):
+        form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
+        assert _post_signed(client, path, form).status_code == 204
+        with state.session_factory() as session:
+            seen.append(session.get(Message, reply_id).delivery_status)
+
+    assert seen == ["sent", "read", "read", "read"]
