@@ -1,0 +1,194 @@
+"""WhatsApp through Twilio: settings and sending, plus the webhook functions re-exported.
+
+Sending uses the official SDK's Messages API (2010-04-01). Errors are split into
+transient ones (timeouts, connection failures, HTTP 429 and 5xx) that the outbox
+dispatcher retries, and permanent ones (authentication, invalid recipient, any other
+4xx) that it reports to the agent with Twilio's error code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import requests
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from channels.errors import ParseError, PermanentSendError, SendError, TransientSendError
+from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
+from channels.whatsapp.phone import normalize_phone
+from channels.whatsapp.webhooks import (
+    RAW_FORMAT,
+    is_status_callback,
+    parse_inbound,
+    parse_status,
+    twilio_status_to_state,
+    validate_signature,
+)
+
+logger = logging.getLogger(__name__)
+
+# Request errors that come from our own configuration, so a retry cannot fix them.
+_CONFIGURATION_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """The Twilio account and WhatsApp sender that one channel uses."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    # Our WhatsApp sender in E.164, for example "+14155238886".
+    from_number: str
+    # Replaces https://api.twilio.com for every API request, for tests and sandboxes.
+    api_base_url: str | None = None
+    # Connect and read timeout of each API request, in seconds.
+    timeout_seconds: float = 30.0
+
+
+def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendResult:
+    """Send ``message.text`` to ``message.to`` over WhatsApp with Twilio's Messages API.
+
+    Asks for status callbacks at ``message.status_callback_url`` when it is set.
+    Returns Twilio's message sid and the delivery state of the created message.
+
+    Raises TransientSendError on a timeout, a connection failure, HTTP 429 or 5xx, and
+    PermanentSendError on any other Twilio error (``code`` is Twilio's error code),
+    on invalid settings, and on a recipient that is not a phone number.
+    """
+    from_number, to_number = _check_message(settings, message)
+    client = _build_client(settings)
+    create_arguments = {
+        "from_": f"whatsapp:{from_number}",
+        "to": f"whatsapp:{to_number}",
+        "body": message.text,
+    }
+    if message.status_callback_url:
+        create_arguments["status_callback"] = message.status_callback_url
+
+    try:
+        created = client.messages.create(**create_arguments)
+    except (TwilioRestException, TwilioServiceException) as error:
+        raise _error_from_twilio_response(error) from error
+    except _CONFIGURATION_ERRORS as error:
+        raise PermanentSendError(
+            f"invalid Twilio API URL {settings.api_base_url!r}: {error}"
+        ) from error
+    except (requests.RequestException, TwilioException) as error:
+        # NOTE: after a read timeout Twilio may have created the message anyway, so a
+        # retry can deliver it twice. The Messages API offers no idempotency key.
+        raise TransientSendError(f"Twilio request failed: {error}") from error
+    except json.JSONDecodeError as error:
+        # A retry could send a second copy, so this is not marked transient.
+        raise PermanentSendError(
+            "Twilio accepted the request but its response is not valid JSON. "
+            "The message may have been sent"
+        ) from error
+    finally:
+        _close_client(client)
+
+    return _send_result(created.sid, created.status)
+
+
+def _check_message(settings: TwilioSettings, message: OutboundMessage) -> tuple[str, str]:
+    if not settings.account_sid or not settings.auth_token:
+        raise PermanentSendError("missing Twilio account SID or auth token in the channel settings")
+    if settings.timeout_seconds <= 0:
+        raise PermanentSendError(
+            f"invalid Twilio timeout {settings.timeout_seconds!r}: "
+            "expected a positive number of seconds"
+        )
+    if message.to.kind is not AddressKind.PHONE:
+        raise PermanentSendError(
+            f"cannot send WhatsApp to a {message.to.kind.value} address: a phone number is required"
+        )
+    if message.attachments:
+        # TODO: Twilio fetches media from a public MediaUrl, so attachments need hosting first.
+        raise PermanentSendError("attachments are not supported on WhatsApp channels yet")
+    if not message.text:
+        raise PermanentSendError("cannot send an empty WhatsApp message")
+
+    try:
+        from_number = normalize_phone(settings.from_number)
+    except ParseError as error:
+        raise PermanentSendError(
+            f"invalid WhatsApp sender in the channel settings: {error}"
+        ) from error
+    try:
+        to_number = normalize_phone(message.to.value)
+    except ParseError as error:
+        raise PermanentSendError(f"invalid WhatsApp recipient: {error}") from error
+    return from_number, to_number
+
+
+def _build_client(settings: TwilioSettings) -> Client:
+    http_client = TwilioHttpClient(timeout=settings.timeout_seconds)
+    client = Client(settings.account_sid, settings.auth_token, http_client=http_client)
+    if settings.api_base_url:
+        # Every Messages request is built from the Api domain's base_url (twilio 9.x).
+        client.api.base_url = settings.api_base_url.rstrip("/")
+        # With TWILIO_EDGE or TWILIO_REGION in the environment the SDK rewrites the
+        # host name into <product>.<edge>.<region>.twilio.com, which would mangle ours.
+        client.edge = None
+        client.region = None
+    return client
+
+
+def _close_client(client: Client) -> None:
+    session = getattr(client.http_client, "session", None)
+    if session is not None:
+        session.close()
+
+
+def _error_from_twilio_response(
+    error: TwilioRestException | TwilioServiceException,
+) -> SendError:
+    code = str(error.code) if error.code is not None else None
+    if isinstance(error, TwilioServiceException):
+        reason = error.detail or error.title
+    else:
+        reason = error.msg
+    text = f"Twilio returned HTTP {error.status} (error {code}): {reason}"
+    if error.status == 429 or error.status >= 500:
+        return TransientSendError(text, code=code)
+    return PermanentSendError(text, code=code)
+
+
+def _send_result(sid: str | None, status: str | None) -> SendResult:
+    if not sid:
+        # Retrying could send a second copy, so this is not marked transient.
+        raise PermanentSendError(
+            "Twilio accepted the request but returned no message sid. "
+            "The message may have been sent"
+        )
+    state = twilio_status_to_state(status or "")
+    if state is None:
+        # The message exists at Twilio, and raising here would make the dispatcher send it again.
+        logger.warning("Twilio returned unknown status %r for %s, stored as queued", status, sid)
+        state = DeliveryState.QUEUED
+    logger.info("Twilio accepted WhatsApp message %s with status %s", sid, state.value)
+    return SendResult(provider_message_id=sid, status=state)
+
+
+__all__ = [
+    "RAW_FORMAT",
+    "TwilioSettings",
+    "is_status_callback",
+    "normalize_phone",
+    "parse_inbound",
+    "parse_status",
+    "send_whatsapp",
+    "twilio_status_to_state",
+    "validate_signature",
+]

@@ -1,0 +1,283 @@
+"""A Twilio-compatible HTTP server on loopback, for tests of code that uses the twilio SDK.
+
+It implements the part of the REST API (version 2010-04-01) that Switchboard calls:
+creating a message. Requests need HTTP basic auth with the configured account SID and
+auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
+status), so the SDK raises the same TwilioRestException it raises against Twilio.
+Tests point the SDK here through ``TwilioSettings.api_base_url`` or
+``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose.
+
+Usage::
+
+    with TwilioTestServer() as server:
+        settings = TwilioSettings(server.account_sid, server.auth_token, "+14155238886",
+                                  api_base_url=server.base_url)
+        server.fail_next(500, 20500, "Internal Server Error")
+        ...
+        [request] = server.wait_for(1)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+DEFAULT_ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
+DEFAULT_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+
+# The form fields of one request. A field sent several times (MediaUrl) keeps every value.
+FormFields = dict[str, str | list[str]]
+
+
+class TwilioTestServer:
+    """A threaded Twilio API server on 127.0.0.1 and a free port.
+
+    ``requests`` lists the form fields of every authenticated message request in
+    arrival order, including those that got an injected or validation error.
+    ``messages`` lists the message resources the server created.
+    """
+
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        *,
+        initial_status: str = "queued",
+    ):
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.initial_status = initial_status
+
+        self._condition = threading.Condition()
+        self._requests: list[FormFields] = []
+        self._messages: list[dict[str, Any]] = []
+        self._failures: deque[tuple[int, int, str]] = deque()
+
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url: str | None = None
+
+        # One rule and one handler per API resource. Media downloads for inbound
+        # MediaUrl links belong here as a further rule when tests need them.
+        self._url_map = Map(
+            [
+                Rule(
+                    f"/{API_VERSION}/Accounts/<account_sid>/Messages.json",
+                    methods=["POST"],
+                    endpoint="create_message",
+                ),
+            ]
+        )
+        self._handlers: dict[str, Callable[..., Response]] = {
+            "create_message": self._create_message,
+        }
+
+    # Lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL, such as ``http://127.0.0.1:40123``, which stays set after stop()."""
+        if self._base_url is None:
+            raise RuntimeError("TwilioTestServer is not started: call start() first")
+        return self._base_url
+
+    def start(self) -> TwilioTestServer:
+        """Start serving on 127.0.0.1 and a free port in a background thread, and return self."""
+        if self._server is not None:
+            raise RuntimeError("TwilioTestServer is already running")
+        self._server = make_server(
+            "127.0.0.1", 0, self._wsgi_app, threaded=True, request_handler=_LoggingRequestHandler
+        )
+        self._base_url = f"http://127.0.0.1:{self._server.server_port}"
+        # A short poll interval keeps stop() fast: shutdown() waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="twilio-test-server",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket, so new connections are refused."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        assert self._thread is not None
+        self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> TwilioTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # Test controls
+
+    @property
+    def requests(self) -> list[FormFields]:
+        """A copy of the recorded request forms, oldest first."""
+        with self._condition:
+            return list(self._requests)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """A copy of the created message resources, oldest first."""
+        with self._condition:
+            return list(self._messages)
+
+    def fail_next(self, status: int, code: int, message: str, times: int = 1) -> None:
+        """Make the next ``times`` authenticated message requests fail with a Twilio error.
+
+        ``status`` is the HTTP status (500, 429, 400, ...) and ``code`` Twilio's error
+        code, such as 21211 for an invalid To number.
+        """
+        with self._condition:
+            self._failures.extend([(status, code, message)] * times)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[FormFields]:
+        """Wait until at least ``count`` requests are recorded and return a copy of them.
+
+        Raises TimeoutError when fewer arrive within ``timeout`` seconds.
+        """
+        with self._condition:
+            arrived = self._condition.wait_for(lambda: len(self._requests) >= count, timeout)
+            if not arrived:
+                raise TimeoutError(
+                    f"expected {count} Twilio API requests within {timeout} s, "
+                    f"got {len(self._requests)}"
+                )
+            return list(self._requests)
+
+    # Request handling
+
+    def _wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        response = self._dispatch(request)
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        authorization = request.authorization
+        if (
+            authorization is None
+            or authorization.type != "basic"
+            or authorization.username != self.account_sid
+            or authorization.password != self.auth_token
+        ):
+            response = _error_response(401, 20003, "Authenticate")
+            response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+            return response
+
+        adapter = self._url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, arguments = adapter.match()
+        except HTTPException as error:
+            return _error_response(
+                error.code or 404, 20404, f"The requested resource {request.path} was not found"
+            )
+        if arguments.get("account_sid") != self.account_sid:
+            return _error_response(
+                404, 20404, f"The requested resource {request.path} was not found"
+            )
+        return self._handlers[endpoint](request, **arguments)
+
+    def _create_message(self, request: Request, account_sid: str) -> Response:
+        form = _form_fields(request)
+        with self._condition:
+            self._requests.append(form)
+            failure = self._failures.popleft() if self._failures else None
+            self._condition.notify_all()
+        if failure is not None:
+            return _error_response(*failure)
+
+        # The same checks, in the same order, as Twilio's Messages API.
+        if not form.get("To"):
+            return _error_response(400, 21604, "A 'To' phone number is required.")
+        if not (form.get("From") or form.get("MessagingServiceSid")):
+            return _error_response(400, 21603, "A 'From' phone number is required.")
+        if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
+            return _error_response(400, 21602, "Message body is required.")
+
+        resource = self._message_resource(account_sid, form)
+        with self._condition:
+            self._messages.append(resource)
+        return _json_response(201, resource)
+
+    def _message_resource(self, account_sid: str, form: FormFields) -> dict[str, Any]:
+        sid = "SM" + secrets.token_hex(16)
+        now = format_datetime(datetime.now(timezone.utc))
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
+        media_urls = form.get("MediaUrl") or []
+        return {
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": form.get("Body", ""),
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "num_media": str(1 if isinstance(media_urls, str) else len(media_urls)),
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": self.initial_status,
+            "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+            "to": form.get("To"),
+            "uri": uri,
+        }
+
+
+def _form_fields(request: Request) -> FormFields:
+    fields: FormFields = {}
+    for name in request.form.keys():
+        values = request.form.getlist(name)
+        fields[name] = values[0] if len(values) == 1 else values
+    return fields
+
+
+def _json_response(status: int, payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def _error_response(status: int, code: int, message: str) -> Response:
+    return _json_response(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+    )
+
+
+class _LoggingRequestHandler(WSGIRequestHandler):
+    """Request handler that logs werkzeug's per-request lines at debug level."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = logging.ERROR if type == "error" else logging.DEBUG
+        logger.log(level, message, *args)
