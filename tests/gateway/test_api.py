@@ -1,0 +1,171 @@
+"""The JSON API: authentication on every route, CSRF, pagination, replies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from gateway.openapi import OPENAPI
+from gateway.simulate import build_message_form
+from tests.conftest import TWILIO_AUTH_TOKEN, login
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def _routes() -> list[tuple[str, str]]:
+    return [
+        (method.upper(), "/api/v1" + _concrete(path))
+        for path, operations in OPENAPI["paths"].items()
+        for method in operations
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), _routes())
+def test_every_documented_route_requires_credentials(app, method, path):
+    response = app.test_client().open(path, method=method, json={})
+
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_every_api_rule_is_documented(app):
+    documented = {"/api/v1" + path for path in OPENAPI["paths"]}
+    rules = {
+        re.sub(r"<(?:int:)?([^>]+)>", r"{\1}", rule.rule).replace("{conversation_id}", "{id}")
+        .replace("{attachment_id}", "{id}").replace("{payload_id}", "{id}")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
+    }
+    assert rules == documented
+
+
+def test_invalid_bearer_token_is_refused(app, agent):
+    response = app.test_client().get("/api/v1/conversations", headers={"Authorization": "Bearer sbt_wrong"})
+    assert response.status_code == 401
+
+
+def test_inbox_page_redirects_anonymous_to_login(app):
+    response = app.test_client().get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_wrong_password_is_refused(app, agent):
+    client = app.test_client()
+    client.get("/login")
+    with client.session_transaction() as flask_session:
+        token = flask_session["csrf_token"]
+    response = client.post("/login", data={"email": agent.email, "password": "wrong password", "csrf_token": token})
+    assert response.status_code == 401
+    assert client.get("/api/v1/me").status_code == 401
+
+
+def test_login_without_csrf_token_is_refused(app, agent):
+    from tests.conftest import AGENT_PASSWORD
+
+    response = app.test_client().post("/login", data={"email": agent.email, "password": AGENT_PASSWORD})
+    assert response.status_code == 400
+
+
+def test_login_does_not_redirect_off_site(app, agent):
+    from tests.conftest import AGENT_PASSWORD
+
+    client = app.test_client()
+    client.get("/login")
+    with client.session_transaction() as flask_session:
+        token = flask_session["csrf_token"]
+    response = client.post(
+        "/login",
+        data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": token, "next": "//evil.example/"},
+    )
+    assert response.headers["Location"] == "/"
+
+
+def _inbound(app, channel, sender="+15551230000", text="hello"):
+    form = build_message_form(channel, sender, text, None)
+    path = f"/webhooks/twilio/{channel.id}/messages"
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature("http://localhost" + path, form)
+    assert app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature}).status_code == 200
+
+
+def test_session_write_without_csrf_header_is_refused(app, agent, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    client = app.test_client()
+    login(client)
+
+    response = client.post("/api/v1/conversations/1/messages", json={"text": "hi"})
+
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "csrf_failed"
+
+
+def test_reply_with_session_and_csrf_is_queued(app, agent, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    client = app.test_client()
+    csrf = login(client)
+
+    response = client.post("/api/v1/conversations/1/messages", json={"text": "On it!"}, headers={"X-CSRF-Token": csrf})
+
+    assert response.status_code == 201
+    assert response.json["delivery_status"] == "queued"
+    assert response.json["author"] == {"type": "agent", "id": agent.id, "name": agent.name}
+    thread = client.get("/api/v1/conversations/1").json
+    assert [m["text"] for m in thread["messages"]] == ["hello", "On it!"]
+
+
+def test_empty_reply_is_invalid(app, api_token, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    response = app.test_client().post(
+        "/api/v1/conversations/1/messages", json={"text": "   "}, headers={"Authorization": f"Bearer {api_token}"}
+    )
+    assert response.status_code == 400
+    assert response.json["error"] == {"code": "invalid", "message": "The reply is empty.", "field": "text"}
+
+
+def test_conversations_page_newest_first_with_cursor(app, api_token, whatsapp_channel):
+    for index in range(5):
+        _inbound(app, whatsapp_channel, sender=f"+1555123000{index}", text=f"message {index}")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_token}"}
+
+    first = client.get("/api/v1/conversations?limit=2", headers=headers).json
+    second = client.get(f"/api/v1/conversations?limit=2&cursor={first['next_cursor']}", headers=headers).json
+    third = client.get(f"/api/v1/conversations?limit=2&cursor={second['next_cursor']}", headers=headers).json
+
+    snippets = [c["snippet"] for page in (first, second, third) for c in page["items"]]
+    assert snippets == [f"message {i}" for i in (4, 3, 2, 1, 0)]
+    assert third["next_cursor"] is None
+
+
+def test_bad_cursor_and_limit_are_invalid(app, api_token):
+    headers = {"Authorization": f"Bearer {api_token}"}
+    client = app.test_client()
+    assert client.get("/api/v1/conversations?cursor=!!!", headers=headers).json["error"]["field"] == "cursor"
+    assert client.get("/api/v1/conversations?limit=0", headers=headers).json["error"]["field"] == "limit"
+    assert client.get("/api/v1/conversations?limit=x", headers=headers).status_code == 400
+
+
+def test_missing_conversation_is_not_found(app, api_token):
+    response = app.test_client().get("/api/v1/conversations/404", headers={"Authorization": f"Bearer {api_token}"})
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+def test_payloads_need_admin_role(app, api_token):
+    response = app.test_client().get("/api/v1/payloads", headers={"Authorization": f"Bearer {api_token}"})
+    assert response.status_code == 403
+
+
+def test_read_resets_unread_count(app, api_token, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_token}"}
+    assert client.get("/api/v1/conversations/1", headers=headers).json["unread_count"] == 1
+
+    assert client.post("/api/v1/conversations/1/read", headers=headers).status_code == 204
+
+    assert client.get("/api/v1/conversations/1", headers=headers).json["unread_count"] == 0
