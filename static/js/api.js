@@ -1,0 +1,102 @@
+// JSON client for the Switchboard API under /api/v1.
+
+/** An API request that failed, with the server's error code and message when it sent them. */
+export class ApiError extends Error {
+  constructor(status, code, message, field = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+export class ApiClient {
+  /**
+   * @param {object} options
+   * @param {string} options.root URL prefix of the API, such as "/api/v1".
+   * @param {string} options.csrfToken Token sent in the X-CSRF-Token header of every POST.
+   * @param {string} options.loginUrl Page to send the browser to when the session has expired.
+   */
+  constructor({ root, csrfToken, loginUrl }) {
+    this.root = root.replace(/\/$/, '');
+    this.csrfToken = csrfToken;
+    this.loginUrl = loginUrl;
+    this.redirecting = false;
+  }
+
+  listConversations({ limit = 50, cursor = null } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set('cursor', cursor);
+    return this.request('GET', `/conversations?${query}`);
+  }
+
+  getConversation(id) {
+    return this.request('GET', `/conversations/${encodeURIComponent(id)}`);
+  }
+
+  sendMessage(conversationId, text) {
+    return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, { text });
+  }
+
+  markRead(conversationId) {
+    return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/read`);
+  }
+
+  /**
+   * Send one request and return the decoded JSON body (null for 204).
+   * Throws ApiError on a network failure or a 4xx/5xx response. A 401 also sends the browser
+   * to the login page, with the current page as the place to return to.
+   */
+  async request(method, path, body = undefined) {
+    const headers = { Accept: 'application/json' };
+    const init = { method, headers, credentials: 'same-origin' };
+    if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = this.csrfToken;
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+
+    let response;
+    try {
+      response = await fetch(`${this.root}${path}`, init);
+    } catch {
+      throw new ApiError(0, 'network_error', 'Could not reach the server. Check the connection and try again.');
+    }
+
+    if (response.status === 401) {
+      this.redirectToLogin();
+      throw new ApiError(401, 'unauthorized', 'The session has expired. Redirecting to the sign-in page…');
+    }
+    if (response.status === 204) return null;
+
+    const data = await readJson(response);
+    if (!response.ok) {
+      const error = data && typeof data.error === 'object' ? data.error : null;
+      throw new ApiError(
+        response.status,
+        error?.code ?? `http_${response.status}`,
+        error?.message ?? `The server returned ${response.status} ${response.statusText}.`.replace(' .', '.'),
+        error?.field ?? null,
+      );
+    }
+    return data;
+  }
+
+  redirectToLogin() {
+    if (this.redirecting) return;
+    this.redirecting = true;
+    const next = `${window.location.pathname}${window.location.search}${window.location.hash}`;
+    window.location.assign(`${this.loginUrl}?next=${encodeURIComponent(next)}`);
+  }
+}
+
+async function readJson(response) {
+  const type = response.headers.get('Content-Type') ?? '';
+  if (!type.includes('json')) return null;
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,513 @@
+// The inbox controller: stores the conversations and cached threads, loads pages, applies live
+// events, and tells the views what to draw.
+
+import { ApiClient } from './api.js';
+import { Composer } from './composer.js';
+import { ConversationList } from './conversation-list.js';
+import { isEditableTarget } from './dom.js';
+import { channelLabel, contactDisplayName, formatRelative, formatFullTimestamp, parseTimestamp } from './format.js';
+import { LiveConnection } from './live.js';
+import { ThreadView } from './thread.js';
+
+const PAGE_SIZE = 50;
+// Holding j or k moves the selection at key-repeat speed, so the thread loads only once it rests.
+const OPEN_DELAY_MS = 120;
+const TIME_REFRESH_MS = 30 * 1000;
+const SESSION_CHECK_INTERVAL_MS = 30 * 1000;
+const ANNOUNCED_TEXT_LENGTH = 120;
+const HASH_PREFIX = '#conversation=';
+
+// A fetched snapshot or a POST response can be older than a message.updated event that arrived
+// first, so they never move a delivery status back. Events arrive in order and always apply.
+const DELIVERY_RANK = { queued: 1, sent: 2, failed: 3, undelivered: 3, delivered: 4, read: 5 };
+
+export class InboxApp {
+  constructor(root) {
+    const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+    this.root = root;
+    this.api = new ApiClient({ root: root.dataset.apiRoot, csrfToken, loginUrl: root.dataset.loginUrl });
+
+    this.conversations = new Map();
+    this.order = [];
+    this.nextCursor = null;
+    this.listReady = false;
+    this.loadingMore = false;
+    this.loadMoreError = null;
+    this.selectedId = null;
+    this.threads = new Map();
+    this.openSequence = 0;
+    this.openTimer = null;
+    this.readsInFlight = new Set();
+    this.pendingEvents = [];
+    this.lastSessionCheck = 0;
+
+    this.announcer = document.getElementById('announcer');
+    this.banner = document.getElementById('connection-banner');
+    this.liveIndicator = document.getElementById('live-indicator');
+
+    this.list = new ConversationList(document.getElementById('conversation-list'), {
+      onSelect: (id) => this.select(id),
+      onLoadMore: () => this.loadMore(),
+      onRetry: () => this.loadFirstPage(),
+    });
+    this.thread = new ThreadView(document.getElementById('thread'), {
+      onRetry: () => this.openConversation(this.selectedId),
+      onBack: () => this.deselect(),
+    });
+    this.composer = new Composer(this.thread.composerHost, {
+      onSend: (conversationId, text) => this.sendReply(conversationId, text),
+      onEscape: () => this.list.focus(),
+    });
+    this.live = new LiveConnection({
+      path: root.dataset.socketPath,
+      onEvent: (name, payload) => this.receiveEvent(name, payload),
+      onStatus: (status) => this.showConnectionStatus(status),
+      onRejected: () => this.checkSession(),
+      onResync: () => this.resync(),
+    });
+  }
+
+  start() {
+    this.bindShortcuts();
+    document.addEventListener('visibilitychange', () => this.markSelectedReadIfNeeded());
+    window.setInterval(() => refreshRelativeTimes(document), TIME_REFRESH_MS);
+
+    // Subscribe before the first page is fetched. Events that arrive meanwhile wait in
+    // pendingEvents and are applied on top of the page.
+    this.live.start();
+    this.thread.showPlaceholder('none');
+    this.loadFirstPage();
+  }
+
+  // ---- Loading ---------------------------------------------------------------------------
+
+  async loadFirstPage() {
+    this.list.showLoading();
+    try {
+      const page = await this.api.listConversations({ limit: PAGE_SIZE });
+      this.conversations.clear();
+      for (const conversation of page.items ?? []) this.conversations.set(conversation.id, conversation);
+      this.nextCursor = page.next_cursor ?? null;
+      this.listReady = true;
+    } catch (error) {
+      if (!this.api.redirecting) this.list.showError(error.message);
+      return;
+    }
+
+    const pending = this.pendingEvents;
+    this.pendingEvents = [];
+    for (const { name, payload } of pending) this.applyEvent(name, payload);
+    this.renderList();
+
+    const requested = conversationIdFromHash();
+    if (requested !== null && this.selectedId === null) this.select(requested, { immediate: true });
+    else if (this.selectedId === null) this.showThreadPlaceholder();
+  }
+
+  /** Reload the first page and the open thread after the server skipped a replay. */
+  async resync() {
+    if (!this.listReady) return;
+    try {
+      const page = await this.api.listConversations({ limit: PAGE_SIZE });
+      for (const conversation of page.items ?? []) this.mergeConversation(conversation, { insert: true });
+      this.nextCursor = page.next_cursor ?? null;
+    } catch {
+      // The list stays as it was until the next event or a reload brings it up to date.
+    }
+    for (const id of [...this.threads.keys()]) {
+      if (id !== this.selectedId) this.threads.delete(id);
+    }
+    this.renderList();
+    if (this.selectedId !== null) this.openConversation(this.selectedId);
+  }
+
+  async loadMore() {
+    if (!this.listReady || this.loadingMore || !this.nextCursor) return;
+    this.loadingMore = true;
+    this.loadMoreError = null;
+    this.renderList();
+
+    try {
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, cursor: this.nextCursor });
+      // A conversation may already be here, moved up by a live event: keep the newer copy.
+      for (const conversation of page.items ?? []) {
+        if (this.conversations.has(conversation.id)) this.mergeConversation(conversation);
+        else this.conversations.set(conversation.id, conversation);
+      }
+      this.nextCursor = page.next_cursor ?? null;
+    } catch (error) {
+      this.loadMoreError = `Could not load more: ${error.message}`;
+    } finally {
+      this.loadingMore = false;
+      this.renderList();
+    }
+  }
+
+  async openConversation(id) {
+    if (id === null) return;
+    const sequence = ++this.openSequence;
+    const cache = this.threadCache(id);
+    if (!cache.complete) this.thread.showLoading();
+
+    let detail;
+    try {
+      detail = await this.api.getConversation(id);
+    } catch (error) {
+      if (sequence !== this.openSequence || this.api.redirecting) return;
+      if (cache.complete) this.announce(`Could not refresh the conversation: ${error.message}`);
+      else this.thread.showError(error.message);
+      return;
+    }
+    if (sequence !== this.openSequence) return;
+
+    const { messages = [], ...conversation } = detail;
+    for (const message of messages) mergeIntoCache(cache, message);
+    cache.complete = true;
+
+    this.mergeConversation(conversation, { insert: true });
+    this.renderList();
+    this.renderThread();
+    this.markSelectedReadIfNeeded();
+  }
+
+  // ---- Selection -------------------------------------------------------------------------
+
+  /** Select a conversation: highlight it at once, then load its thread after a short rest. */
+  select(id, { immediate = false } = {}) {
+    if (id === null || id === undefined) return;
+    this.composer.saveDraft();
+    this.selectedId = id;
+    this.list.setSelected(id);
+    this.root.classList.add('app--thread-open');
+    window.history.replaceState(null, '', `${HASH_PREFIX}${id}`);
+
+    const conversation = this.conversations.get(id);
+    if (conversation) {
+      this.thread.showConversation(conversation);
+      this.composer.setConversation(conversation);
+    } else {
+      // Opened from the address bar and not on a loaded page: the header fills in once it loads.
+      this.thread.showUnknown(id);
+      this.composer.setConversation(null);
+    }
+    const cache = this.threads.get(id);
+    if (conversation && cache?.complete) this.renderThread({ scrollToEnd: true });
+    else this.thread.showLoading();
+
+    window.clearTimeout(this.openTimer);
+    this.openTimer = window.setTimeout(() => this.openConversation(id), immediate ? 0 : OPEN_DELAY_MS);
+    this.updateTitle();
+  }
+
+  deselect() {
+    this.composer.saveDraft();
+    this.selectedId = null;
+    this.openSequence += 1;
+    window.clearTimeout(this.openTimer);
+    this.list.setSelected(null);
+    this.root.classList.remove('app--thread-open');
+    window.history.replaceState(null, '', window.location.pathname + window.location.search);
+    this.showThreadPlaceholder();
+    this.list.focus();
+  }
+
+  moveSelection(step) {
+    const id = this.list.neighbourId(step);
+    if (id !== null && id !== this.selectedId) this.select(id);
+    this.list.focus();
+  }
+
+  // ---- Actions ---------------------------------------------------------------------------
+
+  async sendReply(conversationId, text) {
+    const message = await this.api.sendMessage(conversationId, text);
+    if (!message || typeof message !== 'object') return;
+
+    this.storeMessage(message);
+    const conversation = this.conversations.get(conversationId);
+    if (conversation && parseTimestamp(message.created_at) >= parseTimestamp(conversation.last_message_at)) {
+      this.mergeConversation({ ...conversation, snippet: message.text, last_message_at: message.created_at });
+      this.renderList();
+    }
+    if (this.selectedId === conversationId) this.renderThread({ scrollToEnd: true });
+  }
+
+  markSelectedReadIfNeeded() {
+    const id = this.selectedId;
+    const conversation = this.conversations.get(id);
+    if (!conversation || !this.threads.get(id)?.complete) return;
+    if (document.visibilityState !== 'visible' || !(conversation.unread_count > 0)) return;
+    if (this.readsInFlight.has(id)) return;
+
+    // The count drops at once, and the server's conversation.updated confirms it.
+    this.readsInFlight.add(id);
+    this.conversations.set(id, { ...conversation, unread_count: 0 });
+    this.renderList();
+    this.api.markRead(id)
+      .catch(() => {
+        // NOTE: a failed read receipt is not retried. The count comes back with the next update.
+      })
+      .finally(() => this.readsInFlight.delete(id));
+  }
+
+  async checkSession() {
+    // A rejected socket usually means the session expired; any API call then redirects on 401.
+    const now = Date.now();
+    if (now - this.lastSessionCheck < SESSION_CHECK_INTERVAL_MS) return;
+    this.lastSessionCheck = now;
+    try {
+      await this.api.listConversations({ limit: 1 });
+    } catch {
+      // The banner already shows the connection problem.
+    }
+  }
+
+  // ---- Live events -----------------------------------------------------------------------
+
+  receiveEvent(name, payload) {
+    if (!this.listReady) {
+      this.pendingEvents.push({ name, payload });
+      return;
+    }
+    this.applyEvent(name, payload);
+    this.renderList();
+    if (this.selectedId !== null) this.renderThread();
+    this.markSelectedReadIfNeeded();
+  }
+
+  applyEvent(name, payload) {
+    switch (name) {
+      case 'conversation.created':
+      case 'conversation.updated':
+        if (payload.conversation) this.mergeConversation(payload.conversation, { insert: true });
+        break;
+      case 'message.created':
+        this.applyMessageCreated(payload);
+        break;
+      case 'message.updated':
+        if (payload.message) this.applyMessageUpdated(payload.message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  applyMessageCreated({ message, conversation }) {
+    if (conversation) this.mergeConversation(conversation, { insert: true });
+    if (!message) return;
+    this.storeMessage(message, { fromEvent: true });
+
+    if (message.direction === 'inbound') {
+      const known = this.conversations.get(message.conversation_id) ?? conversation;
+      const who = contactDisplayName(known?.contact);
+      const text = (message.subject && message.channel_kind === 'email' ? message.subject : message.text) || '';
+      this.announce(`New ${channelLabel(message.channel_kind)} message from ${who}: ${truncate(text, ANNOUNCED_TEXT_LENGTH)}`);
+    }
+  }
+
+  applyMessageUpdated(message) {
+    const cache = this.threads.get(message.conversation_id);
+    const previous = cache?.messages.get(message.id);
+    this.storeMessage(message, { fromEvent: true });
+
+    const failed = message.delivery_status === 'failed' || message.delivery_status === 'undelivered';
+    if (failed && previous?.delivery_status !== message.delivery_status) {
+      const who = contactDisplayName(this.conversations.get(message.conversation_id)?.contact);
+      this.announce(`Reply to ${who} was not delivered: ${message.error || 'no reason given'}`);
+    }
+  }
+
+  // ---- State -----------------------------------------------------------------------------
+
+  /**
+   * Store a conversation from the API or an event. Ones not loaded yet are added only when they
+   * sort above the end of the loaded pages; the others arrive with their page.
+   */
+  mergeConversation(conversation, { insert = false } = {}) {
+    const existing = this.conversations.get(conversation.id);
+    if (!existing) {
+      const shouldInsert = insert && (this.belongsToLoadedRange(conversation) || conversation.id === this.selectedId);
+      if (!shouldInsert) return;
+      this.conversations.set(conversation.id, conversation);
+    } else {
+      const older = parseTimestamp(conversation.last_message_at) < parseTimestamp(existing.last_message_at);
+      // A page fetched before a live event must not undo it, so only a newer copy replaces it.
+      this.conversations.set(conversation.id, older ? existing : { ...existing, ...conversation });
+    }
+
+    if (conversation.id === this.selectedId) {
+      const current = this.conversations.get(conversation.id);
+      this.thread.updateHeader(current);
+      this.composer.setConversation(current);
+    }
+  }
+
+  belongsToLoadedRange(conversation) {
+    if (!this.nextCursor) return true;
+    const last = this.conversations.get(this.order[this.order.length - 1]);
+    return !last || parseTimestamp(conversation.last_message_at) >= parseTimestamp(last.last_message_at);
+  }
+
+  threadCache(id) {
+    let cache = this.threads.get(id);
+    if (!cache) {
+      cache = { messages: new Map(), complete: false };
+      this.threads.set(id, cache);
+    }
+    return cache;
+  }
+
+  storeMessage(message, { fromEvent = false } = {}) {
+    const cache = this.threads.get(message.conversation_id);
+    // A conversation that was never opened has no cache; it loads in full when opened.
+    if (cache) mergeIntoCache(cache, message, { fromEvent });
+  }
+
+  // ---- Drawing ---------------------------------------------------------------------------
+
+  renderList() {
+    if (!this.listReady) return;
+    const sorted = [...this.conversations.values()].sort(compareConversations);
+    this.order = sorted.map((conversation) => conversation.id);
+    this.list.render(sorted, {
+      selectedId: this.selectedId,
+      hasMore: Boolean(this.nextCursor),
+      loadingMore: this.loadingMore,
+      loadMoreError: this.loadMoreError,
+    });
+    if (this.selectedId === null) this.showThreadPlaceholder();
+    this.updateTitle();
+  }
+
+  renderThread({ scrollToEnd = false } = {}) {
+    const conversation = this.conversations.get(this.selectedId);
+    const cache = this.threads.get(this.selectedId);
+    if (!conversation || !cache?.complete) return;
+
+    this.thread.showConversation(conversation);
+    this.composer.setConversation(conversation);
+    const messages = [...cache.messages.values()].sort(compareMessages);
+    this.thread.renderMessages(conversation, messages, { scrollToEnd });
+  }
+
+  showThreadPlaceholder() {
+    this.thread.showPlaceholder(this.listReady && this.conversations.size === 0 ? 'empty' : 'none');
+  }
+
+  updateTitle() {
+    let unread = 0;
+    for (const conversation of this.conversations.values()) unread += Number(conversation.unread_count) || 0;
+    document.title = unread > 0 ? `(${unread}) Inbox · Switchboard` : 'Inbox · Switchboard';
+  }
+
+  showConnectionStatus(status) {
+    const labels = { connecting: 'Connecting…', live: 'Live', offline: 'Offline', unavailable: 'No live updates' };
+    this.liveIndicator.className = `live live--${status}`;
+    this.liveIndicator.querySelector('.live__label').textContent = labels[status];
+    this.liveIndicator.title = status === 'live'
+      ? 'New messages and status changes appear as they happen.'
+      : 'New messages appear once the connection is back.';
+
+    if (status === 'offline') {
+      this.banner.textContent = 'Disconnected — retrying…';
+      this.banner.hidden = false;
+    } else if (status === 'unavailable') {
+      this.banner.textContent = 'Live updates are unavailable because the Socket.IO client did not load. Reload the page to try again.';
+      this.banner.hidden = false;
+    } else if (status === 'live') {
+      this.banner.hidden = true;
+    }
+  }
+
+  announce(text) {
+    // Clearing first makes screen readers read a repeated message again.
+    this.announcer.textContent = '';
+    window.requestAnimationFrame(() => { this.announcer.textContent = text; });
+  }
+
+  // ---- Keyboard --------------------------------------------------------------------------
+
+  bindShortcuts() {
+    const dialog = document.getElementById('shortcuts-dialog');
+    document.getElementById('shortcuts-button')?.addEventListener('click', () => dialog?.showModal());
+    dialog?.addEventListener('click', (event) => {
+      if (event.target === dialog || event.target.closest('[data-close-dialog]')) dialog.close();
+    });
+
+    document.addEventListener('keydown', (event) => {
+      if (event.defaultPrevented || event.isComposing) return;
+      if (event.altKey || event.ctrlKey || event.metaKey) return;
+      if (isEditableTarget(event.target) || dialog?.open) return;
+
+      switch (event.key) {
+        case 'j':
+          event.preventDefault();
+          this.moveSelection(1);
+          break;
+        case 'k':
+          event.preventDefault();
+          this.moveSelection(-1);
+          break;
+        case 'r':
+          if (this.selectedId === null) return;
+          event.preventDefault();
+          this.composer.focus();
+          break;
+        case '?':
+          event.preventDefault();
+          dialog?.showModal();
+          break;
+        case 'Escape':
+          if (this.selectedId !== null && window.matchMedia('(max-width: 760px)').matches) this.deselect();
+          break;
+        default:
+          break;
+      }
+    });
+  }
+}
+
+function mergeIntoCache(cache, message, { fromEvent = false } = {}) {
+  const existing = cache.messages.get(message.id);
+  if (!existing) {
+    cache.messages.set(message.id, message);
+    return;
+  }
+  const keepStatus = !fromEvent
+    && (DELIVERY_RANK[existing.delivery_status] ?? 0) > (DELIVERY_RANK[message.delivery_status] ?? 0);
+  cache.messages.set(message.id, keepStatus
+    ? { ...existing, ...message, delivery_status: existing.delivery_status, error: existing.error }
+    : { ...existing, ...message });
+}
+
+function compareConversations(a, b) {
+  const difference = (parseTimestamp(b.last_message_at) || 0) - (parseTimestamp(a.last_message_at) || 0);
+  return difference !== 0 ? difference : b.id - a.id;
+}
+
+function compareMessages(a, b) {
+  const difference = (parseTimestamp(a.created_at) || 0) - (parseTimestamp(b.created_at) || 0);
+  return difference !== 0 ? difference : a.id - b.id;
+}
+
+function conversationIdFromHash() {
+  if (!window.location.hash.startsWith(HASH_PREFIX)) return null;
+  const id = Number(window.location.hash.slice(HASH_PREFIX.length));
+  return Number.isInteger(id) && id > 0 ? id : null;
+}
+
+function truncate(text, length) {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > length ? `${flat.slice(0, length - 1)}…` : flat;
+}
+
+/** Rewrite every relative time under `root` from its datetime attribute. */
+function refreshRelativeTimes(root) {
+  const now = Date.now();
+  for (const element of root.querySelectorAll('time[data-relative]')) {
+    const iso = element.getAttribute('datetime');
+    element.textContent = formatRelative(iso, now);
+    if (!element.title) element.title = formatFullTimestamp(iso);
+  }
+}
+

@@ -1,0 +1,261 @@
+// The conversation list: a listbox whose selection follows the keyboard focus.
+
+import { h, icon, replaceChildren } from './dom.js';
+import { avatarHue, channelLabel, contactDisplayName, formatFullTimestamp, formatRelative, initials } from './format.js';
+
+const OPTION_ID_PREFIX = 'conversation-option-';
+const SKELETON_ROWS = 7;
+
+export class ConversationList {
+  /**
+   * @param {HTMLElement} container Scrollable element that receives the list.
+   * @param {object} handlers
+   * @param {(id: number) => void} handlers.onSelect Called when the agent picks a conversation.
+   * @param {() => void} handlers.onLoadMore Called when the end of the list scrolls into view.
+   * @param {() => void} handlers.onRetry Called by the "Try again" button of the error state.
+   */
+  constructor(container, { onSelect, onLoadMore, onRetry }) {
+    this.container = container;
+    this.onSelect = onSelect;
+    this.onLoadMore = onLoadMore;
+    this.onRetry = onRetry;
+    this.options = new Map();
+    this.signatures = new Map();
+    this.order = [];
+    this.selectedId = null;
+    this.hasMore = false;
+    this.loadingMore = false;
+
+    this.listbox = h('ul', {
+      class: 'conversation-list',
+      role: 'listbox',
+      tabindex: '0',
+      'aria-label': 'Conversations',
+      onKeydown: (event) => this.handleKeydown(event),
+      onClick: (event) => this.handleClick(event),
+    });
+    this.footer = h('div', { class: 'list-footer' });
+
+    this.observer = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting) && this.hasMore && !this.loadingMore) this.onLoadMore();
+    }, { root: container, rootMargin: '200px 0px' });
+    this.observer.observe(this.footer);
+  }
+
+  showLoading() {
+    const rows = Array.from({ length: SKELETON_ROWS }, () =>
+      h('li', { class: 'skeleton-row' },
+        h('span', { class: 'skeleton skeleton--avatar' }),
+        h('span', { class: 'skeleton-lines' },
+          h('span', { class: 'skeleton skeleton--line' }),
+          h('span', { class: 'skeleton skeleton--line skeleton--short' }))));
+    replaceChildren(this.container,
+      h('ul', { class: 'skeleton-list', 'aria-hidden': 'true' }, rows),
+      h('p', { class: 'visually-hidden', role: 'status' }, 'Loading conversations…'));
+  }
+
+  showError(message) {
+    replaceChildren(this.container, h('div', { class: 'state state--error', role: 'alert' },
+      icon('alert', 'state__icon'),
+      h('p', { class: 'state__title' }, 'Could not load conversations'),
+      h('p', { class: 'state__text' }, message),
+      h('button', { type: 'button', class: 'button', onClick: () => this.onRetry() }, 'Try again')));
+  }
+
+  /**
+   * Show `conversations` in the given order, reusing the option element of each id.
+   * @param {object[]} conversations
+   * @param {object} view
+   * @param {number|null} view.selectedId
+   * @param {boolean} view.hasMore Another page can be loaded.
+   * @param {boolean} view.loadingMore A page is being loaded.
+   * @param {string|null} view.loadMoreError Message of the last failed page load.
+   */
+  render(conversations, { selectedId, hasMore, loadingMore, loadMoreError }) {
+    this.hasMore = hasMore;
+    this.loadingMore = loadingMore;
+    this.order = conversations.map((conversation) => conversation.id);
+
+    if (conversations.length === 0 && !hasMore) {
+      this.renderEmpty();
+      return;
+    }
+    if (!this.container.contains(this.listbox)) replaceChildren(this.container, this.listbox, this.footer);
+
+    this.reconcile(conversations, selectedId);
+    this.renderFooter(hasMore, loadingMore, loadMoreError);
+    this.setSelected(selectedId);
+  }
+
+  renderEmpty() {
+    this.options.clear();
+    this.signatures.clear();
+    this.listbox.replaceChildren();
+    replaceChildren(this.container, h('div', { class: 'state state--empty' },
+      icon('inbox', 'state__icon'),
+      h('p', { class: 'state__title' }, 'No conversations yet.'),
+      h('p', { class: 'state__text' }, 'Messages from WhatsApp and email will appear here as they arrive.')));
+  }
+
+  reconcile(conversations, selectedId) {
+    const keptIds = new Set(this.order);
+    for (const [id, option] of this.options) {
+      if (keptIds.has(id)) continue;
+      option.remove();
+      this.options.delete(id);
+      this.signatures.delete(id);
+    }
+
+    conversations.forEach((conversation, index) => {
+      const signature = optionSignature(conversation);
+      let option = this.options.get(conversation.id);
+      if (!option) {
+        option = h('li', { id: `${OPTION_ID_PREFIX}${conversation.id}`, role: 'option', class: 'conversation' });
+        option.dataset.id = String(conversation.id);
+        this.options.set(conversation.id, option);
+      }
+      if (this.signatures.get(conversation.id) !== signature) {
+        fillOption(option, conversation);
+        this.signatures.set(conversation.id, signature);
+      }
+      option.setAttribute('aria-selected', String(conversation.id === selectedId));
+
+      // Move a node only when it is out of place, so unchanged rows keep their position.
+      const current = this.listbox.children[index];
+      if (current !== option) this.listbox.insertBefore(option, current ?? null);
+    });
+  }
+
+  renderFooter(hasMore, loadingMore, loadMoreError) {
+    if (loadMoreError) {
+      replaceChildren(this.footer,
+        h('span', { class: 'list-footer__error', role: 'alert' }, loadMoreError),
+        h('button', { type: 'button', class: 'button button--small', onClick: () => this.onLoadMore() }, 'Try again'));
+    } else if (loadingMore) {
+      replaceChildren(this.footer, h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Loading more…');
+    } else if (hasMore) {
+      replaceChildren(this.footer,
+        h('button', { type: 'button', class: 'button button--small button--ghost', onClick: () => this.onLoadMore() }, 'Load more'));
+    } else {
+      this.footer.replaceChildren();
+    }
+  }
+
+  /** Mark `id` as selected, point the listbox's active descendant at it and scroll it into view. */
+  setSelected(id) {
+    const previous = this.options.get(this.selectedId);
+    if (previous) previous.setAttribute('aria-selected', 'false');
+    this.selectedId = id;
+
+    const option = this.options.get(id);
+    if (option) {
+      option.setAttribute('aria-selected', 'true');
+      this.listbox.setAttribute('aria-activedescendant', option.id);
+      option.scrollIntoView({ block: 'nearest' });
+    } else {
+      this.listbox.removeAttribute('aria-activedescendant');
+    }
+  }
+
+  /** Return the id `step` rows away from the selection (the first row when none is selected). */
+  neighbourId(step) {
+    if (this.order.length === 0) return null;
+    const index = this.order.indexOf(this.selectedId);
+    if (index === -1) return step > 0 ? this.order[0] : this.order[this.order.length - 1];
+    const next = Math.min(this.order.length - 1, Math.max(0, index + step));
+    return this.order[next];
+  }
+
+  focus() {
+    if (this.container.contains(this.listbox)) this.listbox.focus();
+  }
+
+  handleClick(event) {
+    const option = event.target.closest('[role="option"]');
+    if (!option) return;
+    this.onSelect(Number(option.dataset.id));
+  }
+
+  handleKeydown(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: 10, PageUp: -10 };
+    let targetId = null;
+    if (event.key in moves) targetId = this.neighbourId(moves[event.key]);
+    else if (event.key === 'Home') targetId = this.order[0] ?? null;
+    else if (event.key === 'End') targetId = this.order[this.order.length - 1] ?? null;
+    else if ((event.key === 'Enter' || event.key === ' ') && this.selectedId === null) targetId = this.order[0] ?? null;
+    else return;
+
+    event.preventDefault();
+    if (targetId !== null && targetId !== this.selectedId) this.onSelect(targetId);
+  }
+}
+
+function optionSignature(conversation) {
+  return JSON.stringify([
+    conversation.channel?.kind,
+    conversation.contact?.name,
+    conversation.contact?.address,
+    conversation.subject,
+    conversation.snippet,
+    conversation.status,
+    conversation.unread_count,
+    conversation.last_message_at,
+  ]);
+}
+
+function fillOption(option, conversation) {
+  const kind = conversation.channel?.kind;
+  const name = contactDisplayName(conversation.contact);
+  const unread = Number(conversation.unread_count) || 0;
+  const subject = kind === 'email' && conversation.subject ? conversation.subject : null;
+  const snippet = conversation.snippet || '';
+
+  option.classList.toggle('conversation--unread', unread > 0);
+  option.classList.toggle('conversation--resolved', conversation.status === 'resolved');
+
+  // The accessible name is one short sentence, while the visible layout uses several lines.
+  const labelParts = [name, channelLabel(kind)];
+  if (unread > 0) labelParts.push(`${unread} unread`);
+  if (subject) labelParts.push(subject);
+  if (snippet) labelParts.push(snippet);
+  labelParts.push(formatRelative(conversation.last_message_at));
+  option.setAttribute('aria-label', labelParts.join(', '));
+
+  replaceChildren(option,
+    renderAvatar(conversation.contact, kind),
+    h('div', { class: 'conversation__body' },
+      h('div', { class: 'conversation__row' },
+        h('span', { class: 'conversation__name' }, name),
+        h('time', {
+          class: 'conversation__time',
+          datetime: conversation.last_message_at,
+          title: formatFullTimestamp(conversation.last_message_at),
+          dataset: { relative: '' },
+        }, formatRelative(conversation.last_message_at))),
+      h('div', { class: 'conversation__row' },
+        h('span', { class: 'conversation__preview' },
+          channelBadge(kind),
+          h('span', { class: subject ? 'conversation__subject' : 'conversation__snippet' }, subject ?? snippet)),
+        unread > 0 ? h('span', { class: 'unread-badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null),
+      subject && snippet ? h('div', { class: 'conversation__snippet conversation__snippet--secondary' }, snippet) : null));
+}
+
+/** Create the round avatar of a contact, with the initials or a channel icon when it has no name. */
+export function renderAvatar(contact, kind, size = '') {
+  const hasName = Boolean(contact?.name && contact.name.trim());
+  const avatar = h('span', { class: `avatar avatar--contact ${size}`.trim(), 'aria-hidden': 'true' },
+    hasName ? initials(contact.name) : icon(kind === 'email' ? 'email' : 'chat'));
+  // Set through the CSSOM, which a Content-Security-Policy without 'unsafe-inline' still allows.
+  avatar.style.setProperty('--avatar-hue', String(avatarHue(contact?.id)));
+  return avatar;
+}
+
+/** Create the "WhatsApp" / "Email" badge of a channel kind. */
+export function channelBadge(kind, extraClass = '') {
+  const known = kind === 'whatsapp' || kind === 'email';
+  return h('span', { class: `channel-badge channel-badge--${known ? kind : 'other'} ${extraClass}`.trim() },
+    icon(kind === 'email' ? 'email' : 'whatsapp'),
+    channelLabel(kind));
+}

@@ -1,0 +1,225 @@
+// The thread pane: conversation header, the messages of both channels in order, and the place
+// where the reply box is mounted.
+
+import { h, icon, replaceChildren } from './dom.js';
+import { channelBadge, renderAvatar } from './conversation-list.js';
+import { contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
+import { bodySignature, renderMessage, statusSignature, updateMessageStatus } from './message-view.js';
+
+// Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
+const STICK_TO_BOTTOM_PX = 96;
+
+const STATUS_LABELS = { open: 'Open', pending: 'Pending', resolved: 'Resolved' };
+
+export class ThreadView {
+  /**
+   * @param {HTMLElement} root The thread pane.
+   * @param {object} handlers
+   * @param {() => void} handlers.onRetry Reload the open conversation after an error.
+   * @param {() => void} handlers.onBack Leave the thread on narrow screens.
+   */
+  constructor(root, { onRetry, onBack }) {
+    this.root = root;
+    this.onRetry = onRetry;
+    this.onBack = onBack;
+    this.conversationId = null;
+    this.nodes = new Map();
+    this.bodySignatures = new Map();
+    this.statusSignatures = new Map();
+
+    this.header = h('header', { class: 'thread__header' });
+    this.messageList = h('div', { class: 'thread__messages' });
+    this.newMessagesButton = h('button', {
+      type: 'button',
+      class: 'new-messages',
+      hidden: true,
+      onClick: () => this.scrollToEnd(),
+    }, icon('down'), 'New messages');
+    this.scroller = h('div', {
+      class: 'thread__scroller',
+      tabindex: '0',
+      role: 'region',
+      'aria-label': 'Messages',
+      onScroll: () => { if (this.isNearBottom()) this.newMessagesButton.hidden = true; },
+    }, this.messageList);
+    this.composerHost = h('div', { class: 'thread__composer' });
+    this.body = h('div', { class: 'thread' },
+      this.header,
+      h('div', { class: 'thread__scroll-area' }, this.scroller, this.newMessagesButton),
+      this.composerHost);
+  }
+
+  /** Show the placeholder of an empty pane: no conversation selected, or none at all. */
+  showPlaceholder(kind) {
+    this.conversationId = null;
+    this.clearMessages();
+    const content = kind === 'empty'
+      ? [icon('inbox', 'state__icon'), h('p', { class: 'state__title' }, 'Nothing to answer'),
+        h('p', { class: 'state__text' }, 'New conversations will open here.')]
+      : [icon('chat', 'state__icon'), h('p', { class: 'state__title' }, 'Select a conversation'),
+        h('p', { class: 'state__text' },
+          'Pick one from the list, or press ', h('kbd', {}, 'j'), ' and ', h('kbd', {}, 'k'), ' to move through it.')];
+    replaceChildren(this.root, h('div', { class: 'state state--placeholder' }, content));
+  }
+
+  /** Show the header of a conversation. The messages follow through showLoading or renderMessages. */
+  showConversation(conversation) {
+    this.attach(conversation.id);
+    this.updateHeader(conversation);
+  }
+
+  /** Show the frame for a conversation whose details have not arrived yet. */
+  showUnknown(id) {
+    this.attach(id);
+    replaceChildren(this.header,
+      h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
+        icon('back')),
+      h('div', { class: 'thread__identity' }, h('h2', { class: 'thread__name', id: 'thread-title' }, 'Conversation')));
+  }
+
+  attach(id) {
+    if (!this.root.contains(this.body)) replaceChildren(this.root, this.body);
+    if (this.conversationId !== id) {
+      this.conversationId = id;
+      this.clearMessages();
+    }
+  }
+
+  updateHeader(conversation) {
+    const kind = conversation.channel?.kind;
+    const name = contactDisplayName(conversation.contact);
+    const address = displayAddress(conversation.contact?.address);
+    const status = STATUS_LABELS[conversation.status] ?? conversation.status;
+
+    replaceChildren(this.header,
+      h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
+        icon('back')),
+      renderAvatar(conversation.contact, kind, 'avatar--large'),
+      h('div', { class: 'thread__identity' },
+        h('h2', { class: 'thread__name', id: 'thread-title' }, name),
+        h('p', { class: 'thread__details' },
+          address && address !== name ? h('span', { class: 'thread__address' }, address) : null,
+          channelBadge(kind),
+          conversation.channel?.name ? h('span', { class: 'thread__channel-name' }, `via ${conversation.channel.name}`) : null,
+          status ? h('span', { class: `status-pill status-pill--${conversation.status}` }, status) : null),
+        kind === 'email' && conversation.subject
+          ? h('p', { class: 'thread__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), conversation.subject)
+          : null));
+  }
+
+  showLoading() {
+    this.clearMessages();
+    replaceChildren(this.messageList, h('div', { class: 'state state--inline', role: 'status' },
+      h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Loading messages…'));
+  }
+
+  showError(message) {
+    this.clearMessages();
+    replaceChildren(this.messageList, h('div', { class: 'state state--error', role: 'alert' },
+      icon('alert', 'state__icon'),
+      h('p', { class: 'state__title' }, 'Could not load this conversation'),
+      h('p', { class: 'state__text' }, message),
+      h('button', { type: 'button', class: 'button', onClick: () => this.onRetry() }, 'Try again')));
+  }
+
+  /**
+   * Show `messages` (oldest first) with a heading per day. Existing message elements are reused,
+   * so an email frame does not reload when another message arrives or a status changes.
+   * @param {object} conversation
+   * @param {object[]} messages
+   * @param {object} options
+   * @param {boolean} options.scrollToEnd Scroll to the newest message whatever the position.
+   */
+  renderMessages(conversation, messages, { scrollToEnd = false } = {}) {
+    const wasNearBottom = this.isNearBottom();
+    const firstRender = this.nodes.size === 0;
+    if (firstRender) this.messageList.replaceChildren();
+
+    if (messages.length === 0) {
+      replaceChildren(this.messageList, h('div', { class: 'state state--inline' }, 'No messages in this conversation yet.'));
+      return;
+    }
+    const stateNode = this.messageList.querySelector(':scope > .state');
+    if (stateNode) stateNode.remove();
+
+    const desiredNodes = [];
+    let added = 0;
+    let previousDay = null;
+    for (const message of messages) {
+      const day = localDayKey(message.created_at);
+      if (day !== previousDay) {
+        desiredNodes.push(this.dayNode(day, message.created_at));
+        previousDay = day;
+      }
+      const { node, isNew } = this.messageNode(message, conversation);
+      if (isNew) added += 1;
+      desiredNodes.push(node);
+    }
+
+    const keptNodes = new Set(desiredNodes);
+    for (const [key, node] of this.nodes) {
+      if (keptNodes.has(node)) continue;
+      node.remove();
+      this.nodes.delete(key);
+    }
+    desiredNodes.forEach((node, index) => {
+      const current = this.messageList.children[index];
+      if (current !== node) this.messageList.insertBefore(node, current ?? null);
+    });
+
+    if (firstRender || scrollToEnd || (added > 0 && wasNearBottom)) {
+      this.scrollToEnd();
+    } else if (added > 0) {
+      this.newMessagesButton.hidden = false;
+    }
+  }
+
+  dayNode(day, iso) {
+    const key = `day:${day}`;
+    let node = this.nodes.get(key);
+    if (!node) {
+      node = h('div', { class: 'day-divider', role: 'separator' }, h('span', {}, formatDayHeading(iso)));
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  messageNode(message, conversation) {
+    const key = `message:${message.id}`;
+    let node = this.nodes.get(key);
+    const body = bodySignature(message);
+    const status = statusSignature(message);
+    let isNew = false;
+
+    if (!node || this.bodySignatures.get(key) !== body) {
+      const replacement = renderMessage(message, conversation);
+      if (node) node.replaceWith(replacement);
+      else isNew = true;
+      node = replacement;
+      this.nodes.set(key, node);
+      this.bodySignatures.set(key, body);
+    } else if (this.statusSignatures.get(key) !== status) {
+      updateMessageStatus(node, message);
+    }
+    this.statusSignatures.set(key, status);
+    return { node, isNew };
+  }
+
+  clearMessages() {
+    this.nodes.clear();
+    this.bodySignatures.clear();
+    this.statusSignatures.clear();
+    this.messageList.replaceChildren();
+    this.newMessagesButton.hidden = true;
+  }
+
+  isNearBottom() {
+    const { scrollHeight, scrollTop, clientHeight } = this.scroller;
+    return scrollHeight - scrollTop - clientHeight < STICK_TO_BOTTOM_PX;
+  }
+
+  scrollToEnd() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.newMessagesButton.hidden = true;
+  }
+}
