@@ -32,11 +32,14 @@ def _load_config() -> Config:
         raise click.ClickException(str(error)) from error
 
 
-def _session():
+def _session_factory():
     from inbox.db import make_engine, make_session_factory
 
-    config = _load_config()
-    return make_session_factory(make_engine(config.database_url))()
+    return make_session_factory(make_engine(_load_config().database_url))
+
+
+def _session():
+    return _session_factory()()
 
 
 @click.group()
@@ -295,11 +298,12 @@ def simulate_whatsapp(sender: str, profile_name: str | None, channel_id: int | N
 
     config = _load_config()
     base_url = url or f"http://{config.host}:{config.port}"
-    with _session() as session:
-        try:
-            outcome = send_simulated_whatsapp(session, config, base_url, sender, text, channel_id, profile_name)
-        except SimulationError as error:
-            raise click.ClickException(str(error)) from error
+    try:
+        outcome = send_simulated_whatsapp(
+            _session_factory(), config, base_url, sender, text, channel_id, profile_name
+        )
+    except SimulationError as error:
+        raise click.ClickException(str(error)) from error
     click.echo(outcome)
 
 

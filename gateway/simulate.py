@@ -6,7 +6,7 @@ import secrets
 
 import requests
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from channels.errors import ParseError
@@ -40,7 +40,7 @@ def build_message_form(channel: Channel, sender: str, text: str, profile_name: s
 
 
 def send_simulated_whatsapp(
-    session: Session,
+    session_factory: sessionmaker[Session],
     config: Config,
     base_url: str,
     sender: str,
@@ -56,7 +56,12 @@ def send_simulated_whatsapp(
     query = select(Channel).where(Channel.kind == "whatsapp").order_by(Channel.id)
     if channel_id is not None:
         query = query.where(Channel.id == channel_id)
-    channel = session.scalar(query.limit(1))
+    # The session closes before the POST: on SQLite an open transaction would hold the
+    # write lock that the service needs to store the message.
+    with session_factory() as session:
+        channel = session.scalar(query.limit(1))
+        if channel is not None:
+            session.expunge(channel)
     if channel is None:
         raise SimulationError(
             "No WhatsApp channel found. Add one first: switchboard channel add whatsapp "

@@ -20,6 +20,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         # pysqlite's own transaction handling defers BEGIN, which lets two writers both read
         # and then fail to upgrade their lock; BEGIN IMMEDIATE takes the write lock up front.
+        # Every transaction, reads included, then holds that lock until it ends, so sessions
+        # must stay short and end before slow I/O (network calls, IMAP, SMTP).
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -70,9 +70,10 @@ def create_reply(session: Session, conversation_id: int, agent_id: int, text: st
         created_at=now,
         delivery_status=DeliveryState.QUEUED.value,
     )
-    if channel.kind == "email":
-        _add_email_headers(session, conversation, message)
     session.add(message)
+    if channel.kind == "email":
+        with session.no_autoflush:
+            _add_email_headers(session, conversation, message)
     session.add(OutboxItem(message=message, channel=channel, next_attempt_at=now))
 
     conversation.last_message_at = now

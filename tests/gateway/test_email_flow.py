@@ -1,0 +1,224 @@
+"""Email end to end: real Dovecot in, real SMTP out, threading, restarts and outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.workers import MailboxReader, OutboxDispatcher, Workers
+from inbox.channel_config import add_channel
+from inbox.models import Conversation, Message, OutboxItem, utcnow
+from inbox.replies import create_reply
+from tests.support.dovecot import DovecotServer
+from tests.support.smtp_server import SmtpTestServer
+
+SUPPORT = "support@shop.example"
+
+
+def _mail(sender: str, subject: str, body: str, message_id: str | None, in_reply_to: str | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = SUPPORT
+    message["Subject"] = subject
+    message["Date"] = "Fri, 04 Dec 2026 10:00:00 +0000"
+    if message_id:
+        message["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        message["In-Reply-To"] = f"<{in_reply_to}>"
+        message["References"] = f"<{in_reply_to}>"
+    message.set_content(body)
+    return message.as_bytes()
+
+
+@pytest.fixture(scope="module")
+def dovecot():
+    with DovecotServer(username=SUPPORT) as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox(dovecot):
+    dovecot.expunge_all()
+    return dovecot
+
+
+@pytest.fixture
+def smtp():
+    with SmtpTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def email_channel(state, mailbox, smtp):
+    with state.session_factory() as session:
+        channel = add_channel(
+            session,
+            "email",
+            "Shop Support",
+            SUPPORT,
+            {
+                "imap_host": mailbox.host,
+                "imap_port": mailbox.port,
+                "imap_username": mailbox.username,
+                "imap_password": mailbox.password,
+                "imap_ssl": False,
+                "smtp_host": smtp.host,
+                "smtp_port": smtp.port,
+                "smtp_security": "none",
+            },
+        )
+        session.commit()
+        return channel
+
+
+def _import(state, channel) -> int:
+    """Run one import pass with a fresh IMAP connection, as a restarted reader would."""
+    from channels.email.imap import ImapReader
+    from gateway.channel_settings import imap_settings
+
+    reader = MailboxReader(state, channel.id, threading.Event())
+    with ImapReader(imap_settings(channel)) as connection:
+        return reader.import_new(connection, "INBOX")
+
+
+def _threads(state) -> list[list[str]]:
+    with state.session_factory() as session:
+        conversations = session.scalars(select(Conversation).order_by(Conversation.id)).all()
+        return [[m.text.strip() for m in c.messages] for c in conversations]
+
+
+def _message_count(state) -> int:
+    with state.session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Message))
+
+
+def _reply(state, agent, conversation_id: int, text: str) -> int:
+    with state.session_factory() as session:
+        message = create_reply(session, conversation_id, agent.id, text)
+        session.commit()
+        return message.id
+
+
+def _make_due(state) -> None:
+    with state.session_factory() as session:
+        for item in session.scalars(select(OutboxItem).where(OutboxItem.status == "pending")):
+            item.next_attempt_at = utcnow() - timedelta(seconds=1)
+        session.commit()
+
+
+def test_reply_threading_across_imap_and_smtp(state, agent, mailbox, smtp, email_channel):
+    mailbox.append(_mail("Alice <alice@customer.example>", "Broken kettle", "My kettle leaks.", "a1@customer.example"))
+    assert _import(state, email_channel) == 1
+
+    reply_id = _reply(state, agent, 1, "Sorry to hear that! Could you send a photo?")
+    OutboxDispatcher(state, threading.Event()).dispatch_due()
+    (sent,) = smtp.wait_for(1)
+    assert sent.message["In-Reply-To"] == "<a1@customer.example>"
+    assert sent.message["References"] == "<a1@customer.example>"
+    assert sent.message["Subject"] == "Re: Broken kettle"
+    assert sent.rcpt_tos == ("alice@customer.example",)
+    our_id = sent.message["Message-ID"].strip("<>")
+    with state.session_factory() as session:
+        stored = session.get(Message, reply_id)
+        assert stored.rfc_message_id == our_id
+        assert stored.delivery_status == "sent"
+
+    mailbox.append(_mail("alice@customer.example", "Re: Broken kettle", "Here is the photo.", "a2@customer.example", our_id))
+    mailbox.append(_mail("Bob <bob@other.example>", "Invoice", "Please send my invoice.", "b1@other.example"))
+    assert _import(state, email_channel) == 2
+
+    assert _threads(state) == [
+        ["My kettle leaks.", "Sorry to hear that! Could you send a photo?", "Here is the photo."],
+        ["Please send my invoice."],
+    ]
+
+    # A restarted reader resumes from the checkpoint and imports nothing twice.
+    assert _import(state, email_channel) == 0
+    assert _message_count(state) == 4
+
+
+def test_mail_without_message_id_is_imported_once(state, mailbox, email_channel):
+    mailbox.append(_mail("carol@customer.example", "No id", "This mail has no Message-ID.", None))
+    assert _import(state, email_channel) == 1
+
+    # Even when the checkpoint is lost, the content hash recognises the mail.
+    with state.session_factory() as session:
+        from inbox.models import MailboxCheckpoint
+
+        session.query(MailboxCheckpoint).delete()
+        session.commit()
+    assert _import(state, email_channel) == 0
+    assert _message_count(state) == 1
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(state, mailbox, email_channel):
+    mailbox.append(_mail("dan@customer.example", "One", "first", "d1@customer.example"))
+    mailbox.append(_mail("dan@customer.example", "Two", "second", "d2@customer.example"))
+    assert _import(state, email_channel) == 2
+
+    mailbox.set_uidvalidity(int(time.time()) + 12345)
+    mailbox.append(_mail("dan@customer.example", "Three", "third", "d3@customer.example"))
+
+    assert _import(state, email_channel) == 1
+    assert _message_count(state) == 3
+
+
+def test_reply_stays_queued_while_smtp_is_down(state, agent, mailbox, smtp, email_channel):
+    mailbox.append(_mail("erin@customer.example", "Refund", "Where is my refund?", "e1@customer.example"))
+    _import(state, email_channel)
+    reply_id = _reply(state, agent, 1, "The refund left today.")
+    dispatcher = OutboxDispatcher(state, threading.Event())
+
+    smtp.stop()
+    dispatcher.dispatch_due()
+    with state.session_factory() as session:
+        item = session.scalar(select(OutboxItem))
+        assert (item.status, item.attempts) == ("pending", 1)
+        assert item.last_error
+        assert session.get(Message, reply_id).delivery_status == "queued"
+
+    smtp.start()
+    _make_due(state)
+    dispatcher.dispatch_due()
+    _make_due(state)
+    dispatcher.dispatch_due()
+
+    assert len(smtp.wait_for(1)) == 1
+    assert len(smtp.received) == 1
+    with state.session_factory() as session:
+        assert session.scalar(select(OutboxItem.status)) == "sent"
+        assert session.get(Message, reply_id).delivery_status == "sent"
+
+
+def test_rejected_recipient_fails_with_reason(state, agent, mailbox, smtp, email_channel):
+    mailbox.append(_mail("frank@customer.example", "Hi", "Hello", "f1@customer.example"))
+    _import(state, email_channel)
+    smtp.reject_recipient("frank@customer.example")
+    reply_id = _reply(state, agent, 1, "Hello Frank")
+
+    OutboxDispatcher(state, threading.Event()).dispatch_due()
+
+    with state.session_factory() as session:
+        message = session.get(Message, reply_id)
+        assert message.delivery_status == "failed"
+        assert "550" in message.delivery_error
+    assert smtp.received == []
+
+
+def test_running_workers_import_new_mail(state, mailbox, email_channel):
+    workers = Workers(state)
+    workers.start()
+    try:
+        mailbox.append(_mail("gina@customer.example", "Live", "Arrives while the reader idles.", "g1@customer.example"))
+        deadline = time.monotonic() + 30
+        while _message_count(state) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        workers.stop(timeout=2)
+
+    assert _threads(state) == [["Arrives while the reader idles."]]
