@@ -1,0 +1,293 @@
+"""Read new mail from an IMAP folder, resumable from a checkpoint.
+
+The IMAP rules this module relies on (RFC 3501 and RFC 2177):
+
+- A UID names one message in one folder and only grows: a new message always gets a
+  UID above every earlier one. UIDs stay valid as long as the folder's UIDVALIDITY is
+  unchanged. When the server changes UIDVALIDITY (a rebuilt or recreated folder), every
+  UID seen before is meaningless.
+- SELECT (EXAMINE here, which is read-only) reports UIDVALIDITY and UIDNEXT, the UID
+  the next new message will get. A folder whose UIDNEXT is not above the checkpoint has
+  nothing new, so no SEARCH is needed.
+- ``UID SEARCH UID n:*`` returns the messages with UID >= n. When n is above the
+  highest UID, ``*`` means that highest UID and the range reverses, so the server
+  returns the last message. The results are therefore filtered again here.
+- A message can be expunged by another client between SEARCH and FETCH; the FETCH
+  response then lacks it, and it is skipped.
+- IDLE lets the server push EXISTS/RECENT. Servers may drop a client idle for 30
+  minutes, so IDLE is ended and renewed before 29 minutes (here: after 25 at most).
+
+Checkpoint policy: the reader never moves a checkpoint. It yields batches of mail
+above ``Checkpoint.last_uid``; the caller stores the messages, commits, and only then
+saves a checkpoint with the highest UID of the committed batch. A crash before the
+commit refetches the batch, which the inbox ignores by Message-ID. After a UIDVALIDITY
+change the reader yields the whole folder again for the same reason. The folder is
+opened read-only and bodies are fetched with BODY.PEEK[], so reading sets no flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+
+from channels.errors import ChannelError
+
+logger = logging.getLogger(__name__)
+
+# RFC 2177 lets servers log out a client idle for 30 minutes, so IDLE is renewed sooner.
+MAX_IDLE_SECONDS = 25 * 60
+
+
+class MailboxError(ChannelError):
+    """Connecting to, logging in to or reading the mailbox failed."""
+
+
+class MailboxAuthError(MailboxError):
+    """The server rejected the username or password, so retrying will not help."""
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """Connection settings of one mailbox. ``batch_size`` is the maximum messages per FETCH."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    use_ssl: bool = True
+    folder: str = "INBOX"
+    batch_size: int = 50
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last committed position in a folder. ``uidvalidity`` is None before the first read."""
+
+    uidvalidity: int | None
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    """One message as stored on the server, with the UID that identifies it there."""
+
+    uid: int
+    uidvalidity: int
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class _FolderState:
+    uidvalidity: int
+    uidnext: int | None
+
+
+class ImapReader:
+    """A read-only connection to one IMAP folder.
+
+    Use it as a context manager or call ``connect()`` and ``close()``. Methods raise
+    ``MailboxError`` when the server or the network fails; the connection should then
+    be closed and opened again.
+    """
+
+    def __init__(self, settings: ImapSettings, timeout: float = 30) -> None:
+        if settings.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {settings.batch_size}")
+        self._settings = settings
+        self._timeout = timeout
+        self._client: IMAPClient | None = None
+        # Folder state at the last fetch_new, to notice mail that arrived since.
+        self._fetched_state: _FolderState | None = None
+
+    def __enter__(self) -> ImapReader:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Connect, log in and open the folder read-only.
+
+        Raises ``MailboxAuthError`` when the login is rejected and ``MailboxError`` for
+        any other failure.
+        """
+        settings = self._settings
+        with self._errors("connect"):
+            client = IMAPClient(
+                settings.host, port=settings.port, ssl=settings.use_ssl, timeout=self._timeout
+            )
+        try:
+            with self._errors("login"):
+                client.login(settings.username, settings.password)
+            self._client = client
+            self._select()
+        except MailboxError:
+            self._client = None
+            _shutdown_quietly(client)
+            raise
+        logger.info("IMAP connected to %s:%s folder %s", settings.host, settings.port,
+                    settings.folder)
+
+    def close(self) -> None:
+        """Log out and close the connection. Calling it twice is harmless."""
+        client, self._client = self._client, None
+        if client is not None:
+            _shutdown_quietly(client)
+
+    @property
+    def supports_idle(self) -> bool:
+        """Whether the server offers IDLE. Raises ``MailboxError`` when not connected."""
+        client = self._connected()
+        with self._errors("capability"):
+            return bool(client.has_capability("IDLE"))
+
+    def fetch_new(self, checkpoint: Checkpoint) -> Iterator[list[FetchedMail]]:
+        """Yield the messages above the checkpoint, in batches, in ascending UID order.
+
+        When the folder's UIDVALIDITY differs from ``checkpoint.uidvalidity`` every
+        message is yielded again, from UID 1. Messages expunged between SEARCH and FETCH
+        are skipped. Raises ``MailboxError`` from the server or network, possibly after
+        some batches were yielded.
+        """
+        client = self._connected()
+        state = self._select()
+        self._fetched_state = state
+
+        first_uid = checkpoint.last_uid + 1
+        if checkpoint.uidvalidity is not None and checkpoint.uidvalidity != state.uidvalidity:
+            logger.warning(
+                "IMAP UIDVALIDITY of %s changed from %s to %s: reading the whole folder again",
+                self._settings.folder, checkpoint.uidvalidity, state.uidvalidity,
+            )
+            first_uid = 1
+        if state.uidnext is not None and state.uidnext <= first_uid:
+            return
+
+        with self._errors("search"):
+            found = client.search(["UID", f"{first_uid}:*"])
+        uids = sorted(uid for uid in found if uid >= first_uid)
+        size = self._settings.batch_size
+        for start in range(0, len(uids), size):
+            batch = self._fetch(uids[start:start + size], state.uidvalidity)
+            if batch:
+                yield batch
+
+    def wait_for_changes(self, timeout: float) -> bool:
+        """Wait until the server reports new mail, for at most ``timeout`` seconds.
+
+        Returns True at once when mail arrived since the last ``fetch_new``. Otherwise,
+        with IDLE it idles up to ``min(timeout, MAX_IDLE_SECONDS)`` and returns whether
+        the server reported EXISTS or RECENT. Without IDLE it sends one NOOP and returns
+        whether that reported new mail, without waiting; the caller then polls on its
+        own schedule. Raises ``MailboxError`` from the server or network.
+        """
+        client = self._connected()
+        if self._arrived_since_fetch():
+            return True
+
+        if not self.supports_idle:
+            with self._errors("noop"):
+                _, responses = client.noop()
+            return _reports_new_mail(responses)
+
+        with self._errors("idle"):
+            client.idle()
+            try:
+                responses = client.idle_check(timeout=min(timeout, MAX_IDLE_SECONDS))
+            finally:
+                _, done_responses = client.idle_done()
+        return _reports_new_mail([*responses, *done_responses])
+
+    def _fetch(self, uids: list[int], uidvalidity: int) -> list[FetchedMail]:
+        client = self._connected()
+        with self._errors("fetch"):
+            response = client.fetch(uids, ["BODY.PEEK[]"])
+        batch = []
+        for uid in uids:
+            raw = response.get(uid, {}).get(b"BODY[]")
+            if raw is None:
+                logger.info("IMAP UID %s in %s vanished before FETCH: skipped", uid,
+                            self._settings.folder)
+                continue
+            batch.append(FetchedMail(uid=uid, uidvalidity=uidvalidity, raw=bytes(raw)))
+        return batch
+
+    def _arrived_since_fetch(self) -> bool:
+        # A server reports new mail in the response to whatever command runs next. When
+        # that was a FETCH, IMAPClient drops the EXISTS, and IDLE alone would miss the
+        # mail. A new SELECT shows it through UIDNEXT.
+        if self._fetched_state is None:
+            return False
+        before = self._fetched_state
+        now = self._select()
+        if now.uidvalidity != before.uidvalidity:
+            return True
+        if now.uidnext is None or before.uidnext is None:
+            return False
+        return now.uidnext > before.uidnext
+
+    def _select(self) -> _FolderState:
+        client = self._connected()
+        with self._errors("select"):
+            info = client.select_folder(self._settings.folder, readonly=True)
+        uidvalidity = info.get(b"UIDVALIDITY")
+        if uidvalidity is None:
+            # RFC 3501 requires UIDVALIDITY, and without it no checkpoint can be trusted.
+            raise MailboxError(f"IMAP server sent no UIDVALIDITY for {self._settings.folder}")
+        uidnext = info.get(b"UIDNEXT")
+        return _FolderState(
+            uidvalidity=int(uidvalidity),
+            uidnext=int(uidnext) if uidnext is not None else None,
+        )
+
+    def _connected(self) -> IMAPClient:
+        if self._client is None:
+            raise MailboxError("IMAP reader is not connected: call connect() first")
+        return self._client
+
+    def _errors(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        return _mailbox_errors(operation, self._settings)
+
+
+@contextlib.contextmanager
+def _mailbox_errors(operation: str, settings: ImapSettings) -> Iterator[None]:
+    """Raise IMAP, socket and TLS failures of one operation as ``MailboxError``."""
+    where = f"{settings.host}:{settings.port} folder {settings.folder}"
+    try:
+        yield
+    except LoginError as error:
+        raise MailboxAuthError(f"IMAP {operation} failed on {where}: {error}") from error
+    except (imaplib.IMAP4.error, OSError) as error:
+        raise MailboxError(f"IMAP {operation} failed on {where}: {error}") from error
+
+
+def _reports_new_mail(responses: list[tuple[object, ...]]) -> bool:
+    for response in responses:
+        if len(response) >= 2 and response[1] == b"EXISTS":
+            return True
+        if len(response) >= 2 and response[1] == b"RECENT" and response[0]:
+            return True
+    return False
+
+
+def _shutdown_quietly(client: IMAPClient) -> None:
+    # The connection is being dropped anyway, so a failing LOGOUT changes nothing.
+    try:
+        client.logout()
+    except (imaplib.IMAP4.error, OSError) as error:
+        logger.debug("IMAP logout failed, closing the socket: %s", error)
+        with contextlib.suppress(OSError):
+            client.shutdown()

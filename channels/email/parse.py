@@ -1,0 +1,481 @@
+"""Parse raw RFC 5322 mail into the neutral ``InboundMessage``.
+
+The parser is lenient on purpose: mail from the internet is often malformed, and a
+message that cannot be shown perfectly must still reach an agent. Headers are read with
+``email.policy.default`` and, where its parser fails, from the raw header text. Only a
+message without any usable From address is rejected, because there is nobody to reply to.
+"""
+
+from __future__ import annotations
+
+import email
+import email.errors
+import email.header
+import email.policy
+import email.utils
+import hashlib
+import logging
+import mimetypes
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from email.headerregistry import AddressHeader, DateHeader
+from email.message import EmailMessage, Message
+from html.parser import HTMLParser
+
+import nh3
+
+from channels.errors import ParseError
+from channels.types import Address, AddressKind, Attachment, ChannelKind, InboundMessage
+
+logger = logging.getLogger(__name__)
+
+_BRACKETED_ID = re.compile(r"<([^<>]*)>")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_USABLE_ADDRESS = re.compile(r"^[^\s@<>(),;:]+@[^\s@<>(),;:]+$")
+# Last resort for From headers that no parser accepts, e.g. an unterminated quote.
+_ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Mail clients often label windows-1252 text as ISO-8859-1, which is why the WHATWG
+# Encoding Standard also decodes these labels as windows-1252.
+_LATIN1_LABELS = {
+    "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252"
+}
+_ASCII_LABELS = {"us-ascii", "ascii", "ansi_x3.4-1968"}
+_BODY_TYPES = ("text/plain", "text/html")
+
+# Tags whose content is dropped with them, both when sanitizing and when deriving text.
+_HIDDEN_TAGS = {"script", "style", "title", "template", "noscript"}
+_BLOCK_TAGS = {
+    "address", "article", "blockquote", "dd", "div", "dl", "dt", "footer", "h1", "h2", "h3",
+    "h4", "h5", "h6", "header", "hr", "li", "ol", "p", "pre", "section", "table", "tr", "ul",
+}
+# cid: keeps inline images working. Relative URLs are denied because they would
+# resolve against Switchboard's own origin.
+_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+
+
+def parse_email(raw: bytes) -> InboundMessage:
+    """Parse one raw RFC 5322 message.
+
+    Returns an ``InboundMessage`` whose ``provider_message_id`` is the Message-ID without
+    brackets, or ``"sha256:"`` and the hex digest of ``raw`` when the mail has none.
+    Raises ``ParseError`` when no usable From address can be found.
+    """
+    message = _parse_structure(raw)
+
+    senders = _addresses(message, "From")
+    if not senders:
+        raise ParseError("invalid or missing From header: the message has no sender address")
+
+    message_id = strip_brackets(_header_text(message, "Message-ID") or "")
+    if not message_id:
+        message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    text, html, attachments = _split_body_leniently(message, raw)
+    if html is not None:
+        if not text:
+            text = html_to_text(html)
+        html = sanitize_html(html).strip()
+
+    in_reply_to = _message_ids(_header_text(message, "In-Reply-To"))
+    return InboundMessage(
+        channel_kind=ChannelKind.EMAIL,
+        provider_message_id=message_id,
+        sender=senders[0],
+        raw=raw,
+        raw_format="rfc822",
+        recipients=_addresses(message, "To"),
+        cc=_addresses(message, "Cc"),
+        subject=_header_text(message, "Subject"),
+        text=text,
+        html=html,
+        sent_at=_sent_at(message),
+        in_reply_to=in_reply_to[0] if in_reply_to else None,
+        references=_message_ids(_header_text(message, "References")),
+        attachments=attachments,
+    )
+
+
+def strip_brackets(message_id: str) -> str:
+    """Return the Message-ID inside the first ``<...>`` pair, without whitespace.
+
+    A value without brackets is returned stripped; an empty result means no id.
+    """
+    value = message_id.strip()
+    match = _BRACKETED_ID.search(value)
+    if match:
+        return match.group(1).strip()
+    return value.strip("<>").strip()
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode text bytes with the declared charset, falling back without losing text.
+
+    The declared charset is tried first, then UTF-8. When both fail, the declared
+    charset (or UTF-8 when the label is unknown) decodes with U+FFFD replacement
+    characters. Text declared or defaulted as US-ASCII tries UTF-8, then windows-1252.
+    """
+    label = (charset or "us-ascii").strip().strip('"').lower()
+    if label in _LATIN1_LABELS:
+        attempts = ["cp1252", "latin-1"]
+    elif label in _ASCII_LABELS:
+        attempts = ["utf-8", "cp1252"]
+    else:
+        attempts = [label, "utf-8"]
+    # ValueError covers UnicodeDecodeError and labels that are not codec names at all.
+    for attempt in attempts:
+        try:
+            return _clean_text(data.decode(attempt))
+        except (LookupError, ValueError):
+            continue
+    try:
+        return _clean_text(data.decode(label, errors="replace"))
+    except (LookupError, ValueError):
+        return _clean_text(data.decode("utf-8", errors="replace"))
+
+
+def _parse_structure(raw: bytes) -> Message:
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.default)
+    # Broad on purpose: the parser reads Content-Type through the header registry, which
+    # fails as in _header_text. compat32 keeps headers as plain strings.
+    except Exception as error:
+        logger.info("MIME structure failed to parse (%s): retrying with compat32", error)
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+
+
+def _header_text(part: Message, name: str) -> str | None:
+    """Return a header's decoded value, or None when the header is absent."""
+    if not isinstance(part, EmailMessage):
+        # compat32 leaves RFC 2047 words encoded.
+        raw = _raw_header(part, name)
+        return None if raw is None else _decode_raw_header(raw)
+    try:
+        value = part.get(name)
+    # Broad on purpose: the header registry raises IndexError, AttributeError and others
+    # on malformed values, and the raw text below still contains what the sender wrote.
+    except Exception:
+        raw = _raw_header(part, name)
+        return None if raw is None else _decode_raw_header(raw)
+    if value is None:
+        return None
+    return _clean_text(str(value)).strip()
+
+
+def _raw_header(part: Message, name: str) -> str | None:
+    for key, value in part.raw_items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _decode_raw_header(value: str) -> str:
+    """Decode RFC 2047 words in a raw header value, replacing what cannot be decoded."""
+    value = _clean_text(value)
+    try:
+        chunks = email.header.decode_header(value)
+    except (email.errors.HeaderParseError, ValueError):
+        return " ".join(value.split())
+    decoded = []
+    for chunk, charset in chunks:
+        decoded.append(chunk if isinstance(chunk, str) else decode_bytes(chunk, charset or "utf-8"))
+    return " ".join("".join(decoded).split())
+
+
+def _clean_text(value: str) -> str:
+    """Return ``value`` as valid Unicode without NUL characters.
+
+    Raw 8-bit header bytes arrive as surrogate escapes and are decoded as UTF-8, the only
+    8-bit charset RFC 6532 allows in headers. Other lone surrogates and NUL, which the
+    database and the HTML sanitizer reject, are replaced.
+    """
+    if _SURROGATE.search(value):
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "\ufffd")
+
+
+def _addresses(message: Message, name: str) -> list[Address]:
+    """Return the usable addresses of an address header, trying ever more lenient parsers."""
+    pairs: list[tuple[str, str]] = []
+    try:
+        header = message.get(name)
+        if isinstance(header, AddressHeader):
+            pairs = [(item.display_name, item.addr_spec) for item in header.addresses]
+    except Exception:  # same malformed-header failures as in _header_text
+        pairs = []
+    found = _usable_addresses(pairs)
+    if found:
+        return found
+
+    raw = _raw_header(message, name)
+    if raw is None:
+        return []
+    decoded = _decode_raw_header(raw)
+    found = _usable_addresses(email.utils.getaddresses([decoded]))
+    if found:
+        return found
+    matches = _ADDRESS_IN_TEXT.findall(decoded)
+    return [Address(AddressKind.EMAIL, match.lower()) for match in matches]
+
+
+def _usable_addresses(pairs: list[tuple[str, str]]) -> list[Address]:
+    result = []
+    for display_name, addr_spec in pairs:
+        addr_spec = _clean_text(addr_spec).strip()
+        if not _USABLE_ADDRESS.match(addr_spec):
+            continue
+        name = _clean_text(display_name or "").strip() or None
+        result.append(Address(AddressKind.EMAIL, addr_spec.lower(), name))
+    return result
+
+
+def _message_ids(value: str | None) -> list[str]:
+    """Return the bracket-stripped ids of an In-Reply-To or References value, in order."""
+    if not value:
+        return []
+    ids = [found.strip() for found in _BRACKETED_ID.findall(value)]
+    if not ids:
+        # Some clients omit the brackets. Words without "@" are comments, not ids.
+        ids = [strip_brackets(word) for word in value.split() if "@" in word]
+    return list(dict.fromkeys(item for item in ids if item))
+
+
+def _sent_at(message: Message) -> datetime | None:
+    value: datetime | None = None
+    try:
+        header = message.get("Date")
+        if isinstance(header, DateHeader):
+            value = header.datetime
+        elif header is not None:
+            value = email.utils.parsedate_to_datetime(str(header))
+    except Exception:  # same malformed-header failures as in _header_text
+        return None
+    if value is None:
+        return None
+    # A "-0000" zone gives a naive datetime. RFC 5322 says that time is UTC, local zone unknown.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _split_body_leniently(
+    message: Message, raw: bytes
+) -> tuple[str, str | None, list[Attachment]]:
+    """Return the body and attachments, retrying with simpler parsers on malformed MIME."""
+    try:
+        return _split_body(message)
+    # Broad on purpose: MIME headers such as Content-Disposition are parsed on access,
+    # with the same failures as in _header_text. compat32 keeps them as plain strings.
+    except Exception as error:
+        logger.info("MIME structure failed to parse (%s): retrying with compat32", error)
+    try:
+        return _split_body(email.message_from_bytes(raw, policy=email.policy.compat32))
+    except Exception as error:  # the last resort below cannot fail
+        logger.warning("MIME structure failed to parse (%s): keeping the raw body as text", error)
+    body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
+    return decode_bytes(body, "utf-8"), None, []
+
+
+def _split_body(message: Message) -> tuple[str, str | None, list[Attachment]]:
+    """Return the plain text, the unsanitized HTML and the attachments of a message.
+
+    The first inline text/plain and text/html parts are the body. Clients split a body
+    around an inline image into several parts of a multipart/mixed, so further inline
+    text parts are appended. Unchosen alternatives are dropped because they repeat the
+    body. Every other leaf part is an attachment.
+    """
+    bodies: dict[str, list[str]] = {kind: [] for kind in _BODY_TYPES}
+    attachments: list[Attachment] = []
+    for index, (part, parent_subtype) in enumerate(_leaves(message, ""), start=1):
+        kind = _effective_type(part)
+        if kind in _BODY_TYPES and _is_inline_text(part):
+            if not bodies[kind] or parent_subtype != "alternative":
+                decoded = decode_bytes(_payload(part), part.get_content_charset())
+                bodies[kind].append(decoded.rstrip())
+            continue
+        attachments.append(_attachment(part, index))
+
+    text = "\n".join(bodies["text/plain"])
+    html = "\n".join(bodies["text/html"]) if bodies["text/html"] else None
+    return text, html, attachments
+
+
+def _leaves(part: Message, parent_subtype: str) -> Iterator[tuple[Message, str]]:
+    """Yield every non-multipart part with the subtype of its parent multipart."""
+    if part.get_content_maintype() == "multipart" and part.is_multipart():
+        subtype = part.get_content_subtype()
+        for child in part.get_payload():
+            if isinstance(child, Message):
+                yield from _leaves(child, subtype)
+        return
+    yield part, parent_subtype
+
+
+def _effective_type(part: Message) -> str:
+    # A multipart without a boundary parses as one text blob; show it rather than lose it.
+    if part.get_content_maintype() == "multipart":
+        return "text/plain"
+    return part.get_content_type()
+
+
+def _is_inline_text(part: Message) -> bool:
+    if part.get_content_disposition() == "attachment":
+        return False
+    try:
+        return not part.get_filename()
+    except Exception:  # same malformed-header failures as in _header_text
+        return True
+
+
+def _payload(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _attachment(part: Message, index: int) -> Attachment:
+    content_type = part.get_content_type()
+    if part.get_content_maintype() == "message" and part.is_multipart():
+        data = _inner_message_bytes(part)
+    else:
+        data = _payload(part)
+
+    content_id = strip_brackets(_header_text(part, "Content-ID") or "") or None
+    disposition = part.get_content_disposition()
+    return Attachment(
+        filename=_filename(part, content_type, index),
+        content_type=content_type,
+        data=data,
+        content_id=content_id,
+        inline=disposition == "inline" or (disposition is None and content_id is not None),
+    )
+
+
+def _inner_message_bytes(part: Message) -> bytes:
+    inner = part.get_payload(0)
+    if not isinstance(inner, Message):
+        return _payload(part)
+    try:
+        return inner.as_bytes()
+    except Exception:  # the generator can fail on the same malformed headers
+        return inner.as_string().encode("utf-8", "surrogateescape")
+
+
+def _filename(part: Message, content_type: str, index: int) -> str:
+    """Return the part's filename without directories or control characters.
+
+    Parts without a usable name get ``attachment-<index>`` and an extension guessed
+    from the content type.
+    """
+    try:
+        name = part.get_filename() or ""
+    except Exception:  # same malformed-header failures as in _header_text
+        name = ""
+    name = _clean_text(name)
+    if "=?" in name:
+        name = _decode_raw_header(name)
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(char for char in name if char.isprintable()).strip()
+    if name in ("", ".", ".."):
+        if content_type == "message/rfc822":
+            extension = ".eml"
+        else:
+            extension = mimetypes.guess_extension(content_type) or ".bin"
+        name = f"attachment-{index}{extension}"
+    return name
+
+
+def sanitize_html(markup: str) -> str:
+    """Return customer HTML that is safe to show in the agent's browser.
+
+    nh3 keeps basic formatting, links, tables and images, and removes scripts, styles,
+    event-handler attributes, ``javascript:`` and relative URLs. Images keep only
+    ``cid:`` and ``https:`` sources, so plain-HTTP tracking pixels do not load.
+    """
+    return nh3.clean(
+        markup,
+        clean_content_tags=_HIDDEN_TAGS,
+        url_schemes=_URL_SCHEMES,
+        url_relative="deny",
+        attribute_filter=_filter_attribute,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "img" and attribute == "src":
+        return value if value.strip().lower().startswith(("cid:", "https:")) else None
+    return value
+
+
+def html_to_text(markup: str) -> str:
+    """Return the readable text of an HTML body, with line breaks at block ends."""
+    extractor = _TextExtractor()
+    extractor.feed(markup)
+    extractor.close()
+    return extractor.text()
+
+
+class _TextExtractor(HTMLParser):
+    """Collect text outside hidden tags; collapse whitespace except inside <pre>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._chunks: list[str] = []
+        self._trailing_newlines = 0
+        self._hidden_depth = 0
+        self._pre_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden_depth += 1
+        elif tag == "body":
+            # An unclosed <title> or <style> in the head must not hide the whole body.
+            self._hidden_depth = 0
+        elif tag == "br":
+            self._emit("\n")
+        elif tag in _BLOCK_TAGS:
+            self._line_break(1)
+        if tag == "pre":
+            self._pre_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            # A blank line after each paragraph, as plain-text mail separates them.
+            self._line_break(2 if tag == "p" else 1)
+        if tag == "pre":
+            self._pre_depth = max(0, self._pre_depth - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden_depth:
+            return
+        if not self._pre_depth:
+            data = re.sub(r"\s+", " ", data)
+            if not self._chunks or self._trailing_newlines:
+                data = data.lstrip()
+        self._emit(data)
+
+    def text(self) -> str:
+        lines = [line.rstrip() for line in "".join(self._chunks).split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+    def _emit(self, data: str) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        content = data.rstrip("\n")
+        if content:
+            self._trailing_newlines = len(data) - len(content)
+        else:
+            self._trailing_newlines += len(data)
+
+    def _line_break(self, count: int) -> None:
+        if self._chunks:
+            self._emit("\n" * max(0, count - self._trailing_newlines))

@@ -1,0 +1,224 @@
+"""Send agent replies as email over SMTP.
+
+``build_mime`` turns an ``OutboundMessage`` into a MIME message that threads in the
+customer's mail client: it carries our Message-ID and the customer's In-Reply-To and
+References. ``send_email`` submits it and sorts failures into transient ones (network,
+timeouts, SMTP 4xx), which the outbox retries, and permanent ones (rejected login,
+SMTP 5xx), which it reports to the agent.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+import re
+import secrets
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.headerregistry import Address as MimeAddress
+from email.message import EmailMessage
+
+from channels.email.parse import strip_brackets
+from channels.errors import PermanentSendError, SendError, TransientSendError
+from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
+
+logger = logging.getLogger(__name__)
+
+SECURITY_MODES = ("starttls", "ssl", "none")
+
+# Header lines are set raw and not refolded, because the stdlib folds a Message-ID
+# longer than a line into an RFC 2047 encoded word, which breaks threading.
+_POLICY = email.policy.SMTP.clone(cte_type="7bit", refold_source="none")
+# Printable ASCII without brackets or spaces: safe to write into a raw header.
+_MESSAGE_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP submission server and whom replies come from.
+
+    ``security`` is ``"starttls"`` (upgrade a plain connection, usually port 587),
+    ``"ssl"`` (TLS from the start, usually port 465) or ``"none"``. ``timeout`` is in
+    seconds, per network operation.
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    security: str = "starttls"
+    from_address: str = ""
+    from_name: str | None = None
+    timeout: float = 30
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(
+                f"invalid SMTP security {self.security!r}: use one of {', '.join(SECURITY_MODES)}"
+            )
+
+
+def make_message_id(domain: str) -> str:
+    """Return a new globally unique Message-ID for ``domain``, without angle brackets.
+
+    Raises ``ValueError`` when ``domain`` is empty or contains characters that cannot
+    appear in a Message-ID.
+    """
+    message_id = f"sb.{secrets.token_hex(16)}@{domain}"
+    if not domain or not _MESSAGE_ID.match(message_id):
+        raise ValueError(f"invalid Message-ID domain {domain!r}")
+    return message_id
+
+
+def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage:
+    """Build the MIME message for an outbound email.
+
+    The From header uses ``settings.from_address`` (with ``from_name``), or
+    ``message.sender`` when no from address is configured. Inline attachments with a
+    content id go into a multipart/related next to the HTML body. Raises ``ValueError``
+    when the Message-ID or a sender is missing, an address is invalid, or the recipient
+    is not an email address.
+    """
+    if not message.message_id:
+        raise ValueError("missing message_id: assign one with make_message_id() first")
+    message_id = strip_brackets(message.message_id)
+    if not _MESSAGE_ID.match(message_id):
+        raise ValueError(f"invalid message_id {message.message_id!r}")
+    if message.to.kind is not AddressKind.EMAIL:
+        raise ValueError(f"recipient is a {message.to.kind.value} address, not an email address")
+
+    mime = EmailMessage(policy=_POLICY)
+    mime["From"] = _from_address(message, settings)
+    mime["To"] = MimeAddress(message.to.display_name or "", addr_spec=message.to.value)
+    if message.reply_to:
+        mime["Reply-To"] = message.reply_to
+    if message.subject is not None:
+        mime["Subject"] = message.subject
+    mime["Date"] = datetime.now(timezone.utc)
+    mime["Message-ID"] = f"<{message_id}>"
+
+    in_reply_to = _valid_ids([message.in_reply_to] if message.in_reply_to else [])
+    if in_reply_to:
+        mime.set_raw("In-Reply-To", f"<{in_reply_to[0]}>")
+    references = _valid_ids(message.references)
+    if references:
+        # One id per folded line keeps every line short without refolding.
+        mime.set_raw("References", "\n ".join(f"<{item}>" for item in references))
+
+    mime.set_content(message.text)
+    if message.html is not None:
+        mime.add_alternative(message.html, subtype="html")
+    html_part = mime.get_body(preferencelist=("html",)) if message.html is not None else None
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not subtype:
+            maintype, subtype = "application", "octet-stream"
+        if html_part is not None and attachment.inline and attachment.content_id:
+            html_part.add_related(
+                attachment.data, maintype, subtype, cid=f"<{attachment.content_id}>",
+                filename=attachment.filename, disposition="inline",
+            )
+        else:
+            mime.add_attachment(
+                attachment.data, maintype, subtype, filename=attachment.filename,
+                disposition="inline" if attachment.inline else "attachment",
+            )
+    return mime
+
+
+def send_email(settings: SmtpSettings, message: OutboundMessage) -> SendResult:
+    """Submit one message to the SMTP server.
+
+    Returns a ``SendResult`` with the message's Message-ID (without brackets) and state
+    ``SENT``. Raises ``TransientSendError`` for network errors, timeouts and SMTP 4xx
+    replies, ``PermanentSendError`` for a rejected login, SMTP 5xx replies and a server
+    lacking STARTTLS or AUTH, and ``ValueError`` from ``build_mime``.
+    """
+    mime = build_mime(message, settings)
+    envelope_from = settings.from_address or (message.sender.value if message.sender else "")
+    message_id = strip_brackets(message.message_id or "")
+    try:
+        with _open_connection(settings) as connection:
+            connection.send_message(mime, from_addr=envelope_from, to_addrs=[message.to.value])
+    except (smtplib.SMTPException, OSError) as error:
+        raise _classify(error, settings) from error
+    logger.info("SMTP accepted message %s via %s:%s", message_id, settings.host, settings.port)
+    return SendResult(provider_message_id=message_id, status=DeliveryState.SENT)
+
+
+def _from_address(message: OutboundMessage, settings: SmtpSettings) -> MimeAddress:
+    if settings.from_address:
+        return MimeAddress(settings.from_name or "", addr_spec=settings.from_address)
+    if message.sender is not None and message.sender.kind is AddressKind.EMAIL:
+        return MimeAddress(message.sender.display_name or "", addr_spec=message.sender.value)
+    raise ValueError("missing sender: set SmtpSettings.from_address or OutboundMessage.sender")
+
+
+def _valid_ids(values: list[str]) -> list[str]:
+    """Return the bracket-stripped ids that are safe to write into a raw header."""
+    result = []
+    for value in values:
+        item = strip_brackets(value)
+        if _MESSAGE_ID.match(item):
+            result.append(item)
+        else:
+            # Ids come from customer mail; one odd id must not block the reply.
+            logger.warning("dropped invalid Message-ID %r from the reply headers", value[:200])
+    return result
+
+
+def _open_connection(settings: SmtpSettings) -> smtplib.SMTP:
+    """Return a connected, secured and logged-in SMTP session."""
+    context = ssl.create_default_context()
+    connection: smtplib.SMTP
+    if settings.security == "ssl":
+        connection = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=settings.timeout, context=context
+        )
+    else:
+        connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        if settings.security == "starttls":
+            # starttls() raises SMTPNotSupportedError rather than send a password in clear.
+            connection.starttls(context=context)
+        if settings.username:
+            connection.login(settings.username, settings.password or "")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _classify(error: Exception, settings: SmtpSettings) -> SendError:
+    """Map an smtplib or socket error to a transient or permanent send error."""
+    where = f"{settings.host}:{settings.port}"
+    code: int | None = None
+    text = str(error)
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(error.recipients.values()))
+        text = _reply_text(reply)
+    elif isinstance(error, smtplib.SMTPResponseException):
+        code, text = error.smtp_code, _reply_text(error.smtp_error)
+
+    if code is not None:
+        message = f"SMTP server {where} replied {code} {text}"
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            message = f"SMTP login rejected by {where}: {code} {text}"
+        # smtplib uses -1 for a broken reply; only a real 5xx is final.
+        if 500 <= code < 600:
+            return PermanentSendError(message, code=str(code))
+        return TransientSendError(message, code=str(code))
+
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return PermanentSendError(f"SMTP server {where} lacks a required extension: {text}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return PermanentSendError(f"TLS certificate of {where} failed verification: {text}")
+    return TransientSendError(f"SMTP connection to {where} failed: {text or type(error).__name__}")
+
+
+def _reply_text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", errors="replace")
+    return reply

@@ -1,0 +1,179 @@
+"""An SMTP server on loopback that records what it receives, for tests of sending.
+
+It runs aiosmtpd's Controller on a free 127.0.0.1 port, in its own thread. It can
+reject chosen recipients or every DATA with a given reply, require a login, and be
+stopped and started again on the same port to play a server that is down for a while.
+
+Usage::
+
+    with SmtpTestServer() as server:
+        send_email(server.settings(), message)
+        [mail] = server.wait_for(1)
+        assert mail.message["Subject"] == "Re: Order 1042"
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from dataclasses import dataclass
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from channels.email.smtp import SmtpSettings
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message the server accepted: the envelope, the bytes and their parse."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    message: EmailMessage
+
+
+class SmtpTestServer:
+    """A recording SMTP server. ``port`` stays the same across stop() and start()."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None):
+        self.port = port or _free_port()
+        self.credentials = credentials
+        self._condition = threading.Condition()
+        self._received: list[ReceivedMail] = []
+        self._rejected_recipients: dict[str, str] = {}
+        self._data_reply: str | None = None
+        self._controller: Controller | None = None
+
+    def __enter__(self) -> SmtpTestServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Listen on ``port``. Returns once the server accepts connections."""
+        if self._controller is not None:
+            return
+        options: dict[str, Any] = {}
+        if self.credentials is not None:
+            options.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=False
+            )
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **options)
+        self._controller.start()
+
+    def stop(self) -> None:
+        """Stop listening and keep the received mail. Calling it twice is harmless."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def settings(self, **overrides: Any) -> SmtpSettings:
+        """Return sender settings for this server; keyword arguments override fields."""
+        values: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "security": "none",
+            "from_address": "support@shop.example",
+            "from_name": "Shop Support",
+            "timeout": 10,
+        }
+        if self.credentials is not None:
+            values["username"], values["password"] = self.credentials
+        values.update(overrides)
+        return SmtpSettings(**values)
+
+    def reject_recipient(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
+        """Reply to RCPT TO for ``address`` with ``reply``, a code and text."""
+        self._rejected_recipients[address.lower()] = reply
+
+    def reject_data(self, reply: str | None) -> None:
+        """Reply to every DATA with ``reply``, or accept mail again when it is None."""
+        self._data_reply = reply
+
+    @property
+    def received(self) -> list[ReceivedMail]:
+        with self._condition:
+            return list(self._received)
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[ReceivedMail]:
+        """Wait until ``count`` messages arrived and return all received so far.
+
+        Raises ``TimeoutError`` when fewer arrived within ``timeout`` seconds.
+        """
+        with self._condition:
+            if not self._condition.wait_for(lambda: len(self._received) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} messages, received {len(self._received)} "
+                    f"within {timeout} seconds"
+                )
+            return list(self._received)
+
+    def _record(self, mail: ReceivedMail) -> None:
+        with self._condition:
+            self._received.append(mail)
+            self._condition.notify_all()
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if self.credentials is None or not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        username, password = self.credentials
+        matches = auth_data.login == username.encode() and auth_data.password == password.encode()
+        return AuthResult(success=matches, handled=False)
+
+
+class _Handler:
+    """aiosmtpd hooks: reject what the server is configured to reject, record the rest."""
+
+    def __init__(self, server: SmtpTestServer) -> None:
+        self._server = server
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self._server._rejected_recipients.get(address.lower())
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        if self._server._data_reply is not None:
+            return self._server._data_reply
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        self._server._record(
+            ReceivedMail(
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                raw=raw,
+                message=message,
+            )
+        )
+        return "250 Message accepted"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
