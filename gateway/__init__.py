@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Switchboard:
-    """What one app instance owns, kept in ``app.extensions["switchboard"]``."""
+    """The objects one app instance owns, kept in ``app.extensions["switchboard"]``."""
 
     config: Config
     engine: Engine

@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1. Views are thin: validate, call one ``inbox`` function, answer.
+"""The JSON API under /api/v1. Views are thin: they validate, call one ``inbox`` function and return its result.
 
 Authentication and CSRF are enforced for every route by ``gateway.auth``'s guard.
 Errors are JSON ``{"error": {"code", "message", "field"?}}`` with a 4xx status.

@@ -1,6 +1,6 @@
 """Agent authentication: login sessions, API tokens, CSRF and the default-deny guard.
 
-Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS``; the guard
+Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS``. The guard
 runs before each request, so a new route is protected without remembering a decorator.
 Cookie-authenticated writes must carry the session's CSRF token (``X-CSRF-Token`` header or
 a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none.

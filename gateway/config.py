@@ -37,7 +37,6 @@ class Config:
     secure_cookies: bool = False
     imap_poll_interval: float = 60.0
     outbox_poll_interval: float = 2.0
-    run_workers: bool = True
     log_level: str = "INFO"
 
     @classmethod

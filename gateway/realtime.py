@@ -2,8 +2,8 @@
 
 Every signed-in agent joins the ``agents`` room. Committed events (see ``inbox.events``) are
 emitted to that room under their type, each payload carrying ``event_id``. A client passes
-the last id it saw as ``auth.last_event_id`` when it connects; the server first sends it
-everything after that id, so a dropped connection misses nothing. When the gap is larger
+the last id it saw as ``auth.last_event_id`` when it connects. The server first sends it
+every event after that id, so a dropped connection misses nothing. When the gap is larger
 than ``REPLAY_LIMIT``, the client gets ``resync`` and reloads its views instead.
 
 ``typing`` and ``presence`` are ephemeral: they are relayed, not stored, and carry no id.
@@ -40,7 +40,7 @@ def make_emitter_publisher(socketio: SocketIO):
 
 
 class Presence:
-    """Which agents are connected, by Socket.IO session id."""
+    """The connected agents, by Socket.IO session id."""
 
     def __init__(self) -> None:
         self._agents: dict[str, dict[str, Any]] = {}

@@ -212,7 +212,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
 def _rfc_message_id(inbound: InboundMessage) -> str | None:
     if inbound.channel_kind is not ChannelKind.EMAIL:
         return None
-    # A content-hash id stands in for a missing Message-ID; nobody can reply to it.
+    # A content-hash id replaces a missing Message-ID, and no mail can reply to it.
     if inbound.provider_message_id.startswith("sha256:"):
         return None
     return inbound.provider_message_id

@@ -1,8 +1,8 @@
 """Mailbox checkpoints and channel health, for the IMAP reader.
 
 The checkpoint is (UIDVALIDITY, last UID) per channel and folder. It is saved only after
-the messages up to that UID are committed, so a crash re-reads a little and loses nothing;
-re-read mail is dropped as a duplicate by ingestion.
+the messages up to that UID are committed, so a crash re-reads a little and loses nothing.
+Ingestion drops the re-read mail as duplicates.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class ApiToken(Base):
 class Channel(Base):
     """A configured inbound/outbound channel: one mailbox or one WhatsApp sender number.
 
-    ``settings`` holds the provider settings (hosts, usernames, credentials) as JSON.
+    ``settings`` contains the provider settings (hosts, usernames, credentials) as JSON.
     ``address`` is our side's address: the mailbox's email address or the E.164 number.
     """
 

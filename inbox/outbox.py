@@ -3,8 +3,11 @@
 Item states: ``pending`` (waiting for its ``next_attempt_at``) → ``sent``, or → ``failed``
 after a permanent error or ``MAX_ATTEMPTS`` transient ones. A dispatcher claims a due item
 by setting a lease (``locked_until``) with a compare-and-set update, so two dispatchers never
-send the same item at once; a dispatcher that dies mid-send leaves a lease that expires, and
-the item is tried again.
+send the same item at once. When a dispatcher dies mid-send, its lease expires and the item
+is tried again.
+
+NOTE: delivery is at least once. A dispatcher that dies after the provider accepted a send
+but before ``mark_sent`` committed leaves the item to be sent again.
 """
 
 from __future__ import annotations
@@ -143,9 +146,9 @@ def mark_attempt_failed(
 ) -> bool:
     """Record a failed attempt and commit. Returns True when the item will be retried.
 
-    A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``; a permanent
+    A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. A permanent
     error, or the last attempt, marks the item and its message failed with ``error``, which
-    the agent sees on the message.
+    the inbox shows on the message.
     """
     now = now or utcnow()
     with session.begin():

@@ -189,6 +189,31 @@ def test_broken_headers_fall_back_without_losing_the_mail():
     assert message.text == "Body survives."
 
 
+def test_unparsable_mime_parameters_fall_back_to_compat32():
+    # "x*0*" without a value makes the stdlib's header registry raise IndexError.
+    message = parse_email(load("broken_mime_params.eml"))
+
+    assert message.sender == email_address("jorg@example.de", "Jörg")
+    assert message.subject == "Rechnung für März"
+    assert message.sent_at == datetime(2023, 8, 1, 8, 0, tzinfo=timezone.utc)
+    assert message.text == "Die Rechnung hängt an."
+    [pdf] = message.attachments
+    assert pdf.filename == "Résumé.pdf"
+    assert pdf.data == b"%PDF-1.4\n"
+
+
+def test_nul_and_lone_surrogates_are_replaced():
+    raw = (
+        b"From: a@example.com\nSubject: =?unicode_escape?q?a\\ud800b?=\n"
+        b"Content-Type: text/plain; charset=unicode_escape\n\nx\\x00y\\udc80z\n"
+    )
+
+    message = parse_email(raw)
+
+    assert message.subject == "a?b"
+    assert message.text == "x\ufffdy\ufffdz"
+
+
 def test_multipart_without_boundary_shows_its_text():
     message = parse_email(load("multipart_without_boundary.eml"))
 

@@ -72,7 +72,8 @@ def test_agent_receives_message_created_for_each_inbound(live_server, agent, wha
 
     assert [event["message"]["text"] for event in received] == texts
     ids = [event["event_id"] for event in received]
-    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
     assert received[0]["conversation"]["contact"]["address"] == "+15551230000"
 
 
