@@ -135,10 +135,14 @@ class MailboxReader:
                 self.channel_id, settings.host, settings.port, settings.folder,
                 "supported" if reader.supports_idle else "not supported, polling",
             )
+            idle = reader.supports_idle
             while not self.stop.is_set():
                 self.import_new(reader, settings.folder)
-                timeout = IDLE_SLICE_SECONDS if reader.supports_idle else self.state.config.imap_poll_interval
-                reader.wait_for_changes(min(timeout, IDLE_SLICE_SECONDS))
+                if idle:
+                    reader.wait_for_changes(IDLE_SLICE_SECONDS)
+                elif not reader.wait_for_changes(0):
+                    # Without IDLE, wait_for_changes only asks once (NOOP); the pause is ours.
+                    self.stop.wait(self.state.config.imap_poll_interval)
 
     def import_new(self, reader: ImapReader, folder: str) -> int:
         """Import every mail after the checkpoint. Returns how many new messages were stored."""

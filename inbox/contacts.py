@@ -16,6 +16,7 @@ def resolve_contact(session: Session, address: Address) -> Contact:
     creates the same one first, the flush raises ``IntegrityError`` and the caller retries.
     A display name fills an empty contact name but never overwrites one.
     """
+    display_name = (address.display_name or "")[:200] or None
     identity = session.scalar(
         select(ContactIdentity).where(
             ContactIdentity.kind == address.kind.value, ContactIdentity.value == address.value
@@ -23,11 +24,11 @@ def resolve_contact(session: Session, address: Address) -> Contact:
     )
     if identity is not None:
         contact = identity.contact
-        if not contact.name and address.display_name:
-            contact.name = address.display_name
+        if not contact.name and display_name:
+            contact.name = display_name
         return contact
 
-    contact = Contact(name=address.display_name or None)
+    contact = Contact(name=display_name)
     session.add(contact)
     session.add(ContactIdentity(contact=contact, kind=address.kind.value, value=address.value))
     session.flush()

@@ -51,6 +51,11 @@ class IngestResult:
     created_conversation: bool = False
 
 
+def clip(value: str | None, length: int) -> str | None:
+    """Cut customer-controlled text to its column's length (PostgreSQL enforces it)."""
+    return value[:length] if value else value
+
+
 def payload_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -148,7 +153,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         conversation = Conversation(
             channel=channel,
             contact=contact,
-            subject=inbound.subject,
+            subject=clip(inbound.subject, 998),
             created_at=now,
         )
         session.add(conversation)
@@ -165,10 +170,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         rfc_message_id=_rfc_message_id(inbound),
         in_reply_to=inbound.in_reply_to,
         references=list(inbound.references),
-        subject=inbound.subject,
+        subject=clip(inbound.subject, 998),
         text=text,
         html=inbound.html,
-        sender_address=inbound.sender.value,
+        sender_address=clip(inbound.sender.value, 320),
         sent_at=inbound.sent_at,
         created_at=now,
         raw_payload=raw,
@@ -178,10 +183,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         session.add(
             Attachment(
                 message=message,
-                filename=part.filename,
-                content_type=part.content_type,
+                filename=clip(part.filename, 500) or "attachment",
+                content_type=clip(part.content_type, 200) or "application/octet-stream",
                 size=part.size,
-                content_id=part.content_id,
+                content_id=clip(part.content_id, 500),
                 inline=part.inline,
                 data=part.data,
             )

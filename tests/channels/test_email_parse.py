@@ -142,6 +142,27 @@ def test_content_hash_differs_for_different_bytes():
     assert changed.provider_message_id != parse_email(raw).provider_message_id
 
 
+def test_overlong_values_are_bounded():
+    long_id = "x" * 1200 + "@example.com"
+    long_name = "r" * 400 + ".pdf"
+    raw = (
+        f"From: {'a' * 300}@example.com, b@example.com\nMessage-ID: <{long_id}>\n"
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nhi\n--b\n"
+        f"Content-Type: application/pdf\nContent-Disposition: attachment; filename={long_name}\n"
+        "\n%PDF\n--b--\n"
+    ).encode()
+
+    message = parse_email(raw)
+
+    assert message.sender.value == "b@example.com"
+    assert message.provider_message_id == (
+        "sha256:" + hashlib.sha256(long_id.encode()).hexdigest()
+    )
+    [attachment] = message.attachments
+    assert len(attachment.filename) == 255
+    assert attachment.filename.endswith("rrr.pdf")
+
+
 def test_reply_headers_are_bracket_stripped():
     message = parse_email(load("reply_with_references.eml"))
 

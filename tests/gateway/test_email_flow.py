@@ -37,7 +37,9 @@ def _mail(sender: str, subject: str, body: str, message_id: str | None, in_reply
 
 @pytest.fixture(scope="module")
 def dovecot():
-    with DovecotServer(username=SUPPORT) as server:
+    # Dovecot notices mail delivered just before IDLE starts at its next check (30 s by
+    # default); a short interval keeps the live-reader test quick.
+    with DovecotServer(username=SUPPORT, extra_config="mailbox_idle_check_interval = 1 secs") as server:
         yield server
 
 
@@ -222,3 +224,36 @@ def test_running_workers_import_new_mail(state, mailbox, email_channel):
         workers.stop(timeout=2)
 
     assert _threads(state) == [["Arrives while the reader idles."]]
+
+
+def test_reader_polls_a_server_without_idle(config, tmp_path):
+    from dataclasses import replace
+
+    from gateway import create_app, get_state
+
+    state = get_state(create_app(replace(config, imap_poll_interval=0.2)))
+    # Advertise no IDLE, so the reader must poll.
+    with DovecotServer(username=SUPPORT, extra_config="imap_capability = IMAP4rev1 UIDPLUS") as plain:
+        with state.session_factory() as session:
+            channel = add_channel(
+                session, "email", "Polled", SUPPORT,
+                {
+                    "imap_host": plain.host, "imap_port": plain.port, "imap_username": plain.username,
+                    "imap_password": plain.password, "imap_ssl": False,
+                    "smtp_host": "127.0.0.1", "smtp_port": 25, "smtp_security": "none",
+                },
+            )
+            session.commit()
+        workers = Workers(state)
+        workers.start()
+        try:
+            plain.append(_mail("hana@customer.example", "Polling", "Found by a poll.", "h1@customer.example"))
+            deadline = time.monotonic() + 30
+            while _message_count(state) == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            workers.stop(timeout=2)
+    state.engine.dispose()
+
+    assert channel.id == 1
+    assert _threads(state) == [["Found by a poll."]]
