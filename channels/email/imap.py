@@ -7,21 +7,22 @@ The IMAP rules this module relies on (RFC 3501 and RFC 2177):
   unchanged. When the server changes UIDVALIDITY (a rebuilt or recreated folder), every
   UID seen before is meaningless.
 - SELECT (EXAMINE here, which is read-only) reports UIDVALIDITY and UIDNEXT, the UID
-  the next new message will get. A folder whose UIDNEXT is not above the checkpoint has
+  the next new message will get. A folder whose UIDNEXT is at most ``last_uid + 1`` has
   nothing new, so no SEARCH is needed.
 - ``UID SEARCH UID n:*`` returns the messages with UID >= n. When n is above the
   highest UID, ``*`` means that highest UID and the range reverses, so the server
   returns the last message. The results are therefore filtered again here.
-- A message can be expunged by another client between SEARCH and FETCH; the FETCH
-  response then lacks it, and it is skipped.
+- Another client can expunge a message between SEARCH and FETCH. The FETCH response
+  then lacks it, and it is skipped.
 - IDLE lets the server push EXISTS/RECENT. Servers may drop a client idle for 30
   minutes, so IDLE is ended and renewed before 29 minutes (here: after 25 at most).
 
 Checkpoint policy: the reader never moves a checkpoint. It yields batches of mail
-above ``Checkpoint.last_uid``; the caller stores the messages, commits, and only then
-saves a checkpoint with the highest UID of the committed batch. A crash before the
-commit refetches the batch, which the inbox ignores by Message-ID. After a UIDVALIDITY
-change the reader yields the whole folder again for the same reason. The folder is
+above ``Checkpoint.last_uid``. The caller stores the messages and commits, and only
+then saves a checkpoint with the highest UID of the committed batch. After a crash
+before the commit the batch is fetched again, and the inbox ignores what it already
+stored by Message-ID. For the same reason the reader can yield the whole folder again
+after a UIDVALIDITY change. The folder is
 opened read-only and bodies are fetched with BODY.PEEK[], so reading sets no flags.
 """
 
@@ -144,6 +145,7 @@ class ImapReader:
     def close(self) -> None:
         """Log out and close the connection. Calling it twice is harmless."""
         client, self._client = self._client, None
+        self._fetched_state = None
         if client is not None:
             _shutdown_quietly(client)
 
@@ -203,6 +205,8 @@ class ImapReader:
                 _, responses = client.noop()
             return _reports_new_mail(responses)
 
+        # NOTE: mail that lands between that SELECT and the start of IDLE may be reported
+        # only at the server's next periodic check (Dovecot 2.3: up to 30 seconds later).
         with self._errors("idle"):
             client.idle()
             try:

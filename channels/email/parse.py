@@ -3,7 +3,7 @@
 The parser is lenient on purpose: mail from the internet is often malformed, and a
 message that cannot be shown perfectly must still reach an agent. Headers are read with
 ``email.policy.default`` and, where its parser fails, from the raw header text. Only a
-message without any usable From address is rejected, because there is nobody to reply to.
+message without any usable From address is rejected, because a reply would have no recipient.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _USABLE_ADDRESS = re.compile(r"^[^\s@<>(),;:]+@[^\s@<>(),;:]+$")
 # Last resort for From headers that no parser accepts, e.g. an unterminated quote.
 _ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# RFC 5321 limits a path to 256 octets, angle brackets included.
+_MAX_ADDRESS_LENGTH = 254
+# RFC 5322 limits a line to 998 characters; a longer id is replaced by its hash.
+_MAX_MESSAGE_ID_LENGTH = 998
+# The name length limit of common file systems (ext4, NTFS, APFS).
+_MAX_FILENAME_LENGTH = 255
 # Mail clients often label windows-1252 text as ISO-8859-1, which is why the WHATWG
 # Encoding Standard also decodes these labels as windows-1252.
 _LATIN1_LABELS = {
@@ -70,6 +76,8 @@ def parse_email(raw: bytes) -> InboundMessage:
     message_id = strip_brackets(_header_text(message, "Message-ID") or "")
     if not message_id:
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+    elif len(message_id) > _MAX_MESSAGE_ID_LENGTH:
+        message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
     text, html, attachments = _split_body_leniently(message, raw)
     if html is not None:
@@ -218,14 +226,18 @@ def _addresses(message: Message, name: str) -> list[Address]:
     if found:
         return found
     matches = _ADDRESS_IN_TEXT.findall(decoded)
-    return [Address(AddressKind.EMAIL, match.lower()) for match in matches]
+    return [
+        Address(AddressKind.EMAIL, match.lower())
+        for match in matches
+        if len(match) <= _MAX_ADDRESS_LENGTH
+    ]
 
 
 def _usable_addresses(pairs: list[tuple[str, str]]) -> list[Address]:
     result = []
     for display_name, addr_spec in pairs:
         addr_spec = _clean_text(addr_spec).strip()
-        if not _USABLE_ADDRESS.match(addr_spec):
+        if len(addr_spec) > _MAX_ADDRESS_LENGTH or not _USABLE_ADDRESS.match(addr_spec):
             continue
         name = _clean_text(display_name or "").strip() or None
         result.append(Address(AddressKind.EMAIL, addr_spec.lower(), name))
@@ -276,7 +288,7 @@ def _split_body_leniently(
         logger.info("MIME structure failed to parse (%s): retrying with compat32", error)
     try:
         return _split_body(email.message_from_bytes(raw, policy=email.policy.compat32))
-    except Exception as error:  # the last resort below cannot fail
+    except Exception as error:  # the fallback below decodes with replacement and does not raise
         logger.warning("MIME structure failed to parse (%s): keeping the raw body as text", error)
     body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
     return decode_bytes(body, "utf-8"), None, []
@@ -387,6 +399,11 @@ def _filename(part: Message, content_type: str, index: int) -> str:
         else:
             extension = mimetypes.guess_extension(content_type) or ".bin"
         name = f"attachment-{index}{extension}"
+    if len(name) > _MAX_FILENAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        if not dot or len(extension) > 16:
+            stem, extension = name, ""
+        name = stem[: _MAX_FILENAME_LENGTH - len(dot + extension)] + dot + extension
     return name
 
 

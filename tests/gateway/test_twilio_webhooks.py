@@ -172,10 +172,10 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
 
     path = f"/webhooks/twilio/{whatsapp_channel.id}/status"
     seen = []
-    for status in ("sent", "read", "sent", "delivered"):
+    for status in ("sent", "delivered", "read", "sent", "delivered"):
         form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
         assert _post_signed(client, path, form).status_code == 204
         with state.session_factory() as session:
             seen.append(session.get(Message, reply_id).delivery_status)
 
-    assert seen == ["sent", "read", "read", "read"]
+    assert seen == ["sent", "delivered", "read", "read", "read"]
