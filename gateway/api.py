@@ -19,6 +19,7 @@ from gateway.reprocess import reprocess_payload
 from inbox.channel_config import list_channels, public_settings
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
 from inbox.errors import InboxError, InvalidInput, NotFound
+from inbox.events import latest_event_id
 from inbox.models import Attachment, PayloadStatus, RawPayload, Role
 from inbox.replies import create_reply
 from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
@@ -75,9 +76,17 @@ def me() -> Any:
 
 @blueprint.get("/conversations")
 def conversations() -> Any:
-    page = list_conversations(db(), limit=_int_arg("limit", 50), cursor=request.args.get("cursor"))
+    session = db()
+    # Read before the snapshot: a client that replays events after this id misses nothing
+    # committed while the page was being read (it may see some twice, and dedupes by id).
+    snapshot_event_id = latest_event_id(session)
+    page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"))
     return jsonify(
-        {"items": [conversation_to_dict(c) for c in page.items], "next_cursor": page.next_cursor}
+        {
+            "items": [conversation_to_dict(c) for c in page.items],
+            "next_cursor": page.next_cursor,
+            "last_event_id": snapshot_event_id,
+        }
     )
 
 

@@ -81,6 +81,7 @@ def get_conversation_or_404(session: Session, conversation_id: int) -> Conversat
             selectinload(Conversation.messages).selectinload(Message.attachments),
             selectinload(Conversation.messages).selectinload(Message.agent),
             selectinload(Conversation.messages).selectinload(Message.contact),
+            selectinload(Conversation.messages).selectinload(Message.outbox_item),
         )
     )
     if conversation is None:

@@ -240,6 +240,7 @@ class Message(Base):
     contact: Mapped[Contact | None] = relationship()
     agent: Mapped[Agent | None] = relationship()
     raw_payload: Mapped[RawPayload | None] = relationship()
+    outbox_item: Mapped[OutboxItem | None] = relationship(back_populates="message", uselist=False)
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.id"
     )
@@ -313,7 +314,7 @@ class OutboxItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    message: Mapped[Message] = relationship()
+    message: Mapped[Message] = relationship(back_populates="outbox_item")
     channel: Mapped[Channel] = relationship()
 
 

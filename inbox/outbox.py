@@ -160,6 +160,12 @@ def mark_attempt_failed(
         retry = transient and item.attempts < MAX_ATTEMPTS
         if retry:
             item.next_attempt_at = now + backoff_delay(item.attempts)
+            session.flush()
+            # The agent sees the retry and its reason while the reply waits.
+            record_event(
+                session, "message.updated", {"message": message_to_dict(item.message)},
+                item.message.conversation_id,
+            )
             log.warning(
                 "outbox item %s attempt %s failed, retrying at %s: %s",
                 item_id, item.attempts, item.next_attempt_at.isoformat(), error,

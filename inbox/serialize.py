@@ -78,5 +78,18 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "created_at": isoformat(message.created_at),
         "delivery_status": message.delivery_status,
         "error": message.delivery_error,
+        "retry": _retry_to_dict(message),
         "attachments": [attachment_to_dict(a) for a in message.attachments],
+    }
+
+
+def _retry_to_dict(message: Message) -> dict[str, Any] | None:
+    """Return the pending retry of an outbound message after a failed attempt, else None."""
+    item = message.outbox_item if message.direction == "outbound" else None
+    if item is None or item.status != "pending" or not item.attempts:
+        return None
+    return {
+        "attempts": item.attempts,
+        "next_attempt_at": isoformat(item.next_attempt_at),
+        "last_error": item.last_error,
     }

@@ -136,6 +136,7 @@ def test_conversations_page_newest_first_with_cursor(app, api_token, whatsapp_ch
     second = client.get(f"/api/v1/conversations?limit=2&cursor={first['next_cursor']}", headers=headers).json
     third = client.get(f"/api/v1/conversations?limit=2&cursor={second['next_cursor']}", headers=headers).json
 
+    assert first["last_event_id"] == 10  # two events for each of the five inbound messages
     snippets = [c["snippet"] for page in (first, second, third) for c in page["items"]]
     assert snippets == [f"message {i}" for i in (4, 3, 2, 1, 0)]
     assert third["next_cursor"] is None

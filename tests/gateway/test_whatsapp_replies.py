@@ -16,6 +16,7 @@ from gateway.workers import OutboxDispatcher
 from inbox.ingest import ingest_message
 from inbox.models import Conversation, Message, OutboxItem, utcnow
 from inbox.replies import create_reply
+from inbox.serialize import message_to_dict
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 from tests.support.twilio_server import TwilioTestServer
 
@@ -105,6 +106,9 @@ def test_server_error_is_retried_then_sent_once(twilio_state, twilio, channel, s
         assert (item.status, item.attempts) == ("pending", 1)
         assert "20500" in item.last_error
         assert item.next_attempt_at > utcnow()
+        retry = message_to_dict(session.get(Message, message_id))["retry"]
+        assert retry["attempts"] == 1
+        assert "20500" in retry["last_error"]
     assert dispatcher.dispatch_due() == 0  # not due yet: backoff
 
     _make_due(twilio_state)
@@ -113,7 +117,9 @@ def test_server_error_is_retried_then_sent_once(twilio_state, twilio, channel, s
 
     assert len(twilio.messages) == 1
     with twilio_state.session_factory() as session:
-        assert session.get(Message, message_id).delivery_status == "queued"
+        message = session.get(Message, message_id)
+        assert message.delivery_status == "queued"
+        assert message_to_dict(message)["retry"] is None
         assert session.scalar(select(OutboxItem.status)) == "sent"
 
 
