@@ -69,6 +69,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
     realtime.init_app(app, state)
+    api.init_app(app)
     return app
 
 

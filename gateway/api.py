@@ -10,7 +10,8 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 from sqlalchemy import select
 
 from gateway.auth import current_agent, db, error_response, require_role
@@ -35,14 +36,23 @@ def _inbox_error(error: InboxError) -> Any:
     return error_response(status, error.code, error.message, error.field)
 
 
-@blueprint.errorhandler(404)
-def _not_found(error: Exception) -> Any:
-    return error_response(404, "not_found", "No such API route.")
+def init_app(app: Flask) -> None:
+    # Unmatched URLs never reach the blueprint's handlers, so JSON errors for /api/ paths
+    # are registered on the app.
+    app.register_error_handler(404, _not_found)
+    app.register_error_handler(405, _method_not_allowed)
 
 
-@blueprint.errorhandler(405)
-def _method_not_allowed(error: Exception) -> Any:
-    return error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+def _not_found(error: HTTPException) -> Any:
+    if request.path.startswith("/api/"):
+        return error_response(404, "not_found", "No such API route.")
+    return error
+
+
+def _method_not_allowed(error: HTTPException) -> Any:
+    if request.path.startswith("/api/"):
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}.")
+    return error
 
 
 def _int_arg(name: str, default: int) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import threading
 from typing import Any
 
 import click
+from werkzeug.serving import make_server
 
 from gateway.config import Config, ConfigError
 from inbox.errors import InboxError
@@ -21,8 +23,11 @@ def _configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Werkzeug's request log repeats what the app logs; keep its errors only.
+    # Werkzeug's request log and APScheduler's job bookkeeping drown the service's own lines.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The twilio SDK logs every request's headers at INFO, credentials included.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def _load_config() -> Config:
@@ -33,9 +38,24 @@ def _load_config() -> Config:
 
 
 def _session_factory():
+    """Return a session factory on an up-to-date database, or stop with a clear message."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from gateway.database import upgrade_database
     from inbox.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(_load_config().database_url))
+    config = _load_config()
+    try:
+        engine = make_engine(config.database_url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        raise click.ClickException(
+            f"SWITCHBOARD_DATABASE_URL is not usable: {error}. Use sqlite:///PATH or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB."
+        ) from error
+    if config.database_url.startswith("sqlite"):
+        # The embedded database keeps itself current, wherever the command runs first.
+        upgrade_database(engine)
+    return make_session_factory(engine)
 
 
 def _session():
@@ -57,10 +77,17 @@ def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
 
     config = _load_config()
     _configure_logging(config.log_level)
+    host = host or config.host
+    port = port or config.port
+    _check_port_free(host, port)
+
     app = create_app(config)
     state = get_state(app)
     if config.database_url.startswith("sqlite"):
         upgrade_database(state.engine)  # the embedded setup keeps itself up to date
+    # Werkzeug's threaded server carries Socket.IO's WebSocket transport (simple-websocket).
+    server = make_server(host, port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 
     workers = None
     if with_workers:
@@ -69,21 +96,37 @@ def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
         workers = Workers(state)
         workers.start()
 
-    host = host or config.host
-    port = port or config.port
     with state.session_factory() as session:
         agents = count_agents(session)
-    click.echo(f"Switchboard is running at http://{host}:{port}/")
+    click.echo(f"Switchboard is running at http://{host}:{server.server_port}/ (Ctrl+C stops it)")
     if agents == 0:
         click.echo(
             "No agent exists yet. Create the first one in another terminal:\n"
             "  .venv/bin/switchboard agent create --email you@example.com --name 'Your Name' --role admin"
         )
     try:
-        state.socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
+        server.server_close()
         if workers is not None:
             workers.stop()
+        click.echo("Switchboard stopped.")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    # Werkzeug exits the process on a busy port; checking first gives a message that says
+    # what to do, before any worker starts.
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise click.ClickException(
+                f"Cannot listen on {host}:{port}: {error.strerror}. Stop the program using it, "
+                "or choose another port with --port or SWITCHBOARD_PORT."
+            ) from error
 
 
 @main.command()
@@ -169,6 +212,24 @@ def agent_create(email: str, name: str, role: str, password: str | None) -> None
         click.echo(f"Created {created.role} {created.name} <{created.email}> (id {created.id}).")
 
 
+@agent.command("password")
+@click.option("--email", required=True, help="The agent whose password is set.")
+@click.option("--password", help="The new password (at least 10 characters); asked for when omitted.")
+def agent_password(email: str, password: str | None) -> None:
+    """Set an agent's password; their open sessions end."""
+    from inbox.agents import set_password
+
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _session() as session:
+        try:
+            changed = set_password(session, email, password)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        click.echo(f"Password of {changed.name} <{changed.email}> changed.")
+
+
 @agent.command("token")
 @click.option("--email", required=True, help="The agent the token acts as.")
 @click.option("--name", default="api", show_default=True, help="A label for the token.")
@@ -221,15 +282,15 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
 @channel_add.command("email")
 @click.option("--name", required=True, help="Shown to agents and as the sender name of replies.")
 @click.option("--address", required=True, help="The mailbox's email address (replies come from it).")
-@click.option("--imap-host", required=True)
-@click.option("--imap-port", type=int, default=993, show_default=True)
+@click.option("--imap-host", required=True, help="The IMAP server, e.g. imap.example.com.")
+@click.option("--imap-port", type=click.IntRange(1, 65535), default=993, show_default=True)
 @click.option("--imap-username", required=True)
-@click.option("--imap-password", required=True, prompt=True, hide_input=True)
+@click.option("--imap-password", prompt=True, hide_input=True, help="Asked for when omitted.")
 @click.option("--imap-ssl/--no-imap-ssl", default=True, show_default=True, help="Implicit TLS on connect.")
 @click.option("--imap-folder", default="INBOX", show_default=True)
-@click.option("--smtp-host", required=True)
-@click.option("--smtp-port", type=int, default=587, show_default=True)
-@click.option("--smtp-username", help="Defaults to the IMAP username.")
+@click.option("--smtp-host", required=True, help="The SMTP server, e.g. smtp.example.com.")
+@click.option("--smtp-port", type=click.IntRange(1, 65535), default=587, show_default=True)
+@click.option("--smtp-username", help="Defaults to the IMAP username; pass '' for a server without login.")
 @click.option("--smtp-password", help="Defaults to the IMAP password.")
 @click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default="starttls", show_default=True)
 def channel_add_email(**options: Any) -> None:
@@ -238,8 +299,11 @@ def channel_add_email(**options: Any) -> None:
 
     address = normalize_email(options.pop("address"))
     name = options.pop("name")
-    options["smtp_username"] = options["smtp_username"] or options["imap_username"]
-    options["smtp_password"] = options["smtp_password"] or options["imap_password"]
+    if options["smtp_username"] is None:
+        options["smtp_username"] = options["imap_username"]
+        options["smtp_password"] = options["smtp_password"] or options["imap_password"]
+    elif options["smtp_username"] == "":
+        options["smtp_password"] = None  # a relay that needs no login
     _add_channel("email", name, address, options)
 
 
@@ -247,7 +311,7 @@ def channel_add_email(**options: Any) -> None:
 @click.option("--name", required=True, help="Shown to agents.")
 @click.option("--number", required=True, help="The WhatsApp sender number in E.164, e.g. +14155238886.")
 @click.option("--account-sid", required=True, help="The Twilio Account SID (AC...).")
-@click.option("--auth-token", required=True, prompt=True, hide_input=True, help="The Twilio auth token.")
+@click.option("--auth-token", prompt=True, hide_input=True, help="The Twilio auth token; asked for when omitted.")
 def channel_add_whatsapp(name: str, number: str, account_sid: str, auth_token: str) -> None:
     """Add a WhatsApp sender through Twilio."""
     from channels.errors import ParseError
@@ -257,8 +321,6 @@ def channel_add_whatsapp(name: str, number: str, account_sid: str, auth_token: s
         number = normalize_phone(number)
     except ParseError as error:
         raise click.ClickException(f"--number: {error}") from error
-    if not account_sid.startswith("AC"):
-        raise click.ClickException("--account-sid must start with AC (see the Twilio console).")
     _add_channel("whatsapp", name, number, {"account_sid": account_sid, "auth_token": auth_token})
 
 
@@ -272,10 +334,41 @@ def channel_list() -> None:
         if not rows:
             click.echo("No channels yet. Add one with `switchboard channel add email|whatsapp`.")
             return
+        click.echo("ID\tKIND\tSTATE\tNAME\tADDRESS\tLAST MAILBOX SYNC\tHEALTH")
         for row in rows:
             health = f"error: {row.last_error}" if row.last_error else "ok"
-            synced = row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never"
-            click.echo(f"{row.id}\t{row.kind}\t{row.name}\t{row.address}\tlast sync {synced}\t{health}")
+            if row.kind != "email":
+                synced = "-"  # WhatsApp messages arrive by webhook; there is nothing to sync
+            else:
+                synced = row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never"
+            state = "enabled" if row.is_active else "disabled"
+            click.echo(f"{row.id}\t{row.kind}\t{state}\t{row.name}\t{row.address}\t{synced}\t{health}")
+
+
+@channel.command("disable")
+@click.argument("channel_id", type=int)
+def channel_disable(channel_id: int) -> None:
+    """Stop reading and sending on a channel (its webhooks are still accepted)."""
+    _set_channel_active(channel_id, False)
+
+
+@channel.command("enable")
+@click.argument("channel_id", type=int)
+def channel_enable(channel_id: int) -> None:
+    """Resume a disabled channel; its queued replies go out."""
+    _set_channel_active(channel_id, True)
+
+
+def _set_channel_active(channel_id: int, active: bool) -> None:
+    from inbox.channel_config import set_channel_active
+
+    with _session() as session:
+        try:
+            changed = set_channel_active(session, channel_id, active)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        click.echo(f"Channel {changed.id} ({changed.name}) is {'enabled' if active else 'disabled'}.")
 
 
 # --- trying it out -------------------------------------------------------------------------

@@ -6,15 +6,27 @@ prefix (``database_url = "..."``); environment variables win over the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 PREFIX = "SWITCHBOARD_"
-DEFAULT_INSTANCE_DIR = Path("instance")
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# In a source checkout every command shares the checkout's instance/ folder, whichever
+# folder it runs from; an installed copy uses ./instance.
+DEFAULT_INSTANCE_DIR = (
+    _SOURCE_ROOT / "instance" if (_SOURCE_ROOT / "pyproject.toml").exists() else Path("instance")
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Read elsewhere: the config file's name, and the test suite's database.
+_OTHER_VARIABLES = frozenset({PREFIX + "CONFIG", PREFIX + "TEST_DATABASE_URL"})
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -60,9 +72,39 @@ class Config:
         known = {spec.name: spec for spec in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+            raise ConfigError(f"unknown keys in {PREFIX}CONFIG file: {', '.join(unknown)}")
+        ignored = sorted(
+            name for name in environ
+            if name.startswith(PREFIX) and name.removeprefix(PREFIX).lower() not in known
+            and name not in _OTHER_VARIABLES
+        )
+        if ignored:
+            # A misspelt variable would otherwise fall back to a default without a word.
+            log.warning("ignoring unknown environment variables: %s", ", ".join(ignored))
         typed = {name: _convert(name, known[name].type, value) for name, value in values.items()}
-        return cls(**typed).with_defaults()
+        config = cls(**typed).with_defaults()
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` for a value that would only fail later, at a worse moment."""
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"{PREFIX}LOG_LEVEL={self.log_level!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
+            )
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ConfigError(
+                    f"{PREFIX}PUBLIC_URL={self.public_url!r} is invalid; give the scheme and host "
+                    "that Twilio calls, without a path, e.g. https://support.example.com."
+                )
+        for name in ("redis_url", "twilio_api_base_url"):
+            value = getattr(self, name)
+            if value and "://" not in value:
+                raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: it needs a scheme.")
 
     def with_defaults(self) -> Config:
         """Fill in the embedded defaults: a SQLite file and a secret key under instance_dir."""
@@ -113,8 +155,11 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
             return int(value)
         if kind.startswith("float"):
             return float(value)
+        if kind.startswith("str") and "None" not in kind:
+            return str(value).strip()
         if "None" in kind and value in ("", None):
             return None
         return value if not isinstance(value, str) else value.strip()
-    except ValueError as error:
-        raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: {error}") from error
+    except ValueError:
+        expected = "a whole number" if kind.startswith("int") else "a number" if kind.startswith("float") else "valid"
+        raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: expected {expected}.") from None

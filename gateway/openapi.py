@@ -96,7 +96,7 @@ OPENAPI: dict[str, Any] = {
                     "created_at": {"type": "string", "format": "date-time"},
                 },
             },
-            "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}}},
+            "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},
             "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}}}]},
             "Message": {
                 "type": "object",
@@ -112,6 +112,11 @@ OPENAPI: dict[str, Any] = {
                     "created_at": {"type": "string", "format": "date-time"},
                     "delivery_status": {"enum": [None, "queued", "sent", "delivered", "read", "undelivered", "failed"]},
                     "error": {"type": ["string", "null"]},
+                    "retry": {
+                        "type": ["object", "null"],
+                        "description": "Set while a queued reply waits for another attempt.",
+                        "properties": {"attempts": {"type": "integer"}, "next_attempt_at": {"type": "string", "format": "date-time"}, "last_error": {"type": "string"}},
+                    },
                     "attachments": {"type": "array", "items": {"type": "object"}},
                 },
             },

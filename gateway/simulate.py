@@ -62,11 +62,17 @@ def send_simulated_whatsapp(
         channel = session.scalar(query.limit(1))
         if channel is not None:
             session.expunge(channel)
+    if channel is None and channel_id is not None:
+        raise SimulationError(
+            f"No WhatsApp channel {channel_id}. `switchboard channel list` shows the channels."
+        )
     if channel is None:
         raise SimulationError(
             "No WhatsApp channel found. Add one first: switchboard channel add whatsapp "
             "--name Demo --number +14155238886 --account-sid AC... --auth-token ..."
         )
+    if not base_url.startswith(("http://", "https://")):
+        raise SimulationError(f"--url {base_url!r} needs a scheme, e.g. http://127.0.0.1:5000.")
     try:
         sender = normalize_phone(sender)
     except ParseError as error:
@@ -82,8 +88,15 @@ def send_simulated_whatsapp(
     signature = RequestValidator(channel.settings.get("auth_token", "")).compute_signature(signed, form)
     try:
         response = requests.post(target, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
+    except requests.ConnectionError as error:
+        raise SimulationError(f"Cannot connect to Switchboard at {base_url}. Is `make run` running?") from error
     except requests.RequestException as error:
-        raise SimulationError(f"Cannot reach Switchboard at {base_url}: {error}. Is `make run` running?") from error
+        raise SimulationError(f"The request to {target} failed: {error}") from error
+    if response.status_code == 403:
+        raise SimulationError(
+            "Switchboard rejected the signature (403). If the service runs with "
+            "SWITCHBOARD_PUBLIC_URL, set the same value for this command."
+        )
     if response.status_code != 200:
-        raise SimulationError(f"Switchboard answered {response.status_code}: {response.text[:300]}")
+        raise SimulationError(f"Switchboard returned {response.status_code}: {response.text[:300]}")
     return f"Delivered message {form['MessageSid']} from {sender} to channel {channel.id} ({channel.name})."

@@ -48,9 +48,14 @@ def _verified_channel(channel_id: int, form: dict[str, str]) -> Channel | Any:
         if channel is None or channel.kind != "whatsapp":
             return error_response(404, "not_found", f"No WhatsApp channel {channel_id}.")
         session.expunge(channel)
+    auth_token = channel.settings.get("auth_token") or ""
+    if not auth_token:
+        # Without a token any request would "verify"; refuse instead.
+        log.error("WhatsApp channel %s has no Twilio auth token; rejecting its webhooks", channel_id)
+        return error_response(403, "invalid_signature", "The channel has no Twilio auth token configured.")
     try:
         validate_signature(
-            channel.settings.get("auth_token", ""),
+            auth_token,
             signed_url(state.config.public_url),
             form,
             request.headers.get("X-Twilio-Signature"),

@@ -137,6 +137,10 @@ class MailboxReader:
             )
             idle = reader.supports_idle
             while not self.stop.is_set():
+                current = self._channel()
+                if current is None or not current.is_active:
+                    log.info("mailbox channel %s disabled or removed; reader stops", self.channel_id)
+                    return
                 self.import_new(reader, settings.folder)
                 if idle:
                     reader.wait_for_changes(IDLE_SLICE_SECONDS)

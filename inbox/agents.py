@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from inbox.errors import Conflict, InvalidInput
+from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.models import Agent, ApiToken, Role, utcnow
 
 MIN_PASSWORD_LENGTH = 10
@@ -34,10 +34,7 @@ def create_agent(
         raise InvalidInput(f"{email!r} is not a valid email address.", field="email")
     if not name.strip():
         raise InvalidInput("The name is empty.", field="name")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.", field="password"
-        )
+    _check_password(password)
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"Unknown role {role!r}; use agent, manager or admin.", field="role")
     if session.scalar(select(Agent.id).where(Agent.email == email)) is not None:
@@ -48,6 +45,24 @@ def create_agent(
     )
     session.add(agent)
     session.flush()
+    return agent
+
+
+def _check_password(password: str) -> None:
+    if len(password.strip()) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters besides spaces.",
+            field="password",
+        )
+
+
+def set_password(session: Session, email: str, password: str) -> Agent:
+    """Set an agent's password, which also ends their sessions. Raises ``NotFound``, ``InvalidInput``."""
+    agent = session.scalar(select(Agent).where(Agent.email == normalize_email(email)))
+    if agent is None:
+        raise NotFound(f"No agent with email {normalize_email(email)}.", field="email")
+    _check_password(password)
+    agent.password_hash = generate_password_hash(password)
     return agent
 
 

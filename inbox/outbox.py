@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
 from inbox.events import record_event
-from inbox.models import Message, OutboxItem, OutboxStatus, utcnow
+from inbox.models import Channel, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.serialize import contact_address, message_to_dict
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ def claim_due(session: Session, now: datetime | None = None, limit: int = 20) ->
     with session.begin():
         query = (
             select(OutboxItem.id)
+            .join(Channel, Channel.id == OutboxItem.channel_id)
             .where(
+                Channel.is_active.is_(True),
                 OutboxItem.status == OutboxStatus.PENDING.value,
                 OutboxItem.next_attempt_at <= now,
                 or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
@@ -72,7 +74,7 @@ def claim_due(session: Session, now: datetime | None = None, limit: int = 20) ->
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, of=OutboxItem)
         claimed = []
         for item_id in session.scalars(query).all():
             # Compare-and-set: only one dispatcher's update matches an unleased row.

@@ -273,9 +273,16 @@ def _mailbox_errors(operation: str, settings: ImapSettings) -> Iterator[None]:
     try:
         yield
     except LoginError as error:
-        raise MailboxAuthError(f"IMAP {operation} failed on {where}: {error}") from error
+        raise MailboxAuthError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
     except (imaplib.IMAP4.error, OSError) as error:
-        raise MailboxError(f"IMAP {operation} failed on {where}: {error}") from error
+        raise MailboxError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
+
+
+def _describe(error: Exception) -> str:
+    # imaplib passes the server's reply as bytes; show it as text, not as b'...'.
+    if len(error.args) == 1 and isinstance(error.args[0], bytes):
+        return error.args[0].decode("utf-8", "replace")
+    return str(error)
 
 
 def _reports_new_mail(responses: list[tuple[object, ...]]) -> bool:

@@ -170,3 +170,16 @@ def test_read_resets_unread_count(app, api_token, whatsapp_channel):
     assert client.post("/api/v1/conversations/1/read", headers=headers).status_code == 204
 
     assert client.get("/api/v1/conversations/1", headers=headers).json["unread_count"] == 0
+
+
+def test_unknown_api_route_answers_json(app, api_token):
+    headers = {"Authorization": f"Bearer {api_token}"}
+    client = app.test_client()
+
+    missing = client.get("/api/v1/nothing-here", headers=headers)
+    wrong_method = client.delete("/api/v1/conversations", headers=headers)
+
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "not_found"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json["error"]["code"] == "method_not_allowed"

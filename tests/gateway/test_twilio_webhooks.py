@@ -179,3 +179,20 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
             seen.append(session.get(Message, reply_id).delivery_status)
 
     assert seen == ["sent", "delivered", "read", "read", "read"]
+
+
+def test_channel_without_auth_token_rejects_everything(app, state):
+    from inbox.models import Channel
+
+    with state.session_factory() as session:
+        channel = Channel(kind="whatsapp", name="Broken", address="+14155230000", settings={"auth_token": ""})
+        session.add(channel)
+        session.commit()
+    form = build_message_form(channel, "+15551230000", "hello", None)
+    path = f"/webhooks/twilio/{channel.id}/messages"
+    signature = RequestValidator("").compute_signature(LOCAL + path, form)
+
+    response = app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 403
+    assert _counts(state) == (0, 0, 0, 0)

@@ -1,0 +1,199 @@
+"""The switchboard command line, run through click's test runner on a real database."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.config import Config, ConfigError
+
+SID = "AC" + "1" * 32
+
+
+@pytest.fixture
+def run(database_url, tmp_path):
+    runner = CliRunner()
+    env = {"SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path)}
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_agent_create_and_duplicate(run):
+    created = run("agent", "create", "--email", "Lee@Example.com", "--name", "Lee", "--password", "long enough pw")
+    duplicate = run("agent", "create", "--email", "lee@example.com", "--name", "Lee", "--password", "long enough pw")
+
+    assert created.exit_code == 0
+    assert "Created agent Lee <lee@example.com>" in created.output
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+
+
+def test_agent_password_of_spaces_is_rejected(run):
+    result = run("agent", "create", "--email", "a@example.com", "--name", "A", "--password", " " * 12)
+    assert result.exit_code == 1
+    assert "at least 10 characters" in result.output
+
+
+def test_agent_password_change(run):
+    run("agent", "create", "--email", "a@example.com", "--name", "A", "--password", "first password")
+    changed = run("agent", "password", "--email", "a@example.com", "--password", "second password")
+    unknown = run("agent", "password", "--email", "b@example.com", "--password", "second password")
+
+    assert changed.exit_code == 0
+    assert unknown.exit_code == 1
+    assert "No agent with email b@example.com" in unknown.output
+
+
+def test_whatsapp_channel_needs_token_and_sid(run):
+    empty_token = run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+                      "--account-sid", SID, "--auth-token", "")
+    bad_sid = run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+                  "--account-sid", "AC123", "--auth-token", "token")
+    bad_number = run("channel", "add", "whatsapp", "--name", "W", "--number", "12",
+                     "--account-sid", SID, "--auth-token", "token")
+
+    assert empty_token.exit_code == 1
+    assert "auth token is missing" in empty_token.output
+    assert bad_sid.exit_code == 1
+    assert "Account SID" in bad_sid.output
+    assert bad_number.exit_code == 1
+
+
+def test_whatsapp_number_is_normalised_and_unique(run):
+    first = run("channel", "add", "whatsapp", "--name", "W", "--number", "whatsapp:+1 (415) 523-8886",
+                "--account-sid", SID, "--auth-token", "token")
+    again = run("channel", "add", "whatsapp", "--name", "W2", "--number", "+14155238886",
+                "--account-sid", SID, "--auth-token", "token")
+
+    assert first.exit_code == 0
+    assert "<+14155238886>" in first.output
+    assert "/webhooks/twilio/1/messages" in first.output
+    assert again.exit_code == 1
+    assert "already uses +14155238886" in again.output
+
+
+def test_email_channel_validates_address_and_port(run):
+    common = ["--imap-host", "imap.example.com", "--imap-username", "u", "--imap-password", "p",
+              "--smtp-host", "smtp.example.com"]
+    bad_address = run("channel", "add", "email", "--name", "E", "--address", "not-an-address", *common)
+    bad_port = run("channel", "add", "email", "--name", "E", "--address", "s@example.com",
+                   "--imap-port", "99999", *common)
+
+    assert bad_address.exit_code == 1
+    assert "not a valid email address" in bad_address.output
+    assert bad_port.exit_code == 2
+    assert "99999" in bad_port.output
+
+
+def test_email_channel_without_smtp_login(run, state):
+    from inbox.channel_config import list_channels
+
+    result = run("channel", "add", "email", "--name", "E", "--address", "s@example.com",
+                 "--imap-host", "imap.example.com", "--imap-username", "u", "--imap-password", "p",
+                 "--smtp-host", "relay.example.com", "--smtp-username", "", "--smtp-security", "none")
+
+    assert result.exit_code == 0
+    with state.session_factory() as session:
+        (channel,) = list_channels(session)
+        assert channel.settings["smtp_username"] == ""
+        assert channel.settings["smtp_password"] is None
+
+
+def test_channel_list_disable_enable(run):
+    run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+        "--account-sid", SID, "--auth-token", "token")
+
+    disabled = run("channel", "disable", "1")
+    listing = run("channel", "list")
+    enabled = run("channel", "enable", "1")
+    missing = run("channel", "enable", "7")
+
+    assert disabled.exit_code == 0
+    assert listing.output.splitlines()[0].startswith("ID\tKIND\tSTATE")
+    assert "\twhatsapp\tdisabled\tW\t+14155238886\t-\tok" in listing.output
+    assert enabled.exit_code == 0
+    assert missing.exit_code == 1
+    assert "Channel 7 not found" in missing.output
+
+
+def test_simulate_without_channel_explains(run):
+    result = run("simulate", "whatsapp", "--from", "+15551230000", "hello")
+    assert result.exit_code == 1
+    assert "No WhatsApp channel found" in result.output
+
+
+def test_simulate_with_server_down_explains(run):
+    run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+        "--account-sid", SID, "--auth-token", "token")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    result = run("simulate", "whatsapp", "--url", f"http://127.0.0.1:{port}", "--from", "+15551230000", "hello")
+
+    assert result.exit_code == 1
+    assert "Cannot connect to Switchboard" in result.output
+
+
+def test_simulate_posts_to_live_server(run, live_server, state):
+    from sqlalchemy import select
+
+    from inbox.models import Message
+
+    run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+        "--account-sid", SID, "--auth-token", "token")
+
+    result = run("simulate", "whatsapp", "--url", live_server.url, "--from", "+15551230000",
+                 "--name", "Grace", "Is my order late?")
+
+    assert result.exit_code == 0, result.output
+    with state.session_factory() as session:
+        assert session.scalar(select(Message.text)) == "Is my order late?"
+
+
+def test_run_on_busy_port_fails_clearly(run):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run("run", "--port", str(busy.getsockname()[1]))
+
+    assert result.exit_code == 1
+    assert "Cannot listen on 127.0.0.1" in result.output
+    assert "running at" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SWITCHBOARD_LOG_LEVEL", "verbose", "use one of DEBUG"),
+        ("SWITCHBOARD_PORT", "abc", "expected a whole number"),
+        ("SWITCHBOARD_PORT", "70000", "port from 1 to 65535"),
+        ("SWITCHBOARD_PUBLIC_URL", "support.example.com", "without a path"),
+        ("SWITCHBOARD_PUBLIC_URL", "https://support.example.com/app", "without a path"),
+    ],
+)
+def test_invalid_configuration_is_named(tmp_path, variable, value, message):
+    environ = {"SWITCHBOARD_INSTANCE_DIR": str(tmp_path), variable: value}
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env(environ)
+
+
+def test_configuration_file_and_environment(tmp_path):
+    config_file = tmp_path / "switchboard.toml"
+    config_file.write_text('port = 6001\npublic_url = "https://support.example.com"\n')
+    environ = {"SWITCHBOARD_CONFIG": str(config_file), "SWITCHBOARD_PORT": "6002",
+               "SWITCHBOARD_INSTANCE_DIR": str(tmp_path)}
+
+    config = Config.from_env(environ)
+
+    assert config.port == 6002
+    assert config.public_url == "https://support.example.com"
+    assert config.secure_cookies is True
+    assert config.database_url.startswith("sqlite:///")
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
