@@ -17,7 +17,8 @@ from flask import Blueprint, Response, current_app, request
 from channels.errors import ParseError, SignatureError
 from channels.whatsapp import parse_inbound, parse_status, validate_signature
 from gateway.auth import error_response
-from inbox.ingest import ingest_message, record_delivery_status, record_failed_payload
+from inbox.delivery import record_delivery_status
+from inbox.ingest import ingest_message, record_failed_payload
 from inbox.models import Channel
 
 log = logging.getLogger(__name__)
