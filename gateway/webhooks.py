@@ -84,8 +84,16 @@ def twilio_message(channel_id: int) -> Any:
         log.warning("unparseable Twilio message on channel %s kept as payload %s: %s", channel_id, payload_id, error)
         return error_response(400, "invalid_payload", str(error))
 
-    with state.session_factory() as session:
-        result = ingest_message(session, channel_id, inbound)
+    try:
+        with state.session_factory() as session:
+            result = ingest_message(session, channel_id, inbound)
+    except Exception as error:
+        # Keep the payload for an admin, and answer 500 so that Twilio retries; a retry of
+        # a payload that failed is processed again, not taken for a duplicate.
+        log.exception("storing Twilio message %s on channel %s failed", inbound.provider_message_id, channel_id)
+        with state.session_factory() as session:
+            record_failed_payload(session, channel_id, raw, "twilio-form", f"storing failed: {error}")
+        return error_response(500, "storing_failed", "The message could not be stored; it was kept for retry.")
     if result.duplicate:
         log.info("replayed Twilio message %s on channel %s ignored", inbound.provider_message_id, channel_id)
     return Response(EMPTY_TWIML, mimetype="text/xml")

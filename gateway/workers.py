@@ -14,6 +14,8 @@ from collections.abc import Callable
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from channels.email.imap import Checkpoint, ImapReader
 from channels.email.parse import parse_email
@@ -112,8 +114,10 @@ class MailboxReader:
                     record_channel_error(session, self.channel_id, str(error))
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
-            except Exception:
+            except Exception as error:
                 log.exception("mailbox channel %s: reader crashed; restarting", self.channel_id)
+                with self.state.session_factory() as session:
+                    record_channel_error(session, self.channel_id, f"Internal error: {error}")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
 
@@ -160,15 +164,29 @@ class MailboxReader:
                 save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
             return stored
 
-    def _import_one(self, session, uid: int, raw: bytes) -> int:
+    def _import_one(self, session: Session, uid: int, raw: bytes) -> int:
+        """Store one mail; a mail that fails is kept as a failed payload and never blocks the rest."""
         try:
             inbound = parse_email(raw)
         except ParseError as error:
-            payload_id = record_failed_payload(session, self.channel_id, raw, "rfc822", str(error))
-            log.warning("mailbox channel %s UID %s kept as failed payload %s: %s", self.channel_id, uid, payload_id, error)
+            self._keep_failed(session, uid, raw, str(error))
             return 0
-        result = ingest_message(session, self.channel_id, inbound)
+        try:
+            result = ingest_message(session, self.channel_id, inbound)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable: retry the batch later, nothing is skipped
+        except Exception as error:
+            log.exception("mailbox channel %s UID %s could not be stored", self.channel_id, uid)
+            session.rollback()
+            self._keep_failed(session, uid, raw, f"storing failed: {type(error).__name__}: {error}")
+            return 0
         return 0 if result.duplicate else 1
+
+    def _keep_failed(self, session: Session, uid: int, raw: bytes, error: str) -> None:
+        payload_id = record_failed_payload(session, self.channel_id, raw, "rfc822", error)
+        log.warning(
+            "mailbox channel %s UID %s kept as failed payload %s: %s", self.channel_id, uid, payload_id, error
+        )
 
 
 class Workers:

@@ -14,7 +14,8 @@ def resolve_contact(session: Session, address: Address) -> Contact:
 
     A new identity is protected by a unique (kind, value) key: when another transaction
     creates the same one first, the flush raises ``IntegrityError`` and the caller retries.
-    A display name fills an empty contact name but never overwrites one.
+    A display name fills an empty contact name but never overwrites one. An existing contact
+    is locked until the transaction ends.
     """
     display_name = (address.display_name or "")[:200] or None
     identity = session.scalar(
@@ -23,7 +24,11 @@ def resolve_contact(session: Session, address: Address) -> Contact:
         )
     )
     if identity is not None:
-        contact = identity.contact
+        # Lock the contact (PostgreSQL; SQLite already serializes writers) so that two of
+        # its messages arriving at once thread one after the other, not into two new
+        # conversations.
+        contact = session.get(Contact, identity.contact_id, with_for_update=True)
+        assert contact is not None
         if not contact.name and display_name:
             contact.name = display_name
         return contact

@@ -8,6 +8,7 @@ could not be parsed, with the error, for an admin to look at and re-process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -103,21 +104,28 @@ def _already_stored(session: Session, channel_id: int, inbound: InboundMessage) 
         return _find_duplicate(session, channel_id, inbound)
 
 
-def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
-    by_provider_id = session.scalar(
-        select(Message.id).where(
-            Message.channel_id == channel_id,
-            Message.provider_message_id == inbound.provider_message_id,
+def _stored_sender(session: Session, channel_id: int, provider_message_id: str) -> tuple[bool, str | None]:
+    """Return whether a message with this provider id exists, and its sender address."""
+    row = session.execute(
+        select(Message.sender_address).where(
+            Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
         )
-    )
-    if by_provider_id is not None:
-        return True
-    by_digest = session.scalar(
-        select(RawPayload.id).where(
+    ).first()
+    return (row is not None, row[0] if row else None)
+
+
+def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
+    """Return whether ``inbound`` is stored already: the same bytes, or the same provider id
+    from the same sender (our own outbound mail, which has no sender address, included)."""
+    payload_status = session.scalar(
+        select(RawPayload.status).where(
             RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
         )
     )
-    return by_digest is not None
+    if payload_status == PayloadStatus.PROCESSED.value:
+        return True
+    exists, sender = _stored_sender(session, channel_id, inbound.provider_message_id)
+    return exists and (sender is None or sender == inbound.sender.value)
 
 
 def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
@@ -131,6 +139,25 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         )
         return IngestResult(None, None, duplicate=True)
 
+    if _stored_sender(session, channel_id, inbound.provider_message_id)[0]:
+        # Another sender already used this Message-ID (a forged or colliding id): keep this
+        # mail under its content hash, so neither message hides the other.
+        log.warning(
+            "message id %s on channel %s reused by another sender; stored under its content hash",
+            inbound.provider_message_id, channel_id,
+        )
+        inbound = dataclasses.replace(inbound, provider_message_id="sha256:" + payload_digest(inbound.raw))
+
+    # A payload that failed before (a crash, a bug fixed since) is retried, not a duplicate.
+    earlier_failure = session.scalar(
+        select(RawPayload).where(
+            RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
+        )
+    )
+    if earlier_failure is not None:
+        session.delete(earlier_failure)
+        session.flush()
+
     raw = RawPayload(
         channel_id=channel_id,
         format=inbound.raw_format,
@@ -143,7 +170,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
 
     # Thread: an existing conversation (reopened if it was resolved) or a new one.
     if inbound.channel_kind is ChannelKind.EMAIL:
-        conversation = find_email_conversation(session, inbound)
+        conversation = find_email_conversation(session, inbound, contact)
     else:
         conversation = find_whatsapp_conversation(session, channel, contact)
     created = conversation is None

@@ -65,8 +65,20 @@ def parse_email(raw: bytes) -> InboundMessage:
 
     Returns an ``InboundMessage`` whose ``provider_message_id`` is the Message-ID without
     brackets, or ``"sha256:"`` and the hex digest of ``raw`` when the mail has none.
-    Raises ``ParseError`` when no usable From address can be found.
+    Raises ``ParseError`` when no usable From address can be found, or when the message
+    defeats the parser (for example MIME nested thousands of levels deep).
     """
+    try:
+        return _parse(raw)
+    except ParseError:
+        raise
+    # Broad on purpose: one hostile mail must become a failed payload for an admin, not an
+    # exception that stops the mailbox reader at this message for ever.
+    except (RecursionError, Exception) as error:
+        raise ParseError(f"the message could not be parsed: {type(error).__name__}: {error}") from error
+
+
+def _parse(raw: bytes) -> InboundMessage:
     message = _parse_structure(raw)
 
     senders = _addresses(message, "From")
@@ -167,7 +179,8 @@ def _header_text(part: Message, name: str) -> str | None:
         return None if raw is None else _decode_raw_header(raw)
     if value is None:
         return None
-    return _clean_text(str(value)).strip()
+    # Encoded words can smuggle CR/LF in; a header value is one line.
+    return " ".join(_clean_text(str(value)).split())
 
 
 def _raw_header(part: Message, name: str) -> str | None:

@@ -10,6 +10,7 @@ auth token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from twilio.request_validator import RequestValidator
@@ -75,6 +76,15 @@ def is_status_callback(form: Mapping[str, str]) -> bool:
     return bool(status) and status not in _INBOUND_STATUSES
 
 
+# Twilio SIDs are two letters and 32 hex digits (SM..., MM...); anything else is not Twilio's.
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+
+
+def _clean(value: str | None) -> str:
+    # NUL is valid in a form field but not in PostgreSQL text, and never means anything here.
+    return (value or "").replace("\x00", "")
+
+
 def parse_inbound(form: Mapping[str, str], raw: bytes) -> InboundMessage:
     """Parse Twilio's incoming-message webhook form into an ``InboundMessage``.
 
@@ -87,6 +97,8 @@ def parse_inbound(form: Mapping[str, str], raw: bytes) -> InboundMessage:
     the media fields are invalid.
     """
     message_sid = _required(form, "MessageSid")
+    if not _SID.match(message_sid):
+        raise ParseError(f"MessageSid {message_sid[:80]!r} is not a Twilio message SID")
     sender_address = _required(form, "From")
     if not sender_address.lower().startswith("whatsapp:"):
         raise ParseError(
@@ -97,7 +109,7 @@ def parse_inbound(form: Mapping[str, str], raw: bytes) -> InboundMessage:
     sender = Address(
         AddressKind.PHONE,
         normalize_phone(sender_address),
-        form.get("ProfileName") or None,
+        _clean(form.get("ProfileName"))[:200] or None,
     )
     recipients = []
     if form.get("To"):
@@ -110,7 +122,7 @@ def parse_inbound(form: Mapping[str, str], raw: bytes) -> InboundMessage:
         raw=raw,
         raw_format=RAW_FORMAT,
         recipients=recipients,
-        text=form.get("Body") or _describe_location(form),
+        text=_clean(form.get("Body")) or _describe_location(form),
         media=_parse_media(form),
     )
 

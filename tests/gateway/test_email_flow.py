@@ -257,3 +257,49 @@ def test_reader_polls_a_server_without_idle(config, tmp_path):
 
     assert channel.id == 1
     assert _threads(state) == [["Found by a poll."]]
+
+
+def _deeply_nested(depth: int) -> bytes:
+    parts = [b"From: mallory@attacker.example\r\nMessage-ID: <deep@attacker.example>\r\n"
+             b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
+    for level in range(depth):
+        parts.append(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (level, level + 1))
+    return b"".join(parts)
+
+
+def test_hostile_mail_is_kept_and_does_not_block_mailbox(state, mailbox, email_channel):
+    from inbox.models import MailboxCheckpoint, RawPayload
+
+    mailbox.append(_mail("ivy@customer.example", "Before", "before the bad one", "i1@customer.example"))
+    mailbox.append(_deeply_nested(3000))
+    last_uid = mailbox.append(_mail("ivy@customer.example", "After", "after the bad one", "i2@customer.example"))
+
+    assert _import(state, email_channel) == 2
+
+    assert _threads(state) == [["before the bad one"], ["after the bad one"]]
+    with state.session_factory() as session:
+        failed = session.scalars(select(RawPayload).where(RawPayload.status == "failed")).all()
+        assert len(failed) == 1
+        assert "RecursionError" in failed[0].error
+        assert session.scalar(select(MailboxCheckpoint.last_uid)) == last_uid
+
+
+def test_stranger_cannot_join_a_customer_thread_by_message_id(state, mailbox, email_channel):
+    mailbox.append(_mail("alice@customer.example", "Order", "My order", "a1@customer.example"))
+    mailbox.append(_mail("eve@attacker.example", "Re: Order", "Let me in", "e1@attacker.example", "a1@customer.example"))
+    mailbox.append(_mail("alice@customer.example", "Re: Order", "Any news?", "a2@customer.example", "a1@customer.example"))
+
+    _import(state, email_channel)
+
+    assert _threads(state) == [["My order", "Any news?"], ["Let me in"]]
+
+
+def test_reused_message_id_from_another_sender_keeps_both(state, mailbox, email_channel):
+    mailbox.append(_mail("eve@attacker.example", "Squat", "sent first with a copied id", "next@customer.example"))
+    mailbox.append(_mail("alice@customer.example", "Real", "the real mail", "next@customer.example"))
+
+    assert _import(state, email_channel) == 2
+
+    assert sorted(text for thread in _threads(state) for text in thread) == [
+        "sent first with a copied id", "the real mail",
+    ]

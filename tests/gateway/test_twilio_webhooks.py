@@ -196,3 +196,48 @@ def test_channel_without_auth_token_rejects_everything(app, state):
 
     assert response.status_code == 403
     assert _counts(state) == (0, 0, 0, 0)
+
+
+def test_nul_characters_are_removed_from_text(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hel\x00lo", "Gr\x00ace")
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
+
+    assert response.status_code == 200
+    with state.session_factory() as session:
+        message = session.scalar(select(Message))
+        assert message.text == "hello"
+        assert message.contact.name == "Grace"
+
+
+def test_oversized_message_sid_is_kept_as_failed(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
+    form["MessageSid"] = "SM" + "a" * 2000
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
+
+    assert response.status_code == 400
+    with state.session_factory() as session:
+        assert session.scalar(select(RawPayload.status)) == "failed"
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_failed_payload_is_retried_by_a_replay(app, state, whatsapp_channel):
+    from inbox.ingest import record_failed_payload
+    from urllib.parse import urlencode
+
+    form = build_message_form(whatsapp_channel, "+15551230000", "retry me", None)
+    with state.session_factory() as session:
+        record_failed_payload(session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form", "database was down")
+
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
+    response = app.test_client().post(
+        path, data=urlencode(form), content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+
+    assert response.status_code == 200
+    with state.session_factory() as session:
+        assert session.scalar(select(Message.text)) == "retry me"
+        assert session.scalars(select(RawPayload.status)).all() == ["processed"]
