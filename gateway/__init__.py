@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 from flask_socketio import SocketIO
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from gateway.config import Config
 from inbox.db import make_engine, make_session_factory
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_ID = 2**63 - 1
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     from gateway import api, auth, health, pages, realtime, webhooks
 
+    app.url_map.converters["id"] = IdConverter
     auth.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(pages.blueprint)
@@ -71,6 +74,13 @@ def create_app(config: Config | None = None) -> Flask:
     realtime.init_app(app, state)
     api.init_app(app)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a URL: 1 to 2**63 - 1, so a larger number is a 404, not an overflow."""
+
+    def __init__(self, map: Map) -> None:
+        super().__init__(map, min=1, max=MAX_ID)
 
 
 def get_state(app: Flask) -> Switchboard:

@@ -55,14 +55,17 @@ def _method_not_allowed(error: HTTPException) -> Any:
     return error
 
 
-def _int_arg(name: str, default: int) -> int:
+def _int_arg(name: str, default: int, minimum: int = 1, maximum: int = 200) -> int:
     value = request.args.get(name)
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidInput(f"{name} must be a whole number, not {value!r}.", field=name) from None
+    if not minimum <= number <= maximum:
+        raise InvalidInput(f"{name} must be between {minimum} and {maximum}.", field=name)
+    return number
 
 
 def _json_body() -> dict[str, Any]:
@@ -100,7 +103,7 @@ def conversations() -> Any:
     )
 
 
-@blueprint.get("/conversations/<int:conversation_id>")
+@blueprint.get("/conversations/<id:conversation_id>")
 def conversation(conversation_id: int) -> Any:
     found = get_conversation_or_404(db(), conversation_id)
     return jsonify(
@@ -108,7 +111,7 @@ def conversation(conversation_id: int) -> Any:
     )
 
 
-@blueprint.post("/conversations/<int:conversation_id>/messages")
+@blueprint.post("/conversations/<id:conversation_id>/messages")
 def reply(conversation_id: int) -> Any:
     body = _json_body()
     text = body.get("text")
@@ -125,7 +128,7 @@ def reply(conversation_id: int) -> Any:
     return jsonify(data), 201
 
 
-@blueprint.post("/conversations/<int:conversation_id>/read")
+@blueprint.post("/conversations/<id:conversation_id>/read")
 def read(conversation_id: int) -> Any:
     session = db()
     mark_conversation_read(session, conversation_id)
@@ -133,7 +136,7 @@ def read(conversation_id: int) -> Any:
     return Response(status=204)
 
 
-@blueprint.get("/attachments/<int:attachment_id>")
+@blueprint.get("/attachments/<id:attachment_id>")
 def attachment(attachment_id: int) -> Any:
     found = db().get(Attachment, attachment_id)
     if found is None:
@@ -203,7 +206,7 @@ def payloads() -> Any:
     )
 
 
-@blueprint.post("/payloads/<int:payload_id>/reprocess")
+@blueprint.post("/payloads/<id:payload_id>/reprocess")
 @require_role(Role.ADMIN)
 def reprocess(payload_id: int) -> Any:
     result = reprocess_payload(current_app.extensions["switchboard"].session_factory, payload_id)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Flask,
+    Response,
     abort,
     current_app,
     g,
@@ -58,7 +59,10 @@ LOGIN_WINDOW_SECONDS = 300
 
 
 class LoginThrottle:
-    """Allows at most ``LOGIN_ATTEMPTS`` failed logins per client address and email per window."""
+    """Sign-in attempts per client address and email: at most ``LOGIN_ATTEMPTS`` per window.
+
+    A successful sign-in clears the count.
+    """
 
     def __init__(self) -> None:
         self._failures: dict[str, deque[float]] = defaultdict(deque)
@@ -70,13 +74,19 @@ class LoginThrottle:
             failures.popleft()
         return failures
 
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._recent(key, time.monotonic())) >= LOGIN_ATTEMPTS
+    def try_attempt(self, key: str) -> bool:
+        """Count one attempt for ``key`` and return False when the limit is already reached.
 
-    def record_failure(self, key: str) -> None:
+        Counting before the password check, in one step under the lock, keeps parallel
+        guesses from all passing the check before any of them is recorded.
+        """
         with self._lock:
-            self._recent(key, time.monotonic()).append(time.monotonic())
+            now = time.monotonic()
+            attempts = self._recent(key, now)
+            if len(attempts) >= LOGIN_ATTEMPTS:
+                return False
+            attempts.append(now)
+            return True
 
     def reset(self, key: str) -> None:
         with self._lock:
@@ -102,9 +112,9 @@ def current_agent() -> Agent | None:
     if "agent" in g:
         return g.agent
     agent = None
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        agent = agent_for_token(db(), header.removeprefix("Bearer ").strip())
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        agent = agent_for_token(db(), credentials.strip())
         if agent is not None:
             db().commit()  # keeps last_used_at
             g.token_auth = True
@@ -172,9 +182,28 @@ def _close_db(exception: BaseException | None) -> None:
         session_.close()
 
 
+# Scripts only from our origin; styles inline too, because email HTML carries its own.
+# Remote images are allowed for email HTML, which the inbox shows only on request.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: https:; connect-src 'self'; frame-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.extensions["switchboard.login_throttle"] = LoginThrottle()
     app.before_request(_guard)
+    app.after_request(_security_headers)
     app.teardown_appcontext(_close_db)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
@@ -205,7 +234,7 @@ def login() -> Any:
     email = request.form.get("email", "").strip().lower()
     throttle: LoginThrottle = current_app.extensions["switchboard.login_throttle"]
     key = f"{request.remote_addr}|{email}"
-    if throttle.blocked(key):
+    if not throttle.try_attempt(key):
         log.warning("login throttled for %s", request.remote_addr)
         return render_template(
             "login.html", error="Too many failed attempts. Wait a few minutes and try again.",
@@ -214,7 +243,6 @@ def login() -> Any:
 
     agent = authenticate(db(), email, request.form.get("password", ""))
     if agent is None:
-        throttle.record_failure(key)
         return render_template(
             "login.html", error="The email or password is wrong.", next_url=next_url, csrf_token=csrf_token()
         ), 401

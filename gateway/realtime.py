@@ -88,7 +88,9 @@ def _replay(session_factory: sessionmaker[Session], auth: Any) -> None:
     try:
         last_id = int(last)
     except (TypeError, ValueError):
-        emit("error", {"code": "invalid", "message": "last_event_id must be a whole number."})
+        last_id = -1
+    if not 0 <= last_id < 2**63:
+        emit("error", {"code": "invalid", "message": "last_event_id must be a whole number from 0."})
         return
     with session_factory() as db:
         missed = events_after(db, last_id, limit=REPLAY_LIMIT + 1)

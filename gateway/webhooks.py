@@ -67,7 +67,7 @@ def _verified_channel(channel_id: int, form: dict[str, str]) -> Channel | Any:
     return channel
 
 
-@blueprint.post("/twilio/<int:channel_id>/messages")
+@blueprint.post("/twilio/<id:channel_id>/messages")
 def twilio_message(channel_id: int) -> Any:
     raw = request.get_data()
     form = _form(raw)
@@ -99,7 +99,7 @@ def twilio_message(channel_id: int) -> Any:
     return Response(EMPTY_TWIML, mimetype="text/xml")
 
 
-@blueprint.post("/twilio/<int:channel_id>/status")
+@blueprint.post("/twilio/<id:channel_id>/status")
 def twilio_status(channel_id: int) -> Any:
     form = _form(request.get_data())
     channel = _verified_channel(channel_id, form)

@@ -67,8 +67,13 @@ def set_password(session: Session, email: str, password: str) -> Agent:
 
 
 def authenticate(session: Session, email: str, password: str) -> Agent | None:
-    """Return the active agent with this email and password, or None."""
+    """Return the active agent with this email and password, or None.
+
+    Ends the session's transaction before the deliberately slow password check, so that the
+    check holds no database lock (on SQLite every transaction holds the write lock).
+    """
     agent = session.scalar(select(Agent).where(Agent.email == normalize_email(email)))
+    session.commit()
     if agent is None:
         check_password_hash(_DUMMY_HASH, password)
         return None

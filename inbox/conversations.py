@@ -37,7 +37,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         position = datetime.fromisoformat(stamp), int(conversation_id)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("The cursor is invalid; use next_cursor from a previous page.", field="cursor") from None
-    if position[0].tzinfo is None:
+    if position[0].tzinfo is None or not 0 < position[1] < 2**63:
         raise InvalidInput("The cursor is invalid; use next_cursor from a previous page.", field="cursor")
     return position
 

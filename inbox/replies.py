@@ -54,6 +54,10 @@ def create_reply(session: Session, conversation_id: int, agent_id: int, text: st
     limit = WHATSAPP_MAX_LENGTH if channel.kind == "whatsapp" else EMAIL_MAX_LENGTH
     if not text:
         raise InvalidInput("The reply is empty.", field="text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("The reply contains characters that are not valid Unicode.", field="text") from None
     if len(text) > limit:
         raise InvalidInput(
             f"The reply has {len(text)} characters; {channel.kind} replies allow at most {limit}.",

@@ -35,7 +35,7 @@ def test_every_documented_route_requires_credentials(app, method, path):
 def test_every_api_rule_is_documented(app):
     documented = {"/api/v1" + path for path in OPENAPI["paths"]}
     rules = {
-        re.sub(r"<(?:int:)?([^>]+)>", r"{\1}", rule.rule).replace("{conversation_id}", "{id}")
+        re.sub(r"<(?:\w+:)?([^>]+)>", r"{\1}", rule.rule).replace("{conversation_id}", "{id}")
         .replace("{attachment_id}", "{id}").replace("{payload_id}", "{id}")
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1")
@@ -183,3 +183,47 @@ def test_unknown_api_route_answers_json(app, api_token):
     assert missing.json["error"]["code"] == "not_found"
     assert wrong_method.status_code == 405
     assert wrong_method.json["error"]["code"] == "method_not_allowed"
+
+
+def test_out_of_range_ids_and_limits_are_rejected(app, api_token):
+    headers = {"Authorization": f"Bearer {api_token}"}
+    client = app.test_client()
+
+    assert client.get(f"/api/v1/conversations/{2**64}", headers=headers).status_code == 404
+    assert client.get("/api/v1/conversations?limit=100000000000000000000000", headers=headers).status_code == 400
+    assert client.post(f"/webhooks/twilio/{2**64}/messages", data={}).status_code == 404
+
+
+def test_lowercase_bearer_scheme_is_accepted(app, api_token):
+    response = app.test_client().get("/api/v1/me", headers={"Authorization": f"bearer {api_token}"})
+    assert response.status_code == 200
+
+
+def test_pages_carry_security_headers(app):
+    response = app.test_client().get("/login")
+
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_parallel_guesses_hit_the_login_throttle(app, agent):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = app.test_client()
+    client.get("/login")
+    with client.session_transaction() as flask_session:
+        token = flask_session["csrf_token"]
+    cookie = client.get_cookie("switchboard_session").value
+
+    def guess(index: int) -> int:
+        guesser = app.test_client()
+        guesser.set_cookie("switchboard_session", cookie)
+        form = {"email": agent.email, "password": f"guess number {index}", "csrf_token": token}
+        return guesser.post("/login", data=form).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(guess, range(30)))
+
+    assert statuses.count(401) == 10
+    assert statuses.count(429) == 20
