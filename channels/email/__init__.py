@@ -1,5 +1,6 @@
 """The email channel: parse RFC 5322 mail, read IMAP folders, send over SMTP."""
 
+from channels.email.html import html_to_text, sanitize_html
 from channels.email.imap import (
     Checkpoint,
     FetchedMail,
@@ -8,7 +9,7 @@ from channels.email.imap import (
     MailboxAuthError,
     MailboxError,
 )
-from channels.email.parse import parse_email, sanitize_html, strip_brackets
+from channels.email.parse import parse_email, strip_brackets
 from channels.email.smtp import SmtpSettings, build_mime, make_message_id, send_email
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MailboxError",
     "SmtpSettings",
     "build_mime",
+    "html_to_text",
     "make_message_id",
     "parse_email",
     "sanitize_html",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.email.parse import decode_bytes, parse_email, sanitize_html, strip_brackets
+from channels.email.html import sanitize_html
+from channels.email.parse import decode_bytes, parse_email, strip_brackets
 from channels.errors import ParseError
 from channels.types import Address, AddressKind, ChannelKind
 
