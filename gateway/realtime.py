@@ -125,7 +125,11 @@ def init_app(app: Flask, state: Any) -> None:
     def disconnect(*args: Any) -> None:
         agent = presence.remove(request.sid)
         if agent is not None and agent["id"] not in {a["id"] for a in presence.online()}:
-            emit("presence", {"event_id": None, "agent": agent, "online": False}, to=AGENTS_ROOM)
+            # Not to the leaving socket itself, which is already closing.
+            emit(
+                "presence", {"event_id": None, "agent": agent, "online": False},
+                to=AGENTS_ROOM, include_self=False,
+            )
 
     @socketio.on("typing")
     def typing(data: Any) -> None:

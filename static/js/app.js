@@ -7,6 +7,7 @@ import { ConversationList } from './conversation-list.js';
 import { isEditableTarget } from './dom.js';
 import { channelLabel, contactDisplayName, formatRelative, formatFullTimestamp, parseTimestamp } from './format.js';
 import { LiveConnection } from './live.js';
+import { renderOnlineAgents } from './presence.js';
 import { ThreadView } from './thread.js';
 
 const PAGE_SIZE = 50;
@@ -16,6 +17,10 @@ const TIME_REFRESH_MS = 30 * 1000;
 const SESSION_CHECK_INTERVAL_MS = 30 * 1000;
 const ANNOUNCED_TEXT_LENGTH = 120;
 const HASH_PREFIX = '#conversation=';
+// Another agent's "is typing" line goes away after this long without a new typing event.
+const TYPING_VISIBLE_MS = 5000;
+// The server relays every typing event to every agent, so this agent sends at most one per interval.
+const TYPING_SEND_INTERVAL_MS = 3000;
 
 // A fetched snapshot or a POST response can be older than a message.updated event that arrived
 // first, so they never move a delivery status back. Events arrive in order and always apply.
@@ -40,10 +45,19 @@ export class InboxApp {
     this.readsInFlight = new Set();
     this.pendingEvents = [];
     this.lastSessionCheck = 0;
+    this.listFailed = false;
+    this.threadFailedId = null;
+    this.agentId = Number(root.dataset.agentId);
+    // Conversation id → (agent id → { name, timer }) of the other agents typing there.
+    this.typing = new Map();
+    this.typingSentAt = new Map();
+    // Agent id → { id, name } of the other agents connected now.
+    this.onlineAgents = new Map();
 
     this.announcer = document.getElementById('announcer');
     this.banner = document.getElementById('connection-banner');
     this.liveIndicator = document.getElementById('live-indicator');
+    this.presence = document.getElementById('presence');
 
     this.list = new ConversationList(document.getElementById('conversation-list'), {
       onSelect: (id) => this.select(id),
@@ -57,6 +71,7 @@ export class InboxApp {
     this.composer = new Composer(this.thread.composerHost, {
       onSend: (conversationId, text) => this.sendReply(conversationId, text),
       onEscape: () => this.list.focus(),
+      onTyping: (conversationId) => this.sendTyping(conversationId),
     });
     this.live = new LiveConnection({
       path: root.dataset.socketPath,
@@ -64,7 +79,14 @@ export class InboxApp {
       onStatus: (status) => this.showConnectionStatus(status),
       onRejected: () => this.checkSession(),
       onResync: () => this.resync(),
+      onReconnect: () => this.reloadFailedViews(),
+      onTyping: (payload) => this.receiveTyping(payload),
+      onPresence: (payload) => this.receivePresence(payload),
+      onPresenceSnapshot: (agents) => this.receivePresenceSnapshot(agents),
     });
+    // The newest event id when the page was rendered: the first connection replays everything
+    // after it, even when it opens before the conversation list has loaded.
+    this.live.seedLastEventId(parseEventId(root.dataset.lastEventId));
   }
 
   start() {
@@ -88,8 +110,11 @@ export class InboxApp {
       this.conversations.clear();
       for (const conversation of page.items ?? []) this.conversations.set(conversation.id, conversation);
       this.nextCursor = page.next_cursor ?? null;
+      this.live.seedLastEventId(page.last_event_id);
       this.listReady = true;
+      this.listFailed = false;
     } catch (error) {
+      this.listFailed = true;
       if (!this.api.redirecting) this.list.showError(error.message);
       return;
     }
@@ -111,6 +136,8 @@ export class InboxApp {
       const page = await this.api.listConversations({ limit: PAGE_SIZE });
       for (const conversation of page.items ?? []) this.mergeConversation(conversation, { insert: true });
       this.nextCursor = page.next_cursor ?? null;
+      // The replay gap was too large, so the next reconnect starts from this snapshot instead.
+      this.live.seedLastEventId(page.last_event_id);
     } catch {
       // The list stays as it was until the next event or a reload brings it up to date.
     }
@@ -119,6 +146,12 @@ export class InboxApp {
     }
     this.renderList();
     if (this.selectedId !== null) this.openConversation(this.selectedId);
+  }
+
+  /** Load again, once the socket is back, the views that failed to load while it was down. */
+  reloadFailedViews() {
+    if (this.listFailed && !this.listReady) this.loadFirstPage();
+    if (this.selectedId !== null && this.threadFailedId === this.selectedId) this.openConversation(this.selectedId);
   }
 
   async loadMore() {
@@ -154,11 +187,13 @@ export class InboxApp {
       detail = await this.api.getConversation(id);
     } catch (error) {
       if (sequence !== this.openSequence || this.api.redirecting) return;
+      this.threadFailedId = id;
       if (cache.complete) this.announce(`Could not refresh the conversation: ${error.message}`);
       else this.thread.showError(error.message);
       return;
     }
     if (sequence !== this.openSequence) return;
+    this.threadFailedId = null;
 
     const { messages = [], ...conversation } = detail;
     for (const message of messages) mergeIntoCache(cache, message);
@@ -167,6 +202,7 @@ export class InboxApp {
     this.mergeConversation(conversation, { insert: true });
     this.renderList();
     this.renderThread();
+    this.renderTyping();
     this.markSelectedReadIfNeeded();
   }
 
@@ -193,6 +229,7 @@ export class InboxApp {
     const cache = this.threads.get(id);
     if (conversation && cache?.complete) this.renderThread({ scrollToEnd: true });
     else this.thread.showLoading();
+    this.renderTyping();
 
     window.clearTimeout(this.openTimer);
     this.openTimer = window.setTimeout(() => this.openConversation(id), immediate ? 0 : OPEN_DELAY_MS);
@@ -215,6 +252,13 @@ export class InboxApp {
     const id = this.list.neighbourId(step);
     if (id !== null && id !== this.selectedId) this.select(id);
     this.list.focus();
+  }
+
+  sendTyping(conversationId) {
+    const now = Date.now();
+    if (now - (this.typingSentAt.get(conversationId) ?? -Infinity) < TYPING_SEND_INTERVAL_MS) return;
+    this.typingSentAt.set(conversationId, now);
+    this.live.sendTyping(conversationId);
   }
 
   // ---- Actions ---------------------------------------------------------------------------
@@ -296,6 +340,10 @@ export class InboxApp {
     if (conversation) this.mergeConversation(conversation, { insert: true });
     if (!message) return;
     this.storeMessage(message, { fromEvent: true });
+    // A reply ends its author's typing at once, without waiting for the timeout.
+    if (message.direction === 'outbound' && message.author?.type === 'agent') {
+      this.stopTyping(message.conversation_id, message.author.id);
+    }
 
     if (message.direction === 'inbound') {
       const known = this.conversations.get(message.conversation_id) ?? conversation;
@@ -315,6 +363,56 @@ export class InboxApp {
       const who = contactDisplayName(this.conversations.get(message.conversation_id)?.contact);
       this.announce(`Reply to ${who} was not delivered: ${message.error || 'no reason given'}`);
     }
+  }
+
+  // ---- Typing and presence -------------------------------------------------------------
+
+  receiveTyping({ agent, conversation_id: conversationId }) {
+    if (!agent || !Number.isInteger(agent.id) || agent.id === this.agentId) return;
+    if (!Number.isInteger(conversationId)) return;
+
+    let typists = this.typing.get(conversationId);
+    if (!typists) {
+      typists = new Map();
+      this.typing.set(conversationId, typists);
+    }
+    window.clearTimeout(typists.get(agent.id)?.timer);
+    typists.set(agent.id, {
+      name: agentDisplayName(agent),
+      timer: window.setTimeout(() => this.stopTyping(conversationId, agent.id), TYPING_VISIBLE_MS),
+    });
+    if (conversationId === this.selectedId) this.renderTyping();
+  }
+
+  stopTyping(conversationId, agentId) {
+    const typists = this.typing.get(conversationId);
+    const entry = typists?.get(agentId);
+    if (!entry) return;
+    window.clearTimeout(entry.timer);
+    typists.delete(agentId);
+    if (typists.size === 0) this.typing.delete(conversationId);
+    if (conversationId === this.selectedId) this.renderTyping();
+  }
+
+  receivePresence({ agent, online }) {
+    if (!agent || !Number.isInteger(agent.id) || agent.id === this.agentId) return;
+    if (online) {
+      this.onlineAgents.set(agent.id, { id: agent.id, name: agentDisplayName(agent) });
+    } else {
+      this.onlineAgents.delete(agent.id);
+      // An agent who left stops typing everywhere.
+      for (const conversationId of [...this.typing.keys()]) this.stopTyping(conversationId, agent.id);
+    }
+    this.renderPresence();
+  }
+
+  receivePresenceSnapshot(agents) {
+    this.onlineAgents.clear();
+    for (const agent of agents) {
+      if (!agent || !Number.isInteger(agent.id) || agent.id === this.agentId) continue;
+      this.onlineAgents.set(agent.id, { id: agent.id, name: agentDisplayName(agent) });
+    }
+    this.renderPresence();
   }
 
   // ---- State -----------------------------------------------------------------------------
@@ -388,6 +486,16 @@ export class InboxApp {
     this.composer.setConversation(conversation);
     const messages = [...cache.messages.values()].sort(compareMessages);
     this.thread.renderMessages(conversation, messages, { scrollToEnd });
+  }
+
+  renderTyping() {
+    const typists = this.typing.get(this.selectedId);
+    this.thread.showTyping(typists ? [...typists.values()].map((entry) => entry.name) : []);
+  }
+
+  renderPresence() {
+    if (!this.presence) return;
+    renderOnlineAgents(this.presence, [...this.onlineAgents.values()]);
   }
 
   showThreadPlaceholder() {
@@ -473,11 +581,18 @@ function mergeIntoCache(cache, message, { fromEvent = false } = {}) {
     cache.messages.set(message.id, message);
     return;
   }
-  const keepStatus = !fromEvent
-    && (DELIVERY_RANK[existing.delivery_status] ?? 0) > (DELIVERY_RANK[message.delivery_status] ?? 0);
+  const keepStatus = !fromEvent && isOlderDelivery(message, existing);
   cache.messages.set(message.id, keepStatus
-    ? { ...existing, ...message, delivery_status: existing.delivery_status, error: existing.error }
+    ? { ...existing, ...message, delivery_status: existing.delivery_status, error: existing.error, retry: existing.retry }
     : { ...existing, ...message });
+}
+
+/** True when `incoming` shows an earlier delivery state than `existing`: a lower status or fewer failed attempts. */
+function isOlderDelivery(incoming, existing) {
+  const incomingRank = DELIVERY_RANK[incoming.delivery_status] ?? 0;
+  const existingRank = DELIVERY_RANK[existing.delivery_status] ?? 0;
+  if (incomingRank !== existingRank) return incomingRank < existingRank;
+  return (incoming.retry?.attempts ?? 0) < (existing.retry?.attempts ?? 0);
 }
 
 function compareConversations(a, b) {
@@ -494,6 +609,14 @@ function conversationIdFromHash() {
   if (!window.location.hash.startsWith(HASH_PREFIX)) return null;
   const id = Number(window.location.hash.slice(HASH_PREFIX.length));
   return Number.isInteger(id) && id > 0 ? id : null;
+}
+
+function parseEventId(value) {
+  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : null;
+}
+
+function agentDisplayName(agent) {
+  return typeof agent.name === 'string' && agent.name.trim() ? agent.name.trim() : 'Another agent';
 }
 
 function truncate(text, length) {

@@ -12,10 +12,13 @@ export class Composer {
    * @param {(conversationId: number, text: string) => Promise<void>} handlers.onSend
    *   Sends the reply; a rejection with an Error shows its message under the box.
    * @param {() => void} handlers.onEscape Called when the agent presses Escape in the box.
+   * @param {(conversationId: number) => void} handlers.onTyping Called on every edit that leaves
+   *   text in the box; the caller limits how often it notifies the other agents.
    */
-  constructor(host, { onSend, onEscape }) {
+  constructor(host, { onSend, onEscape, onTyping }) {
     this.onSend = onSend;
     this.onEscape = onEscape;
+    this.onTyping = onTyping;
     this.conversation = null;
     this.drafts = new Map();
     this.sending = false;
@@ -149,6 +152,7 @@ export class Composer {
   handleInput() {
     this.resize();
     this.updateButton();
+    if (this.conversation && this.textarea.value.trim()) this.onTyping(this.conversation.id);
   }
 
   handleKeydown(event) {

@@ -1,7 +1,9 @@
 // The conversation list: a listbox whose selection follows the keyboard focus.
 
 import { h, icon, replaceChildren } from './dom.js';
-import { avatarHue, channelLabel, contactDisplayName, formatFullTimestamp, formatRelative, initials } from './format.js';
+import {
+  avatarHue, channelLabel, contactDisplayName, formatFullTimestamp, formatRelative, initials, snippetWithoutQuote,
+} from './format.js';
 
 const OPTION_ID_PREFIX = 'conversation-option-';
 const SKELETON_ROWS = 7;
@@ -210,7 +212,8 @@ function fillOption(option, conversation) {
   const name = contactDisplayName(conversation.contact);
   const unread = Number(conversation.unread_count) || 0;
   const subject = kind === 'email' && conversation.subject ? conversation.subject : null;
-  const snippet = conversation.snippet || '';
+  // Email snippets lose the quoted earlier thread, which the thread view folds away too.
+  const snippet = kind === 'email' ? snippetWithoutQuote(conversation.snippet || '') : conversation.snippet || '';
 
   option.classList.toggle('conversation--unread', unread > 0);
   option.classList.toggle('conversation--resolved', conversation.status === 'resolved');
@@ -252,10 +255,10 @@ export function renderAvatar(contact, kind, size = '') {
   return avatar;
 }
 
-/** Create the "WhatsApp" / "Email" badge of a channel kind. */
-export function channelBadge(kind, extraClass = '') {
+/** Create the badge of a channel kind, labelled "WhatsApp" / "Email" unless `text` is given. */
+export function channelBadge(kind, extraClass = '', text = channelLabel(kind)) {
   const known = kind === 'whatsapp' || kind === 'email';
   return h('span', { class: `channel-badge channel-badge--${known ? kind : 'other'} ${extraClass}`.trim() },
     icon(kind === 'email' ? 'email' : 'whatsapp'),
-    channelLabel(kind));
+    text);
 }

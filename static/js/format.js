@@ -97,6 +97,36 @@ export function channelLabel(kind) {
   return CHANNEL_LABELS[kind] ?? kind ?? 'Unknown channel';
 }
 
+// In a server snippet the line breaks are already collapsed to spaces, so quoted text is found
+// by its markers: the reply header ("On Mon, 3 Mar 2025 at 10:00, Marie <m@example.com> wrote:")
+// and the "> " that started each quoted line.
+const REPLY_HEADER_END = /\swrote:/;
+const REPLY_HEADER_START = /(?:^|\s)On\s/g;
+const QUOTE_MARKER = /(?:^|\s)>+(?=\s|$)/g;
+
+/**
+ * Remove the quoted earlier thread from an email snippet: everything from an "On … wrote:" header
+ * that contains a digit (the date), or else from the first of two or more "> " markers. One lone
+ * ">" may be a comparison in the text, so it stays. A snippet that is all quote is returned whole,
+ * as the thread view shows such a message unfolded.
+ * NOTE: a header cut off by the snippet's length limit, before "wrote:", is not recognised.
+ */
+export function snippetWithoutQuote(snippet) {
+  let cut = -1;
+  const headerEnd = snippet.search(REPLY_HEADER_END);
+  if (headerEnd !== -1) {
+    const starts = [...snippet.slice(0, headerEnd).matchAll(REPLY_HEADER_START)];
+    const start = starts.length > 0 ? starts[starts.length - 1].index : -1;
+    if (start !== -1 && /\d/.test(snippet.slice(start, headerEnd))) cut = start;
+  }
+  if (cut === -1) {
+    const markers = [...snippet.matchAll(QUOTE_MARKER)];
+    if (markers.length >= 2) cut = markers[0].index;
+  }
+  const body = cut === -1 ? snippet : snippet.slice(0, cut).trim();
+  return body || snippet;
+}
+
 /** Return a contact address for display, without Twilio's "whatsapp:" prefix. */
 export function displayAddress(address) {
   if (typeof address !== 'string') return '';

@@ -1,8 +1,12 @@
 // Live updates over Socket.IO, with replay of missed events after a reconnect.
 //
-// Every server event carries a monotonic "event_id". Each connection attempt sends the highest
-// id applied as auth.last_event_id, so the server can replay what was missed while the socket
-// was down. An event whose id was already applied is dropped.
+// Every stored server event carries a monotonic "event_id". Each connection attempt sends the
+// highest id known as auth.last_event_id, so the server can replay what was missed while the
+// socket was down. Before any event has arrived, that id comes from the page (data-last-event-id)
+// and then from the conversation list response, so even the first connection misses nothing.
+// An event whose id was already applied is dropped.
+//
+// "typing" and "presence" are relayed without an id and are never replayed.
 
 const EVENT_NAMES = ['conversation.created', 'conversation.updated', 'message.created', 'message.updated'];
 
@@ -21,19 +25,39 @@ export class LiveConnection {
    * @param {() => void} options.onRejected Called when the server rejected the connection.
    * @param {() => void} options.onResync Called when the server could not replay every missed
    *   event, so the views must reload from the API.
+   * @param {() => void} options.onReconnect Called when the socket is back after a disconnect.
+   * @param {(payload: object) => void} options.onTyping Called for each "typing" relay.
+   * @param {(payload: object) => void} options.onPresence Called for "presence" changes.
+   * @param {(agents: object[]) => void} options.onPresenceSnapshot Called with the agents online
+   *   when the socket connects, and with an empty list when it goes down.
    */
-  constructor({ path, onEvent, onStatus, onRejected, onResync }) {
+  constructor({ path, onEvent, onStatus, onRejected, onResync, onReconnect, onTyping, onPresence, onPresenceSnapshot }) {
     this.path = path;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.onRejected = onRejected;
     this.onResync = onResync;
+    this.onReconnect = onReconnect;
+    this.onTyping = onTyping;
+    this.onPresence = onPresence;
+    this.onPresenceSnapshot = onPresenceSnapshot;
     this.lastEventId = null;
     this.appliedIds = new Set();
+    this.hasConnected = false;
     this.retryDelay = MANUAL_RETRY_MIN_MS;
     this.retryTimer = null;
     this.unloading = false;
     this.socket = null;
+  }
+
+  /**
+   * Raise the id that the next connection attempt replays from to `id`, the newest event id when
+   * the views' snapshot was read. Every later event is replayed, including any the snapshot
+   * already reflects, which the views merge again without harm. A lower id is ignored.
+   */
+  seedLastEventId(id) {
+    if (!Number.isInteger(id) || id < 0) return;
+    if (this.lastEventId === null || id > this.lastEventId) this.lastEventId = id;
   }
 
   start() {
@@ -53,25 +77,32 @@ export class LiveConnection {
       reconnectionDelayMax: 15000,
     });
 
-    this.socket.on('connect', () => {
-      this.retryDelay = MANUAL_RETRY_MIN_MS;
-      this.onStatus('live');
-    });
+    this.socket.on('connect', () => this.handleConnect());
     this.socket.on('disconnect', (reason) => this.handleDisconnect(reason));
     this.socket.on('connect_error', () => this.handleConnectError());
     for (const name of EVENT_NAMES) {
       this.socket.on(name, (payload) => this.receive(name, payload));
     }
     this.socket.on('resync', () => this.onResync());
+    this.socket.on('typing', (payload) => { if (isObject(payload)) this.onTyping(payload); });
+    this.socket.on('presence', (payload) => { if (isObject(payload)) this.onPresence(payload); });
+    this.socket.on('presence.snapshot', (payload) => {
+      if (isObject(payload) && Array.isArray(payload.agents)) this.onPresenceSnapshot(payload.agents);
+    });
+  }
+
+  /** Send a "typing" event for a conversation to the other agents. Nothing is sent while offline. */
+  sendTyping(conversationId) {
+    if (this.socket?.connected) this.socket.emit('typing', { conversation_id: conversationId });
   }
 
   authPayload() {
-    // Before the first event there is nothing to replay, so the key is left out.
+    // Without a page snapshot id or an event there is nothing to replay from, so the key is left out.
     return this.lastEventId === null ? {} : { last_event_id: this.lastEventId };
   }
 
   receive(name, payload) {
-    if (!payload || typeof payload !== 'object') return;
+    if (!isObject(payload)) return;
 
     const id = payload.event_id;
     if (Number.isInteger(id)) {
@@ -90,8 +121,18 @@ export class LiveConnection {
     }
   }
 
+  handleConnect() {
+    this.retryDelay = MANUAL_RETRY_MIN_MS;
+    this.onStatus('live');
+    if (this.hasConnected) this.onReconnect();
+    this.hasConnected = true;
+  }
+
   handleDisconnect(reason) {
-    if (this.unloading || reason === 'io client disconnect') return;
+    if (this.unloading) return;
+    // Presence is unknown until the next connection sends a new snapshot.
+    this.onPresenceSnapshot([]);
+    if (reason === 'io client disconnect') return;
     this.onStatus('offline');
     // After a disconnect by the server the client does not reconnect on its own.
     if (reason === 'io server disconnect') this.scheduleManualRetry();
@@ -118,4 +159,8 @@ export class LiveConnection {
       if (!this.socket.connected) this.socket.connect();
     }, delay);
   }
+}
+
+function isObject(value) {
+  return Boolean(value) && typeof value === 'object';
 }

@@ -16,6 +16,9 @@ const STATUS_VIEW = {
 // Raster formats that an <img> shows as a thumbnail. SVG attachments stay download links.
 const THUMBNAIL_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
+// An email frame grows to fit its document up to this height, and scrolls inside beyond it.
+const MAX_FRAME_HEIGHT_PX = 1600;
+
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']*[^\s<>"'.,;:!?)\]}]/gi;
 
 // Styles of the email document inside the sandboxed frame. Emails are written for a light page,
@@ -76,7 +79,9 @@ export function renderMessage(message, conversation) {
 export function updateMessageStatus(row, message) {
   const view = message.direction === 'outbound' ? STATUS_VIEW[message.delivery_status] : null;
   const failed = view?.tone === 'danger';
+  const retry = message.delivery_status === 'queued' ? retryView(message.retry) : null;
   row.classList.toggle('message-row--failed', failed);
+  row.classList.toggle('message-row--retrying', retry !== null);
 
   if (!view) {
     row.statusSlot.replaceChildren();
@@ -85,6 +90,12 @@ export function updateMessageStatus(row, message) {
   }
 
   row.statusSlot.hidden = false;
+  if (retry) {
+    // The queued reply failed at least once and waits for its next attempt.
+    replaceChildren(row.statusSlot,
+      h('p', { class: 'message__retry', title: retry.title }, icon('refresh'), h('span', {}, retry.text)));
+    return;
+  }
   replaceChildren(row.statusSlot,
     h('span', { class: `delivery delivery--${view.tone}` }, icon(view.icon), view.label),
     failed
@@ -94,7 +105,21 @@ export function updateMessageStatus(row, message) {
 
 /** Return a key that changes when the delivery status of a message changes. */
 export function statusSignature(message) {
-  return `${message.delivery_status ?? ''}|${message.error ?? ''}`;
+  return JSON.stringify([message.delivery_status ?? '', message.error ?? '', message.retry ?? null]);
+}
+
+/**
+ * Return the text and tooltip of a reply's pending retry, or null when there is none.
+ * `retry.attempts` counts the failed attempts, so the attempt that is waiting is one more.
+ */
+function retryView(retry) {
+  if (!retry || typeof retry !== 'object' || !Number.isInteger(retry.attempts)) return null;
+  const reason = typeof retry.last_error === 'string' ? retry.last_error.trim() : '';
+  const next = formatFullTimestamp(retry.next_attempt_at);
+  return {
+    text: `Retrying (attempt ${retry.attempts + 1})${reason ? ` — ${reason}` : ''}`,
+    title: next ? `Next attempt: ${next}` : 'Waiting for the next attempt',
+  };
 }
 
 /** Return a key that changes when anything but the delivery status of a message changes. */
@@ -162,9 +187,9 @@ function linkify(text) {
 }
 
 /**
- * Show sanitized email HTML in an iframe with an empty sandbox: no scripts, no forms, no
- * popups, and an opaque origin that cannot reach this page. Images from other hosts stay
- * hidden until the agent clicks "Show images", because loading them tells the sender the email was read.
+ * Show sanitized email HTML in a sandboxed iframe that runs no script and fits its height to the
+ * document. Images from other hosts stay hidden until the agent clicks "Show images", because
+ * loading them reveals to the sender that the email was read.
  */
 function renderEmailFrame(message) {
   const wrapper = h('div', { class: 'email' });
@@ -179,16 +204,23 @@ function renderEmailFrame(message) {
       content = renderEmailText(message.text || '');
     } else {
       const { documentHtml, hiddenImages, estimatedHeight } = buildEmailDocument(message.html, remoteImagesAllowed);
-      content = h('div', { class: 'email__frame-box' },
-        h('iframe', {
-          class: 'email__frame',
-          sandbox: '',
-          srcdoc: documentHtml,
-          title: `Email${message.subject ? `: ${message.subject}` : ''}`,
-          referrerpolicy: 'no-referrer',
-          loading: 'lazy',
-        }));
+      const frame = h('iframe', {
+        class: 'email__frame',
+        // Safe because "allow-scripts" is absent: nothing in the email runs (no <script>, no
+        // on… attributes, no javascript: links), and it cannot submit forms, open popups or
+        // navigate this page. "allow-same-origin" only lets this page read the frame's document
+        // to measure its height. Never add "allow-scripts" too: a script in a same-origin frame
+        // can remove its own sandbox.
+        sandbox: 'allow-same-origin',
+        srcdoc: documentHtml,
+        title: `Email${message.subject ? `: ${message.subject}` : ''}`,
+        referrerpolicy: 'no-referrer',
+        loading: 'lazy',
+      });
+      content = h('div', { class: 'email__frame-box' }, frame);
+      // The estimate reserves the space until the document has loaded and can be measured.
       content.style.height = `${estimatedHeight}px`;
+      frame.addEventListener('load', () => fitFrameToDocument(content, frame));
 
       if (hiddenImages > 0) {
         toolbarItems.push(h('span', { class: 'email__note' },
@@ -234,7 +266,7 @@ function buildEmailDocument(html, remoteImagesAllowed) {
     for (const source of parsed.querySelectorAll('picture source, img[srcset]')) source.removeAttribute('srcset');
   }
 
-  // A link in an empty sandbox cannot open, so its address is shown on hover instead.
+  // The sandbox blocks the new tab a link would open, so its address is shown on hover instead.
   for (const link of parsed.querySelectorAll('a[href]')) link.setAttribute('title', link.getAttribute('href'));
 
   const imageSources = ['data:', window.location.origin];
@@ -259,9 +291,26 @@ function isRemoteUrl(value) {
   }
 }
 
-// An empty sandbox gives the frame an opaque origin, so this page cannot measure its content.
-// NOTE: the height is an estimate from the text length, block elements and images. When it is
-// short, the frame scrolls and the agent can resize it.
+/**
+ * Size the frame's box to the height of the loaded email document, and again whenever that
+ * document's body changes size: a late image, or a new width that rewraps the text.
+ */
+function fitFrameToDocument(box, frame) {
+  const frameDocument = frame.contentDocument;
+  if (!frameDocument?.body) return;
+
+  const fit = () => {
+    const contentHeight = frameDocument.body.scrollHeight;
+    // A frame in a hidden pane measures 0 and keeps its current height.
+    if (contentHeight === 0) return;
+    const border = box.offsetHeight - box.clientHeight;
+    box.style.height = `${Math.min(contentHeight, MAX_FRAME_HEIGHT_PX) + border}px`;
+  };
+  fit();
+  new ResizeObserver(fit).observe(frameDocument.body);
+}
+
+// A first height from the text length, block elements and images, shown until the document loads.
 function estimateFrameHeight(body) {
   const charactersPerLine = 80;
   const lineHeight = 21;

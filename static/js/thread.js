@@ -3,7 +3,7 @@
 
 import { h, icon, replaceChildren } from './dom.js';
 import { channelBadge, renderAvatar } from './conversation-list.js';
-import { contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
+import { channelLabel, contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
 import { bodySignature, renderMessage, statusSignature, updateMessageStatus } from './message-view.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
@@ -26,6 +26,9 @@ export class ThreadView {
     this.nodes = new Map();
     this.bodySignatures = new Map();
     this.statusSignatures = new Map();
+    // True while the agent is at the end of the thread, so content that grows (an email frame
+    // sizing itself, an image loading) keeps the newest message in view.
+    this.pinnedToEnd = true;
 
     this.header = h('header', { class: 'thread__header' });
     this.messageList = h('div', { class: 'thread__messages' });
@@ -40,12 +43,19 @@ export class ThreadView {
       tabindex: '0',
       role: 'region',
       'aria-label': 'Messages',
-      onScroll: () => { if (this.isNearBottom()) this.newMessagesButton.hidden = true; },
+      onScroll: () => {
+        this.pinnedToEnd = this.isNearBottom();
+        if (this.pinnedToEnd) this.newMessagesButton.hidden = true;
+      },
     }, this.messageList);
+    new ResizeObserver(() => {
+      if (this.pinnedToEnd && this.nodes.size > 0) this.scroller.scrollTop = this.scroller.scrollHeight;
+    }).observe(this.messageList);
+    this.typingIndicator = h('p', { class: 'typing', role: 'status', hidden: true });
     this.composerHost = h('div', { class: 'thread__composer' });
     this.body = h('div', { class: 'thread' },
       this.header,
-      h('div', { class: 'thread__scroll-area' }, this.scroller, this.newMessagesButton),
+      h('div', { class: 'thread__scroll-area' }, this.scroller, this.newMessagesButton, this.typingIndicator),
       this.composerHost);
   }
 
@@ -99,12 +109,32 @@ export class ThreadView {
         h('h2', { class: 'thread__name', id: 'thread-title' }, name),
         h('p', { class: 'thread__details' },
           address && address !== name ? h('span', { class: 'thread__address' }, address) : null,
-          channelBadge(kind),
-          conversation.channel?.name ? h('span', { class: 'thread__channel-name' }, `via ${conversation.channel.name}`) : null,
+          channelInfo(conversation.channel),
           status ? h('span', { class: `status-pill status-pill--${conversation.status}` }, status) : null),
         kind === 'email' && conversation.subject
           ? h('p', { class: 'thread__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), conversation.subject)
           : null));
+  }
+
+  /** Show which other agents are typing in this conversation, or nothing for an empty list. */
+  showTyping(names) {
+    const indicator = this.typingIndicator;
+    if (names.length === 0) {
+      indicator.hidden = true;
+      indicator.replaceChildren();
+      return;
+    }
+    let text;
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else text = `${names.length} agents are typing…`;
+    indicator.hidden = false;
+    // The line is a live region: rewriting the same text would make screen readers repeat it
+    // on every typing event.
+    if (indicator.textContent === text) return;
+    replaceChildren(indicator,
+      h('span', { class: 'typing__dots', 'aria-hidden': 'true' }, h('span', {}), h('span', {}), h('span', {})),
+      text);
   }
 
   showLoading() {
@@ -220,6 +250,32 @@ export class ThreadView {
 
   scrollToEnd() {
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.pinnedToEnd = true;
     this.newMessagesButton.hidden = true;
   }
+}
+
+/**
+ * Create the channel part of the header. The badge carries the kind. A channel name that already
+ * names the kind ("Support WhatsApp") replaces the badge's label, so the kind is not read twice.
+ * Any other name follows the badge as "via <name>".
+ */
+function channelInfo(channel) {
+  const kind = channel?.kind;
+  const name = typeof channel?.name === 'string' ? channel.name.trim() : '';
+  if (!name) return channelBadge(kind);
+
+  const label = channelLabel(kind);
+  if (name.toLowerCase() === label.toLowerCase()) return channelBadge(kind);
+  if (containsWord(name, label)) {
+    const badge = channelBadge(kind, '', name);
+    badge.title = `${label} channel`;
+    return badge;
+  }
+  return [channelBadge(kind), h('span', { class: 'thread__channel-name' }, `via ${name}`)];
+}
+
+function containsWord(text, word) {
+  const escaped = word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\p{L}\\p{N}])${escaped}($|[^\\p{L}\\p{N}])`, 'iu').test(text);
 }
