@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,8 +29,15 @@ from gateway import Switchboard
 from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
 from inbox.ingest import ingest_message, record_failed_payload
 from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
-from inbox.models import Channel
-from inbox.outbox import PendingSend, claim_due, load_pending_send, mark_attempt_failed, mark_sent
+from inbox.models import Channel, utcnow
+from inbox.outbox import (
+    LEASE,
+    PendingSend,
+    claim_next,
+    fail_abandoned_sends,
+    mark_attempt_failed,
+    mark_sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +48,31 @@ CHANNEL_REFRESH_SECONDS = 30
 
 
 class OutboxDispatcher:
-    """Sends due outbox items: woken at once by new replies, else polling."""
+    """Sends due outbox items one at a time: woken at once by new replies, else polling.
 
-    def __init__(self, state: Switchboard, stop: threading.Event):
+    Each item is claimed right before its provider call, so a claim's lease covers one call
+    (see ``inbox.outbox``). Several dispatchers, in one process or many, can run side by side.
+    ``clock`` and ``lease`` exist for tests that move time or shorten the lease.
+    """
+
+    # Recording an outcome is retried on these database errors ("database is locked", a
+    # dropped connection), because the provider call it records cannot be undone.
+    RECORD_ERRORS = (OperationalError, InterfaceError)
+    RECORD_ATTEMPTS = 5
+    RECORD_BACKOFF_SECONDS = 0.5
+
+    def __init__(
+        self,
+        state: Switchboard,
+        stop: threading.Event,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        lease: timedelta = LEASE,
+    ):
         self.state = state
         self.stop = stop
+        self.clock = clock
+        self.lease = lease
 
     def run(self) -> None:
         log.info("outbox dispatcher started")
@@ -57,27 +86,74 @@ class OutboxDispatcher:
         log.info("outbox dispatcher stopped")
 
     def dispatch_due(self) -> int:
-        """Send every due item once. Returns how many were attempted."""
-        with self.state.session_factory() as session:
-            item_ids = claim_due(session)
-        for item_id in item_ids:
-            self.dispatch_one(item_id)
-        return len(item_ids)
+        """Send due items until none is left or the dispatcher stops. Returns how many were attempted.
 
-    def dispatch_one(self, item_id: int) -> None:
+        First marks failed the items whose earlier attempt never finished, without sending them.
+        """
         with self.state.session_factory() as session:
-            pending = load_pending_send(session, item_id)
+            fail_abandoned_sends(session, self.clock())
+        attempted = 0
+        while not self.stop.is_set():
+            with self.state.session_factory() as session:
+                pending = claim_next(session, self.clock(), self.lease)
+            if pending is None:
+                break
+            self.dispatch_claimed(pending)
+            attempted += 1
+        return attempted
+
+    def dispatch_claimed(self, pending: PendingSend) -> None:
+        """Send one claimed item and record the outcome under its claim."""
+        try:
+            result = self.send(pending)
+        except SendError as error:
+            reason = f"{error} (code {error.code})" if error.code else str(error)
+            self._record_failure(pending, reason, transient=error.transient)
+            return
+        except Exception as error:  # an adapter bug must not stop the loop or lose the item
+            log.exception("outbox item %s: unexpected send error", pending.item_id)
+            self._record_failure(pending, f"Internal error: {error}", transient=True)
+            return
+
+        def record_sent(session: Session) -> None:
+            mark_sent(session, pending.item_id, result, claim_token=pending.claim_token)
+
+        self._record_outcome(pending, f"send as {result.provider_message_id}", record_sent)
+
+    def _record_failure(self, pending: PendingSend, reason: str, *, transient: bool) -> None:
+        def record_failed(session: Session) -> None:
+            mark_attempt_failed(
+                session, pending.item_id, reason, transient=transient,
+                claim_token=pending.claim_token, now=self.clock(),
+            )
+
+        self._record_outcome(pending, "failed attempt", record_failed)
+
+    def _record_outcome(self, pending: PendingSend, outcome: str, record: Callable[[Session], None]) -> None:
+        """Run ``record`` in a fresh session, retrying database errors with a short backoff.
+
+        When every attempt fails, the item stays in flight. Once its lease expires, the next
+        dispatch round marks it failed with an unknown outcome, and never sends it again.
+        """
+        delay = self.RECORD_BACKOFF_SECONDS
+        for attempt in range(1, self.RECORD_ATTEMPTS + 1):
             try:
-                result = self.send(pending)
-            except SendError as error:
-                reason = f"{error} (code {error.code})" if error.code else str(error)
-                mark_attempt_failed(session, item_id, reason, transient=error.transient)
+                with self.state.session_factory() as session:
+                    record(session)
                 return
-            except Exception as error:  # an adapter bug must not stop the loop or lose the item
-                log.exception("outbox item %s: unexpected send error", item_id)
-                mark_attempt_failed(session, item_id, f"Internal error: {error}", transient=True)
-                return
-            mark_sent(session, item_id, result)
+            except self.RECORD_ERRORS as error:
+                if attempt == self.RECORD_ATTEMPTS:
+                    log.error(
+                        "outbox item %s: could not record the %s after %s attempts: %s",
+                        pending.item_id, outcome, attempt, error,
+                    )
+                    return
+                log.warning(
+                    "outbox item %s: recording the %s failed (attempt %s of %s), retrying in %.1f s: %s",
+                    pending.item_id, outcome, attempt, self.RECORD_ATTEMPTS, delay, error,
+                )
+                time.sleep(delay)
+                delay *= 2
 
     def send(self, pending: PendingSend) -> SendResult:
         config = self.state.config

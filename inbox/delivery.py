@@ -1,49 +1,149 @@
-"""Delivery reports: provider status callbacks applied to the messages we sent."""
+"""Delivery reports: provider status callbacks applied to the messages we sent.
+
+A callback can arrive before the dispatcher has recorded the send it describes, for
+example when Twilio posts ``sent`` while ``mark_sent`` still waits for the database. Such a
+report is kept as an ``EarlyDeliveryReport`` and applied, through the same state machine,
+when ``mark_sent`` stores the provider message id (``apply_early_reports``).
+
+On PostgreSQL both paths take a transaction-level advisory lock on (channel, provider
+message id) before they look at the other's rows, so a report stored just as the send is
+recorded cannot be missed by both. On SQLite every transaction already holds the database's
+write lock (``BEGIN IMMEDIATE``), which serializes them.
+"""
 
 from __future__ import annotations
 
 import logging
+import zlib
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from channels.delivery import advances
 from channels.types import DeliveryState, DeliveryStatus
 from inbox.events import record_event
-from inbox.models import Message
+from inbox.models import EarlyDeliveryReport, Message
 from inbox.serialize import message_to_dict
 
 log = logging.getLogger(__name__)
+
+# First key of the two-key advisory locks on (channel, provider message id). PostgreSQL keeps
+# two-key locks apart from the one-key lock that inbox.events takes.
+_REPORT_LOCK_NAMESPACE = 7316202
+# The length of Message.provider_message_id. A longer id cannot belong to a message we sent.
+_MAX_PROVIDER_ID_LENGTH = 998
 
 
 def record_delivery_status(session: Session, channel_id: int, status: DeliveryStatus) -> bool:
     """Apply a provider's delivery report to the message it is about, and commit.
 
     Late and duplicate reports never move a message back (``read`` then ``sent`` stays
-    ``read``). Returns True when the message changed, False when the report was stale or
-    names a message we do not know.
+    ``read``). A report for a provider id that no message has yet is stored until the
+    dispatcher records that send. Returns True when the message changed, and False when
+    the report was stale or was stored for later.
     """
+    provider_id = status.provider_message_id
+    if len(provider_id) > _MAX_PROVIDER_ID_LENGTH or "\x00" in provider_id:
+        log.warning("status %s for an invalid provider message id ignored", status.state.value)
+        return False
+
     with session.begin():
+        lock_provider_message(session, channel_id, provider_id)
         message = session.scalar(
             select(Message)
-            .where(
-                Message.channel_id == channel_id,
-                Message.provider_message_id == status.provider_message_id,
-            )
+            .where(Message.channel_id == channel_id, Message.provider_message_id == provider_id)
             .with_for_update()
         )
         if message is None:
-            log.info("status %s for unknown message %s ignored", status.state.value, status.provider_message_id)
+            _store_early_report(session, channel_id, status)
+            log.info(
+                "status %s for %s on channel %s arrived before its send was recorded, so it is stored",
+                status.state.value, provider_id, channel_id,
+            )
             return False
-        current = DeliveryState(message.delivery_status) if message.delivery_status else None
-        if not advances(current, status.state):
+        if not apply_report(message, status.state, status.error_code, status.error_message):
             return False
-        message.delivery_status = status.state.value
-        if status.state in (DeliveryState.FAILED, DeliveryState.UNDELIVERED):
-            reason = status.error_message or "The provider reported the message as not delivered."
-            message.delivery_error = f"{reason} (error {status.error_code})" if status.error_code else reason
         session.flush()
         record_event(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
         return True
+
+
+def apply_early_reports(session: Session, message: Message) -> int:
+    """Apply and delete the stored reports for ``message``'s provider id, oldest first.
+
+    Runs inside the caller's transaction, which must already hold
+    ``lock_provider_message`` for this message. Returns how many reports changed the
+    message's status. The caller records the event and commits.
+    """
+    reports = session.scalars(
+        select(EarlyDeliveryReport)
+        .where(
+            EarlyDeliveryReport.channel_id == message.channel_id,
+            EarlyDeliveryReport.provider_message_id == message.provider_message_id,
+        )
+        .order_by(EarlyDeliveryReport.id)
+    ).all()
+    changed = 0
+    for report in reports:
+        if apply_report(message, DeliveryState(report.state), report.error_code, report.error_message):
+            changed += 1
+    if reports:
+        session.execute(
+            delete(EarlyDeliveryReport).where(
+                EarlyDeliveryReport.id.in_([report.id for report in reports])
+            )
+        )
+        log.info(
+            "applied %s of %s early status reports to message %s",
+            changed, len(reports), message.id,
+        )
+    return changed
+
+
+def apply_report(
+    message: Message, state: DeliveryState, error_code: str | None, error_message: str | None
+) -> bool:
+    """Move ``message`` to ``state`` when the state machine allows it. Returns whether it moved."""
+    current = DeliveryState(message.delivery_status) if message.delivery_status else None
+    if not advances(current, state):
+        return False
+    message.delivery_status = state.value
+    if state in (DeliveryState.FAILED, DeliveryState.UNDELIVERED):
+        reason = error_message or "The provider reported the message as not delivered."
+        message.delivery_error = f"{reason} (error {error_code})" if error_code else reason
+    return True
+
+
+def lock_provider_message(session: Session, channel_id: int, provider_message_id: str) -> None:
+    """Serialize, until commit, transactions about one provider message id (PostgreSQL only)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = zlib.crc32(f"{channel_id}:{provider_message_id}".encode())
+    # pg_advisory_xact_lock(int, int) takes signed 32-bit keys.
+    key = digest - 2**32 if digest >= 2**31 else digest
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
+        {"namespace": _REPORT_LOCK_NAMESPACE, "key": key},
+    )
+
+
+def _store_early_report(session: Session, channel_id: int, status: DeliveryStatus) -> None:
+    """Insert the report unless the same (channel, id, state) is already stored."""
+    values = {
+        "channel_id": channel_id,
+        "provider_message_id": status.provider_message_id,
+        "state": status.state.value,
+        "error_code": _without_nul(status.error_code),
+        "error_message": _without_nul(status.error_message),
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(EarlyDeliveryReport).values(**values).on_conflict_do_nothing())
+
+
+def _without_nul(value: str | None) -> str | None:
+    # PostgreSQL text columns reject NUL characters.
+    return value.replace("\x00", "") if value is not None else None

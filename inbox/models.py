@@ -297,7 +297,13 @@ class MailboxCheckpoint(Base):
 
 
 class OutboxItem(Base):
-    """A queued send of one outbound message. Committed together with the message."""
+    """A queued send of one outbound message. Committed together with the message.
+
+    While a dispatcher sends, ``locked_until`` (its lease), ``in_flight_since`` and
+    ``claim_token`` are set, in the transaction that claimed the item. An item whose lease
+    expired while ``in_flight_since`` is still set may have reached the customer, so it is
+    marked failed instead of being sent again (see ``inbox.outbox``).
+    """
 
     __tablename__ = "outbox_items"
     __table_args__ = (Index("ix_outbox_items_due", "status", "next_attempt_at"),)
@@ -311,6 +317,10 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # A dispatcher leases the row while it sends; an expired lease means that dispatcher died.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the current send attempt started. Cleared once its outcome is recorded.
+    in_flight_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A random value per claim. Only the dispatcher with this token may record the outcome.
+    claim_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -331,3 +341,23 @@ class Event(Base):
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EarlyDeliveryReport(Base):
+    """A provider's delivery report that arrived before the send it describes was recorded.
+
+    A provider can call back before the dispatcher has stored the provider message id.
+    The report waits here until ``mark_sent`` stores that id, which applies and deletes it.
+    Unique per (channel, provider message id, state), so a repeated callback is kept once.
+    """
+
+    __tablename__ = "early_delivery_reports"
+    __table_args__ = (UniqueConstraint("channel_id", "provider_message_id", "state"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    provider_message_id: Mapped[str] = mapped_column(String(998))
+    state: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,19 +1,29 @@
 """The transactional outbox: which queued sends are due, and what their outcome does.
 
 Item states: ``pending`` (waiting for its ``next_attempt_at``) → ``sent``, or → ``failed``
-after a permanent error or ``MAX_ATTEMPTS`` transient ones. A dispatcher claims a due item
-by setting a lease (``locked_until``) with a compare-and-set update, so two dispatchers never
-send the same item at once. When a dispatcher dies mid-send, its lease expires and the item
-is tried again.
+after a permanent error, ``MAX_ATTEMPTS`` transient ones, or an attempt with an unknown
+outcome (below). Only an unknown outcome can still turn into ``sent``.
 
-NOTE: delivery is at least once. A dispatcher that dies after the provider accepted a send
-but before ``mark_sent`` committed leaves the item to be sent again.
+A dispatcher claims one due item right before it calls the provider (``claim_next``). The
+claim sets, in one transaction, a lease (``locked_until``), ``in_flight_since`` and a random
+``claim_token``. Only the holder of that token can record the outcome (``mark_sent``,
+``mark_attempt_failed``), which clears ``in_flight_since``. The lease covers exactly one
+provider call, so it cannot run out while other items are being sent. A single send that
+outlives its lease is handled like one whose dispatcher died.
+
+If a dispatcher dies after the provider accepted a send but before the outcome committed,
+nothing here can tell whether the customer got the message. Such an item is never sent again.
+Once its lease has expired, ``fail_abandoned_sends`` marks it failed with
+``UNKNOWN_OUTCOME_ERROR``, which the inbox shows on the message. That failed item keeps its
+token and ``in_flight_since``. If the lost ``mark_sent`` arrives after all, it still records
+the send, because the provider's acceptance is the truth.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
+from inbox.delivery import apply_early_reports, lock_provider_message
 from inbox.events import record_event
 from inbox.models import Channel, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.serialize import contact_address, message_to_dict
@@ -32,12 +43,22 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(minutes=30)
-LEASE = timedelta(minutes=2)
+# One claim covers one provider call. The senders' timeouts are 30 s per network operation,
+# and an SMTP submission takes about ten operations, so a healthy send ends well within this.
+LEASE = timedelta(minutes=10)
+
+UNKNOWN_OUTCOME_ERROR = (
+    "Switchboard stopped while sending this reply, so it may or may not have reached the "
+    "customer. Check before sending it again."
+)
 
 
 @dataclass(frozen=True)
 class PendingSend:
-    """A claimed outbox item with everything a channel sender needs."""
+    """A claimed outbox item with everything a channel sender needs.
+
+    ``claim_token`` must be passed back to ``mark_sent`` or ``mark_attempt_failed``.
+    """
 
     item_id: int
     message_id: int
@@ -47,6 +68,7 @@ class PendingSend:
     channel_settings: dict[str, Any]
     outbound: OutboundMessage
     attempt: int
+    claim_token: str
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
@@ -57,107 +79,217 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
     return capped * (0.5 + 0.5 * (rng or random).random())
 
 
-def claim_due(session: Session, now: datetime | None = None, limit: int = 20) -> list[int]:
-    """Lease up to ``limit`` due items to the caller and commit. Returns their ids."""
+def claim_next(
+    session: Session, now: datetime | None = None, lease: timedelta = LEASE
+) -> PendingSend | None:
+    """Claim the most overdue item for one send attempt, and commit.
+
+    Returns the item's send with a new claim token, or None when no item is due. Items
+    whose previous attempt is still in flight are skipped, because ``fail_abandoned_sends``
+    handles them.
+    """
     now = now or utcnow()
     with session.begin():
         query = (
-            select(OutboxItem.id)
+            select(OutboxItem)
             .join(Channel, Channel.id == OutboxItem.channel_id)
             .where(
                 Channel.is_active.is_(True),
                 OutboxItem.status == OutboxStatus.PENDING.value,
                 OutboxItem.next_attempt_at <= now,
-                or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+                OutboxItem.in_flight_since.is_(None),
             )
             .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-            .limit(limit)
+            .limit(1)
+            .execution_options(populate_existing=True)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxItem)
-        claimed = []
-        for item_id in session.scalars(query).all():
-            # Compare-and-set: only one dispatcher's update matches an unleased row.
-            result = session.execute(
-                update(OutboxItem)
-                .where(
-                    OutboxItem.id == item_id,
-                    or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
-                )
-                .values(locked_until=now + LEASE)
+        item = session.scalars(query).first()
+        if item is None:
+            return None
+
+        # Compare-and-set, so the claim holds even where the row lock above is missing.
+        token = secrets.token_hex(16)
+        result = session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == item.id,
+                OutboxItem.status == OutboxStatus.PENDING.value,
+                OutboxItem.in_flight_since.is_(None),
             )
-            if result.rowcount == 1:
-                claimed.append(item_id)
-        return claimed
-
-
-def load_pending_send(session: Session, item_id: int) -> PendingSend:
-    """Build the neutral outbound message for a claimed item (read-only)."""
-    with session.begin():
-        item = session.get(OutboxItem, item_id)
-        assert item is not None, f"outbox item {item_id} vanished"
-        message = item.message
-        conversation = message.conversation
-        channel = item.channel
-        address_kind = AddressKind.EMAIL if channel.kind == "email" else AddressKind.PHONE
-        outbound = OutboundMessage(
-            to=Address(address_kind, contact_address(conversation), conversation.contact.name),
-            text=message.text,
-            sender=Address(address_kind, channel.address, channel.name),
-            subject=message.subject,
-            message_id=message.rfc_message_id,
-            in_reply_to=message.in_reply_to,
-            references=list(message.references or []),
+            .values(locked_until=now + lease, in_flight_since=now, claim_token=token)
         )
-        return PendingSend(
-            item_id=item.id,
-            message_id=message.id,
-            channel_id=channel.id,
-            channel_kind=channel.kind,
-            channel_address=channel.address,
-            channel_settings=dict(channel.settings or {}),
-            outbound=outbound,
-            attempt=item.attempts + 1,
-        )
+        if result.rowcount != 1:
+            log.debug("outbox item %s was claimed by another dispatcher first", item.id)
+            return None
+        return _pending_send(item, token)
 
 
-def mark_sent(session: Session, item_id: int, result: SendResult) -> None:
-    """Record a successful send: the provider's id and initial status; commit."""
+def _pending_send(item: OutboxItem, token: str) -> PendingSend:
+    message = item.message
+    conversation = message.conversation
+    channel = item.channel
+    address_kind = AddressKind.EMAIL if channel.kind == "email" else AddressKind.PHONE
+    outbound = OutboundMessage(
+        to=Address(address_kind, contact_address(conversation), conversation.contact.name),
+        text=message.text,
+        sender=Address(address_kind, channel.address, channel.name),
+        subject=message.subject,
+        message_id=message.rfc_message_id,
+        in_reply_to=message.in_reply_to,
+        references=list(message.references or []),
+    )
+    return PendingSend(
+        item_id=item.id,
+        message_id=message.id,
+        channel_id=channel.id,
+        channel_kind=channel.kind,
+        channel_address=channel.address,
+        channel_settings=dict(channel.settings or {}),
+        outbound=outbound,
+        attempt=item.attempts + 1,
+        claim_token=token,
+    )
+
+
+def fail_abandoned_sends(session: Session, now: datetime | None = None) -> int:
+    """Mark failed every item whose send attempt outlived its lease, each in its own commit.
+
+    The dispatcher that claimed such an item stopped (or lost the database) after it may
+    have called the provider, so sending again could reach the customer twice. The message
+    shows ``UNKNOWN_OUTCOME_ERROR`` instead. Returns how many items were marked.
+    """
+    now = now or utcnow()
+    abandoned = (
+        OutboxItem.status == OutboxStatus.PENDING.value,
+        OutboxItem.in_flight_since.is_not(None),
+        or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+    )
     with session.begin():
-        item = session.get(OutboxItem, item_id)
-        assert item is not None
+        item_ids = session.scalars(select(OutboxItem.id).where(*abandoned)).all()
+
+    marked = 0
+    for item_id in item_ids:
+        with session.begin():
+            query = (
+                select(OutboxItem)
+                .where(OutboxItem.id == item_id, *abandoned)
+                .execution_options(populate_existing=True)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            item = session.scalar(query)
+            if item is None:
+                continue  # its outcome was recorded meanwhile, or another dispatcher got here first
+            _mark_outcome_unknown(session, item)
+        marked += 1
+    return marked
+
+
+def _mark_outcome_unknown(session: Session, item: OutboxItem) -> None:
+    # claim_token and in_flight_since stay set, so a late mark_sent can still record the send.
+    item.status = OutboxStatus.FAILED.value
+    item.attempts += 1
+    item.locked_until = None
+    item.last_error = UNKNOWN_OUTCOME_ERROR
+    message: Message = item.message
+    message.delivery_status = DeliveryState.FAILED.value
+    message.delivery_error = UNKNOWN_OUTCOME_ERROR
+    session.flush()
+    record_event(
+        session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
+    )
+    log.error(
+        "outbox item %s (message %s): the send attempt started at %s never finished, "
+        "so it is marked failed with an unknown outcome and not sent again",
+        item.id, message.id, item.in_flight_since.isoformat() if item.in_flight_since else "?",
+    )
+
+
+def mark_sent(session: Session, item_id: int, result: SendResult, *, claim_token: str) -> bool:
+    """Record a successful send: the provider's id and initial status; commit.
+
+    Also applies delivery reports that arrived before this call. Returns True when
+    recorded, and False (logged) when ``claim_token`` is not the item's current claim.
+    An item marked failed with an unknown outcome under the same claim is recorded as sent.
+    """
+    with session.begin():
+        item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
+        if not _holds_claim(item, claim_token):
+            log.error(
+                "outbox item %s: the provider accepted the send as %s, but the claim is no "
+                "longer current, so the send is not recorded", item_id, result.provider_message_id,
+            )
+            return False
+        assert item is not None  # _holds_claim returns False for a missing item
+
+        outcome_was_unknown = item.status == OutboxStatus.FAILED.value
+        if not outcome_was_unknown:
+            item.attempts += 1  # fail_abandoned_sends already counted the attempt otherwise
         item.status = OutboxStatus.SENT.value
-        item.attempts += 1
         item.locked_until = None
+        item.in_flight_since = None
         item.last_error = None
+
         message = item.message
+        lock_provider_message(session, message.channel_id, result.provider_message_id)
         message.provider_message_id = result.provider_message_id
         message.sent_at = utcnow()
+        if outcome_was_unknown:
+            # The failure was only a guess, and the provider's acceptance replaces it.
+            message.delivery_status = None
+            message.delivery_error = None
         current = DeliveryState(message.delivery_status) if message.delivery_status else None
         if advances(current, result.status):
             message.delivery_status = result.status.value
         session.flush()
+        apply_early_reports(session, message)
+        session.flush()
         record_event(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
-    log.info("outbox item %s sent as %s", item_id, result.provider_message_id)
+    if outcome_was_unknown:
+        log.warning(
+            "outbox item %s: the send was reported after the item was marked with an unknown "
+            "outcome, so it is recorded as sent as %s",
+            item_id, result.provider_message_id,
+        )
+    else:
+        log.info("outbox item %s sent as %s", item_id, result.provider_message_id)
+    return True
 
 
 def mark_attempt_failed(
-    session: Session, item_id: int, error: str, *, transient: bool, now: datetime | None = None
+    session: Session,
+    item_id: int,
+    error: str,
+    *,
+    transient: bool,
+    claim_token: str,
+    now: datetime | None = None,
 ) -> bool:
     """Record a failed attempt and commit. Returns True when the item will be retried.
 
     A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. A permanent
     error, or the last attempt, marks the item and its message failed with ``error``, which
-    the inbox shows on the message.
+    the inbox shows on the message. Nothing changes, and False is returned, when
+    ``claim_token`` is not the item's current claim or the item no longer waits for this
+    outcome (for example because it was already marked failed with an unknown outcome).
     """
     now = now or utcnow()
     with session.begin():
-        item = session.get(OutboxItem, item_id)
-        assert item is not None
+        item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
+        if not _holds_claim(item, claim_token) or item.status != OutboxStatus.PENDING.value:
+            log.warning(
+                "outbox item %s: ignored a failed attempt from a claim that is no longer "
+                "current: %s", item_id, error,
+            )
+            return False
+
         item.attempts += 1
         item.locked_until = None
+        item.in_flight_since = None
         item.last_error = error[:2000]
         retry = transient and item.attempts < MAX_ATTEMPTS
         if retry:
@@ -184,3 +316,13 @@ def mark_attempt_failed(
         )
         log.error("outbox item %s failed after %s attempts: %s", item_id, item.attempts, error)
         return False
+
+
+def _holds_claim(item: OutboxItem | None, claim_token: str) -> bool:
+    """Return whether ``claim_token`` is the claim of an attempt whose outcome is not recorded."""
+    return (
+        item is not None
+        and item.claim_token == claim_token
+        and item.in_flight_since is not None
+        and item.status != OutboxStatus.SENT.value
+    )

@@ -4,7 +4,10 @@
 customer's mail client: it carries our Message-ID and the customer's In-Reply-To and
 References. ``send_email`` submits it and sorts failures into transient ones (network,
 timeouts, SMTP 4xx), which the outbox retries, and permanent ones (rejected login,
-SMTP 5xx), which it reports to the agent.
+SMTP 5xx, a message that cannot be built), which it reports to the agent.
+
+Once the server has accepted the DATA, it has taken responsibility for the mail, so an
+error reply to the QUIT that follows (or a connection dropped then) still counts as sent.
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage
     The From header uses ``settings.from_address`` (with ``from_name``), or
     ``message.sender`` when no from address is configured. Inline attachments with a
     content id go into a multipart/related next to the HTML body. Raises ``ValueError``
-    when the Message-ID or a sender is missing, an address is invalid, or the recipient
-    is not an email address.
+    when the Message-ID or a sender is missing, an address or header value is invalid
+    (for example, it contains CR or LF), or the recipient is not an email address.
     """
     if not message.message_id:
         raise ValueError("missing message_id: assign one with make_message_id() first")
@@ -90,12 +93,12 @@ def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage
         raise ValueError(f"recipient is a {message.to.kind.value} address, not an email address")
 
     mime = EmailMessage(policy=_POLICY)
-    mime["From"] = _from_address(message, settings)
-    mime["To"] = MimeAddress(message.to.display_name or "", addr_spec=message.to.value)
+    _set_header(mime, "From", _from_address(message, settings))
+    _set_header(mime, "To", _mime_address("To", message.to.display_name, message.to.value))
     if message.reply_to:
-        mime["Reply-To"] = message.reply_to
+        _set_header(mime, "Reply-To", message.reply_to)
     if message.subject is not None:
-        mime["Subject"] = message.subject
+        _set_header(mime, "Subject", message.subject)
     mime["Date"] = datetime.now(timezone.utc)
     mime["Message-ID"] = f"<{message_id}>"
 
@@ -133,27 +136,76 @@ def send_email(settings: SmtpSettings, message: OutboundMessage) -> SendResult:
 
     Returns a ``SendResult`` with the message's Message-ID (without brackets) and state
     ``SENT``. Raises ``TransientSendError`` for network errors, timeouts and SMTP 4xx
-    replies, ``PermanentSendError`` for a rejected login, SMTP 5xx replies and a server
-    lacking STARTTLS or AUTH, and ``ValueError`` from ``build_mime``.
+    replies, and ``PermanentSendError`` for a rejected login, SMTP 5xx replies, a server
+    lacking STARTTLS or AUTH, and a message that ``build_mime`` rejects.
     """
-    mime = build_mime(message, settings)
+    try:
+        mime = build_mime(message, settings)
+    except ValueError as error:
+        raise PermanentSendError(f"cannot build the email: {error}") from error
     envelope_from = settings.from_address or (message.sender.value if message.sender else "")
     message_id = strip_brackets(message.message_id or "")
+    connection: smtplib.SMTP | None = None
     try:
-        with _open_connection(settings) as connection:
-            connection.send_message(mime, from_addr=envelope_from, to_addrs=[message.to.value])
+        connection = _open_connection(settings)
+        # NOTE: when the reply to DATA never arrives (a timeout), the server may have taken
+        # the mail anyway, and the retry of this transient error can deliver it twice.
+        connection.send_message(mime, from_addr=envelope_from, to_addrs=[message.to.value])
     except (smtplib.SMTPException, OSError) as error:
+        if connection is not None and not _server_replied(error):
+            # The connection is broken or timed out, so a QUIT would only wait for the timeout.
+            connection.close()
+            connection = None
         raise _classify(error, settings) from error
+    finally:
+        if connection is not None:
+            _quit(connection, settings)
     logger.info("SMTP accepted message %s via %s:%s", message_id, settings.host, settings.port)
     return SendResult(provider_message_id=message_id, status=DeliveryState.SENT)
 
 
+def _quit(connection: smtplib.SMTP, settings: SmtpSettings) -> None:
+    """End the SMTP session and close the socket. An SMTP or socket error here is only logged.
+
+    After a successful DATA the server already took the mail, and after a failed one the
+    caller reports that error, so the reply to QUIT changes neither outcome.
+    """
+    try:
+        # smtplib's quit() returns the reply instead of raising on a code other than 221.
+        code, reply = connection.quit()
+    except (smtplib.SMTPException, OSError) as error:
+        logger.debug("SMTP QUIT to %s:%s failed: %s", settings.host, settings.port, error)
+        connection.close()
+        return
+    if code != 221:
+        logger.debug(
+            "SMTP server %s:%s replied %s %s to QUIT",
+            settings.host, settings.port, code, _reply_text(reply),
+        )
+
+
 def _from_address(message: OutboundMessage, settings: SmtpSettings) -> MimeAddress:
     if settings.from_address:
-        return MimeAddress(settings.from_name or "", addr_spec=settings.from_address)
+        return _mime_address("From", settings.from_name, settings.from_address)
     if message.sender is not None and message.sender.kind is AddressKind.EMAIL:
-        return MimeAddress(message.sender.display_name or "", addr_spec=message.sender.value)
+        return _mime_address("From", message.sender.display_name, message.sender.value)
     raise ValueError("missing sender: set SmtpSettings.from_address or OutboundMessage.sender")
+
+
+def _mime_address(header: str, display_name: str | None, addr_spec: str) -> MimeAddress:
+    """Return the address for ``header``. Raises ``ValueError`` naming the header."""
+    try:
+        return MimeAddress(display_name or "", addr_spec=addr_spec)
+    except ValueError as error:  # also email.errors defects, which subclass ValueError
+        raise ValueError(f"invalid {header} address: {error}") from error
+
+
+def _set_header(mime: EmailMessage, name: str, value: str | MimeAddress) -> None:
+    """Set a header. Raises ``ValueError`` naming the header, for example on CR or LF in it."""
+    try:
+        mime[name] = value
+    except ValueError as error:
+        raise ValueError(f"invalid {name} header: {error}") from error
 
 
 def _valid_ids(values: list[str]) -> list[str]:
@@ -189,6 +241,11 @@ def _open_connection(settings: SmtpSettings) -> smtplib.SMTP:
         connection.close()
         raise
     return connection
+
+
+def _server_replied(error: Exception) -> bool:
+    """Return whether ``error`` comes from a server reply, so the session is still usable."""
+    return isinstance(error, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused))
 
 
 def _classify(error: Exception, settings: SmtpSettings) -> SendError:

@@ -288,3 +288,51 @@ def test_built_message_round_trips_through_the_parser():
     assert email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"] == (
         "<sb.reply-1@shop.example>"
     )
+
+
+@pytest.mark.parametrize(
+    "quit_reply", ["421 4.3.2 Service shutting down", "554 5.3.0 Internal error", "451 4.3.0 Try again"]
+)
+def test_quit_error_after_accepted_data_still_sends(smtp_server, quit_reply):
+    smtp_server.reply_to_quit(quit_reply)
+
+    result = send_email(smtp_server.settings(), reply())
+
+    assert result.provider_message_id == "sb.reply-1@shop.example"
+    assert result.status is DeliveryState.SENT
+    assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_quit_error_after_rejected_data_keeps_data_error(smtp_server):
+    smtp_server.reject_data("554 5.6.0 Content rejected")
+    smtp_server.reply_to_quit("421 4.3.2 Service shutting down")
+
+    with pytest.raises(PermanentSendError) as raised:
+        send_email(smtp_server.settings(), reply())
+
+    assert raised.value.code == "554"
+    assert "Content rejected" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "header"),
+    [
+        ({"subject": "Order 1042\r\nBcc: attacker@evil.example"}, "Subject"),
+        ({"reply_to": "support@shop.example\nBcc: attacker@evil.example"}, "Reply-To"),
+        ({"to": Address(AddressKind.EMAIL, "maria@example.org", "María\r\nBcc: x@evil.example")}, "To"),
+        ({"to": Address(AddressKind.EMAIL, "not an address")}, "To"),
+    ],
+)
+def test_unbuildable_email_raises_permanent_error(smtp_server, fields, header):
+    with pytest.raises(PermanentSendError) as raised:
+        send_email(smtp_server.settings(), reply(**fields))
+
+    assert raised.value.transient is False
+    assert str(raised.value).startswith("cannot build the email: ")
+    assert f"invalid {header} " in str(raised.value)
+    assert smtp_server.received == []
+
+
+def test_missing_message_id_raises_permanent_error(smtp_server):
+    with pytest.raises(PermanentSendError, match="missing message_id"):
+        send_email(smtp_server.settings(), reply(message_id=None))

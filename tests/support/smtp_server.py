@@ -1,8 +1,9 @@
 """An SMTP server on loopback that records what it receives, for tests of sending.
 
 It runs aiosmtpd's Controller on a free 127.0.0.1 port, in its own thread. It can
-reject chosen recipients or every DATA with a given reply, require a login, and be
-stopped and started again on the same port to play a server that is down for a while.
+reject chosen recipients or every DATA with a given reply, answer QUIT with an error,
+require a login, and be stopped and started again on the same port to play a server
+that is down for a while.
 
 Usage::
 
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.email.smtp import SmtpSettings
 
@@ -51,6 +52,7 @@ class SmtpTestServer:
         self._received: list[ReceivedMail] = []
         self._rejected_recipients: dict[str, str] = {}
         self._data_reply: str | None = None
+        self._quit_reply: str | None = None
         self._controller: Controller | None = None
 
     def __enter__(self) -> SmtpTestServer:
@@ -105,6 +107,13 @@ class SmtpTestServer:
     def reject_data(self, reply: str | None) -> None:
         """Reply to every DATA with ``reply``, or accept mail again when it is None."""
         self._data_reply = reply
+
+    def reply_to_quit(self, reply: str | None) -> None:
+        """Reply to every QUIT with ``reply`` instead of ``221 Bye``, or restore 221 when None.
+
+        The server closes the connection after this reply either way.
+        """
+        self._quit_reply = reply
 
     @property
     def received(self) -> list[ReceivedMail]:
@@ -170,6 +179,12 @@ class _Handler:
             )
         )
         return "250 Message accepted"
+
+    async def handle_QUIT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> Any:
+        reply = self._server._quit_reply
+        return MISSING if reply is None else reply
 
 
 def _free_port() -> int:

@@ -5,7 +5,8 @@ creating a message. Requests need HTTP basic auth with the configured account SI
 auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
 status), so the SDK raises the same TwilioRestException it raises against Twilio.
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
-``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose.
+``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose, make
+every answer slow, or hold answers back after the message was created.
 
 Usage::
 
@@ -23,6 +24,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -67,6 +69,11 @@ class TwilioTestServer:
         self._requests: list[FormFields] = []
         self._messages: list[dict[str, Any]] = []
         self._failures: deque[tuple[int, int, str]] = deque()
+        # Seconds each message request waits, after the message is created, before it answers.
+        self.response_delay = 0.0
+        # Cleared by hold_responses(): created messages wait for release_responses().
+        self._responses_open = threading.Event()
+        self._responses_open.set()
 
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +125,7 @@ class TwilioTestServer:
         """Stop serving and close the listening socket, so new connections are refused."""
         if self._server is None:
             return
+        self._responses_open.set()  # held answers would keep server_close() waiting
         self._server.shutdown()
         self._server.server_close()
         assert self._thread is not None
@@ -153,6 +161,31 @@ class TwilioTestServer:
         """
         with self._condition:
             self._failures.extend([(status, code, message)] * times)
+
+    def hold_responses(self) -> None:
+        """Keep answers to message requests back, once their message is created, until released.
+
+        This plays a provider that accepted a message but whose answer is still on its way.
+        """
+        self._responses_open.clear()
+
+    def release_responses(self) -> None:
+        """Let held and later answers go out."""
+        self._responses_open.set()
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` messages are created and return a copy of them.
+
+        Raises TimeoutError when fewer are created within ``timeout`` seconds.
+        """
+        with self._condition:
+            created = self._condition.wait_for(lambda: len(self._messages) >= count, timeout)
+            if not created:
+                raise TimeoutError(
+                    f"expected {count} created Twilio messages within {timeout} s, "
+                    f"got {len(self._messages)}"
+                )
+            return list(self._messages)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[FormFields]:
         """Wait until at least ``count`` requests are recorded and return a copy of them.
@@ -220,6 +253,12 @@ class TwilioTestServer:
         resource = self._message_resource(account_sid, form)
         with self._condition:
             self._messages.append(resource)
+            self._condition.notify_all()
+        # The message exists now, as at Twilio once it accepted the request; only the
+        # answer is late.
+        if self.response_delay:
+            time.sleep(self.response_delay)
+        self._responses_open.wait()
         return _json_response(201, resource)
 
     def _message_resource(self, account_sid: str, form: FormFields) -> dict[str, Any]:
