@@ -34,7 +34,7 @@ from flask import (
 )
 from sqlalchemy.orm import Session
 
-from inbox.agents import agent_for_token, authenticate
+from inbox.agents import agent_for_session, agent_for_token, authenticate, end_session, start_session
 from inbox.models import Agent, Role
 
 log = logging.getLogger(__name__)
@@ -118,17 +118,10 @@ def current_agent() -> Agent | None:
         if agent is not None:
             db().commit()  # keeps last_used_at
             g.token_auth = True
-    elif session.get("agent_id") is not None:
-        agent = db().get(Agent, session["agent_id"])
-        if agent is not None and (not agent.is_active or session.get("auth_version") != _auth_version(agent)):
-            agent = None
+    elif session.get("sign_in"):
+        agent = agent_for_session(db(), session["sign_in"])
     g.agent = agent
     return agent
-
-
-def _auth_version(agent: Agent) -> str:
-    # Changing the password hash ends every session signed in with the old password.
-    return agent.password_hash[-16:]
 
 
 def _wants_json() -> bool:
@@ -250,8 +243,8 @@ def login() -> Any:
     throttle.reset(key)
     session.clear()  # nothing from before the sign-in carries over
     session.permanent = True
-    session["agent_id"] = agent.id
-    session["auth_version"] = _auth_version(agent)
+    session["sign_in"] = start_session(db(), agent)
+    db().commit()
     csrf_token()
     log.info("agent %s signed in", agent.id)
     return redirect(_safe_next(next_url))
@@ -259,5 +252,11 @@ def login() -> Any:
 
 @blueprint.route("/logout", methods=["POST"])
 def logout() -> Any:
+    token = session.get("sign_in")
+    if token:
+        agent_id = end_session(db(), token)
+        db().commit()
+        current_app.extensions["switchboard.disconnect_session"](token)
+        log.info("agent %s signed out", agent_id)
     session.clear()
     return redirect(url_for("auth.login"))

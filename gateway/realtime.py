@@ -19,7 +19,7 @@ from flask import Flask, request, session
 from flask_socketio import SocketIO, emit, join_room
 from sqlalchemy.orm import Session, sessionmaker
 
-from inbox.agents import agent_for_token
+from inbox.agents import agent_for_session, agent_for_token
 from inbox.events import add_publisher, event_message, events_after
 from inbox.models import Agent
 
@@ -44,14 +44,22 @@ class Presence:
 
     def __init__(self) -> None:
         self._agents: dict[str, dict[str, Any]] = {}
+        self._sign_ins: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def add(self, sid: str, agent: dict[str, Any]) -> None:
+    def add(self, sid: str, agent: dict[str, Any], sign_in: str | None) -> None:
         with self._lock:
             self._agents[sid] = agent
+            if sign_in:
+                self._sign_ins[sid] = sign_in
+
+    def sids_of_sign_in(self, sign_in: str) -> list[str]:
+        with self._lock:
+            return [sid for sid, token in self._sign_ins.items() if token == sign_in]
 
     def remove(self, sid: str) -> dict[str, Any] | None:
         with self._lock:
+            self._sign_ins.pop(sid, None)
             return self._agents.pop(sid, None)
 
     def get(self, sid: str) -> dict[str, Any] | None:
@@ -72,10 +80,8 @@ def _authenticate(session_factory: sessionmaker[Session], auth: Any) -> dict[str
         if isinstance(token, str) and token:
             agent = agent_for_token(db, token)
             db.commit()
-        elif session.get("agent_id") is not None:
-            agent = db.get(Agent, session["agent_id"])
-            if agent is not None and session.get("auth_version") != agent.password_hash[-16:]:
-                agent = None
+        elif session.get("sign_in"):
+            agent = agent_for_session(db, session["sign_in"])
         if agent is None or not agent.is_active:
             return None
         return {"id": agent.id, "name": agent.name}
@@ -108,13 +114,21 @@ def init_app(app: Flask, state: Any) -> None:
     presence = Presence()
     add_publisher(session_factory, make_emitter_publisher(socketio))
 
+    def disconnect_sign_in(sign_in: str) -> None:
+        # NOTE: only sockets on this process; with several web processes the others keep
+        # theirs until they reconnect, when the revoked sign-in is refused.
+        for sid in presence.sids_of_sign_in(sign_in):
+            socketio.server.disconnect(sid)
+
+    app.extensions["switchboard.disconnect_session"] = disconnect_sign_in
+
     @socketio.on("connect")
     def connect(auth: Any = None) -> bool:
         agent = _authenticate(session_factory, auth)
         if agent is None:
             log.info("refused an anonymous Socket.IO connection from %s", request.remote_addr)
             return False
-        presence.add(request.sid, agent)
+        presence.add(request.sid, agent, session.get("sign_in"))
         join_room(AGENTS_ROOM)
         _replay(session_factory, auth)
         emit("presence", {"event_id": None, "agent": agent, "online": True}, to=AGENTS_ROOM)

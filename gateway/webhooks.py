@@ -115,6 +115,7 @@ def twilio_status(channel_id: int) -> Any:
         changed = record_delivery_status(session, channel_id, status)
     log.info(
         "Twilio status %s for %s on channel %s %s",
-        status.state.value, status.provider_message_id, channel_id, "applied" if changed else "ignored",
+        status.state.value, status.provider_message_id, channel_id,
+        "applied" if changed else "not applied (stale, or kept until the send is recorded)",
     )
     return Response(status=204)

@@ -6,12 +6,12 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from inbox.errors import Conflict, InvalidInput, NotFound
-from inbox.models import Agent, ApiToken, Role, utcnow
+from inbox.models import Agent, AgentSession, ApiToken, Role, utcnow
 
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "sbt_"
@@ -63,6 +63,7 @@ def set_password(session: Session, email: str, password: str) -> Agent:
         raise NotFound(f"No agent with email {normalize_email(email)}.", field="email")
     _check_password(password)
     agent.password_hash = generate_password_hash(password)
+    end_all_sessions(session, agent)
     return agent
 
 
@@ -84,6 +85,40 @@ def authenticate(session: Session, email: str, password: str) -> Agent | None:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, agent: Agent) -> str:
+    """Record a new browser sign-in for ``agent`` and return its token for the cookie."""
+    token = secrets.token_urlsafe(32)
+    session.add(AgentSession(agent_id=agent.id, token_hash=_token_hash(token)))
+    session.flush()
+    return token
+
+
+def agent_for_session(session: Session, token: str) -> Agent | None:
+    """Return the active agent of an unrevoked sign-in, or None."""
+    row = session.scalar(select(AgentSession).where(AgentSession.token_hash == _token_hash(token)))
+    if row is None or row.revoked_at is not None or not row.agent.is_active:
+        return None
+    return row.agent
+
+
+def end_session(session: Session, token: str) -> int | None:
+    """Revoke one sign-in. Returns its agent's id, or None for an unknown token."""
+    row = session.scalar(select(AgentSession).where(AgentSession.token_hash == _token_hash(token)))
+    if row is None:
+        return None
+    row.revoked_at = row.revoked_at or utcnow()
+    return row.agent_id
+
+
+def end_all_sessions(session: Session, agent: Agent) -> None:
+    """Revoke every sign-in of ``agent``, for example after a password change."""
+    session.execute(
+        update(AgentSession)
+        .where(AgentSession.agent_id == agent.id, AgentSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 def create_api_token(session: Session, agent: Agent, name: str) -> str:

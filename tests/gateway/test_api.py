@@ -227,3 +227,32 @@ def test_parallel_guesses_hit_the_login_throttle(app, agent):
 
     assert statuses.count(401) == 10
     assert statuses.count(429) == 20
+
+
+def test_logout_ends_the_session_for_good(app, agent):
+    client = app.test_client()
+    csrf = login(client)
+    with client.session_transaction() as flask_session:
+        copied_cookie = dict(flask_session)
+
+    response = client.post("/logout", data={"csrf_token": csrf})
+    assert response.status_code == 302
+
+    replayed = app.test_client()
+    with replayed.session_transaction() as flask_session:
+        flask_session.update(copied_cookie)
+    assert replayed.get("/api/v1/me").status_code == 401
+
+
+def test_password_change_ends_other_sessions(app, state, agent):
+    from inbox.agents import set_password
+
+    client = app.test_client()
+    login(client)
+    assert client.get("/api/v1/me").status_code == 200
+
+    with state.session_factory() as session:
+        set_password(session, agent.email, "a brand new password")
+        session.commit()
+
+    assert client.get("/api/v1/me").status_code == 401

@@ -120,3 +120,30 @@ def test_reconnecting_client_receives_missed_events_in_order(live_server, agent,
 
     assert [event["message"]["text"] for event in replayed] == missed
     assert all(event["event_id"] > last_seen for event in replayed)
+
+
+def test_logout_disconnects_the_socket(live_server, agent):
+    import threading
+
+    http = requests.Session()
+    page = http.get(f"{live_server.url}/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    http.post(
+        f"{live_server.url}/login",
+        data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": csrf},
+        allow_redirects=False, timeout=10,
+    )
+    cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+    disconnected = threading.Event()
+    client = socketio.Client(reconnection=False)
+    client.on("disconnect", lambda *args: disconnected.set())
+    client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
+
+    inbox_page = http.get(f"{live_server.url}/", timeout=10).text
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', inbox_page).group(1)
+    http.post(f"{live_server.url}/logout", data={"csrf_token": csrf}, allow_redirects=False, timeout=10)
+
+    assert disconnected.wait(EVENT_WAIT_SECONDS)
+    again = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        again.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
