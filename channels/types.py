@@ -78,6 +78,25 @@ class InboundMessage:
     references: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     media: list[MediaReference] = field(default_factory=list)
+    # None for mail a person wrote, else "auto_reply" or "bounce". Nothing answers these.
+    automatic: str | None = None
+    bounce: Bounce | None = None
+    # Outlook's Thread-Index header as received (base64), which identifies the thread.
+    thread_index: str | None = None
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """What a bounce says about the mail that could not be delivered.
+
+    ``original_message_id`` is the Message-ID (without brackets) of the returned mail, and
+    ``status`` its RFC 3463 code such as ``5.1.1``. Both are None when the bounce omits them.
+    """
+
+    failed_recipients: list[str]
+    original_message_id: str | None
+    status: str | None
+    diagnostic: str | None
 
 
 @dataclass

@@ -87,7 +87,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "integer"},
                     "channel": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"enum": ["email", "whatsapp"]}, "name": {"type": "string"}}},
-                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "address": {"type": "string"}}},
+                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "address": {"type": "string"}, "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."}}},
                     "subject": {"type": ["string", "null"]},
                     "snippet": {"type": "string"},
                     "status": {"enum": ["open", "pending", "resolved"]},
@@ -112,6 +112,8 @@ OPENAPI: dict[str, Any] = {
                     "created_at": {"type": "string", "format": "date-time"},
                     "delivery_status": {"enum": [None, "queued", "sent", "delivered", "read", "undelivered", "failed"]},
                     "error": {"type": ["string", "null"]},
+                    "automatic": {"enum": [None, "auto_reply", "bounce"], "description": "Set on auto-replies and bounces, which never get an automatic answer."},
+                    "thread_reason": {"type": ["string", "null"], "description": "The rule that placed an inbound message in this conversation."},
                     "retry": {
                         "type": ["object", "null"],
                         "description": "Set while a queued reply waits for another attempt.",

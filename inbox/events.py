@@ -46,7 +46,7 @@ def record_event(
         session.execute(text("SELECT pg_advisory_xact_lock(7316201)"))
     row = Event(type=type_, payload=payload, conversation_id=conversation_id)
     session.add(row)
-    session.flush()
+    # No flush here: the commit assigns the id, and publishing happens after the commit.
     session.info.setdefault(_PENDING_KEY, []).append(row)
     return row
 

@@ -17,13 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from channels.types import ChannelKind, InboundMessage
+from channels.types import Address, Bounce, ChannelKind, DeliveryState, InboundMessage
 from inbox.contacts import resolve_contact
+from inbox.delivery import apply_report, lock_provider_message
 from inbox.errors import NotFound
 from inbox.events import record_event
 from inbox.models import (
     Attachment,
     Channel,
+    ContactIdentity,
     Conversation,
     ConversationStatus,
     Direction,
@@ -32,8 +34,8 @@ from inbox.models import (
     RawPayload,
     utcnow,
 )
-from inbox.serialize import conversation_to_dict, make_snippet, message_to_dict
-from inbox.threader import find_email_conversation, find_whatsapp_conversation
+from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
+from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
 
 log = logging.getLogger(__name__)
 
@@ -167,20 +169,26 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     )
     session.add(raw)
     contact = resolve_contact(session, inbound.sender)
+    bounced = _find_bounced_message(session, channel_id, inbound.bounce)
 
-    # Thread: an existing conversation (reopened if it was resolved) or a new one.
-    if inbound.channel_kind is ChannelKind.EMAIL:
-        conversation = find_email_conversation(session, inbound, contact)
-    else:
-        conversation = find_whatsapp_conversation(session, channel, contact)
-    created = conversation is None
+    # Thread: an existing conversation (reopened if it was resolved) or a new one. A bounce
+    # of our own mail joins that mail's conversation, so the agent finds the failure there.
     now = utcnow()
+    if bounced is not None:
+        thread = ThreadMatch(bounced.conversation, ThreadReason.BOUNCE)
+    elif inbound.channel_kind is ChannelKind.EMAIL:
+        thread = thread_email(session, channel, inbound, contact, now)
+    else:
+        thread = thread_whatsapp(session, channel, contact, now)
+    conversation = thread.conversation
+    created = conversation is None
     if conversation is None:
         conversation = Conversation(
             channel=channel,
             contact=contact,
             subject=clip(inbound.subject, 998),
             created_at=now,
+            previous_conversation_id=thread.previous.id if thread.previous else None,
         )
         session.add(conversation)
     elif conversation.status == ConversationStatus.RESOLVED.value:
@@ -203,6 +211,9 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         sent_at=inbound.sent_at,
         created_at=now,
         raw_payload=raw,
+        automatic=inbound.automatic,
+        thread_reason=thread.reason.value,
+        thread_index_root=thread_index_root(inbound.thread_index),
     )
     session.add(message)
     for part in inbound.attachments:
@@ -223,6 +234,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     conversation.unread_count = (conversation.unread_count or 0) + 1
     conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
     session.flush()
+    if bounced is not None and inbound.bounce is not None:
+        _record_bounce(session, bounced, inbound.bounce)
+    elif inbound.automatic is None:
+        _clear_failing_address(session, inbound.sender)
 
     conversation_data = conversation_to_dict(conversation)
     event_type = "conversation.created" if created else "conversation.updated"
@@ -238,6 +253,72 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         channel.kind, inbound.provider_message_id, message.id, conversation.id,
     )
     return IngestResult(message.id, conversation.id, duplicate=False, created_conversation=created)
+
+
+def _find_bounced_message(session: Session, channel_id: int, bounce: Bounce | None) -> Message | None:
+    """Return our outbound mail that ``bounce`` returns, locked, or None.
+
+    Only a bounce that returns the Message-ID of a mail we sent changes anything, because
+    anyone can write a bounce-shaped mail, but only a recipient of ours has seen our random ids.
+    """
+    if bounce is None or not bounce.original_message_id:
+        return None
+    # Outbound mail uses its Message-ID as provider id (see inbox.replies), and this lock
+    # serializes with the dispatcher recording the same send.
+    lock_provider_message(session, channel_id, bounce.original_message_id)
+    return session.scalar(
+        select(Message)
+        .where(
+            Message.channel_id == channel_id,
+            Message.direction == Direction.OUTBOUND.value,
+            Message.rfc_message_id == bounce.original_message_id,
+        )
+        .with_for_update()
+    )
+
+
+def _record_bounce(session: Session, bounced: Message, bounce: Bounce) -> None:
+    """Mark our bounced mail undelivered and the address it went to as failing."""
+    reason = bounce.diagnostic or "The recipient's mail server returned the mail as undeliverable."
+    if apply_report(bounced, DeliveryState.UNDELIVERED, bounce.status, reason):
+        session.flush()
+        record_event(
+            session, "message.updated", {"message": message_to_dict(bounced)}, bounced.conversation_id
+        )
+
+    # The reply went to the conversation's address (see inbox.outbox). A forwarding server
+    # may name the address it forwarded to instead, which is kept in the reason.
+    identity = contact_identity(bounced.conversation)
+    if identity is None or identity.kind != "email":
+        return
+    others = [address for address in bounce.failed_recipients if address != identity.value]
+    if others:
+        reason = f"{reason} (reported for {', '.join(others)})"
+    if identity.failing_since is None:
+        identity.failing_since = utcnow()
+    identity.failure_reason = reason
+    log.info(
+        "mail to contact %s bounced with status %s; address marked failing",
+        identity.contact_id, bounce.status,
+    )
+
+
+def _clear_failing_address(session: Session, sender: Address) -> None:
+    """Clear the failing mark of an address that a person just wrote from.
+
+    NOTE: writing from an address does not prove that mail to it arrives (a full mailbox
+    still sends), but a new bounce of the next reply marks it failing again.
+    """
+    identity = session.scalar(
+        select(ContactIdentity).where(
+            ContactIdentity.kind == sender.kind.value,
+            ContactIdentity.value == sender.value,
+            ContactIdentity.failing_since.is_not(None),
+        )
+    )
+    if identity is not None:
+        identity.failing_since = None
+        identity.failure_reason = None
 
 
 def _rfc_message_id(inbound: InboundMessage) -> str | None:

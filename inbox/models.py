@@ -184,6 +184,9 @@ class ContactIdentity(Base):
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when mail to this address bounced, so nothing is sent to it automatically.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
 
     contact: Mapped[Contact] = relationship(back_populates="identities")
 
@@ -207,6 +210,10 @@ class Conversation(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The resolved conversation that this one follows up, when a reply came after its reopen window.
+    previous_conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    # A random secret in our Reply-To address (support+c<id>.<token>@domain) that threads replies.
+    reply_token: Mapped[str | None] = mapped_column(String(32))
 
     channel: Mapped[Channel] = relationship()
     contact: Mapped[Contact] = relationship()
@@ -249,6 +256,12 @@ class Message(Base):
     delivery_status: Mapped[str | None] = mapped_column(String(20))
     delivery_error: Mapped[str | None] = mapped_column(Text)
     raw_payload_id: Mapped[int | None] = mapped_column(ForeignKey("raw_payloads.id"))
+    # The threading rule that placed an inbound message (inbox.threader.ThreadReason).
+    thread_reason: Mapped[str | None] = mapped_column(String(30))
+    # Base64 of the first 22 bytes of Outlook's Thread-Index, the same for a whole thread.
+    thread_index_root: Mapped[str | None] = mapped_column(String(64), index=True)
+    # "auto_reply" or "bounce" for inbound mail that a machine sent, else None.
+    automatic: Mapped[str | None] = mapped_column(String(20))
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     channel: Mapped[Channel] = relationship()

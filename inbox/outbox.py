@@ -36,6 +36,7 @@ from channels.types import Address, AddressKind, DeliveryState, OutboundMessage,
 from inbox.delivery import apply_early_reports, lock_provider_message
 from inbox.events import record_event
 from inbox.models import Channel, Message, OutboxItem, OutboxStatus, utcnow
+from inbox.replies import reply_to_address
 from inbox.serialize import contact_address, message_to_dict
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         message_id=message.rfc_message_id,
         in_reply_to=message.in_reply_to,
         references=list(message.references or []),
+        reply_to=reply_to_address(conversation),
     )
     return PendingSend(
         item_id=item.id,

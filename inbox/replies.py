@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from channels.types import DeliveryState
 from inbox.errors import InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import Agent, Conversation, Direction, Message, OutboxItem, utcnow
-from inbox.serialize import conversation_to_dict, make_snippet, message_to_dict
+from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
 
 # Twilio rejects WhatsApp bodies longer than this.
 WHATSAPP_MAX_LENGTH = 1600
@@ -21,6 +21,8 @@ EMAIL_MAX_LENGTH = 100_000
 MAX_REFERENCES = 20
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
+# 48 random bits: a stranger cannot guess a conversation's Reply-To address from its id.
+REPLY_TOKEN_BYTES = 6
 
 
 def new_message_id(domain: str) -> str:
@@ -28,11 +30,34 @@ def new_message_id(domain: str) -> str:
     return f"sb.{secrets.token_hex(12)}@{domain}"
 
 
-def reply_subject(subject: str | None) -> str:
+def reply_subject(subject: str | None, conversation_id: int | None = None) -> str:
+    """Return the subject of a reply: "Re: " once, then the "[#<id>]" conversation reference.
+
+    The reference lets a customer's new mail with that subject thread back (see inbox.threader).
+    """
     subject = (subject or "").strip()
     if not subject:
-        return "Re: your request"
-    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+        subject = "Re: your request"
+    elif not _REPLY_PREFIX.match(subject):
+        subject = f"Re: {subject}"
+    reference = f"[#{conversation_id}]"
+    if conversation_id is not None and reference not in subject:
+        subject = f"{subject} {reference}"
+    return subject
+
+
+def reply_to_address(conversation: Conversation) -> str | None:
+    """Return the Reply-To address that threads replies into ``conversation``.
+
+    It is the channel's address plus ``+c<id>.<token>``, for example
+    ``support+c12.3f9a0c1b2d4e@shop.example``. Returns None for a conversation that is not on
+    an email channel or has no token yet.
+    """
+    channel = conversation.channel
+    local, at, domain = channel.address.rpartition("@")
+    if channel.kind != "email" or not at or not conversation.reply_token:
+        return None
+    return f"{local}+c{conversation.id}.{conversation.reply_token}@{domain}"
 
 
 def create_reply(session: Session, conversation_id: int, agent_id: int, text: str) -> Message:
@@ -95,13 +120,36 @@ def create_reply(session: Session, conversation_id: int, agent_id: int, text: st
     return message
 
 
+def may_answer_automatically(session: Session, conversation: Conversation) -> bool:
+    """Return whether a message may go to this conversation without an agent sending it.
+
+    False when its newest inbound message is an auto-reply or a bounce, because an
+    automatic reply to a robot can start a mail loop, and False while the contact's
+    address is marked failing after a bounce.
+    """
+    identity = contact_identity(conversation)
+    if identity is not None and identity.failing_since is not None:
+        return False
+    last_inbound_automatic = session.execute(
+        select(Message.automatic)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.INBOUND.value,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+    return last_inbound_automatic is None or last_inbound_automatic[0] is None
+
+
 def _add_email_headers(session: Session, conversation: Conversation, message: Message) -> None:
     """Give an email reply its own Message-ID and thread it under the customer's last mail."""
     domain = conversation.channel.address.rpartition("@")[2] or "switchboard.invalid"
     message.rfc_message_id = new_message_id(domain)
     # The provider id is our Message-ID too, so our own mail fetched back is a duplicate.
     message.provider_message_id = message.rfc_message_id
-    message.subject = reply_subject(conversation.subject)
+    message.subject = reply_subject(conversation.subject, conversation.id)
+    _ensure_reply_token(session, conversation)
 
     # Answer the customer's newest mail; our own earlier reply only when there is none.
     parent = session.scalar(
@@ -115,5 +163,19 @@ def _add_email_headers(session: Session, conversation: Conversation, message: Me
     )
     if parent is not None:
         message.in_reply_to = parent.rfc_message_id
+        message.thread_index_root = parent.thread_index_root
         chain = [ref for ref in (parent.references or []) if ref != parent.rfc_message_id]
         message.references = [*chain, parent.rfc_message_id][-MAX_REFERENCES:]
+
+
+def _ensure_reply_token(session: Session, conversation: Conversation) -> None:
+    """Give the conversation its Reply-To token once; concurrent replies keep the first one."""
+    if conversation.reply_token:
+        return
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation.id, Conversation.reply_token.is_(None))
+        .values(reply_token=secrets.token_hex(REPLY_TOKEN_BYTES))
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(conversation, ["reply_token"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from inbox.models import Attachment, Conversation, Message
+from inbox.models import Attachment, ContactIdentity, Conversation, Message
 
 SNIPPET_LENGTH = 160
 
@@ -20,12 +20,24 @@ def make_snippet(text: str) -> str:
 
 def contact_address(conversation: Conversation) -> str:
     """Return the contact's address on the conversation's channel, or any address it has."""
+    identity = contact_identity(conversation)
+    return identity.value if identity else ""
+
+
+def contact_identity(conversation: Conversation) -> ContactIdentity | None:
+    """Return the contact's identity on the conversation's channel, or any identity it has."""
     wanted = "email" if conversation.channel.kind == "email" else "phone"
     identities = conversation.contact.identities
     for identity in identities:
         if identity.kind == wanted:
-            return identity.value
-    return identities[0].value if identities else ""
+            return identity
+    return identities[0] if identities else None
+
+
+def _failing_to_dict(identity: ContactIdentity | None) -> dict[str, Any] | None:
+    if identity is None or identity.failing_since is None:
+        return None
+    return {"since": isoformat(identity.failing_since), "reason": identity.failure_reason}
 
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
@@ -38,6 +50,7 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
             "id": contact.id,
             "name": contact.name,
             "address": contact_address(conversation),
+            "failing": _failing_to_dict(contact_identity(conversation)),
         },
         "subject": conversation.subject,
         "snippet": conversation.snippet,
@@ -76,6 +89,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "text": message.text,
         "html": message.html,
         "created_at": isoformat(message.created_at),
+        "thread_reason": message.thread_reason,
+        "automatic": message.automatic,
         "delivery_status": message.delivery_status,
         "error": message.delivery_error,
         "retry": _retry_to_dict(message),

@@ -8,6 +8,8 @@ message without any usable From address is rejected, because a reply would have 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.errors
 import email.header
@@ -16,6 +18,7 @@ import email.utils
 import hashlib
 import logging
 import mimetypes
+import quopri
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -23,6 +26,7 @@ from email.headerregistry import AddressHeader, DateHeader
 from email.message import EmailMessage, Message
 
 from channels.email.html import html_to_text, sanitize_html
+from channels.email.loops import classify as classify_automatic
 from channels.errors import ParseError
 from channels.types import Address, AddressKind, Attachment, ChannelKind, InboundMessage
 
@@ -33,6 +37,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _USABLE_ADDRESS = re.compile(r"^[^\s@<>(),;:]+@[^\s@<>(),;:]+$")
 # Last resort for From headers that no parser accepts, e.g. an unterminated quote.
 _ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ANGLE_ITEM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>\s*$")
 # RFC 5321 limits a path to 256 octets, angle brackets included.
 _MAX_ADDRESS_LENGTH = 254
 # RFC 5322 limits a line to 998 characters; a longer id is replaced by its hash.
@@ -45,6 +50,8 @@ _LATIN1_LABELS = {
     "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252"
 }
 _ASCII_LABELS = {"us-ascii", "ascii", "ansi_x3.4-1968"}
+_UTF8_LABELS = {"utf-8", "utf8"}
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _BODY_TYPES = ("text/plain", "text/html")
 
 
@@ -86,6 +93,7 @@ def _parse(raw: bytes) -> InboundMessage:
         html = sanitize_html(html).strip()
 
     in_reply_to = _message_ids(_header_text(message, "In-Reply-To"))
+    loop_check = classify_automatic(message)
     return InboundMessage(
         channel_kind=ChannelKind.EMAIL,
         provider_message_id=message_id,
@@ -101,6 +109,9 @@ def _parse(raw: bytes) -> InboundMessage:
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=_message_ids(_header_text(message, "References")),
         attachments=attachments,
+        automatic=loop_check.automatic,
+        bounce=loop_check.bounce(),
+        thread_index=_header_text(message, "Thread-Index"),
     )
 
 
@@ -121,25 +132,30 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
 
     The declared charset is tried first, then UTF-8. When both fail, the declared
     charset (or UTF-8 when the label is unknown) decodes with U+FFFD replacement
-    characters. Text declared or defaulted as US-ASCII tries UTF-8, then windows-1252.
+    characters. Text declared or defaulted as US-ASCII tries UTF-8, then windows-1252,
+    and so does text labelled UTF-8 that contains no UTF-8 multi-byte sequence at all.
     """
     label = (charset or "us-ascii").strip().strip('"').lower()
     if label in _LATIN1_LABELS:
         attempts = ["cp1252", "latin-1"]
     elif label in _ASCII_LABELS:
         attempts = ["utf-8", "cp1252"]
+    elif label in _UTF8_LABELS and not _UTF8_SEQUENCE.search(data):
+        # Old clients labelled their single-byte local text UTF-8. Text with some valid
+        # sequences is UTF-8 with stray bytes, and those are replaced below.
+        attempts = ["utf-8", "cp1252"]
     else:
         attempts = [label, "utf-8"]
     # ValueError covers UnicodeDecodeError and labels that are not codec names at all.
     for attempt in attempts:
         try:
-            return _clean_text(data.decode(attempt))
+            return _clean_text(data.decode(attempt), header=False)
         except (LookupError, ValueError):
             continue
     try:
-        return _clean_text(data.decode(label, errors="replace"))
+        return _clean_text(data.decode(label, errors="replace"), header=False)
     except (LookupError, ValueError):
-        return _clean_text(data.decode("utf-8", errors="replace"))
+        return _clean_text(data.decode("utf-8", errors="replace"), header=False)
 
 
 def _parse_structure(raw: bytes) -> Message:
@@ -167,8 +183,14 @@ def _header_text(part: Message, name: str) -> str | None:
         return None if raw is None else _decode_raw_header(raw)
     if value is None:
         return None
+    text = str(value)
+    if "\ufffd" in text:
+        # The registry replaces raw 8-bit bytes; _clean_text decodes them instead.
+        raw = _raw_header(part, name)
+        if raw is not None and _SURROGATE.search(raw):
+            return _decode_raw_header(raw)
     # Encoded words can smuggle CR/LF in; a header value is one line.
-    return " ".join(_clean_text(str(value)).split())
+    return " ".join(_clean_text(text).split())
 
 
 def _raw_header(part: Message, name: str) -> str | None:
@@ -191,35 +213,53 @@ def _decode_raw_header(value: str) -> str:
     return " ".join("".join(decoded).split())
 
 
-def _clean_text(value: str) -> str:
+def _clean_text(value: str, *, header: bool = True) -> str:
     """Return ``value`` as valid Unicode without NUL characters.
 
     Raw 8-bit header bytes arrive as surrogate escapes and are decoded as UTF-8, the only
-    8-bit charset RFC 6532 allows in headers. Other lone surrogates and NUL, which the
-    database and the HTML sanitizer reject, are replaced.
+    8-bit charset RFC 6532 allows in headers. In a header, bytes that are not UTF-8 come
+    from older clients that wrote their local charset unlabelled, most often windows-1252,
+    so they decode as that. Other lone surrogates and NUL, which the database and the HTML
+    sanitizer reject, are replaced.
     """
     if _SURROGATE.search(value):
         try:
-            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            encoded = value.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
+            encoded = value.encode("utf-8", "replace")
+        try:
+            value = encoded.decode("utf-8")
+        except UnicodeDecodeError:
+            value = encoded.decode("cp1252" if header else "utf-8", "replace")
     return value.replace("\x00", "\ufffd")
 
 
 def _addresses(message: Message, name: str) -> list[Address]:
     """Return the usable addresses of an address header, trying ever more lenient parsers."""
     pairs: list[tuple[str, str]] = []
+    invalid = False
     try:
         header = message.get(name)
         if isinstance(header, AddressHeader):
             pairs = [(item.display_name, item.addr_spec) for item in header.addresses]
+            invalid = any(isinstance(defect, email.errors.InvalidHeaderDefect) for defect in header.defects)
     except Exception:  # same malformed-header failures as in _header_text
         pairs = []
     found = _usable_addresses(pairs)
+    raw = _raw_header(message, name)
+    if raw is not None and _SURROGATE.search(raw) and any("\ufffd" in item[0] for item in pairs):
+        # Raw 8-bit bytes in a display name, which the registry replaces.
+        found = _usable_addresses(email.utils.getaddresses([_decode_raw_header(raw)])) or found
+    elif invalid and raw is not None:
+        # In "alice@example.com <bob@example.com>" the registry takes the unquoted phrase
+        # as the address, but mail clients show it as the name and reply to the bracketed one.
+        bracketed = _usable_addresses(_angle_addresses(_decode_raw_header(raw)))
+        changed = {item.value for item in bracketed} != {item.value for item in found}
+        if found and changed and len(bracketed) >= len(found):
+            found = bracketed
     if found:
         return found
 
-    raw = _raw_header(message, name)
     if raw is None:
         return []
     decoded = _decode_raw_header(raw)
@@ -232,6 +272,34 @@ def _addresses(message: Message, name: str) -> list[Address]:
         for match in matches
         if len(match) <= _MAX_ADDRESS_LENGTH
     ]
+
+
+def _angle_addresses(value: str) -> list[tuple[str, str]]:
+    """Split an address list at commas outside quotes and angle brackets, reading each item
+    as ``name <address>`` or a bare address, without any other RFC 5322 syntax."""
+    items, current, quoted, angled = [], [], False, False
+    for char in value:
+        if char == '"' and not angled:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angled = True
+        elif char == ">" and not quoted:
+            angled = False
+        if char == "," and not quoted and not angled:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+
+    pairs = []
+    for item in items:
+        match = _ANGLE_ITEM.match(item)
+        if match:
+            pairs.append((match.group("name").strip().strip('"').strip(), match.group("address").strip()))
+        elif item.strip():
+            pairs.append(("", item.strip()))
+    return pairs
 
 
 def _usable_addresses(pairs: list[tuple[str, str]]) -> list[Address]:
@@ -352,7 +420,8 @@ def _payload(part: Message) -> bytes:
 
 
 def _attachment(part: Message, index: int) -> Attachment:
-    content_type = part.get_content_type()
+    # The type comes from the sender: NUL and lone surrogates would break the database.
+    content_type = _clean_text(part.get_content_type()).replace("\ufffd", "")
     if part.get_content_maintype() == "message" and part.is_multipart():
         data = _inner_message_bytes(part)
     else:
@@ -374,9 +443,33 @@ def _inner_message_bytes(part: Message) -> bytes:
     if not isinstance(inner, Message):
         return _payload(part)
     try:
-        return inner.as_bytes()
+        data = inner.as_bytes()
     except Exception:  # the generator can fail on the same malformed headers
-        return inner.as_string().encode("utf-8", "surrogateescape")
+        data = inner.as_string().encode("utf-8", "surrogateescape")
+
+    # RFC 2046 forbids encoding a message/rfc822 part, but some clients base64-encode it.
+    # The stdlib then parses the encoded text as a message with no headers.
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(data, validate=False)
+        except binascii.Error:  # bad padding: keep what was received
+            return data
+    if encoding == "quoted-printable":
+        return quopri.decodestring(data)
+    return data
+
+
+def _raw_filename(part: Message) -> str | None:
+    """Return the filename read from the raw headers, decoding 8-bit bytes as header text."""
+    headers = Message()  # compat32, which takes the already decoded text as it is
+    for key, value in part.raw_items():
+        if key.lower() in ("content-disposition", "content-type"):
+            headers[key] = _clean_text(value)
+    try:
+        return headers.get_filename()
+    except Exception:  # same malformed-header failures as in _header_text
+        return None
 
 
 def _filename(part: Message, content_type: str, index: int) -> str:
@@ -389,6 +482,8 @@ def _filename(part: Message, content_type: str, index: int) -> str:
         name = part.get_filename() or ""
     except Exception:  # same malformed-header failures as in _header_text
         name = ""
+    if "\ufffd" in name:
+        name = _raw_filename(part) or name
     name = _clean_text(name)
     if "=?" in name:
         name = _decode_raw_header(name)

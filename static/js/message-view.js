@@ -13,6 +13,26 @@ const STATUS_VIEW = {
   failed: { label: 'Failed to send', icon: 'alert', tone: 'danger' },
 };
 
+// Inbound mail that a machine sent. The server never answers such mail automatically.
+const AUTOMATIC_VIEW = {
+  auto_reply: { label: 'Auto-reply', title: 'Sent automatically, for example an out-of-office reply' },
+  bounce: { label: 'Bounce', title: 'A mail server returned a message as undeliverable' },
+};
+
+// Hover text of each threading rule (the message's thread_reason) that placed an inbound message.
+const THREAD_REASON_TITLE = {
+  in_reply_to: 'Threaded by In-Reply-To',
+  references: 'Threaded by References',
+  reply_to_token: 'Threaded by the conversation address in our Reply-To',
+  subject_reference: 'Threaded by the [#id] reference in the subject',
+  thread_index: "Threaded by Outlook's Thread-Index",
+  new: 'Started a new conversation',
+  reopened: 'Reopened this resolved conversation',
+  whatsapp_open: 'Joined the open WhatsApp conversation',
+  whatsapp_new: 'Started a new WhatsApp conversation',
+  bounce: 'Returned mail of a reply in this conversation',
+};
+
 // Raster formats that an <img> shows as a thumbnail. SVG attachments stay download links.
 const THUMBNAIL_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
@@ -53,8 +73,9 @@ export function renderMessage(message, conversation) {
     'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`,
   },
   h('header', { class: 'message__meta' },
-    h('span', { class: 'message__author' }, author),
+    h('span', { class: 'message__author', title: THREAD_REASON_TITLE[message.thread_reason] }, author),
     channelBadge(message.channel_kind, 'channel-badge--small'),
+    automaticBadge(message.automatic),
     h('time', {
       class: 'message__time',
       datetime: message.created_at,
@@ -73,6 +94,26 @@ export function renderMessage(message, conversation) {
   row.statusSlot = statusSlot;
   updateMessageStatus(row, message);
   return row;
+}
+
+/**
+ * Create the warning line for a thread header when mail to the contact's address bounced, or
+ * return null when the address is not marked failing.
+ * @param {object} conversation Conversation as the API returns it.
+ */
+export function renderFailingAddressWarning(conversation) {
+  const failing = conversation?.contact?.failing;
+  if (!failing) return null;
+  const since = formatFullTimestamp(failing.since);
+  return h('p', { class: 'thread__warning', role: 'note', title: since ? `Failing since ${since}` : '' },
+    icon('alert'),
+    h('span', {}, `Mail to this address bounced${failing.reason ? `: ${failing.reason}` : '.'}`));
+}
+
+function automaticBadge(kind) {
+  const view = AUTOMATIC_VIEW[kind];
+  if (!view) return null;
+  return h('span', { class: `automatic-badge automatic-badge--${kind}`, title: view.title }, view.label);
 }
 
 /** Redraw the delivery status of a message element made by renderMessage. */

@@ -4,7 +4,9 @@
 import { h, icon, replaceChildren } from './dom.js';
 import { channelBadge, renderAvatar } from './conversation-list.js';
 import { channelLabel, contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
-import { bodySignature, renderMessage, statusSignature, updateMessageStatus } from './message-view.js';
+import {
+  bodySignature, renderFailingAddressWarning, renderMessage, statusSignature, updateMessageStatus,
+} from './message-view.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
 const STICK_TO_BOTTOM_PX = 96;
@@ -113,7 +115,8 @@ export class ThreadView {
           status ? h('span', { class: `status-pill status-pill--${conversation.status}` }, status) : null),
         kind === 'email' && conversation.subject
           ? h('p', { class: 'thread__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), conversation.subject)
-          : null));
+          : null,
+        renderFailingAddressWarning(conversation)));
   }
 
   /** Show which other agents are typing in this conversation, or nothing for an empty list. */

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -322,3 +324,86 @@ def test_sanitize_html_restricts_image_sources():
     assert "/relative" not in html
     assert 'src="cid:part1"' in html
     assert 'src="https://a.example/y.png"' in html
+
+
+def test_raw_windows1252_headers_are_decoded():
+    raw = (
+        b"From: J\xfcrgen <juergen@example.de>\n"
+        b"Subject: Fr\xf6sche\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nHallo\n"
+        b'--b\nContent-Type: text/plain; name="Gr\xfc\xdfe.txt"\n'
+        b'Content-Disposition: attachment; filename="Gr\xfc\xdfe.txt"\n\nText\n--b--\n'
+    )
+
+    message = parse_email(raw)
+
+    assert message.subject == "Frösche"
+    assert message.sender == email_address("juergen@example.de", "Jürgen")
+    [attachment] = message.attachments
+    assert attachment.filename == "Grüße.txt"
+
+
+def test_mislabelled_utf8_body_reads_windows1252():
+    assert decode_bytes(b"Fr\xf6sche \x80", "UTF-8") == "Frösche €"
+
+
+def test_utf8_body_with_stray_byte_stays_utf8():
+    assert decode_bytes("Frösche".encode() + b" \xf6", "utf-8") == "Frösche \ufffd"
+
+
+@pytest.mark.parametrize(
+    ("header", "address", "name"),
+    [
+        (b"From: alice@example.com <bob@example.com>", "bob@example.com", "alice@example.com"),
+        (b"From: Alice <alice@example.com>", "alice@example.com", "Alice"),
+        (b'From: "alice@example.com" <bob@example.com>', "bob@example.com", "alice@example.com"),
+    ],
+)
+def test_bracketed_address_beats_address_as_name(header, address, name):
+    message = parse_email(header + b"\nCc: eve@example.com <frank@example.com>, g@example.com\n\nbody\n")
+
+    assert message.sender == email_address(address, name)
+    assert [item.value for item in message.cc] == ["frank@example.com", "g@example.com"]
+
+
+def test_base64_encoded_forwarded_message_is_decoded():
+    inner = b"From: Inner <inner@example.com>\r\nSubject: Inner mail\r\n\r\nInner body.\r\n"
+    raw = (
+        b"From: outer@example.com\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nSee attached.\n"
+        b"--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n"
+        b'Content-Disposition: attachment; filename="forwarded.eml"\n\n'
+        + base64.encodebytes(inner)
+        + b"--b--\n"
+    )
+
+    message = parse_email(raw)
+
+    [forwarded] = message.attachments
+    assert forwarded.filename == "forwarded.eml"
+    assert forwarded.data == inner
+    assert parse_email(forwarded.data).subject == "Inner mail"
+
+
+def test_uuencoded_attachment_is_decoded():
+    data = bytes(range(256))
+    encoded = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    raw = (
+        b"From: old@example.com\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nFile attached.\n"
+        b'--b\nContent-Type: application/octet-stream; name="bytes.bin"\n'
+        b"Content-Transfer-Encoding: x-uuencode\n\n"
+        b"begin 644 bytes.bin\n" + encoded + b"`\nend\n--b--\n"
+    )
+
+    message = parse_email(raw)
+
+    [attachment] = message.attachments
+    assert attachment.filename == "bytes.bin"
+    assert attachment.data == data

@@ -122,7 +122,7 @@ def test_reply_threading_across_imap_and_smtp(state, agent, mailbox, smtp, email
     (sent,) = smtp.wait_for(1)
     assert sent.message["In-Reply-To"] == "<a1@customer.example>"
     assert sent.message["References"] == "<a1@customer.example>"
-    assert sent.message["Subject"] == "Re: Broken kettle"
+    assert sent.message["Subject"] == "Re: Broken kettle [#1]"
     assert sent.rcpt_tos == ("alice@customer.example",)
     our_id = sent.message["Message-ID"].strip("<>")
     with state.session_factory() as session:
