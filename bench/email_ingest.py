@@ -34,7 +34,6 @@ from gateway.database import upgrade_database
 from gateway.workers import MailboxReader, Workers
 from inbox.channel_config import add_channel
 from inbox.events import add_publisher
-from inbox.models import Channel
 from tests.support.dovecot import DovecotServer
 
 MAILBOX = "support@bench.example"

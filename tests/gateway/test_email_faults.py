@@ -1,0 +1,267 @@
+"""Email intake under faults, against a real Dovecot: a killed reader, a UIDVALIDITY reset
+with mail arriving during the resync, a connection dropped mid-FETCH, and a 30 MB mail."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from channels.email.imap import Checkpoint, FetchedMail, ImapReader, MailboxError
+from gateway import Switchboard
+from gateway.channel_settings import imap_settings
+from gateway.config import Config
+from gateway.workers import MailboxReader
+from inbox.channel_config import add_channel
+from inbox.models import Attachment, Channel, MailboxCheckpoint, Message, RawPayload
+from tests.support.dovecot import DovecotServer
+from tests.support.imap_proxy import ImapProxy
+
+pytestmark = pytest.mark.dovecot
+
+SUPPORT = "support@shop.example"
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run by a child Python: import the channel's mailbox in a loop until the parent kills it.
+READER_SCRIPT = """
+import sys, threading
+from dataclasses import replace
+from channels.email.imap import ImapReader
+from gateway import create_app, get_state
+from gateway.channel_settings import imap_settings
+from gateway.config import Config
+from gateway.workers import MailboxReader
+
+database_url, instance_dir, channel_id, batch_size = sys.argv[1:5]
+state = get_state(create_app(Config(
+    database_url=database_url, secret_key="test-secret-key", instance_dir=instance_dir,
+)))
+reader = MailboxReader(state, int(channel_id), threading.Event())
+settings = replace(imap_settings(reader._channel()), batch_size=int(batch_size))
+with ImapReader(settings) as connection:
+    while True:
+        reader.import_new(connection, settings.folder)
+"""
+
+
+def _mail(number: int, body: str | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"customer{number % 7}@customer.example"
+    message["To"] = SUPPORT
+    message["Subject"] = f"Question {number}"
+    message["Message-ID"] = f"<q{number}@customer.example>"
+    message.set_content(body or f"Body of question {number}.\n")
+    return message.as_bytes()
+
+
+def _append_many(server: DovecotServer, mails: list[bytes]) -> list[int]:
+    """Append over one connection, because a login per mail makes 200 mails slow."""
+    client = server.client()
+    try:
+        responses = [client.append("INBOX", raw) for raw in mails]
+    finally:
+        client.logout()
+    return [int(response.split(b"APPENDUID ")[1].split(b"]")[0].split()[1]) for response in responses]
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[DovecotServer]:
+    with DovecotServer(username=SUPPORT) as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox(dovecot: DovecotServer) -> DovecotServer:
+    dovecot.expunge_all()
+    return dovecot
+
+
+@pytest.fixture
+def email_channel(state: Switchboard, mailbox: DovecotServer) -> Channel:
+    with state.session_factory() as session:
+        channel = add_channel(
+            session, "email", "Shop Support", SUPPORT,
+            {
+                "imap_host": mailbox.host, "imap_port": mailbox.port,
+                "imap_username": mailbox.username, "imap_password": mailbox.password,
+                "imap_ssl": False,
+                "smtp_host": "127.0.0.1", "smtp_port": 25, "smtp_security": "none",
+            },
+        )
+        session.commit()
+        return channel
+
+
+def _import(state: Switchboard, channel: Channel, **overrides: object) -> int:
+    """Run one import pass on a fresh connection, as a restarted reader would."""
+    reader = MailboxReader(state, channel.id, threading.Event())
+    settings = replace(imap_settings(channel), **overrides)  # type: ignore[arg-type]
+    with ImapReader(settings, timeout=30) as connection:
+        return reader.import_new(connection, "INBOX")
+
+
+def _stored_message_ids(state: Switchboard) -> list[str]:
+    with state.session_factory() as session:
+        return list(session.scalars(select(Message.provider_message_id).order_by(Message.id)))
+
+
+def _message_count(state: Switchboard) -> int:
+    with state.session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Message))
+
+
+def _checkpoint(state: Switchboard) -> tuple[int | None, int | None]:
+    with state.session_factory() as session:
+        row = session.scalar(select(MailboxCheckpoint))
+        return (row.uidvalidity, row.last_uid) if row else (None, None)
+
+
+def _expected_ids(numbers: range | list[int]) -> list[str]:
+    return [f"q{number}@customer.example" for number in numbers]
+
+
+def test_killed_reader_restarts_without_duplicates(state, config: Config, mailbox, email_channel, tmp_path):
+    uids = _append_many(mailbox, [_mail(number) for number in range(200)])
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, "-c", READER_SCRIPT,
+        config.database_url, str(tmp_path / "child"), str(email_channel.id), "7",
+    ]
+
+    child = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.PIPE)
+    try:
+        # Wait until part of the folder is stored, then kill without any cleanup.
+        deadline = time.monotonic() + 60
+        while _message_count(state) < 30 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert child.poll() is None, child.stderr.read().decode(errors="replace")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+        child.stderr.close()
+
+    stored_at_kill = _message_count(state)
+    _, checkpoint_at_kill = _checkpoint(state)
+    assert stored_at_kill < 200, "the reader finished before the kill: the test proved nothing"
+    assert checkpoint_at_kill is None or checkpoint_at_kill <= uids[stored_at_kill - 1]
+
+    # The restarted reader fetches again from the checkpoint, so the batch cut by the kill
+    # comes back and must be recognised.
+    assert _import(state, email_channel, batch_size=7) == 200 - stored_at_kill
+
+    stored = _stored_message_ids(state)
+    assert sorted(stored) == sorted(_expected_ids(range(200)))
+    assert len(stored) == len(set(stored))
+    assert _checkpoint(state)[1] == uids[-1]
+
+
+class _AppendDuringFetch:
+    """Wraps an ImapReader and appends mail to the server after the first yielded batch,
+    so the mail arrives while a pass over the folder is running."""
+
+    def __init__(self, reader: ImapReader, server: DovecotServer, mails: list[bytes]) -> None:
+        self.reader = reader
+        self.server = server
+        self.mails = mails
+
+    def fetch_new(self, checkpoint: Checkpoint) -> Iterator[list[FetchedMail]]:
+        for index, batch in enumerate(self.reader.fetch_new(checkpoint)):
+            yield batch
+            if index == 0:
+                _append_many(self.server, self.mails)
+
+
+def test_uidvalidity_reset_with_mail_during_resync(state, mailbox, email_channel):
+    _append_many(mailbox, [_mail(number) for number in range(6)])
+    assert _import(state, email_channel) == 6
+
+    new_uidvalidity = int(time.time()) + 54321
+    mailbox.set_uidvalidity(new_uidvalidity)
+    resync_uids = _append_many(mailbox, [_mail(number) for number in range(6, 9)])
+
+    reader = MailboxReader(state, email_channel.id, threading.Event())
+    settings = replace(imap_settings(email_channel), batch_size=2)
+    with ImapReader(settings) as connection:
+        during = _AppendDuringFetch(connection, mailbox, [_mail(number) for number in range(9, 12)])
+        # The resync reads all nine mails again, but stores only the three new ones.
+        assert reader.import_new(during, "INBOX") == 3  # type: ignore[arg-type]
+        assert _checkpoint(state) == (new_uidvalidity, resync_uids[-1])
+
+        # Mail appended during the resync has higher UIDs and comes with the next pass.
+        assert reader.import_new(connection, "INBOX") == 3
+        assert reader.import_new(connection, "INBOX") == 0
+
+    stored = _stored_message_ids(state)
+    assert sorted(stored) == sorted(_expected_ids(range(12)))
+    assert len(stored) == len(set(stored))
+    assert _checkpoint(state) == (new_uidvalidity, resync_uids[-1] + 3)
+
+
+# Each batch response is about 5 KB, so every cut lands inside the second one.
+@pytest.mark.parametrize("after_bytes", [1, 700, 3000])
+def test_connection_drop_during_fetch_loses_nothing(state, mailbox, email_channel, after_bytes):
+    uids = _append_many(mailbox, [_mail(number, ("x" * 70 + "\n") * 20) for number in range(9)])
+
+    with ImapProxy(mailbox.host, mailbox.port) as proxy:
+        # The first FETCH (three mails) passes, and the second is cut part-way through its response.
+        proxy.cut_during_fetch(after_bytes=after_bytes, skip_fetches=1)
+        with pytest.raises(MailboxError):
+            _import(state, email_channel, port=proxy.port, batch_size=3)
+        assert proxy.cuts == 1
+
+    assert _stored_message_ids(state) == _expected_ids(range(3))
+    assert _checkpoint(state)[1] == uids[2]
+
+    assert _import(state, email_channel, batch_size=3) == 6
+    stored = _stored_message_ids(state)
+    assert sorted(stored) == sorted(_expected_ids(range(9)))
+    assert len(stored) == len(set(stored))
+    assert _checkpoint(state)[1] == uids[-1]
+
+
+def _large_mail(size: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = "big@customer.example"
+    message["To"] = SUPPORT
+    message["Subject"] = "Scans"
+    message["Message-ID"] = "<big@customer.example>"
+    message.set_content("Three scans attached.\n")
+    part_size = size // 3 * 3 // 4  # base64 grows the data by a third
+    for index in range(3):
+        data = os.urandom(part_size)
+        message.add_attachment(data, maintype="application", subtype="pdf", filename=f"scan-{index}.pdf")
+    return message.as_bytes()
+
+
+def test_thirty_megabyte_mail_between_small_ones(state, mailbox, email_channel):
+    big = _large_mail(30 * 1024 * 1024)
+    assert len(big) > 30 * 1024 * 1024 * 0.95
+    first = mailbox.append(_mail(1))
+    mailbox.append(big)
+    last = mailbox.append(_mail(2))
+
+    assert _import(state, email_channel) == 3
+
+    assert sorted(_stored_message_ids(state)) == sorted(
+        ["big@customer.example", *_expected_ids([1, 2])]
+    )
+    with state.session_factory() as session:
+        attachments = session.scalars(select(Attachment).order_by(Attachment.id)).all()
+        assert [attachment.filename for attachment in attachments] == ["scan-0.pdf", "scan-1.pdf", "scan-2.pdf"]
+        raw = session.scalar(
+            select(RawPayload.body).join(Message, Message.raw_payload_id == RawPayload.id)
+            .where(Message.provider_message_id == "big@customer.example")
+        )
+        assert raw.replace(b"\r\n", b"\n") == big.replace(b"\r\n", b"\n")
+    assert _checkpoint(state)[1] == last
+    assert first < last
