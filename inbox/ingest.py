@@ -118,7 +118,9 @@ def _stored_sender(session: Session, channel_id: int, provider_message_id: str) 
 
 def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
     """Return whether ``inbound`` is stored already: the same bytes, or the same provider id
-    from the same sender (our own outbound mail, which has no sender address, included)."""
+    from the same sender. Our own outbound mail has no sender address; a copy of it counts
+    only when it comes from the channel's own address, so a customer resending our mail
+    with their own text is kept."""
     payload_status = session.scalar(
         select(RawPayload.status).where(
             RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
@@ -127,7 +129,12 @@ def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) 
     if payload_status == PayloadStatus.PROCESSED.value:
         return True
     exists, sender = _stored_sender(session, channel_id, inbound.provider_message_id)
-    return exists and (sender is None or sender == inbound.sender.value)
+    if not exists:
+        return False
+    if sender is None:
+        channel = session.get(Channel, channel_id)
+        return channel is not None and inbound.sender.value == channel.address
+    return sender == inbound.sender.value
 
 
 def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
@@ -202,7 +209,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         contact=contact,
         provider_message_id=inbound.provider_message_id,
         rfc_message_id=_rfc_message_id(inbound),
-        in_reply_to=inbound.in_reply_to,
+        in_reply_to=clip(inbound.in_reply_to, 998),
         references=list(inbound.references),
         subject=clip(inbound.subject, 998),
         text=text,
@@ -278,7 +285,15 @@ def _find_bounced_message(session: Session, channel_id: int, bounce: Bounce | No
 
 
 def _record_bounce(session: Session, bounced: Message, bounce: Bounce) -> None:
-    """Mark our bounced mail undelivered and the address it went to as failing."""
+    """Mark our bounced mail undelivered and the address it went to as failing.
+
+    Only a report that names the address the reply went to counts: a Message-ID is known to
+    everyone who saw the mail, so a report about some other recipient changes nothing.
+    """
+    identity = contact_identity(bounced.conversation)
+    if identity is None or identity.kind != "email" or identity.value not in bounce.failed_recipients:
+        log.info("bounce for message %s names other recipients; nothing marked", bounced.id)
+        return
     reason = bounce.diagnostic or "The recipient's mail server returned the mail as undeliverable."
     if apply_report(bounced, DeliveryState.UNDELIVERED, bounce.status, reason):
         session.flush()
@@ -286,11 +301,6 @@ def _record_bounce(session: Session, bounced: Message, bounce: Bounce) -> None:
             session, "message.updated", {"message": message_to_dict(bounced)}, bounced.conversation_id
         )
 
-    # The reply went to the conversation's address (see inbox.outbox). A forwarding server
-    # may name the address it forwarded to instead, which is kept in the reason.
-    identity = contact_identity(bounced.conversation)
-    if identity is None or identity.kind != "email":
-        return
     others = [address for address in bounce.failed_recipients if address != identity.value]
     if others:
         reason = f"{reason} (reported for {', '.join(others)})"

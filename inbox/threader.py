@@ -181,11 +181,15 @@ def _apply_reopen_window(
     now: datetime,
     new_reason: ThreadReason,
 ) -> ThreadMatch:
-    # A reply to a conversation that was already followed up belongs to the newest follow-up.
+    # A reply to a conversation that was already followed up belongs to the newest follow-up
+    # of the same customer: another person's follow-up must never receive this customer's mail.
     for _ in range(MAX_FOLLOW_UP_HOPS):
         follow_up = session.scalar(
             select(Conversation)
-            .where(Conversation.previous_conversation_id == conversation.id)
+            .where(
+                Conversation.previous_conversation_id == conversation.id,
+                Conversation.contact_id == conversation.contact_id,
+            )
             .order_by(Conversation.id.desc())
             .limit(1)
         )
@@ -219,7 +223,8 @@ def _match_headers(
     rows = session.execute(
         select(Message.rfc_message_id, Message.direction, Conversation)
         .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.rfc_message_id.in_(candidates))
+        # Another mailbox's conversation would send the answer from the wrong address.
+        .where(Message.rfc_message_id.in_(candidates), Conversation.channel_id == channel.id)
     ).all()
     conversation_by_id = {}
     for rfc_id, direction, conversation in rows:

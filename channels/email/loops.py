@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import enum
 import logging
 import re
@@ -306,7 +307,10 @@ def _decoded_text(part: Message) -> str:
 
 
 def _sender_local_part(message: Message) -> str | None:
-    found = _ADDRESS.search(_header(message, "From") or "")
+    value = _header(message, "From") or ""
+    # The address proper, not text in the display name ("postmaster@x" <alice@x>).
+    _, address = email.utils.parseaddr(value)
+    found = _ADDRESS.search(address or value)
     if found is None:
         return None
     return found.group(0).rpartition("@")[0].lower()
