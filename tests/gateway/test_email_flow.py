@@ -7,17 +7,15 @@ import time
 from datetime import timedelta
 from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import func, select
 
-from gateway.workers import MailboxReader, OutboxDispatcher, Workers
+from gateway.workers import OutboxDispatcher, Workers
 from inbox.channel_config import add_channel
 from inbox.models import Conversation, Message, OutboxItem, utcnow
 from inbox.replies import create_reply
+from tests.gateway.conftest import SUPPORT, import_mailbox
 from tests.support.dovecot import DovecotServer
-from tests.support.smtp_server import SmtpTestServer
 
-SUPPORT = "support@shop.example"
 
 
 def _mail(sender: str, subject: str, body: str, message_id: str | None, in_reply_to: str | None = None) -> bytes:
@@ -33,59 +31,6 @@ def _mail(sender: str, subject: str, body: str, message_id: str | None, in_reply
         message["References"] = f"<{in_reply_to}>"
     message.set_content(body)
     return message.as_bytes()
-
-
-@pytest.fixture(scope="module")
-def dovecot():
-    # Dovecot notices mail delivered just before IDLE starts at its next check (30 s by
-    # default); a short interval keeps the live-reader test quick.
-    with DovecotServer(username=SUPPORT, extra_config="mailbox_idle_check_interval = 1 secs") as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(dovecot):
-    dovecot.expunge_all()
-    return dovecot
-
-
-@pytest.fixture
-def smtp():
-    with SmtpTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def email_channel(state, mailbox, smtp):
-    with state.session_factory() as session:
-        channel = add_channel(
-            session,
-            "email",
-            "Shop Support",
-            SUPPORT,
-            {
-                "imap_host": mailbox.host,
-                "imap_port": mailbox.port,
-                "imap_username": mailbox.username,
-                "imap_password": mailbox.password,
-                "imap_ssl": False,
-                "smtp_host": smtp.host,
-                "smtp_port": smtp.port,
-                "smtp_security": "none",
-            },
-        )
-        session.commit()
-        return channel
-
-
-def _import(state, channel) -> int:
-    """Run one import pass with a fresh IMAP connection, as a restarted reader would."""
-    from channels.email.imap import ImapReader
-    from gateway.channel_settings import imap_settings
-
-    reader = MailboxReader(state, channel.id, threading.Event())
-    with ImapReader(imap_settings(channel)) as connection:
-        return reader.import_new(connection, "INBOX")
 
 
 def _threads(state) -> list[list[str]]:
@@ -115,7 +60,7 @@ def _make_due(state) -> None:
 
 def test_reply_threading_across_imap_and_smtp(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("Alice <alice@customer.example>", "Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
 
     reply_id = _reply(state, agent, 1, "Sorry to hear that! Could you send a photo?")
     OutboxDispatcher(state, threading.Event()).dispatch_due()
@@ -132,7 +77,7 @@ def test_reply_threading_across_imap_and_smtp(state, agent, mailbox, smtp, email
 
     mailbox.append(_mail("alice@customer.example", "Re: Broken kettle", "Here is the photo.", "a2@customer.example", our_id))
     mailbox.append(_mail("Bob <bob@other.example>", "Invoice", "Please send my invoice.", "b1@other.example"))
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     assert _threads(state) == [
         ["My kettle leaks.", "Sorry to hear that! Could you send a photo?", "Here is the photo."],
@@ -140,13 +85,13 @@ def test_reply_threading_across_imap_and_smtp(state, agent, mailbox, smtp, email
     ]
 
     # A restarted reader resumes from the checkpoint and imports nothing twice.
-    assert _import(state, email_channel) == 0
+    assert import_mailbox(state, email_channel) == 0
     assert _message_count(state) == 4
 
 
 def test_mail_without_message_id_is_imported_once(state, mailbox, email_channel):
     mailbox.append(_mail("carol@customer.example", "No id", "This mail has no Message-ID.", None))
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
 
     # Even when the checkpoint is lost, the content hash recognises the mail.
     with state.session_factory() as session:
@@ -154,25 +99,25 @@ def test_mail_without_message_id_is_imported_once(state, mailbox, email_channel)
 
         session.query(MailboxCheckpoint).delete()
         session.commit()
-    assert _import(state, email_channel) == 0
+    assert import_mailbox(state, email_channel) == 0
     assert _message_count(state) == 1
 
 
 def test_uidvalidity_change_resyncs_without_duplicates(state, mailbox, email_channel):
     mailbox.append(_mail("dan@customer.example", "One", "first", "d1@customer.example"))
     mailbox.append(_mail("dan@customer.example", "Two", "second", "d2@customer.example"))
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     mailbox.set_uidvalidity(int(time.time()) + 12345)
     mailbox.append(_mail("dan@customer.example", "Three", "third", "d3@customer.example"))
 
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
     assert _message_count(state) == 3
 
 
 def test_reply_stays_queued_while_smtp_is_down(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("erin@customer.example", "Refund", "Where is my refund?", "e1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     reply_id = _reply(state, agent, 1, "The refund left today.")
     dispatcher = OutboxDispatcher(state, threading.Event())
 
@@ -199,7 +144,7 @@ def test_reply_stays_queued_while_smtp_is_down(state, agent, mailbox, smtp, emai
 
 def test_rejected_recipient_fails_with_reason(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("frank@customer.example", "Hi", "Hello", "f1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     smtp.reject_recipient("frank@customer.example")
     reply_id = _reply(state, agent, 1, "Hello Frank")
 
@@ -274,7 +219,7 @@ def test_hostile_mail_is_kept_and_does_not_block_mailbox(state, mailbox, email_c
     mailbox.append(_deeply_nested(3000))
     last_uid = mailbox.append(_mail("ivy@customer.example", "After", "after the bad one", "i2@customer.example"))
 
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     assert _threads(state) == [["before the bad one"], ["after the bad one"]]
     with state.session_factory() as session:
@@ -289,7 +234,7 @@ def test_stranger_cannot_join_a_customer_thread_by_message_id(state, mailbox, em
     mailbox.append(_mail("eve@attacker.example", "Re: Order", "Let me in", "e1@attacker.example", "a1@customer.example"))
     mailbox.append(_mail("alice@customer.example", "Re: Order", "Any news?", "a2@customer.example", "a1@customer.example"))
 
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
 
     assert _threads(state) == [["My order", "Any news?"], ["Let me in"]]
 
@@ -298,7 +243,7 @@ def test_reused_message_id_from_another_sender_keeps_both(state, mailbox, email_
     mailbox.append(_mail("eve@attacker.example", "Squat", "sent first with a copied id", "next@customer.example"))
     mailbox.append(_mail("alice@customer.example", "Real", "the real mail", "next@customer.example"))
 
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     assert sorted(text for thread in _threads(state) for text in thread) == [
         "sent first with a copied id", "the real mail",

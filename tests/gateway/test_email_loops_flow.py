@@ -5,20 +5,14 @@ from __future__ import annotations
 import threading
 from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import func, select
 
-from channels.email.imap import ImapReader
-from gateway.channel_settings import imap_settings
-from gateway.workers import MailboxReader, OutboxDispatcher
-from inbox.channel_config import add_channel
+from gateway.workers import OutboxDispatcher
 from inbox.models import ContactIdentity, Conversation, Event, Message
 from inbox.replies import create_reply, may_answer_automatically
 from inbox.serialize import conversation_to_dict, message_to_dict
-from tests.support.dovecot import DovecotServer
-from tests.support.smtp_server import SmtpTestServer
+from tests.gateway.conftest import SUPPORT, import_mailbox
 
-SUPPORT = "support@shop.example"
 CUSTOMER = "alice@customer.example"
 
 
@@ -59,46 +53,6 @@ def _dsn(our_message_id: str) -> bytes:
     ).encode()
 
 
-@pytest.fixture(scope="module")
-def dovecot():
-    with DovecotServer(username=SUPPORT) as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(dovecot):
-    dovecot.expunge_all()
-    return dovecot
-
-
-@pytest.fixture
-def smtp():
-    with SmtpTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def email_channel(state, mailbox, smtp):
-    with state.session_factory() as session:
-        channel = add_channel(
-            session, "email", "Shop Support", SUPPORT,
-            {
-                "imap_host": mailbox.host, "imap_port": mailbox.port,
-                "imap_username": mailbox.username, "imap_password": mailbox.password,
-                "imap_ssl": False,
-                "smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_security": "none",
-            },
-        )
-        session.commit()
-        return channel
-
-
-def _import(state, channel) -> int:
-    reader = MailboxReader(state, channel.id, threading.Event())
-    with ImapReader(imap_settings(channel)) as connection:
-        return reader.import_new(connection, "INBOX")
-
-
 def _may_answer(state, conversation_id: int) -> bool:
     with state.session_factory() as session:
         return may_answer_automatically(session, session.get(Conversation, conversation_id))
@@ -117,7 +71,7 @@ def _send_reply(state, agent, smtp, conversation_id: int) -> tuple[int, bytes]:
 
 def test_normal_mail_may_be_answered(state, mailbox, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
 
     with state.session_factory() as session:
         message = session.scalar(select(Message))
@@ -135,7 +89,7 @@ def test_out_of_office_is_stored_as_auto_reply(state, mailbox, email_channel):
          "References": "<a1@customer.example>"},
     ))
 
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     with state.session_factory() as session:
         messages = session.scalars(select(Message).order_by(Message.id)).all()
@@ -147,14 +101,14 @@ def test_out_of_office_is_stored_as_auto_reply(state, mailbox, email_channel):
 
 def test_bounce_marks_reply_undelivered_and_address_failing(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     reply_id, _ = _send_reply(state, agent, smtp, 1)
     with state.session_factory() as session:
         our_id = session.get(Message, reply_id).rfc_message_id
         assert session.get(Message, reply_id).delivery_status == "sent"
 
     mailbox.append(_dsn(our_id))
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
 
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Conversation)) == 1
@@ -179,7 +133,7 @@ def test_bounce_marks_reply_undelivered_and_address_failing(state, agent, mailbo
 
 def test_bounce_replayed_changes_nothing(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     reply_id, _ = _send_reply(state, agent, smtp, 1)
     with state.session_factory() as session:
         our_id = session.get(Message, reply_id).rfc_message_id
@@ -187,7 +141,7 @@ def test_bounce_replayed_changes_nothing(state, agent, mailbox, smtp, email_chan
     mailbox.append(_dsn(our_id))
     mailbox.append(_dsn(our_id))
 
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Message).where(Message.automatic == "bounce")) == 1
 
@@ -196,7 +150,7 @@ def test_bounce_for_unknown_mail_marks_nothing(state, mailbox, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
     mailbox.append(_dsn("sb.never-sent@shop.example"))
 
-    assert _import(state, email_channel) == 2
+    assert import_mailbox(state, email_channel) == 2
 
     with state.session_factory() as session:
         bounce = session.scalar(select(Message).where(Message.automatic == "bounce"))
@@ -208,16 +162,16 @@ def test_bounce_for_unknown_mail_marks_nothing(state, mailbox, email_channel):
 
 def test_mail_from_customer_clears_failing_address(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     reply_id, _ = _send_reply(state, agent, smtp, 1)
     with state.session_factory() as session:
         our_id = session.get(Message, reply_id).rfc_message_id
     mailbox.append(_dsn(our_id))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
 
     mailbox.append(_mail("Re: Broken kettle", "My mailbox works again.", "a2@customer.example",
                          {"In-Reply-To": f"<{our_id}>"}))
-    assert _import(state, email_channel) == 1
+    assert import_mailbox(state, email_channel) == 1
 
     with state.session_factory() as session:
         identity = session.scalar(select(ContactIdentity).where(ContactIdentity.value == CUSTOMER))
@@ -228,12 +182,12 @@ def test_mail_from_customer_clears_failing_address(state, agent, mailbox, smtp, 
 
 def test_own_sent_mail_fetched_back_is_duplicate(state, agent, mailbox, smtp, email_channel):
     mailbox.append(_mail("Broken kettle", "My kettle leaks.", "a1@customer.example"))
-    _import(state, email_channel)
+    import_mailbox(state, email_channel)
     _, sent_bytes = _send_reply(state, agent, smtp, 1)
 
     # As when the mailbox keeps a copy of what we sent, or a list echoes it back.
     mailbox.append(sent_bytes)
 
-    assert _import(state, email_channel) == 0
+    assert import_mailbox(state, email_channel) == 0
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 2

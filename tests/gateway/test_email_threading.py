@@ -11,19 +11,13 @@ import threading
 from datetime import timedelta
 from email.message import EmailMessage
 
-import pytest
 from sqlalchemy import select
 
-from channels.email.imap import ImapReader
-from gateway.channel_settings import imap_settings
-from gateway.workers import MailboxReader, OutboxDispatcher
-from inbox.channel_config import add_channel
+from gateway.workers import OutboxDispatcher
 from inbox.models import Channel, Conversation, Message, utcnow
 from inbox.replies import create_reply
-from tests.support.dovecot import DovecotServer
-from tests.support.smtp_server import SmtpTestServer
+from tests.gateway.conftest import SUPPORT, import_mailbox
 
-SUPPORT = "support@shop.example"
 ALICE = "alice@customer.example"
 EVE = "eve@attacker.example"
 # An Outlook Thread-Index: a 22-byte root (FILETIME and GUID), then one 5-byte reply block.
@@ -45,56 +39,9 @@ def _mail(sender: str, subject: str, body: str, message_id: str, **headers: str)
     return message.as_bytes()
 
 
-@pytest.fixture(scope="module")
-def dovecot():
-    with DovecotServer(username=SUPPORT) as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(dovecot):
-    dovecot.expunge_all()
-    return dovecot
-
-
-@pytest.fixture
-def smtp():
-    with SmtpTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def email_channel(state, mailbox, smtp):
-    with state.session_factory() as session:
-        channel = add_channel(
-            session,
-            "email",
-            "Shop Support",
-            SUPPORT,
-            {
-                "imap_host": mailbox.host,
-                "imap_port": mailbox.port,
-                "imap_username": mailbox.username,
-                "imap_password": mailbox.password,
-                "imap_ssl": False,
-                "smtp_host": smtp.host,
-                "smtp_port": smtp.port,
-                "smtp_security": "none",
-            },
-        )
-        session.commit()
-        return channel
-
-
-def _import(state, channel) -> int:
-    reader = MailboxReader(state, channel.id, threading.Event())
-    with ImapReader(imap_settings(channel)) as connection:
-        return reader.import_new(connection, "INBOX")
-
-
 def _deliver(state, channel, mailbox, raw: bytes) -> None:
     mailbox.append(raw)
-    assert _import(state, channel) == 1
+    assert import_mailbox(state, channel) == 1
 
 
 def _send_reply(state, agent, smtp, conversation_id: int, text: str):
