@@ -241,7 +241,8 @@ class MailboxReader:
             return stored
 
     def _import_one(self, session: Session, uid: int, raw: bytes) -> int:
-        """Store one mail; a mail that fails is kept as a failed payload and never blocks the rest."""
+        """Store one mail. A mail that fails to parse or store is kept as a failed payload; only
+        a database error (which retries the batch later) propagates."""
         try:
             inbound = parse_email(raw)
         except ParseError as error:

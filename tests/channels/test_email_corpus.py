@@ -10,7 +10,8 @@ Three checks:
 1. Every message parses or raises ``ParseError``, and only a message without a usable From
    address raises it.
 2. Appended to a real Dovecot and imported once, every message is stored, kept as a failed
-   payload with its bytes, or is a byte-identical copy of one that was: nothing is lost.
+   payload with its bytes, or is a duplicate: the same bytes, or the same Message-ID and
+   sender as a message that was stored.
 3. Parsed fields are compared with the expected values shipped with the corpus, and the
    match rate per field must stay above a floor measured on this parser.
 """
