@@ -23,6 +23,7 @@ def imap_settings(channel: Channel) -> ImapSettings:
         password=settings["imap_password"],
         use_ssl=bool(settings.get("imap_ssl", True)),
         folder=settings.get("imap_folder") or "INBOX",
+        **({"max_message_bytes": int(settings["max_message_bytes"])} if settings.get("max_message_bytes") else {}),
     )
 
 

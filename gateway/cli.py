@@ -293,12 +293,15 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
 @click.option("--smtp-username", help="Defaults to the IMAP username; pass '' for a server without login.")
 @click.option("--smtp-password", help="Defaults to the IMAP password.")
 @click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default="starttls", show_default=True)
+@click.option("--max-message-mb", type=click.IntRange(1, 1000), default=40, show_default=True,
+              help="Larger messages are imported as header and a note only.")
 def channel_add_email(**options: Any) -> None:
     """Add a mailbox: read over IMAP, reply over SMTP."""
     from inbox.agents import normalize_email
 
     address = normalize_email(options.pop("address"))
     name = options.pop("name")
+    options["max_message_bytes"] = options.pop("max_message_mb") * 1_000_000
     if options["smtp_username"] is None:
         options["smtp_username"] = options["imap_username"]
         options["smtp_password"] = options["smtp_password"] or options["imap_password"]

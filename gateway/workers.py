@@ -7,6 +7,7 @@ with its ids, and the loop goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from channels.email.imap import Checkpoint, ImapReader
+from channels.email.imap import Checkpoint, FetchedMail, ImapReader
 from channels.email.parse import parse_email
 from channels.email.smtp import send_email
 from channels.errors import ChannelError, ParseError, SendError
-from channels.types import OutboundMessage, SendResult
+from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from gateway import Switchboard
 from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
@@ -235,19 +236,23 @@ class MailboxReader:
             stored = 0
             for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
                 for mail in batch:
-                    stored += self._import_one(session, mail.uid, mail.raw)
+                    stored += self._import_one(session, mail)
                 # Only now is everything up to this UID committed.
                 save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
             return stored
 
-    def _import_one(self, session: Session, uid: int, raw: bytes) -> int:
+    def _import_one(self, session: Session, mail: FetchedMail) -> int:
         """Store one mail. A mail that fails to parse or store is kept as a failed payload; only
         a database error (which retries the batch later) propagates."""
+        uid, raw = mail.uid, mail.raw
         try:
             inbound = parse_email(raw)
         except ParseError as error:
             self._keep_failed(session, uid, raw, str(error))
             return 0
+        if mail.truncated:
+            inbound = _oversize_stub(inbound, mail.size)
+            log.warning("mailbox channel %s UID %s is %s bytes: imported its header only", self.channel_id, uid, mail.size)
         try:
             result = ingest_message(session, self.channel_id, inbound)
         except (OperationalError, InterfaceError):
@@ -264,6 +269,15 @@ class MailboxReader:
         log.warning(
             "mailbox channel %s UID %s kept as failed payload %s: %s", self.channel_id, uid, payload_id, error
         )
+
+
+def _oversize_stub(inbound: InboundMessage, size: int) -> InboundMessage:
+    """Return the header-only import of a message too large to fetch, with a note for agents."""
+    note = (
+        f"This message is {size / 1_000_000:.1f} MB, larger than this mailbox's import limit, so "
+        "only its sender and subject were imported. Open it in the mailbox itself to read it."
+    )
+    return dataclasses.replace(inbound, text=note, html=None, attachments=[])
 
 
 class Workers:

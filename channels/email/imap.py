@@ -56,7 +56,10 @@ class MailboxAuthError(MailboxError):
 
 @dataclass(frozen=True)
 class ImapSettings:
-    """Connection settings of one mailbox. ``batch_size`` is the maximum messages per FETCH."""
+    """Connection settings of one mailbox. ``batch_size`` is the maximum messages per FETCH.
+
+    A message larger than ``max_message_bytes`` is fetched as its header only.
+    """
 
     host: str
     port: int
@@ -65,6 +68,7 @@ class ImapSettings:
     use_ssl: bool = True
     folder: str = "INBOX"
     batch_size: int = 50
+    max_message_bytes: int = 40 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,17 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class FetchedMail:
-    """One message as stored on the server, with the UID that identifies it there."""
+    """One message as stored on the server, with the UID that identifies it there.
+
+    ``truncated`` is True when the message exceeded the size limit and ``raw`` holds only its
+    header; ``size`` is then the full size the server reported.
+    """
 
     uid: int
     uidvalidity: int
     raw: bytes
+    size: int = 0
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,16 +227,33 @@ class ImapReader:
 
     def _fetch(self, uids: list[int], uidvalidity: int) -> list[FetchedMail]:
         client = self._connected()
+        limit = self._settings.max_message_bytes
+        # Sizes first, so that one huge message is never downloaded, only its header.
         with self._errors("fetch"):
-            response = client.fetch(uids, ["BODY.PEEK[]"])
+            sizes = {uid: data.get(b"RFC822.SIZE", 0) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
+        whole = [uid for uid in uids if sizes.get(uid, 0) <= limit]
+        oversize = [uid for uid in uids if sizes.get(uid, 0) > limit]
+        bodies: dict[int, bytes] = {}
+        with self._errors("fetch"):
+            if whole:
+                for uid, data in client.fetch(whole, ["BODY.PEEK[]"]).items():
+                    if data.get(b"BODY[]") is not None:
+                        bodies[uid] = bytes(data[b"BODY[]"])
+            if oversize:
+                for uid, data in client.fetch(oversize, ["BODY.PEEK[HEADER]"]).items():
+                    if data.get(b"BODY[HEADER]") is not None:
+                        bodies[uid] = bytes(data[b"BODY[HEADER]"])
+
         batch = []
         for uid in uids:
-            raw = response.get(uid, {}).get(b"BODY[]")
+            raw = bodies.get(uid)
             if raw is None:
                 logger.info("IMAP UID %s in %s vanished before FETCH: skipped", uid,
                             self._settings.folder)
                 continue
-            batch.append(FetchedMail(uid=uid, uidvalidity=uidvalidity, raw=bytes(raw)))
+            size = int(sizes.get(uid, len(raw)))
+            batch.append(FetchedMail(uid=uid, uidvalidity=uidvalidity, raw=raw, size=size,
+                                     truncated=uid in oversize))
         return batch
 
     def _arrived_since_fetch(self) -> bool:

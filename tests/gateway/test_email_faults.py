@@ -213,8 +213,9 @@ def test_connection_drop_during_fetch_loses_nothing(state, mailbox, email_channe
     uids = _append_many(mailbox, [_mail(number, ("x" * 70 + "\n") * 20) for number in range(9)])
 
     with ImapProxy(mailbox.host, mailbox.port) as proxy:
-        # The first FETCH (three mails) passes, and the second is cut part-way through its response.
-        proxy.cut_during_fetch(after_bytes=after_bytes, skip_fetches=1)
+        # Each batch is two FETCHes (sizes, then bodies). The first batch passes, and the
+        # second batch's body FETCH is cut part-way through its response.
+        proxy.cut_during_fetch(after_bytes=after_bytes, skip_fetches=3)
         with pytest.raises(MailboxError):
             _import(state, email_channel, port=proxy.port, batch_size=3)
         assert proxy.cuts == 1

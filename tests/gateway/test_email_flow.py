@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from gateway.workers import OutboxDispatcher, Workers
 from inbox.channel_config import add_channel
-from inbox.models import Conversation, Message, OutboxItem, utcnow
+from inbox.models import Channel, Conversation, Message, OutboxItem, utcnow
 from inbox.replies import create_reply
 from tests.gateway.conftest import SUPPORT, import_mailbox
 from tests.support.dovecot import DovecotServer
@@ -248,3 +248,31 @@ def test_reused_message_id_from_another_sender_keeps_both(state, mailbox, email_
     assert sorted(text for thread in _threads(state) for text in thread) == [
         "sent first with a copied id", "the real mail",
     ]
+
+
+def test_oversize_mail_is_imported_as_a_note(state, mailbox, email_channel):
+    with state.session_factory() as session:
+        channel = session.get(Channel, email_channel.id)
+        channel.settings = {**channel.settings, "max_message_bytes": 100_000}
+        session.commit()
+        session.refresh(channel)
+        session.expunge(channel)
+    big = EmailMessage()
+    big["From"] = "jane@customer.example"
+    big["To"] = SUPPORT
+    big["Subject"] = "Photos of the damage"
+    big["Message-ID"] = "<big@customer.example>"
+    big.set_content("See the attached photos.")
+    big.add_attachment(bytes(300_000), maintype="image", subtype="jpeg", filename="damage.jpg")
+    mailbox.append(_mail("jane@customer.example", "Before", "small one", "j1@customer.example"))
+    mailbox.append(big.as_bytes())
+    mailbox.append(_mail("jane@customer.example", "After", "another small one", "j2@customer.example"))
+
+    assert import_mailbox(state, channel) == 3
+
+    with state.session_factory() as session:
+        stub = session.scalar(select(Message).where(Message.rfc_message_id == "big@customer.example"))
+        assert stub.subject == "Photos of the damage"
+        assert "import limit" in stub.text
+        assert stub.attachments == []
+        assert len(stub.raw_payload.body) < 100_000
