@@ -21,7 +21,7 @@ from inbox.channel_config import list_channels, public_settings
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
 from inbox.errors import InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
-from inbox.models import Attachment, PayloadStatus, RawPayload, Role
+from inbox.models import Attachment, PayloadStatus, RawPayload, Role, utcnow
 from inbox.replies import create_reply
 from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
 
@@ -167,6 +167,12 @@ def channels() -> Any:
             "address": channel.address,
             "is_active": channel.is_active,
             "last_sync_at": isoformat(channel.last_sync_at),
+            # Seconds since the mailbox was last read completely; None for WhatsApp and
+            # for a mailbox that was never read.
+            "sync_lag_seconds": (
+                round((utcnow() - channel.last_sync_at).total_seconds())
+                if channel.kind == "email" and channel.last_sync_at else None
+            ),
             "last_error": channel.last_error,
             "last_error_at": isoformat(channel.last_error_at),
         }

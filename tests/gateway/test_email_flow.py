@@ -276,3 +276,15 @@ def test_oversize_mail_is_imported_as_a_note(state, mailbox, email_channel):
         assert "import limit" in stub.text
         assert stub.attachments == []
         assert len(stub.raw_payload.body) < 100_000
+
+
+def test_mailbox_health_in_the_api(app, state, api_token, mailbox, email_channel):
+    mailbox.append(_mail("kim@customer.example", "Hi", "hello", "k1@customer.example"))
+    import_mailbox(state, email_channel)
+
+    response = app.test_client().get("/api/v1/channels", headers={"Authorization": f"Bearer {api_token}"})
+
+    (item,) = response.json["items"]
+    assert item["last_sync_at"] is not None
+    assert item["last_error"] is None
+    assert 0 <= item["sync_lag_seconds"] < 3600
