@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from channels.email.quotes import split_reply
 from inbox.models import Attachment, ContactIdentity, Conversation, Message
 
 SNIPPET_LENGTH = 160
@@ -87,6 +88,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "author": author,
         "subject": message.subject,
         "text": message.text,
+        "visible_text": _visible_text(message),
         "html": message.html,
         "created_at": isoformat(message.created_at),
         "thread_reason": message.thread_reason,
@@ -96,6 +98,20 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "retry": _retry_to_dict(message),
         "attachments": [attachment_to_dict(a) for a in message.attachments],
     }
+
+
+def _visible_text(message: Message) -> str | None:
+    """Return an email's reply without its quoted history and signature, or None.
+
+    None means the whole text is to be shown: nothing folds, the message is not an email, or the
+    text is all quote, such as a forward with nothing written above it.
+    """
+    if message.channel.kind != "email" or not message.text:
+        return None
+    visible, folded = split_reply(message.text)
+    if not folded or not visible:
+        return None
+    return visible
 
 
 def _retry_to_dict(message: Message) -> dict[str, Any] | None:

@@ -180,22 +180,33 @@ function authorName(message, conversation) {
 function renderBody(message) {
   if (message.channel_kind === 'email' && message.html) return renderEmailFrame(message);
   if (!message.text) return null;
-  return message.channel_kind === 'email' ? renderEmailText(message.text) : renderText(message.text);
+  return message.channel_kind === 'email' ? renderEmailText(message) : renderText(message.text);
 }
 
 function renderText(text) {
   return h('div', { class: 'message__text' }, linkify(text));
 }
 
-// Plain-text email: a trailing quote of the earlier thread ("On … wrote:" and "> " lines) folds away.
-function renderEmailText(text) {
-  const { body, quoted } = splitQuotedTail(text);
+// Plain-text email: the quoted history and signature fold away. The server's split in
+// visible_text comes first, and without it a trailing quote ("On … wrote:" and "> " lines) folds.
+function renderEmailText(message) {
+  const text = message.text || '';
+  const { body, quoted } = splitEmailText(message.visible_text, text);
   if (!quoted) return renderText(text);
   return h('div', { class: 'message__text' },
     linkify(body),
     h('details', { class: 'quoted' },
       h('summary', {}, 'Show quoted text'),
       h('div', { class: 'quoted__text' }, linkify(quoted))));
+}
+
+// The server's visible_text is the text before one cut, with the surrounding whitespace stripped.
+function splitEmailText(visibleText, text) {
+  if (typeof visibleText !== 'string' || visibleText === '') return splitQuotedTail(text);
+  const start = text.indexOf(visibleText);
+  if (start === -1) return splitQuotedTail(text);
+  const quoted = text.slice(start + visibleText.length).trim();
+  return quoted ? { body: visibleText, quoted } : { body: text, quoted: null };
 }
 
 function splitQuotedTail(text) {
@@ -242,7 +253,7 @@ function renderEmailFrame(message) {
     let content;
 
     if (showingText) {
-      content = renderEmailText(message.text || '');
+      content = renderEmailText(message);
     } else {
       const { documentHtml, hiddenImages, estimatedHeight } = buildEmailDocument(message.html, remoteImagesAllowed);
       const frame = h('iframe', {

@@ -486,6 +486,33 @@ def test_email_snippet_hides_quote_and_header_names_channel(
     assert page.console_errors == []
 
 
+def test_email_outlook_history_folds_behind_toggle(page, live_server, state, agent, email_channel):
+    text = (
+        "Danke, jetzt geht es.\n"
+        "\n"
+        "Von: Support <support@example.com>\n"
+        "Gesendet: Montag, 3. März 2025 10:00\n"
+        "An: Marie Curie <marie@example.org>\n"
+        "Betreff: Router\n"
+        "\n"
+        "Bitte starten Sie den Router neu.\n"
+    )
+    _ingest_email(state, email_channel.id, _email_bytes("router-3@example.org", "Router", text))
+    _sign_in(page, live_server.url, agent.email)
+
+    _conversation(page, "Marie Curie").click()
+    thread = page.locator("#thread")
+    quoted = thread.locator(".quoted__text")
+    expect(thread.locator(".message__text").first).to_contain_text("Danke, jetzt geht es.")
+    expect(quoted).to_be_hidden()
+
+    thread.get_by_text("Show quoted text").click()
+    expect(quoted).to_be_visible()
+    expect(quoted).to_contain_text("Gesendet: Montag")
+    expect(quoted).to_contain_text("Bitte starten Sie den Router neu.")
+    assert page.console_errors == []
+
+
 def test_header_names_channel_without_kind_in_it(page, live_server, state, agent, config):
     with state.session_factory() as session:
         add_channel(session, "whatsapp", "Acme help desk", "+14155238887",

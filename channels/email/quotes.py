@@ -1,0 +1,312 @@
+"""Split a plain-text email reply into the new text and the folded tail: quoted history and signature.
+
+The split is one cut at the start of a line. Everything above it is the visible reply and
+everything below it is folded, so no text is lost. The cut goes at the earliest of these:
+
+- an attribution line such as "On <date>, <name> wrote:" in English, German, French, Spanish,
+  Dutch, Italian, Portuguese, Polish, Russian and the Scandinavian languages, also when the client
+  wrapped it over up to three lines;
+- a separator such as "-----Original Message-----" or "---------- Forwarded message ----------",
+  in those languages;
+- a header block as Outlook and webmail write it: "From:" and at least two of "Sent:", "Date:",
+  "To:", "Subject:" and their kin in those languages, on consecutive lines in any order;
+- a signature delimiter, "-- " or "--" alone on a line, or a mobile signature such as
+  "Sent from my iPhone" that ends the text or sits right above quoted history;
+- a block of ">"-quoted lines that only blank lines follow. Quoted lines with reply text below
+  them stay visible, because that is inline or top quoting with answers in between.
+
+Lines that start with ">" are never checked for attribution lines, separators or headers.
+"""
+
+from __future__ import annotations
+
+import re
+
+_QUOTE_PREFIXES = (">",)
+# Old Gmail attributions quoted with "|" too; such a block only counts after an attribution line.
+_PIPE_PREFIX = "|"
+
+# The longest attribution that a client wraps: "Le 4 janv. 2016 19:03, "Name"" / "<address>" / "a écrit :".
+_MAX_ATTRIBUTION_LINES = 3
+
+# A "--" line without the trailing space of the standard delimiter is a signature only when at
+# most this many non-blank lines follow it, so that a "--" rule inside a long text stays visible.
+_MAX_LOOSE_SIGNATURE_LINES = 15
+
+# A mobile signature is a short line of its own.
+_MAX_MOBILE_SIGNATURE_LENGTH = 80
+
+# Each pattern matches an attribution line after its wrapped lines are joined with single spaces.
+_ATTRIBUTION_PATTERNS = [
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"^-*\s*On\b.+\bwrote\s*(:|-+)$",  # English; Zoho writes "---- On … wrote ----"
+        r"^.+\bschrieb\b.*:$",  # German: "Am … schrieb …:" and "… schrieb am … Uhr:"
+        r"^.+\ba\s+écrit\s*:$",  # French: "Le … a écrit :"
+        r"^.+\bescribió\s*:$",  # Spanish: "El … escribió:"
+        r"^.+\bschreef\b.*:$",  # Dutch: "Op … schreef … het volgende:"
+        r"^.+\bha\s+scritto\s*:$",  # Italian: "Il … ha scritto:"
+        r"^.+\bescreveu\s*:$",  # Portuguese: "Em … escreveu:"
+        r"^.+\bnapisał(a|\(a\))?\s*:$",  # Polish: "W dniu … napisał(a):"
+        r"^.+\s(пишет|написал(а|\(а\))?)\s*:$",  # Russian
+        r"^.+\bskrev\b.*:$",  # Norwegian, Danish, Swedish: "Den … skrev …:"
+        r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b.*@.*>\s*:$",  # Yandex: "26.06.2014, 14:41, "Name" <address>:"
+    )
+]
+
+# The first words of attributions that start with the date rather than the sender's name.
+_ATTRIBUTION_OPENER = re.compile(r"^(-*\s*on|am|le|el|op|il|em|w dniu|den|\d)\b", re.IGNORECASE)
+
+# Separator lines, matched after emphasis ("*", "_") and surrounding dashes are removed.
+_SEPARATOR_PHRASES = {
+    "original message",
+    "forwarded message",
+    "begin forwarded message:",
+    "ursprüngliche nachricht",
+    "weitergeleitete nachricht",
+    "message d'origine",
+    "message d’origine",
+    "message original",
+    "message transféré",
+    "mensaje original",
+    "mensaje reenviado",
+    "oorspronkelijk bericht",
+    "origineel bericht",
+    "doorgestuurd bericht",
+    "messaggio originale",
+    "messaggio inoltrato",
+    "mensagem original",
+    "mensagem encaminhada",
+    "wiadomość oryginalna",
+    "oryginalna wiadomość",
+    "przekazana wiadomość",
+    "исходное сообщение",
+    "пересылаемое сообщение",
+    "original meddelelse",
+    "opprinnelig melding",
+    "ursprungligt meddelande",
+    "videresendt melding",
+    "vidarebefordrat meddelande",
+}
+
+_HEADER_LINE = re.compile(r"^\*?\s*([^\W\d_][\w .-]{0,20}?)\s*\*?\s*:\s*\*?")
+
+_FROM_LABELS = {"from", "von", "de", "van", "da", "od", "от"}
+_OTHER_HEADER_LABELS = {
+    # English
+    "sent", "date", "to", "cc", "subject", "reply-to",
+    # German
+    "gesendet", "datum", "an", "betreff",
+    # French
+    "envoyé", "à", "objet",
+    # Spanish
+    "enviado", "fecha", "para", "asunto", "cc",
+    # Dutch
+    "verzonden", "aan", "onderwerp",
+    # Italian
+    "inviato", "data", "a", "oggetto",
+    # Portuguese
+    "enviada em", "enviado em", "assunto",
+    # Polish
+    "wysłano", "do", "temat", "dw",
+    # Russian
+    "отправлено", "дата", "кому", "тема", "копия",
+}
+# A header block has a "From:" line and at least this many other header lines, in any order.
+_MIN_OTHER_HEADERS = 2
+# Lines after "From:" that are searched for the other headers; values can wrap onto a second line.
+_HEADER_BLOCK_LINES = 8
+
+_MOBILE_SIGNATURE = re.compile(
+    r"^(sent from|sent via|sent with|get outlook for|von meinem|gesendet von|envoyé de|envoyé depuis"
+    r"|enviado desde|enviado de|enviado do|verzonden met|verstuurd vanaf|verzonden vanaf|inviato da"
+    r"|wysłane z|отправлено с|sendt fra|skickat från)\b",
+    re.IGNORECASE,
+)
+
+# "2013/7/20 Name <address>": an attribution of old Gmail versions, without any verb.
+_DATED_ADDRESS_LINE = re.compile(r"^\d{4}[/-]\d{1,2}[/-]\d{1,2}\b.*@")
+
+# A line of underscores or dashes that Outlook and others draw above the quoted header block.
+_RULE_LINE = re.compile(r"^[_\-=*]{5,}$")
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """Split an email's plain text into its visible reply and the folded quote and signature.
+
+    Return ``(visible, folded)`` where, for one offset ``k`` at the start of a line,
+    ``visible == text[:k].strip()`` and ``folded == text[k:].strip()``. So the two parts hold all
+    of the text except whitespace around the cut and at both ends. ``folded`` is empty when
+    nothing was recognised, and ``visible`` is empty when the whole text is quoted history.
+    """
+    lines = text.splitlines(keepends=True)
+    cut = _find_cut(lines)
+    if cut >= len(lines):
+        return text.strip(), ""
+    offset = sum(len(line) for line in lines[:cut])
+    return text[:offset].strip(), text[offset:].strip()
+
+
+def _find_cut(lines: list[str]) -> int:
+    """Return the index of the first folded line, or len(lines) when nothing folds."""
+    stripped = [line.strip() for line in lines]
+    cut = len(lines)
+
+    # The first marker in unquoted text ends the reply.
+    for index, line in enumerate(stripped):
+        if not line or _is_quoted(line):
+            continue
+        attribution = _attribution_start(stripped, index)
+        if attribution is not None:
+            if _answers_follow_quote(stripped, index):
+                continue
+            cut = attribution
+            break
+        if _is_signature_delimiter(lines[index]) or _starts_tail(stripped, index):
+            cut = index
+            break
+
+    # A quoted block at the end of what remains folds too, with the attribution line above it.
+    cut = _trailing_quote_start(stripped, cut)
+
+    # Rules drawn above a header block fold with it.
+    while cut < len(lines) and cut > 0 and (not stripped[cut - 1] or _RULE_LINE.match(stripped[cut - 1])):
+        cut -= 1
+    return cut
+
+
+def _is_quoted(line: str) -> bool:
+    return line.startswith(_QUOTE_PREFIXES)
+
+
+def _starts_tail(stripped: list[str], index: int) -> bool:
+    line = stripped[index]
+    if _is_separator(line) or _is_header_block(stripped, index):
+        return True
+    if _attribution_start(stripped, index) is not None:
+        return True
+    if line == "--":
+        remaining = sum(1 for later in stripped[index + 1:] if later)
+        return remaining <= _MAX_LOOSE_SIGNATURE_LINES
+    if _is_mobile_signature(stripped, index):
+        return True
+    return False
+
+
+def _is_signature_delimiter(raw_line: str) -> bool:
+    return raw_line.rstrip("\r\n") == "-- "
+
+
+def _is_separator(line: str) -> bool:
+    phrase = line.strip("*_ ").strip("-").strip().lower()
+    if phrase == "begin forwarded message:":
+        return True
+    # A separator has its phrase between dashes: "-----Original Message-----".
+    return line.strip("*_ ").startswith("--") and phrase in _SEPARATOR_PHRASES
+
+
+def _answers_follow_quote(stripped: list[str], index: int) -> bool:
+    """Tell whether the attribution at ``index`` leads a quote with unquoted reply text below it.
+
+    Bottom posting and inline answers look like that, and their attribution stays visible.
+    """
+    position = index + 1
+    while position < len(stripped) and not _is_quoted(stripped[position]):
+        if stripped[position].endswith(":") or not stripped[position]:
+            position += 1  # the rest of a wrapped attribution, or blank lines
+            continue
+        return False
+    seen_quote = False
+    while position < len(stripped):
+        line = stripped[position]
+        if line and not _is_quoted(line):
+            return seen_quote and not _starts_tail(stripped, position)
+        seen_quote = seen_quote or bool(line)
+        position += 1
+    return False
+
+
+def _attribution_start(stripped: list[str], index: int) -> int | None:
+    """Return the first line of an attribution that starts at or wraps into line ``index``."""
+    for end in range(index, min(index + _MAX_ATTRIBUTION_LINES, len(stripped))):
+        if not stripped[end] or _is_quoted(stripped[end]):
+            return None
+        if not _is_attribution_text(" ".join(stripped[index:end + 1])):
+            continue
+        # The lines above an attribution can end a paragraph of the reply with no blank line
+        # between, so a later line that opens an attribution ("On", "Am", "Le", ...) starts it.
+        for start in range(index, end + 1):
+            joined = " ".join(stripped[start:end + 1])
+            if _ATTRIBUTION_OPENER.match(joined) and _is_attribution_text(joined):
+                return start
+        # NOTE: an attribution that begins with the sender's name ("Anna <a@example.com> schrieb:")
+        # has no opener, so a reply line right above it without a blank line folds with it.
+        return index
+    return None
+
+
+def _is_attribution_text(text: str) -> bool:
+    # A date or an address is what tells an attribution from a sentence such as "Anna wrote:".
+    if not re.search(r"\d|@", text):
+        return False
+    return any(pattern.match(text) for pattern in _ATTRIBUTION_PATTERNS)
+
+
+def _header_label(line: str) -> str | None:
+    match = _HEADER_LINE.match(line)
+    return match.group(1).strip().lower() if match else None
+
+
+def _is_header_block(stripped: list[str], index: int) -> bool:
+    """Tell whether a block of quoted-message headers with a "From:" line starts at ``index``."""
+    if _header_label(stripped[index]) not in _FROM_LABELS | _OTHER_HEADER_LABELS:
+        return False
+    labels = set()
+    for line in stripped[index:index + 1 + _HEADER_BLOCK_LINES]:
+        if not line:
+            break
+        label = _header_label(line)
+        if label in _FROM_LABELS or label in _OTHER_HEADER_LABELS:
+            labels.add(label)
+    has_sender = bool(labels & _FROM_LABELS)
+    return has_sender and len(labels - _FROM_LABELS) >= _MIN_OTHER_HEADERS
+
+
+def _is_mobile_signature(stripped: list[str], index: int) -> bool:
+    line = stripped[index]
+    if len(line) > _MAX_MOBILE_SIGNATURE_LENGTH or not _MOBILE_SIGNATURE.match(line):
+        return False
+    # "Sent from our warehouse on Monday." in the middle of a reply is no signature.
+    following = next((later for later in range(index + 1, len(stripped)) if stripped[later]), None)
+    if following is None or _is_quoted(stripped[following]):
+        return True
+    return _starts_tail(stripped, following)
+
+
+def _trailing_quote_start(stripped: list[str], end: int) -> int:
+    """Return where a quoted block that ends the lines before ``end`` starts, else ``end``."""
+    for prefixes in (_QUOTE_PREFIXES + (_PIPE_PREFIX,), _QUOTE_PREFIXES):
+        start = end
+        quoted_lines = 0
+        uses_pipe = False
+        while start > 0:
+            line = stripped[start - 1]
+            if line and not line.startswith(prefixes):
+                break
+            if line:
+                quoted_lines += 1
+                uses_pipe = uses_pipe or line.startswith(_PIPE_PREFIX)
+            start -= 1
+        if quoted_lines == 0:
+            return end
+
+        while start < end and not stripped[start]:
+            start += 1
+        attribution = start - 1
+        while attribution >= 0 and not stripped[attribution]:
+            attribution -= 1
+        has_attribution = attribution >= 0 and _DATED_ADDRESS_LINE.match(stripped[attribution])
+        if uses_pipe and not has_attribution:
+            continue
+        return attribution if has_attribution else start
+    return end
