@@ -112,6 +112,7 @@ OPENAPI: dict[str, Any] = {
                     "created_at": {"type": "string", "format": "date-time"},
                     "delivery_status": {"enum": [None, "queued", "sent", "delivered", "read", "undelivered", "failed"]},
                     "error": {"type": ["string", "null"]},
+                    "visible_text": {"type": ["string", "null"], "description": "For email, the reply without quoted history and signature; null when nothing is folded."},
                     "automatic": {"enum": [None, "auto_reply", "bounce"], "description": "Set on auto-replies and bounces, which never get an automatic answer."},
                     "thread_reason": {"type": ["string", "null"], "description": "The rule that placed an inbound message in this conversation."},
                     "retry": {
