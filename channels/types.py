@@ -1,6 +1,6 @@
 """The neutral message model that every channel adapter translates to and from.
 
-Nothing here knows about Flask, the database or a provider's wire format. The inbox
+Nothing here depends on Flask, the database or a provider's wire format. The inbox
 works only with these types, so it cannot tell an email from a WhatsApp message except
 by ``channel_kind``.
 """
@@ -87,7 +87,7 @@ class InboundMessage:
 
 @dataclass(frozen=True)
 class Bounce:
-    """What a bounce says about the mail that could not be delivered.
+    """The details a bounce reports about the mail that could not be delivered.
 
     ``original_message_id`` is the Message-ID (without brackets) of the returned mail, and
     ``status`` its RFC 3463 code such as ``5.1.1``. Both are None when the bounce omits them.
@@ -122,7 +122,7 @@ class OutboundMessage:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What the provider accepted: its id for the message and the initial delivery status."""
+    """The provider's acceptance of a send: its id for the message and the initial delivery status."""
 
     provider_message_id: str
     status: DeliveryState

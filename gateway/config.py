@@ -161,5 +161,10 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
             return None
         return value if not isinstance(value, str) else value.strip()
     except ValueError:
-        expected = "a whole number" if kind.startswith("int") else "a number" if kind.startswith("float") else "valid"
+        if kind.startswith("int"):
+            expected = "a whole number"
+        elif kind.startswith("float"):
+            expected = "a number"
+        else:
+            expected = "a valid value"
         raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: expected {expected}.") from None

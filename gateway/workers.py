@@ -226,7 +226,7 @@ class MailboxReader:
                 if idle:
                     reader.wait_for_changes(IDLE_SLICE_SECONDS)
                 elif not reader.wait_for_changes(0):
-                    # Without IDLE, wait_for_changes only asks once (NOOP); the pause is ours.
+                    # Without IDLE, wait_for_changes sends one NOOP and returns, so the pause is ours.
                     self.stop.wait(self.state.config.imap_poll_interval)
 
     def import_new(self, reader: ImapReader, folder: str) -> int:

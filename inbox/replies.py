@@ -151,7 +151,7 @@ def _add_email_headers(session: Session, conversation: Conversation, message: Me
     message.subject = reply_subject(conversation.subject, conversation.id)
     _ensure_reply_token(session, conversation)
 
-    # Answer the customer's newest mail; our own earlier reply only when there is none.
+    # Reply to the customer's newest mail, or to our own earlier reply when there is none.
     parent = session.scalar(
         select(Message)
         .where(

@@ -43,8 +43,8 @@ from inbox.models import Channel, Contact, Conversation, ConversationStatus, Dir
 
 log = logging.getLogger(__name__)
 
-# References grow with every reply; the newest ones are the ones that matter, and a hostile
-# mail with a quarter of a million ids must not turn into one giant query.
+# References grow with every reply, and only the newest ones matter. The cap also keeps a
+# hostile mail with a quarter of a million ids from turning into one giant query.
 MAX_REFERENCES_CHECKED = 50
 # How long after its last message a resolved conversation still reopens on a reply.
 # A channel overrides it with the setting "reopen_window_days".
