@@ -28,7 +28,7 @@ from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from gateway import Switchboard
 from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
-from inbox.ingest import ingest_message, record_failed_payload
+from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
 from inbox.models import Channel, utcnow
 from inbox.outbox import (
@@ -235,34 +235,38 @@ class MailboxReader:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
             for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
-                for mail in batch:
-                    stored += self._import_one(session, mail)
+                stored += self._import_batch(session, batch)
                 # Only now is everything up to this UID committed.
                 save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
             return stored
 
-    def _import_one(self, session: Session, mail: FetchedMail) -> int:
-        """Store one mail. A mail that fails to parse or store is kept as a failed payload; only
-        a database error (which retries the batch later) propagates."""
-        uid, raw = mail.uid, mail.raw
-        try:
-            inbound = parse_email(raw)
-        except ParseError as error:
-            self._keep_failed(session, uid, raw, str(error))
+    def _import_batch(self, session: Session, batch: list[FetchedMail]) -> int:
+        """Store one fetched batch in one transaction. A mail that fails to parse or store is
+        kept as a failed payload; only a database error (which retries the batch later)
+        propagates."""
+        parsed = []
+        for mail in batch:
+            try:
+                inbound = parse_email(mail.raw)
+            except ParseError as error:
+                self._keep_failed(session, mail.uid, mail.raw, str(error))
+                continue
+            if mail.truncated:
+                inbound = _oversize_stub(inbound, mail.size)
+                log.warning(
+                    "mailbox channel %s UID %s is %s bytes: imported its header only",
+                    self.channel_id, mail.uid, mail.size,
+                )
+            parsed.append((mail.uid, inbound))
+        if not parsed:
             return 0
-        if mail.truncated:
-            inbound = _oversize_stub(inbound, mail.size)
-            log.warning("mailbox channel %s UID %s is %s bytes: imported its header only", self.channel_id, uid, mail.size)
-        try:
-            result = ingest_message(session, self.channel_id, inbound)
-        except (OperationalError, InterfaceError):
-            raise  # the database is unreachable: retry the batch later, nothing is skipped
-        except Exception as error:
-            log.exception("mailbox channel %s UID %s could not be stored", self.channel_id, uid)
-            session.rollback()
-            self._keep_failed(session, uid, raw, f"storing failed: {type(error).__name__}: {error}")
-            return 0
-        return 0 if result.duplicate else 1
+
+        with session.begin():
+            results = ingest_batch(session, self.channel_id, [inbound for _, inbound in parsed])
+        for (uid, _), result in zip(parsed, results):
+            if result.error:
+                log.warning("mailbox channel %s UID %s kept as a failed payload: %s", self.channel_id, uid, result.error)
+        return sum(1 for result in results if result.message_id is not None)
 
     def _keep_failed(self, session: Session, uid: int, raw: bytes, error: str) -> None:
         payload_id = record_failed_payload(session, self.channel_id, raw, "rfc822", error)

@@ -12,6 +12,14 @@ from inbox.models import Contact, ContactIdentity
 def resolve_contact(session: Session, address: Address) -> Contact:
     """Return the contact that owns ``address``, creating it when the address is new.
 
+    See ``resolve_identity`` for the locking and naming rules.
+    """
+    return resolve_identity(session, address).contact
+
+
+def resolve_identity(session: Session, address: Address) -> ContactIdentity:
+    """Return the identity of ``address`` with its contact, creating both when it is new.
+
     A new identity is protected by a unique (kind, value) key: when another transaction
     creates the same one first, the flush raises ``IntegrityError`` and the caller retries.
     A display name fills an empty contact name but never overwrites one. An existing contact
@@ -31,10 +39,11 @@ def resolve_contact(session: Session, address: Address) -> Contact:
         assert contact is not None
         if not contact.name and display_name:
             contact.name = display_name
-        return contact
+        return identity
 
     contact = Contact(name=display_name)
+    identity = ContactIdentity(contact=contact, kind=address.kind.value, value=address.value)
     session.add(contact)
-    session.add(ContactIdentity(contact=contact, kind=address.kind.value, value=address.value))
+    session.add(identity)
     session.flush()
-    return contact
+    return identity

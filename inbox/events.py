@@ -9,7 +9,8 @@ missed events reads them back with ``events_after``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event as sa_event
@@ -49,6 +50,23 @@ def record_event(
     # No flush here: the commit assigns the id, and publishing happens after the commit.
     session.info.setdefault(_PENDING_KEY, []).append(row)
     return row
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """Run the block in a SAVEPOINT of the session's transaction.
+
+    When the block raises, the savepoint rolls back and so do the events the block recorded:
+    they are never published, while the events recorded before it still are on commit.
+    """
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    kept = len(pending)
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        del pending[kept:]
+        raise
 
 
 def event_message(row: Event) -> dict[str, Any]:

@@ -11,21 +11,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from channels.types import Address, Bounce, ChannelKind, DeliveryState, InboundMessage
-from inbox.contacts import resolve_contact
+from channels.types import Bounce, ChannelKind, DeliveryState, InboundMessage
+from inbox.contacts import resolve_identity
 from inbox.delivery import apply_report, lock_provider_message
 from inbox.errors import NotFound
-from inbox.events import record_event
+from inbox.events import record_event, savepoint
 from inbox.models import (
     Attachment,
     Channel,
-    ContactIdentity,
     Conversation,
     ConversationStatus,
     Direction,
@@ -45,12 +45,24 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The outcome of ingesting one message: the stored message id, or ``duplicate``."""
+    """The outcome of ingesting one message: the stored message id, or ``duplicate``, or the
+    ``error`` that kept it from being stored (``ingest_batch`` keeps such a payload as failed)."""
 
     message_id: int | None
     conversation_id: int | None
     duplicate: bool
     created_conversation: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What is already stored under a payload's digest and its provider message id."""
+
+    payload_id: int | None
+    payload_status: str | None
+    message_exists: bool
+    message_sender: str | None
 
 
 def clip(value: str | None, length: int) -> str | None:
@@ -93,6 +105,45 @@ def ingest_message(
     raise AssertionError("unreachable")
 
 
+def ingest_batch(
+    session: Session, channel_id: int, inbounds: Sequence[InboundMessage]
+) -> list[IngestResult]:
+    """Store each of ``inbounds`` in one transaction of the caller's, each in a savepoint.
+
+    One commit for a whole IMAP fetch batch is what makes a large mailbox import fast. A
+    message that fails to store rolls back alone and is kept as a failed payload with the
+    error, so the rest of the batch still commits. Database connection errors propagate and
+    the caller's transaction rolls back whole, so nothing is half stored.
+    """
+    results = []
+    for inbound in inbounds:
+        results.append(_ingest_in_savepoint(session, channel_id, inbound))
+    return results
+
+
+def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with savepoint(session):
+                return _ingest(session, channel_id, inbound)
+        except (OperationalError, InterfaceError):
+            raise
+        except IntegrityError as conflict:
+            # A concurrent transaction stored the same message or contact identity first.
+            if _find_duplicate(session, channel_id, inbound, _lookup(session, channel_id, inbound)):
+                return IngestResult(None, None, duplicate=True)
+            if attempt == MAX_ATTEMPTS:
+                error = f"storing failed: {conflict.orig}"
+                break
+        except Exception as failure:  # noqa: BLE001 - one bad message must not stop the batch
+            log.exception("channel %s message %s could not be stored", channel_id, inbound.provider_message_id)
+            error = f"storing failed: {type(failure).__name__}: {failure}"
+            break
+    with savepoint(session):
+        _keep_failed_payload(session, channel_id, inbound.raw, inbound.raw_format, error)
+    return IngestResult(None, None, duplicate=False, error=error)
+
+
 def _delete_failed_payload(session: Session, payload_id: int) -> None:
     payload = session.get(RawPayload, payload_id)
     if payload is None or payload.status != PayloadStatus.FAILED.value:
@@ -103,52 +154,56 @@ def _delete_failed_payload(session: Session, payload_id: int) -> None:
 
 def _already_stored(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
     with session.begin():
-        return _find_duplicate(session, channel_id, inbound)
+        return _find_duplicate(session, channel_id, inbound, _lookup(session, channel_id, inbound))
 
 
-def _stored_sender(session: Session, channel_id: int, provider_message_id: str) -> tuple[bool, str | None]:
-    """Return whether a message with this provider id exists, and its sender address."""
-    row = session.execute(
-        select(Message.sender_address).where(
-            Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
+def _lookup(session: Session, channel_id: int, inbound: InboundMessage) -> _Stored:
+    payload = session.execute(
+        select(RawPayload.id, RawPayload.status).where(
+            RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
         )
     ).first()
-    return (row is not None, row[0] if row else None)
+    message = session.execute(
+        select(Message.sender_address).where(
+            Message.channel_id == channel_id, Message.provider_message_id == inbound.provider_message_id
+        )
+    ).first()
+    return _Stored(
+        payload_id=payload[0] if payload else None,
+        payload_status=payload[1] if payload else None,
+        message_exists=message is not None,
+        message_sender=message[0] if message else None,
+    )
 
 
-def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage) -> bool:
+def _find_duplicate(session: Session, channel_id: int, inbound: InboundMessage, stored: _Stored) -> bool:
     """Return whether ``inbound`` is stored already: the same bytes, or the same provider id
     from the same sender. Our own outbound mail has no sender address; a copy of it counts
     only when it comes from the channel's own address, so a customer resending our mail
     with their own text is kept."""
-    payload_status = session.scalar(
-        select(RawPayload.status).where(
-            RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
-        )
-    )
-    if payload_status == PayloadStatus.PROCESSED.value:
+    if stored.payload_status == PayloadStatus.PROCESSED.value:
         return True
-    exists, sender = _stored_sender(session, channel_id, inbound.provider_message_id)
-    if not exists:
+    if not stored.message_exists:
         return False
-    if sender is None:
+    if stored.message_sender is None:
         channel = session.get(Channel, channel_id)
         return channel is not None and inbound.sender.value == channel.address
-    return sender == inbound.sender.value
+    return stored.message_sender == inbound.sender.value
 
 
 def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
     channel = session.get(Channel, channel_id)
     if channel is None:
         raise NotFound(f"channel {channel_id} not found", field="channel_id")
-    if _find_duplicate(session, channel_id, inbound):
+    stored = _lookup(session, channel_id, inbound)
+    if _find_duplicate(session, channel_id, inbound, stored):
         log.info(
             "duplicate %s message %s on channel %s ignored",
             channel.kind, inbound.provider_message_id, channel_id,
         )
         return IngestResult(None, None, duplicate=True)
 
-    if _stored_sender(session, channel_id, inbound.provider_message_id)[0]:
+    if stored.message_exists:
         # Another sender already used this Message-ID (a forged or colliding id): keep this
         # mail under its content hash, so neither message hides the other.
         log.warning(
@@ -158,14 +213,25 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         inbound = dataclasses.replace(inbound, provider_message_id="sha256:" + payload_digest(inbound.raw))
 
     # A payload that failed before (a crash, a bug fixed since) is retried, not a duplicate.
-    earlier_failure = session.scalar(
-        select(RawPayload).where(
-            RawPayload.channel_id == channel_id, RawPayload.digest == payload_digest(inbound.raw)
-        )
-    )
-    if earlier_failure is not None:
-        session.delete(earlier_failure)
-        session.flush()
+    if stored.payload_id is not None:
+        session.execute(delete(RawPayload).where(RawPayload.id == stored.payload_id))
+
+    # Every lookup happens before any new row is added, so no query has to flush pending
+    # rows first: a flush per message instead of one per query is most of the import speed.
+    identity = resolve_identity(session, inbound.sender)
+    contact = identity.contact
+    with session.no_autoflush:
+        bounced = _find_bounced_message(session, channel_id, inbound.bounce)
+
+        # Thread: an existing conversation (reopened if it was resolved) or a new one. A bounce
+        # of our own mail joins that mail's conversation, so the agent finds the failure there.
+        now = utcnow()
+        if bounced is not None:
+            thread = ThreadMatch(bounced.conversation, ThreadReason.BOUNCE)
+        elif inbound.channel_kind is ChannelKind.EMAIL:
+            thread = thread_email(session, channel, inbound, contact, now)
+        else:
+            thread = thread_whatsapp(session, channel, contact, now)
 
     raw = RawPayload(
         channel_id=channel_id,
@@ -175,18 +241,6 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         status=PayloadStatus.PROCESSED.value,
     )
     session.add(raw)
-    contact = resolve_contact(session, inbound.sender)
-    bounced = _find_bounced_message(session, channel_id, inbound.bounce)
-
-    # Thread: an existing conversation (reopened if it was resolved) or a new one. A bounce
-    # of our own mail joins that mail's conversation, so the agent finds the failure there.
-    now = utcnow()
-    if bounced is not None:
-        thread = ThreadMatch(bounced.conversation, ThreadReason.BOUNCE)
-    elif inbound.channel_kind is ChannelKind.EMAIL:
-        thread = thread_email(session, channel, inbound, contact, now)
-    else:
-        thread = thread_whatsapp(session, channel, contact, now)
     conversation = thread.conversation
     created = conversation is None
     if conversation is None:
@@ -222,19 +276,19 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         thread_reason=thread.reason.value,
         thread_index_root=thread_index_root(inbound.thread_index),
     )
-    session.add(message)
-    for part in inbound.attachments:
-        session.add(
-            Attachment(
-                message=message,
-                filename=clip(part.filename, 500) or "attachment",
-                content_type=clip(part.content_type, 200) or "application/octet-stream",
-                size=part.size,
-                content_id=clip(part.content_id, 500),
-                inline=part.inline,
-                data=part.data,
-            )
+    # Assigned whole, so the new message's collection is never loaded from the database.
+    message.attachments = [
+        Attachment(
+            filename=clip(part.filename, 500) or "attachment",
+            content_type=clip(part.content_type, 200) or "application/octet-stream",
+            size=part.size,
+            content_id=clip(part.content_id, 500),
+            inline=part.inline,
+            data=part.data,
         )
+        for part in inbound.attachments
+    ]
+    session.add(message)
 
     conversation.last_message_at = now
     conversation.last_inbound_at = now
@@ -243,8 +297,11 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     session.flush()
     if bounced is not None and inbound.bounce is not None:
         _record_bounce(session, bounced, inbound.bounce)
-    elif inbound.automatic is None:
-        _clear_failing_address(session, inbound.sender)
+    elif inbound.automatic is None and identity.failing_since is not None:
+        # NOTE: writing from an address does not prove that mail to it arrives (a full
+        # mailbox still sends), but a new bounce of the next reply marks it failing again.
+        identity.failing_since = None
+        identity.failure_reason = None
 
     conversation_data = conversation_to_dict(conversation)
     event_type = "conversation.created" if created else "conversation.updated"
@@ -313,24 +370,6 @@ def _record_bounce(session: Session, bounced: Message, bounce: Bounce) -> None:
     )
 
 
-def _clear_failing_address(session: Session, sender: Address) -> None:
-    """Clear the failing mark of an address that a person just wrote from.
-
-    NOTE: writing from an address does not prove that mail to it arrives (a full mailbox
-    still sends), but a new bounce of the next reply marks it failing again.
-    """
-    identity = session.scalar(
-        select(ContactIdentity).where(
-            ContactIdentity.kind == sender.kind.value,
-            ContactIdentity.value == sender.value,
-            ContactIdentity.failing_since.is_not(None),
-        )
-    )
-    if identity is not None:
-        identity.failing_since = None
-        identity.failure_reason = None
-
-
 def _rfc_message_id(inbound: InboundMessage) -> str | None:
     if inbound.channel_kind is not ChannelKind.EMAIL:
         return None
@@ -352,27 +391,31 @@ def record_failed_payload(
 
     Returns the new payload's id, or None when the same bytes were stored before.
     """
-    digest = payload_digest(raw)
     try:
         with session.begin():
-            existing = session.scalar(
-                select(RawPayload.id).where(
-                    RawPayload.channel_id == channel_id, RawPayload.digest == digest
-                )
-            )
-            if existing is not None:
-                return None
-            row = RawPayload(
-                channel_id=channel_id,
-                format=raw_format,
-                digest=digest,
-                body=raw,
-                status=PayloadStatus.FAILED.value,
-                error=error[:2000],
-            )
-            session.add(row)
-            session.flush()
-            log.warning("payload %s on channel %s failed to parse: %s", row.id, channel_id, error)
-            return row.id
+            return _keep_failed_payload(session, channel_id, raw, raw_format, error)
     except IntegrityError:
         return None
+
+
+def _keep_failed_payload(
+    session: Session, channel_id: int, raw: bytes, raw_format: str, error: str
+) -> int | None:
+    digest = payload_digest(raw)
+    existing = session.scalar(
+        select(RawPayload.id).where(RawPayload.channel_id == channel_id, RawPayload.digest == digest)
+    )
+    if existing is not None:
+        return None
+    row = RawPayload(
+        channel_id=channel_id,
+        format=raw_format,
+        digest=digest,
+        body=raw,
+        status=PayloadStatus.FAILED.value,
+        error=error[:2000],
+    )
+    session.add(row)
+    session.flush()
+    log.warning("payload %s on channel %s kept as failed: %s", row.id, channel_id, error)
+    return row.id
