@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Config
 from inbox.db import make_engine, make_session_factory
+from inbox.storage import AttachmentStore, use_attachment_store
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_ID = 2**63 - 1
@@ -60,6 +61,8 @@ def create_app(config: Config | None = None) -> Flask:
         cors_allowed_origins=None,
     )
     state = Switchboard(config, engine, make_session_factory(engine), socketio)
+    attachments_dir = config.attachments_dir or Path(config.instance_dir) / "attachments"
+    use_attachment_store(state.session_factory, AttachmentStore(attachments_dir))
     app.extensions["switchboard"] = state
 
     from gateway import api, auth, health, pages, realtime, webhooks

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from inbox.events import latest_event_id
 from inbox.models import Attachment, PayloadStatus, RawPayload, Role, utcnow
 from inbox.replies import create_reply
 from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
+from inbox.storage import attachment_store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,13 @@ def attachment(attachment_id: int) -> Any:
     found = db().get(Attachment, attachment_id)
     if found is None:
         raise NotFound(f"Attachment {attachment_id} not found.")
-    response = Response(found.data, mimetype="application/octet-stream")
+    if found.storage_key:
+        response = send_file(attachment_store(db()).path(found.storage_key), mimetype="application/octet-stream",
+                             conditional=True, max_age=0)
+    elif found.data is not None:
+        response = Response(found.data, mimetype="application/octet-stream")
+    else:
+        raise NotFound(f"Attachment {attachment_id} was not stored: {found.omitted_reason}")
     # Customer files are never rendered by the browser in our origin.
     response.headers["Content-Disposition"] = _content_disposition(found.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -295,6 +295,8 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
 @click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default="starttls", show_default=True)
 @click.option("--max-message-mb", type=click.IntRange(1, 1000), default=40, show_default=True,
               help="Larger messages are imported as header and a note only.")
+@click.option("--max-attachment-mb", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="Larger attachments are listed with their name and size but not stored.")
 def channel_add_email(**options: Any) -> None:
     """Add a mailbox: read over IMAP, reply over SMTP."""
     from inbox.agents import normalize_email
@@ -302,6 +304,7 @@ def channel_add_email(**options: Any) -> None:
     address = normalize_email(options.pop("address"))
     name = options.pop("name")
     options["max_message_bytes"] = options.pop("max_message_mb") * 1_000_000
+    options["max_attachment_bytes"] = options.pop("max_attachment_mb") * 1_000_000
     if options["smtp_username"] is None:
         options["smtp_username"] = options["imap_username"]
         options["smtp_password"] = options["smtp_password"] or options["imap_password"]
@@ -375,6 +378,42 @@ def _set_channel_active(channel_id: int, active: bool) -> None:
 
 
 # --- trying it out -------------------------------------------------------------------------
+
+
+@main.group()
+def attachments() -> None:
+    """Look after the attachment folder."""
+
+
+@attachments.command("prune")
+@click.option("--min-age-hours", type=click.IntRange(1, None), default=24, show_default=True,
+              help="Only files older than this are removed, so a mail being imported keeps its files.")
+@click.option("--dry-run", is_flag=True, help="List the files without removing them.")
+def attachments_prune(min_age_hours: int, dry_run: bool) -> None:
+    """Remove attachment files that no message refers to (left by a rolled-back import)."""
+    import time
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from inbox.models import Attachment
+    from inbox.storage import AttachmentStore
+
+    config = _load_config()
+    store = AttachmentStore(config.attachments_dir or Path(config.instance_dir) / "attachments")
+    with _session() as session:
+        referenced = set(session.scalars(select(Attachment.storage_key).where(Attachment.storage_key.is_not(None))))
+    cutoff = time.time() - min_age_hours * 3600
+    removed = 0
+    for key in store.unreferenced(referenced):
+        path = store.path(key)
+        if path.stat().st_mtime > cutoff:
+            continue
+        click.echo(f"{'would remove' if dry_run else 'removing'} {path}")
+        if not dry_run:
+            path.unlink(missing_ok=True)
+        removed += 1
+    click.echo(f"{removed} unreferenced file(s) {'found' if dry_run else 'removed'} in {store.root}.")
 
 
 @main.group()

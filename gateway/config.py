@@ -41,6 +41,8 @@ class Config:
     public_url: str | None = None
     twilio_api_base_url: str | None = None
     instance_dir: str = str(DEFAULT_INSTANCE_DIR)
+    # Where attachment files are kept; every web and worker process must see the same folder.
+    attachments_dir: str = ""
     host: str = "127.0.0.1"
     port: int = 5000
     # Seconds a browser session stays valid without activity.
@@ -115,6 +117,8 @@ class Config:
             changes["database_url"] = f"sqlite:///{(instance / 'switchboard.db').resolve()}"
         if not self.secret_key:
             changes["secret_key"] = _instance_secret(instance)
+        if not self.attachments_dir:
+            changes["attachments_dir"] = str((instance / "attachments").resolve())
         if self.public_url and self.public_url.startswith("https://"):
             changes["secure_cookies"] = True
         return _replace(self, changes)

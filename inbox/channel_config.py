@@ -48,6 +48,10 @@ def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
             raise InvalidInput("The SMTP security must be starttls, ssl or none.", field="smtp_security")
         if settings.get("smtp_username") and not settings.get("smtp_password"):
             raise InvalidInput("The SMTP password is missing for the SMTP username.", field="smtp_password")
+        for key in ("max_message_bytes", "max_attachment_bytes"):
+            value = settings.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InvalidInput(f"The {key} setting must be a positive number of bytes.", field=key)
     elif kind == "whatsapp":
         if not _E164.match(address):
             raise InvalidInput(f"{address!r} is not a phone number in E.164 form (+14155238886).", field="address")

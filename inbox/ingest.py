@@ -35,12 +35,16 @@ from inbox.models import (
     utcnow,
 )
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
+from inbox.storage import attachment_store
 from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
 
 log = logging.getLogger(__name__)
 
 # A concurrent first delivery of the same contact can make one attempt fail on a unique key.
 MAX_ATTEMPTS = 3
+# Per attachment, unless the channel sets "max_attachment_bytes". Gmail and Microsoft 365
+# accept messages of 25 MB and more, so a smaller default would drop files customers sent.
+DEFAULT_MAX_ATTACHMENT_BYTES = 30 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -277,17 +281,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         thread_index_root=thread_index_root(inbound.thread_index),
     )
     # Assigned whole, so the new message's collection is never loaded from the database.
-    message.attachments = [
-        Attachment(
-            filename=clip(part.filename, 500) or "attachment",
-            content_type=clip(part.content_type, 200) or "application/octet-stream",
-            size=part.size,
-            content_id=clip(part.content_id, 500),
-            inline=part.inline,
-            data=part.data,
-        )
-        for part in inbound.attachments
-    ]
+    message.attachments = _store_attachments(session, channel, inbound)
     session.add(message)
 
     conversation.last_message_at = now
@@ -317,6 +311,38 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         channel.kind, inbound.provider_message_id, message.id, conversation.id,
     )
     return IngestResult(message.id, conversation.id, duplicate=False, created_conversation=created)
+
+
+def _store_attachments(session: Session, channel: Channel, inbound: InboundMessage) -> list[Attachment]:
+    """Write each attachment's bytes to the attachment store and return its rows.
+
+    A file above the channel's ``max_attachment_bytes`` is not stored; its row keeps the name,
+    type and size with the reason, so the agent knows it exists and where to find it.
+    """
+    limit = int(channel.settings.get("max_attachment_bytes") or DEFAULT_MAX_ATTACHMENT_BYTES)
+    store = attachment_store(session) if inbound.attachments else None
+    rows = []
+    for part in inbound.attachments:
+        row = Attachment(
+            filename=clip(part.filename, 500) or "attachment",
+            content_type=clip(part.content_type, 200) or "application/octet-stream",
+            size=part.size,
+            content_id=clip(part.content_id, 500),
+            inline=part.inline,
+        )
+        if part.size > limit:
+            row.omitted_reason = (
+                f"This file is {part.size / 1_000_000:.1f} MB, larger than this channel's limit of "
+                f"{limit / 1_000_000:.1f} MB for attachments, so it was not stored."
+            )
+            log.warning(
+                "attachment %r of %s (%s bytes) exceeds channel %s's limit of %s bytes; not stored",
+                row.filename, inbound.provider_message_id, part.size, channel.id, limit,
+            )
+        else:
+            row.storage_key = store.put(part.data)
+        rows.append(row)
+    return rows
 
 
 def _find_bounced_message(session: Session, channel_id: int, bounce: Bounce | None) -> Message | None:

@@ -284,8 +284,12 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     content_id: Mapped[str | None] = mapped_column(String(500))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
-    # NOTE: bytes live in the database for now; large attachments belong in file storage.
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # The file's key in the attachment store (inbox.storage); None when it was not stored.
+    storage_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Why the file was not stored, for example that it exceeded the channel's size limit.
+    omitted_reason: Mapped[str | None] = mapped_column(String(500))
+    # Bytes of attachments stored before the attachment store existed.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

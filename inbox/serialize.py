@@ -69,7 +69,8 @@ def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
         "content_type": attachment.content_type,
         "size": attachment.size,
         "inline": attachment.inline,
-        "url": f"/api/v1/attachments/{attachment.id}",
+        "url": None if attachment.omitted_reason else f"/api/v1/attachments/{attachment.id}",
+        "omitted_reason": attachment.omitted_reason,
     }
 
 

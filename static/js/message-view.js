@@ -377,8 +377,21 @@ function estimateFrameHeight(body) {
 function renderAttachments(attachments) {
   if (!Array.isArray(attachments) || attachments.length === 0) return null;
   return h('ul', { class: 'attachments', 'aria-label': 'Attachments' },
-    attachments.map((attachment) => h('li', {},
-      h('a', {
+    attachments.map((attachment) => h('li', {}, attachment.url ? attachmentLink(attachment) : omittedAttachment(attachment))));
+}
+
+// A file that was not stored (over the size limit): its name and size, and why it is missing.
+function omittedAttachment(attachment) {
+  return h('div', { class: 'attachment attachment--omitted', title: attachment.omitted_reason },
+    h('span', { class: 'attachment__icon' }, icon('alert')),
+    h('span', { class: 'attachment__text' },
+      h('span', { class: 'attachment__name' }, attachment.filename || 'Attachment'),
+      h('span', { class: 'attachment__meta' }, `${attachmentMeta(attachment)} · not stored`),
+      h('span', { class: 'attachment__reason' }, attachment.omitted_reason)));
+}
+
+function attachmentLink(attachment) {
+  return h('a', {
         class: 'attachment',
         href: attachment.url,
         download: attachment.filename || true,
@@ -396,7 +409,7 @@ function renderAttachments(attachments) {
       h('span', { class: 'attachment__text' },
         h('span', { class: 'attachment__name' }, attachment.filename || 'Attachment'),
         h('span', { class: 'attachment__meta' }, attachmentMeta(attachment))),
-      icon('download', 'attachment__download')))));
+      icon('download', 'attachment__download'));
 }
 
 function attachmentMeta(attachment) {

@@ -24,6 +24,7 @@ from gateway.config import Config
 from gateway.workers import MailboxReader
 from inbox.channel_config import add_channel
 from inbox.models import Attachment, Channel, MailboxCheckpoint, Message, RawPayload
+from inbox.storage import attachment_store
 from tests.support.dovecot import DovecotServer
 from tests.support.imap_proxy import ImapProxy
 
@@ -259,6 +260,11 @@ def test_thirty_megabyte_mail_between_small_ones(state, mailbox, email_channel):
     with state.session_factory() as session:
         attachments = session.scalars(select(Attachment).order_by(Attachment.id)).all()
         assert [attachment.filename for attachment in attachments] == ["scan-0.pdf", "scan-1.pdf", "scan-2.pdf"]
+        store = attachment_store(session)
+        for attachment in attachments:
+            # The bytes went to the attachment store, not into the database row.
+            assert attachment.data is None
+            assert store.path(attachment.storage_key).stat().st_size == attachment.size
         raw = session.scalar(
             select(RawPayload.body).join(Message, Message.raw_payload_id == RawPayload.id)
             .where(Message.provider_message_id == "big@customer.example")
