@@ -34,6 +34,8 @@ class Switchboard:
     socketio: SocketIO
     # Set after a reply is committed, so an in-process dispatcher sends it at once.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # Set when a webhook stored a message with media to download.
+    media_wakeup: threading.Event = field(default_factory=threading.Event)
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -147,6 +147,8 @@ def attachment(attachment_id: int) -> Any:
                              conditional=True, max_age=0)
     elif found.data is not None:
         response = Response(found.data, mimetype="application/octet-stream")
+    elif found.fetch_status == "pending":
+        raise NotFound(f"Attachment {attachment_id} is still being downloaded from the provider; try again shortly.")
     else:
         raise NotFound(f"Attachment {attachment_id} was not stored: {found.omitted_reason}")
     # Customer files are never rendered by the browser in our origin.

@@ -96,6 +96,8 @@ def twilio_message(channel_id: int) -> Any:
         return error_response(500, "storing_failed", "The message could not be stored; it was kept for retry.")
     if result.duplicate:
         log.info("replayed Twilio message %s on channel %s ignored", inbound.provider_message_id, channel_id)
+    elif inbound.media:
+        state.media_wakeup.set()  # downloads run in the workers, after this answer
     return Response(EMPTY_TWIML, mimetype="text/xml")
 
 

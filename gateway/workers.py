@@ -28,6 +28,7 @@ from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from gateway import Switchboard
 from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
+from gateway.media import MediaFetcher
 from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
 from inbox.models import Channel, utcnow
@@ -298,6 +299,7 @@ class Workers:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
         self.dispatcher = OutboxDispatcher(state, self.stop_event)
+        self.media_fetcher = MediaFetcher(state, self.stop_event)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -319,6 +321,7 @@ class Workers:
 
     def start(self) -> None:
         self._start_thread("outbox", self.dispatcher.run)
+        self._start_thread("media", self.media_fetcher.run)
         self.refresh_mailboxes()
         self.scheduler.add_job(
             self.refresh_mailboxes, "interval", seconds=CHANNEL_REFRESH_SECONDS, id="refresh_mailboxes",
@@ -330,6 +333,7 @@ class Workers:
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
         self.state.outbox_wakeup.set()
+        self.state.media_wakeup.set()
         self.scheduler.shutdown(wait=False)
         for thread in self.threads.values():
             thread.join(timeout)

@@ -23,6 +23,7 @@ from inbox.contacts import resolve_identity
 from inbox.delivery import apply_report, lock_provider_message
 from inbox.errors import NotFound
 from inbox.events import record_event, savepoint
+from inbox.media import pending_media_rows
 from inbox.models import (
     Attachment,
     Channel,
@@ -281,7 +282,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         thread_index_root=thread_index_root(inbound.thread_index),
     )
     # Assigned whole, so the new message's collection is never loaded from the database.
-    message.attachments = _store_attachments(session, channel, inbound)
+    message.attachments = _store_attachments(session, channel, inbound) + pending_media_rows(inbound.media, now)
     session.add(message)
 
     conversation.last_message_at = now

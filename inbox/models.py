@@ -276,6 +276,7 @@ class Message(Base):
 
 class Attachment(Base):
     __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_fetch_due", "fetch_status", "next_fetch_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
@@ -290,6 +291,13 @@ class Attachment(Base):
     omitted_reason: Mapped[str | None] = mapped_column(String(500))
     # Bytes of attachments stored before the attachment store existed.
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Media the provider hosts (WhatsApp) is downloaded after the message is stored:
+    # fetch_status is "pending" until then, "stored" or "failed"; None for files that came
+    # inside the message (email).
+    source_url: Mapped[str | None] = mapped_column(String(2000))
+    fetch_status: Mapped[str | None] = mapped_column(String(20))
+    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

@@ -63,13 +63,22 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
 
 
 def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
+    """Describe an attachment. Its status is "stored" (downloadable at ``url``), "pending"
+    (provider media not downloaded yet), "failed" or "omitted" (with ``omitted_reason``)."""
+    if attachment.storage_key or attachment.data is not None:
+        status = "stored"
+    elif attachment.fetch_status:
+        status = attachment.fetch_status
+    else:
+        status = "omitted"
     return {
         "id": attachment.id,
         "filename": attachment.filename,
         "content_type": attachment.content_type,
         "size": attachment.size,
         "inline": attachment.inline,
-        "url": None if attachment.omitted_reason else f"/api/v1/attachments/{attachment.id}",
+        "status": status,
+        "url": f"/api/v1/attachments/{attachment.id}" if status == "stored" else None,
         "omitted_reason": attachment.omitted_reason,
     }
 

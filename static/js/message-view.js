@@ -163,11 +163,12 @@ function retryView(retry) {
   };
 }
 
-/** Return a key that changes when anything but the delivery status of a message changes. */
+/** Return a key that changes when anything but the delivery status of a message changes,
+ * including an attachment's download finishing. */
 export function bodySignature(message) {
   return JSON.stringify([
     message.subject, message.text, message.html, message.created_at, message.author?.name,
-    (message.attachments ?? []).map((attachment) => attachment.id),
+    (message.attachments ?? []).map((attachment) => [attachment.id, attachment.status]),
   ]);
 }
 
@@ -377,16 +378,40 @@ function estimateFrameHeight(body) {
 function renderAttachments(attachments) {
   if (!Array.isArray(attachments) || attachments.length === 0) return null;
   return h('ul', { class: 'attachments', 'aria-label': 'Attachments' },
-    attachments.map((attachment) => h('li', {}, attachment.url ? attachmentLink(attachment) : omittedAttachment(attachment))));
+    attachments.map((attachment) => h('li', {}, renderAttachment(attachment))));
 }
 
-// A file that was not stored (over the size limit): its name and size, and why it is missing.
+function renderAttachment(attachment) {
+  if (attachment.status === 'pending') return pendingAttachment(attachment);
+  if (!attachment.url) return omittedAttachment(attachment);
+  const kind = (attachment.content_type ?? '').split('/')[0];
+  if (kind === 'audio' || kind === 'video') {
+    // Voice notes and clips play in place; the link below still downloads the file.
+    return h('div', { class: 'attachment-player' },
+      h(kind, { src: attachment.url, controls: true, preload: 'metadata', class: `attachment-player__${kind}`,
+        'aria-label': attachment.filename || (kind === 'audio' ? 'Voice message' : 'Video') }),
+      attachmentLink(attachment));
+  }
+  return attachmentLink(attachment);
+}
+
+// Provider media that the workers have not downloaded yet; a message.updated event replaces it.
+function pendingAttachment(attachment) {
+  return h('div', { class: 'attachment attachment--pending', 'aria-busy': 'true' },
+    h('span', { class: 'attachment__icon' }, icon('clock')),
+    h('span', { class: 'attachment__text' },
+      h('span', { class: 'attachment__name' }, attachment.filename || 'Attachment'),
+      h('span', { class: 'attachment__meta' }, 'Downloading…')));
+}
+
+// A file that was not stored (over the size limit, refused or failed to download): its name
+// and size, and why it is missing.
 function omittedAttachment(attachment) {
   return h('div', { class: 'attachment attachment--omitted', title: attachment.omitted_reason },
     h('span', { class: 'attachment__icon' }, icon('alert')),
     h('span', { class: 'attachment__text' },
       h('span', { class: 'attachment__name' }, attachment.filename || 'Attachment'),
-      h('span', { class: 'attachment__meta' }, `${attachmentMeta(attachment)} · not stored`),
+      h('span', { class: 'attachment__meta' }, [attachmentMeta(attachment), 'not stored'].join(' · ')),
       h('span', { class: 'attachment__reason' }, attachment.omitted_reason)));
 }
 
@@ -415,5 +440,7 @@ function attachmentLink(attachment) {
 function attachmentMeta(attachment) {
   const extension = /\.([a-z0-9]{1,5})$/i.exec(attachment.filename ?? '')?.[1];
   const type = extension ? extension.toUpperCase() : (attachment.content_type ?? '').split('/').pop().toUpperCase();
-  return [type, formatFileSize(attachment.size)].filter(Boolean).join(' · ');
+  // Media that was never downloaded has no known size.
+  const size = attachment.size > 0 ? formatFileSize(attachment.size) : null;
+  return [type, size].filter(Boolean).join(' · ');
 }
