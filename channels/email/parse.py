@@ -28,6 +28,7 @@ from email.message import EmailMessage, Message
 
 from channels.email.html import html_to_text, sanitize_html
 from channels.email.loops import classify as classify_automatic
+from channels.email.tnef import TnefContent, TnefError, is_tnef, read_tnef
 from channels.errors import ParseError
 from channels.types import Address, AddressKind, Attachment, ChannelKind, InboundMessage
 
@@ -54,6 +55,11 @@ _ASCII_LABELS = {"us-ascii", "ascii", "ansi_x3.4-1968"}
 _UTF8_LABELS = {"utf-8", "utf8"}
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _BODY_TYPES = ("text/plain", "text/html")
+_TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
+_TNEF_FILENAMES = {"winmail.dat", "win.dat"}
+_UU_BEGIN = re.compile(r"^begin [0-7]{3,4} (?P<name>\S.*?)\s*$")
+# A uuencoded line: a length character, then at most 60 characters (61 with a checksum).
+_UU_LINE = re.compile(r"^[ -`][ -`]{0,61}$")
 
 
 def parse_email(raw: bytes) -> InboundMessage:
@@ -387,21 +393,35 @@ def _split_body(message: Message) -> tuple[str, str | None, list[Attachment]]:
     The first inline text/plain and text/html parts are the body. Clients split a body
     around an inline image into several parts of a multipart/mixed, so further inline
     text parts are appended. Unchosen alternatives are dropped because they repeat the
-    body. Every other leaf part is an attachment.
+    body. Uuencoded files in plain text and the contents of TNEF (winmail.dat) parts become
+    attachments, and a TNEF body is the body of a mail that has none of its own. Every other
+    leaf part is an attachment.
     """
     bodies: dict[str, list[str]] = {kind: [] for kind in _BODY_TYPES}
     attachments: list[Attachment] = []
+    tnef_contents: list[TnefContent] = []
     for index, (part, parent_subtype) in enumerate(_leaves(message, ""), start=1):
         kind = _effective_type(part)
         if kind in _BODY_TYPES and _is_inline_text(part):
             if not bodies[kind] or parent_subtype != "alternative":
                 decoded = decode_bytes(_payload(part), part.get_content_charset())
+                if kind == "text/plain":
+                    decoded, files = _extract_uuencoded(decoded, index)
+                    attachments.extend(files)
                 bodies[kind].append(decoded.rstrip())
             continue
-        attachments.append(_attachment(part, index))
+        attachment = _attachment(part, index)
+        unpacked = _unpack_tnef(attachment, index)
+        if unpacked is None:
+            attachments.append(attachment)
+        else:
+            attachments.extend(unpacked[0])
+            tnef_contents.append(unpacked[1])
 
     text = "\n".join(bodies["text/plain"])
     html = "\n".join(bodies["text/html"]) if bodies["text/html"] else None
+    if not text.strip() and not (html or "").strip():
+        text, html = _tnef_body(tnef_contents, text, html)
     return text, html, attachments
 
 
@@ -502,6 +522,14 @@ def _filename(part: Message, content_type: str, index: int) -> str:
         name = ""
     if "\ufffd" in name:
         name = _raw_filename(part) or name
+    return _safe_filename(name, content_type, str(index))
+
+
+def _safe_filename(name: str, content_type: str, number: str) -> str:
+    """Return ``name`` without directories or control characters, at most 255 characters long.
+
+    An empty name becomes ``attachment-<number>`` and an extension guessed from the content type.
+    """
     name = _clean_text(name)
     if "=?" in name:
         name = _decode_raw_header(name)
@@ -512,10 +540,102 @@ def _filename(part: Message, content_type: str, index: int) -> str:
             extension = ".eml"
         else:
             extension = mimetypes.guess_extension(content_type) or ".bin"
-        name = f"attachment-{index}{extension}"
+        name = f"attachment-{number}{extension}"
     if len(name) > _MAX_FILENAME_LENGTH:
         stem, dot, extension = name.rpartition(".")
         if not dot or len(extension) > 16:
             stem, extension = name, ""
         name = stem[: _MAX_FILENAME_LENGTH - len(dot + extension)] + dot + extension
     return name
+
+
+def _unpack_tnef(attachment: Attachment, index: int) -> tuple[list[Attachment], TnefContent] | None:
+    """Return the files and the body inside a TNEF attachment, or None to keep it as it is."""
+    named = attachment.filename.lower() in _TNEF_FILENAMES
+    if (attachment.content_type not in _TNEF_TYPES and not named) or not is_tnef(attachment.data):
+        return None
+    try:
+        content = read_tnef(attachment.data)
+    except TnefError as error:
+        logger.info("TNEF attachment kept as it is: %s", error)
+        return None
+    # Broad on purpose: a flaw in the TNEF reader must cost the mail nothing, and the part
+    # as it arrived is still a useful attachment.
+    except Exception:
+        logger.warning("TNEF attachment kept as it is: the reader failed", exc_info=True)
+        return None
+
+    files = [
+        Attachment(
+            filename=_safe_filename(file.filename, file.content_type, f"{index}-{number}"),
+            content_type=file.content_type,
+            data=file.data,
+            content_id=file.content_id,
+            inline=file.hidden and file.content_id is not None,
+        )
+        for number, file in enumerate(content.files, start=1)
+    ]
+    return files, content
+
+
+def _tnef_body(
+    contents: list[TnefContent], text: str, html: str | None
+) -> tuple[str, str | None]:
+    """Return the first TNEF body, or ``text`` and ``html`` unchanged when no TNEF part has one."""
+    for content in contents:
+        if content.text or content.html:
+            tnef_html = None if content.html is None else _clean_text(content.html, header=False)
+            return _clean_text(content.text or "", header=False), tnef_html
+    return text, html
+
+
+def _extract_uuencoded(text: str, index: int) -> tuple[str, list[Attachment]]:
+    """Move uuencoded files ("begin 644 name" to "end") from plain text into attachments.
+
+    The text around each file stays, with one blank line where the file was. A block without
+    its "end" line, or with a line that is not uuencoded, stays in the text as it is.
+    """
+    if "begin " not in text:
+        return text, []
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    files: list[Attachment] = []
+    position = 0
+    while position < len(lines):
+        match = _UU_BEGIN.match(lines[position].rstrip("\r\n"))
+        block = _uu_block(lines, position) if match else None
+        if match is None or block is None:
+            kept.append(lines[position])
+            position += 1
+            continue
+
+        data, end = block
+        name = match.group("name")
+        content_type = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+        number = f"{index}-{len(files) + 1}"
+        files.append(Attachment(_safe_filename(name, content_type, number), content_type, data))
+        position = end + 1
+        if (not kept or not kept[-1].strip()) and position < len(lines) and not lines[position].strip():
+            position += 1  # the blank lines around the file become one
+    return "".join(kept), files
+
+
+def _uu_block(lines: list[str], begin: int) -> tuple[bytes, int] | None:
+    """Return the data of the uuencoded block after line ``begin`` and its "end" line's index."""
+    data = bytearray()
+    for position in range(begin + 1, len(lines)):
+        line = lines[position].rstrip("\r\n")
+        if line == "end":
+            return bytes(data), position
+        # Mail transports strip trailing spaces, and a space encodes zero bits like "`".
+        line = line or "`"
+        if not _UU_LINE.match(line):
+            return None
+        length = (ord(line[0]) - 32) & 0x3F
+        width = (length + 2) // 3 * 4
+        encoded = line[1:1 + width].ljust(width, "`")
+        try:
+            data += binascii.a2b_uu(line[0] + encoded)[:length]
+        except binascii.Error:
+            return None
+    return None

@@ -407,3 +407,57 @@ def test_uuencoded_attachment_is_decoded():
     [attachment] = message.attachments
     assert attachment.filename == "bytes.bin"
     assert attachment.data == data
+
+
+def uuencode(data: bytes) -> bytes:
+    lines = [binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45)]
+    return b"".join(lines) + b"`\n"
+
+
+def test_uuencoded_block_in_text_becomes_attachment():
+    data = bytes(range(256)) * 2
+    raw = (
+        b"From: old@example.com\nSubject: Log\nContent-Type: text/plain; charset=us-ascii\n\n"
+        b"Hello,\n\nthe log is below.\n\nbegin 644 server log.zip\n" + uuencode(data) + b"end\n\nThanks,\nBo\n"
+    )
+
+    message = parse_email(raw)
+
+    assert message.text == "Hello,\n\nthe log is below.\n\nThanks,\nBo"
+    [attachment] = message.attachments
+    assert attachment.filename == "server log.zip"
+    assert attachment.content_type == "application/zip"
+    assert attachment.data == data
+
+
+def test_uuencoded_blocks_in_mail_without_mime():
+    raw = (
+        b"From: old@example.com\n\nTwo files:\n"
+        b"begin 600 ../../etc/passwd\n" + uuencode(b"root:x:0:0") + b"end\n"
+        b"begin 644 notes.txt\n" + uuencode(b"first\nsecond\n").replace(b" \n", b"\n") + b"end\n"
+        b"Done.\n"
+    )
+
+    message = parse_email(raw)
+
+    assert message.text == "Two files:\nDone."
+    assert [item.filename for item in message.attachments] == ["passwd", "notes.txt"]
+    assert [item.data for item in message.attachments] == [b"root:x:0:0", b"first\nsecond\n"]
+    assert message.attachments[1].content_type == "text/plain"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"begin 644 cut.bin\n" + uuencode(b"no end line"),
+        b"begin 644 prose.txt\nthis is a sentence, not uuencoded data\nend\n",
+        b"begin with the basics\nend\n",
+    ],
+)
+def test_text_that_is_not_a_whole_uuencoded_block_stays(block):
+    raw = b"From: old@example.com\n\nBefore.\n" + block + b"After.\n"
+
+    message = parse_email(raw)
+
+    assert message.attachments == []
+    assert message.text == ("Before.\n" + block.decode() + "After.").rstrip()
