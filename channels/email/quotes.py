@@ -1,7 +1,9 @@
-"""Split a plain-text email reply into the new text and the folded tail: quoted history and signature.
+"""Split a plain-text email reply into the new text and the folded rest: quoted history and signature.
 
-The split is one cut at the start of a line. Everything above it is the visible reply and
-everything below it is folded, so no text is lost. The cut goes at the earliest of these:
+The visible reply is one run of whole lines, and everything before and after it is folded, so no
+text is lost. A reply written below the quote it answers (bottom posting: an optional attribution
+line and ">"-quoted lines first, then unquoted text without further quotes) starts after that
+quote. Otherwise the reply starts at the top. The reply ends at the earliest of these:
 
 - an attribution line such as "On <date>, <name> wrote:" in English, German, French, Spanish,
   Dutch, Italian, Portuguese, Polish, Russian and the Scandinavian languages, also when the client
@@ -10,12 +12,15 @@ everything below it is folded, so no text is lost. The cut goes at the earliest 
   in those languages;
 - a header block as Outlook and webmail write it: "From:" and at least two of "Sent:", "Date:",
   "To:", "Subject:" and their kin in those languages, on consecutive lines in any order;
-- a signature delimiter, "-- " or "--" alone on a line, or a mobile signature such as
-  "Sent from my iPhone" that ends the text or sits right above quoted history;
+- a signature delimiter, "-- " or "--" alone on a line, or a mail client's closing line such as
+  "Sent from my iPhone" or "Get Outlook for Android" that ends the text or sits right above
+  quoted history;
 - a block of ">"-quoted lines that only blank lines follow. Quoted lines with reply text below
-  them stay visible, because that is inline or top quoting with answers in between.
+  them stay visible when more quotes follow, because that is inline quoting with answers in
+  between.
 
-Lines that start with ">" are never checked for attribution lines, separators or headers.
+Lines that start with ">" are never checked for attribution lines, separators or headers. When
+folding would leave no visible text, nothing folds.
 """
 
 from __future__ import annotations
@@ -47,15 +52,34 @@ _ATTRIBUTION_PATTERNS = [
         r"^.+\bschreef\b.*:$",  # Dutch: "Op … schreef … het volgende:"
         r"^.+\bha\s+scritto\s*:$",  # Italian: "Il … ha scritto:"
         r"^.+\bescreveu\s*:$",  # Portuguese: "Em … escreveu:"
+        r"^.+\bhet volgende geschreven\s*:$",  # Dutch Apple Mail: "Op … heeft … het volgende geschreven:"
         r"^.+\bnapisał(a|\(a\))?\s*:$",  # Polish: "W dniu … napisał(a):"
+        r"^.+\bpisze\s*:$",  # Polish Thunderbird: "W dniu … pisze:"
+        r"^wiadomość napisana przez\b.+\bw dniu\b.+:$",  # Polish Apple Mail
         r"^.+\s(пишет|написал(а|\(а\))?)\s*:$",  # Russian
+        r"^.*\d{4}\s*г\.,?\s+в\s+\d{1,2}:\d{2},\s.*<[^<>\s]+@[^<>\s]+>\s*:$",  # Russian Gmail: "вт, 3 мар. 2026 г. в 10:15, Name <address>:"
         r"^.+\bskrev\b.*:$",  # Norwegian, Danish, Swedish: "Den … skrev …:"
         r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b.*@.*>\s*:$",  # Yandex: "26.06.2014, 14:41, "Name" <address>:"
     )
 ]
 
 # The first words of attributions that start with the date rather than the sender's name.
-_ATTRIBUTION_OPENER = re.compile(r"^(-*\s*on|am|le|el|op|il|em|w dniu|den|\d)\b", re.IGNORECASE)
+_ATTRIBUTION_OPENER = re.compile(r"^(-*\s*on|am|le|el|op|il|em|w dniu|wiadomość napisana|den|\d)\b", re.IGNORECASE)
+
+# Apple Mail's line above a forwarded message, matched without the space some languages put before
+# the colon.
+_FORWARD_INTRODUCTIONS = {
+    "begin forwarded message:",
+    "anfang der weitergeleiteten nachricht:",
+    "début du message réexpédié:",
+    "inicio del mensaje reenviado:",
+    "begin doorgestuurd bericht:",
+    "inizio messaggio inoltrato:",
+    "início da mensagem reencaminhada:",
+    "início da mensagem encaminhada:",
+    "początek przekazywanej wiadomości:",
+    "начало переадресованного сообщения:",
+}
 
 # Separator lines, matched after emphasis ("*", "_") and surrounding dashes are removed.
 _SEPARATOR_PHRASES = {
@@ -97,14 +121,14 @@ _OTHER_HEADER_LABELS = {
     "sent", "date", "to", "cc", "subject", "reply-to",
     # German
     "gesendet", "datum", "an", "betreff",
-    # French
-    "envoyé", "à", "objet",
+    # French, with Thunderbird's "Sujet" and "Pour"
+    "envoyé", "à", "objet", "sujet", "pour",
     # Spanish
-    "enviado", "fecha", "para", "asunto", "cc",
+    "enviado", "enviado el", "fecha", "para", "asunto", "cc",
     # Dutch
     "verzonden", "aan", "onderwerp",
     # Italian
-    "inviato", "data", "a", "oggetto",
+    "inviato", "data", "a", "oggetto", "mittente",
     # Portuguese
     "enviada em", "enviado em", "assunto",
     # Polish
@@ -117,10 +141,16 @@ _MIN_OTHER_HEADERS = 2
 # Lines after "From:" that are searched for the other headers; values can wrap onto a second line.
 _HEADER_BLOCK_LINES = 8
 
+# The closing lines that mail clients, mostly on phones, add below a reply.
 _MOBILE_SIGNATURE = re.compile(
-    r"^(sent from|sent via|sent with|get outlook for|von meinem|gesendet von|envoyé de|envoyé depuis"
-    r"|enviado desde|enviado de|enviado do|verzonden met|verstuurd vanaf|verzonden vanaf|inviato da"
-    r"|wysłane z|отправлено с|sendt fra|skickat från)\b",
+    r"^(sent from|sent via|sent with|sent using|get outlook for|download outlook for"
+    r"|von meinem|gesendet von|gesendet mit|diese nachricht wurde von|outlook für \w+ (herunterladen|beziehen)"
+    r"|envoyé de|envoyé depuis|envoyé à partir de|obtenir outlook pour"
+    r"|enviado desde|enviado de|enviado do|enviado a partir d[eo]|obtener outlook para|obter o outlook para"
+    r"|verzonden met|verstuurd vanaf|verzonden vanaf|verzonden vanuit|verstuurd met|outlook voor \w+ downloaden"
+    r"|inviato da|inviato dal|scarica outlook per|ottieni outlook per"
+    r"|wysłane z|wysłano z|pobierz (aplikację )?outlook"
+    r"|отправлено с|отправлено из|получить outlook для|sendt fra|skickat från)\b",
     re.IGNORECASE,
 )
 
@@ -134,17 +164,65 @@ _RULE_LINE = re.compile(r"^[_\-=*]{5,}$")
 def split_reply(text: str) -> tuple[str, str]:
     """Split an email's plain text into its visible reply and the folded quote and signature.
 
-    Return ``(visible, folded)`` where, for one offset ``k`` at the start of a line,
-    ``visible == text[:k].strip()`` and ``folded == text[k:].strip()``. So the two parts hold all
-    of the text except whitespace around the cut and at both ends. ``folded`` is empty when
-    nothing was recognised, and ``visible`` is empty when the whole text is quoted history.
+    Return ``(visible, folded)`` where, for two offsets ``a <= b`` at the start of lines,
+    ``visible == text[a:b].strip()`` and ``folded`` is ``text[:a].strip()`` and
+    ``text[b:].strip()``, joined by a blank line when both are non-empty. So the two parts hold
+    all of the text except whitespace at the cuts and at both ends. ``folded`` is empty when
+    nothing was recognised, and also when folding would leave ``visible`` empty, in which case
+    ``visible`` is the whole text, stripped.
+    """
+    start, end = reply_span(text)
+    visible = text[start:end].strip()
+    if not visible:
+        return text.strip(), ""
+    folded = [part for part in (text[:start].strip(), text[end:].strip()) if part]
+    return visible, "\n\n".join(folded)
+
+
+def reply_span(text: str) -> tuple[int, int]:
+    """Return the offsets ``(start, end)`` of the visible reply in ``text``, at line starts.
+
+    The span can hold only whitespace, when the whole text is quoted history or a signature.
     """
     lines = text.splitlines(keepends=True)
-    cut = _find_cut(lines)
-    if cut >= len(lines):
-        return text.strip(), ""
-    offset = sum(len(line) for line in lines[:cut])
-    return text[:offset].strip(), text[offset:].strip()
+    first, last = _reply_lines(lines)
+    start = sum(len(line) for line in lines[:first])
+    end = start + sum(len(line) for line in lines[first:last])
+    return start, end
+
+
+def _reply_lines(lines: list[str]) -> tuple[int, int]:
+    """Return the index of the first visible line and of the first folded line after it."""
+    stripped = [line.strip() for line in lines]
+    first = _answer_below_quote(stripped)
+    if first:
+        last = first + _find_cut(lines[first:])
+        # Quotes between the answers make it an inline reply, which stays whole above the cut.
+        if not any(_is_quoted(line) for line in stripped[first:last]):
+            return first, last
+    return 0, _find_cut(lines)
+
+
+def _answer_below_quote(stripped: list[str]) -> int:
+    """Return the first line of text below an opening quote, or 0 when the text opens otherwise.
+
+    The opening quote is ">"-quoted lines, after an attribution line when there is one.
+    """
+    position = next((index for index, line in enumerate(stripped) if line), len(stripped))
+    if position == len(stripped):
+        return 0
+    if not _is_quoted(stripped[position]):
+        if _attribution_start(stripped, position) != position:
+            return 0
+        position += 1
+        while position < len(stripped) and not _is_quoted(stripped[position]):
+            if stripped[position] and not stripped[position].endswith(":"):
+                return 0  # only the rest of a wrapped attribution or blank lines come before the quote
+            position += 1
+
+    while position < len(stripped) and (not stripped[position] or _is_quoted(stripped[position])):
+        position += 1
+    return position if position < len(stripped) else 0
 
 
 def _find_cut(lines: list[str]) -> int:
@@ -199,7 +277,7 @@ def _is_signature_delimiter(raw_line: str) -> bool:
 
 def _is_separator(line: str) -> bool:
     phrase = line.strip("*_ ").strip("-").strip().lower()
-    if phrase == "begin forwarded message:":
+    if re.sub(r"\s+:$", ":", phrase) in _FORWARD_INTRODUCTIONS:
         return True
     # A separator has its phrase between dashes: "-----Original Message-----".
     return line.strip("*_ ").startswith("--") and phrase in _SEPARATOR_PHRASES
@@ -276,8 +354,12 @@ def _is_mobile_signature(stripped: list[str], index: int) -> bool:
     line = stripped[index]
     if len(line) > _MAX_MOBILE_SIGNATURE_LENGTH or not _MOBILE_SIGNATURE.match(line):
         return False
-    # "Sent from our warehouse on Monday." in the middle of a reply is no signature.
-    following = next((later for later in range(index + 1, len(stripped)) if stripped[later]), None)
+    # "Sent from our warehouse on Monday." in the middle of a reply is no signature. Outlook's
+    # apps draw a rule between their closing line and the quoted headers.
+    following = next(
+        (later for later in range(index + 1, len(stripped)) if stripped[later] and not _RULE_LINE.match(stripped[later])),
+        None,
+    )
     if following is None or _is_quoted(stripped[following]):
         return True
     return _starts_tail(stripped, following)

@@ -201,12 +201,16 @@ function renderEmailText(message) {
       h('div', { class: 'quoted__text' }, linkify(quoted))));
 }
 
-// The server's visible_text is the text before one cut, with the surrounding whitespace stripped.
+// The server's visible_text is the text between two cuts, with the surrounding whitespace stripped.
+// It opens the text unless the reply was written below the quote, so then it is the last match.
 function splitEmailText(visibleText, text) {
   if (typeof visibleText !== 'string' || visibleText === '') return splitQuotedTail(text);
-  const start = text.indexOf(visibleText);
+  const start = text.trimStart().startsWith(visibleText) ? text.indexOf(visibleText) : text.lastIndexOf(visibleText);
   if (start === -1) return splitQuotedTail(text);
-  const quoted = text.slice(start + visibleText.length).trim();
+  const quoted = [text.slice(0, start), text.slice(start + visibleText.length)]
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .join('\n\n');
   return quoted ? { body: visibleText, quoted } : { body: text, quoted: null };
 }
 

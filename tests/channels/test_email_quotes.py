@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.email.html import html_to_text
 from channels.email.parse import parse_email
-from channels.email.quotes import split_reply
+from channels.email.quotes import reply_span, split_reply
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "email"
 TRIMMER = CORPUS / "email_reply_trimmer"
@@ -25,12 +27,12 @@ CORPUS_MISSING = (
     "it is third-party test data outside the repository, so this test skips even with CI=true"
 )
 
-# Measured: 17 of 18 trimmer replies. The miss is a forward with no text above it, where the
-# expected result is the forwarded message rather than a prefix of the text.
-TRIMMER_MIN_MATCH_RATE = 0.9
-# Measured: 8 of 9 talon replies. The miss is a bottom-posted reply below its quote, which stays
-# visible whole because the visible part is always a prefix of the text.
-TALON_MIN_MATCH_RATE = 0.8
+# Measured: 15 of 18 trimmer replies. The three differ by design: a forward with no text above it
+# and a text that is all quote stay whole here, where the trimmer expects the forwarded message and
+# nothing; and a reply below its quote shows only the answer, where the trimmer keeps the quote.
+TRIMMER_MIN_MATCH_RATE = 0.8
+# Measured: 9 of 9 talon replies.
+TALON_MIN_MATCH_RATE = 1.0
 
 REPLY = "Thanks, that fixed it.\nBest, Anna"
 
@@ -112,16 +114,47 @@ def test_wrapped_attribution_keeps_reply_line_above():
     assert folded.startswith("Op 3 mrt.")
 
 
-def test_quote_with_answers_below_stays_visible():
+def test_answer_below_attributed_quote_is_visible():
     text = "On 3 Mar 2026, at 10:15, Support <help@example.com> wrote:\n> Which browser?\n\nFirefox 140.\n"
+
+    visible, folded = split_reply(text)
+
+    assert visible == "Firefox 140."
+    assert folded == "On 3 Mar 2026, at 10:15, Support <help@example.com> wrote:\n> Which browser?"
+
+
+def test_answer_below_quote_loses_signature():
+    text = "> Which browser?\n\nFirefox 140.\n\n-- \nAnna"
+
+    assert split_reply(text) == ("Firefox 140.", "> Which browser?\n\n-- \nAnna")
+
+
+def test_answer_below_wrapped_attribution_and_nested_quote():
+    quote = (
+        "On Tue, Mar 3, 2026 at 10:15 AM, Switchboard Support <\nhelp@example.com> wrote:\n\n"
+        "> Which browser?\n>\n>> On 2 Mar 2026, Anna <anna@example.com> wrote:\n>> The page is blank."
+    )
+    text = f"{quote}\n\nFirefox 140 on Linux.\nAnna\n"
+
+    assert split_reply(text) == ("Firefox 140 on Linux.\nAnna", quote)
+
+
+def test_answer_between_quotes_folds_the_rest():
+    text = "> Which browser?\n\nFirefox 140.\n\n> Thanks,\n> Support\n"
+
+    assert split_reply(text) == ("Firefox 140.", "> Which browser?\n\n> Thanks,\n> Support")
+
+
+def test_inline_answers_stay_whole():
+    text = "> Which browser?\n\nFirefox 140.\n\n> Which version of the app?\n\n2.3.1\n"
 
     assert split_reply(text) == (text.strip(), "")
 
 
-def test_leading_quote_keeps_answer_visible():
-    text = "> Which browser?\n\nFirefox 140.\n\n-- \nAnna"
+def test_greeting_above_quote_is_not_bottom_posting():
+    text = "Hi,\n\n> Which browser?\n\nFirefox 140.\n"
 
-    assert split_reply(text) == ("> Which browser?\n\nFirefox 140.", "-- \nAnna")
+    assert split_reply(text) == (text.strip(), "")
 
 
 def test_undated_attribution_stays_visible():
@@ -142,10 +175,19 @@ def test_long_text_after_dashes_stays_visible():
     assert split_reply(text) == (text, "")
 
 
-def test_text_that_is_all_quote_has_empty_reply():
-    text = "> On 3 Mar 2026, Support <help@example.com> wrote:\n> Try again."
-
-    assert split_reply(text) == ("", text)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "> On 3 Mar 2026, Support <help@example.com> wrote:\n> Try again.",
+        "On 3 Mar 2026, Support <help@example.com> wrote:\n\n> Try again.\n",
+        "---------- Forwarded message ---------\nFrom: Support <help@example.com>\n\nTry again.",
+        "-- \nAnna Example\nExample GmbH",
+        "Sent from my iPhone",
+    ],
+    ids=["quote", "attributed_quote", "forward", "signature", "mobile_signature"],
+)
+def test_text_with_nothing_else_is_not_folded(text):
+    assert split_reply(text) == (text.strip(), "")
 
 
 def test_split_keeps_crlf_text_and_loses_nothing():
@@ -158,17 +200,40 @@ def test_split_keeps_crlf_text_and_loses_nothing():
     assert text.find(folded) > text.find(visible)
 
 
+LINE_KINDS = [
+    "", "Thanks, that fixed it.", "> Try again.", ">> Older text.", "-- ", "--", "Sent from my iPhone",
+    "On 3 Mar 2026, Support <help@example.com> wrote:", "-----Original Message-----", "From: Support",
+    "Sent: Tuesday", "To: Anna", "Subject: Login", "________________________________", "Anna", "\r",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(LINE_KINDS), max_size=20), st.sampled_from(["\n", "\r\n"]))
+def test_split_keeps_all_text_and_something_visible(kinds, newline):
+    text = newline.join(kinds)
+
+    visible, folded = split_reply(text)
+
+    assert_contract(text, visible, folded)
+    if text.strip():
+        assert visible
+
+
 def test_empty_text_splits_into_empty_parts():
     assert split_reply("") == ("", "")
     assert split_reply("  \n\n") == ("", "")
 
 
 def assert_contract(text: str, visible: str, folded: str) -> None:
-    """Check that visible and folded are the stripped halves of ``text`` cut at one offset."""
-    assert non_whitespace(visible + folded) == non_whitespace(text)
+    """Check that visible is the text between the two cuts and folded the text around them."""
+    start, end = reply_span(text)
+    outside = [part for part in (text[:start].strip(), text[end:].strip()) if part]
     if folded:
-        assert text.rstrip().endswith(folded)
-    assert text.lstrip().startswith(visible)
+        assert visible == text[start:end].strip()
+        assert folded == "\n\n".join(outside)
+    else:
+        assert visible == text.strip()
+    assert sorted(non_whitespace(visible + folded)) == sorted(non_whitespace(text))
 
 
 def normalized(text: str) -> list[str]:
