@@ -570,8 +570,8 @@ def _unpack_tnef(attachment: Attachment, index: int) -> tuple[list[Attachment], 
             filename=_safe_filename(file.filename, file.content_type, f"{index}-{number}"),
             content_type=file.content_type,
             data=file.data,
-            content_id=file.content_id,
-            inline=file.hidden and file.content_id is not None,
+            content_id=strip_brackets(file.content_id or "") or None,
+            inline=file.hidden and bool(file.content_id),
         )
         for number, file in enumerate(content.files, start=1)
     ]

@@ -9,8 +9,8 @@ MAPI property lists: the body as text, HTML or compressed RTF, and each attachme
 name, MIME type and data.
 
 The reader is strict about structure and lenient about content. A stream cut short or a property
-of an unknown type raises ``TnefError``, so the caller keeps the part as it arrived. A wrong
-checksum is only logged, and an unknown attribute is ignored.
+of an unknown type raises ``TnefError``, so the caller keeps the part as it arrived. Checksums are
+not verified, because the lengths already frame the data, and unknown attributes are ignored.
 """
 
 from __future__ import annotations
@@ -199,13 +199,8 @@ def _attributes(data: bytes):
         end = start + length
         if end + 2 > len(data):
             raise TnefError(f"the TNEF attribute at byte {position} is longer than the stream")
-        value = data[start:end]
-        checksum = struct.unpack_from("<H", data, end)[0]
-        if checksum != sum(value) & 0xFFFF:
-            # The length already frames the data, so a writer's checksum bug costs nothing.
-            logger.info("TNEF attribute 0x%08x at byte %d has a wrong checksum", attribute_id, position)
-        yield level, attribute_id & 0xFFFF, value
-        position = end + 2
+        yield level, attribute_id & 0xFFFF, data[start:end]
+        position = end + 2  # after the checksum
 
 
 def _properties(data: bytes) -> dict[int, tuple[int, object]]:
@@ -330,6 +325,8 @@ def _bodies(stream: _Stream) -> tuple[str | None, str | None]:
         else:
             html = rtf_html
             text = text or rtf_text
+    if text is not None:
+        text = text.replace("\r\n", "\n")  # Outlook's CRLF, so that text from RTF and PR_BODY agree
     return text, html
 
 
@@ -394,10 +391,16 @@ def _embedded_message(data: bytes, name: str, depth: int) -> TnefFile:
             message.add_attachment(email.message_from_bytes(file.data, policy=email.policy.default))
             continue
         maintype, _, subtype = file.content_type.partition("/")
-        message.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=file.filename or None)
+        # A header parameter must not contain line breaks, and the name is as the sender wrote it.
+        filename = "".join(char for char in file.filename if char.isprintable())
+        message.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=filename or None)
 
     stem = name.removesuffix(".msg") or headers.get("Subject") or "message"
-    return TnefFile(f"{stem}.eml", "message/rfc822", message.as_bytes())
+    try:
+        data = message.as_bytes()
+    except (ValueError, UnicodeError) as error:
+        raise TnefError(f"an embedded TNEF message could not be written as .eml: {error}") from error
+    return TnefFile(f"{stem}.eml", "message/rfc822", data)
 
 
 def _embedded_headers(stream: _Stream) -> dict[str, str]:

@@ -8,6 +8,8 @@ import struct
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.email.parse import parse_email
 from channels.email.tnef import TnefError, decompress_rtf, read_tnef, rtf_to_html_or_text
@@ -112,7 +114,7 @@ def test_unknown_property_type_stays_an_attachment():
     assert kept.filename == "winmail.dat"
 
 
-def test_wrong_checksum_is_tolerated():
+def test_wrong_checksum_is_ignored():
     tnef = w.stream(
         w.header(),
         w.attribute(w.ATTACHMENT, w.ATT_ATTACH_REND_DATA, b"\x00" * 14),
@@ -177,7 +179,7 @@ def test_hidden_image_with_content_id_is_inline():
         w.header(),
         w.file_attachment(b"\x89PNG", props=(
             w.Prop(w.PT_UNICODE, w.PR_ATTACH_LONG_FILENAME, "image001.png"),
-            w.Prop(w.PT_STRING8, w.PR_ATTACH_CONTENT_ID, b"image001.png@01DC0000.12345678"),
+            w.Prop(w.PT_STRING8, w.PR_ATTACH_CONTENT_ID, b"<image001.png@01DC0000.12345678>"),
             w.Prop(w.PT_BOOLEAN, w.PR_ATTACHMENT_HIDDEN, 1),
         )),
     )
@@ -197,7 +199,7 @@ def test_tnef_text_body_used_when_mail_has_none():
 
     message = parse_email(mail(None, tnef))
 
-    assert message.text.splitlines() == ["Hallo,", "anbei die Rechnung."]
+    assert message.text == "Hallo,\nanbei die Rechnung."
     assert message.html is None
     assert [item.filename for item in message.attachments] == ["Rechnung.pdf"]
 
@@ -289,7 +291,7 @@ def test_embedded_message_becomes_eml():
             w.Prop(w.PT_SYSTIME, w.PR_CLIENT_SUBMIT_TIME, w.windows_filetime(2026, 3, 2, 9, 30)),
             w.Prop(w.PT_UNICODE, w.PR_BODY, "Das Angebot liegt bei."),
         )),
-        w.file_attachment(PDF, props=(w.Prop(w.PT_UNICODE, w.PR_ATTACH_LONG_FILENAME, "Angebot.pdf"),)),
+        w.file_attachment(PDF, props=(w.Prop(w.PT_UNICODE, w.PR_ATTACH_LONG_FILENAME, "Angebot\r\n.pdf"),)),
     )
     tnef = w.stream(
         w.header(),
@@ -329,6 +331,44 @@ def test_deeply_embedded_messages_stay_an_attachment():
     [kept] = parse_email(mail("Hello", tnef)).attachments
 
     assert kept.filename == "winmail.dat"
+
+
+def rich_stream() -> bytes:
+    """Return a stream with every kind of content the reader handles."""
+    inner = w.stream(w.header(), w.attribute(w.MESSAGE, w.ATT_BODY, b"inner body\x00"))
+    return w.stream(
+        w.header(),
+        w.attribute(w.MESSAGE, w.ATT_MAPI_PROPS, w.properties(
+            w.Prop(w.PT_UNICODE, w.PR_BODY, "body"),
+            w.Prop(w.PT_BINARY, w.PR_RTF_COMPRESSED, w.compress_rtf(ENCAPSULATED_HTML)),
+        )),
+        w.file_attachment(b"data" * 20, title=b"a.txt", props=(
+            w.Prop(w.PT_STRING8, 0x8005, b"named", name="Keywords"),
+            w.Prop(w.PT_UNICODE, w.PR_ATTACH_LONG_FILENAME, "long name.txt"),
+        )),
+        w.file_attachment(b"", legacy_data=False, props=(
+            w.Prop(w.PT_LONG, w.PR_ATTACH_METHOD, 5),
+            w.Prop(w.PT_OBJECT, w.PR_ATTACH_DATA, w.IID_IMESSAGE + inner),
+        )),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damaged_stream_raises_only_tnef_error(data):
+    stream = bytearray(rich_stream())
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(6, len(stream) - 1))
+        stream[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(6, len(stream)))
+
+    try:
+        read_tnef(bytes(stream[:cut]))
+    except TnefError:
+        pass
+
+    message = parse_email(mail("Hello", bytes(stream[:cut])))
+    assert message.text == "Hello"
 
 
 def test_read_tnef_rejects_other_bytes():
