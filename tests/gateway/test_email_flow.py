@@ -13,6 +13,9 @@ from gateway.workers import OutboxDispatcher, Workers
 from inbox.channel_config import add_channel
 from inbox.models import Channel, Conversation, Message, OutboxItem, utcnow
 from inbox.replies import create_reply
+from tests.channels.test_email_tnef import PDF as TNEF_PDF
+from tests.channels.test_email_tnef import mail as tnef_mail
+from tests.channels.test_email_tnef import two_files as tnef_two_files
 from tests.gateway.conftest import SUPPORT, import_mailbox
 from tests.support.dovecot import DovecotServer
 
@@ -288,3 +291,22 @@ def test_mailbox_health_in_the_api(app, state, api_token, mailbox, email_channel
     assert item["last_sync_at"] is not None
     assert item["last_error"] is None
     assert 0 <= item["sync_lag_seconds"] < 3600
+
+
+def test_winmail_dat_imports_as_its_files(app, state, api_token, mailbox, email_channel):
+    mailbox.append(tnef_mail("See the invoice.", tnef_two_files()))
+
+    assert import_mailbox(state, email_channel) == 1
+
+    headers = {"Authorization": f"Bearer {api_token}"}
+    client = app.test_client()
+    [conversation] = client.get("/api/v1/conversations", headers=headers).get_json()["items"]
+    thread = client.get(f"/api/v1/conversations/{conversation['id']}", headers=headers).get_json()
+    [message] = thread["messages"]
+    assert message["text"] == "See the invoice."
+    listed = {item["filename"]: item for item in message["attachments"]}
+    assert set(listed) == {"Rechnung März 2026.pdf", "Beträge.csv"}
+    pdf = client.get(listed["Rechnung März 2026.pdf"]["url"], headers=headers)
+    assert pdf.status_code == 200
+    assert pdf.data == TNEF_PDF
+    assert listed["Rechnung März 2026.pdf"]["size"] == len(TNEF_PDF)
