@@ -38,6 +38,7 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
+from channels.email.oauth import AccessTokenSource, sign_in_with_token
 from channels.errors import ChannelError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class MailboxAuthError(MailboxError):
 class ImapSettings:
     """Connection settings of one mailbox. ``batch_size`` is the maximum messages per FETCH.
 
-    A message larger than ``max_message_bytes`` is fetched as its header only.
+    A message larger than ``max_message_bytes`` is fetched as its header only. With
+    ``oauth2_tokens`` the reader signs in with XOAUTH2 and ignores ``password``.
     """
 
     host: str
@@ -69,6 +71,7 @@ class ImapSettings:
     folder: str = "INBOX"
     batch_size: int = 50
     max_message_bytes: int = 40 * 1024 * 1024
+    oauth2_tokens: AccessTokenSource | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ class ImapReader:
     def connect(self) -> None:
         """Connect, log in and open the folder read-only.
 
-        Raises ``MailboxAuthError`` when the login is rejected and ``MailboxError`` for
-        any other failure.
+        Raises ``MailboxAuthError`` when the login is rejected, ``OAuthError`` when no
+        access token can be obtained, and ``MailboxError`` for any other failure.
         """
         settings = self._settings
         with self._errors("connect"):
@@ -142,15 +145,31 @@ class ImapReader:
             )
         try:
             with self._errors("login"):
-                client.login(settings.username, settings.password)
+                self._sign_in(client)
             self._client = client
             self._select()
-        except MailboxError:
+        except ChannelError:  # MailboxError, or OAuthError before the sign-in
             self._client = None
             _shutdown_quietly(client)
             raise
         logger.info("IMAP connected to %s:%s folder %s", settings.host, settings.port,
                     settings.folder)
+
+    def _sign_in(self, client: IMAPClient) -> None:
+        settings = self._settings
+        if settings.oauth2_tokens is None:
+            client.login(settings.username, settings.password)
+            return
+        if not client.has_capability("AUTH=XOAUTH2"):
+            raise MailboxAuthError(
+                f"IMAP server {settings.host}:{settings.port} does not offer AUTH=XOAUTH2, "
+                "so it cannot sign in with OAuth 2.0"
+            )
+        sign_in_with_token(
+            settings.oauth2_tokens,
+            lambda token: client.oauth2_login(settings.username, token),
+            LoginError,
+        )
 
     def close(self) -> None:
         """Log out and close the connection. Calling it twice is harmless."""

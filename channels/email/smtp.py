@@ -12,6 +12,7 @@ error reply to the QUIT that follows (or a connection dropped then) still counts
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import logging
 import re
@@ -23,6 +24,7 @@ from datetime import datetime, timezone
 from email.headerregistry import Address as MimeAddress
 from email.message import EmailMessage
 
+from channels.email.oauth import AccessTokenSource, OAuthError, sign_in_with_token, xoauth2_response
 from channels.email.parse import strip_brackets
 from channels.errors import PermanentSendError, SendError, TransientSendError
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
@@ -44,7 +46,8 @@ class SmtpSettings:
 
     ``security`` is ``"starttls"`` (upgrade a plain connection, usually port 587),
     ``"ssl"`` (TLS from the start, usually port 465) or ``"none"``. ``timeout`` is in
-    seconds, per network operation.
+    seconds, per network operation. With ``oauth2_tokens`` the sender signs in as
+    ``username`` with AUTH XOAUTH2 and ignores ``password``.
     """
 
     host: str
@@ -55,6 +58,7 @@ class SmtpSettings:
     from_address: str = ""
     from_name: str | None = None
     timeout: float = 30
+    oauth2_tokens: AccessTokenSource | None = None
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -235,12 +239,42 @@ def _open_connection(settings: SmtpSettings) -> smtplib.SMTP:
         if settings.security == "starttls":
             # starttls() raises SMTPNotSupportedError rather than send a password in clear.
             connection.starttls(context=context)
-        if settings.username:
+        if settings.username and settings.oauth2_tokens is not None:
+            _sign_in_xoauth2(connection, settings, settings.oauth2_tokens)
+        elif settings.username:
             connection.login(settings.username, settings.password or "")
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _sign_in_xoauth2(connection: smtplib.SMTP, settings: SmtpSettings, tokens: AccessTokenSource) -> None:
+    """Sign in with AUTH XOAUTH2, retrying once with a new token after a rejection.
+
+    Raises ``SMTPAuthenticationError`` when the server rejects both tokens, and
+    ``TransientSendError`` when no access token can be obtained. A revoked grant needs a
+    person to authorize the app again, and the retries give the reply a chance to go out
+    once that is done.
+    """
+    connection.ehlo_or_helo_if_needed()
+    if "XOAUTH2" not in connection.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("AUTH XOAUTH2 is not offered, so OAuth 2.0 sign-in is impossible")
+
+    def authenticate(token: str) -> None:
+        response = base64.b64encode(xoauth2_response(settings.username or "", token).encode()).decode("ascii")
+        code, reply = connection.docmd("AUTH", f"XOAUTH2 {response}")
+        if code == 334:
+            # The server put its error in a challenge; an empty line ends the exchange.
+            code, reply = connection.docmd("")
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, reply)
+
+    try:
+        sign_in_with_token(tokens, authenticate, smtplib.SMTPAuthenticationError)
+    except OAuthError as error:
+        where = f"{settings.host}:{settings.port}"
+        raise TransientSendError(f"SMTP sign-in to {where} needs an OAuth 2.0 access token: {error}") from error
 
 
 def _server_replied(error: Exception) -> bool:

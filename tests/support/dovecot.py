@@ -81,6 +81,17 @@ service auth {{
 {extra}
 """
 
+# Dovecot 2.3 checks XOAUTH2 and OAUTHBEARER tokens with the oauth2 passdb; the passwd-file
+# passdb above keeps serving PLAIN and LOGIN. A later auth_mechanisms line replaces the first.
+_OAUTH2_CONFIG = """
+auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+"""
+
 
 def require_dovecot() -> None:
     """Skip the calling test when Dovecot cannot run here, or fail it when CI=true."""
@@ -107,7 +118,9 @@ class DovecotServer:
     """A Dovecot instance with one user, started on a free loopback port.
 
     ``extra_config`` is appended to the generated configuration, for example an
-    ``imap_capability`` line that hides IDLE.
+    ``imap_capability`` line that hides IDLE. With ``oauth2_tokeninfo_url`` the server
+    also accepts XOAUTH2 and OAUTHBEARER sign-ins, and checks each access token by a GET of
+    that URL with the token appended (see ``tests.support.oauth_server``).
     """
 
     host = "127.0.0.1"
@@ -117,11 +130,13 @@ class DovecotServer:
         username: str = "support@shop.example",
         password: str = "imap-test-password",
         extra_config: str = "",
+        oauth2_tokeninfo_url: str | None = None,
     ) -> None:
         self.username = username
         self.password = password
         self.port = 0
         self._extra_config = extra_config
+        self._oauth2_tokeninfo_url = oauth2_tokeninfo_url
         self._root: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: BinaryIO | None = None
@@ -156,9 +171,10 @@ class DovecotServer:
         (self._root / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}::::::\n")
 
         self.port = _free_port()
-        self.config_file.write_text(
-            _CONFIG.format(root=self._root, port=self.port, extra=self._extra_config)
-        )
+        extra = self._extra_config
+        if self._oauth2_tokeninfo_url is not None:
+            extra += self._write_oauth2_config(self._root, self._oauth2_tokeninfo_url)
+        self.config_file.write_text(_CONFIG.format(root=self._root, port=self.port, extra=extra))
         # -F keeps the master in the foreground, so stop() can wait for it to exit.
         self._stderr = (self._root / "stderr.log").open("wb")
         self._process = subprocess.Popen(
@@ -264,6 +280,14 @@ class DovecotServer:
             check=True,
             capture_output=True,
         )
+
+    @staticmethod
+    def _write_oauth2_config(root: Path, tokeninfo_url: str) -> str:
+        """Write the oauth2 passdb's settings file and return the lines that enable it."""
+        (root / "oauth2.conf.ext").write_text(
+            f"tokeninfo_url = {tokeninfo_url}\nusername_attribute = email\n"
+        )
+        return _OAUTH2_CONFIG.format(root=root)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + _STARTUP_TIMEOUT

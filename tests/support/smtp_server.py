@@ -2,8 +2,9 @@
 
 It runs aiosmtpd's Controller on a free 127.0.0.1 port, in its own thread. It can
 reject chosen recipients or every DATA with a given reply, answer QUIT with an error,
-require a login, and be stopped and started again on the same port to play a server
-that is down for a while.
+require a login (a password, or an OAuth 2.0 access token over AUTH XOAUTH2 that the
+test token server vouches for), and be stopped and started again on the same port to
+play a server that is down for a while.
 
 Usage::
 
@@ -15,19 +16,25 @@ Usage::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.policy
+import json
 import socket
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.email.smtp import SmtpSettings
+
+if TYPE_CHECKING:
+    from tests.support.oauth_server import OAuthTestServer
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,17 @@ class SmtpTestServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        credentials: tuple[str, str] | None = None,
+        oauth2: OAuthTestServer | None = None,
+    ):
         self.port = port or _free_port()
         self.credentials = credentials
+        # With oauth2 the server requires AUTH XOAUTH2 with a token that oauth2 issued.
+        self.oauth2 = oauth2
+        self.xoauth2_sign_ins: list[str] = []
         self._condition = threading.Condition()
         self._received: list[ReceivedMail] = []
         self._rejected_recipients: dict[str, str] = {}
@@ -72,11 +87,12 @@ class SmtpTestServer:
         if self._controller is not None:
             return
         options: dict[str, Any] = {}
-        if self.credentials is not None:
+        if self.credentials is not None or self.oauth2 is not None:
             options.update(
                 authenticator=self._authenticate, auth_required=True, auth_require_tls=False
             )
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **options)
+        handler = _Handler(self) if self.oauth2 is None else _XOAuth2Handler(self)
+        self._controller = Controller(handler, hostname=self.host, port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:
@@ -185,6 +201,39 @@ class _Handler:
     ) -> Any:
         reply = self._server._quit_reply
         return MISSING if reply is None else reply
+
+
+class _XOAuth2Handler(_Handler):
+    """The recording hooks plus AUTH XOAUTH2, checked against the test token server."""
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) == 2:
+            try:
+                response = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode base64")
+        else:
+            answer = await server.challenge_auth("")
+            if answer is MISSING:
+                return AuthResult(success=False, handled=True)
+            response = answer
+
+        fields = dict(
+            item.split("=", 1) for item in response.decode("utf-8", "replace").split("\x01") if "=" in item
+        )
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        assert self._server.oauth2 is not None
+        if user and self._server.oauth2.user_of(token) == user:
+            self._server.xoauth2_sign_ins.append(user)
+            return AuthResult(success=True, auth_data=user)
+
+        # Like Gmail: the error goes out as a challenge, and the client sends an empty
+        # line before the final reply.
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.example/"})
+        if await server.challenge_auth(error) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
 
 def _free_port() -> int:
