@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from werkzeug.serving import make_server
 
 from gateway.config import Config, ConfigError
 from inbox.errors import InboxError
+
+if TYPE_CHECKING:
+    from channels.email.oauth import TokenGrant
 
 log = logging.getLogger("switchboard")
 
@@ -284,8 +288,8 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
 @click.option("--address", required=True, help="The mailbox's email address (replies come from it).")
 @click.option("--imap-host", required=True, help="The IMAP server, e.g. imap.example.com.")
 @click.option("--imap-port", type=click.IntRange(1, 65535), default=993, show_default=True)
-@click.option("--imap-username", required=True)
-@click.option("--imap-password", prompt=True, hide_input=True, help="Asked for when omitted.")
+@click.option("--imap-username", required=True, help="The mailbox's login name (with OAuth 2.0, its address).")
+@click.option("--imap-password", help="Asked for when omitted and --auth is password.")
 @click.option("--imap-ssl/--no-imap-ssl", default=True, show_default=True, help="Implicit TLS on connect.")
 @click.option("--imap-folder", default="INBOX", show_default=True)
 @click.option("--smtp-host", required=True, help="The SMTP server, e.g. smtp.example.com.")
@@ -297,20 +301,160 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
               help="Larger messages are imported as header and a note only.")
 @click.option("--max-attachment-mb", type=click.IntRange(1, 1000), default=30, show_default=True,
               help="Larger attachments are listed with their name and size but not stored.")
+@click.option("--auth", type=click.Choice(["password", "oauth2"]), default="password", show_default=True,
+              help="Sign in to IMAP and SMTP with passwords, or with OAuth 2.0 (XOAUTH2).")
+@click.option("--oauth-provider", type=click.Choice(["google", "microsoft", "custom"]),
+              help="With --auth oauth2: sets the token URL and scopes of Google or Microsoft 365.")
+@click.option("--oauth-client-id", help="With --auth oauth2: the app registration's client id.")
+@click.option("--oauth-token-url", help="With --auth oauth2: the token endpoint; replaces the provider's.")
+@click.option("--oauth-scopes", help="With --auth oauth2: scopes separated by spaces; replace the provider's.")
 def channel_add_email(**options: Any) -> None:
-    """Add a mailbox: read over IMAP, reply over SMTP."""
+    """Add a mailbox: read over IMAP, reply over SMTP.
+
+    With --auth oauth2 the client secret and the refresh token are read from the
+    environment variables SWITCHBOARD_OAUTH_CLIENT_SECRET and SWITCHBOARD_OAUTH_REFRESH_TOKEN,
+    or asked for, and checked with the token endpoint before the channel is added.
+    """
     from inbox.agents import normalize_email
 
     address = normalize_email(options.pop("address"))
     name = options.pop("name")
     options["max_message_bytes"] = options.pop("max_message_mb") * 1_000_000
     options["max_attachment_bytes"] = options.pop("max_attachment_mb") * 1_000_000
+    if options["auth"] == "oauth2":
+        _add_oauth_email(name, address, options)
+        return
+    for option in ("oauth_provider", "oauth_client_id", "oauth_token_url", "oauth_scopes"):
+        if options.pop(option) is not None:
+            raise click.UsageError(f"--{option.replace('_', '-')} needs --auth oauth2.")
+    if options["imap_password"] is None:
+        options["imap_password"] = click.prompt("Imap password", hide_input=True)
     if options["smtp_username"] is None:
         options["smtp_username"] = options["imap_username"]
         options["smtp_password"] = options["smtp_password"] or options["imap_password"]
     elif options["smtp_username"] == "":
         options["smtp_password"] = None  # a relay that needs no login
     _add_channel("email", name, address, options)
+
+
+OAUTH_CLIENT_SECRET_VARIABLE = "SWITCHBOARD_OAUTH_CLIENT_SECRET"
+OAUTH_REFRESH_TOKEN_VARIABLE = "SWITCHBOARD_OAUTH_REFRESH_TOKEN"
+
+
+def _add_oauth_email(name: str, address: str, options: dict[str, Any]) -> None:
+    """Add an email channel that signs in with OAuth 2.0, after a successful token refresh."""
+    from channels.email.oauth import PROVIDERS
+    from inbox.channel_config import validate_channel
+
+    for option in ("imap_password", "smtp_password"):
+        if options[option] is not None:
+            raise click.UsageError(f"--{option.replace('_', '-')} is not used with --auth oauth2.")
+    provider = options["oauth_provider"]
+    if provider is None:
+        raise click.UsageError("--auth oauth2 needs --oauth-provider google, microsoft or custom.")
+    if options["oauth_client_id"] is None:
+        raise click.UsageError("--auth oauth2 needs --oauth-client-id.")
+    preset = PROVIDERS.get(provider)
+    if preset is None and options["oauth_token_url"] is None:
+        raise click.UsageError("--oauth-provider custom needs --oauth-token-url.")
+    if options["oauth_token_url"] is None:
+        options["oauth_token_url"] = preset.token_url
+    if options["oauth_scopes"] is None:
+        options["oauth_scopes"] = " ".join(preset.scopes) if preset else ""
+    if options["smtp_username"] is None:
+        options["smtp_username"] = options["imap_username"]
+    del options["imap_password"], options["smtp_password"]
+
+    options["oauth_client_secret"] = _read_secret(
+        OAUTH_CLIENT_SECRET_VARIABLE, "OAuth client secret (empty for a public client)", allow_empty=True
+    )
+    options["oauth_refresh_token"] = _read_secret(OAUTH_REFRESH_TOKEN_VARIABLE, "OAuth refresh token")
+    try:
+        validate_channel("email", address, options)
+    except InboxError as error:
+        raise click.ClickException(error.message) from error
+    grant = _check_oauth_credentials(options)
+    options["oauth_refresh_token"] = grant.refresh_token or options["oauth_refresh_token"]
+    options["oauth_access_token"] = grant.access_token
+    options["oauth_access_token_expires_at"] = grant.expires_at.isoformat()
+    _add_channel("email", name, address, options)
+
+
+def _read_secret(variable: str, prompt: str, *, allow_empty: bool = False) -> str:
+    """Return a secret from an environment variable, or ask for it without echo."""
+    value = os.environ.get(variable)
+    if value is None:
+        value = click.prompt(prompt, hide_input=True, default="" if allow_empty else None, show_default=False)
+    return value.strip()
+
+
+def _check_oauth_credentials(settings: dict[str, Any]) -> TokenGrant:
+    """Refresh once with the credentials in ``settings``, so a wrong value is reported now."""
+    from channels.email.oauth import OAuthError, refresh_access_token
+    from gateway.channel_settings import oauth_client
+
+    try:
+        return refresh_access_token(oauth_client(settings), settings["oauth_refresh_token"])
+    except OAuthError as error:
+        raise click.ClickException(f"The OAuth 2.0 credentials did not work: {error}.") from error
+
+
+@channel.command("reauthorize")
+@click.argument("channel_id", type=int)
+@click.option("--oauth-client-id", help="Replace the stored client id.")
+@click.option("--replace-client-secret", is_flag=True,
+              help=f"Replace the client secret too (from {OAUTH_CLIENT_SECRET_VARIABLE} or asked for).")
+def channel_reauthorize(channel_id: int, oauth_client_id: str | None, replace_client_secret: bool) -> None:
+    """Store a new OAuth 2.0 refresh token or client for an email channel.
+
+    The refresh token is read from SWITCHBOARD_OAUTH_REFRESH_TOKEN or asked for; empty
+    keeps the stored one. The new credentials are checked with the token endpoint before
+    they replace the stored ones.
+    """
+    from gateway.workers import RECONNECT_BACKOFF_MAX
+    from inbox.channel_config import update_oauth_credentials
+    from inbox.models import Channel
+
+    session_factory = _session_factory()
+    with session_factory() as session:
+        found = session.get(Channel, channel_id)
+        if found is None:
+            raise click.ClickException(f"Channel {channel_id} not found.")
+        if found.kind != "email" or found.settings.get("auth") != "oauth2":
+            raise click.ClickException(f"Channel {channel_id} ({found.name}) does not sign in with OAuth 2.0.")
+        settings = dict(found.settings)
+
+    client_secret = None
+    if replace_client_secret or OAUTH_CLIENT_SECRET_VARIABLE in os.environ:
+        client_secret = _read_secret(
+            OAUTH_CLIENT_SECRET_VARIABLE, "New OAuth client secret (empty for a public client)", allow_empty=True
+        )
+        settings["oauth_client_secret"] = client_secret
+    if oauth_client_id is not None:
+        settings["oauth_client_id"] = oauth_client_id
+    refresh_token = _read_secret(
+        OAUTH_REFRESH_TOKEN_VARIABLE, "New OAuth refresh token (empty keeps the stored one)", allow_empty=True
+    )
+    if refresh_token:
+        settings["oauth_refresh_token"] = refresh_token
+    grant = _check_oauth_credentials(settings)
+
+    with session_factory() as session:
+        try:
+            changed = update_oauth_credentials(
+                session, channel_id,
+                refresh_token=grant.refresh_token or settings["oauth_refresh_token"],
+                access_token=grant.access_token,
+                expires_at=grant.expires_at,
+                client_id=oauth_client_id,
+                client_secret=client_secret,
+            )
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+    click.echo(
+        f"Channel {changed.id} ({changed.name}): the token endpoint accepted the credentials. The "
+        f"mailbox reader signs in with them at its next retry, within {RECONNECT_BACKOFF_MAX / 60:.0f} minutes."
+    )
 
 
 @channel_add.command("whatsapp")

@@ -23,8 +23,12 @@ DEFAULT_INSTANCE_DIR = (
     _SOURCE_ROOT / "instance" if (_SOURCE_ROOT / "pyproject.toml").exists() else Path("instance")
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Read elsewhere: the config file's name, and the test suite's database.
-_OTHER_VARIABLES = frozenset({PREFIX + "CONFIG", PREFIX + "TEST_DATABASE_URL"})
+# Read elsewhere: the config file's name, the test suite's database, and the OAuth 2.0
+# secrets that `switchboard channel add email` and `channel reauthorize` take.
+_OTHER_VARIABLES = frozenset({
+    PREFIX + "CONFIG", PREFIX + "TEST_DATABASE_URL",
+    PREFIX + "OAUTH_CLIENT_SECRET", PREFIX + "OAUTH_REFRESH_TOKEN",
+})
 
 log = logging.getLogger(__name__)
 

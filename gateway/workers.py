@@ -27,7 +27,7 @@ from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from gateway import Switchboard
-from gateway.channel_settings import imap_settings, smtp_settings, twilio_settings
+from gateway.channel_settings import channel_tokens, imap_settings, smtp_settings, twilio_settings
 from gateway.media import MediaFetcher
 from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
@@ -161,7 +161,8 @@ class OutboxDispatcher:
         config = self.state.config
         settings = pending.channel_settings
         if pending.channel_kind == "email":
-            smtp = smtp_settings(pending.outbound.sender.display_name or "", pending.channel_address, settings)
+            tokens = channel_tokens(self.state.session_factory, pending.channel_id, settings)
+            smtp = smtp_settings(pending.outbound.sender.display_name or "", pending.channel_address, settings, tokens)
             return send_email(smtp, pending.outbound)
         if pending.channel_kind == "whatsapp":
             callback = None
@@ -210,7 +211,7 @@ class MailboxReader:
         channel = self._channel()
         if channel is None or not channel.is_active:
             return
-        settings = imap_settings(channel)
+        settings = imap_settings(channel, channel_tokens(self.state.session_factory, channel.id, channel.settings))
         with ImapReader(settings) as reader:
             log.info(
                 "mailbox channel %s connected to %s:%s/%s (IDLE %s)",

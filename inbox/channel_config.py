@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,8 +16,14 @@ from inbox.models import Channel
 
 CHANNEL_KINDS = ("email", "whatsapp")
 # Settings that are credentials: never shown by listings or the API.
-SECRET_SETTINGS = frozenset({"imap_password", "smtp_password", "auth_token"})
+SECRET_SETTINGS = frozenset({
+    "imap_password", "smtp_password", "auth_token",
+    "oauth_client_secret", "oauth_refresh_token", "oauth_access_token",
+})
 SMTP_SECURITY = ("starttls", "ssl", "none")
+# The sign-in methods of an email channel, for IMAP and SMTP. A channel without "auth" uses passwords.
+AUTH_MODES = ("password", "oauth2")
+OAUTH_PROVIDERS = ("google", "microsoft", "custom")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -41,12 +50,18 @@ def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
         _require_text(settings, "imap_host", "The IMAP host")
         _require_port(settings, "imap_port", "The IMAP port")
         _require_text(settings, "imap_username", "The IMAP username")
-        _require_text(settings, "imap_password", "The IMAP password")
+        auth = settings.get("auth", "password")
+        if auth not in AUTH_MODES:
+            raise InvalidInput("The sign-in method must be password or oauth2.", field="auth")
+        if auth == "oauth2":
+            _validate_oauth(settings)
+        else:
+            _require_text(settings, "imap_password", "The IMAP password")
         _require_text(settings, "smtp_host", "The SMTP host")
         _require_port(settings, "smtp_port", "The SMTP port")
         if settings.get("smtp_security") not in SMTP_SECURITY:
             raise InvalidInput("The SMTP security must be starttls, ssl or none.", field="smtp_security")
-        if settings.get("smtp_username") and not settings.get("smtp_password"):
+        if auth == "password" and settings.get("smtp_username") and not settings.get("smtp_password"):
             raise InvalidInput("The SMTP password is missing for the SMTP username.", field="smtp_password")
         for key in ("max_message_bytes", "max_attachment_bytes"):
             value = settings.get(key)
@@ -61,6 +76,35 @@ def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
             )
         # An empty token would make every webhook signature "valid" for anyone.
         _require_text(settings, "auth_token", "The Twilio auth token")
+
+
+def _validate_oauth(settings: dict[str, Any]) -> None:
+    if settings.get("oauth_provider") not in OAUTH_PROVIDERS:
+        raise InvalidInput("The OAuth provider must be google, microsoft or custom.", field="oauth_provider")
+    _require_text(settings, "oauth_client_id", "The OAuth client id")
+    _require_text(settings, "oauth_refresh_token", "The OAuth refresh token")
+    _require_text(settings, "oauth_token_url", "The OAuth token URL")
+    if not isinstance(settings.get("oauth_client_secret", ""), str):
+        raise InvalidInput("The OAuth client secret must be text.", field="oauth_client_secret")
+    if not isinstance(settings.get("oauth_scopes", ""), str):
+        raise InvalidInput("The OAuth scopes must be text, separated by spaces.", field="oauth_scopes")
+    url = urlsplit(settings["oauth_token_url"])
+    # The refresh token travels in this request, so only a loopback test server may use http.
+    if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.hostname))):
+        raise InvalidInput(
+            f"The OAuth token URL {settings['oauth_token_url']!r} must be an https:// URL "
+            "(http:// only for a server on this machine).",
+            field="oauth_token_url",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def add_channel(
@@ -108,3 +152,74 @@ def public_settings(channel: Channel) -> dict[str, Any]:
         key: ("********" if key in SECRET_SETTINGS and value else value)
         for key, value in (channel.settings or {}).items()
     }
+
+
+def store_oauth_tokens(
+    session: Session,
+    channel_id: int,
+    used_refresh_token: str,
+    access_token: str,
+    expires_at: datetime,
+    rotated_refresh_token: str | None = None,
+) -> bool:
+    """Store a refreshed access token, and the rotated refresh token if any, and commit.
+
+    Stores nothing, and returns False, when the channel's refresh token is no longer
+    ``used_refresh_token``: an admin replaced it, or another worker stored a rotated one
+    first, and the stored token must win. Returns True when the tokens were stored.
+    """
+    with session.begin():
+        channel = session.get(Channel, channel_id, with_for_update=True, populate_existing=True)
+        if channel is None or (channel.settings or {}).get("oauth_refresh_token") != used_refresh_token:
+            return False
+        channel.settings = {
+            **channel.settings,
+            "oauth_access_token": access_token,
+            "oauth_access_token_expires_at": expires_at.isoformat(),
+            "oauth_refresh_token": rotated_refresh_token or used_refresh_token,
+        }
+        return True
+
+
+def update_oauth_credentials(
+    session: Session,
+    channel_id: int,
+    *,
+    refresh_token: str,
+    access_token: str,
+    expires_at: datetime,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> Channel:
+    """Replace an OAuth 2.0 channel's refresh token after a new authorization, and commit.
+
+    The caller has already obtained ``access_token`` with the new credentials, so the
+    channel's last error, which is usually the rejected old grant, is cleared. ``client_id``
+    and ``client_secret`` replace the stored ones when given. Raises ``NotFound`` for an
+    unknown channel and ``InvalidInput`` for a channel that does not sign in with OAuth 2.0
+    or an empty refresh token or client id.
+    """
+    with session.begin():
+        channel = session.get(Channel, channel_id, with_for_update=True, populate_existing=True)
+        if channel is None:
+            raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
+        if channel.kind != "email" or (channel.settings or {}).get("auth") != "oauth2":
+            raise InvalidInput(
+                f"Channel {channel_id} ({channel.name}) does not sign in with OAuth 2.0.", field="channel_id"
+            )
+        changes: dict[str, Any] = {
+            "oauth_refresh_token": refresh_token,
+            "oauth_access_token": access_token,
+            "oauth_access_token_expires_at": expires_at.isoformat(),
+        }
+        if client_id is not None:
+            changes["oauth_client_id"] = client_id
+        if client_secret is not None:
+            changes["oauth_client_secret"] = client_secret
+        settings = {**channel.settings, **changes}
+        _require_text(settings, "oauth_refresh_token", "The OAuth refresh token")
+        _require_text(settings, "oauth_client_id", "The OAuth client id")
+        channel.settings = settings
+        channel.last_error = None
+        channel.last_error_at = None
+        return channel

@@ -233,5 +233,5 @@ def _read_token_reply(url: str, response: requests.Response, now: datetime) -> T
     if status == 429 or status >= 500:
         raise OAuthError(f"token endpoint {url} is unavailable: {reason}", transient=True)
     if error in GRANT_ERRORS:
-        raise OAuthGrantError(f"token endpoint {url} rejected the refresh: {reason}")
+        raise OAuthGrantError(f"token endpoint {url} rejected the token refresh: {reason}")
     raise OAuthError(f"token endpoint {url} replied HTTP {status}: {reason}", transient=False)

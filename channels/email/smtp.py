@@ -274,7 +274,7 @@ def _sign_in_xoauth2(connection: smtplib.SMTP, settings: SmtpSettings, tokens: A
         sign_in_with_token(tokens, authenticate, smtplib.SMTPAuthenticationError)
     except OAuthError as error:
         where = f"{settings.host}:{settings.port}"
-        raise TransientSendError(f"SMTP sign-in to {where} needs an OAuth 2.0 access token: {error}") from error
+        raise TransientSendError(f"no access token for the SMTP sign-in to {where}: {error}") from error
 
 
 def _server_replied(error: Exception) -> bool:
