@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 from flask_socketio import SocketIO
 from sqlalchemy import Engine
@@ -52,6 +53,11 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
+
+    if config.trusted_proxies:
+        # Webhook signatures cover the URL the provider called, which only the proxy saw.
+        hops = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
     engine = make_engine(config.database_url)
     socketio = SocketIO(

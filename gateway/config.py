@@ -43,6 +43,9 @@ class Config:
     secret_key: str = ""
     redis_url: str | None = None
     public_url: str | None = None
+    # How many reverse proxies in front of the service set X-Forwarded-Proto/-Host/-Port/-For.
+    # Those headers are trusted only from that many hops, so a client cannot forge them.
+    trusted_proxies: int = 0
     twilio_api_base_url: str | None = None
     instance_dir: str = str(DEFAULT_INSTANCE_DIR)
     # Where attachment files are kept; every web and worker process must see the same folder.
@@ -97,6 +100,11 @@ class Config:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(
                 f"{PREFIX}LOG_LEVEL={self.log_level!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
+            )
+        if not 0 <= self.trusted_proxies <= 10:
+            raise ConfigError(
+                f"{PREFIX}TRUSTED_PROXIES={self.trusted_proxies} is invalid; give the number of reverse "
+                "proxies in front of the service, from 0 to 10."
             )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")
