@@ -124,8 +124,8 @@ def parse_template_reply(
     """Check a reply's ``template`` object and return the rendered text and the template to send.
 
     Raises ``InvalidInput`` for a malformed object, a template that is not approved for the
-    account, and a missing, unknown or invalid variable; ``ContentApiError`` when Twilio
-    cannot be read.
+    account, and a missing, unknown or invalid variable. Raises ``ContentApiError`` when
+    Twilio cannot be read.
     """
     if not isinstance(value, dict):
         raise InvalidInput("template must be an object with content_sid and variables.", field="template")

@@ -1,7 +1,7 @@
 """Resending a failed WhatsApp reply by email.
 
 When a WhatsApp reply fails for good and the contact also has an email address, the same
-text can go out by email: an agent asks for it (``send_by_email``), or it happens at once
+text can go out by email: an agent requests it (``send_by_email``), or it happens at once
 when the workspace's ``email_fallback`` setting is ``automatic`` (``send_by_email_automatically``).
 
 The email is an ordinary outbound reply in an email conversation of the contact: the newest
@@ -62,7 +62,7 @@ def fallback_address(session: Session, message: Message) -> ContactIdentity | No
 def send_by_email(session: Session, message_id: int, agent_id: int | None) -> Message:
     """Resend a failed WhatsApp reply by email, through the outbox. The caller commits.
 
-    ``agent_id`` is the agent who asked, or None to keep the reply's author. Returns the new
+    ``agent_id`` is the agent who requested it, or None to keep the reply's author. Returns the new
     email message. Raises ``NotFound`` for an unknown message and ``Conflict`` when the reply
     is not a failed WhatsApp reply (code ``not_failed``), was resent already
     (``already_resent``), or its contact has no usable email address or there is no
@@ -132,7 +132,7 @@ def send_by_email(session: Session, message_id: int, agent_id: int | None) -> Me
 
 
 def send_by_email_automatically(session: Session, message: Message) -> Message | None:
-    """Resend a reply that just failed for good by email, when the workspace asks for that.
+    """Resend a reply that just failed for good by email, when the workspace's fallback is automatic.
 
     Runs in the caller's transaction. Skips replies rejected for the closed 24-hour window,
     because a template or the customer's next message is the way to reach them on WhatsApp.

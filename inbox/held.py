@@ -1,7 +1,7 @@
 """Held WhatsApp replies: free text that waits for the customer to open the window again.
 
 A free-text reply written after the 24-hour window closed (see ``inbox.window``) is stored
-with its outbox item ``held`` instead of ``pending``, when the workspace holds such replies.
+with its outbox item ``held`` instead of ``pending``, unless the workspace setting rejects it.
 So is a reply that Twilio rejected with error 63016 because the window closed before it went
 out. The transitions of a held item:
 
@@ -166,7 +166,7 @@ def react_to_failed_delivery(session: Session, message: Message, error_code: str
     Twilio reports error 63016 for a free-text WhatsApp message outside the 24-hour window
     after accepting the send, so such a reply gets the same treatment as a send rejected
     at once (``apply_window_error``). Any other failure is resent by email when the
-    workspace asks for that (``inbox.fallback``). The caller records the event.
+    workspace's email fallback is automatic (``inbox.fallback``). The caller records the event.
     """
     item = message.outbox_item
     if message.channel.kind != "whatsapp" or item is None:

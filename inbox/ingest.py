@@ -301,7 +301,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         identity.failure_reason = None
     if inbound.channel_kind is ChannelKind.WHATSAPP:
         # The customer's message opens the 24-hour window again, so held replies may go,
-        # unless the message itself asks for no more messages.
+        # unless the message itself is an opt-out such as STOP.
         if apply_opt_keywords(session, contact, text, now) is not OptChange.OPTED_OUT:
             release_held_replies(session, contact.id, channel.id, now)
 

@@ -97,7 +97,7 @@ class OutboxStatus(str, enum.Enum):
 
 
 class HoldReason(str, enum.Enum):
-    """Why a WhatsApp reply is held instead of sent."""
+    """The reason a WhatsApp reply is held instead of sent."""
 
     # The customer's last message was more than 24 hours ago when the agent replied.
     OUTSIDE_WINDOW = "outside_window"
@@ -280,10 +280,10 @@ class Message(Base):
     # "auto_reply" or "bounce" for inbound mail that a machine sent, else None.
     automatic: Mapped[str | None] = mapped_column(String(20))
     # An approved WhatsApp template (Twilio's Content SID, HX...) and its variables. ``text``
-    # then holds the template rendered with those variables, as the customer sees it.
+    # is then the template rendered with those variables, as the customer reads it.
     content_sid: Mapped[str | None] = mapped_column(String(34))
     content_variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
-    # The email that resent this failed WhatsApp reply. Unique, so it is resent at most once.
+    # The email that resent this failed WhatsApp reply. The unique key allows one resend.
     email_fallback_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

@@ -1,8 +1,8 @@
 """Opting out of proactive WhatsApp messages with STOP, and back in with START.
 
 A customer who writes an opt-out keyword as the whole message (STOP, UNSUBSCRIBE, or one of
-the workspace's own) is marked on their contact as opted out: nothing that they did not ask
-for is sent to them, which today means no template outside the 24-hour window. Agents still
+the workspace's own) is marked on their contact as opted out. Nothing that they did not
+request is sent to them, which today means no template outside the 24-hour window. Agents still
 see their messages and can answer them. An opt-in keyword (START, or the workspace's own)
 clears the mark. Case, surrounding spaces and trailing punctuation do not matter, but a
 keyword inside a longer message ("don't stop my order") changes nothing.

@@ -198,7 +198,7 @@ def _whatsapp_hold_reason(
         # Outside the window a template starts a conversation, which an opted-out contact refused.
         if not may_message_proactively(conversation.contact):
             raise Conflict(
-                "The contact opted out of messages they did not ask for, so no template can be "
+                "The contact opted out of messages they did not request, so no template can be "
                 "sent until they write again.",
                 field="template", code="opted_out",
             )

@@ -80,8 +80,8 @@ def _whatsapp_to_dict(conversation: Conversation) -> dict[str, Any] | None:
         closes_at = window_closes_at(session, conversation)
         outside_window = workspace_settings(session).outside_window.value
     else:
-        # NOTE: a detached conversation knows only its own last message, not the contact's
-        # newest one on the channel, and not the workspace's setting.
+        # NOTE: without a session, the window comes from this conversation's last message
+        # instead of the contact's newest one on the channel, and the setting is the default.
         closes_at = conversation.last_inbound_at + WINDOW if conversation.last_inbound_at else None
         outside_window = OutsideWindow.HOLD.value
     return {"window_closes_at": isoformat(closes_at), "outside_window": outside_window}

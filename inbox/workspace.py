@@ -1,7 +1,7 @@
 """Workspace settings that domain functions read, carried by the session factory.
 
 The gateway builds one ``WorkspaceSettings`` from its configuration and attaches it with
-``use_workspace_settings``. Every session of that factory then sees it through
+``use_workspace_settings``. Every session of that factory then reads it with
 ``workspace_settings(session)``, so ``inbox`` functions read the settings without importing
 the gateway. A session from a factory without settings gets the defaults.
 """
@@ -17,7 +17,7 @@ _SETTINGS_KEY = "switchboard.workspace_settings"
 
 
 class OutsideWindow(str, enum.Enum):
-    """What happens to a free-text WhatsApp reply after the 24-hour window has closed."""
+    """The treatment of a free-text WhatsApp reply after the 24-hour window has closed."""
 
     # Keep the reply and send it as soon as the customer writes again.
     HOLD = "hold"
@@ -26,9 +26,9 @@ class OutsideWindow(str, enum.Enum):
 
 
 class EmailFallback(str, enum.Enum):
-    """What happens when a WhatsApp reply fails for good and the contact has an email address."""
+    """The treatment of a failed WhatsApp reply to a contact who has an email address."""
 
-    # The agent sees a "Send by email" button on the failed reply.
+    # The failed reply shows a "Deliver by email" button.
     OFFER = "offer"
     # The reply is resent by email at once, without waiting for an agent.
     AUTOMATIC = "automatic"

@@ -163,8 +163,8 @@ def _build_client(settings: TwilioSettings) -> Client:
 class ContentTemplate:
     """A template of the Content API and its WhatsApp approval.
 
-    ``body`` is the text the customer reads, with placeholders such as ``{{1}}``;
-    ``variables`` holds the template's sample value of each placeholder.
+    ``body`` is the text the customer reads, with placeholders such as ``{{1}}``.
+    ``variables`` maps each placeholder to the template's sample value.
     ``whatsapp_status`` is WhatsApp's approval status ("approved", "pending", "rejected",
     ...), or None when the template was never submitted to WhatsApp.
     """
@@ -192,7 +192,7 @@ def list_content_templates(settings: TwilioSettings) -> list[ContentTemplate]:
     """Return every template of the account with its WhatsApp approval status.
 
     Reads ``GET /v1/ContentAndApprovals`` through the SDK, every page of it. Raises
-    ``ContentApiError`` when Twilio answers with an error or cannot be reached.
+    ``ContentApiError`` when Twilio returns an error or cannot be reached.
     """
     if not settings.account_sid or not settings.auth_token:
         raise ContentApiError("missing Twilio account SID or auth token in the channel settings")

@@ -58,7 +58,7 @@ const FRAME_STYLE = `
                   color: #5f6b7a; font-size: 12px; }
 `;
 
-// What a held WhatsApp reply waits for, by its held.reason.
+// The status line of a held WhatsApp reply, by its held.reason.
 const HELD_TEXT = {
   outside_window: 'Held until the customer writes',
   window_error: 'Held until the customer writes: WhatsApp refused it outside the 24-hour window',

@@ -122,7 +122,7 @@ def test_unsubscribe_and_workspace_keyword_opt_out(config, whatsapp_channel):
     assert results == [None, "ALTO", None, "UNSUBSCRIBE", None, "ABMELDEN"]
 
 
-def test_stop_keeps_held_reply_and_start_releases_it(client, state, whatsapp_channel, twilio):
+def test_stop_keeps_held_reply_start_releases(client, state, whatsapp_channel, twilio):
     post_inbound(client, whatsapp_channel, "Where is my parcel?")
     close_window(state)
     conversation_id = whatsapp_conversation_id(state)
@@ -138,7 +138,7 @@ def test_stop_keeps_held_reply_and_start_releases_it(client, state, whatsapp_cha
     assert [m["body"] for m in twilio.messages] == ["It ships today."]
 
 
-def test_opted_out_contact_gets_replies_but_no_template_outside_window(client, state, whatsapp_channel, twilio):
+def test_opted_out_contact_gets_no_template(client, state, whatsapp_channel, twilio):
     sid = twilio.add_template("Your order {{1}} shipped.")
     post_inbound(client, whatsapp_channel, "STOP")
     conversation_id = whatsapp_conversation_id(state)
@@ -160,7 +160,7 @@ def test_opted_out_contact_gets_replies_but_no_template_outside_window(client, s
 # Fallback to email
 
 
-def test_failed_reply_is_resent_by_email_in_one_click(client, state, whatsapp_channel, email_channel, twilio, smtp):
+def test_failed_reply_resent_by_email(client, state, whatsapp_channel, email_channel, twilio, smtp):
     first_mail_id = customer_email_first(state, email_channel)
     post_inbound(client, whatsapp_channel, "Any update?")
     message_id = failed_whatsapp_reply(client, state, twilio)
@@ -188,7 +188,7 @@ def test_failed_reply_is_resent_by_email_in_one_click(client, state, whatsapp_ch
     assert resent_note["available"] is False
 
 
-def test_fallback_starts_email_conversation_when_none_exists(client, state, whatsapp_channel, email_channel, twilio, smtp):
+def test_fallback_starts_email_conversation(client, state, whatsapp_channel, email_channel, twilio, smtp):
     post_inbound(client, whatsapp_channel, "Any update?")
     with state.session_factory() as session:
         contact_id = session.scalar(select(Contact.id))

@@ -67,7 +67,7 @@ def test_reply_outside_window_is_held_not_sent(client, state, whatsapp_channel, 
     assert thread["messages"][-1]["held"]["reason"] == "outside_window"
 
 
-def test_held_reply_goes_out_once_when_customer_writes(client, state, whatsapp_channel, twilio):
+def test_held_reply_sent_once_after_inbound(client, state, whatsapp_channel, twilio):
     post_inbound(client, whatsapp_channel, "Where is my parcel?")
     close_window(state)
     held_id = reply(client, state, text="It arrives tomorrow.").json["id"]
@@ -119,7 +119,7 @@ def test_sent_reply_cannot_be_cancelled(client, state, whatsapp_channel, twilio)
     assert "sent" in response.json["error"]["message"]
 
 
-def test_reject_setting_answers_409_and_stores_nothing(config, whatsapp_channel, twilio):
+def test_reject_setting_answers_409(config, whatsapp_channel, twilio):
     with app_with(config, whatsapp_outside_window="reject") as (state, client, _):
         post_inbound(client, whatsapp_channel, "Where is my parcel?")
         close_window(state)
@@ -177,7 +177,7 @@ def test_window_error_in_status_callback_holds_the_reply(client, state, whatsapp
         assert message.outbox_item.status == "sent"
 
 
-def test_window_error_with_reject_setting_fails_with_advice(config, whatsapp_channel, twilio):
+def test_window_error_with_reject_fails(config, whatsapp_channel, twilio):
     with app_with(config, whatsapp_outside_window="reject") as (state, client, _):
         post_inbound(client, whatsapp_channel, "Where is my parcel?")
         message_id = reply(client, state, text="It ships today.").json["id"]
@@ -192,7 +192,7 @@ def test_window_error_with_reject_setting_fails_with_advice(config, whatsapp_cha
             assert message.outbox_item.status == "failed"
 
 
-def test_templates_list_only_approved_and_is_cached(client, whatsapp_channel, twilio):
+def test_template_list_approved_and_cached(client, whatsapp_channel, twilio):
     approved = twilio.add_template("Hi {{1}}, your order {{2}} shipped.", name="order_shipped",
                                    variables={"1": "Customer", "2": "A-1"})
     twilio.add_template("Still waiting", name="pending_one", status="pending")
@@ -278,7 +278,7 @@ def test_template_list_error_without_cache_is_502(client, whatsapp_channel, twil
     assert response.json["error"]["code"] == "templates_unavailable"
 
 
-def test_messages_created_while_held_count_once(client, state, whatsapp_channel, twilio):
+def test_held_replies_sent_in_order(client, state, whatsapp_channel, twilio):
     post_inbound(client, whatsapp_channel, "Where is my parcel?")
     close_window(state)
     for text in ("First held", "Second held"):
@@ -293,7 +293,7 @@ def test_messages_created_while_held_count_once(client, state, whatsapp_channel,
         assert session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "sent")) == 2
 
 
-def test_window_error_reported_before_send_is_recorded_holds(client, state, whatsapp_channel, agent):
+def test_early_window_error_report_holds(client, state, whatsapp_channel, agent):
     from channels.types import DeliveryState, DeliveryStatus, SendResult
     from inbox.delivery import record_delivery_status
     from inbox.outbox import claim_next, mark_sent

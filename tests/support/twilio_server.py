@@ -347,7 +347,7 @@ class TwilioTestServer:
     def _content_page(
         self, request: Request, path: str, record: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Response:
-        """Answer one page of a Content API list, with Twilio's ``meta`` block and absolute links."""
+        """Return one page of a Content API list, with Twilio's ``meta`` block and absolute links."""
         with self._condition:
             self.content_reads += 1
         try:
