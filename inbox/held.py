@@ -49,6 +49,7 @@ def hold_item(item: OutboxItem, reason: HoldReason, now: datetime) -> None:
     message = item.message
     # The message has not reached the provider in a form that counts. Without its old
     # provider id, a repeated callback about the rejected send can no longer change it.
+    # NOTE: such a callback is kept as an early report that no send will ever claim.
     message.delivery_status = None
     message.provider_message_id = None
 

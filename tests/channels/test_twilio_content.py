@@ -90,3 +90,19 @@ def test_placeholders_and_rendering():
 
     assert template_placeholders(body) == ["1", "2", "name"]
     assert render_template(body, {"1": "Ann", "2": "A-7"}) == "Hi Ann, order A-7 for Ann ({{name}})"
+
+
+def test_server_serves_content_and_approval_to_sdk(twilio_server):
+    from twilio.rest import Client
+
+    sid = twilio_server.add_template("Hi {{1}}", name="greeting")
+    client = Client(twilio_server.account_sid, twilio_server.auth_token)
+    client.content.base_url = twilio_server.base_url
+
+    [content] = client.content.v1.contents.list()
+    approval = client.content.v1.contents(sid).approval_fetch().fetch()
+
+    assert content.sid == sid
+    assert content.types == {"twilio/text": {"body": "Hi {{1}}"}}
+    assert approval.whatsapp["status"] == "approved"
+    assert approval.whatsapp["name"] == "greeting"
