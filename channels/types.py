@@ -104,7 +104,9 @@ class OutboundMessage:
     """A message to send to a customer.
 
     For email, ``message_id`` is the Message-ID we assign (so a reply to it threads back),
-    and ``in_reply_to``/``references`` point at the customer's messages.
+    and ``in_reply_to``/``references`` point at the customer's messages. For WhatsApp,
+    ``content_sid`` names an approved template that is sent with ``content_variables`` in
+    place of ``text``.
     """
 
     to: Address
@@ -118,6 +120,8 @@ class OutboundMessage:
     reply_to: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
     status_callback_url: str | None = None
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from flask_socketio import SocketIO
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.config import Config
+from gateway.config import Config, workspace_settings_from
 from inbox.db import make_engine, make_session_factory
 from inbox.storage import AttachmentStore, use_attachment_store
+from inbox.workspace import use_workspace_settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_ID = 2**63 - 1
@@ -71,6 +72,7 @@ def create_app(config: Config | None = None) -> Flask:
     state = Switchboard(config, engine, make_session_factory(engine), socketio)
     attachments_dir = config.attachments_dir or Path(config.instance_dir) / "attachments"
     use_attachment_store(state.session_factory, AttachmentStore(attachments_dir))
+    use_workspace_settings(state.session_factory, workspace_settings_from(config))
     app.extensions["switchboard"] = state
 
     from gateway import api, auth, health, pages, realtime, webhooks

@@ -14,14 +14,19 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from werkzeug.exceptions import HTTPException
 from sqlalchemy import select
 
+from channels.whatsapp.twilio import ContentApiError, TwilioSettings
 from gateway.auth import current_agent, db, error_response, require_role
+from gateway.channel_settings import twilio_settings
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
+from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
 from inbox.channel_config import list_channels, public_settings
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
-from inbox.errors import InboxError, InvalidInput, NotFound
+from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
-from inbox.models import Attachment, PayloadStatus, RawPayload, Role, utcnow
+from inbox.fallback import send_by_email
+from inbox.held import cancel_held_reply
+from inbox.models import Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, utcnow
 from inbox.replies import create_reply
 from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
 from inbox.storage import attachment_store
@@ -33,11 +38,21 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 @blueprint.errorhandler(InboxError)
 def _inbox_error(error: InboxError) -> Any:
-    status = {"not_found": 404, "conflict": 409}.get(error.code, 400)
+    status = 409 if isinstance(error, Conflict) else {"not_found": 404}.get(error.code, 400)
     return error_response(status, error.code, error.message, error.field)
 
 
+@blueprint.errorhandler(ContentApiError)
+def _content_api_error(error: ContentApiError) -> Any:
+    log.warning("Twilio's Content API failed: %s", error)
+    return error_response(
+        502, "templates_unavailable", f"The WhatsApp templates could not be read from Twilio: {error}"
+    )
+
+
 def init_app(app: Flask) -> None:
+    config = app.extensions["switchboard"].config
+    app.extensions["whatsapp_templates"] = TemplateCatalog(config.whatsapp_template_refresh)
     # Unmatched URLs never reach the blueprint's handlers, so JSON errors for /api/ paths
     # are registered on the app.
     app.register_error_handler(404, _not_found)
@@ -115,18 +130,70 @@ def conversation(conversation_id: int) -> Any:
 @blueprint.post("/conversations/<id:conversation_id>/messages")
 def reply(conversation_id: int) -> Any:
     body = _json_body()
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise InvalidInput("text is required and must be a string.", field="text")
     agent = current_agent()
     assert agent is not None
     session = db()
-    message = create_reply(session, conversation_id, agent.id, text)
+    if "template" in body:
+        conversation = session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
+        if conversation.channel.kind != "whatsapp":
+            raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
+        text, template = parse_template_reply(
+            _template_catalog(), _twilio_settings(conversation.channel), body["template"]
+        )
+    else:
+        text, template = body.get("text"), None
+        if not isinstance(text, str):
+            raise InvalidInput("text is required and must be a string.", field="text")
+    message = create_reply(session, conversation_id, agent.id, text, template=template)
     data = message_to_dict(message)
     session.commit()
     current_app.extensions["switchboard"].outbox_wakeup.set()
-    log.info("agent %s queued message %s in conversation %s", agent.id, message.id, conversation_id)
+    log.info(
+        "agent %s %s message %s in conversation %s",
+        agent.id, "held" if data["held"] else "queued", message.id, conversation_id,
+    )
     return jsonify(data), 201
+
+
+@blueprint.post("/messages/<id:message_id>/cancel")
+def cancel_held(message_id: int) -> Any:
+    session = db()
+    message = cancel_held_reply(session, message_id)
+    data = message_to_dict(message)
+    session.commit()
+    return jsonify(data)
+
+
+@blueprint.post("/messages/<id:message_id>/email")
+def resend_by_email(message_id: int) -> Any:
+    agent = current_agent()
+    assert agent is not None
+    session = db()
+    email = send_by_email(session, message_id, agent.id)
+    data = message_to_dict(email)
+    session.commit()
+    current_app.extensions["switchboard"].outbox_wakeup.set()
+    log.info("agent %s resent message %s by email as message %s", agent.id, message_id, email.id)
+    return jsonify(data), 201
+
+
+@blueprint.get("/channels/<id:channel_id>/templates")
+def templates(channel_id: int) -> Any:
+    channel = db().get(Channel, channel_id)
+    if channel is None or channel.kind != "whatsapp":
+        raise NotFound(f"No WhatsApp channel {channel_id}.", field="channel_id")
+    refresh = request.args.get("refresh", "").lower() in ("1", "true", "yes")
+    return jsonify(template_list_to_dict(_template_catalog().approved(_twilio_settings(channel), refresh=refresh)))
+
+
+def _template_catalog() -> TemplateCatalog:
+    return current_app.extensions["whatsapp_templates"]
+
+
+def _twilio_settings(channel: Channel) -> TwilioSettings:
+    return twilio_settings(channel.address, channel.settings, current_app.extensions["switchboard"].config)
 
 
 @blueprint.post("/conversations/<id:conversation_id>/read")

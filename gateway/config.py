@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from inbox.workspace import EmailFallback, OutsideWindow, WorkspaceSettings
+
 PREFIX = "SWITCHBOARD_"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # In a source checkout every command shares the checkout's instance/ folder, whichever
@@ -23,6 +25,8 @@ DEFAULT_INSTANCE_DIR = (
     _SOURCE_ROOT / "instance" if (_SOURCE_ROOT / "pyproject.toml").exists() else Path("instance")
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+OUTSIDE_WINDOW_CHOICES = ("hold", "reject")
+EMAIL_FALLBACK_CHOICES = ("offer", "automatic")
 # Read elsewhere: the config file's name, the test suite's database, and the OAuth 2.0
 # secrets that `switchboard channel add email` and `channel reauthorize` take.
 _OTHER_VARIABLES = frozenset({
@@ -59,6 +63,18 @@ class Config:
     imap_poll_interval: float = 60.0
     outbox_poll_interval: float = 2.0
     log_level: str = "INFO"
+    # A free-text WhatsApp reply after the 24-hour window: "hold" it until the customer
+    # writes, or "reject" it so that the agent sends an approved template.
+    whatsapp_outside_window: str = "hold"
+    # Comma-separated keywords that opt a contact out of (or back into) proactive messages,
+    # besides STOP, UNSUBSCRIBE and START.
+    whatsapp_opt_out_keywords: str = ""
+    whatsapp_opt_in_keywords: str = ""
+    # A WhatsApp reply that failed for good: "offer" to resend it by email, or resend it
+    # "automatic"ally, when the contact has an email address.
+    whatsapp_email_fallback: str = "offer"
+    # Seconds the list of approved WhatsApp templates is kept before Twilio is asked again.
+    whatsapp_template_refresh: float = 600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -106,6 +122,25 @@ class Config:
                 f"{PREFIX}TRUSTED_PROXIES={self.trusted_proxies} is invalid; give the number of reverse "
                 "proxies in front of the service, from 0 to 10."
             )
+        for name, choices in (
+            ("whatsapp_outside_window", OUTSIDE_WINDOW_CHOICES),
+            ("whatsapp_email_fallback", EMAIL_FALLBACK_CHOICES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()}={getattr(self, name)!r} is invalid; use {' or '.join(choices)}."
+                )
+        if self.whatsapp_template_refresh <= 0:
+            raise ConfigError(
+                f"{PREFIX}WHATSAPP_TEMPLATE_REFRESH={self.whatsapp_template_refresh} is invalid; "
+                "give a positive number of seconds."
+            )
+        for name in ("whatsapp_opt_out_keywords", "whatsapp_opt_in_keywords"):
+            too_long = [word for word in keyword_list(getattr(self, name)) if len(word) > 50]
+            if too_long:
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()} has a keyword longer than 50 characters: {too_long[0]!r}."
+                )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")
         if self.public_url:
@@ -134,6 +169,21 @@ class Config:
         if self.public_url and self.public_url.startswith("https://"):
             changes["secure_cookies"] = True
         return _replace(self, changes)
+
+
+def workspace_settings_from(config: Config) -> WorkspaceSettings:
+    """Return the settings that ``inbox`` functions read, taken from ``config``."""
+    return WorkspaceSettings(
+        outside_window=OutsideWindow(config.whatsapp_outside_window),
+        email_fallback=EmailFallback(config.whatsapp_email_fallback),
+        opt_out_keywords=frozenset(keyword_list(config.whatsapp_opt_out_keywords)),
+        opt_in_keywords=frozenset(keyword_list(config.whatsapp_opt_in_keywords)),
+    )
+
+
+def keyword_list(value: str) -> list[str]:
+    """Split a comma-separated keyword setting into upper-case keywords without blanks."""
+    return [word.strip().upper() for word in value.split(",") if word.strip()]
 
 
 def _replace(config: Config, changes: dict[str, Any]) -> Config:

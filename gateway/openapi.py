@@ -19,6 +19,24 @@ _ERRORS = {
 }
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_MESSAGE_ID = {"name": "message_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_CHANNEL_ID = {"name": "channel_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+_REPLY_BODY = {
+    "type": "object",
+    "description": "Either text, or on WhatsApp an approved template.",
+    "properties": {
+        "text": {"type": "string"},
+        "template": {
+            "type": "object",
+            "required": ["content_sid"],
+            "properties": {
+                "content_sid": {"type": "string", "pattern": "^HX[0-9a-fA-F]{32}$"},
+                "variables": {"type": "object", "additionalProperties": {"type": "string"}, "description": "A value for each placeholder, such as {\"1\": \"Grace\"}."},
+            },
+        },
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -48,8 +66,41 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Reply on the conversation's channel (queued in the outbox)",
                 "parameters": [_ID],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}}},
-                "responses": {"201": _json(_ref("Message"), "The queued reply."), "400": _json(_ref("Error"), "Empty or too long."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _REPLY_BODY}}},
+                "responses": {
+                    "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held)."),
+                    "400": _json(_ref("Error"), "Empty or too long, or a template that is not approved or lacks a variable."),
+                    "404": _json(_ref("Error"), "Not found."),
+                    "409": _json(_ref("Error"), "outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out."),
+                    "502": _json(_ref("Error"), "templates_unavailable: Twilio's Content API could not be read."),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/messages/{message_id}/cancel": {
+            "post": {
+                "summary": "Cancel a held WhatsApp reply, so that it is never sent",
+                "parameters": [_MESSAGE_ID],
+                "responses": {"200": _json(_ref("Message"), "The cancelled reply."), "404": _json(_ref("Error"), "Not found."), "409": _json(_ref("Error"), "not_held: the reply is not held (sent, failed or cancelled)."), **_ERRORS},
+            }
+        },
+        "/messages/{message_id}/email": {
+            "post": {
+                "summary": "Resend a failed WhatsApp reply by email, through the outbox",
+                "parameters": [_MESSAGE_ID],
+                "responses": {
+                    "201": _json(_ref("Message"), "The queued email, in the contact's email conversation."),
+                    "404": _json(_ref("Error"), "Not found."),
+                    "409": _json(_ref("Error"), "not_failed, already_resent, or no_email (no usable address or no active email channel)."),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/channels/{channel_id}/templates": {
+            "get": {
+                "summary": "The WhatsApp templates approved for the channel's Twilio account (cached)",
+                "parameters": [_CHANNEL_ID, {"name": "refresh", "in": "query", "schema": {"type": "boolean"}, "description": "Read the list from Twilio now instead of the cache."}],
+                "responses": {"200": _json(_ref("TemplateList"), "The approved templates."), "404": _json(_ref("Error"), "No WhatsApp channel with this id."), "502": _json(_ref("Error"), "templates_unavailable: Twilio could not be read and nothing is cached."), **_ERRORS},
             }
         },
         "/conversations/{id}/read": {
@@ -87,7 +138,12 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "integer"},
                     "channel": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"enum": ["email", "whatsapp"]}, "name": {"type": "string"}}},
-                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "address": {"type": "string"}, "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."}}},
+                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "address": {"type": "string"}, "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."}, "opted_out": {"type": ["object", "null"], "description": "Set while the contact is opted out of proactive messages: since, keyword."}}},
+                    "whatsapp": {
+                        "type": ["object", "null"],
+                        "description": "WhatsApp conversations only: when the 24-hour window for free text closes (null: closed, the contact never wrote) and what a free-text reply after it does.",
+                        "properties": {"window_closes_at": {"type": ["string", "null"], "format": "date-time"}, "outside_window": {"enum": ["hold", "reject"]}},
+                    },
                     "subject": {"type": ["string", "null"]},
                     "snippet": {"type": "string"},
                     "status": {"enum": ["open", "pending", "resolved"]},
@@ -121,6 +177,36 @@ OPENAPI: dict[str, Any] = {
                         "properties": {"attempts": {"type": "integer"}, "next_attempt_at": {"type": "string", "format": "date-time"}, "last_error": {"type": "string"}},
                     },
                     "attachments": {"type": "array", "items": {"type": "object"}},
+                    "template": {"type": ["object", "null"], "description": "The WhatsApp template sent instead of text: content_sid, variables. text is its rendered form."},
+                    "held": {"type": ["object", "null"], "description": "Set while a WhatsApp reply waits for the customer to write: since, reason (outside_window or window_error)."},
+                    "cancelled": {"type": "boolean", "description": "A held reply that an agent cancelled; it is never sent."},
+                    "email_fallback": {
+                        "type": ["object", "null"],
+                        "description": "Failed WhatsApp replies only: the email that resent it (message_id, conversation_id), or whether one can be sent (available).",
+                        "properties": {"message_id": {"type": ["integer", "null"]}, "conversation_id": {"type": ["integer", "null"]}, "available": {"type": "boolean"}},
+                    },
+                },
+            },
+            "TemplateList": {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "content_sid": {"type": "string"},
+                                "name": {"type": "string"},
+                                "language": {"type": ["string", "null"]},
+                                "category": {"type": ["string", "null"]},
+                                "body": {"type": "string", "description": "The text with placeholders such as {{1}}."},
+                                "placeholders": {"type": "array", "items": {"type": "string"}},
+                                "variables": {"type": "object", "description": "The template's sample value of each placeholder."},
+                            },
+                        },
+                    },
+                    "fetched_at": {"type": "string", "format": "date-time"},
+                    "error": {"type": ["string", "null"], "description": "Set when Twilio could not be read and the last list is shown."},
                 },
             },
         },

@@ -39,7 +39,9 @@ from inbox.outbox import (
     fail_abandoned_sends,
     mark_attempt_failed,
     mark_sent,
+    record_window_error,
 )
+from inbox.window import WINDOW_ERROR_CODE
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,10 @@ class OutboxDispatcher:
             result = self.send(pending)
         except SendError as error:
             reason = f"{error} (code {error.code})" if error.code else str(error)
-            self._record_failure(pending, reason, transient=error.transient)
+            if error.code == WINDOW_ERROR_CODE:
+                self._record_window_error(pending, reason)
+            else:
+                self._record_failure(pending, reason, transient=error.transient)
             return
         except Exception as error:  # an adapter bug must not stop the loop or lose the item
             log.exception("outbox item %s: unexpected send error", pending.item_id)
@@ -130,6 +135,16 @@ class OutboxDispatcher:
             )
 
         self._record_outcome(pending, "failed attempt", record_failed)
+
+    def _record_window_error(self, pending: PendingSend, reason: str) -> None:
+        """Hold a reply that WhatsApp refused because the 24-hour window closed (Twilio 63016)."""
+
+        def record_held(session: Session) -> None:
+            record_window_error(
+                session, pending.item_id, reason, claim_token=pending.claim_token, now=self.clock()
+            )
+
+        self._record_outcome(pending, "window error", record_held)
 
     def _record_outcome(self, pending: PendingSend, outcome: str, record: Callable[[Session], None]) -> None:
         """Run ``record`` in a fresh session, retrying database errors with a short backoff.

@@ -20,9 +20,10 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from channels.delivery import advances
+from channels.delivery import FINAL_STATES, advances
 from channels.types import DeliveryState, DeliveryStatus
 from inbox.events import record_event
+from inbox.held import react_to_failed_delivery
 from inbox.models import EarlyDeliveryReport, Message
 from inbox.serialize import message_to_dict
 
@@ -65,6 +66,8 @@ def record_delivery_status(session: Session, channel_id: int, status: DeliverySt
         if not apply_report(message, status.state, status.error_code, status.error_message):
             return False
         session.flush()
+        if status.state in FINAL_STATES:
+            react_to_failed_delivery(session, message, status.error_code)
         record_event(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )

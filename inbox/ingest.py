@@ -23,6 +23,7 @@ from inbox.contacts import resolve_identity
 from inbox.delivery import apply_report, lock_provider_message
 from inbox.errors import NotFound
 from inbox.events import record_event, savepoint
+from inbox.held import release_held_replies
 from inbox.media import pending_media_rows
 from inbox.models import (
     Attachment,
@@ -35,6 +36,7 @@ from inbox.models import (
     RawPayload,
     utcnow,
 )
+from inbox.optout import OptChange, apply_opt_keywords
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
 from inbox.storage import attachment_store
 from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
@@ -297,6 +299,11 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         # mailbox still sends), but a new bounce of the next reply marks it failing again.
         identity.failing_since = None
         identity.failure_reason = None
+    if inbound.channel_kind is ChannelKind.WHATSAPP:
+        # The customer's message opens the 24-hour window again, so held replies may go,
+        # unless the message itself is an opt-out such as STOP.
+        if apply_opt_keywords(session, contact, text, now) is not OptChange.OPTED_OUT:
+            release_held_replies(session, contact.id, channel.id, now)
 
     conversation_data = conversation_to_dict(conversation)
     event_type = "conversation.created" if created else "conversation.updated"

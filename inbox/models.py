@@ -90,6 +90,19 @@ class OutboxStatus(str, enum.Enum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    # A WhatsApp reply outside the 24-hour window, waiting for the customer's next message.
+    HELD = "held"
+    # A held reply that an agent withdrew. It is never sent.
+    CANCELLED = "cancelled"
+
+
+class HoldReason(str, enum.Enum):
+    """The reason a WhatsApp reply is held instead of sent."""
+
+    # The customer's last message was more than 24 hours ago when the agent replied.
+    OUTSIDE_WINDOW = "outside_window"
+    # Twilio rejected the send with error 63016 because the window had closed.
+    WINDOW_ERROR = "window_error"
 
 
 class PayloadStatus(str, enum.Enum):
@@ -167,6 +180,10 @@ class Contact(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the contact wrote an opt-out keyword such as STOP: no proactive messages go to
+    # them until they write an opt-in keyword such as START. Replies to them still go out.
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opted_out_keyword: Mapped[str | None] = mapped_column(String(50))
 
     identities: Mapped[list[ContactIdentity]] = relationship(
         back_populates="contact", order_by="ContactIdentity.id"
@@ -262,6 +279,12 @@ class Message(Base):
     thread_index_root: Mapped[str | None] = mapped_column(String(64), index=True)
     # "auto_reply" or "bounce" for inbound mail that a machine sent, else None.
     automatic: Mapped[str | None] = mapped_column(String(20))
+    # An approved WhatsApp template (Twilio's Content SID, HX...) and its variables. ``text``
+    # is then the template rendered with those variables, as the customer reads it.
+    content_sid: Mapped[str | None] = mapped_column(String(34))
+    content_variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # The email that resent this failed WhatsApp reply. The unique key allows one resend.
+    email_fallback_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     channel: Mapped[Channel] = relationship()
@@ -272,6 +295,7 @@ class Message(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.id"
     )
+    email_fallback: Mapped[Message | None] = relationship(remote_side=[id])
 
 
 class Attachment(Base):
@@ -361,6 +385,9 @@ class OutboxItem(Base):
     in_flight_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A random value per claim. Only the dispatcher with this token may record the outcome.
     claim_token: Mapped[str | None] = mapped_column(String(64))
+    # Set while the item is held (a ``HoldReason``), and when that hold began.
+    hold_reason: Mapped[str | None] = mapped_column(String(30))
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

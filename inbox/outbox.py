@@ -35,7 +35,9 @@ from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
 from inbox.delivery import apply_early_reports, lock_provider_message
 from inbox.events import record_event
-from inbox.models import Channel, Message, OutboxItem, OutboxStatus, utcnow
+from inbox.fallback import FAILED_STATES, send_by_email_automatically
+from inbox.held import apply_window_error, react_to_failed_delivery
+from inbox.models import Channel, EarlyDeliveryReport, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.replies import reply_to_address
 from inbox.serialize import contact_address, message_to_dict
 
@@ -141,6 +143,8 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         in_reply_to=message.in_reply_to,
         references=list(message.references or []),
         reply_to=reply_to_address(conversation),
+        content_sid=message.content_sid,
+        content_variables=dict(message.content_variables) if message.content_variables else None,
     )
     return PendingSend(
         item_id=item.id,
@@ -246,8 +250,11 @@ def mark_sent(session: Session, item_id: int, result: SendResult, *, claim_token
         if advances(current, result.status):
             message.delivery_status = result.status.value
         session.flush()
+        early_failure = _early_failure_code(session, message)
         apply_early_reports(session, message)
         session.flush()
+        if early_failure is not None and message.delivery_status in FAILED_STATES:
+            react_to_failed_delivery(session, message, early_failure or None)
         record_event(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
@@ -317,7 +324,58 @@ def mark_attempt_failed(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
         log.error("outbox item %s failed after %s attempts: %s", item_id, item.attempts, error)
+        send_by_email_automatically(session, message)
         return False
+
+
+def record_window_error(
+    session: Session, item_id: int, error: str, *, claim_token: str, now: datetime | None = None
+) -> OutboxStatus | None:
+    """Record a send that Twilio rejected with error 63016 (the 24-hour window closed); commit.
+
+    The reply is held until the customer writes, queued again when they wrote during the
+    attempt, or failed with advice to send a template (see ``inbox.held.apply_window_error``).
+    Returns the item's new status, or None (logged) when ``claim_token`` is not the item's
+    current claim.
+    """
+    now = now or utcnow()
+    with session.begin():
+        item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
+        if not _holds_claim(item, claim_token) or item.status != OutboxStatus.PENDING.value:
+            log.warning(
+                "outbox item %s: ignored a window error from a claim that is no longer current: %s",
+                item_id, error,
+            )
+            return None
+        item.attempts += 1
+        item.locked_until = None
+        item.last_error = error[:2000]
+        status = apply_window_error(session, item, error, now)
+        item.in_flight_since = None
+        session.flush()
+        record_event(
+            session, "message.updated", {"message": message_to_dict(item.message)},
+            item.message.conversation_id,
+        )
+        return status
+
+
+def _early_failure_code(session: Session, message: Message) -> str | None:
+    """Return the error code of a stored early failure report for ``message`` ("" without a
+    code), or None when no such report waits."""
+    row = session.execute(
+        select(EarlyDeliveryReport.error_code)
+        .where(
+            EarlyDeliveryReport.channel_id == message.channel_id,
+            EarlyDeliveryReport.provider_message_id == message.provider_message_id,
+            EarlyDeliveryReport.state.in_(FAILED_STATES),
+        )
+        .order_by(EarlyDeliveryReport.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return row[0] or ""
 
 
 def _holds_claim(item: OutboxItem | None, claim_token: str) -> bool:

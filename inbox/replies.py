@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from channels.types import DeliveryState
-from inbox.errors import InvalidInput, NotFound
+from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.events import record_event
-from inbox.models import Agent, Conversation, Direction, Message, OutboxItem, utcnow
+from inbox.models import (
+    Agent,
+    Conversation,
+    Direction,
+    HoldReason,
+    Message,
+    OutboxItem,
+    OutboxStatus,
+    utcnow,
+)
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
+from inbox.optout import may_message_proactively
+from inbox.window import window_is_open
+from inbox.workspace import OutsideWindow, workspace_settings
 
 # Twilio rejects WhatsApp bodies longer than this.
 WHATSAPP_MAX_LENGTH = 1600
@@ -60,12 +74,33 @@ def reply_to_address(conversation: Conversation) -> str | None:
     return f"{local}+c{conversation.id}.{conversation.reply_token}@{domain}"
 
 
-def create_reply(session: Session, conversation_id: int, agent_id: int, text: str) -> Message:
+@dataclass(frozen=True)
+class TemplateContent:
+    """An approved WhatsApp template to send: Twilio's Content SID and the variable values."""
+
+    content_sid: str
+    variables: dict[str, str]
+
+
+def create_reply(
+    session: Session,
+    conversation_id: int,
+    agent_id: int,
+    text: str,
+    *,
+    template: TemplateContent | None = None,
+) -> Message:
     """Add an agent's reply and its outbox row to the session's transaction.
 
     The caller commits; the dispatcher sends the reply after that. Returns the new message.
-    Raises ``NotFound`` for an unknown conversation and ``InvalidInput`` for an empty or
-    over-long text.
+    With ``template``, the reply is that WhatsApp template and ``text`` is its rendered
+    form, which the inbox shows. A free-text WhatsApp reply after the 24-hour window is held
+    until the customer writes, or rejected, as the workspace settings say (``inbox.held``).
+
+    Raises ``NotFound`` for an unknown conversation, ``InvalidInput`` for an empty or
+    over-long text or a template on an email channel, and ``Conflict`` with code
+    ``outside_window`` (free text after the window, where the workspace rejects it) or
+    ``opted_out`` (a template after the window to a contact who opted out).
     """
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
@@ -89,7 +124,11 @@ def create_reply(session: Session, conversation_id: int, agent_id: int, text: st
             field="text",
         )
 
+    if template is not None and channel.kind != "whatsapp":
+        raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
+
     now = utcnow()
+    hold_reason = _whatsapp_hold_reason(session, conversation, template, now) if channel.kind == "whatsapp" else None
     message = Message(
         conversation=conversation,
         channel=channel,
@@ -97,13 +136,20 @@ def create_reply(session: Session, conversation_id: int, agent_id: int, text: st
         agent=agent,
         text=text,
         created_at=now,
-        delivery_status=DeliveryState.QUEUED.value,
+        delivery_status=None if hold_reason else DeliveryState.QUEUED.value,
+        content_sid=template.content_sid if template else None,
+        content_variables=dict(template.variables) if template else None,
     )
     session.add(message)
     if channel.kind == "email":
         with session.no_autoflush:
-            _add_email_headers(session, conversation, message)
-    session.add(OutboxItem(message=message, channel=channel, next_attempt_at=now))
+            add_email_headers(session, conversation, message)
+    item = OutboxItem(message=message, channel=channel, next_attempt_at=now)
+    if hold_reason is not None:
+        item.status = OutboxStatus.HELD.value
+        item.hold_reason = hold_reason.value
+        item.held_at = now
+    session.add(item)
 
     conversation.last_message_at = now
     conversation.snippet = make_snippet(text)
@@ -142,7 +188,31 @@ def may_answer_automatically(session: Session, conversation: Conversation) -> bo
     return last_inbound_automatic is None or last_inbound_automatic[0] is None
 
 
-def _add_email_headers(session: Session, conversation: Conversation, message: Message) -> None:
+def _whatsapp_hold_reason(
+    session: Session, conversation: Conversation, template: TemplateContent | None, now: datetime
+) -> HoldReason | None:
+    """Return why a WhatsApp reply must be held, or None to send it now. Raises ``Conflict``."""
+    if window_is_open(session, conversation, now):
+        return None
+    if template is not None:
+        # Outside the window a template starts a conversation, which an opted-out contact refused.
+        if not may_message_proactively(conversation.contact):
+            raise Conflict(
+                "The contact opted out of messages they did not request, so no template can be "
+                "sent until they write again.",
+                field="template", code="opted_out",
+            )
+        return None
+    if workspace_settings(session).outside_window is OutsideWindow.REJECT:
+        raise Conflict(
+            "The customer's last WhatsApp message is more than 24 hours old, so WhatsApp "
+            "delivers only approved templates. Choose a template and send that instead.",
+            field="text", code="outside_window",
+        )
+    return HoldReason.OUTSIDE_WINDOW
+
+
+def add_email_headers(session: Session, conversation: Conversation, message: Message) -> None:
     """Give an email reply its own Message-ID and thread it under the customer's last mail."""
     domain = conversation.channel.address.rpartition("@")[2] or "switchboard.invalid"
     message.rfc_message_id = new_message_id(domain)

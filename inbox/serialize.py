@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from channels.email.quotes import split_reply
-from inbox.models import Attachment, ContactIdentity, Conversation, Message
+from inbox.models import Attachment, ContactIdentity, Conversation, Message, OutboxStatus
+from inbox.window import WINDOW, window_closes_at
+from inbox.workspace import OutsideWindow, workspace_settings
 
 SNIPPET_LENGTH = 160
 
@@ -52,7 +56,12 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
             "name": contact.name,
             "address": contact_address(conversation),
             "failing": _failing_to_dict(contact_identity(conversation)),
+            "opted_out": (
+                {"since": isoformat(contact.opted_out_at), "keyword": contact.opted_out_keyword}
+                if contact.opted_out_at else None
+            ),
         },
+        "whatsapp": _whatsapp_to_dict(conversation),
         "subject": conversation.subject,
         "snippet": conversation.snippet,
         "status": conversation.status,
@@ -60,6 +69,22 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "last_message_at": isoformat(conversation.last_message_at),
         "created_at": isoformat(conversation.created_at),
     }
+
+
+def _whatsapp_to_dict(conversation: Conversation) -> dict[str, Any] | None:
+    """Return when the 24-hour window closes and what a free-text reply after it does."""
+    if conversation.channel.kind != "whatsapp":
+        return None
+    session = object_session(conversation)
+    if session is not None:
+        closes_at = window_closes_at(session, conversation)
+        outside_window = workspace_settings(session).outside_window.value
+    else:
+        # NOTE: without a session, the window comes from this conversation's last message
+        # instead of the contact's newest one on the channel, and the setting is the default.
+        closes_at = conversation.last_inbound_at + WINDOW if conversation.last_inbound_at else None
+        outside_window = OutsideWindow.HOLD.value
+    return {"window_closes_at": isoformat(closes_at), "outside_window": outside_window}
 
 
 def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
@@ -107,7 +132,42 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "error": message.delivery_error,
         "retry": _retry_to_dict(message),
         "attachments": [attachment_to_dict(a) for a in message.attachments],
+        "template": (
+            {"content_sid": message.content_sid, "variables": message.content_variables or {}}
+            if message.content_sid else None
+        ),
+        "held": _held_to_dict(message),
+        "cancelled": message.outbox_item is not None and message.outbox_item.status == OutboxStatus.CANCELLED.value,
+        "email_fallback": _email_fallback_to_dict(message),
     }
+
+
+def _held_to_dict(message: Message) -> dict[str, Any] | None:
+    """Return why and since when a reply waits for the customer to write, or None."""
+    item = message.outbox_item if message.direction == "outbound" else None
+    if item is None or item.status != OutboxStatus.HELD.value:
+        return None
+    return {"since": isoformat(item.held_at), "reason": item.hold_reason}
+
+
+def _email_fallback_to_dict(message: Message) -> dict[str, Any] | None:
+    """Return the email that resent a failed WhatsApp reply, or whether one can be sent.
+
+    None for every message but a failed outbound WhatsApp reply.
+    """
+    if message.email_fallback is not None:
+        resent = message.email_fallback
+        return {"message_id": resent.id, "conversation_id": resent.conversation_id, "available": False}
+    if message.direction != "outbound" or message.channel.kind != "whatsapp":
+        return None
+    if message.delivery_status not in ("failed", "undelivered"):
+        return None
+    # Imported here because inbox.fallback builds its events with this module.
+    from inbox.fallback import fallback_address
+
+    session = object_session(message)
+    available = session is not None and fallback_address(session, message) is not None
+    return {"message_id": None, "conversation_id": None, "available": available}
 
 
 def _visible_text(message: Message) -> str | None:

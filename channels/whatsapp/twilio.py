@@ -1,6 +1,8 @@
-"""WhatsApp through Twilio: settings and sending, plus the webhook functions re-exported.
+"""WhatsApp through Twilio: settings, sending, templates, plus the webhook functions re-exported.
 
-Sending uses the official SDK's Messages API (2010-04-01). Errors are split into
+Sending uses the official SDK's Messages API (2010-04-01), with a text body or with an
+approved template (Content API SID and variables). Templates and their WhatsApp approval
+status come from the Content API (content.twilio.com/v1). Errors are split into
 transient ones (timeouts, connection failures, HTTP 429 and 5xx) that the outbox
 dispatcher retries, and permanent ones (authentication, invalid recipient, any other
 4xx) that it reports to the agent with Twilio's error code.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from twilio.base.exceptions import (
@@ -21,7 +25,7 @@ from twilio.base.exceptions import (
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from channels.errors import ParseError, PermanentSendError, SendError, TransientSendError
+from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
 from channels.whatsapp.phone import normalize_phone
 from channels.whatsapp.webhooks import (
@@ -60,6 +64,9 @@ class TwilioSettings:
 def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendResult:
     """Send ``message.text`` to ``message.to`` over WhatsApp with Twilio's Messages API.
 
+    With ``message.content_sid`` the template is sent, with ``message.content_variables``
+    as JSON, in place of the text.
+
     Asks for status callbacks at ``message.status_callback_url`` when it is set.
     Returns Twilio's message sid and the delivery state of the created message.
 
@@ -72,8 +79,13 @@ def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendRes
     create_arguments = {
         "from_": f"whatsapp:{from_number}",
         "to": f"whatsapp:{to_number}",
-        "body": message.text,
     }
+    if message.content_sid:
+        create_arguments["content_sid"] = message.content_sid
+        if message.content_variables:
+            create_arguments["content_variables"] = json.dumps(message.content_variables)
+    else:
+        create_arguments["body"] = message.text
     if message.status_callback_url:
         create_arguments["status_callback"] = message.status_callback_url
 
@@ -116,7 +128,7 @@ def _check_message(settings: TwilioSettings, message: OutboundMessage) -> tuple[
     if message.attachments:
         # TODO: Twilio fetches media from a public MediaUrl, so attachments need hosting first.
         raise PermanentSendError("attachments are not supported on WhatsApp channels yet")
-    if not message.text:
+    if not message.text and not message.content_sid:
         raise PermanentSendError("cannot send an empty WhatsApp message")
 
     try:
@@ -136,13 +148,102 @@ def _build_client(settings: TwilioSettings) -> Client:
     http_client = TwilioHttpClient(timeout=settings.timeout_seconds)
     client = Client(settings.account_sid, settings.auth_token, http_client=http_client)
     if settings.api_base_url:
-        # Every Messages request is built from the Api domain's base_url (twilio 9.x).
+        # Every request is built from its domain's base_url (twilio 9.x): the Api domain's
+        # for Messages, the Content domain's (https://content.twilio.com) for templates.
         client.api.base_url = settings.api_base_url.rstrip("/")
+        client.content.base_url = settings.api_base_url.rstrip("/")
         # With TWILIO_EDGE or TWILIO_REGION in the environment the SDK rewrites the
         # host name into <product>.<edge>.<region>.twilio.com, which would mangle ours.
         client.edge = None
         client.region = None
     return client
+
+
+@dataclass(frozen=True)
+class ContentTemplate:
+    """A template of the Content API and its WhatsApp approval.
+
+    ``body`` is the text the customer reads, with placeholders such as ``{{1}}``.
+    ``variables`` maps each placeholder to the template's sample value.
+    ``whatsapp_status`` is WhatsApp's approval status ("approved", "pending", "rejected",
+    ...), or None when the template was never submitted to WhatsApp.
+    """
+
+    sid: str
+    name: str
+    language: str | None
+    body: str
+    variables: dict[str, str]
+    whatsapp_status: str | None
+    category: str | None = None
+
+
+class ContentApiError(ChannelError):
+    """Twilio's Content API could not be read."""
+
+
+# The content types whose text is shown, in order of preference (twilio/text is the fallback
+# that every other type may carry).
+_BODY_TYPES = ("twilio/text", "twilio/quick-reply", "twilio/call-to-action", "twilio/media", "twilio/list-picker")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+def list_content_templates(settings: TwilioSettings) -> list[ContentTemplate]:
+    """Return every template of the account with its WhatsApp approval status.
+
+    Reads ``GET /v1/ContentAndApprovals`` through the SDK, every page of it. Raises
+    ``ContentApiError`` when Twilio returns an error or cannot be reached.
+    """
+    if not settings.account_sid or not settings.auth_token:
+        raise ContentApiError("missing Twilio account SID or auth token in the channel settings")
+    client = _build_client(settings)
+    try:
+        records = client.content.v1.content_and_approvals.list()
+    except (TwilioRestException, TwilioServiceException) as error:
+        raise ContentApiError(str(_error_from_twilio_response(error))) from error
+    except (requests.RequestException, TwilioException, json.JSONDecodeError) as error:
+        # A page that is not HTTP 200 raises a bare TwilioException("Unable to fetch page").
+        raise ContentApiError(f"Twilio's Content API request failed: {error}") from error
+    finally:
+        _close_client(client)
+    return [_content_template(record) for record in records if record.sid]
+
+
+def _content_template(record: Any) -> ContentTemplate:
+    types = record.types if isinstance(record.types, dict) else {}
+    approvals = record.approval_requests if isinstance(record.approval_requests, dict) else {}
+    # ContentAndApprovals names the WhatsApp approval "whatsapp" inside approval_requests.
+    whatsapp = approvals.get("whatsapp") if isinstance(approvals.get("whatsapp"), dict) else approvals
+    variables = record.variables if isinstance(record.variables, dict) else {}
+    return ContentTemplate(
+        sid=record.sid,
+        name=record.friendly_name or record.sid,
+        language=record.language,
+        body=_template_body(types),
+        variables={str(key): str(value) for key, value in variables.items()},
+        whatsapp_status=whatsapp.get("status") if whatsapp else None,
+        category=whatsapp.get("category") if whatsapp else None,
+    )
+
+
+def _template_body(types: dict[str, Any]) -> str:
+    ordered = [types[name] for name in _BODY_TYPES if name in types] + list(types.values())
+    for content in ordered:
+        if isinstance(content, dict):
+            for key in ("body", "title"):
+                if isinstance(content.get(key), str) and content[key]:
+                    return content[key]
+    return ""
+
+
+def template_placeholders(body: str) -> list[str]:
+    """Return the placeholder names in ``body`` (``{{1}}`` gives "1"), each once, in order."""
+    return list(dict.fromkeys(match.group(1) for match in _PLACEHOLDER.finditer(body)))
+
+
+def render_template(body: str, variables: dict[str, str]) -> str:
+    """Return ``body`` with each placeholder replaced by its value; unknown ones stay as they are."""
+    return _PLACEHOLDER.sub(lambda match: variables.get(match.group(1), match.group(0)), body)
 
 
 def _close_client(client: Client) -> None:
@@ -183,12 +284,17 @@ def _send_result(sid: str | None, status: str | None) -> SendResult:
 
 __all__ = [
     "RAW_FORMAT",
+    "ContentApiError",
+    "ContentTemplate",
     "TwilioSettings",
     "is_status_callback",
+    "list_content_templates",
     "normalize_phone",
     "parse_inbound",
     "parse_status",
+    "render_template",
     "send_whatsapp",
+    "template_placeholders",
     "twilio_status_to_state",
     "validate_signature",
 ]

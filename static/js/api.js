@@ -39,6 +39,23 @@ export class ApiClient {
     return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, { text });
   }
 
+  sendTemplate(conversationId, template) {
+    return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, { template });
+  }
+
+  cancelHeld(messageId) {
+    return this.request('POST', `/messages/${encodeURIComponent(messageId)}/cancel`);
+  }
+
+  sendByEmail(messageId) {
+    return this.request('POST', `/messages/${encodeURIComponent(messageId)}/email`);
+  }
+
+  listTemplates(channelId, { refresh = false } = {}) {
+    const query = refresh ? '?refresh=1' : '';
+    return this.request('GET', `/channels/${encodeURIComponent(channelId)}/templates${query}`);
+  }
+
   markRead(conversationId) {
     return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/read`);
   }

@@ -67,11 +67,15 @@ export class InboxApp {
     this.thread = new ThreadView(document.getElementById('thread'), {
       onRetry: () => this.openConversation(this.selectedId),
       onBack: () => this.deselect(),
+      onCancelHeld: (messageId) => this.changeMessage(() => this.api.cancelHeld(messageId), 'Held reply cancelled.'),
+      onSendByEmail: (messageId) => this.changeMessage(() => this.api.sendByEmail(messageId), 'Reply queued by email.'),
     });
     this.composer = new Composer(this.thread.composerHost, {
       onSend: (conversationId, text) => this.sendReply(conversationId, text),
       onEscape: () => this.list.focus(),
       onTyping: (conversationId) => this.sendTyping(conversationId),
+      onLoadTemplates: (channelId, options) => this.api.listTemplates(channelId, options),
+      onSendTemplate: (conversationId, template) => this.sendReply(conversationId, null, template),
     });
     this.live = new LiveConnection({
       path: root.dataset.socketPath,
@@ -263,8 +267,11 @@ export class InboxApp {
 
   // ---- Actions ---------------------------------------------------------------------------
 
-  async sendReply(conversationId, text) {
-    const message = await this.api.sendMessage(conversationId, text);
+  /** Send a text reply, or with `template` ({content_sid, variables}) a WhatsApp template. */
+  async sendReply(conversationId, text, template = null) {
+    const message = template
+      ? await this.api.sendTemplate(conversationId, template)
+      : await this.api.sendMessage(conversationId, text);
     if (!message || typeof message !== 'object') return;
 
     this.storeMessage(message);
@@ -274,6 +281,22 @@ export class InboxApp {
       this.renderList();
     }
     if (this.selectedId === conversationId) this.renderThread({ scrollToEnd: true });
+  }
+
+  /**
+   * Run an action on a message (cancel a held reply, resend by email), store the message it
+   * returns, and announce `done` or the error. Rejects on failure, so the button can be used again.
+   */
+  async changeMessage(action, done) {
+    try {
+      const message = await action();
+      if (message && typeof message === 'object') this.storeMessage(message, { fromEvent: true });
+      this.announce(done);
+    } catch (error) {
+      this.announce(`Failed: ${error.message}`);
+      throw error;
+    }
+    if (this.selectedId !== null) this.renderThread();
   }
 
   markSelectedReadIfNeeded() {
@@ -583,7 +606,16 @@ function mergeIntoCache(cache, message, { fromEvent = false } = {}) {
   }
   const keepStatus = !fromEvent && isOlderDelivery(message, existing);
   cache.messages.set(message.id, keepStatus
-    ? { ...existing, ...message, delivery_status: existing.delivery_status, error: existing.error, retry: existing.retry }
+    ? {
+      ...existing,
+      ...message,
+      delivery_status: existing.delivery_status,
+      error: existing.error,
+      retry: existing.retry,
+      held: existing.held,
+      cancelled: existing.cancelled,
+      email_fallback: existing.email_fallback,
+    }
     : { ...existing, ...message });
 }
 

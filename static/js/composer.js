@@ -1,9 +1,19 @@
 // The reply box: one draft per conversation, Ctrl/Cmd+Enter to send, inline errors that keep the text.
+// On WhatsApp it also counts down the 24-hour window for free text and offers approved templates.
 
 import { h } from './dom.js';
+import { parseTimestamp } from './format.js';
+import { TemplatePicker } from './template-picker.js';
 
 const IS_APPLE = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 const MAX_TEXTAREA_HEIGHT_PX = 240;
+const COUNTDOWN_TICK_MS = 1000;
+// The reply box's placeholder in each WhatsApp mode; email conversations name their subject.
+const MODE_PLACEHOLDERS = {
+  open: 'Write a WhatsApp message…',
+  hold: 'Write a reply to send when the customer writes…',
+  reject: 'Choose a template to reach this customer.',
+};
 
 export class Composer {
   /**
@@ -14,14 +24,21 @@ export class Composer {
    * @param {() => void} handlers.onEscape Called when the agent presses Escape in the box.
    * @param {(conversationId: number) => void} handlers.onTyping Called on every edit that leaves
    *   text in the box; the caller limits how often it notifies the other agents.
+   * @param {(channelId: number, options: {refresh: boolean}) => Promise<object>} handlers.onLoadTemplates
+   *   Returns the approved WhatsApp templates of a channel.
+   * @param {(conversationId: number, template: object) => Promise<void>} handlers.onSendTemplate
+   *   Sends a WhatsApp template: {content_sid, variables}.
    */
-  constructor(host, { onSend, onEscape, onTyping }) {
+  constructor(host, { onSend, onEscape, onTyping, onLoadTemplates, onSendTemplate }) {
     this.onSend = onSend;
     this.onEscape = onEscape;
     this.onTyping = onTyping;
     this.conversation = null;
     this.drafts = new Map();
     this.sending = false;
+    // 'email', or on WhatsApp 'open' (free text allowed), 'hold' or 'reject' (window closed).
+    this.mode = 'email';
+    this.countdown = null;
 
     this.label = h('label', { class: 'composer__label', for: 'reply-text' }, 'Reply');
     this.textarea = h('textarea', {
@@ -36,6 +53,23 @@ export class Composer {
     this.error = h('p', { class: 'composer__error', id: 'reply-error', role: 'alert' });
     this.button = h('button', { type: 'submit', class: 'button button--primary composer__send', disabled: true },
       'Send');
+    this.windowNote = h('p', { class: 'composer__window', id: 'reply-window' });
+    this.templates = new TemplatePicker({
+      onLoad: onLoadTemplates,
+      onSend: onSendTemplate,
+      onClose: () => {
+        this.templateButton.setAttribute('aria-expanded', 'false');
+        this.textarea.focus();
+      },
+    });
+    this.templateButton = h('button', {
+      type: 'button',
+      class: 'button button--small composer__template-toggle',
+      'aria-expanded': 'false',
+      'aria-controls': 'template-panel',
+      onClick: () => this.toggleTemplates(),
+    }, 'Template');
+    this.windowRow = h('div', { class: 'composer__window-row', hidden: true }, this.windowNote, this.templateButton);
     this.form = h('form', {
       class: 'composer',
       'aria-label': 'Reply',
@@ -46,10 +80,11 @@ export class Composer {
       this.label,
       h('span', { class: 'composer__hint', id: 'reply-hint' },
         h('kbd', {}, IS_APPLE ? '⌘' : 'Ctrl'), '+', h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Esc'), ' to leave')),
+    this.windowRow,
     h('div', { class: 'composer__box' }, this.textarea, this.button),
     this.error);
 
-    host.replaceChildren(this.form);
+    host.replaceChildren(this.form, this.templates.element);
   }
 
   /**
@@ -66,24 +101,86 @@ export class Composer {
     this.textarea.disabled = conversation === null;
     this.form.hidden = conversation === null;
 
+    if (switched) {
+      this.templates.hide();
+      this.templateButton.setAttribute('aria-expanded', 'false');
+    }
     if (conversation === null) {
       this.label.textContent = 'Reply';
       this.textarea.value = '';
+      this.updateWindow();
       this.updateButton();
       return;
     }
 
     const email = conversation.channel?.kind === 'email';
     this.label.textContent = email ? 'Reply by email' : 'Reply by WhatsApp';
-    this.textarea.placeholder = email
-      ? `Write an email reply${conversation.subject ? ` to “${conversation.subject}”` : ''}…`
-      : 'Write a WhatsApp message…';
+    if (email) {
+      this.textarea.placeholder = `Write an email reply${conversation.subject ? ` to “${conversation.subject}”` : ''}…`;
+    }
 
     if (switched) {
       this.textarea.value = this.drafts.get(conversation.id) ?? '';
       this.resize();
-      this.updateButton();
     }
+    this.updateWindow();
+    this.updateButton();
+  }
+
+  /**
+   * Show the time left in the WhatsApp window, or what happens to free text after it, and tick
+   * once a second while a WhatsApp conversation is open.
+   */
+  updateWindow() {
+    const info = this.conversation?.whatsapp ?? null;
+    this.windowRow.hidden = info === null;
+    if (info === null) {
+      this.setMode('email');
+      this.stopCountdown();
+      return;
+    }
+    if (this.countdown === null) this.countdown = window.setInterval(() => this.updateWindow(), COUNTDOWN_TICK_MS);
+
+    const closesAt = parseTimestamp(info.window_closes_at);
+    const left = closesAt ? closesAt - Date.now() : 0;
+    let text;
+    if (left > 0) {
+      text = `Free-text replies possible for ${formatDuration(left)}`;
+      this.setMode('open');
+    } else if (info.outside_window === 'reject') {
+      text = 'The 24-hour window has closed: WhatsApp delivers only approved templates until the customer writes.';
+      this.setMode('reject');
+    } else {
+      text = 'The 24-hour window has closed: a reply is held until the customer writes. Send a template to reach them now.';
+      this.setMode('hold');
+    }
+    if (this.windowNote.textContent !== text) this.windowNote.textContent = text;
+  }
+
+  /** Apply `mode` to the box: whether free text can be typed, its placeholder and the button. */
+  setMode(mode) {
+    this.mode = mode;
+    const noteClass = `composer__window composer__window--${mode}`;
+    if (this.windowNote.className !== noteClass) this.windowNote.className = noteClass;
+    this.textarea.disabled = this.conversation === null || mode === 'reject';
+    const placeholder = MODE_PLACEHOLDERS[mode];
+    if (placeholder && this.textarea.placeholder !== placeholder) this.textarea.placeholder = placeholder;
+    this.updateButton();
+  }
+
+  stopCountdown() {
+    if (this.countdown === null) return;
+    window.clearInterval(this.countdown);
+    this.countdown = null;
+  }
+
+  toggleTemplates() {
+    if (this.templates.isOpen) {
+      this.templates.close();
+      return;
+    }
+    this.templateButton.setAttribute('aria-expanded', 'true');
+    this.templates.open(this.conversation);
   }
 
   focus() {
@@ -104,7 +201,7 @@ export class Composer {
   async send() {
     const conversation = this.conversation;
     const text = this.textarea.value;
-    if (!conversation || this.sending || !text.trim()) return;
+    if (!conversation || this.sending || this.mode === 'reject' || !text.trim()) return;
 
     this.setSending(true);
     this.clearError();
@@ -131,12 +228,12 @@ export class Composer {
     this.sending = sending;
     this.form.setAttribute('aria-busy', String(sending));
     this.textarea.readOnly = sending;
-    this.button.textContent = sending ? 'Sending…' : 'Send';
     this.updateButton();
   }
 
   updateButton() {
-    this.button.disabled = this.sending || !this.conversation || !this.textarea.value.trim();
+    this.button.textContent = this.sending ? 'Sending…' : (this.mode === 'hold' ? 'Hold reply' : 'Send');
+    this.button.disabled = this.sending || !this.conversation || this.mode === 'reject' || !this.textarea.value.trim();
   }
 
   showError(message) {
@@ -177,4 +274,13 @@ export class Composer {
     }
     this.textarea.style.height = `${Math.min(this.textarea.scrollHeight + 2, MAX_TEXTAREA_HEIGHT_PX)}px`;
   }
+}
+
+/** Return a time span for the window countdown: hours and minutes, or minutes and seconds under an hour. */
+function formatDuration(milliseconds) {
+  const seconds = Math.floor(milliseconds / 1000);
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  if (hours > 0) return `${hours} h ${String(minutes).padStart(2, '0')} min`;
+  return `${minutes} min ${String(seconds % 60).padStart(2, '0')} s`;
 }

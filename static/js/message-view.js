@@ -58,12 +58,21 @@ const FRAME_STYLE = `
                   color: #5f6b7a; font-size: 12px; }
 `;
 
+// The status line of a held WhatsApp reply, by its held.reason.
+const HELD_TEXT = {
+  outside_window: 'Held until the customer writes',
+  window_error: 'Held until the customer writes: WhatsApp refused it outside the 24-hour window',
+};
+
 /**
  * Create the element of one message.
  * @param {object} message Message as the API returns it.
  * @param {object} conversation The conversation the message belongs to, for the contact's name.
+ * @param {object} actions Handlers of the buttons on a reply's status line, each given the message id.
+ * @param {(messageId: number) => void} [actions.onCancelHeld] Cancel a held WhatsApp reply.
+ * @param {(messageId: number) => void} [actions.onSendByEmail] Resend a failed WhatsApp reply by email.
  */
-export function renderMessage(message, conversation) {
+export function renderMessage(message, conversation, actions = {}) {
   const outbound = message.direction === 'outbound';
   const author = authorName(message, conversation);
 
@@ -92,6 +101,7 @@ export function renderMessage(message, conversation) {
 
   const row = h('div', { class: `message-row message-row--${outbound ? 'outbound' : 'inbound'}` }, article);
   row.statusSlot = statusSlot;
+  row.actions = actions;
   updateMessageStatus(row, message);
   return row;
 }
@@ -116,13 +126,41 @@ function automaticBadge(kind) {
   return h('span', { class: `automatic-badge automatic-badge--${kind}`, title: view.title }, view.label);
 }
 
+/**
+ * Create the warning line for a thread header when the contact opted out of proactive messages,
+ * or return null when they did not.
+ * @param {object} conversation Conversation as the API returns it.
+ */
+export function renderOptOutNote(conversation) {
+  const optedOut = conversation?.contact?.opted_out;
+  if (!optedOut) return null;
+  const since = formatFullTimestamp(optedOut.since);
+  return h('p', { class: 'thread__warning thread__opt-out', role: 'note', title: since ? `Opted out ${since}` : '' },
+    icon('alert'),
+    h('span', {}, `Opted out: wrote ${optedOut.keyword || 'STOP'}, so no template goes to them after the 24-hour window. Replies still go out.`));
+}
+
 /** Redraw the delivery status of a message element made by renderMessage. */
 export function updateMessageStatus(row, message) {
-  const view = message.direction === 'outbound' ? STATUS_VIEW[message.delivery_status] : null;
+  const outbound = message.direction === 'outbound';
+  const view = outbound ? STATUS_VIEW[message.delivery_status] : null;
   const failed = view?.tone === 'danger';
   const retry = message.delivery_status === 'queued' ? retryView(message.retry) : null;
-  row.classList.toggle('message-row--failed', failed);
+  const held = outbound && message.held ? message.held : null;
+  row.classList.toggle('message-row--failed', failed && !held);
   row.classList.toggle('message-row--retrying', retry !== null);
+  row.classList.toggle('message-row--held', held !== null);
+
+  if (held) {
+    row.statusSlot.hidden = false;
+    replaceChildren(row.statusSlot, renderHeld(message, held, row.actions));
+    return;
+  }
+  if (outbound && message.cancelled) {
+    row.statusSlot.hidden = false;
+    replaceChildren(row.statusSlot, h('span', { class: 'delivery delivery--muted' }, 'Cancelled, not sent'));
+    return;
+  }
 
   if (!view) {
     row.statusSlot.replaceChildren();
@@ -141,12 +179,49 @@ export function updateMessageStatus(row, message) {
     h('span', { class: `delivery delivery--${view.tone}` }, icon(view.icon), view.label),
     failed
       ? h('p', { class: 'message__error' }, message.error || 'The provider gave no reason.')
+      : null,
+    failed ? renderEmailFallback(message, row.actions) : null);
+}
+
+function renderHeld(message, held, actions) {
+  const since = formatFullTimestamp(held.since);
+  return h('p', { class: 'message__held', title: [since && `Held since ${since}`, message.error].filter(Boolean).join('. ') },
+    icon('clock'),
+    h('span', {}, HELD_TEXT[held.reason] ?? 'Held until the customer writes'),
+    actions?.onCancelHeld
+      ? h('button', {
+        type: 'button',
+        class: 'link-button',
+        // The inbox announces a failure, and the reply stays held.
+        onClick: () => Promise.resolve(actions.onCancelHeld(message.id)).catch(() => {}),
+      }, 'Cancel')
       : null);
+}
+
+// A failed WhatsApp reply: the button that resends it by email, or the note that it was.
+function renderEmailFallback(message, actions) {
+  const fallback = message.email_fallback;
+  if (!fallback) return null;
+  if (fallback.message_id) return h('p', { class: 'message__fallback' }, icon('email'), 'Resent by email');
+  if (!fallback.available || !actions?.onSendByEmail) return null;
+  return h('button', {
+    type: 'button',
+    class: 'button button--small message__fallback-button',
+    onClick: (event) => {
+      const button = event.currentTarget;
+      button.disabled = true;
+      // On success the message.updated event replaces the button with the note.
+      Promise.resolve(actions.onSendByEmail(message.id)).catch(() => { button.disabled = false; });
+    },
+  }, icon('email'), 'Deliver by email');
 }
 
 /** Return a key that changes when the delivery status of a message changes. */
 export function statusSignature(message) {
-  return JSON.stringify([message.delivery_status ?? '', message.error ?? '', message.retry ?? null]);
+  return JSON.stringify([
+    message.delivery_status ?? '', message.error ?? '', message.retry ?? null,
+    message.held ?? null, Boolean(message.cancelled), message.email_fallback ?? null,
+  ]);
 }
 
 /**

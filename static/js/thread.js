@@ -5,7 +5,7 @@ import { h, icon, replaceChildren } from './dom.js';
 import { channelBadge, renderAvatar } from './conversation-list.js';
 import { channelLabel, contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
 import {
-  bodySignature, renderFailingAddressWarning, renderMessage, statusSignature, updateMessageStatus,
+  bodySignature, renderFailingAddressWarning, renderMessage, renderOptOutNote, statusSignature, updateMessageStatus,
 } from './message-view.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
@@ -19,11 +19,14 @@ export class ThreadView {
    * @param {object} handlers
    * @param {() => void} handlers.onRetry Reload the open conversation after an error.
    * @param {() => void} handlers.onBack Leave the thread on narrow screens.
+   * @param {(messageId: number) => Promise<void>} handlers.onCancelHeld Cancel a held WhatsApp reply.
+   * @param {(messageId: number) => Promise<void>} handlers.onSendByEmail Resend a failed WhatsApp reply by email.
    */
-  constructor(root, { onRetry, onBack }) {
+  constructor(root, { onRetry, onBack, onCancelHeld, onSendByEmail }) {
     this.root = root;
     this.onRetry = onRetry;
     this.onBack = onBack;
+    this.messageActions = { onCancelHeld, onSendByEmail };
     this.conversationId = null;
     this.nodes = new Map();
     this.bodySignatures = new Map();
@@ -116,7 +119,8 @@ export class ThreadView {
         kind === 'email' && conversation.subject
           ? h('p', { class: 'thread__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), conversation.subject)
           : null,
-        renderFailingAddressWarning(conversation)));
+        renderFailingAddressWarning(conversation),
+        renderOptOutNote(conversation)));
   }
 
   /** Show which other agents are typing in this conversation, or nothing for an empty list. */
@@ -225,7 +229,7 @@ export class ThreadView {
     let isNew = false;
 
     if (!node || this.bodySignatures.get(key) !== body) {
-      const replacement = renderMessage(message, conversation);
+      const replacement = renderMessage(message, conversation, this.messageActions);
       if (node) node.replaceWith(replacement);
       else isNew = true;
       node = replacement;

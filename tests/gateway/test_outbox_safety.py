@@ -372,7 +372,7 @@ def test_early_failure_report_sets_error(twilio_state, channel, sender):
     with twilio_state.session_factory() as session:
         changed = record_delivery_status(
             session, channel.id,
-            DeliveryStatus(sid, DeliveryState.UNDELIVERED, "63016", "Outside the 24 hour window"),
+            DeliveryStatus(sid, DeliveryState.UNDELIVERED, "30008", "Unknown error"),
         )
 
     with twilio_state.session_factory() as session:
@@ -381,7 +381,7 @@ def test_early_failure_report_sets_error(twilio_state, channel, sender):
     assert changed is False
     message = _message(twilio_state, message_id)
     assert message.delivery_status == "undelivered"
-    assert message.delivery_error == "Outside the 24 hour window (error 63016)"
+    assert message.delivery_error == "Unknown error (error 30008)"
     assert _early_report_count(twilio_state) == 0
 
 

@@ -1,8 +1,10 @@
 """A Twilio-compatible HTTP server on loopback, for tests of code that uses the twilio SDK.
 
-It implements the part of the REST API (version 2010-04-01) that Switchboard calls:
-creating a message. Requests need HTTP basic auth with the configured account SID and
-auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
+It implements the parts of the REST API that Switchboard calls: creating a message (version
+2010-04-01), with a body or with a Content API template, and listing templates with their
+WhatsApp approval from the Content API (v1: ``/v1/Content``, ``/v1/ContentAndApprovals`` and
+``/v1/Content/<sid>/ApprovalRequests``). Requests need HTTP basic auth with the configured
+account SID and auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
 status), so the SDK raises the same TwilioRestException it raises against Twilio.
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
 ``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose, make
@@ -14,6 +16,7 @@ Usage::
         settings = TwilioSettings(server.account_sid, server.auth_token, "+14155238886",
                                   api_base_url=server.base_url)
         server.fail_next(500, 20500, "Internal Server Error")
+        server.add_template("Hi {{1}}, your order {{2}} shipped.", name="order_shipped")
         ...
         [request] = server.wait_for(1)
 """
@@ -51,7 +54,8 @@ class TwilioTestServer:
 
     ``requests`` lists the form fields of every authenticated message request in
     arrival order, including those that got an injected or validation error.
-    ``messages`` lists the message resources the server created.
+    ``messages`` lists the message resources the server created. ``content_reads`` counts
+    the requests to the Content API.
     """
 
     def __init__(
@@ -75,6 +79,11 @@ class TwilioTestServer:
         self._responses_open = threading.Event()
         self._responses_open.set()
 
+        self._templates: list[dict[str, Any]] = []
+        self.content_reads = 0
+        # Templates per page of the Content API lists; tests lower it to read several pages.
+        self.content_page_size = 50
+
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
@@ -88,10 +97,16 @@ class TwilioTestServer:
                     methods=["POST"],
                     endpoint="create_message",
                 ),
+                Rule("/v1/Content", methods=["GET"], endpoint="list_content"),
+                Rule("/v1/ContentAndApprovals", methods=["GET"], endpoint="list_content_and_approvals"),
+                Rule("/v1/Content/<sid>/ApprovalRequests", methods=["GET"], endpoint="fetch_approval"),
             ]
         )
         self._handlers: dict[str, Callable[..., Response]] = {
             "create_message": self._create_message,
+            "list_content": self._list_content,
+            "list_content_and_approvals": self._list_content_and_approvals,
+            "fetch_approval": self._fetch_approval,
         }
 
     # Lifecycle
@@ -162,6 +177,45 @@ class TwilioTestServer:
         with self._condition:
             self._failures.extend([(status, code, message)] * times)
 
+    def add_template(
+        self,
+        body: str,
+        *,
+        name: str = "template",
+        variables: dict[str, str] | None = None,
+        status: str | None = "approved",
+        language: str = "en",
+        category: str = "UTILITY",
+    ) -> str:
+        """Store a twilio/text template with a WhatsApp approval ``status`` and return its SID.
+
+        ``status`` None leaves the template unsubmitted to WhatsApp. ``variables`` are the
+        template's sample values of its placeholders.
+        """
+        sid = "HX" + secrets.token_hex(16)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        template = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "friendly_name": name,
+            "language": language,
+            "variables": variables or {},
+            "types": {"twilio/text": {"body": body}},
+            "date_created": now,
+            "date_updated": now,
+            "url": f"{self.base_url}/v1/Content/{sid}" if self._base_url else None,
+            "links": {},
+        }
+        approval = None
+        if status is not None:
+            approval = {
+                "name": name, "category": category, "content_type": "twilio/text", "status": status,
+                "rejection_reason": "", "allow_category_change": True, "type": "whatsapp",
+            }
+        with self._condition:
+            self._templates.append({"content": template, "approval": approval})
+        return sid
+
     def hold_responses(self) -> None:
         """Keep answers to message requests back, once their message is created, until released.
 
@@ -227,7 +281,8 @@ class TwilioTestServer:
             return _error_response(
                 error.code or 404, 20404, f"The requested resource {request.path} was not found"
             )
-        if arguments.get("account_sid") != self.account_sid:
+        # Content API paths carry no account: the credentials alone name it.
+        if "account_sid" in arguments and arguments["account_sid"] != self.account_sid:
             return _error_response(
                 404, 20404, f"The requested resource {request.path} was not found"
             )
@@ -249,6 +304,10 @@ class TwilioTestServer:
             return _error_response(400, 21603, "A 'From' phone number is required.")
         if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
             return _error_response(400, 21602, "Message body is required.")
+        if form.get("ContentSid"):
+            invalid = self._check_content(form)
+            if invalid is not None:
+                return invalid
 
         resource = self._message_resource(account_sid, form)
         with self._condition:
@@ -260,6 +319,76 @@ class TwilioTestServer:
             time.sleep(self.response_delay)
         self._responses_open.wait()
         return _json_response(201, resource)
+
+    def _check_content(self, form: FormFields) -> Response | None:
+        with self._condition:
+            known = {entry["content"]["sid"] for entry in self._templates}
+        if form["ContentSid"] not in known:
+            return _error_response(400, 21655, "The ContentSid is Invalid.")
+        if form.get("ContentVariables"):
+            try:
+                variables = json.loads(str(form["ContentVariables"]))
+            except json.JSONDecodeError:
+                variables = None
+            if not isinstance(variables, dict):
+                return _error_response(400, 21656, "The ContentVariables Parameter is invalid.")
+        return None
+
+    def _list_content(self, request: Request) -> Response:
+        return self._content_page(request, "/v1/Content", lambda entry: entry["content"])
+
+    def _list_content_and_approvals(self, request: Request) -> Response:
+        # This list carries the WhatsApp approval as a flat approval_requests object.
+        return self._content_page(
+            request, "/v1/ContentAndApprovals",
+            lambda entry: {**entry["content"], "approval_requests": entry["approval"] or {}},
+        )
+
+    def _content_page(
+        self, request: Request, path: str, record: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Response:
+        """Return one page of a Content API list, with Twilio's ``meta`` block and absolute links."""
+        with self._condition:
+            self.content_reads += 1
+        try:
+            page = int(request.args.get("Page", "0"))
+            size = int(request.args.get("PageSize", str(self.content_page_size)))
+        except ValueError:
+            return _error_response(400, 20001, "Invalid paging parameter")
+        with self._condition:
+            entries = list(self._templates)
+        start = page * size
+        records = [record(entry) for entry in entries[start:start + size]]
+
+        def page_url(number: int) -> str:
+            return f"{self.base_url}{path}?PageSize={size}&Page={number}"
+
+        meta = {
+            "page": page,
+            "page_size": size,
+            "first_page_url": page_url(0),
+            "previous_page_url": page_url(page - 1) if page > 0 else None,
+            "url": page_url(page),
+            "next_page_url": page_url(page + 1) if start + size < len(entries) else None,
+            "key": "contents",
+        }
+        return _json_response(200, {"contents": records, "meta": meta})
+
+    def _fetch_approval(self, request: Request, sid: str) -> Response:
+        with self._condition:
+            self.content_reads += 1
+            entry = next((e for e in self._templates if e["content"]["sid"] == sid), None)
+        if entry is None:
+            return _error_response(404, 20404, f"The requested resource {request.path} was not found")
+        return _json_response(
+            200,
+            {
+                "sid": sid,
+                "account_sid": self.account_sid,
+                "whatsapp": entry["approval"] or {},
+                "url": f"{self.base_url}/v1/Content/{sid}/ApprovalRequests",
+            },
+        )
 
     def _message_resource(self, account_sid: str, form: FormFields) -> dict[str, Any]:
         sid = "SM" + secrets.token_hex(16)
@@ -287,6 +416,9 @@ class TwilioTestServer:
             "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
             "to": form.get("To"),
             "uri": uri,
+            # Not part of Twilio's resource: what the request asked for, for tests to check.
+            "content_sid": form.get("ContentSid"),
+            "content_variables": form.get("ContentVariables"),
         }
 
 

@@ -1,0 +1,48 @@
+"""The WhatsApp customer service window.
+
+WhatsApp delivers a business's free-text message only within 24 hours of the customer's last
+message to that business number. Later, only an approved template goes through, and Twilio
+fails a free-text send with error 63016. The window therefore belongs to the pair (contact,
+sender number): it runs from the contact's newest inbound message on the channel, whichever
+of the contact's conversations on that channel the message joined.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inbox.models import Conversation
+
+WINDOW = timedelta(hours=24)
+# Twilio's error for a free-text WhatsApp message outside the window.
+WINDOW_ERROR_CODE = "63016"
+
+
+def last_inbound_at(session: Session, contact_id: int, channel_id: int) -> datetime | None:
+    """Return when the contact last wrote on the channel, or None when they never did."""
+    return session.scalar(
+        select(func.max(Conversation.last_inbound_at)).where(
+            Conversation.contact_id == contact_id, Conversation.channel_id == channel_id
+        )
+    )
+
+
+def window_closes_at(session: Session, conversation: Conversation) -> datetime | None:
+    """Return when the window of a WhatsApp conversation's contact closes.
+
+    Returns None for a conversation on another kind of channel, and for a contact who never
+    wrote on this channel (whose window is closed).
+    """
+    if conversation.channel.kind != "whatsapp":
+        return None
+    last = last_inbound_at(session, conversation.contact_id, conversation.channel_id)
+    return last + WINDOW if last is not None else None
+
+
+def window_is_open(session: Session, conversation: Conversation, now: datetime) -> bool:
+    """Return whether a free-text reply may go to a WhatsApp conversation's contact at ``now``."""
+    closes_at = window_closes_at(session, conversation)
+    return closes_at is not None and now < closes_at

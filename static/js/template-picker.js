@@ -1,0 +1,197 @@
+// The WhatsApp template picker of the reply box: approved templates, a field per variable, and a
+// preview of the message as the customer will read it.
+
+import { h, replaceChildren } from './dom.js';
+
+const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
+
+export class TemplatePicker {
+  /**
+   * @param {object} handlers
+   * @param {(channelId: number, options: {refresh: boolean}) => Promise<object>} handlers.onLoad
+   *   Returns the channel's approved templates as GET /channels/{id}/templates does.
+   * @param {(conversationId: number, template: {content_sid: string, variables: object}) => Promise<void>} handlers.onSend
+   *   Sends the template; a rejection with an Error shows its message in the panel.
+   * @param {() => void} handlers.onClose Called when the panel closes.
+   */
+  constructor({ onLoad, onSend, onClose }) {
+    this.onLoad = onLoad;
+    this.onSend = onSend;
+    this.onClose = onClose;
+    this.conversation = null;
+    this.templates = [];
+    this.sending = false;
+
+    this.select = h('select', {
+      id: 'template-select',
+      class: 'template-picker__select',
+      onChange: () => this.renderFields(),
+    });
+    this.fields = h('div', { class: 'template-picker__fields' });
+    this.preview = h('p', { class: 'template-picker__preview', id: 'template-preview', 'aria-live': 'polite' });
+    this.status = h('p', { class: 'template-picker__status', role: 'status' });
+    this.error = h('p', { class: 'template-picker__error', role: 'alert' });
+    this.sendButton = h('button', { type: 'submit', class: 'button button--primary button--small' }, 'Send template');
+    this.element = h('form', {
+      class: 'template-picker',
+      id: 'template-panel',
+      'aria-label': 'WhatsApp template',
+      hidden: true,
+      novalidate: true,
+      onSubmit: (event) => { event.preventDefault(); this.send(); },
+      onKeydown: (event) => {
+        if (event.key === 'Escape') { event.preventDefault(); this.close(); }
+      },
+    },
+    h('div', { class: 'template-picker__row' },
+      h('label', { for: 'template-select', class: 'template-picker__label' }, 'Template'),
+      this.select,
+      h('button', { type: 'button', class: 'link-button', onClick: () => this.load({ refresh: true }) }, 'Reload list')),
+    this.fields,
+    h('div', { class: 'template-picker__preview-box' },
+      h('span', { class: 'template-picker__label' }, 'Preview'),
+      this.preview),
+    this.status,
+    this.error,
+    h('div', { class: 'template-picker__actions' },
+      h('button', { type: 'button', class: 'button button--ghost button--small', onClick: () => this.close() }, 'Close'),
+      this.sendButton));
+  }
+
+  get isOpen() {
+    return !this.element.hidden;
+  }
+
+  /** Open the panel for `conversation` and load its channel's templates. */
+  async open(conversation) {
+    this.conversation = conversation;
+    this.element.hidden = false;
+    await this.load({ refresh: false });
+    this.select.focus();
+  }
+
+  /** Close the panel and tell the reply box, which takes the focus back. */
+  close() {
+    if (this.element.hidden) return;
+    this.hide();
+    this.onClose();
+  }
+
+  /** Close the panel without moving the focus, as when the agent opens another conversation. */
+  hide() {
+    this.element.hidden = true;
+    this.error.textContent = '';
+  }
+
+  async load({ refresh }) {
+    const channelId = this.conversation?.channel?.id;
+    if (!channelId) return;
+    this.status.textContent = 'Loading approved templates…';
+    this.error.textContent = '';
+    let list;
+    try {
+      list = await this.onLoad(channelId, { refresh });
+    } catch (error) {
+      this.status.textContent = '';
+      this.error.textContent = `Templates could not be loaded: ${error.message}`;
+      return;
+    }
+    const previous = this.select.value;
+    this.templates = Array.isArray(list?.items) ? list.items : [];
+    this.status.textContent = list?.error ? `Showing the last list: ${list.error}` : '';
+    replaceChildren(this.select, this.templates.length
+      ? this.templates.map((template) => h('option', { value: template.content_sid },
+        [template.name, template.language].filter(Boolean).join(' · ')))
+      : h('option', { value: '' }, 'No approved templates'));
+    if (this.templates.some((template) => template.content_sid === previous)) this.select.value = previous;
+    this.renderFields();
+  }
+
+  selectedTemplate() {
+    return this.templates.find((template) => template.content_sid === this.select.value) ?? null;
+  }
+
+  renderFields() {
+    const template = this.selectedTemplate();
+    this.sendButton.disabled = template === null;
+    if (!template) {
+      this.fields.replaceChildren();
+      this.preview.replaceChildren();
+      return;
+    }
+    replaceChildren(this.fields, (template.placeholders ?? []).map((name) => {
+      const id = `template-variable-${name}`;
+      return h('div', { class: 'template-picker__field' },
+        h('label', { for: id, class: 'template-picker__label' }, `Variable {{${name}}}`),
+        h('input', {
+          id,
+          type: 'text',
+          class: 'template-picker__input',
+          dataset: { variable: name },
+          placeholder: template.variables?.[name] ?? '',
+          maxlength: '1024',
+          onInput: () => {
+            this.error.textContent = '';
+            this.renderPreview();
+          },
+        }));
+    }));
+    this.renderPreview();
+  }
+
+  variables() {
+    const values = {};
+    for (const input of this.fields.querySelectorAll('input[data-variable]')) {
+      values[input.dataset.variable] = input.value.trim();
+    }
+    return values;
+  }
+
+  /** Show the body with each filled variable in place and each empty one marked. */
+  renderPreview() {
+    const template = this.selectedTemplate();
+    if (!template) return;
+    const values = this.variables();
+    const body = template.body || `[Template ${template.name}]`;
+    const parts = [];
+    let last = 0;
+    for (const match of body.matchAll(PLACEHOLDER)) {
+      if (match.index > last) parts.push(body.slice(last, match.index));
+      const value = values[match[1]];
+      parts.push(value ? h('strong', {}, value) : h('mark', { class: 'template-picker__missing' }, match[0]));
+      last = match.index + match[0].length;
+    }
+    if (last < body.length) parts.push(body.slice(last));
+    replaceChildren(this.preview, parts);
+  }
+
+  async send() {
+    const template = this.selectedTemplate();
+    const conversation = this.conversation;
+    if (!template || !conversation || this.sending) return;
+    const variables = this.variables();
+    const missing = (template.placeholders ?? []).find((name) => !variables[name]);
+    if (missing !== undefined) {
+      this.error.textContent = `Fill in variable {{${missing}}}.`;
+      this.fields.querySelector(`[data-variable="${CSS.escape(missing)}"]`)?.focus();
+      return;
+    }
+
+    this.sending = true;
+    this.sendButton.disabled = true;
+    this.sendButton.textContent = 'Sending…';
+    this.error.textContent = '';
+    try {
+      await this.onSend(conversation.id, { content_sid: template.content_sid, variables });
+      for (const input of this.fields.querySelectorAll('input')) input.value = '';
+      this.renderPreview();
+      this.close();
+    } catch (error) {
+      this.error.textContent = `Not sent: ${error.message}`;
+    } finally {
+      this.sending = false;
+      this.sendButton.disabled = this.selectedTemplate() === null;
+      this.sendButton.textContent = 'Send template';
+    }
+  }
+}
