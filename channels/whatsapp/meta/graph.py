@@ -1,0 +1,293 @@
+"""WhatsApp through Meta's Cloud API: sending messages and fetching media with the Graph API.
+
+A send is ``POST {base}/{version}/{phone_number_id}/messages`` with a JSON body and the
+access token as a bearer token. The response contains the new message's id (a ``wamid``),
+and the delivery progress arrives later as status webhooks. Errors come as
+``{"error": {"code", "message", "error_data": {"details"}}}``, and their ``code``, not the
+HTTP status, tells what went wrong. Errors are split into transient ones (timeouts,
+connection failures, HTTP 429 and 5xx, and the codes of rate limits and temporary outages),
+which the outbox dispatcher retries, and permanent ones, which the agent sees with Meta's
+code and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
+from channels.types import Address, AddressKind, Attachment, DeliveryState, OutboundMessage, SendResult
+from channels.whatsapp.phone import normalize_phone
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_BASE_URL = "https://graph.facebook.com"
+# NOTE: Meta retires each Graph API version about two years after its release; channels
+# can name a newer one in their api_version setting.
+DEFAULT_API_VERSION = "v23.0"
+
+# The Cloud API rejects text bodies longer than this.
+MAX_TEXT_LENGTH = 4096
+# The largest media file WhatsApp carries (documents) is 100 MB.
+MAX_MEDIA_BYTES = 100 * 1024 * 1024
+
+# Error codes of rate limits and temporary outages, which a later attempt can get past.
+# Outages: 1 unknown API error, 2 and 131016 service unavailable, 131000 something went
+# wrong, 133004 server temporarily unavailable. Rate limits: 4 and 80007 API calls, 130429
+# throughput, 131056 too many messages to one recipient.
+TRANSIENT_ERROR_CODES = frozenset({"1", "2", "4", "80007", "130429", "131000", "131016", "131056", "133004"})
+
+_PHONE_NUMBER_ID = re.compile(r"^[0-9]{1,30}$")
+_API_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
+# Media ids are numeric; the bound keeps a damaged id out of the URL path.
+_MEDIA_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
+
+# Request errors that come from our own configuration, so a retry cannot fix them.
+_CONFIGURATION_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
+
+
+class MediaError(ChannelError):
+    """A media file could not be fetched from the Cloud API."""
+
+
+@dataclass(frozen=True)
+class MetaSettings:
+    """The business phone number and credentials that one channel sends with."""
+
+    phone_number_id: str
+    access_token: str = field(repr=False)
+    # Replaces https://graph.facebook.com for every request, for tests and sandboxes.
+    api_base_url: str = DEFAULT_API_BASE_URL
+    api_version: str = DEFAULT_API_VERSION
+    # Connect and read timeout of each request, in seconds.
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class MetaTemplate:
+    """An approved message template: its name, language code (``en_US``) and body parameters.
+
+    ``body_parameters`` fill the body's ``{{1}}``, ``{{2}}``, ... placeholders in order.
+    """
+
+    name: str
+    language: str
+    body_parameters: Sequence[str] = ()
+
+
+def send_text(settings: MetaSettings, message: OutboundMessage) -> SendResult:
+    """Send ``message.text`` to ``message.to`` as a WhatsApp text message.
+
+    Returns Meta's message id (``wamid``) with the QUEUED state, because Meta reports
+    ``sent`` and later states by webhook only.
+
+    Raises TransientSendError on a timeout, a connection failure, HTTP 429 or 5xx, or a
+    rate-limit code, and PermanentSendError on any other error (``code`` is Meta's error
+    code), on invalid settings, and on a recipient that is not a phone number.
+    """
+    if message.attachments:
+        # TODO: attachments need an upload to the media endpoint before the send.
+        raise PermanentSendError("attachments are not supported on WhatsApp channels yet")
+    if not message.text:
+        raise PermanentSendError("cannot send an empty WhatsApp message")
+    if len(message.text) > MAX_TEXT_LENGTH:
+        raise PermanentSendError(
+            f"the message has {len(message.text)} characters; WhatsApp allows at most {MAX_TEXT_LENGTH}"
+        )
+    body = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": _recipient(message.to),
+        "type": "text",
+        "text": {"preview_url": False, "body": message.text},
+    }
+    return _send(settings, body)
+
+
+def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -> SendResult:
+    """Send an approved message template to ``to``, with its body parameters as text.
+
+    Templates are the only messages Meta delivers outside the 24 hours after the customer's
+    last message. Returns and raises as ``send_text`` does; Meta rejects an unknown template
+    or a wrong number of parameters with a permanent error.
+    """
+    if not template.name.strip() or not template.language.strip():
+        raise PermanentSendError("a WhatsApp template needs a name and a language code")
+    content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    if template.body_parameters:
+        parameters = [{"type": "text", "text": str(value)} for value in template.body_parameters]
+        content["components"] = [{"type": "body", "parameters": parameters}]
+    body = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": _recipient(to),
+        "type": "template",
+        "template": content,
+    }
+    return _send(settings, body)
+
+
+def fetch_media(settings: MetaSettings, media_id: str, *, max_bytes: int = MAX_MEDIA_BYTES) -> Attachment:
+    """Download a customer's media file by its id, as found in an inbound message.
+
+    First requests the file's short-lived URL from the Graph API, then downloads it with the
+    same access token. Returns the file as an attachment named after the media id.
+
+    Raises MediaError when either request fails, the file is larger than ``max_bytes``, or
+    its SHA-256 differs from the one Meta reports.
+    """
+    if not _MEDIA_ID.match(media_id):
+        raise MediaError(f"invalid media id {media_id[:100]!r}")
+    try:
+        _check_settings(settings)
+        info = _request_json(settings, "GET", f"{_api_root(settings)}/{media_id}")
+    except SendError as error:
+        raise MediaError(f"looking up media {media_id} failed: {error}") from error
+    url = info.get("url")
+    if not isinstance(url, str) or not url:
+        raise MediaError(f"the Cloud API returned no download URL for media {media_id}")
+    content_type = str(info.get("mime_type") or "application/octet-stream")
+
+    data = _download(settings, url, max_bytes, media_id)
+    expected = str(info.get("sha256") or "").lower()
+    # Compared only when Meta sends a hex digest, the form this endpoint uses.
+    if re.fullmatch(r"[0-9a-f]{64}", expected) and hashlib.sha256(data).hexdigest() != expected:
+        raise MediaError(f"media {media_id} does not match the SHA-256 the Cloud API reported")
+    return Attachment(filename=f"whatsapp-{media_id}", content_type=content_type, data=data)
+
+
+# Requests
+
+
+def _send(settings: MetaSettings, body: dict[str, Any]) -> SendResult:
+    _check_settings(settings)
+    url = f"{_api_root(settings)}/{settings.phone_number_id}/messages"
+    answer = _request_json(settings, "POST", url, json_body=body)
+    messages = answer.get("messages")
+    message_id = None
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        message_id = messages[0].get("id")
+    if not isinstance(message_id, str) or not message_id:
+        # Retrying could send a second copy, so this is not marked transient.
+        raise PermanentSendError(
+            "the WhatsApp Cloud API accepted the request but returned no message id. "
+            "The message may have been sent"
+        )
+    logger.info("WhatsApp Cloud API accepted message %s", message_id)
+    return SendResult(provider_message_id=message_id, status=DeliveryState.QUEUED)
+
+
+def _request_json(
+    settings: MetaSettings, method: str, url: str, *, json_body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Make one Graph API request and return its JSON object. Raises SendError subclasses."""
+    headers = {"Authorization": f"Bearer {settings.access_token}"}
+    try:
+        response = requests.request(
+            method, url, json=json_body, headers=headers, timeout=settings.timeout_seconds
+        )
+    except _CONFIGURATION_ERRORS as error:
+        raise PermanentSendError(f"invalid Cloud API URL {settings.api_base_url!r}: {error}") from error
+    except requests.RequestException as error:
+        # NOTE: after a read timeout Meta may have accepted the message anyway, so a retry
+        # can deliver it twice. The Cloud API offers no idempotency key.
+        raise TransientSendError(
+            f"WhatsApp Cloud API request failed: {type(error).__name__}: {error}"
+        ) from error
+
+    if response.status_code >= 400:
+        raise _error_from_response(response)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        # After a send, a retry could deliver a second copy, so this is not marked transient.
+        raise PermanentSendError(
+            f"the WhatsApp Cloud API returned HTTP {response.status_code} without a JSON "
+            "object, so the outcome is unknown (a message may have been sent)"
+        )
+    return answer
+
+
+def _download(settings: MetaSettings, url: str, max_bytes: int, media_id: str) -> bytes:
+    headers = {"Authorization": f"Bearer {settings.access_token}"}
+    try:
+        with requests.get(url, headers=headers, timeout=settings.timeout_seconds, stream=True) as response:
+            if response.status_code >= 400:
+                raise MediaError(f"downloading media {media_id} failed with HTTP {response.status_code}")
+            chunks, size = [], 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise MediaError(f"media {media_id} is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except requests.RequestException as error:
+        raise MediaError(f"downloading media {media_id} failed: {type(error).__name__}: {error}") from error
+    return b"".join(chunks)
+
+
+def _error_from_response(response: requests.Response) -> SendError:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error["code"]) if error.get("code") is not None else None
+    message = str(error.get("message") or response.reason or "no message")
+    data = error.get("error_data")
+    details = str(data.get("details") or "") if isinstance(data, dict) else ""
+    reason = f"{message}: {details}" if details and details not in message else message
+
+    text = f"WhatsApp Cloud API returned HTTP {response.status_code}"
+    text += f" (error {code}): {reason}" if code else f": {reason}"
+    if response.status_code == 429 or response.status_code >= 500 or code in TRANSIENT_ERROR_CODES:
+        return TransientSendError(text, code=code)
+    return PermanentSendError(text, code=code)
+
+
+# Checks
+
+
+def _check_settings(settings: MetaSettings) -> None:
+    if not settings.access_token:
+        raise PermanentSendError("missing Meta access token in the channel settings")
+    if not _PHONE_NUMBER_ID.match(settings.phone_number_id or ""):
+        raise PermanentSendError(
+            f"invalid phone number id {settings.phone_number_id!r} in the channel settings: "
+            "expected the digits shown in Meta's WhatsApp API setup"
+        )
+    if not _API_VERSION.match(settings.api_version or ""):
+        raise PermanentSendError(
+            f"invalid Graph API version {settings.api_version!r}: expected a version such as v23.0"
+        )
+    if settings.timeout_seconds <= 0:
+        raise PermanentSendError(
+            f"invalid Cloud API timeout {settings.timeout_seconds!r}: expected a positive number of seconds"
+        )
+
+
+def _api_root(settings: MetaSettings) -> str:
+    return f"{settings.api_base_url.rstrip('/')}/{settings.api_version}"
+
+
+def _recipient(address: Address) -> str:
+    if address.kind is not AddressKind.PHONE:
+        raise PermanentSendError(
+            f"cannot send WhatsApp to a {address.kind.value} address: a phone number is required"
+        )
+    try:
+        return normalize_phone(address.value)
+    except ParseError as error:
+        raise PermanentSendError(f"invalid WhatsApp recipient: {error}") from error
