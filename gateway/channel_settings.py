@@ -28,8 +28,9 @@ from channels.email.oauth import (
 )
 from channels.email.smtp import SmtpSettings
 from channels.whatsapp import TwilioSettings
+from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
 from gateway.config import Config
-from inbox.channel_config import store_oauth_tokens
+from inbox.channel_config import store_oauth_tokens, whatsapp_provider
 from inbox.mailboxes import record_channel_error
 from inbox.models import Channel, utcnow
 
@@ -219,3 +220,27 @@ _refresh_locks_guard = threading.Lock()
 def _refresh_lock(channel_id: int) -> threading.Lock:
     with _refresh_locks_guard:
         return _refresh_locks.setdefault(channel_id, threading.Lock())
+
+
+def meta_settings(settings: dict[str, Any], config: Config) -> MetaSettings:
+    """Return a Meta channel's send settings. Its own api_base_url wins over the service's."""
+    return MetaSettings(
+        phone_number_id=settings["phone_number_id"],
+        access_token=settings["access_token"],
+        api_base_url=settings.get("api_base_url") or config.meta_api_base_url or DEFAULT_API_BASE_URL,
+        api_version=settings.get("api_version") or DEFAULT_API_VERSION,
+    )
+
+
+def webhook_url(channel: Channel, base_url: str) -> str | None:
+    """Return the URL to enter in the provider's console for inbound messages, or None for email.
+
+    ``base_url`` is the public URL of the service, such as https://support.example.com.
+    """
+    provider = whatsapp_provider(channel)
+    base = base_url.rstrip("/")
+    if provider == "meta":
+        return f"{base}/webhooks/meta/{channel.id}"
+    if provider == "twilio":
+        return f"{base}/webhooks/twilio/{channel.id}/messages"
+    return None

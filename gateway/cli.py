@@ -267,6 +267,7 @@ def channel_add() -> None:
 
 
 def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -> None:
+    from gateway.channel_settings import webhook_url
     from inbox.channel_config import add_channel
 
     with _session() as session:
@@ -276,10 +277,15 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
             raise click.ClickException(error.message) from error
         session.commit()
         click.echo(f"Added {kind} channel {created.id}: {created.name} <{created.address}>.")
-        if kind == "whatsapp":
+        url = webhook_url(created, _load_config().public_url or "<your public URL>")
+        if kind == "whatsapp" and settings.get("provider") == "meta":
             click.echo(
-                "In the Twilio console, set the sender's incoming-message webhook (HTTP POST) to\n"
-                f"  <your public URL>/webhooks/twilio/{created.id}/messages"
+                f"In the Meta app's WhatsApp webhook configuration, enter the callback URL\n  {url}\n"
+                "and the verify token you chose, then subscribe to the messages field."
+            )
+        elif kind == "whatsapp":
+            click.echo(
+                f"In the Twilio console, set the sender's incoming-message webhook (HTTP POST) to\n  {url}"
             )
 
 
@@ -460,10 +466,28 @@ def channel_reauthorize(channel_id: int, oauth_client_id: str | None, replace_cl
 @channel_add.command("whatsapp")
 @click.option("--name", required=True, help="Shown to agents.")
 @click.option("--number", required=True, help="The WhatsApp sender number in E.164, e.g. +14155238886.")
-@click.option("--account-sid", required=True, help="The Twilio Account SID (AC...).")
-@click.option("--auth-token", prompt=True, hide_input=True, help="The Twilio auth token; asked for when omitted.")
-def channel_add_whatsapp(name: str, number: str, account_sid: str, auth_token: str) -> None:
-    """Add a WhatsApp sender through Twilio."""
+@click.option("--provider", type=click.Choice(["twilio", "meta"]), default="twilio", show_default=True,
+              help="Twilio, or Meta's WhatsApp Cloud API.")
+@click.option("--account-sid", help="Twilio: the Account SID (AC...).")
+@click.option("--auth-token", help="Twilio: the auth token; asked for when omitted.")
+@click.option("--phone-number-id", help="Meta: the phone number ID from the app's WhatsApp API setup.")
+@click.option("--verify-token", help="Meta: a string you choose and also enter in the app's webhook settings.")
+@click.option("--api-version", help="Meta: the Graph API version, e.g. v23.0 (default: Switchboard's).")
+def channel_add_whatsapp(
+    name: str,
+    number: str,
+    provider: str,
+    account_sid: str | None,
+    auth_token: str | None,
+    phone_number_id: str | None,
+    verify_token: str | None,
+    api_version: str | None,
+) -> None:
+    """Add a WhatsApp sender through Twilio or Meta's WhatsApp Cloud API.
+
+    For Meta, the app secret and access token come from SWITCHBOARD_META_APP_SECRET and
+    SWITCHBOARD_META_ACCESS_TOKEN, or are asked for, so they stay out of the shell history.
+    """
     from channels.errors import ParseError
     from channels.whatsapp import normalize_phone
 
@@ -471,7 +495,56 @@ def channel_add_whatsapp(name: str, number: str, account_sid: str, auth_token: s
         number = normalize_phone(number)
     except ParseError as error:
         raise click.ClickException(f"--number: {error}") from error
-    _add_channel("whatsapp", name, number, {"account_sid": account_sid, "auth_token": auth_token})
+    if provider == "meta":
+        settings = _meta_settings(account_sid, auth_token, phone_number_id, verify_token, api_version)
+    else:
+        settings = _twilio_settings(account_sid, auth_token, phone_number_id, verify_token, api_version)
+    _add_channel("whatsapp", name, number, settings)
+
+
+def _twilio_settings(
+    account_sid: str | None, auth_token: str | None, *meta_options: str | None
+) -> dict[str, Any]:
+    if any(option is not None for option in meta_options):
+        raise click.ClickException(
+            "--phone-number-id, --verify-token and --api-version apply to --provider meta only."
+        )
+    if account_sid is None:
+        raise click.ClickException("--account-sid is required for a Twilio channel.")
+    if auth_token is None:
+        auth_token = click.prompt("Auth token", hide_input=True)
+    return {"account_sid": account_sid, "auth_token": auth_token}
+
+
+def _meta_settings(
+    account_sid: str | None,
+    auth_token: str | None,
+    phone_number_id: str | None,
+    verify_token: str | None,
+    api_version: str | None,
+) -> dict[str, Any]:
+    import os
+
+    from gateway.config import META_ACCESS_TOKEN_VARIABLE, META_APP_SECRET_VARIABLE
+
+    if account_sid is not None or auth_token is not None:
+        raise click.ClickException("--account-sid and --auth-token apply to --provider twilio only.")
+    if phone_number_id is None:
+        raise click.ClickException("--phone-number-id is required with --provider meta.")
+    if verify_token is None:
+        raise click.ClickException("--verify-token is required with --provider meta.")
+    app_secret = os.environ.get(META_APP_SECRET_VARIABLE) or click.prompt("Meta app secret", hide_input=True)
+    access_token = os.environ.get(META_ACCESS_TOKEN_VARIABLE) or click.prompt("Meta access token", hide_input=True)
+    settings = {
+        "provider": "meta",
+        "phone_number_id": phone_number_id.strip(),
+        "verify_token": verify_token,
+        "app_secret": app_secret.strip(),
+        "access_token": access_token.strip(),
+    }
+    if api_version is not None:
+        settings["api_version"] = api_version.strip()
+    return settings
 
 
 @channel.command("list")

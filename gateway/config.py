@@ -27,11 +27,15 @@ DEFAULT_INSTANCE_DIR = (
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 OUTSIDE_WINDOW_CHOICES = ("hold", "reject")
 EMAIL_FALLBACK_CHOICES = ("offer", "automatic")
-# Read elsewhere: the config file's name, the test suite's database, and the OAuth 2.0
-# secrets that `switchboard channel add email` and `channel reauthorize` take.
+# Read elsewhere: the config file's name, the test suite's database, the OAuth 2.0 secrets
+# that `switchboard channel add email` and `channel reauthorize` take, and the Meta
+# credentials that `switchboard channel add whatsapp --provider meta` stores on the channel.
+META_APP_SECRET_VARIABLE = PREFIX + "META_APP_SECRET"
+META_ACCESS_TOKEN_VARIABLE = PREFIX + "META_ACCESS_TOKEN"
 _OTHER_VARIABLES = frozenset({
     PREFIX + "CONFIG", PREFIX + "TEST_DATABASE_URL",
     PREFIX + "OAUTH_CLIENT_SECRET", PREFIX + "OAUTH_REFRESH_TOKEN",
+    META_APP_SECRET_VARIABLE, META_ACCESS_TOKEN_VARIABLE,
 })
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ class Config:
     # Those headers are trusted only from that many hops, so a client cannot forge them.
     trusted_proxies: int = 0
     twilio_api_base_url: str | None = None
+    # Replaces https://graph.facebook.com for Meta channels without their own api_base_url.
+    meta_api_base_url: str | None = None
     instance_dir: str = str(DEFAULT_INSTANCE_DIR)
     # Where attachment files are kept; every web and worker process must see the same folder.
     attachments_dir: str = ""
@@ -150,7 +156,7 @@ class Config:
                     f"{PREFIX}PUBLIC_URL={self.public_url!r} is invalid; give the scheme and host "
                     "that Twilio calls, without a path, e.g. https://support.example.com."
                 )
-        for name in ("redis_url", "twilio_api_base_url"):
+        for name in ("redis_url", "twilio_api_base_url", "meta_api_base_url"):
             value = getattr(self, name)
             if value and "://" not in value:
                 raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: it needs a scheme.")

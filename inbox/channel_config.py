@@ -15,10 +15,13 @@ from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.models import Channel
 
 CHANNEL_KINDS = ("email", "whatsapp")
+# A WhatsApp channel's "provider" setting; channels without one use Twilio.
+WHATSAPP_PROVIDERS = ("twilio", "meta")
 # Settings that are credentials: never shown by listings or the API.
 SECRET_SETTINGS = frozenset({
     "imap_password", "smtp_password", "auth_token",
     "oauth_client_secret", "oauth_refresh_token", "oauth_access_token",
+    "app_secret", "access_token", "verify_token",
 })
 SMTP_SECURITY = ("starttls", "ssl", "none")
 # The sign-in methods of an email channel, for IMAP and SMTP. A channel without "auth" uses passwords.
@@ -28,6 +31,8 @@ OAUTH_PROVIDERS = ("google", "microsoft", "custom")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_PHONE_NUMBER_ID = re.compile(r"^[0-9]{1,30}$")
+_GRAPH_API_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
 
 
 def _require_text(settings: dict[str, Any], key: str, label: str) -> None:
@@ -70,6 +75,12 @@ def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
     elif kind == "whatsapp":
         if not _E164.match(address):
             raise InvalidInput(f"{address!r} is not a phone number in E.164 form (+14155238886).", field="address")
+        provider = settings.get("provider", "twilio")
+        if provider == "meta":
+            _validate_meta(settings)
+            return
+        if provider != "twilio":
+            raise InvalidInput(f"Unknown WhatsApp provider {provider!r}; use twilio or meta.", field="provider")
         if not _ACCOUNT_SID.match(str(settings.get("account_sid", ""))):
             raise InvalidInput(
                 "The Twilio Account SID must be AC followed by 32 hexadecimal digits.", field="account_sid"
@@ -107,6 +118,45 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _validate_meta(settings: dict[str, Any]) -> None:
+    if not _PHONE_NUMBER_ID.match(str(settings.get("phone_number_id", ""))):
+        raise InvalidInput(
+            "The Meta phone number ID must be the digits shown in the app's WhatsApp API setup.",
+            field="phone_number_id",
+        )
+    _require_text(settings, "verify_token", "The webhook verify token")
+    # Without the app secret no webhook signature can be checked, so every webhook is rejected.
+    _require_text(settings, "app_secret", "The Meta app secret")
+    _require_text(settings, "access_token", "The Meta access token")
+    base_url = settings.get("api_base_url")
+    if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        raise InvalidInput(
+            f"The Cloud API base URL {base_url!r} must start with http:// or https://.", field="api_base_url"
+        )
+    version = settings.get("api_version")
+    if version is not None and not _GRAPH_API_VERSION.match(str(version)):
+        raise InvalidInput(
+            f"The Graph API version {version!r} must look like v23.0.", field="api_version"
+        )
+
+
+def whatsapp_provider(channel: Channel) -> str | None:
+    """Return "twilio" or "meta" for a WhatsApp channel, and None for any other channel."""
+    if channel.kind != "whatsapp":
+        return None
+    return (channel.settings or {}).get("provider", "twilio")
+
+
+def find_meta_channel(session: Session, phone_number_id: str) -> Channel | None:
+    """Return the WhatsApp channel that uses Meta's phone number id ``phone_number_id``, if any."""
+    # Channels are few, and filtering inside JSON differs between SQLite and PostgreSQL.
+    for channel in session.scalars(select(Channel).where(Channel.kind == "whatsapp").order_by(Channel.id)):
+        settings = channel.settings or {}
+        if settings.get("provider") == "meta" and settings.get("phone_number_id") == phone_number_id:
+            return channel
+    return None
+
+
 def add_channel(
     session: Session, kind: str, name: str, address: str, settings: dict[str, Any]
 ) -> Channel:
@@ -121,6 +171,14 @@ def add_channel(
         raise Conflict(
             f"Channel {existing.id} ({existing.name}) already uses {address}.", field="address"
         )
+    if kind == "whatsapp" and settings.get("provider") == "meta":
+        existing = find_meta_channel(session, settings["phone_number_id"])
+        if existing is not None:
+            raise Conflict(
+                f"Channel {existing.id} ({existing.name}) already uses phone number ID "
+                f"{settings['phone_number_id']}.",
+                field="phone_number_id",
+            )
     channel = Channel(kind=kind, name=name.strip(), address=address, settings=settings)
     session.add(channel)
     session.flush()
