@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from channels.whatsapp.twilio import ContentApiError, TwilioSettings
 from gateway.auth import current_agent, db, error_response, require_role
-from gateway.channel_settings import twilio_settings
+from gateway.channel_settings import twilio_settings, webhook_url
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
 from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
@@ -234,6 +234,7 @@ def _content_disposition(filename: str) -> str:
 def channels() -> Any:
     agent = current_agent()
     show_settings = agent is not None and agent.role == Role.ADMIN.value
+    public_url = current_app.extensions["switchboard"].config.public_url or request.host_url
     items = []
     for channel in list_channels(db()):
         item = {
@@ -251,6 +252,8 @@ def channels() -> Any:
             ),
             "last_error": channel.last_error,
             "last_error_at": isoformat(channel.last_error_at),
+            # What to enter in the provider's console; None for email.
+            "webhook_url": webhook_url(channel, public_url),
         }
         if show_settings:
             item["settings"] = public_settings(channel)

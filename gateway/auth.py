@@ -49,6 +49,8 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.metrics",
         "webhooks.twilio_message",
         "webhooks.twilio_status",
+        "webhooks.meta_verification",
+        "webhooks.meta_events",
     }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -109,7 +109,12 @@ OPENAPI: dict[str, Any] = {
         "/attachments/{id}": {
             "get": {"summary": "Download an attachment", "parameters": [_ID], "responses": {"200": {"description": "The file, as a download."}, "404": _json(_ref("Error"), "Not found."), **_ERRORS}}
         },
-        "/channels": {"get": {"summary": "Channels and their health", "responses": {"200": {"description": "The channels."}, **_ERRORS}}},
+        "/channels": {
+            "get": {
+                "summary": "Channels and their health",
+                "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Channel")}}}, "The channels."), **_ERRORS},
+            }
+        },
         "/payloads": {
             "get": {
                 "summary": "Inbound payloads by status (admin)",
@@ -131,6 +136,22 @@ OPENAPI: dict[str, Any] = {
             "Error": {
                 "type": "object",
                 "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}},
+            },
+            "Channel": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "kind": {"enum": ["email", "whatsapp"]},
+                    "name": {"type": "string"},
+                    "address": {"type": "string"},
+                    "is_active": {"type": "boolean"},
+                    "last_sync_at": {"type": ["string", "null"], "format": "date-time"},
+                    "sync_lag_seconds": {"type": ["integer", "null"]},
+                    "last_error": {"type": ["string", "null"]},
+                    "last_error_at": {"type": ["string", "null"], "format": "date-time"},
+                    "webhook_url": {"type": ["string", "null"], "description": "The URL to enter in Twilio's or Meta's console; null for email."},
+                    "settings": {"type": "object", "description": "Admins only. Provider settings with credentials masked."},
+                },
             },
             "Agent": {"type": "object", "properties": {"id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"}, "role": {"enum": ["agent", "manager", "admin"]}}},
             "Conversation": {

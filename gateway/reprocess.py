@@ -12,6 +12,7 @@ from channels.email.parse import parse_email
 from channels.errors import ParseError
 from channels.types import InboundMessage
 from channels.whatsapp import parse_inbound
+from channels.whatsapp import meta
 from inbox.errors import InvalidInput, NotFound
 from inbox.ingest import ingest_message
 from inbox.models import PayloadStatus, RawPayload
@@ -26,6 +27,8 @@ def parse_raw(raw_format: str, body: bytes) -> InboundMessage:
     if raw_format == "twilio-form":
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         return parse_inbound(form, body)
+    if raw_format == meta.RAW_FORMAT:
+        return meta.parse_stored_message(body)
     raise ParseError(f"unknown payload format {raw_format!r}")
 
 

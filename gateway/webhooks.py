@@ -1,22 +1,26 @@
-"""Twilio webhooks: verify the signature, parse into the neutral model, hand to ``inbox``.
+"""Twilio and Meta webhooks: verify the signature, parse into the neutral model, hand to ``inbox``.
 
-The signature covers the exact URL Twilio called. Behind a TLS-terminating proxy the
+Twilio's signature covers the exact URL Twilio called. Behind a TLS-terminating proxy the
 service sees ``http://127.0.0.1:5000/...`` while Twilio signed ``https://support.example/...``,
 so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the request's path
-and query string.
+and query string. Meta's signature covers the body alone.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
 
 from channels.errors import ParseError, SignatureError
 from channels.whatsapp import parse_inbound, parse_status, validate_signature
+from channels.whatsapp import meta
 from gateway.auth import error_response
+from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
 from inbox.models import Channel
@@ -24,6 +28,9 @@ from inbox.models import Channel
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+# A parsed message, rejected message or status of a Meta webhook.
+RoutedItem = TypeVar("RoutedItem", meta.ParsedMessage, meta.RejectedMessage, meta.ParsedStatus)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -121,3 +128,151 @@ def twilio_status(channel_id: int) -> Any:
         "applied" if changed else "not applied (stale, or kept until the send is recorded)",
     )
     return Response(status=204)
+
+
+# --- Meta WhatsApp Cloud API ---------------------------------------------------------------
+
+
+def _meta_channel(channel_id: int) -> Channel | Any:
+    """Return the channel when it is a Meta WhatsApp channel, else a 404 response."""
+    state = current_app.extensions["switchboard"]
+    with state.session_factory() as session:
+        channel = session.get(Channel, channel_id)
+        if channel is None or whatsapp_provider(channel) != "meta":
+            return error_response(404, "not_found", f"No Meta WhatsApp channel {channel_id}.")
+        session.expunge(channel)
+    return channel
+
+
+@blueprint.get("/meta/<id:channel_id>")
+def meta_verification(channel_id: int) -> Any:
+    """Return the challenge of Meta's subscription check when the verify token matches."""
+    channel = _meta_channel(channel_id)
+    if not isinstance(channel, Channel):
+        return channel
+    try:
+        challenge = meta.verification_challenge(channel.settings.get("verify_token") or "", request.args)
+    except SignatureError as error:
+        log.warning("rejected Meta webhook verification for channel %s: %s", channel_id, error)
+        return error_response(403, "invalid_verify_token", "The verify token does not match the channel's.")
+    except ParseError as error:
+        return error_response(400, "invalid_request", str(error))
+    log.info("Meta webhook verification for channel %s succeeded", channel_id)
+    response = Response(challenge, mimetype="text/plain")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.post("/meta/<id:channel_id>")
+def meta_events(channel_id: int) -> Any:
+    raw = request.get_data()
+    channel = _meta_channel(channel_id)
+    if not isinstance(channel, Channel):
+        return channel
+    try:
+        meta.verify_signature(channel.settings.get("app_secret") or "", raw, request.headers.get(meta.SIGNATURE_HEADER))
+    except SignatureError as error:
+        log.warning("rejected Meta webhook for channel %s: %s", channel_id, error)
+        return error_response(403, "invalid_signature", f"The {meta.SIGNATURE_HEADER} header is missing or invalid.")
+    state = current_app.extensions["switchboard"]
+
+    try:
+        events = meta.parse_webhook(raw)
+    except ParseError as error:
+        with state.session_factory() as session:
+            payload_id = record_failed_payload(session, channel_id, raw, meta.RAW_FORMAT, str(error))
+        log.warning("unparseable Meta webhook on channel %s kept as payload %s: %s", channel_id, payload_id, error)
+        return error_response(400, "invalid_payload", str(error))
+
+    for description in events.ignored:
+        log.info("Meta webhook on channel %s: ignored %s", channel_id, description)
+    routes = _meta_routes(channel, events)
+    failures = _store_meta_messages(routes, events) + _record_meta_statuses(routes, events)
+    if failures:
+        # Meta sends the whole body again; what was stored already is a duplicate then.
+        return error_response(500, "storing_failed", "Some events could not be stored; they were kept for retry.")
+    return Response(status=200)
+
+
+def _meta_routes(channel: Channel, events: meta.WebhookEvents) -> dict[str, int | None]:
+    """Map each phone number id in ``events`` to the channel that receives it, or None.
+
+    Meta calls one URL per app, so a webhook can carry events of the app's other numbers.
+    Another channel receives them only when it has the same app secret, because the
+    signature proves possession of this channel's secret and nothing more.
+    """
+    phone_number_ids = {item.phone_number_id for item in [*events.messages, *events.statuses, *events.rejected]}
+    app_secret = (channel.settings.get("app_secret") or "").encode()
+    routes: dict[str, int | None] = {}
+    state = current_app.extensions["switchboard"]
+    with state.session_factory() as session:
+        for phone_number_id in phone_number_ids:
+            if phone_number_id == channel.settings.get("phone_number_id"):
+                routes[phone_number_id] = channel.id
+                continue
+            other = find_meta_channel(session, phone_number_id)
+            other_secret = (other.settings.get("app_secret") or "").encode() if other is not None else b""
+            if other is not None and hmac.compare_digest(other_secret, app_secret):
+                routes[phone_number_id] = other.id
+            else:
+                routes[phone_number_id] = None
+                log.warning(
+                    "Meta webhook on channel %s carries events of phone number id %s, which no "
+                    "channel of the same app uses; they are ignored", channel.id, phone_number_id,
+                )
+    return routes
+
+
+def _routed(routes: dict[str, int | None], items: Iterable[RoutedItem]) -> Iterator[tuple[int, RoutedItem]]:
+    """Yield each item whose phone number id has a channel, with that channel's id."""
+    for item in items:
+        target = routes.get(item.phone_number_id)
+        if target is not None:
+            yield target, item
+
+
+def _store_meta_messages(routes: dict[str, int | None], events: meta.WebhookEvents) -> int:
+    """Ingest each message, and keep each unparseable one as a failed payload. Returns the failures."""
+    state = current_app.extensions["switchboard"]
+    failures = 0
+    for target, rejected in _routed(routes, events.rejected):
+        with state.session_factory() as session:
+            payload_id = record_failed_payload(session, target, rejected.raw, meta.RAW_FORMAT, rejected.error)
+        log.warning("unparseable Meta message on channel %s kept as payload %s: %s", target, payload_id, rejected.error)
+
+    for target, parsed in _routed(routes, events.messages):
+        inbound = parsed.message
+        try:
+            with state.session_factory() as session:
+                result = ingest_message(session, target, inbound)
+        except Exception as error:
+            log.exception("storing Meta message %s on channel %s failed", inbound.provider_message_id, target)
+            with state.session_factory() as session:
+                record_failed_payload(session, target, inbound.raw, meta.RAW_FORMAT, f"storing failed: {error}")
+            failures += 1
+            continue
+        if result.duplicate:
+            log.info("replayed Meta message %s on channel %s ignored", inbound.provider_message_id, target)
+    return failures
+
+
+def _record_meta_statuses(routes: dict[str, int | None], events: meta.WebhookEvents) -> int:
+    """Apply each delivery report through the delivery state machine. Returns the failures."""
+    state = current_app.extensions["switchboard"]
+    failures = 0
+    for target, parsed in _routed(routes, events.statuses):
+        status = parsed.status
+        try:
+            with state.session_factory() as session:
+                changed = record_delivery_status(session, target, status)
+        except Exception:
+            log.exception("recording Meta status %s for %s on channel %s failed",
+                          status.state.value, status.provider_message_id, target)
+            failures += 1
+            continue
+        log.info(
+            "Meta status %s for %s on channel %s %s",
+            status.state.value, status.provider_message_id, target,
+            "applied" if changed else "not applied (stale, or kept until the send is recorded)",
+        )
+    return failures
