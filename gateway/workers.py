@@ -26,8 +26,9 @@ from channels.email.smtp import send_email
 from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
+from channels.whatsapp.meta import send_text as send_meta_text
 from gateway import Switchboard
-from gateway.channel_settings import channel_tokens, imap_settings, smtp_settings, twilio_settings
+from gateway.channel_settings import channel_tokens, imap_settings, meta_settings, smtp_settings, twilio_settings
 from gateway.media import MediaFetcher
 from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
@@ -179,6 +180,9 @@ class OutboxDispatcher:
             tokens = channel_tokens(self.state.session_factory, pending.channel_id, settings)
             smtp = smtp_settings(pending.outbound.sender.display_name or "", pending.channel_address, settings, tokens)
             return send_email(smtp, pending.outbound)
+        if pending.channel_kind == "whatsapp" and settings.get("provider") == "meta":
+            # Meta reports delivery to the app's webhook, so no callback URL goes along.
+            return send_meta_text(meta_settings(settings, config), pending.outbound)
         if pending.channel_kind == "whatsapp":
             callback = None
             if config.public_url:
