@@ -147,8 +147,9 @@ def parse_webhook(body: bytes) -> WebhookEvents:
     A message that cannot be parsed lands in ``rejected`` with its narrowed payload. A
     malformed status or change lands in ``ignored``. Neither stops the others from being parsed.
 
-    Raises ParseError when the body is not JSON, not a ``whatsapp_business_account``
-    object, or has no list of entries.
+    A body about another object than ``whatsapp_business_account`` is only described in
+    ``ignored``. Raises ParseError when the body is not a JSON object, or a WhatsApp body
+    has no list of entries.
     """
     try:
         document = json.loads(body)
@@ -157,9 +158,8 @@ def parse_webhook(body: bytes) -> WebhookEvents:
     if not isinstance(document, dict):
         raise ParseError("the webhook body is not a JSON object")
     if document.get("object") != "whatsapp_business_account":
-        raise ParseError(
-            f"webhook object {str(document.get('object'))[:80]!r} is not whatsapp_business_account"
-        )
+        # Another product of the same app (a Page, Instagram) is not for us, but not malformed.
+        return WebhookEvents(ignored=[f"webhook object {str(document.get('object'))[:80]!r}"])
     entries = document.get("entry")
     if not isinstance(entries, list):
         raise ParseError("the webhook body has no entry list")
