@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-# A parsed message, rejected message or status of a Meta webhook.
-RoutedItem = TypeVar("RoutedItem", meta.ParsedMessage, meta.RejectedMessage, meta.ParsedStatus)
-
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -132,6 +129,9 @@ def twilio_status(channel_id: int) -> Any:
 
 # --- Meta WhatsApp Cloud API ---------------------------------------------------------------
 
+# A parsed message, rejected message or status of a Meta webhook.
+RoutedItem = TypeVar("RoutedItem", meta.ParsedMessage, meta.RejectedMessage, meta.ParsedStatus)
+
 
 def _meta_channel(channel_id: int) -> Channel | Any:
     """Return the channel when it is a Meta WhatsApp channel, else a 404 response."""
@@ -156,6 +156,7 @@ def meta_verification(channel_id: int) -> Any:
         log.warning("rejected Meta webhook verification for channel %s: %s", channel_id, error)
         return error_response(403, "invalid_verify_token", "The verify token does not match the channel's.")
     except ParseError as error:
+        log.warning("invalid Meta webhook verification for channel %s: %s", channel_id, error)
         return error_response(400, "invalid_request", str(error))
     log.info("Meta webhook verification for channel %s succeeded", channel_id)
     response = Response(challenge, mimetype="text/plain")
