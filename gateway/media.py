@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
+from channels.whatsapp import meta
 from channels.whatsapp.media import MediaError, download_twilio_media
 from gateway import Switchboard
+from gateway.channel_settings import meta_settings
 from inbox.ingest import DEFAULT_MAX_ATTACHMENT_BYTES
 from inbox.media import PendingMedia, claim_next_media, record_media_failed, record_media_stored
 from inbox.storage import attachment_store
@@ -48,15 +50,24 @@ class MediaFetcher:
         """Download one claimed file, store it and record the outcome."""
         settings = pending.channel_settings
         try:
-            media = download_twilio_media(
-                pending.url,
-                settings.get("account_sid", ""),
-                settings.get("auth_token", ""),
-                expected_type=pending.expected_type,
-                max_bytes=int(settings.get("max_attachment_bytes") or DEFAULT_MAX_ATTACHMENT_BYTES),
-                filename_stem=pending.filename_stem,
-                api_base_url=self.state.config.twilio_api_base_url,
-            )
+            if settings.get("provider") == "meta":
+                media = meta.fetch_media(
+                    meta_settings(settings, self.state.config),
+                    meta.media_id(pending.url) or "",
+                    expected_type=pending.expected_type,
+                    max_bytes=int(settings.get("max_attachment_bytes") or DEFAULT_MAX_ATTACHMENT_BYTES),
+                    filename_stem=pending.filename_stem,
+                )
+            else:
+                media = download_twilio_media(
+                    pending.url,
+                    settings.get("account_sid", ""),
+                    settings.get("auth_token", ""),
+                    expected_type=pending.expected_type,
+                    max_bytes=int(settings.get("max_attachment_bytes") or DEFAULT_MAX_ATTACHMENT_BYTES),
+                    filename_stem=pending.filename_stem,
+                    api_base_url=self.state.config.twilio_api_base_url,
+                )
         except MediaError as error:
             with self.state.session_factory() as session:
                 record_media_failed(session, pending.attachment_id, str(error), transient=error.transient)

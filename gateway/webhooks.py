@@ -254,6 +254,8 @@ def _store_meta_messages(routes: dict[str, int | None], events: meta.WebhookEven
             continue
         if result.duplicate:
             log.info("replayed Meta message %s on channel %s ignored", inbound.provider_message_id, target)
+        elif inbound.media:
+            state.media_wakeup.set()  # downloads run in the workers, after this answer
     return failures
 
 

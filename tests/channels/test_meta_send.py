@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from dataclasses import replace
 
@@ -10,7 +9,8 @@ import pytest
 
 from channels.errors import PermanentSendError, TransientSendError
 from channels.types import Address, AddressKind, Attachment, DeliveryState, OutboundMessage
-from channels.whatsapp.meta import MediaError, MetaSettings, MetaTemplate, fetch_media, send_template, send_text
+from channels.whatsapp.media import MediaError
+from channels.whatsapp.meta import MetaSettings, MetaTemplate, fetch_media, send_template, send_text
 from tests.support.meta_server import MetaTestServer
 
 CUSTOMER = Address(AddressKind.PHONE, "+15551230000", "Grace")
@@ -197,24 +197,56 @@ def test_media_is_downloaded_by_id(server, settings):
     data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10
     media_id = server.add_media(data, "image/png")
 
-    attachment = fetch_media(settings, media_id)
+    media = fetch_media(settings, media_id)
 
-    assert attachment.data == data
-    assert attachment.content_type == "image/png"
-    assert attachment.filename == f"whatsapp-{media_id}"
-    assert hashlib.sha256(attachment.data).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert media.data == data
+    assert media.content_type == "image/png"
+    assert media.filename == f"whatsapp-{media_id}.png"
+
+
+def test_voice_note_type_drops_codec_parameter(server, settings):
+    media_id = server.add_media(b"OggS voice", "audio/ogg; codecs=opus")
+
+    media = fetch_media(settings, media_id, filename_stem="audio-1")
+
+    assert media.content_type == "audio/ogg"
+    assert media.filename.startswith("audio-1.")
 
 
 def test_media_over_the_size_limit_is_refused(server, settings):
     media_id = server.add_media(b"x" * 2000, "application/pdf")
 
-    with pytest.raises(MediaError, match="larger than 1000 bytes"):
+    with pytest.raises(MediaError, match="larger than this channel's limit of 1 kB") as raised:
         fetch_media(settings, media_id, max_bytes=1000)
 
+    assert raised.value.transient is False
 
-def test_unknown_media_id_fails(server, settings):
-    with pytest.raises(MediaError, match="looking up media 123"):
+
+def test_media_of_unaccepted_type_is_refused(server, settings):
+    media_id = server.add_media(b"MZ" + bytes(100), "application/x-msdownload")
+
+    with pytest.raises(MediaError, match="not accepted") as raised:
+        fetch_media(settings, media_id)
+
+    assert raised.value.transient is False
+
+
+def test_unknown_media_id_fails_permanently(server, settings):
+    with pytest.raises(MediaError, match="looking up media 123") as raised:
         fetch_media(settings, "123")
+
+    assert raised.value.transient is False
+
+
+def test_media_lookup_outage_is_transient(server, settings):
+    media_id = server.add_media(b"%PDF-1.7", "application/pdf")
+    server.fail_media_lookups = 1
+
+    with pytest.raises(MediaError) as raised:
+        fetch_media(settings, media_id)
+
+    assert raised.value.transient is True
+    assert fetch_media(settings, media_id).data == b"%PDF-1.7"
 
 
 def test_media_id_with_path_characters_is_refused(server, settings):

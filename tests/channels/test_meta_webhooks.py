@@ -168,16 +168,16 @@ def test_media_messages_keep_ids_and_captions():
     image, document, voice = (parsed.message for parsed in parse_webhook(_data("meta_media.json")).messages)
 
     assert image.text == "The box arrived like this"
-    assert [media_id(m) for m in image.media] == ["1003383421387256"]
+    assert [media_id(m.url) for m in image.media] == ["1003383421387256"]
     assert image.media[0].content_type == "image/jpeg"
     assert document.text == ""
-    assert [media_id(m) for m in document.media] == ["2154871638265114"]
+    assert [media_id(m.url) for m in document.media] == ["2154871638265114"]
     assert document.media[0].content_type == "application/pdf"
     assert document.sender.display_name == "Alan Turing"
     assert document.sender.value == "+447700900123"
     assert document.in_reply_to == "wamid.HBgLMTU1NTA3ODM4ODEVAgARGBI0QjQ2RTNCQ0UyRkI0OTk2MTQA"
     assert voice.media[0].content_type == "audio/ogg; codecs=opus"
-    assert media_id(voice.media[0]) == "1260347885212466"
+    assert media_id(voice.media[0].url) == "1260347885212466"
 
 
 def test_other_message_types_get_a_readable_text():

@@ -58,13 +58,7 @@ def channel_and_token(meta_app, meta_server):
     """Add the Meta channel and an agent with an API token; return the channel id and the token."""
     state = get_state(meta_app)
     with state.session_factory() as session:
-        channel = add_channel(session, "whatsapp", "WhatsApp Cloud", "+15550783881", {
-            "provider": "meta",
-            "phone_number_id": meta_server.phone_number_id,
-            "verify_token": "verify-token-for-tests",
-            "app_secret": meta_server.app_secret,
-            "access_token": meta_server.access_token,
-        })
+        channel = add_channel(session, "whatsapp", "WhatsApp Cloud", "+15550783881", meta_server.channel_settings())
         agent = create_agent(session, "ada@example.com", "Ada Agent", "a long password")
         session.commit()
         token = create_api_token(session, session.get(Agent, agent.id), "tests")

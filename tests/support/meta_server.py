@@ -85,6 +85,8 @@ class MetaTestServer:
         self.phone_number_ids = set(phone_number_ids)
         # Seconds each send waits before it responds.
         self.response_delay = 0.0
+        # How many of the next media lookups fail with a temporary outage (HTTP 503, code 2).
+        self.fail_media_lookups = 0
 
         self._condition = threading.Condition()
         self._requests: list[RecordedRequest] = []
@@ -92,6 +94,7 @@ class MetaTestServer:
         self._failures: deque[tuple[int, int, str, str | None]] = deque()
         self._templates: dict[tuple[str, str], int] = {}
         self._media: dict[str, tuple[bytes, str]] = {}
+        self._media_requests: list[str] = []
 
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +158,12 @@ class MetaTestServer:
         with self._condition:
             return list(self._messages)
 
+    @property
+    def media_requests(self) -> list[str]:
+        """The paths of every authenticated media lookup and download, oldest first."""
+        with self._condition:
+            return list(self._media_requests)
+
     def fail_next(self, status: int, code: int, message: str, details: str | None = None, times: int = 1) -> None:
         """Make the next ``times`` authenticated sends fail with a Graph API error."""
         with self._condition:
@@ -176,6 +185,17 @@ class MetaTestServer:
             if not self._condition.wait_for(lambda: len(self._messages) >= count, timeout):
                 raise TimeoutError(f"expected {count} accepted sends within {timeout} s, got {len(self._messages)}")
             return list(self._messages)
+
+    def channel_settings(self, **extra: Any) -> dict[str, Any]:
+        """Return the settings of a Switchboard channel on this server's first number and app."""
+        return {
+            "provider": "meta",
+            "phone_number_id": self.phone_number_id,
+            "verify_token": "verify-token-for-tests",
+            "app_secret": self.app_secret,
+            "access_token": self.access_token,
+            **extra,
+        }
 
     def deliver(self, url: str, document: dict[str, Any], *, app_secret: str | None = None) -> requests.Response:
         """Post a webhook body to ``url`` as Meta does, signed with the app secret."""
@@ -200,6 +220,9 @@ class MetaTestServer:
         send = _SEND_PATH.match(request.path)
         if send and request.method == "POST":
             return self._send(request, send.group(1))
+        if request.method == "GET":
+            with self._condition:
+                self._media_requests.append(request.path)
         media_file = _MEDIA_FILE_PATH.match(request.path)
         if media_file and request.method == "GET":
             return self._media_file(media_file.group(1))
@@ -282,6 +305,11 @@ class MetaTestServer:
         return None
 
     def _media_info(self, media_id: str) -> Response:
+        with self._condition:
+            outage = self.fail_media_lookups > 0
+            self.fail_media_lookups -= 1 if outage else 0
+        if outage:
+            return error_response(503, 2, "Service temporarily unavailable")
         if media_id not in self._media:
             return error_response(400, 100, f"Unsupported get request. Object with ID '{media_id}' does not exist")
         data, content_type = self._media[media_id]

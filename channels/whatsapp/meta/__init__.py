@@ -6,7 +6,6 @@ Both providers translate to the same neutral types, so the inbox cannot tell the
 from channels.whatsapp.meta.graph import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,
-    MediaError,
     MetaSettings,
     MetaTemplate,
     fetch_media,
@@ -32,7 +31,6 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "RAW_FORMAT",
     "SIGNATURE_HEADER",
-    "MediaError",
     "MetaSettings",
     "MetaTemplate",
     "ParsedMessage",

@@ -4,7 +4,7 @@ A send is ``POST {base}/{version}/{phone_number_id}/messages`` with a JSON body 
 access token as a bearer token. The response contains the new message's id (a ``wamid``),
 and the delivery progress arrives later as status webhooks. Errors come as
 ``{"error": {"code", "message", "error_data": {"details"}}}``, and their ``code``, not the
-HTTP status, tells what went wrong. Errors are split into transient ones (timeouts,
+HTTP status, identifies the error. Errors are split into transient ones (timeouts,
 connection failures, HTTP 429 and 5xx, and the codes of rate limits and temporary outages),
 which the outbox dispatcher retries, and permanent ones, which the agent sees with Meta's
 code and message.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mimetypes
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from typing import Any
 
 import requests
 
-from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
-from channels.types import Address, AddressKind, Attachment, DeliveryState, OutboundMessage, SendResult
+from channels.errors import ParseError, PermanentSendError, SendError, TransientSendError
+from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
+from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size
 from channels.whatsapp.phone import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ TRANSIENT_ERROR_CODES = frozenset({"1", "2", "4", "80007", "130429", "131000", "
 
 _PHONE_NUMBER_ID = re.compile(r"^[0-9]{1,30}$")
 _API_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
-# Media ids are numeric; the bound keeps a damaged id out of the URL path.
+# Meta's media ids are digits. The pattern admits a little more, but nothing that changes the URL path.
 _MEDIA_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
 
 # Request errors that come from our own configuration, so a retry cannot fix them.
@@ -54,10 +56,6 @@ _CONFIGURATION_ERRORS = (
     requests.exceptions.InvalidSchema,
     requests.exceptions.MissingSchema,
 )
-
-
-class MediaError(ChannelError):
-    """A media file could not be fetched from the Cloud API."""
 
 
 @dataclass(frozen=True)
@@ -137,33 +135,52 @@ def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -
     return _send(settings, body)
 
 
-def fetch_media(settings: MetaSettings, media_id: str, *, max_bytes: int = MAX_MEDIA_BYTES) -> Attachment:
-    """Download a customer's media file by its id, as found in an inbound message.
+def fetch_media(
+    settings: MetaSettings,
+    media_id: str,
+    *,
+    max_bytes: int = MAX_MEDIA_BYTES,
+    expected_type: str = "",
+    filename_stem: str | None = None,
+) -> DownloadedMedia:
+    """Download a customer's media file by the id an inbound message carried.
 
     First requests the file's short-lived URL from the Graph API, then downloads it with the
-    same access token. Returns the file as an attachment named after the media id.
+    same access token. Returns the file named ``filename_stem`` (default ``whatsapp-<id>``)
+    plus the extension of its type. ``expected_type`` is the type the webhook gave, used
+    when the Graph API gives none.
 
-    Raises MediaError when either request fails, the file is larger than ``max_bytes``, or
-    its SHA-256 differs from the one Meta reports.
+    Raises MediaError, transient for timeouts, connection failures, HTTP 429 and 5xx and
+    Meta's outage codes, and permanent for an invalid id, a type that is not accepted, a
+    file over ``max_bytes`` and Meta's other errors.
     """
     if not _MEDIA_ID.match(media_id):
-        raise MediaError(f"invalid media id {media_id[:100]!r}")
+        raise MediaError(f"invalid media id {media_id[:100]!r}", transient=False)
     try:
         _check_settings(settings)
         info = _request_json(settings, "GET", f"{_api_root(settings)}/{media_id}")
     except SendError as error:
-        raise MediaError(f"looking up media {media_id} failed: {error}") from error
+        raise MediaError(f"looking up media {media_id} failed: {error}", transient=error.transient) from error
     url = info.get("url")
     if not isinstance(url, str) or not url:
-        raise MediaError(f"the Cloud API returned no download URL for media {media_id}")
-    content_type = str(info.get("mime_type") or "application/octet-stream")
+        raise MediaError(f"the Cloud API returned no download URL for media {media_id}", transient=False)
+
+    # Voice notes come as "audio/ogg; codecs=opus": the parameters do not change the type.
+    content_type = str(info.get("mime_type") or expected_type).split(";")[0].strip().lower()
+    if content_type not in ALLOWED_TYPES:
+        raise MediaError(f"Files of type {content_type or 'unknown'} are not accepted.", transient=False)
+    declared_size = str(info.get("file_size") or "")
+    if declared_size.isdigit() and int(declared_size) > max_bytes:
+        raise MediaError(_too_large(int(declared_size), max_bytes), transient=False)
 
     data = _download(settings, url, max_bytes, media_id)
     expected = str(info.get("sha256") or "").lower()
     # Compared only when Meta sends a hex digest, the form this endpoint uses.
     if re.fullmatch(r"[0-9a-f]{64}", expected) and hashlib.sha256(data).hexdigest() != expected:
-        raise MediaError(f"media {media_id} does not match the SHA-256 the Cloud API reported")
-    return Attachment(filename=f"whatsapp-{media_id}", content_type=content_type, data=data)
+        raise MediaError(f"media {media_id} does not match the SHA-256 the Cloud API reported", transient=True)
+    stem = filename_stem or f"whatsapp-{media_id}"
+    extension = mimetypes.guess_extension(content_type) or ""
+    return DownloadedMedia(data=data, content_type=content_type, filename=stem + extension)
 
 
 # Requests
@@ -225,16 +242,28 @@ def _download(settings: MetaSettings, url: str, max_bytes: int, media_id: str) -
     try:
         with requests.get(url, headers=headers, timeout=settings.timeout_seconds, stream=True) as response:
             if response.status_code >= 400:
-                raise MediaError(f"downloading media {media_id} failed with HTTP {response.status_code}")
+                # The next attempt looks the file up again and gets a fresh URL.
+                raise MediaError(
+                    f"downloading media {media_id} failed with HTTP {response.status_code}", transient=True
+                )
             chunks, size = [], 0
             for chunk in response.iter_content(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise MediaError(f"media {media_id} is larger than {max_bytes} bytes")
+                    raise MediaError(_too_large(size, max_bytes, at_least=True), transient=False)
                 chunks.append(chunk)
     except requests.RequestException as error:
-        raise MediaError(f"downloading media {media_id} failed: {type(error).__name__}: {error}") from error
+        raise MediaError(
+            f"downloading media {media_id} failed: {type(error).__name__}: {error}", transient=True
+        ) from error
     return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
+    return (
+        f"This file is {'more than ' if at_least else ''}{format_size(size)}, larger than this "
+        f"channel's limit of {format_size(limit)} for attachments, so it was not stored."
+    )
 
 
 def _error_from_response(response: requests.Response) -> SendError:

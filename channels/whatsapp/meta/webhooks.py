@@ -187,10 +187,10 @@ def parse_stored_message(raw: bytes) -> InboundMessage:
     return events.messages[0].message
 
 
-def media_id(reference: MediaReference) -> str | None:
-    """Return the Meta media id kept in ``reference``, or None for other providers' media."""
-    if reference.url.startswith(MEDIA_URL_PREFIX):
-        return reference.url[len(MEDIA_URL_PREFIX) :]
+def media_id(url: str) -> str | None:
+    """Return the Meta media id in a ``MediaReference.url``, or None for other providers' URLs."""
+    if url.startswith(MEDIA_URL_PREFIX):
+        return url[len(MEDIA_URL_PREFIX) :]
     return None
 
 
