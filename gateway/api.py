@@ -20,7 +20,7 @@ from gateway.channel_settings import twilio_settings, webhook_url
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
 from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
-from inbox.channel_config import list_channels, public_settings
+from inbox.channel_config import list_channels, public_settings, whatsapp_provider
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
@@ -193,6 +193,11 @@ def _template_catalog() -> TemplateCatalog:
 
 
 def _twilio_settings(channel: Channel) -> TwilioSettings:
+    if whatsapp_provider(channel) == "meta":
+        # TODO: list Meta's message templates and send them through the outbox (send_template exists).
+        raise InvalidInput(
+            "Template replies are not available on Meta WhatsApp Cloud API channels yet.", field="template"
+        )
     return twilio_settings(channel.address, channel.settings, current_app.extensions["switchboard"].config)
 
 

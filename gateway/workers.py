@@ -42,7 +42,7 @@ from inbox.outbox import (
     mark_sent,
     record_window_error,
 )
-from inbox.window import WINDOW_ERROR_CODE
+from inbox.window import is_window_error
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class OutboxDispatcher:
             result = self.send(pending)
         except SendError as error:
             reason = f"{error} (code {error.code})" if error.code else str(error)
-            if error.code == WINDOW_ERROR_CODE:
+            if is_window_error(error.code):
                 self._record_window_error(pending, reason)
             else:
                 self._record_failure(pending, reason, transient=error.transient)
@@ -138,7 +138,7 @@ class OutboxDispatcher:
         self._record_outcome(pending, "failed attempt", record_failed)
 
     def _record_window_error(self, pending: PendingSend, reason: str) -> None:
-        """Hold a reply that WhatsApp refused because the 24-hour window closed (Twilio 63016)."""
+        """Hold a reply that WhatsApp refused because the 24-hour window closed (Twilio 63016, Meta 131047)."""
 
         def record_held(session: Session) -> None:
             record_window_error(

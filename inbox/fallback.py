@@ -34,7 +34,7 @@ from inbox.models import (
 )
 from inbox.replies import add_email_headers
 from inbox.serialize import conversation_to_dict, make_snippet, message_to_dict
-from inbox.window import WINDOW_ERROR_CODE
+from inbox.window import WINDOW_ERROR_CODES
 from inbox.workspace import EmailFallback, workspace_settings
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def send_by_email_automatically(session: Session, message: Message) -> Message |
     """
     if workspace_settings(session).email_fallback is not EmailFallback.AUTOMATIC:
         return None
-    if f"error {WINDOW_ERROR_CODE}" in (message.delivery_error or ""):
+    if any(f"error {code}" in (message.delivery_error or "") for code in WINDOW_ERROR_CODES):
         return None
     if fallback_address(session, message) is None:
         return None

@@ -2,8 +2,8 @@
 
 A free-text reply written after the 24-hour window closed (see ``inbox.window``) is stored
 with its outbox item ``held`` instead of ``pending``, unless the workspace setting rejects it.
-So is a reply that Twilio rejected with error 63016 because the window closed before it went
-out. The transitions of a held item:
+So is a reply that the provider rejected because the window closed before it went out
+(Twilio's error 63016, Meta's 131047). The transitions of a held item:
 
     held -> pending     the customer writes on the channel (``release_held_replies``)
     held -> cancelled   an agent withdraws the reply (``cancel_held_reply``)
@@ -27,7 +27,7 @@ from inbox.events import record_event
 from inbox.models import Conversation, HoldReason, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.serialize import message_to_dict
 from inbox.fallback import send_by_email_automatically
-from inbox.window import WINDOW_ERROR_CODE, last_inbound_at
+from inbox.window import is_window_error, last_inbound_at
 from inbox.workspace import OutsideWindow, workspace_settings
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def cancel_held_reply(session: Session, message_id: int) -> Message:
 
 
 def apply_window_error(session: Session, item: OutboxItem, error: str, now: datetime) -> OutboxStatus:
-    """Decide what a send rejected with Twilio error 63016 becomes, in the caller's transaction.
+    """Decide what a send rejected for the closed window becomes, in the caller's transaction.
 
     When the customer wrote after the failed attempt started, the window is open again and
     the item is queued for another attempt. Otherwise it is held until the customer writes,
@@ -164,16 +164,16 @@ def apply_window_error(session: Session, item: OutboxItem, error: str, now: date
 def react_to_failed_delivery(session: Session, message: Message, error_code: str | None) -> None:
     """Act on a provider report that a sent reply failed, in the caller's transaction.
 
-    Twilio reports error 63016 for a free-text WhatsApp message outside the 24-hour window
-    after accepting the send, so such a reply gets the same treatment as a send rejected
+    Twilio (error 63016) and Meta (error 131047) can report a free-text WhatsApp message
+    outside the 24-hour window after accepting the send, so such a reply gets the same treatment as a send rejected
     at once (``apply_window_error``). Any other failure is resent by email when the
     workspace's email fallback is automatic (``inbox.fallback``). The caller records the event.
     """
     item = message.outbox_item
     if message.channel.kind != "whatsapp" or item is None:
         return
-    if error_code == WINDOW_ERROR_CODE and item.status == OutboxStatus.SENT.value:
-        error = message.delivery_error or f"error {WINDOW_ERROR_CODE}"
+    if is_window_error(error_code) and item.status == OutboxStatus.SENT.value:
+        error = message.delivery_error or f"error {error_code}"
         apply_window_error(session, item, error, utcnow())
         session.flush()
         return

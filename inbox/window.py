@@ -1,8 +1,8 @@
 """The WhatsApp customer service window.
 
 WhatsApp delivers a business's free-text message only within 24 hours of the customer's last
-message to that business number. Later, only an approved template goes through, and Twilio
-fails a free-text send with error 63016. The window therefore belongs to the pair (contact,
+message to that business number. Later, only an approved template goes through, and a
+free-text send fails with Twilio's error 63016 or the Meta Cloud API's error 131047. The window therefore belongs to the pair (contact,
 sender number): it runs from the contact's newest inbound message on the channel, whichever
 of the contact's conversations on that channel the message joined.
 """
@@ -17,8 +17,14 @@ from sqlalchemy.orm import Session
 from inbox.models import Conversation
 
 WINDOW = timedelta(hours=24)
-# Twilio's error for a free-text WhatsApp message outside the window.
-WINDOW_ERROR_CODE = "63016"
+# The providers' errors for a free-text WhatsApp message outside the window: Twilio's 63016
+# and the Meta Cloud API's 131047 ("Re-engagement message").
+WINDOW_ERROR_CODES = frozenset({"63016", "131047"})
+
+
+def is_window_error(code: str | None) -> bool:
+    """Return whether a provider's error code means that the 24-hour window had closed."""
+    return code in WINDOW_ERROR_CODES
 
 
 def last_inbound_at(session: Session, contact_id: int, channel_id: int) -> datetime | None:

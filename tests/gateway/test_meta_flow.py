@@ -133,9 +133,8 @@ def test_inbound_reply_and_delivery_status(meta_app, meta_server, service, chann
     _customer_writes(meta_server, service, channel_id, "Has my parcel left?")
     (conversation,) = agent.get("/conversations")["items"]
     assert conversation["channel"]["kind"] == "whatsapp"
-    assert conversation["contact"] == {
-        "id": conversation["contact"]["id"], "name": "Grace", "address": "+15551230000", "failing": None,
-    }
+    assert conversation["contact"]["name"] == "Grace"
+    assert conversation["contact"]["address"] == "+15551230000"
     assert conversation["snippet"] == "Has my parcel left?"
 
     # The agent replies, and the outbox sends it to the Cloud API.
@@ -177,21 +176,76 @@ def test_server_error_is_retried_and_sent_once(meta_app, meta_server, service, c
     assert sent["retry"] is None
 
 
-def test_rejected_reply_shows_metas_code_and_message(meta_app, meta_server, service, channel_and_token):
+def test_rejected_reply_shows_meta_code(meta_app, meta_server, service, channel_and_token):
     channel_id, token = channel_and_token
     agent = AgentClient(service.url, token)
     conversation_id, reply_id = _reply_to_new_customer(meta_server, service, channel_id, agent, "Sorry for the wait.")
-    meta_server.fail_next(400, 131047, "Re-engagement message",
-                          "Message failed to send because more than 24 hours have passed.")
+    meta_server.fail_next(400, 131030, "Recipient phone number not in allowed list",
+                          "Add the recipient phone number to the recipient list and try again.")
 
     _dispatch(meta_app)
 
     failed = _message(agent, conversation_id, reply_id)
     assert failed["delivery_status"] == "failed"
-    assert "131047" in failed["error"]
-    assert "Re-engagement message" in failed["error"]
-    assert "more than 24 hours" in failed["error"]
+    assert "131030" in failed["error"]
+    assert "Recipient phone number not in allowed list" in failed["error"]
+    assert "Add the recipient phone number" in failed["error"]
     assert meta_server.messages == []
+
+
+def test_window_error_holds_reply(meta_app, meta_server, service, channel_and_token):
+    channel_id, token = channel_and_token
+    agent = AgentClient(service.url, token)
+    conversation_id, reply_id = _reply_to_new_customer(meta_server, service, channel_id, agent, "It ships today.")
+    meta_server.fail_next(400, 131047, "Re-engagement message",
+                          "Message failed to send because more than 24 hours have passed.")
+
+    _dispatch(meta_app)
+    held_reply = _message(agent, conversation_id, reply_id)
+    _customer_writes(meta_server, service, channel_id, "Any news?")
+    _dispatch(meta_app)
+
+    assert held_reply["held"]["reason"] == "window_error"
+    assert "131047" in held_reply["error"]
+    assert held_reply["delivery_status"] is None
+    assert [m["text"]["body"] for m in meta_server.messages] == ["It ships today."]
+    assert len(meta_server.requests) == 2
+    assert _message(agent, conversation_id, reply_id)["held"] is None
+
+
+def test_window_error_status_holds_reply(meta_app, meta_server, service, channel_and_token):
+    channel_id, token = channel_and_token
+    agent = AgentClient(service.url, token)
+    conversation_id, reply_id = _reply_to_new_customer(meta_server, service, channel_id, agent, "It ships today.")
+    _dispatch(meta_app)
+    (first,) = meta_server.wait_for_messages(1)
+
+    error = status_error(131047, "Re-engagement message", "More than 24 hours have passed.")
+    _report(meta_server, service, channel_id, status(first["id"], "failed", CUSTOMER, [error]))
+    held_reply = _message(agent, conversation_id, reply_id)
+    _customer_writes(meta_server, service, channel_id, "Hello again")
+    _dispatch(meta_app)
+
+    assert held_reply["held"]["reason"] == "window_error"
+    (_, second) = meta_server.wait_for_messages(2)
+    assert second["text"]["body"] == "It ships today."
+    assert second["id"] != first["id"]
+
+
+def test_template_reply_rejected(meta_app, meta_server, service, channel_and_token):
+    channel_id, token = channel_and_token
+    agent = AgentClient(service.url, token)
+    _customer_writes(meta_server, service, channel_id, "Hello?")
+    (conversation,) = agent.get("/conversations")["items"]
+    template = {"content_sid": "HX" + "0" * 32, "variables": {}}
+
+    sent = requests.post(f"{service.url}/api/v1/conversations/{conversation['id']}/messages",
+                         json={"template": template}, headers=agent.headers, timeout=10)
+    listed = requests.get(f"{service.url}/api/v1/channels/{channel_id}/templates", headers=agent.headers, timeout=10)
+
+    for response in (sent, listed):
+        assert response.status_code == 400
+        assert "not available on Meta WhatsApp Cloud API channels" in response.json()["error"]["message"]
 
 
 def test_failure_reported_by_webhook_reaches_the_agent(meta_app, meta_server, service, channel_and_token):

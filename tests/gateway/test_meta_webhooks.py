@@ -326,6 +326,16 @@ def test_unsupported_event_gets_ok(client, state, meta_channel, document):
     assert _counts(state) == (0, 0, 0, 0)
 
 
+def test_stop_message_opts_the_contact_out(client, state, meta_channel):
+    from inbox.serialize import conversation_to_dict
+
+    _post(client, meta_channel.id, _inbound("Stop!"))
+
+    with state.session_factory() as session:
+        conversation = conversation_to_dict(session.scalar(select(Conversation)))
+    assert conversation["contact"]["opted_out"]["keyword"] == "STOP"
+
+
 # Routing between the numbers of one app
 
 
@@ -394,8 +404,8 @@ def test_statuses_in_one_body_are_applied_in_order(client, state, meta_channel, 
 
 def test_failed_status_shows_code_and_reason(client, state, meta_channel, agent):
     reply_id = _sent_reply(client, state, meta_channel, agent, "wamid.reply.1")
-    error = status_error(131047, "Re-engagement message",
-                         "Message failed to send because more than 24 hours have passed.")
+    error = status_error(131026, "Message undeliverable",
+                         "The recipient's phone number is not a WhatsApp phone number.")
 
     _post(client, meta_channel.id, _statuses(status("wamid.reply.1", "failed", CUSTOMER, [error])))
     _post(client, meta_channel.id, _statuses(status("wamid.reply.1", "delivered", CUSTOMER)))
@@ -404,8 +414,8 @@ def test_failed_status_shows_code_and_reason(client, state, meta_channel, agent)
         reply = session.get(Message, reply_id)
         assert reply.delivery_status == "failed"
         assert reply.delivery_error == (
-            "Re-engagement message: Message failed to send because more than 24 hours have passed. "
-            "(error 131047)"
+            "Message undeliverable: The recipient's phone number is not a WhatsApp phone number. "
+            "(error 131026)"
         )
 
 
