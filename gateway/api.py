@@ -215,8 +215,11 @@ def attachment(attachment_id: int) -> Any:
     if found is None:
         raise NotFound(f"Attachment {attachment_id} not found.")
     if found.storage_key:
-        response = send_file(attachment_store(db()).path(found.storage_key), mimetype="application/octet-stream",
-                             conditional=True, max_age=0)
+        path = attachment_store(db()).path(found.storage_key)
+        if not path.is_file():
+            log.error("attachment %s: file %s is missing from the attachment folder", attachment_id, found.storage_key)
+            raise NotFound(f"Attachment {attachment_id} is missing from the attachment folder; ask an admin.")
+        response = send_file(path, mimetype="application/octet-stream", conditional=True, max_age=0)
     elif found.data is not None:
         response = Response(found.data, mimetype="application/octet-stream")
     elif found.fetch_status == "pending":

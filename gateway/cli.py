@@ -624,13 +624,22 @@ def attachments_prune(min_age_hours: int, dry_run: bool) -> None:
     removed = 0
     for key in store.unreferenced(referenced):
         path = store.path(key)
-        if path.stat().st_mtime > cutoff:
-            continue
+        if path.stat().st_mtime > cutoff or _attachment_key_in_use(key):
+            continue  # recent, or referenced by a message stored since the listing
         click.echo(f"{'would remove' if dry_run else 'removing'} {path}")
         if not dry_run:
             path.unlink(missing_ok=True)
         removed += 1
     click.echo(f"{removed} unreferenced file(s) {'found' if dry_run else 'removed'} in {store.root}.")
+
+
+def _attachment_key_in_use(key: str) -> bool:
+    from sqlalchemy import select
+
+    from inbox.models import Attachment
+
+    with _session() as session:
+        return session.scalar(select(Attachment.id).where(Attachment.storage_key == key).limit(1)) is not None
 
 
 @main.group()

@@ -35,7 +35,13 @@ class AttachmentStore:
         key = hashlib.sha256(data).hexdigest()
         path = self.path(key)
         if path.exists():
-            return key
+            # A fresh modification time marks the file as in use again, so a prune that
+            # skips recent files cannot remove it before the new reference commits.
+            try:
+                os.utime(path)
+                return key
+            except FileNotFoundError:
+                pass  # pruned just now: write it again
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
         try:

@@ -19,7 +19,9 @@ and cached belongs to the caller, behind ``AccessTokenSource``.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 EXPIRY_MARGIN = timedelta(seconds=60)
 # RFC 6749 only recommends expires_in; this is assumed when a server leaves it out.
 DEFAULT_LIFETIME_SECONDS = 3600
+MAX_LIFETIME_SECONDS = 24 * 3600
+# A token reply is a small JSON object; anything this large is not one.
+MAX_REPLY_BYTES = 1024 * 1024
 
 # Token endpoint errors (RFC 6749, section 5.2) that a retry with the same credentials
 # cannot fix.
@@ -156,15 +161,35 @@ def refresh_access_token(
         form["scope"] = " ".join(client.scopes)
     now = now or datetime.now(timezone.utc)
     try:
-        response = requests.post(
-            client.token_url, data=form, timeout=client.timeout, headers={"Accept": "application/json"}
-        )
+        with requests.post(
+            client.token_url, data=form, timeout=client.timeout, headers={"Accept": "application/json"},
+            stream=True,
+        ) as response:
+            body = _read_capped(response, client.token_url, time.monotonic() + client.timeout)
     except requests.RequestException as error:
         raise OAuthError(
             f"token endpoint {client.token_url} could not be reached: {type(error).__name__}",
             transient=True,
         ) from error
-    return _read_token_reply(client.token_url, response, now)
+    return _read_token_reply(client.token_url, response.status_code, body, now)
+
+
+def _read_capped(response: requests.Response, url: str, deadline: float) -> bytes:
+    """Read a token reply of at most ``MAX_REPLY_BYTES`` before ``deadline`` (monotonic seconds).
+
+    ``timeout`` bounds each read only, so a server trickling bytes could otherwise hold the
+    channel's refresh lock, and with it the mailbox, for as long as it likes.
+    """
+    chunks = []
+    received = 0
+    for chunk in response.iter_content(8192):
+        received += len(chunk)
+        if received > MAX_REPLY_BYTES:
+            raise OAuthError(f"token endpoint {url} sent a reply larger than {MAX_REPLY_BYTES} bytes", transient=True)
+        if time.monotonic() > deadline:
+            raise OAuthError(f"token endpoint {url} did not finish its reply in time", transient=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def xoauth2_response(user: str, access_token: str) -> str:
@@ -198,11 +223,10 @@ def sign_in_with_token(
         sign_in(tokens.renew_access_token(token))
 
 
-def _read_token_reply(url: str, response: requests.Response, now: datetime) -> TokenGrant:
+def _read_token_reply(url: str, status: int, raw_body: bytes, now: datetime) -> TokenGrant:
     """Turn a token endpoint's reply into a grant, or raise the fitting ``OAuthError``."""
-    status = response.status_code
     try:
-        body = response.json()
+        body = json.loads(raw_body)
     except ValueError:
         body = None
     if not isinstance(body, dict):
@@ -215,12 +239,14 @@ def _read_token_reply(url: str, response: requests.Response, now: datetime) -> T
             raise OAuthError(f"token endpoint {url} replied 200 without a bearer access token", transient=True)
         try:
             lifetime = int(body.get("expires_in", DEFAULT_LIFETIME_SECONDS))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             lifetime = DEFAULT_LIFETIME_SECONDS
+        # Providers issue tokens for about an hour; a wild value must not overflow the clock.
+        lifetime = min(max(lifetime, 0), MAX_LIFETIME_SECONDS)
         rotated = body.get("refresh_token")
         return TokenGrant(
             access_token=access_token,
-            expires_at=now + timedelta(seconds=max(lifetime, 0)),
+            expires_at=now + timedelta(seconds=lifetime),
             refresh_token=rotated if isinstance(rotated, str) and rotated else None,
         )
 

@@ -446,6 +446,7 @@ _RTF_COMPRESSED = 0x75465A4C  # "LZFu"
 _RTF_UNCOMPRESSED = 0x414C454D  # "MELA"
 _RTF_HEADER_LENGTH = 16
 _DICTIONARY_SIZE = 4096
+MAX_RTF_BYTES = 2 * 1024 * 1024
 
 
 def decompress_rtf(data: bytes) -> bytes:
@@ -464,6 +465,10 @@ def decompress_rtf(data: bytes) -> bytes:
     if kind != _RTF_COMPRESSED:
         raise TnefError(f"unknown compressed RTF kind 0x{kind:08x}")
 
+    # The declared size comes from the sender, so the output is also capped: each 2-byte
+    # reference expands to up to 17 bytes, and a hostile body would otherwise cost seconds
+    # of CPU per megabyte.
+    limit = min(raw_size, MAX_RTF_BYTES)
     dictionary = bytearray(_DICTIONARY_SIZE)
     dictionary[: len(_RTF_PREBUFFER)] = _RTF_PREBUFFER
     write = len(_RTF_PREBUFFER)
@@ -478,8 +483,11 @@ def decompress_rtf(data: bytes) -> bytes:
             if position >= end:
                 break
             if not control & (1 << bit):
-                run = data[position:position + 1]
+                literal = data[position]
                 position += 1
+                output.append(literal)
+                dictionary[write] = literal
+                write = (write + 1) % _DICTIONARY_SIZE
             else:
                 if position + 2 > end:
                     break
@@ -487,20 +495,31 @@ def decompress_rtf(data: bytes) -> bytes:
                 position += 2
                 offset, length = reference >> 4, (reference & 0xF) + 2
                 if offset == write:
-                    return bytes(output[:raw_size])  # the end marker
-                run = bytearray()
-                for step in range(length):
-                    # A run can overlap the bytes it is writing, so copy one byte at a time.
-                    byte = dictionary[(offset + step) % _DICTIONARY_SIZE]
-                    run.append(byte)
-                    dictionary[(write + step) % _DICTIONARY_SIZE] = byte
+                    return bytes(output[:limit])  # the end marker
+                if _copyable_as_slice(offset, write, length):
+                    run = dictionary[offset:offset + length]
+                    dictionary[write:write + length] = run
+                else:
+                    run = bytearray()
+                    for step in range(length):
+                        # This run overlaps the bytes it is writing or wraps around the
+                        # dictionary's end, so it is copied one byte at a time.
+                        byte = dictionary[(offset + step) % _DICTIONARY_SIZE]
+                        run.append(byte)
+                        dictionary[(write + step) % _DICTIONARY_SIZE] = byte
                 write = (write + length) % _DICTIONARY_SIZE
                 output += run
-                continue
-            output += run
-            dictionary[write] = run[0]
-            write = (write + 1) % _DICTIONARY_SIZE
-    return bytes(output[:raw_size])
+            if len(output) >= limit:
+                # NOTE: a body cut here loses its end; real RTF bodies stay far below the limit.
+                return bytes(output[:limit])
+    return bytes(output[:limit])
+
+
+def _copyable_as_slice(offset: int, write: int, length: int) -> bool:
+    """Return whether a dictionary run can be copied in one slice: no wrap, no overlap."""
+    if offset + length > _DICTIONARY_SIZE or write + length > _DICTIONARY_SIZE:
+        return False
+    return offset + length <= write or write + length <= offset
 
 
 _RTF_TOKEN = re.compile(

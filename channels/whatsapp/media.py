@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import time
 from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urljoin, urlsplit
@@ -24,6 +25,8 @@ TWILIO_API_BASE_URL = "https://api.twilio.com"
 # Redirects followed after the API host's answer (Twilio sends one).
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
+# A whole download, well under the media fetcher's five-minute claim on the file.
+DOWNLOAD_DEADLINE_SECONDS = 120.0
 
 # The WhatsApp media types in Twilio's "Guidance on WhatsApp Media Messages" (images, audio,
 # MP4 video, PDF and Office documents, vCards), plus plain text and the older Office types.
@@ -76,8 +79,10 @@ def download_twilio_media(
     receives the account's credentials. ``expected_type`` is the webhook's
     ``MediaContentType<n>``, used when the media host sends none.
     """
-    api_host = urlsplit(api_base_url or TWILIO_API_BASE_URL).netloc
-    if urlsplit(url).scheme not in ("http", "https") or urlsplit(url).netloc != api_host:
+    api = urlsplit(api_base_url or TWILIO_API_BASE_URL)
+    api_host = api.netloc
+    # Same scheme too: credentials must never travel in clear text to an https API's host.
+    if urlsplit(url).scheme != api.scheme or urlsplit(url).netloc != api_host:
         raise MediaError(f"The media URL is not on Twilio's API host {api_host}, so it was not downloaded.",
                          transient=False)
 
@@ -95,7 +100,7 @@ def download_twilio_media(
             content_type = _content_type(response.headers.get("Content-Type")) or _content_type(expected_type)
             if content_type not in ALLOWED_TYPES:
                 raise MediaError(f"Files of type {content_type or 'unknown'} are not accepted.", transient=False)
-            data = _read_limited(response, max_bytes)
+            data = _read_limited(response, max_bytes, time.monotonic() + DOWNLOAD_DEADLINE_SECONDS)
             filename = _filename(response.headers.get("Content-Disposition"), filename_stem, content_type)
     return DownloadedMedia(data=data, content_type=content_type, filename=filename)
 
@@ -127,7 +132,12 @@ def _raise_for_status(response: requests.Response) -> None:
     raise MediaError(f"Twilio's media host answered {status}.", transient=False)
 
 
-def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
+def _read_limited(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """Read the body, refusing more than ``max_bytes`` or a read still going at ``deadline``.
+
+    The request timeout bounds each read only; a host trickling bytes would otherwise hold
+    the fetcher, and after its lease a second worker would start the same download.
+    """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise MediaError(_too_large(int(declared), max_bytes), transient=False)
@@ -136,6 +146,8 @@ def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
     try:
         for chunk in response.iter_content(CHUNK_BYTES):
             received += len(chunk)
+            if time.monotonic() > deadline:
+                raise MediaError("The download did not finish in time.", transient=True)
             if received > max_bytes:
                 raise MediaError(_too_large(received, max_bytes, at_least=True), transient=False)
             chunks.append(chunk)

@@ -3,14 +3,20 @@ to a real Dovecot and to aiosmtpd."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from werkzeug.serving import make_server
 
 from channels.email.imap import ImapReader, MailboxAuthError
 from channels.email.oauth import (
+    MAX_LIFETIME_SECONDS,
+    MAX_REPLY_BYTES,
     OAuthClient,
     OAuthError,
     OAuthGrantError,
@@ -298,3 +304,46 @@ def test_tokens_never_reach_the_log(oauth, client, dovecot, smtp, caplog):
     assert tokens.current is not None
     for secret in (refresh_token, tokens.current, oauth.client_secret):
         assert secret not in caplog.text
+
+
+@dataclass
+class CraftedEndpoint:
+    url: str
+    bodies: list[bytes]
+
+
+@pytest.fixture
+def crafted_endpoint() -> Iterator[CraftedEndpoint]:
+    """A token endpoint on loopback that answers each request with the next queued body."""
+    bodies: list[bytes] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [bodies.pop(0)]
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield CraftedEndpoint(f"http://127.0.0.1:{server.server_port}/token", bodies)
+    server.shutdown()
+    thread.join(5)
+
+
+def test_absurd_expiry_is_capped(crafted_endpoint):
+    crafted_endpoint.bodies.append(
+        json.dumps({"access_token": "at", "token_type": "Bearer", "expires_in": 1e20}).encode()
+    )
+    client = OAuthClient(token_url=crafted_endpoint.url, client_id="id", client_secret="secret")
+
+    grant = refresh_access_token(client, "refresh", now=NOW)
+
+    assert grant.expires_at == NOW + timedelta(seconds=MAX_LIFETIME_SECONDS)
+
+
+def test_oversize_token_reply_is_refused(crafted_endpoint):
+    crafted_endpoint.bodies.append(b'{"access_token": "' + b"a" * (MAX_REPLY_BYTES + 1) + b'"}')
+    client = OAuthClient(token_url=crafted_endpoint.url, client_id="id", client_secret="secret")
+
+    with pytest.raises(OAuthError, match="larger than") as raised:
+        refresh_access_token(client, "refresh")
+    assert raised.value.transient

@@ -178,3 +178,27 @@ def test_prune_removes_only_old_orphans(state, channel_id, database_url):
     assert not store.path(old_orphan).exists()
     assert store.path(new_orphan).exists()
     assert store.path(row.storage_key).exists()
+
+
+def test_storing_again_marks_file_recent(tmp_path):
+    store = AttachmentStore(tmp_path)
+    key = store.put(b"logo")
+    day_ago = time.time() - 25 * 3600
+    os.utime(store.path(key), (day_ago, day_ago))
+
+    assert store.put(b"logo") == key
+
+    # A prune of day-old files now keeps it until the new reference is committed.
+    assert store.path(key).stat().st_mtime > time.time() - 60
+
+
+def test_missing_file_is_a_clear_404(state, channel_id, client, api_token):
+    message_id = _ingest(state, channel_id, _mail_with_files("lost@customer.example", {"a.txt": b"lost"}))
+    [row] = _attachments(state, message_id)
+    with state.session_factory() as session:
+        attachment_store(session).path(row.storage_key).unlink()
+
+    response = client.get(f"/api/v1/attachments/{row.id}", headers={"Authorization": f"Bearer {api_token}"})
+
+    assert response.status_code == 404
+    assert "missing from the attachment folder" in response.get_json()["error"]["message"]

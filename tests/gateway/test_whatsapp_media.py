@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from twilio.request_validator import RequestValidator
 
+from channels.whatsapp.media import MediaError, download_twilio_media
 from gateway import create_app, get_state
 from gateway.media import MediaFetcher
 from gateway.simulate import build_message_form
@@ -224,3 +225,15 @@ def _reschedule_now(state) -> None:
             .values(next_fetch_at=utcnow() - timedelta(seconds=1))
         )
         session.commit()
+
+
+def test_plain_http_media_url_gets_no_credentials(media_server):
+    # The API is https in production; an http URL on the same host must not carry the token.
+    https_api = media_server.base_url.replace("http://", "https://")
+    url = media_server.add("ME1", PHOTO, "image/jpeg")
+
+    with pytest.raises(MediaError, match="not on Twilio's API host") as raised:
+        download_twilio_media(url, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, expected_type="image/jpeg",
+                              max_bytes=100_000, filename_stem="image-1", api_base_url=https_api)
+    assert not raised.value.transient
+    assert media_server.requests == []
