@@ -16,6 +16,11 @@ The IMAP rules this module relies on (RFC 3501 and RFC 2177):
   then lacks it, and it is skipped.
 - IDLE lets the server push EXISTS/RECENT. Servers may drop a client idle for 30
   minutes, so IDLE is ended and renewed before 29 minutes (here: after 25 at most).
+  IDLE reports on the selected folder only, so each reader reads one folder.
+- Folder names outside ASCII travel in the modified UTF-7 of RFC 3501 section 5.1.3
+  ("Ärger" is ``&AMQ-rger``). IMAPClient (3.x, ``folder_encode`` on by default) encodes
+  the ``str`` names passed to it and decodes the names it lists, so this module and its
+  callers only ever see Unicode names.
 
 Checkpoint policy: the reader never moves a checkpoint. It yields batches of mail
 above ``Checkpoint.last_uid``. The caller stores the messages and commits, and only
@@ -23,7 +28,8 @@ then saves a checkpoint with the highest UID of the committed batch. After a cra
 before the commit the batch is fetched again, and the inbox ignores what it already
 stored by Message-ID. For the same reason the reader can yield the whole folder again
 after a UIDVALIDITY change. The folder is
-opened read-only and bodies are fetched with BODY.PEEK[], so reading sets no flags.
+opened read-only and bodies are fetched with BODY.PEEK[], so reading sets no flags. The
+one write is ``append``, which files a copy of mail we sent.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import imaplib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
-from imapclient import IMAPClient
+from imapclient import SEEN, IMAPClient
 from imapclient.exceptions import LoginError
 
 from channels.email.oauth import AccessTokenSource, sign_in_with_token
@@ -53,6 +60,13 @@ class MailboxError(ChannelError):
 
 class MailboxAuthError(MailboxError):
     """The server rejected the username or password, so retrying will not help."""
+
+
+class FolderError(MailboxError):
+    """The server rejected opening the folder or appending to it (missing, not selectable, full).
+
+    The login worked, so other folders of the same mailbox can still be read.
+    """
 
 
 @dataclass(frozen=True)
@@ -107,8 +121,8 @@ class ImapReader:
     """A read-only connection to one IMAP folder.
 
     Use it as a context manager or call ``connect()`` and ``close()``. Methods raise
-    ``MailboxError`` when the server or the network fails; the connection should then
-    be closed and opened again.
+    ``MailboxError`` when the server or the network fails, and ``FolderError`` when the
+    server rejects the folder. The connection should then be closed and opened again.
     """
 
     def __init__(self, settings: ImapSettings, timeout: float = 30) -> None:
@@ -136,7 +150,8 @@ class ImapReader:
         """Connect, log in and open the folder read-only.
 
         Raises ``MailboxAuthError`` when the login is rejected, ``OAuthError`` when no
-        access token can be obtained, and ``MailboxError`` for any other failure.
+        access token can be obtained, ``FolderError`` when the folder cannot be opened,
+        and ``MailboxError`` for any other failure.
         """
         settings = self._settings
         with self._errors("connect"):
@@ -244,6 +259,17 @@ class ImapReader:
                 _, done_responses = client.idle_done()
         return _reports_new_mail([*responses, *done_responses])
 
+    def append(self, raw: bytes, when: datetime) -> None:
+        """Append ``raw`` to the open folder with the \\Seen flag and ``when`` as its date.
+
+        Raises ``FolderError`` when the server rejects the APPEND (a full quota, a folder
+        that takes no messages) and ``MailboxError`` when the connection fails.
+        """
+        client = self._connected()
+        with self._errors("append", rejected=FolderError):
+            client.append(self._settings.folder, raw, flags=(SEEN,), msg_time=when)
+        logger.info("IMAP appended a message of %s bytes to %s", len(raw), self._settings.folder)
+
     def _fetch(self, uids: list[int], uidvalidity: int) -> list[FetchedMail]:
         client = self._connected()
         limit = self._settings.max_message_bytes
@@ -291,7 +317,7 @@ class ImapReader:
 
     def _select(self) -> _FolderState:
         client = self._connected()
-        with self._errors("select"):
+        with self._errors("select", rejected=FolderError):
             info = client.select_folder(self._settings.folder, readonly=True)
         uidvalidity = info.get(b"UIDVALIDITY")
         if uidvalidity is None:
@@ -308,19 +334,31 @@ class ImapReader:
             raise MailboxError("IMAP reader is not connected: call connect() first")
         return self._client
 
-    def _errors(self, operation: str) -> contextlib.AbstractContextManager[None]:
-        return _mailbox_errors(operation, self._settings)
+    def _errors(
+        self, operation: str, rejected: type[MailboxError] = MailboxError
+    ) -> contextlib.AbstractContextManager[None]:
+        return _mailbox_errors(operation, self._settings, rejected)
 
 
 @contextlib.contextmanager
-def _mailbox_errors(operation: str, settings: ImapSettings) -> Iterator[None]:
-    """Raise IMAP, socket and TLS failures of one operation as ``MailboxError``."""
+def _mailbox_errors(
+    operation: str, settings: ImapSettings, rejected: type[MailboxError] = MailboxError
+) -> Iterator[None]:
+    """Raise IMAP, socket and TLS failures of one operation as ``MailboxError``.
+
+    A NO or BAD reply of the server raises ``rejected`` instead. A dropped connection
+    (``imaplib.IMAP4.abort``) stays a ``MailboxError``.
+    """
     where = f"{settings.host}:{settings.port} folder {settings.folder}"
     try:
         yield
     except LoginError as error:
         raise MailboxAuthError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
-    except (imaplib.IMAP4.error, OSError) as error:
+    except imaplib.IMAP4.abort as error:
+        raise MailboxError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
+    except imaplib.IMAP4.error as error:
+        raise rejected(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
+    except OSError as error:
         raise MailboxError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
 
 

@@ -135,18 +135,28 @@ def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage
     return mime
 
 
-def send_email(settings: SmtpSettings, message: OutboundMessage) -> SendResult:
-    """Submit one message to the SMTP server.
-
-    Returns a ``SendResult`` with the message's Message-ID (without brackets) and state
-    ``SENT``. Raises ``TransientSendError`` for network errors, timeouts and SMTP 4xx
-    replies, and ``PermanentSendError`` for a rejected login, SMTP 5xx replies, a server
-    lacking STARTTLS or AUTH, and a message that ``build_mime`` rejects.
-    """
+def prepare_email(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage:
+    """Return ``build_mime(message, settings)``, raising ``PermanentSendError`` where it raises ``ValueError``."""
     try:
-        mime = build_mime(message, settings)
+        return build_mime(message, settings)
     except ValueError as error:
         raise PermanentSendError(f"cannot build the email: {error}") from error
+
+
+def send_email(
+    settings: SmtpSettings, message: OutboundMessage, mime: EmailMessage | None = None
+) -> SendResult:
+    """Submit one message to the SMTP server.
+
+    ``mime`` is what ``prepare_email`` returned for ``message``. A caller passes it to keep
+    the exact bytes sent, for a copy in a Sent folder. Without it the message is built
+    here. Returns a ``SendResult`` with the message's Message-ID (without brackets) and
+    state ``SENT``. Raises ``TransientSendError`` for network errors, timeouts and SMTP
+    4xx replies, and ``PermanentSendError`` for a rejected login, SMTP 5xx replies, a
+    server lacking STARTTLS or AUTH, and a message that ``build_mime`` rejects.
+    """
+    if mime is None:
+        mime = prepare_email(message, settings)
     envelope_from = settings.from_address or (message.sender.value if message.sender else "")
     message_id = strip_brackets(message.message_id or "")
     connection: smtplib.SMTP | None = None

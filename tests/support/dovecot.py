@@ -308,3 +308,44 @@ class DovecotServer:
             return ""
         logs = [self._root / "stderr.log", self._root / "dovecot.log"]
         return " ".join(path.read_text(errors="replace")[-2000:] for path in logs if path.exists())
+
+
+# Folder names with "/" between levels, as Gmail and many hosted servers show them. Dovecot's
+# own default separator is ".", which makes "Support/Ärger" an invalid name.
+SLASH_SEPARATOR_CONFIG = """\
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+"""
+
+
+def copy_mail(server: DovecotServer, uids: list[int], source: str, target: str) -> None:
+    """Copy messages between folders with IMAP COPY, as a mail client or a filter rule would."""
+    client = server.client()
+    try:
+        client.select_folder(source)
+        client.copy(uids, target)
+    finally:
+        client.logout()
+
+
+def read_folder(server: DovecotServer, folder: str) -> list[tuple[tuple[bytes, ...], bytes]]:
+    """Return the flags and bytes of every message in a folder, in UID order, setting no flags."""
+    client = server.client()
+    try:
+        client.select_folder(folder, readonly=True)
+        fetched = client.fetch(client.search(["ALL"]), ["FLAGS", "BODY.PEEK[]"])
+    finally:
+        client.logout()
+    return [(tuple(data[b"FLAGS"]), bytes(data[b"BODY[]"])) for _, data in sorted(fetched.items())]
+
+
+def folder_names_on_the_wire(server: DovecotServer) -> list[bytes]:
+    """Return the folder names as the server sends them in LIST, without IMAPClient's decoding."""
+    client = server.client()
+    try:
+        client.folder_encode = False
+        return [name for _, _, name in client.list_folders()]
+    finally:
+        client.logout()
