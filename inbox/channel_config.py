@@ -27,6 +27,10 @@ SMTP_SECURITY = ("starttls", "ssl", "none")
 # The sign-in methods of an email channel, for IMAP and SMTP. A channel without "auth" uses passwords.
 AUTH_MODES = ("password", "oauth2")
 OAUTH_PROVIDERS = ("google", "microsoft", "custom")
+# The folders an email channel reads when its settings name none.
+DEFAULT_FOLDERS = ("INBOX",)
+# The length of mailbox_checkpoints.folder, which stores each folder's checkpoint.
+MAX_FOLDER_NAME_LENGTH = 500
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -72,6 +76,7 @@ def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
             value = settings.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InvalidInput(f"The {key} setting must be a positive number of bytes.", field=key)
+        email_folder_settings(settings)
     elif kind == "whatsapp":
         if not _E164.match(address):
             raise InvalidInput(f"{address!r} is not a phone number in E.164 form (+14155238886).", field="address")
@@ -166,6 +171,9 @@ def add_channel(
     if not name.strip():
         raise InvalidInput("The channel name is empty.", field="name")
     validate_channel(kind, address, settings)
+    if kind == "email":
+        settings = {**settings, **email_folder_settings(settings)}
+        settings.pop("imap_folder", None)
     existing = session.scalar(select(Channel).where(Channel.kind == kind, Channel.address == address))
     if existing is not None:
         raise Conflict(
@@ -281,3 +289,84 @@ def update_oauth_credentials(
         channel.last_error = None
         channel.last_error_at = None
         return channel
+
+
+def email_folders(settings: dict[str, Any]) -> list[str]:
+    """Return the folders an email channel reads.
+
+    Channels added before folder lists existed store one ``imap_folder``.
+    """
+    folders = settings.get("imap_folders")
+    if folders:
+        return list(folders)
+    return [settings.get("imap_folder") or DEFAULT_FOLDERS[0]]
+
+
+def sent_folder(settings: dict[str, Any]) -> str | None:
+    """Return the folder that gets a copy of each sent reply, or None when copies are off."""
+    return settings.get("sent_folder") or None
+
+
+def email_folder_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Return the checked ``imap_folders`` and ``sent_folder`` settings of an email channel.
+
+    Names are stripped and INBOX, which RFC 3501 section 5.1 makes case-insensitive, is
+    spelled in capitals. Raises ``InvalidInput`` for a list that is empty, not a list or
+    names a folder twice, and for a name that is empty, too long or contains a control
+    character.
+    """
+    folders = settings.get("imap_folders")
+    if folders is None:
+        folders = [settings.get("imap_folder") or DEFAULT_FOLDERS[0]]
+    if not isinstance(folders, list) or not folders:
+        raise InvalidInput("The folders to read must be a list of at least one folder name.", field="imap_folders")
+    checked: list[str] = []
+    for name in folders:
+        folder = _check_folder_name(name, "imap_folders")
+        if folder in checked:
+            raise InvalidInput(f"The folder {folder!r} is listed twice.", field="imap_folders")
+        checked.append(folder)
+
+    sent = settings.get("sent_folder")
+    copies_off = sent is None or (isinstance(sent, str) and not sent.strip())
+    return {
+        "imap_folders": checked,
+        "sent_folder": None if copies_off else _check_folder_name(sent, "sent_folder"),
+    }
+
+
+def update_email_folders(
+    session: Session, channel_id: int, folders: Any, sent: Any
+) -> Channel:
+    """Set the folders an email channel reads and its Sent folder (None turns copies off).
+
+    Running workers start and stop folder readers to match within about a minute. Raises
+    ``NotFound`` for an unknown channel and ``InvalidInput`` for a channel that is not
+    email or for invalid folder names (see ``email_folder_settings``).
+    """
+    # Locked and reread, so a worker storing a refreshed OAuth token meanwhile is not overwritten.
+    channel = session.get(Channel, channel_id, with_for_update=True, populate_existing=True)
+    if channel is None:
+        raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
+    if channel.kind != "email":
+        raise InvalidInput(f"Channel {channel_id} is a {channel.kind} channel; only email channels have folders.")
+    checked = email_folder_settings({"imap_folders": folders, "sent_folder": sent})
+    settings = {key: value for key, value in channel.settings.items() if key != "imap_folder"}
+    # A new dict, because SQLAlchemy does not notice changes inside a JSON value.
+    channel.settings = {**settings, **checked}
+    return channel
+
+
+def _check_folder_name(name: Any, field: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidInput(f"A folder name must be text, not {name!r}.", field=field)
+    folder = name.strip()
+    if not folder:
+        raise InvalidInput("A folder name is empty.", field=field)
+    if any(ord(character) < 32 or ord(character) == 127 for character in folder):
+        raise InvalidInput(f"The folder name {folder!r} contains a control character.", field=field)
+    if len(folder) > MAX_FOLDER_NAME_LENGTH:
+        raise InvalidInput(
+            f"The folder name {folder[:40]!r}... is longer than {MAX_FOLDER_NAME_LENGTH} characters.", field=field
+        )
+    return "INBOX" if folder.upper() == "INBOX" else folder

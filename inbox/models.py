@@ -171,6 +171,9 @@ class Channel(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The latest failed copy of a sent reply to the mailbox's Sent folder. The next success clears it.
+    sent_copy_error: Mapped[str | None] = mapped_column(Text)
+    sent_copy_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -347,7 +350,12 @@ class RawPayload(Base):
 
 
 class MailboxCheckpoint(Base):
-    """How far a mailbox folder has been imported: (UIDVALIDITY, last committed UID)."""
+    """How far a mailbox folder has been imported: (UIDVALIDITY, last committed UID).
+
+    The row also carries the folder's health: when the reader last read it through, and
+    its latest error until it reads again. A folder that failed before its first read has
+    a row with no UIDVALIDITY.
+    """
 
     __tablename__ = "mailbox_checkpoints"
     __table_args__ = (UniqueConstraint("channel_id", "folder"),)
@@ -357,6 +365,9 @@ class MailboxCheckpoint(Base):
     folder: Mapped[str] = mapped_column(String(500))
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
