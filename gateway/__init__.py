@@ -75,13 +75,14 @@ def create_app(config: Config | None = None) -> Flask:
     use_workspace_settings(state.session_factory, workspace_settings_from(config))
     app.extensions["switchboard"] = state
 
-    from gateway import api, auth, health, pages, realtime, webhooks
+    from gateway import api, auth, channel_settings, health, pages, realtime, webhooks
 
     app.url_map.converters["id"] = IdConverter
     auth.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(channel_settings.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
     realtime.init_app(app, state)

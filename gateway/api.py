@@ -16,17 +16,17 @@ from sqlalchemy import select
 
 from channels.whatsapp.twilio import ContentApiError, TwilioSettings
 from gateway.auth import current_agent, db, error_response, require_role
-from gateway.channel_settings import twilio_settings, webhook_url
+from gateway.channel_settings import channels_with_health, twilio_settings
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
 from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
-from inbox.channel_config import list_channels, public_settings, whatsapp_provider
+from inbox.channel_config import whatsapp_provider
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
 from inbox.fallback import send_by_email
 from inbox.held import cancel_held_reply
-from inbox.models import Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, utcnow
+from inbox.models import Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role
 from inbox.replies import create_reply
 from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
 from inbox.storage import attachment_store
@@ -243,30 +243,7 @@ def channels() -> Any:
     agent = current_agent()
     show_settings = agent is not None and agent.role == Role.ADMIN.value
     public_url = current_app.extensions["switchboard"].config.public_url or request.host_url
-    items = []
-    for channel in list_channels(db()):
-        item = {
-            "id": channel.id,
-            "kind": channel.kind,
-            "name": channel.name,
-            "address": channel.address,
-            "is_active": channel.is_active,
-            "last_sync_at": isoformat(channel.last_sync_at),
-            # Seconds since the mailbox was last read completely; None for WhatsApp and
-            # for a mailbox that was never read.
-            "sync_lag_seconds": (
-                round((utcnow() - channel.last_sync_at).total_seconds())
-                if channel.kind == "email" and channel.last_sync_at else None
-            ),
-            "last_error": channel.last_error,
-            "last_error_at": isoformat(channel.last_error_at),
-            # What to enter in the provider's console; None for email.
-            "webhook_url": webhook_url(channel, public_url),
-        }
-        if show_settings:
-            item["settings"] = public_settings(channel)
-        items.append(item)
-    return jsonify({"items": items})
+    return jsonify({"items": channels_with_health(public_url, include_settings=show_settings)})
 
 
 @blueprint.get("/payloads")

@@ -1,5 +1,6 @@
 """Provider settings of a channel: from CLI options to the stored JSON, and back to the
-settings objects that ``channels`` adapters take.
+settings objects that ``channels`` adapters take. Also the admin's channels page and the
+API route that changes an email channel's folders, with the health both show.
 
 An email channel that signs in with OAuth 2.0 keeps its refresh token and its latest access
 token (with the expiry) in its settings. ``ChannelTokens`` hands that access token to the
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.email.imap import ImapSettings
@@ -29,27 +31,51 @@ from channels.email.oauth import (
 from channels.email.smtp import SmtpSettings
 from channels.whatsapp import TwilioSettings
 from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
+from gateway.auth import db, error_response, require_role
 from gateway.config import Config
-from inbox.channel_config import store_oauth_tokens, whatsapp_provider
-from inbox.mailboxes import record_channel_error
-from inbox.models import Channel, utcnow
+from inbox.channel_config import (
+    email_folders,
+    list_channels,
+    public_settings,
+    sent_folder,
+    store_oauth_tokens,
+    update_email_folders,
+    whatsapp_provider,
+)
+from inbox.errors import InboxError, InvalidInput
+from inbox.mailboxes import folder_states, record_channel_error
+from inbox.models import Channel, MailboxCheckpoint, Role, utcnow
+from inbox.serialize import isoformat
 
 log = logging.getLogger(__name__)
 
 SMTP_SECURITY = ("starttls", "ssl", "none")
 
+blueprint = Blueprint("channel_settings", __name__)
 
-def imap_settings(channel: Channel, tokens: ChannelTokens | None = None) -> ImapSettings:
-    """Return the reader's settings; ``tokens`` is required for a channel using OAuth 2.0."""
-    settings = channel.settings
+
+def imap_settings(
+    channel: Channel, tokens: ChannelTokens | None = None, *, folder: str | None = None
+) -> ImapSettings:
+    """Return the reader's settings for ``folder``, by default the channel's first folder.
+
+    ``tokens`` is required for a channel using OAuth 2.0.
+    """
+    return mailbox_settings(channel.settings, tokens, folder=folder)
+
+
+def mailbox_settings(
+    settings: Mapping[str, Any], tokens: ChannelTokens | None = None, *, folder: str | None = None
+) -> ImapSettings:
+    """Return IMAP settings from a channel's stored settings, like ``imap_settings``."""
     return ImapSettings(
         host=settings["imap_host"],
         port=int(settings["imap_port"]),
         username=settings["imap_username"],
         password=settings.get("imap_password") or "",
-        oauth2_tokens=_required_tokens(settings, tokens),
+        oauth2_tokens=_required_tokens(dict(settings), tokens),
         use_ssl=bool(settings.get("imap_ssl", True)),
-        folder=settings.get("imap_folder") or "INBOX",
+        folder=folder or email_folders(dict(settings))[0],
         **({"max_message_bytes": int(settings["max_message_bytes"])} if settings.get("max_message_bytes") else {}),
     )
 
@@ -244,3 +270,141 @@ def webhook_url(channel: Channel, base_url: str) -> str | None:
     if provider == "twilio":
         return f"{base}/webhooks/twilio/{channel.id}/messages"
     return None
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+def channel_health(
+    channel: Channel, states: Mapping[tuple[int, str], MailboxCheckpoint], public_url: str
+) -> dict[str, Any]:
+    """Return a channel's state and health as the API and the channels page show them.
+
+    ``states`` are the checkpoint rows from ``inbox.mailboxes.folder_states``, and
+    ``public_url`` is the service's URL, for a WhatsApp channel's webhook. An email
+    channel lists each folder it reads with that folder's own sync time, lag and error.
+    Its own ``sync_lag_seconds`` is the lag of the folder furthest behind.
+    """
+    now = utcnow()
+    item: dict[str, Any] = {
+        "id": channel.id,
+        "kind": channel.kind,
+        "name": channel.name,
+        "address": channel.address,
+        "is_active": channel.is_active,
+        "last_sync_at": isoformat(channel.last_sync_at),
+        # Seconds since the mailbox was last read completely; None for WhatsApp and
+        # for a mailbox that was never read.
+        "sync_lag_seconds": None,
+        "last_error": channel.last_error,
+        "last_error_at": isoformat(channel.last_error_at),
+        # What to enter in the provider's console; None for email.
+        "webhook_url": webhook_url(channel, public_url),
+        "warnings": [],
+    }
+    if channel.kind != "email":
+        return item
+
+    folders = []
+    for name in email_folders(channel.settings or {}):
+        row = states.get((channel.id, name))
+        synced = row.last_sync_at if row else None
+        folders.append({
+            "name": name,
+            "uidvalidity": row.uidvalidity if row else None,
+            "last_uid": row.last_uid if row else 0,
+            "last_sync_at": isoformat(synced),
+            "sync_lag_seconds": round((now - synced).total_seconds()) if synced else None,
+            "last_error": row.last_error if row else None,
+            "last_error_at": isoformat(row.last_error_at) if row else None,
+        })
+    lags = [folder["sync_lag_seconds"] for folder in folders if folder["sync_lag_seconds"] is not None]
+    if lags:
+        item["sync_lag_seconds"] = max(lags)
+    elif channel.last_sync_at:
+        # Read before folders kept their own sync time.
+        item["sync_lag_seconds"] = round((now - channel.last_sync_at).total_seconds())
+    item["folders"] = folders
+    item["sent_folder"] = sent_folder(channel.settings or {})
+    if channel.sent_copy_error:
+        item["warnings"].append({
+            "code": "sent_copy_failed",
+            "message": channel.sent_copy_error,
+            "at": isoformat(channel.sent_copy_error_at),
+        })
+    return item
+
+
+def channels_with_health(public_url: str, include_settings: bool) -> list[dict[str, Any]]:
+    """Return every channel's health; with ``include_settings``, also its masked settings."""
+    session = db()
+    channels = list_channels(session)
+    states = folder_states(session, [channel.id for channel in channels])
+    items = []
+    for channel in channels:
+        item = channel_health(channel, states, public_url)
+        if include_settings:
+            item["settings"] = public_settings(channel)
+        items.append(item)
+    return items
+
+
+# --- the channels page and API ---------------------------------------------------------------
+
+
+@blueprint.errorhandler(InboxError)
+def _inbox_error(error: InboxError) -> Any:
+    status = {"not_found": 404, "conflict": 409}.get(error.code, 400)
+    return error_response(status, error.code, error.message, error.field)
+
+
+@blueprint.patch("/api/v1/channels/<id:id>")
+@require_role(Role.ADMIN)
+def update_channel(id: int) -> Any:  # noqa: A002 - the API's path parameter is named id
+    """Change the folders an email channel reads and its Sent folder; absent keys stay as they are."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    unknown = sorted(set(body) - {"imap_folders", "sent_folder"})
+    if unknown:
+        raise InvalidInput(f"Unknown setting {unknown[0]!r}; use imap_folders or sent_folder.", field=unknown[0])
+    session = db()
+    channel = session.get(Channel, id)
+    current = channel.settings if channel is not None else {}
+    folders = body.get("imap_folders", email_folders(current))
+    sent = body.get("sent_folder", sent_folder(current))
+    changed = update_email_folders(session, id, folders, sent)
+    session.commit()
+    states = folder_states(session, [changed.id])
+    return {**channel_health(changed, states, _public_url()), "settings": public_settings(changed)}
+
+
+@blueprint.get("/channels")
+@require_role(Role.ADMIN)
+def channels_page() -> Any:
+    return _render_channels_page()
+
+
+@blueprint.post("/channels/<id:channel_id>/folders")
+@require_role(Role.ADMIN)
+def save_folders(channel_id: int) -> Any:
+    folders = [line for line in request.form.get("imap_folders", "").splitlines() if line.strip()]
+    sent = request.form.get("sent_folder", "")
+    session = db()
+    try:
+        update_email_folders(session, channel_id, folders, sent)
+    except InboxError as error:
+        session.rollback()
+        form = {"channel_id": channel_id, "imap_folders": "\n".join(folders), "sent_folder": sent}
+        return _render_channels_page(error=error, form=form), 400
+    session.commit()
+    return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}"), code=303)
+
+
+def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] | None = None) -> str:
+    channels = channels_with_health(_public_url(), include_settings=False)
+    return render_template("channel_settings.html", channels=channels, error=error, form=form or {})
+
+
+def _public_url() -> str:
+    return current_app.extensions["switchboard"].config.public_url or request.host_url

@@ -297,7 +297,9 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
 @click.option("--imap-username", required=True, help="The mailbox's login name (with OAuth 2.0, its address).")
 @click.option("--imap-password", help="Asked for when omitted and --auth is password.")
 @click.option("--imap-ssl/--no-imap-ssl", default=True, show_default=True, help="Implicit TLS on connect.")
-@click.option("--imap-folder", default="INBOX", show_default=True)
+@click.option("--folder", "--imap-folder", "imap_folders", multiple=True,
+              help="A folder to read; repeat for several (default INBOX). Each gets its own IMAP connection.")
+@click.option("--sent-folder", help="Append a copy of each sent reply to this folder, e.g. Sent (default: no copy).")
 @click.option("--smtp-host", required=True, help="The SMTP server, e.g. smtp.example.com.")
 @click.option("--smtp-port", type=click.IntRange(1, 65535), default=587, show_default=True)
 @click.option("--smtp-username", help="Defaults to the IMAP username; pass '' for a server without login.")
@@ -327,6 +329,7 @@ def channel_add_email(**options: Any) -> None:
     name = options.pop("name")
     options["max_message_bytes"] = options.pop("max_message_mb") * 1_000_000
     options["max_attachment_bytes"] = options.pop("max_attachment_mb") * 1_000_000
+    options["imap_folders"] = list(options["imap_folders"]) or ["INBOX"]
     if options["auth"] == "oauth2":
         _add_oauth_email(name, address, options)
         return

@@ -115,6 +115,17 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Channel")}}}, "The channels."), **_ERRORS},
             }
         },
+        "/channels/{id}": {
+            "patch": {
+                "summary": "Set the folders an email channel reads and its Sent folder (admin)",
+                "parameters": [_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "imap_folders": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "The folders to import mail from, each over its own IMAP connection."},
+                    "sent_folder": {"type": ["string", "null"], "description": "Gets a copy of each sent reply; null turns copies off."},
+                }}}}},
+                "responses": {"200": _json(_ref("Channel"), "The channel with its health."), "400": _json(_ref("Error"), "Invalid folder name or not an email channel."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
+            }
+        },
         "/payloads": {
             "get": {
                 "summary": "Inbound payloads by status (admin)",
@@ -150,6 +161,25 @@ OPENAPI: dict[str, Any] = {
                     "last_error": {"type": ["string", "null"]},
                     "last_error_at": {"type": ["string", "null"], "format": "date-time"},
                     "webhook_url": {"type": ["string", "null"], "description": "The URL to enter in Twilio's or Meta's console; null for email."},
+                    "warnings": {
+                        "type": "array",
+                        "description": "Problems that need no retry, such as a failed copy of a reply to the Sent folder (code sent_copy_failed).",
+                        "items": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}},
+                    },
+                    "folders": {
+                        "type": "array",
+                        "description": "Email only: each folder read, with its own health. The channel's sync_lag_seconds is the largest of theirs.",
+                        "items": {"type": "object", "properties": {
+                            "name": {"type": "string"},
+                            "uidvalidity": {"type": ["integer", "null"]},
+                            "last_uid": {"type": "integer"},
+                            "last_sync_at": {"type": ["string", "null"], "format": "date-time", "description": "When the folder was last read through."},
+                            "sync_lag_seconds": {"type": ["integer", "null"]},
+                            "last_error": {"type": ["string", "null"]},
+                            "last_error_at": {"type": ["string", "null"], "format": "date-time"},
+                        }},
+                    },
+                    "sent_folder": {"type": ["string", "null"], "description": "Email only: the folder that gets a copy of each sent reply; null when copies are off."},
                     "settings": {"type": "object", "description": "Admins only. Provider settings with credentials masked."},
                 },
             },

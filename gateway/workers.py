@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,18 +21,33 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from channels.email.imap import Checkpoint, FetchedMail, ImapReader
+from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader, ImapSettings
 from channels.email.parse import parse_email
-from channels.email.smtp import send_email
+from channels.email.smtp import prepare_email, send_email
 from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, OutboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta import send_text as send_meta_text
 from gateway import Switchboard
-from gateway.channel_settings import channel_tokens, imap_settings, meta_settings, smtp_settings, twilio_settings
+from gateway.channel_settings import (
+    channel_tokens,
+    imap_settings,
+    mailbox_settings,
+    meta_settings,
+    smtp_settings,
+    twilio_settings,
+)
 from gateway.media import MediaFetcher
+from inbox.channel_config import email_folders, sent_folder
 from inbox.ingest import ingest_batch, record_failed_payload
-from inbox.mailboxes import load_checkpoint, record_channel_error, save_checkpoint
+from inbox.mailboxes import (
+    load_checkpoint,
+    record_channel_error,
+    record_folder_error,
+    record_folder_synced,
+    record_sent_copy_outcome,
+    save_checkpoint,
+)
 from inbox.models import Channel, utcnow
 from inbox.outbox import (
     LEASE,
@@ -108,9 +124,14 @@ class OutboxDispatcher:
         return attempted
 
     def dispatch_claimed(self, pending: PendingSend) -> None:
-        """Send one claimed item and record the outcome under its claim."""
+        """Send one claimed item and record the outcome under its claim.
+
+        An email reply is then copied to the channel's Sent folder, when one is set. That
+        copy comes after the outcome is recorded, so its failure can neither resend the
+        mail nor fail the reply.
+        """
         try:
-            result = self.send(pending)
+            result, mime = self.send(pending)
         except SendError as error:
             reason = f"{error} (code {error.code})" if error.code else str(error)
             if is_window_error(error.code):
@@ -127,6 +148,8 @@ class OutboxDispatcher:
             mark_sent(session, pending.item_id, result, claim_token=pending.claim_token)
 
         self._record_outcome(pending, f"send as {result.provider_message_id}", record_sent)
+        if mime is not None:
+            self._file_sent_copy(pending, result, mime)
 
     def _record_failure(self, pending: PendingSend, reason: str, *, transient: bool) -> None:
         def record_failed(session: Session) -> None:
@@ -173,32 +196,78 @@ class OutboxDispatcher:
                 time.sleep(delay)
                 delay *= 2
 
-    def send(self, pending: PendingSend) -> SendResult:
+    def send(self, pending: PendingSend) -> tuple[SendResult, EmailMessage | None]:
+        """Send one item through its channel's provider.
+
+        Returns the provider's result and, for email, the MIME message exactly as sent.
+        Raises ``SendError``.
+        """
         config = self.state.config
         settings = pending.channel_settings
         if pending.channel_kind == "email":
             tokens = channel_tokens(self.state.session_factory, pending.channel_id, settings)
             smtp = smtp_settings(pending.outbound.sender.display_name or "", pending.channel_address, settings, tokens)
-            return send_email(smtp, pending.outbound)
+            mime = prepare_email(pending.outbound, smtp)
+            return send_email(smtp, pending.outbound, mime), mime
         if pending.channel_kind == "whatsapp" and settings.get("provider") == "meta":
             # Meta reports delivery to the app's webhook, so no callback URL goes along.
-            return send_meta_text(meta_settings(settings, config), pending.outbound)
+            return send_meta_text(meta_settings(settings, config), pending.outbound), None
         if pending.channel_kind == "whatsapp":
             callback = None
             if config.public_url:
                 callback = f"{config.public_url.rstrip('/')}/webhooks/twilio/{pending.channel_id}/status"
             outbound = OutboundMessage(**{**pending.outbound.__dict__, "status_callback_url": callback})
-            return send_whatsapp(twilio_settings(pending.channel_address, settings, config), outbound)
+            return send_whatsapp(twilio_settings(pending.channel_address, settings, config), outbound), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
+
+    def _file_sent_copy(self, pending: PendingSend, result: SendResult, mime: EmailMessage) -> None:
+        """Append the sent mail to the channel's Sent folder, marked \\Seen, when one is set.
+
+        A failure is logged with the ids and stored as the channel's warning; the next
+        successful copy clears it. The reply stays sent either way.
+        """
+        folder = sent_folder(pending.channel_settings)
+        if folder is None:
+            return
+        error: str | None = None
+        try:
+            tokens = channel_tokens(self.state.session_factory, pending.channel_id, pending.channel_settings)
+            with ImapReader(mailbox_settings(pending.channel_settings, tokens, folder=folder)) as mailbox:
+                mailbox.append(mime.as_bytes(), self.clock())
+        except ChannelError as failure:
+            error = str(failure)
+        except Exception as failure:  # the reply is sent; an adapter bug must not undo that
+            log.exception("outbox item %s: unexpected error copying to the Sent folder", pending.item_id)
+            error = f"Internal error: {failure}"
+        if error is not None:
+            log.warning(
+                "channel %s: copy of message %s (outbox item %s, Message-ID %s) to folder %r failed: %s",
+                pending.channel_id, pending.message_id, pending.item_id, result.provider_message_id, folder, error,
+            )
+            error = f"Message {pending.message_id} was sent, but its copy to {folder!r} failed: {error}"
+        try:
+            with self.state.session_factory() as session:
+                record_sent_copy_outcome(session, pending.channel_id, error)
+        except self.RECORD_ERRORS as failure:
+            log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
 
 
 class MailboxReader:
-    """Imports one email channel's folder: fetch after the checkpoint, ingest, advance."""
+    """Imports one folder of an email channel: fetch after the checkpoint, ingest, advance.
 
-    def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event):
+    IDLE reports on one selected folder per connection, so each folder a channel reads
+    gets its own reader, connection and IDLE: mail in any folder arrives within seconds,
+    and a folder that fails (deleted, renamed) leaves the others running. The cost is one
+    IMAP connection per folder, which counts against the server's limit per account
+    (Dovecot 2.3 allows 10 per user and client address by default).
+    """
+
+    def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event, folder: str | None = None):
         self.state = state
         self.channel_id = channel_id
         self.stop = stop
+        # None reads the channel's first folder.
+        self.folder = folder
 
     def run(self) -> None:
         backoff = 5.0
@@ -207,17 +276,33 @@ class MailboxReader:
                 self.read_until_stopped()
                 return
             except (ChannelError, OSError) as error:
-                log.warning("mailbox channel %s: %s; reconnecting in %.0f s", self.channel_id, error, backoff)
-                with self.state.session_factory() as session:
-                    record_channel_error(session, self.channel_id, str(error))
+                log.warning(
+                    "mailbox channel %s folder %r: %s; reconnecting in %.0f s",
+                    self.channel_id, self.folder, error, backoff,
+                )
+                self._record_error(error)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
             except Exception as error:
-                log.exception("mailbox channel %s: reader crashed; restarting", self.channel_id)
+                log.exception("mailbox channel %s folder %r: reader crashed; restarting", self.channel_id, self.folder)
                 with self.state.session_factory() as session:
                     record_channel_error(session, self.channel_id, f"Internal error: {error}")
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+
+    def _record_error(self, error: Exception) -> None:
+        """Store a reader error on the folder, and on the channel unless only this folder failed.
+
+        A database that cannot store it is logged, so the reader still retries its mailbox.
+        """
+        try:
+            with self.state.session_factory() as session:
+                if self.folder is not None:
+                    record_folder_error(session, self.channel_id, self.folder, str(error))
+                if not isinstance(error, FolderError):
+                    record_channel_error(session, self.channel_id, str(error))
+        except (OperationalError, InterfaceError) as failure:
+            log.error("mailbox channel %s folder %r: could not store the error: %s", self.channel_id, self.folder, failure)
 
     def _channel(self) -> Channel | None:
         with self.state.session_factory() as session:
@@ -227,41 +312,68 @@ class MailboxReader:
             return channel
 
     def read_until_stopped(self) -> None:
-        channel = self._channel()
-        if channel is None or not channel.is_active:
-            return
-        settings = imap_settings(channel, channel_tokens(self.state.session_factory, channel.id, channel.settings))
-        with ImapReader(settings) as reader:
-            log.info(
-                "mailbox channel %s connected to %s:%s/%s (IDLE %s)",
-                self.channel_id, settings.host, settings.port, settings.folder,
-                "supported" if reader.supports_idle else "not supported, polling",
-            )
-            idle = reader.supports_idle
-            while not self.stop.is_set():
-                current = self._channel()
-                if current is None or not current.is_active:
-                    log.info("mailbox channel %s disabled or removed; reader stops", self.channel_id)
-                    return
-                self.import_new(reader, settings.folder)
-                if idle:
-                    reader.wait_for_changes(IDLE_SLICE_SECONDS)
-                elif not reader.wait_for_changes(0):
-                    # Without IDLE, wait_for_changes sends one NOOP and returns, so the pause is ours.
-                    self.stop.wait(self.state.config.imap_poll_interval)
+        """Read the folder until the stop flag is set, or the channel is disabled or stops reading it.
+
+        A change of the channel's IMAP settings closes the connection and opens one with the new settings.
+        """
+        while not self.stop.is_set():
+            channel = self._channel()
+            if channel is None or not channel.is_active:
+                return
+            if self.folder is None:
+                self.folder = email_folders(channel.settings)[0]
+            if self.folder not in email_folders(channel.settings):
+                log.info("mailbox channel %s no longer reads folder %r; its reader stops", self.channel_id, self.folder)
+                return
+            settings = self._imap_settings(channel)
+            with ImapReader(settings) as reader:
+                idle = reader.supports_idle
+                log.info(
+                    "mailbox channel %s connected to %s:%s folder %r (IDLE %s)",
+                    self.channel_id, settings.host, settings.port, settings.folder,
+                    "supported" if idle else "not supported, polling",
+                )
+                self._read_while_unchanged(reader, settings, idle)
+
+    def _imap_settings(self, channel: Channel) -> ImapSettings:
+        tokens = channel_tokens(self.state.session_factory, channel.id, channel.settings)
+        return imap_settings(channel, tokens, folder=self.folder)
+
+    def _read_while_unchanged(self, reader: ImapReader, settings: ImapSettings, idle: bool) -> None:
+        """Import and wait for new mail until stopped or until the channel's settings for this folder change."""
+        while not self.stop.is_set():
+            current = self._channel()
+            if current is None or not current.is_active:
+                log.info("mailbox channel %s disabled or removed; reader of %r stops", self.channel_id, self.folder)
+                return
+            if self.folder not in email_folders(current.settings) or not _same_connection(
+                self._imap_settings(current), settings
+            ):
+                log.info("mailbox channel %s settings changed; reader of %r reconnects", self.channel_id, self.folder)
+                return
+            self.import_new(reader, settings.folder)
+            if idle:
+                reader.wait_for_changes(IDLE_SLICE_SECONDS)
+            elif not reader.wait_for_changes(0):
+                # Without IDLE, wait_for_changes sends one NOOP and returns, so the pause is ours.
+                self.stop.wait(self.state.config.imap_poll_interval)
 
     def import_new(self, reader: ImapReader, folder: str) -> int:
-        """Import every mail after the checkpoint. Returns how many new messages were stored."""
+        """Import every mail of ``folder`` after its checkpoint, then record the folder as read through.
+
+        ``reader`` must have ``folder`` open. Returns how many new messages were stored.
+        """
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
             for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
-                stored += self._import_batch(session, batch)
+                stored += self._import_batch(session, folder, batch)
                 # Only now is everything up to this UID committed.
                 save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+            record_folder_synced(session, self.channel_id, folder)
             return stored
 
-    def _import_batch(self, session: Session, batch: list[FetchedMail]) -> int:
+    def _import_batch(self, session: Session, folder: str, batch: list[FetchedMail]) -> int:
         """Store one fetched batch in one transaction. A mail that fails to parse or store is
         kept as a failed payload; only a database error (which retries the batch later)
         propagates."""
@@ -270,13 +382,13 @@ class MailboxReader:
             try:
                 inbound = parse_email(mail.raw)
             except ParseError as error:
-                self._keep_failed(session, mail.uid, mail.raw, str(error))
+                self._keep_failed(session, folder, mail.uid, mail.raw, str(error))
                 continue
             if mail.truncated:
                 inbound = _oversize_stub(inbound, mail.size)
                 log.warning(
-                    "mailbox channel %s UID %s is %s bytes: imported its header only",
-                    self.channel_id, mail.uid, mail.size,
+                    "mailbox channel %s folder %r UID %s is %s bytes: imported its header only",
+                    self.channel_id, folder, mail.uid, mail.size,
                 )
             parsed.append((mail.uid, inbound))
         if not parsed:
@@ -286,14 +398,28 @@ class MailboxReader:
             results = ingest_batch(session, self.channel_id, [inbound for _, inbound in parsed])
         for (uid, _), result in zip(parsed, results):
             if result.error:
-                log.warning("mailbox channel %s UID %s kept as a failed payload: %s", self.channel_id, uid, result.error)
+                log.warning(
+                    "mailbox channel %s folder %r UID %s kept as a failed payload: %s",
+                    self.channel_id, folder, uid, result.error,
+                )
         return sum(1 for result in results if result.message_id is not None)
 
-    def _keep_failed(self, session: Session, uid: int, raw: bytes, error: str) -> None:
+    def _keep_failed(self, session: Session, folder: str, uid: int, raw: bytes, error: str) -> None:
         payload_id = record_failed_payload(session, self.channel_id, raw, "rfc822", error)
         log.warning(
-            "mailbox channel %s UID %s kept as failed payload %s: %s", self.channel_id, uid, payload_id, error
+            "mailbox channel %s folder %r UID %s kept as failed payload %s: %s",
+            self.channel_id, folder, uid, payload_id, error,
         )
+
+
+def _same_connection(first: ImapSettings, second: ImapSettings) -> bool:
+    """Return whether two reader settings open the same connection.
+
+    Each OAuth 2.0 token source is a new object that hands out the channel's stored token,
+    so only whether one is used counts, and a refreshed token needs no reconnect.
+    """
+    without_tokens = dataclasses.replace(first, oauth2_tokens=None) == dataclasses.replace(second, oauth2_tokens=None)
+    return without_tokens and (first.oauth2_tokens is None) == (second.oauth2_tokens is None)
 
 
 def _oversize_stub(inbound: InboundMessage, size: int) -> InboundMessage:
@@ -327,17 +453,22 @@ class Workers:
         thread.start()
 
     def refresh_mailboxes(self) -> None:
-        """Start a reader for each active email channel that has none (channels added later)."""
+        """Start a reader for each folder of each active email channel that has none.
+
+        This picks up channels and folders added since the last refresh. A reader whose
+        folder was removed from its channel stops by itself.
+        """
         with self.state.session_factory() as session:
-            channel_ids = session.scalars(
-                select(Channel.id).where(Channel.kind == "email", Channel.is_active.is_(True))
+            channels = session.execute(
+                select(Channel.id, Channel.settings).where(Channel.kind == "email", Channel.is_active.is_(True))
             ).all()
-        for channel_id in channel_ids:
-            name = f"imap-{channel_id}"
-            if name in self.threads and self.threads[name].is_alive():
-                continue
-            reader = MailboxReader(self.state, channel_id, self.stop_event)
-            self._start_thread(name, reader.run)
+        for channel_id, settings in channels:
+            for folder in email_folders(settings):
+                name = f"imap-{channel_id}-{folder}"
+                if name in self.threads and self.threads[name].is_alive():
+                    continue
+                reader = MailboxReader(self.state, channel_id, self.stop_event, folder)
+                self._start_thread(name, reader.run)
 
     def start(self) -> None:
         self._start_thread("outbox", self.dispatcher.run)
