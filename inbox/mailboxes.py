@@ -65,19 +65,14 @@ def record_folder_synced(session: Session, channel_id: int, folder: str) -> None
     _update_folder(session, channel_id, folder, synced)
 
 
-def record_folder_error(session: Session, channel_id: int, folder: str, error: str) -> bool:
-    """Store the folder's latest error and commit. Returns whether it differs from the stored one."""
-    error = error[:MAX_ERROR_LENGTH]
-    changed = False
+def record_folder_error(session: Session, channel_id: int, folder: str, error: str) -> None:
+    """Store the folder's latest error and commit."""
 
     def failed(row: MailboxCheckpoint, channel: Channel | None) -> None:
-        nonlocal changed
-        changed = row.last_error != error
-        row.last_error = error
+        row.last_error = error[:MAX_ERROR_LENGTH]
         row.last_error_at = utcnow()
 
     _update_folder(session, channel_id, folder, failed)
-    return changed
 
 
 def record_channel_error(session: Session, channel_id: int, error: str) -> None:
