@@ -223,8 +223,8 @@ class OutboxDispatcher:
     def _file_sent_copy(self, pending: PendingSend, result: SendResult, mime: EmailMessage) -> None:
         """Append the sent mail to the channel's Sent folder, marked \\Seen, when one is set.
 
-        A failure is logged with the ids and stored as the channel's warning; the next
-        successful copy clears it. The reply stays sent either way.
+        A failure is logged with the ids and stored as the channel's warning, which the
+        next successful copy clears. The reply stays sent either way.
         """
         folder = sent_folder(pending.channel_settings)
         if folder is None:
