@@ -31,9 +31,14 @@ from inbox.models import Channel, Conversation, MailboxCheckpoint, Message, Outb
 from inbox.replies import create_reply
 from tests.conftest import AGENT_PASSWORD, login
 from tests.support.dovecot import SLASH_SEPARATOR_CONFIG, DovecotServer, copy_mail, read_folder
+from tests.support.oauth_server import SCOPE, OAuthTestServer
 from tests.support.smtp_server import SmtpTestServer
 
-pytestmark = pytest.mark.dovecot
+pytestmark = [
+    pytest.mark.dovecot,
+    # The test SMTP server takes AUTH without TLS, which aiosmtpd warns about.
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+]
 
 SUPPORT = "support@shop.example"
 ADMIN = "root@example.com"
@@ -558,3 +563,54 @@ def test_rejected_reply_gets_no_copy(state, agent, dovecot, smtp, sent_folders):
     with state.session_factory() as session:
         assert session.get(Message, reply_id).delivery_status == "failed"
     assert read_folder(dovecot, sent) == []
+
+
+# --- folders of a channel that signs in with OAuth 2.0 ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def oauth() -> Iterator[OAuthTestServer]:
+    with OAuthTestServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(oauth: OAuthTestServer) -> Iterator[DovecotServer]:
+    config = SLASH_SEPARATOR_CONFIG + "mailbox_idle_check_interval = 1 secs\n"
+    with DovecotServer(username=SUPPORT, oauth2_tokeninfo_url=oauth.tokeninfo_url, extra_config=config) as server:
+        server.create_folder("Support/Ärger")
+        server.create_folder("Sent")
+        yield server
+
+
+def test_oauth_channel_folders_and_copies(state, agent, oauth, oauth_dovecot, workers, caplog):
+    with SmtpTestServer(oauth2=oauth) as smtp:
+        channel = _add_email_channel(
+            state, oauth_dovecot, ["INBOX", "Support/Ärger"], smtp=smtp, sent_folder="Sent",
+            smtp_username=SUPPORT, auth="oauth2", oauth_provider="custom", oauth_client_id=oauth.client_id,
+            oauth_client_secret=oauth.client_secret, oauth_refresh_token=oauth.grant(SUPPORT),
+            oauth_token_url=oauth.token_url, oauth_scopes=SCOPE,
+        )
+        with caplog.at_level(logging.INFO, logger="gateway.workers"):
+            workers.start()
+            oauth_dovecot.append(
+                _mail(f"Olga <{CUSTOMER}>", "Ärger", "It broke again.", "olga-oauth@customer.example"),
+                folder="Support/Ärger",
+            )
+            assert _wait_until(lambda: _count(state, Message) == 1)
+            # Several IDLE rounds, so a reader that reconnected each round would show.
+            time.sleep(3)
+            with state.session_factory() as session:
+                reply = create_reply(session, 1, agent.id, "A new one is on its way.")
+                session.commit()
+            workers.dispatcher.dispatch_due()
+
+        (delivered,) = smtp.wait_for(1)
+
+    with state.session_factory() as session:
+        assert session.get(Message, reply.id).delivery_status == "sent"
+    ((flags, copy),) = read_folder(oauth_dovecot, "Sent")
+    assert b"\\Seen" in flags
+    assert copy == delivered.raw
+    connections = [record.getMessage() for record in caplog.records if " connected to " in record.getMessage()]
+    assert len(connections) == 2
