@@ -574,7 +574,7 @@ def channel_list() -> None:
 @channel.command("disable")
 @click.argument("channel_id", type=int)
 def channel_disable(channel_id: int) -> None:
-    """Stop reading and sending on a channel (its webhooks are still accepted)."""
+    """Stop reading and sending on a channel; its webhooks are still accepted."""
     _set_channel_active(channel_id, False)
 
 
@@ -583,6 +583,39 @@ def channel_disable(channel_id: int) -> None:
 def channel_enable(channel_id: int) -> None:
     """Resume a disabled channel; its queued replies go out."""
     _set_channel_active(channel_id, True)
+
+
+@channel.command("set")
+@click.argument("channel_id", type=int)
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
+    """Change settings of a channel, e.g. imap_password=- smtp_port=465 smtp_security=ssl.
+
+    A value of - asks for it without echo (for passwords and tokens); an empty value removes
+    an optional setting. Running workers pick the change up within about a minute.
+    """
+    from inbox.channel_config import SECRET_SETTINGS, public_settings, update_channel_settings
+
+    changes: dict[str, str] = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator or not key:
+            raise click.ClickException(f"{assignment!r} is not KEY=VALUE, e.g. smtp_port=587.")
+        if value == "-":
+            label = key.replace("_", " ").replace("imap", "IMAP").replace("smtp", "SMTP")
+            value = click.prompt(label[0].upper() + label[1:], hide_input=True)
+        changes[key] = value
+    with _session() as session:
+        try:
+            changed = update_channel_settings(session, channel_id, changes)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        shown = public_settings(changed)
+        for key in changes:
+            value = "(hidden)" if key in SECRET_SETTINGS else shown.get(key, "(removed)")
+            click.echo(f"{key} = {value}")
+        click.echo(f"Channel {changed.id} ({changed.name}) updated.")
 
 
 def _set_channel_active(channel_id: int, active: bool) -> None:

@@ -208,6 +208,51 @@ def set_channel_active(session: Session, channel_id: int, active: bool) -> Chann
     return channel
 
 
+# Settings that "channel set" changes as numbers or yes/no values rather than as text.
+_INTEGER_SETTINGS = frozenset({"imap_port", "smtp_port", "max_message_bytes", "max_attachment_bytes",
+                               "reopen_window_days"})
+_BOOLEAN_SETTINGS = frozenset({"imap_ssl"})
+
+
+def update_channel_settings(session: Session, channel_id: int, changes: dict[str, str]) -> Channel:
+    """Change some of a channel's settings, given as text, and check the result as a whole.
+
+    Numbers and yes/no values are converted; an empty value removes an optional setting.
+    Folders have their own function (``update_email_folders``). Raises ``NotFound`` for an
+    unknown channel and ``InvalidInput`` for an unknown key, a bad value or a result that
+    ``validate_channel`` rejects.
+    """
+    channel = session.get(Channel, channel_id, with_for_update=True, populate_existing=True)
+    if channel is None:
+        raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
+    settings = dict(channel.settings)
+    for key, text in changes.items():
+        if key in ("imap_folders", "sent_folder", "imap_folder", "provider", "auth"):
+            raise InvalidInput(
+                f"The setting {key} cannot be changed with this command; see 'switchboard channel --help'.",
+                field=key,
+            )
+        if text == "":
+            settings.pop(key, None)
+        elif key in _INTEGER_SETTINGS:
+            if not text.isdigit():
+                raise InvalidInput(f"The setting {key} must be a whole number, not {text!r}.", field=key)
+            settings[key] = int(text)
+        elif key in _BOOLEAN_SETTINGS:
+            if text.lower() not in ("true", "false", "yes", "no"):
+                raise InvalidInput(f"The setting {key} must be true or false, not {text!r}.", field=key)
+            settings[key] = text.lower() in ("true", "yes")
+        elif key in settings or key in SECRET_SETTINGS or key.startswith(("imap_", "smtp_")):
+            settings[key] = text
+        else:
+            known = ", ".join(sorted(channel.settings))
+            raise InvalidInput(f"Unknown setting {key!r} for this channel; its settings are: {known}.", field=key)
+    validate_channel(channel.kind, channel.address, settings)
+    # A new dict, because SQLAlchemy does not notice changes inside a JSON value.
+    channel.settings = settings
+    return channel
+
+
 def list_channels(session: Session) -> list[Channel]:
     return list(session.scalars(select(Channel).order_by(Channel.id)))
 

@@ -197,3 +197,46 @@ def test_configuration_file_and_environment(tmp_path):
     assert config.secure_cookies is True
     assert config.database_url.startswith("sqlite:///")
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_channel_set_fixes_a_wrong_setting(run, state, database_url):
+    added = run("channel", "add", "email", "--name", "Shop", "--address", "shop@example.com",
+                "--imap-host", "imap.example.com", "--imap-username", "shop", "--imap-password", "wrong",
+                "--smtp-host", "smtp.example.com")
+    assert added.exit_code == 0, added.output
+
+    changed = run("channel", "set", "1", "imap_password=-", "smtp_port=465", "smtp_security=ssl",
+                  input="right-password\n")
+
+    assert changed.exit_code == 0, changed.output
+    assert "imap_password = (hidden)" in changed.output
+    assert "right-password" not in changed.output
+    assert "smtp_port = 465" in changed.output
+    from inbox.models import Channel
+
+    with state.session_factory() as session:
+        settings = session.get(Channel, 1).settings
+    assert settings["imap_password"] == "right-password"
+    assert settings["smtp_port"] == 465
+    assert settings["smtp_security"] == "ssl"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("smtp_port=abc", "must be a whole number"),
+        ("smtp_security=tls", "starttls, ssl or none"),
+        ("colour=blue", "Unknown setting 'colour'"),
+        ("nokey", "is not KEY=VALUE"),
+        ("imap_folders=x", "cannot be changed with this command"),
+    ],
+)
+def test_channel_set_rejects_bad_values(run, assignment, message):
+    run("channel", "add", "email", "--name", "Shop", "--address", "shop@example.com",
+        "--imap-host", "imap.example.com", "--imap-username", "shop", "--imap-password", "secret",
+        "--smtp-host", "smtp.example.com")
+
+    result = run("channel", "set", "1", assignment)
+
+    assert result.exit_code != 0
+    assert message in result.output
