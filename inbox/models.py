@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -76,9 +78,23 @@ class Role(str, enum.Enum):
 
 
 class ConversationStatus(str, enum.Enum):
+    """A conversation's status. ``inbox.workflow`` contains the transitions between them."""
+
     OPEN = "open"
+    # Waiting on the customer.
     PENDING = "pending"
+    # Hidden until ``snoozed_until`` or the customer's next message, then open again.
+    SNOOZED = "snoozed"
     RESOLVED = "resolved"
+    # Merged into another conversation (``merged_into_id``); final.
+    CLOSED = "closed"
+
+
+class Priority(str, enum.Enum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
 
 
 class Direction(str, enum.Enum):
@@ -120,6 +136,8 @@ class Agent(Base):
     role: Mapped[str] = mapped_column(String(20), default=Role.AGENT.value)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The maximum of open conversations that automatic assignment gives this agent; None for no limit.
+    max_open_conversations: Mapped[int | None] = mapped_column(Integer)
 
 
 class AgentSession(Base):
@@ -175,6 +193,55 @@ class Channel(Base):
     sent_copy_error: Mapped[str | None] = mapped_column(Text)
     sent_copy_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # New conversations on this channel go to this team and are assigned within it.
+    default_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+
+    default_team: Mapped[Team | None] = relationship()
+
+
+team_members = Table(
+    "team_members",
+    Base.metadata,
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_id", ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Team(Base):
+    """A group of agents that shares a queue of conversations.
+
+    ``name_key`` is the case-folded name, unique, so names differ in more than case.
+    ``last_assigned_agent_id`` is where automatic assignment's round robin continues.
+    """
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    name_key: Mapped[str] = mapped_column(String(80), unique=True)
+    last_assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[Agent]] = relationship(secondary=team_members, order_by="Agent.id")
+
+
+conversation_labels = Table(
+    "conversation_labels",
+    Base.metadata,
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Label(Base):
+    """A label agents put on conversations. ``name_key`` is the case-folded name, unique."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    name_key: Mapped[str] = mapped_column(String(50), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Contact(Base):
@@ -217,6 +284,11 @@ class Conversation(Base):
         # The inbox list: newest activity first, keyset-paginated on (last_message_at, id).
         Index("ix_conversations_activity", "last_message_at", "id"),
         Index("ix_conversations_contact_channel", "contact_id", "channel_id", "status"),
+        # The views and their counts filter on these.
+        Index("ix_conversations_status_assignee", "status", "assignee_id"),
+        Index("ix_conversations_team_status", "team_id", "status"),
+        # The snooze wake job looks for snoozed conversations that are due.
+        Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -234,12 +306,42 @@ class Conversation(Base):
     previous_conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     # A random secret in our Reply-To address (support+c<id>.<token>@domain) that threads replies.
     reply_token: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(10), default=Priority.NORMAL.value)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    # Set only while the status is "snoozed": when the snooze wake job opens it again.
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set on a closed conversation: the one its messages were merged into.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
 
     channel: Mapped[Channel] = relationship()
     contact: Mapped[Contact] = relationship()
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.id"
     )
+    assignee: Mapped[Agent | None] = relationship(foreign_keys=[assignee_id])
+    team: Mapped[Team | None] = relationship()
+    labels: Mapped[list[Label]] = relationship(secondary=conversation_labels, order_by="Label.name_key")
+
+
+class ConversationActivity(Base):
+    """One change to a conversation, shown in its thread: who changed what, and when.
+
+    ``agent_id`` is None for changes the system made (a snooze ending, a customer's message
+    reopening, automatic assignment). ``details`` contains the old and new values.
+    """
+
+    __tablename__ = "conversation_activities"
+    __table_args__ = (Index("ix_conversation_activities_conversation", "conversation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    agent: Mapped[Agent | None] = relationship()
 
 
 class Message(Base):
