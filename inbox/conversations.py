@@ -1,21 +1,112 @@
-"""Reading conversations: the inbox list with keyset pagination, one thread, read marks."""
+"""Reading conversations: the inbox list with filters and keyset pagination, one thread, read marks."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from inbox.errors import InvalidInput, NotFound
 from inbox.events import record_event
-from inbox.models import Contact, Conversation, Message
+from inbox.models import Contact, Conversation, ConversationStatus, Message, Priority, conversation_labels
 from inbox.serialize import conversation_to_dict
 
 MAX_PAGE_SIZE = 200
+STATUSES = tuple(status.value for status in ConversationStatus)
+PRIORITIES = tuple(priority.value for priority in Priority)
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Which conversations a list shows. None leaves a field unfiltered, except ``status``:
+    without one the list leaves out closed (merged) conversations.
+
+    ``assignee`` is an agent id or "unassigned"; the API turns "me" into the caller's id.
+    """
+
+    status: str | None = None
+    assignee: int | Literal["unassigned"] | None = None
+    team_id: int | None = None
+    channel_id: int | None = None
+    label_id: int | None = None
+    priority: str | None = None
+    contact_id: int | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        """Return the WHERE clause of this filter."""
+        clauses: list[ColumnElement[bool]] = []
+        if self.status is None:
+            clauses.append(Conversation.status != ConversationStatus.CLOSED.value)
+        else:
+            clauses.append(Conversation.status == self.status)
+        if self.assignee == "unassigned":
+            clauses.append(Conversation.assignee_id.is_(None))
+        elif self.assignee is not None:
+            clauses.append(Conversation.assignee_id == self.assignee)
+        if self.team_id is not None:
+            clauses.append(Conversation.team_id == self.team_id)
+        if self.channel_id is not None:
+            clauses.append(Conversation.channel_id == self.channel_id)
+        if self.priority is not None:
+            clauses.append(Conversation.priority == self.priority)
+        if self.contact_id is not None:
+            clauses.append(Conversation.contact_id == self.contact_id)
+        if self.label_id is not None:
+            clauses.append(exists().where(
+                conversation_labels.c.conversation_id == Conversation.id,
+                conversation_labels.c.label_id == self.label_id,
+            ))
+        return and_(true(), *clauses)
+
+
+def parse_filter(args: Mapping[str, str], agent_id: int) -> ConversationFilter:
+    """Return the filter that query parameters ask for. Raises ``InvalidInput`` naming the parameter.
+
+    ``assignee`` is "me", "unassigned" or an agent id; ``team``, ``channel``, ``label`` and
+    ``contact`` are ids; ``status`` and ``priority`` are values.
+    """
+    status = args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"Unknown status {status!r}; use {', '.join(STATUSES)}.", field="status")
+    priority = args.get("priority") or None
+    if priority is not None and priority not in PRIORITIES:
+        raise InvalidInput(f"Unknown priority {priority!r}; use {', '.join(PRIORITIES)}.", field="priority")
+
+    assignee: int | Literal["unassigned"] | None = None
+    assignee_arg = args.get("assignee") or None
+    if assignee_arg == "me":
+        assignee = agent_id
+    elif assignee_arg == "unassigned":
+        assignee = "unassigned"
+    elif assignee_arg is not None:
+        assignee = _id_arg(assignee_arg, "assignee", 'an agent id, "me" or "unassigned"')
+
+    return ConversationFilter(
+        status=status,
+        assignee=assignee,
+        team_id=_optional_id(args, "team"),
+        channel_id=_optional_id(args, "channel"),
+        label_id=_optional_id(args, "label"),
+        priority=priority,
+        contact_id=_optional_id(args, "contact"),
+    )
+
+
+def _optional_id(args: Mapping[str, str], name: str) -> int | None:
+    value = args.get(name) or None
+    return None if value is None else _id_arg(value, name, "an id")
+
+
+def _id_arg(value: str, name: str, expected: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**63:
+        raise InvalidInput(f"{name} must be {expected}, not {value!r}.", field=name)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -42,8 +133,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return position
 
 
-def list_conversations(session: Session, limit: int = 50, cursor: str | None = None) -> Page:
-    """Return one page of conversations, newest activity first.
+def list_conversations(
+    session: Session, limit: int = 50, cursor: str | None = None, where: ConversationFilter | None = None
+) -> Page:
+    """Return one page of the conversations that ``where`` selects, newest activity first.
 
     Raises ``InvalidInput`` for a limit outside 1..200 or a malformed cursor.
     """
@@ -51,9 +144,13 @@ def list_conversations(session: Session, limit: int = 50, cursor: str | None = N
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
     query = (
         select(Conversation)
+        .where((where or ConversationFilter()).condition())
         .options(
             selectinload(Conversation.channel),
             selectinload(Conversation.contact).selectinload(Contact.identities),
+            selectinload(Conversation.assignee),
+            selectinload(Conversation.team),
+            selectinload(Conversation.labels),
         )
         .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
         .limit(limit + 1)

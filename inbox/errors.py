@@ -26,3 +26,7 @@ class InvalidInput(InboxError):
 
 class Conflict(InboxError):
     code = "conflict"
+
+
+class Forbidden(InboxError):
+    code = "forbidden"

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from channels.types import Bounce, ChannelKind, DeliveryState, InboundMessage
+from inbox.assignment import assign_new_conversation
 from inbox.contacts import resolve_identity
 from inbox.delivery import apply_report, lock_provider_message
 from inbox.errors import NotFound
@@ -29,7 +30,6 @@ from inbox.models import (
     Attachment,
     Channel,
     Conversation,
-    ConversationStatus,
     Direction,
     Message,
     PayloadStatus,
@@ -40,6 +40,7 @@ from inbox.optout import OptChange, apply_opt_keywords
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
 from inbox.storage import attachment_store
 from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
+from inbox.workflow import follow_merges, reopen_for_customer_message
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         status=PayloadStatus.PROCESSED.value,
     )
     session.add(raw)
-    conversation = thread.conversation
+    conversation = follow_merges(session, thread.conversation)
     created = conversation is None
     if conversation is None:
         conversation = Conversation(
@@ -259,8 +260,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
             previous_conversation_id=thread.previous.id if thread.previous else None,
         )
         session.add(conversation)
-    elif conversation.status == ConversationStatus.RESOLVED.value:
-        conversation.status = ConversationStatus.OPEN.value
+    else:
+        reopen_for_customer_message(session, conversation)
 
     text = inbound.text or ""
     message = Message(
@@ -292,6 +293,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     conversation.unread_count = (conversation.unread_count or 0) + 1
     conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
     session.flush()
+    if created:
+        assign_new_conversation(session, conversation)
     if bounced is not None and inbound.bounce is not None:
         _record_bounce(session, bounced, inbound.bounce)
     elif inbound.automatic is None and identity.failing_since is not None:

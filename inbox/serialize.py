@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import object_session
 
 from channels.email.quotes import split_reply
-from inbox.models import Attachment, ContactIdentity, Conversation, Message, OutboxStatus
+from inbox.models import Agent, Attachment, ContactIdentity, Conversation, Label, Message, OutboxStatus, Team
 from inbox.window import WINDOW, window_closes_at
 from inbox.workspace import OutsideWindow, workspace_settings
 
@@ -65,6 +65,12 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "subject": conversation.subject,
         "snippet": conversation.snippet,
         "status": conversation.status,
+        "snoozed_until": isoformat(conversation.snoozed_until),
+        "priority": conversation.priority,
+        "assignee": agent_ref(conversation.assignee),
+        "team": team_ref(conversation.team),
+        "labels": [label_ref(label) for label in conversation.labels],
+        "merged_into_id": conversation.merged_into_id,
         "unread_count": conversation.unread_count,
         "last_message_at": isoformat(conversation.last_message_at),
         "created_at": isoformat(conversation.created_at),
@@ -85,6 +91,18 @@ def _whatsapp_to_dict(conversation: Conversation) -> dict[str, Any] | None:
         closes_at = conversation.last_inbound_at + WINDOW if conversation.last_inbound_at else None
         outside_window = OutsideWindow.HOLD.value
     return {"window_closes_at": isoformat(closes_at), "outside_window": outside_window}
+
+
+def agent_ref(agent: Agent | None) -> dict[str, Any] | None:
+    return {"id": agent.id, "name": agent.name} if agent is not None else None
+
+
+def team_ref(team: Team | None) -> dict[str, Any] | None:
+    return {"id": team.id, "name": team.name} if team is not None else None
+
+
+def label_ref(label: Label) -> dict[str, Any]:
+    return {"id": label.id, "name": label.name}
 
 
 def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
