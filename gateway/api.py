@@ -20,16 +20,30 @@ from gateway.channel_settings import channels_with_health, twilio_settings
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
 from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
+from inbox.activity import activity_to_dict, list_activities
+from inbox.assignment import online_agent_ids, open_assigned_counts
 from inbox.channel_config import whatsapp_provider
-from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
+from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read, parse_filter
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
 from inbox.fallback import send_by_email
 from inbox.held import cancel_held_reply
-from inbox.models import Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role
+from inbox.merge import merge_conversations
+from inbox.models import Agent, Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, Team, utcnow
 from inbox.replies import create_reply
-from inbox.serialize import conversation_to_dict, isoformat, message_to_dict
+from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_ref, message_to_dict, team_ref
 from inbox.storage import attachment_store
+from inbox.teams import (
+    create_label,
+    create_team,
+    list_labels,
+    list_teams,
+    set_agent_capacity,
+    set_channel_default_team,
+    update_team,
+)
+from inbox.views import agent_views, count_views
+from inbox.workflow import BulkRejected, change_conversation, change_conversations, parse_changes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +52,11 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 @blueprint.errorhandler(InboxError)
 def _inbox_error(error: InboxError) -> Any:
-    status = 409 if isinstance(error, Conflict) else {"not_found": 404}.get(error.code, 400)
+    status = 409 if isinstance(error, Conflict) else {"not_found": 404, "conflict": 409, "forbidden": 403}.get(error.code, 400)
+    if isinstance(error, BulkRejected):
+        # Every conversation that cannot take the change, so a client can show each reason.
+        body = {"code": error.code, "message": error.message, "field": error.field, "items": error.items()}
+        return jsonify({"error": body}), status
     return error_response(status, error.code, error.message, error.field)
 
 
@@ -109,7 +127,8 @@ def conversations() -> Any:
     # Read before the snapshot: a client that replays events after this id misses nothing
     # committed while the page was being read (it may see some twice, and dedupes by id).
     snapshot_event_id = latest_event_id(session)
-    page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"))
+    where = parse_filter(request.args, _agent().id)
+    page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"), where=where)
     return jsonify(
         {
             "items": [conversation_to_dict(c) for c in page.items],
@@ -123,7 +142,11 @@ def conversations() -> Any:
 def conversation(conversation_id: int) -> Any:
     found = get_conversation_or_404(db(), conversation_id)
     return jsonify(
-        {**conversation_to_dict(found), "messages": [message_to_dict(m) for m in found.messages]}
+        {
+            **conversation_to_dict(found),
+            "messages": [message_to_dict(m) for m in found.messages],
+            "activities": [activity_to_dict(a) for a in list_activities(db(), conversation_id)],
+        }
     )
 
 
@@ -281,3 +304,151 @@ def payloads() -> Any:
 def reprocess(payload_id: int) -> Any:
     result = reprocess_payload(current_app.extensions["switchboard"].session_factory, payload_id)
     return jsonify(result)
+
+
+# ---- Conversation workflow: changes, bulk changes, merge, views, teams, labels ------------
+
+
+def _agent() -> Agent:
+    agent = current_agent()
+    assert agent is not None  # the guard returned 401 otherwise
+    return agent
+
+
+@blueprint.patch("/conversations/<id:conversation_id>")
+def change(conversation_id: int) -> Any:
+    session = db()
+    changes = parse_changes(_json_body(), utcnow())
+    conversation = change_conversation(session, _agent(), conversation_id, changes)
+    data = conversation_to_dict(conversation)
+    session.commit()
+    return jsonify(data)
+
+
+@blueprint.post("/conversations/bulk")
+def bulk_change() -> Any:
+    body = _json_body()
+    changes = body.get("changes")
+    if not isinstance(changes, dict):
+        raise InvalidInput("changes must be a JSON object of the fields to change.", field="changes")
+    session = db()
+    changed = change_conversations(session, _agent(), body.get("conversation_ids"), parse_changes(changes, utcnow()))
+    data = [conversation_to_dict(conversation) for conversation in changed]
+    session.commit()
+    return jsonify({"items": data})
+
+
+@blueprint.post("/conversations/<id:conversation_id>/merge")
+def merge(conversation_id: int) -> Any:
+    target_id = _json_body().get("target_id")
+    if not isinstance(target_id, int) or isinstance(target_id, bool) or not 0 < target_id < 2**63:
+        raise InvalidInput("target_id must be the id of the conversation to merge into.", field="target_id")
+    session = db()
+    target = merge_conversations(session, _agent(), conversation_id, target_id)
+    data = conversation_to_dict(target)
+    session.commit()
+    return jsonify(data)
+
+
+@blueprint.get("/conversations/counts")
+def conversation_counts() -> Any:
+    session = db()
+    snapshot_event_id = latest_event_id(session)
+    views = count_views(session, agent_views(session, _agent().id))
+    return jsonify({"views": views, "last_event_id": snapshot_event_id})
+
+
+def _team_to_dict(team: Team) -> dict[str, Any]:
+    return {"id": team.id, "name": team.name, "members": [agent_ref(agent) for agent in team.members]}
+
+
+@blueprint.get("/teams")
+def teams() -> Any:
+    return jsonify({"items": [_team_to_dict(team) for team in list_teams(db())]})
+
+
+@blueprint.post("/teams")
+@require_role(Role.MANAGER)
+def create_team_route() -> Any:
+    body = _json_body()
+    session = db()
+    team = create_team(session, body.get("name"), body.get("agent_ids", []))
+    data = _team_to_dict(team)
+    session.commit()
+    log.info("agent %s created team %s", _agent().id, team.id)
+    return jsonify(data), 201
+
+
+@blueprint.patch("/teams/<id:team_id>")
+@require_role(Role.MANAGER)
+def update_team_route(team_id: int) -> Any:
+    body = _json_body()
+    session = db()
+    team = update_team(session, team_id, body.get("name"), body.get("agent_ids"))
+    data = _team_to_dict(team)
+    session.commit()
+    return jsonify(data)
+
+
+@blueprint.get("/labels")
+def labels() -> Any:
+    return jsonify({"items": [label_ref(label) for label in list_labels(db())]})
+
+
+@blueprint.post("/labels")
+@require_role(Role.MANAGER)
+def create_label_route() -> Any:
+    session = db()
+    label = create_label(session, _json_body().get("name"))
+    data = label_ref(label)
+    session.commit()
+    return jsonify(data), 201
+
+
+@blueprint.get("/agents")
+def agents() -> Any:
+    session = db()
+    rows = list(session.scalars(select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.name)))
+    online = online_agent_ids(session)
+    counts = open_assigned_counts(session, [agent.id for agent in rows])
+    return jsonify({"items": [_agent_to_dict(agent, online, counts) for agent in rows]})
+
+
+def _agent_to_dict(agent: Agent, online: frozenset[int], counts: dict[int, int]) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "email": agent.email,
+        "role": agent.role,
+        "online": agent.id in online,
+        "open_assigned": counts.get(agent.id, 0),
+        "max_open_conversations": agent.max_open_conversations,
+    }
+
+
+@blueprint.patch("/agents/<id:agent_id>")
+@require_role(Role.MANAGER)
+def update_agent(agent_id: int) -> Any:
+    body = _json_body()
+    if "max_open_conversations" not in body:
+        raise InvalidInput("Give max_open_conversations, a number or null.", field="max_open_conversations")
+    session = db()
+    agent = set_agent_capacity(session, agent_id, body["max_open_conversations"])
+    data = _agent_to_dict(
+        agent, online_agent_ids(session), open_assigned_counts(session, [agent.id])
+    )
+    session.commit()
+    return jsonify(data)
+
+
+@blueprint.put("/channels/<id:channel_id>/default-team")
+@require_role(Role.MANAGER)
+def set_default_team(channel_id: int) -> Any:
+    body = _json_body()
+    if "default_team_id" not in body:
+        raise InvalidInput("Give default_team_id, a team id or null.", field="default_team_id")
+    session = db()
+    channel = set_channel_default_team(session, channel_id, body["default_team_id"])
+    data = {"id": channel.id, "name": channel.name, "default_team": team_ref(channel.default_team)}
+    session.commit()
+    return jsonify(data)

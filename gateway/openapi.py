@@ -38,6 +38,25 @@ _REPLY_BODY = {
     },
 }
 
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+_STATUSES = ["open", "pending", "snoozed", "resolved", "closed"]
+_PRIORITIES = ["low", "normal", "high", "urgent"]
+_INVALID = _json(_ref("Error"), "Invalid input; field names it.")
+_NOT_FOUND = _json(_ref("Error"), "Not found.")
+_CONFLICT = _json(_ref("Error"), "The change collides with the current state.")
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Switchboard API", "version": "1"},
@@ -51,15 +70,60 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"},
+                    _query("status", {"enum": _STATUSES}, "Only this status; without it every status but closed."),
+                    _query("assignee", {"type": "string"}, '"me", "unassigned" or an agent id.'),
+                    _query("team", {"type": "integer"}, "Team id."),
+                    _query("channel", {"type": "integer"}, "Channel id."),
+                    _query("label", {"type": "integer"}, "Label id."),
+                    _query("priority", {"enum": _PRIORITIES}, "Only this priority."),
+                    _query("contact", {"type": "integer"}, "Contact id."),
                 ],
-                "responses": {"200": _json(_ref("ConversationPage"), "One page."), "400": _json(_ref("Error"), "Invalid limit or cursor."), **_ERRORS},
+                "responses": {"200": _json(_ref("ConversationPage"), "One page."), "400": _json(_ref("Error"), "Invalid limit, cursor or filter."), **_ERRORS},
+            }
+        },
+        "/conversations/counts": {
+            "get": {
+                "summary": "The views of the inbox's left pane with their conversation counts",
+                "responses": {"200": _json(_ref("ViewCounts"), "The views."), **_ERRORS},
+            }
+        },
+        "/conversations/bulk": {
+            "post": {
+                "summary": "Apply one change to many conversations: all of them or none",
+                "requestBody": _body({
+                    "type": "object",
+                    "required": ["conversation_ids", "changes"],
+                    "properties": {"conversation_ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 500}, "changes": _ref("Changes")},
+                }),
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}}}, "Every conversation, changed."),
+                    "400": _INVALID,
+                    "403": _json(_ref("BulkError"), "A conversation the agent may not change, or a new label by an agent; nothing changed."),
+                    "404": _json(_ref("BulkError"), "A conversation not found; nothing changed."),
+                    "409": _json(_ref("BulkError"), "A conversation that cannot take the change (merged, or a status it cannot reach); nothing changed."),
+                    "401": _ERRORS["401"],
+                },
             }
         },
         "/conversations/{id}": {
             "get": {
-                "summary": "One conversation with its messages, oldest first",
+                "summary": "One conversation with its messages and activity log, oldest first",
                 "parameters": [_ID],
                 "responses": {"200": _json(_ref("ConversationWithMessages"), "The conversation."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
+            },
+            "patch": {
+                "summary": "Change status, snooze, priority, labels, team or assignee",
+                "parameters": [_ID],
+                "requestBody": _body(_ref("Changes")),
+                "responses": {"200": _json(_ref("Conversation"), "The changed conversation."), "400": _INVALID, "404": _NOT_FOUND, "409": _CONFLICT, **_ERRORS},
+            },
+        },
+        "/conversations/{id}/merge": {
+            "post": {
+                "summary": "Merge this conversation into another of the same contact and channel",
+                "parameters": [_ID],
+                "requestBody": _body({"type": "object", "required": ["target_id"], "properties": {"target_id": {"type": "integer"}}}),
+                "responses": {"200": _json(_ref("Conversation"), "The target, with the messages."), "400": _INVALID, "404": _NOT_FOUND, "409": _CONFLICT, **_ERRORS},
             }
         },
         "/conversations/{id}/messages": {
@@ -124,6 +188,49 @@ OPENAPI: dict[str, Any] = {
                     "sent_folder": {"type": ["string", "null"], "description": "Gets a copy of each sent reply; null turns copies off."},
                 }}}}},
                 "responses": {"200": _json(_ref("Channel"), "The channel with its health."), "400": _json(_ref("Error"), "Invalid folder name or not an email channel."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
+            }
+        },
+        "/channels/{channel_id}/default-team": {
+            "put": {
+                "summary": "Set the team new conversations on the channel go to (manager)",
+                "parameters": [_path_id("channel_id")],
+                "requestBody": _body({"type": "object", "required": ["default_team_id"], "properties": {"default_team_id": {"type": ["integer", "null"]}}}),
+                "responses": {"200": {"description": "The channel's id, name and default_team."}, "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
+            }
+        },
+        "/teams": {
+            "get": {"summary": "Teams and their members", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Team")}}}, "The teams."), **_ERRORS}},
+            "post": {
+                "summary": "Create a team (manager)",
+                "requestBody": _body(_ref("TeamInput")),
+                "responses": {"201": _json(_ref("Team"), "The team."), "400": _INVALID, "404": _json(_ref("Error"), "An agent not found."), "409": _json(_ref("Error"), "The name is taken."), **_ERRORS},
+            },
+        },
+        "/teams/{team_id}": {
+            "patch": {
+                "summary": "Rename a team or replace its members (manager)",
+                "parameters": [_path_id("team_id")],
+                "requestBody": _body(_ref("TeamInput")),
+                "responses": {"200": _json(_ref("Team"), "The team."), "400": _INVALID, "404": _NOT_FOUND, "409": _json(_ref("Error"), "The name is taken."), **_ERRORS},
+            }
+        },
+        "/labels": {
+            "get": {"summary": "Labels, by name", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Label")}}}, "The labels."), **_ERRORS}},
+            "post": {
+                "summary": "Create a label (manager)",
+                "requestBody": _body({"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 50}}}),
+                "responses": {"201": _json(_ref("Label"), "The label."), "400": _INVALID, "409": _json(_ref("Error"), "A label of that name exists (names ignore case)."), **_ERRORS},
+            },
+        },
+        "/agents": {
+            "get": {"summary": "Active agents with presence and workload", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("AgentWorkload")}}}, "The agents."), **_ERRORS}},
+        },
+        "/agents/{agent_id}": {
+            "patch": {
+                "summary": "Set an agent's capacity for automatic assignment (manager)",
+                "parameters": [_path_id("agent_id")],
+                "requestBody": _body({"type": "object", "required": ["max_open_conversations"], "properties": {"max_open_conversations": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000}}}),
+                "responses": {"200": _json(_ref("AgentWorkload"), "The agent."), "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
             }
         },
         "/payloads": {
@@ -197,14 +304,66 @@ OPENAPI: dict[str, Any] = {
                     },
                     "subject": {"type": ["string", "null"]},
                     "snippet": {"type": "string"},
-                    "status": {"enum": ["open", "pending", "resolved"]},
+                    "status": {"enum": _STATUSES},
+                    "snoozed_until": {"type": ["string", "null"], "format": "date-time", "description": "Set while snoozed."},
+                    "priority": {"enum": _PRIORITIES},
+                    "assignee": {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+                    "team": {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+                    "labels": {"type": "array", "items": _ref("Label")},
+                    "merged_into_id": {"type": ["integer", "null"], "description": "Set on a closed conversation: where its messages went."},
                     "unread_count": {"type": "integer"},
                     "last_message_at": {"type": "string", "format": "date-time"},
                     "created_at": {"type": "string", "format": "date-time"},
                 },
             },
             "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},
-            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}}}]},
+            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}}}]},
+            "Changes": {
+                "type": "object",
+                "description": "Only the fields given change.",
+                "properties": {
+                    "status": {"enum": ["open", "pending", "snoozed", "resolved"]},
+                    "snoozed_until": {"type": "string", "format": "date-time", "description": 'Required with status "snoozed": a future time with a zone, at most 366 days ahead.'},
+                    "priority": {"enum": _PRIORITIES},
+                    "assignee_id": {"oneOf": [{"type": "integer"}, {"type": "null"}, {"const": "auto"}], "description": '"auto" assigns round robin within the (new) team.'},
+                    "team_id": {"type": ["integer", "null"]},
+                    "add_labels": {"type": "array", "items": {"type": "string"}, "description": "Label names; a new name creates the label (managers and admins only)."},
+                    "remove_labels": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "BulkError": {
+                "type": "object",
+                "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}, "items": {"type": "array", "items": {"type": "object", "properties": {"conversation_id": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}},
+            },
+            "Activity": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "conversation_id": {"type": "integer"},
+                    "agent": {"type": ["object", "null"], "description": "Null for changes the system made."},
+                    "action": {"enum": ["status", "priority", "assignee", "team", "label_added", "label_removed", "merged_into", "merged_from"]},
+                    "details": {"type": "object"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "ViewCounts": {
+                "type": "object",
+                "properties": {
+                    "views": {"type": "array", "items": {"type": "object", "properties": {"key": {"type": "string"}, "name": {"type": "string"}, "group": {"enum": ["inbox", "status", "team"]}, "params": {"type": "object", "description": "Query parameters of GET /conversations that list the view."}, "count": {"type": "integer"}}}},
+                    "last_event_id": {"type": "integer"},
+                },
+            },
+            "Label": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+            "Team": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "members": {"type": "array", "items": {"type": "object"}}}},
+            "TeamInput": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 80}, "agent_ids": {"type": "array", "items": {"type": "integer"}}}},
+            "AgentWorkload": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": "string"}, "role": {"type": "string"},
+                    "online": {"type": "boolean"}, "open_assigned": {"type": "integer"},
+                    "max_open_conversations": {"type": ["integer", "null"], "description": "Capacity for automatic assignment; null for no limit."},
+                },
+            },
             "Message": {
                 "type": "object",
                 "properties": {

@@ -20,6 +20,7 @@ from flask_socketio import SocketIO, emit, join_room
 from sqlalchemy.orm import Session, sessionmaker
 
 from inbox.agents import agent_for_session, agent_for_token
+from inbox.assignment import OnlineAgents, use_online_agents
 from inbox.events import add_publisher, event_message, events_after
 from inbox.models import Agent
 
@@ -113,6 +114,9 @@ def init_app(app: Flask, state: Any) -> None:
     session_factory = state.session_factory
     presence = Presence()
     add_publisher(session_factory, make_emitter_publisher(socketio))
+    # Automatic assignment gives conversations only to agents connected here.
+    online = OnlineAgents()
+    use_online_agents(session_factory, online)
 
     def disconnect_sign_in(sign_in: str) -> None:
         # NOTE: only sockets on this process; with several web processes the others keep
@@ -129,6 +133,7 @@ def init_app(app: Flask, state: Any) -> None:
             log.info("refused an anonymous Socket.IO connection from %s", request.remote_addr)
             return False
         presence.add(request.sid, agent, session.get("sign_in"))
+        online.connected(agent["id"])
         join_room(AGENTS_ROOM)
         _replay(session_factory, auth)
         emit("presence", {"event_id": None, "agent": agent, "online": True}, to=AGENTS_ROOM)
@@ -138,6 +143,8 @@ def init_app(app: Flask, state: Any) -> None:
     @socketio.on("disconnect")
     def disconnect(*args: Any) -> None:
         agent = presence.remove(request.sid)
+        if agent is not None:
+            online.disconnected(agent["id"])
         if agent is not None and agent["id"] not in {a["id"] for a in presence.online()}:
             # Not to the leaving socket itself, which is already closing.
             emit(

@@ -59,6 +59,7 @@ from inbox.outbox import (
     record_window_error,
 )
 from inbox.window import is_window_error
+from inbox.workflow import wake_snoozed_conversations
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 IDLE_SLICE_SECONDS = 60.0
 RECONNECT_BACKOFF_MAX = 300.0
 CHANNEL_REFRESH_SECONDS = 30
+# How often the snooze wake job runs, so about how late after its time a snoozed conversation opens.
+SNOOZE_WAKE_SECONDS = 30
 
 
 class OutboxDispatcher:
@@ -470,6 +473,11 @@ class Workers:
                 reader = MailboxReader(self.state, channel_id, self.stop_event, folder)
                 self._start_thread(name, reader.run)
 
+    def wake_snoozed(self) -> None:
+        """Open the snoozed conversations whose time has come (a scheduler job)."""
+        with self.state.session_factory() as session:
+            wake_snoozed_conversations(session, utcnow())
+
     def start(self) -> None:
         self._start_thread("outbox", self.dispatcher.run)
         self._start_thread("media", self.media_fetcher.run)
@@ -477,6 +485,9 @@ class Workers:
         self.scheduler.add_job(
             self.refresh_mailboxes, "interval", seconds=CHANNEL_REFRESH_SECONDS, id="refresh_mailboxes",
             replace_existing=True,
+        )
+        self.scheduler.add_job(
+            self.wake_snoozed, "interval", seconds=SNOOZE_WAKE_SECONDS, id="wake_snoozed", replace_existing=True,
         )
         self.scheduler.start()
         log.info("workers started")
