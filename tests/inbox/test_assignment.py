@@ -75,7 +75,7 @@ def test_round_robin_skips_offline_and_full_agents(state, online, members, team_
 
     ids = _new_conversations(state, whatsapp_channel.id, 4)
 
-    # Ben is offline; Cat takes one and is then full at her capacity of 1.
+    # Ben is offline. Cat takes one and is then full at her capacity of 1.
     assert [_assignee(state, conversation_id) for conversation_id in ids] == [amy.id, cat.id, amy.id, amy.id]
     with state.session_factory() as session:
         assert session.get(Team, team_id).last_assigned_agent_id == amy.id
@@ -94,7 +94,7 @@ def test_round_robin_continues_after_last_assigned(state, online, members, team_
     assert [_assignee(state, conversation_id) for conversation_id in ids] == [amy.id, ben.id, cat.id, amy.id]
 
 
-def test_capacity_frees_up_when_a_conversation_is_resolved(state, online, members, team_id, whatsapp_channel):
+def test_resolving_frees_capacity(state, online, members, team_id, whatsapp_channel):
     amy, ben, cat = members
     online.connected(cat.id)
     first, second = _new_conversations(state, whatsapp_channel.id, 2)
@@ -108,7 +108,7 @@ def test_capacity_frees_up_when_a_conversation_is_resolved(state, online, member
     assert _assignee(state, third) == cat.id
 
 
-def test_nobody_qualifies_leaves_conversation_in_team_queue(state, online, members, team_id, whatsapp_channel, published):
+def test_nobody_qualifies_keeps_team_queue(state, online, members, team_id, whatsapp_channel, published):
     (conversation_id,) = _new_conversations(state, whatsapp_channel.id, 1)
 
     with state.session_factory() as session:

@@ -105,7 +105,7 @@ def test_merge_combines_labels_priority_and_assignee(state, agent, whatsapp_chan
         assert kept.assignee_id == agent.id
 
 
-def test_customer_message_to_merged_conversation_goes_to_target(state, agent, whatsapp_channel):
+def test_message_to_merged_goes_to_target(state, agent, whatsapp_channel):
     resolved, newer = _two_conversations(state, agent, whatsapp_channel.id)
     # WhatsApp threading finds the newest conversation that is not resolved: the closed one.
     _merge(state, agent, newer, resolved)

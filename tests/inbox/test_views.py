@@ -89,7 +89,7 @@ def test_keyset_pagination_keeps_filter_and_order(state, agent, inbox):
     ]
 
 
-def test_closed_conversations_are_listed_only_by_their_status(state, agent, inbox):
+def test_closed_listed_only_by_status(state, agent, inbox):
     with state.session_factory() as session:
         conversation = session.get(Conversation, inbox["ada"])
         # A second conversation of the same contact, so the two can merge.

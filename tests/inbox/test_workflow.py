@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from gateway.workers import Workers
 from inbox.activity import list_activities
@@ -334,16 +335,51 @@ def test_bulk_change_is_all_or_nothing(state, agent, whatsapp_channel, published
     assert published == []
 
 
-def test_bulk_change_rejects_a_database_failure_whole(state, agent, whatsapp_channel):
+@pytest.fixture
+def urgent_rejected(state):
+    """Make the database reject setting any conversation's priority to urgent, as a failing
+    constraint or a lost connection would in the middle of a bulk change."""
+    with state.engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.execute(text(
+                "CREATE TRIGGER reject_urgent BEFORE UPDATE ON conversations WHEN NEW.priority = 'urgent' "
+                "BEGIN SELECT RAISE(ABORT, 'urgent rejected by trigger'); END"
+            ))
+        else:
+            connection.execute(text(
+                "CREATE FUNCTION reject_urgent() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.priority = 'urgent' THEN RAISE EXCEPTION 'urgent rejected by trigger'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            ))
+            connection.execute(text(
+                "CREATE TRIGGER reject_urgent BEFORE UPDATE ON conversations "
+                "FOR EACH ROW EXECUTE FUNCTION reject_urgent()"
+            ))
+    yield
+    with state.engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.execute(text("DROP TRIGGER reject_urgent"))
+        else:
+            connection.execute(text("DROP TRIGGER reject_urgent ON conversations"))
+            connection.execute(text("DROP FUNCTION reject_urgent()"))
+
+
+def test_bulk_change_database_error_changes_nothing(state, agent, whatsapp_channel, published, urgent_rejected):
     ids = [receive(state, whatsapp_channel.id, number).conversation_id for number in (GRACE, HEIDI)]
+    published.clear()
 
     with state.session_factory() as session:
         actor = session.get(Agent, agent.id)
-        change_conversations(session, actor, ids, Changes(status="resolved"))
-        # A failure after the checks (here: the transaction is abandoned) commits nothing.
+        with pytest.raises(DBAPIError, match="urgent rejected by trigger"):
+            change_conversations(session, actor, ids, Changes(status="resolved", priority="urgent"))
+            session.commit()
         session.rollback()
 
-    assert [_conversation(state, conversation_id).status for conversation_id in ids] == ["open", "open"]
+    for conversation_id in ids:
+        conversation = _conversation(state, conversation_id)
+        assert (conversation.status, conversation.priority) == ("open", "normal")
+        assert _actions(state, conversation_id) == []
+    assert published == []
 
 
 @pytest.mark.parametrize("ids", [[], [0], ["1"], [True], list(range(1, 502))])
