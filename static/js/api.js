@@ -25,10 +25,41 @@ export class ApiClient {
     this.redirecting = false;
   }
 
-  listConversations({ limit = 50, cursor = null } = {}) {
-    const query = new URLSearchParams({ limit: String(limit) });
+  /** List one page of conversations; `filters` are the view's query parameters ({ status, assignee, … }). */
+  listConversations({ limit = 50, cursor = null, filters = {} } = {}) {
+    const query = new URLSearchParams({ ...filters, limit: String(limit) });
     if (cursor) query.set('cursor', cursor);
     return this.request('GET', `/conversations?${query}`);
+  }
+
+  countViews() {
+    return this.request('GET', '/conversations/counts');
+  }
+
+  /** Change one conversation: { status, snoozed_until, priority, assignee_id, team_id, add_labels, remove_labels }. */
+  changeConversation(id, changes) {
+    return this.request('PATCH', `/conversations/${encodeURIComponent(id)}`, changes);
+  }
+
+  /** Change many conversations at once; the server applies the change to all of them or to none. */
+  changeConversations(ids, changes) {
+    return this.request('POST', '/conversations/bulk', { conversation_ids: ids, changes });
+  }
+
+  mergeConversation(id, targetId) {
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/merge`, { target_id: targetId });
+  }
+
+  listTeams() {
+    return this.request('GET', '/teams');
+  }
+
+  listLabels() {
+    return this.request('GET', '/labels');
+  }
+
+  listAgents() {
+    return this.request('GET', '/agents');
   }
 
   getConversation(id) {
@@ -90,12 +121,15 @@ export class ApiClient {
     const data = await readJson(response);
     if (!response.ok) {
       const error = data && typeof data.error === 'object' ? data.error : null;
-      throw new ApiError(
+      const failure = new ApiError(
         response.status,
         error?.code ?? `http_${response.status}`,
         error?.message ?? `The server returned ${response.status} ${response.statusText}.`.replace(' .', '.'),
         error?.field ?? null,
       );
+      // A rejected bulk change lists the reason of every conversation that could not take it.
+      failure.items = Array.isArray(error?.items) ? error.items : [];
+      throw failure;
     }
     return data;
   }

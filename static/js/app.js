@@ -2,13 +2,17 @@
 // events, and tells the views what to draw.
 
 import { ApiClient } from './api.js';
+import { BulkBar } from './bulk-bar.js';
 import { Composer } from './composer.js';
+import { ConversationControls, openMergeDialog } from './conversation-controls.js';
 import { ConversationList } from './conversation-list.js';
 import { isEditableTarget } from './dom.js';
 import { channelLabel, contactDisplayName, formatRelative, formatFullTimestamp, parseTimestamp } from './format.js';
 import { LiveConnection } from './live.js';
 import { renderOnlineAgents } from './presence.js';
 import { ThreadView } from './thread.js';
+import { ViewsPane } from './views-pane.js';
+import { matchesView } from './workflow.js';
 
 const PAGE_SIZE = 50;
 // Holding j or k moves the selection at key-repeat speed, so the thread loads only once it rests.
@@ -21,6 +25,10 @@ const HASH_PREFIX = '#conversation=';
 const TYPING_VISIBLE_MS = 5000;
 // The server relays every typing event to every agent, so this agent sends at most one per interval.
 const TYPING_SEND_INTERVAL_MS = 3000;
+// Events often come in bursts (a bulk change sends one per conversation), so the view counts
+// are fetched once the burst is over.
+const COUNTS_REFRESH_DELAY_MS = 400;
+const DEFAULT_VIEW = { key: 'all', name: 'All', group: 'inbox', params: {} };
 
 // A fetched snapshot or a POST response can be older than a message.updated event that arrived
 // first, so they never move a delivery status back. Events arrive in order and always apply.
@@ -53,22 +61,49 @@ export class InboxApp {
     this.typingSentAt = new Map();
     // Agent id → { id, name } of the other agents connected now.
     this.onlineAgents = new Map();
+    this.view = DEFAULT_VIEW;
+    // Counts the first-page loads, so a page that arrives after another view was picked is dropped.
+    this.listSequence = 0;
+    this.views = [];
+    this.countsTimer = null;
+    this.countsSequence = 0;
+    // The conversations checked for a bulk action.
+    this.checked = new Set();
+    this.agents = [];
+    this.teams = [];
+    this.labels = [];
 
     this.announcer = document.getElementById('announcer');
     this.banner = document.getElementById('connection-banner');
     this.liveIndicator = document.getElementById('live-indicator');
     this.presence = document.getElementById('presence');
 
+    this.listTitle = document.getElementById('inbox-heading');
+    this.viewsPane = new ViewsPane(document.getElementById('views'), {
+      onSelect: (view) => this.selectView(view),
+      onRetry: () => this.loadCounts(),
+    });
     this.list = new ConversationList(document.getElementById('conversation-list'), {
       onSelect: (id) => this.select(id),
       onLoadMore: () => this.loadMore(),
       onRetry: () => this.loadFirstPage(),
+      onToggleCheck: (id) => this.toggleChecked(id),
+    });
+    this.bulkBar = new BulkBar(document.getElementById('bulk-actions'), {
+      onApply: (changes) => this.applyToChecked(changes),
+      onSelectAll: () => this.checkAll(),
+      onClear: () => this.clearChecked(),
     });
     this.thread = new ThreadView(document.getElementById('thread'), {
       onRetry: () => this.openConversation(this.selectedId),
       onBack: () => this.deselect(),
       onCancelHeld: (messageId) => this.changeMessage(() => this.api.cancelHeld(messageId), 'Held reply cancelled.'),
       onSendByEmail: (messageId) => this.changeMessage(() => this.api.sendByEmail(messageId), 'Reply queued by email.'),
+    });
+    this.controls = new ConversationControls(this.thread.controlsHost, {
+      onChange: (id, changes) => this.changeConversation(id, changes),
+      onMerge: (conversation) => this.showMergeDialog(conversation),
+      onOpen: (id) => this.select(id, { immediate: true }),
     });
     this.composer = new Composer(this.thread.composerHost, {
       onSend: (conversationId, text) => this.sendReply(conversationId, text),
@@ -102,15 +137,21 @@ export class InboxApp {
     // pendingEvents and are applied on top of the page.
     this.live.start();
     this.thread.showPlaceholder('none');
+    this.viewsPane.showLoading();
     this.loadFirstPage();
+    this.loadCounts();
+    this.loadDirectory();
   }
 
   // ---- Loading ---------------------------------------------------------------------------
 
   async loadFirstPage() {
     this.list.showLoading();
+    const sequence = ++this.listSequence;
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.view.params });
+      // Another view was picked while this page loaded; its own load fills the list.
+      if (sequence !== this.listSequence) return;
       this.conversations.clear();
       for (const conversation of page.items ?? []) this.conversations.set(conversation.id, conversation);
       this.nextCursor = page.next_cursor ?? null;
@@ -118,6 +159,7 @@ export class InboxApp {
       this.listReady = true;
       this.listFailed = false;
     } catch (error) {
+      if (sequence !== this.listSequence) return;
       this.listFailed = true;
       if (!this.api.redirecting) this.list.showError(error.message);
       return;
@@ -137,7 +179,7 @@ export class InboxApp {
   async resync() {
     if (!this.listReady) return;
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.view.params });
       for (const conversation of page.items ?? []) this.mergeConversation(conversation, { insert: true });
       this.nextCursor = page.next_cursor ?? null;
       // The replay gap was too large, so the next reconnect starts from this snapshot instead.
@@ -149,12 +191,14 @@ export class InboxApp {
       if (id !== this.selectedId) this.threads.delete(id);
     }
     this.renderList();
+    this.scheduleCounts();
     if (this.selectedId !== null) this.openConversation(this.selectedId);
   }
 
   /** Load again, once the socket is back, the views that failed to load while it was down. */
   reloadFailedViews() {
     if (this.listFailed && !this.listReady) this.loadFirstPage();
+    if (this.views.length === 0) this.loadCounts();
     if (this.selectedId !== null && this.threadFailedId === this.selectedId) this.openConversation(this.selectedId);
   }
 
@@ -163,9 +207,11 @@ export class InboxApp {
     this.loadingMore = true;
     this.loadMoreError = null;
     this.renderList();
+    const sequence = this.listSequence;
 
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE, cursor: this.nextCursor });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, cursor: this.nextCursor, filters: this.view.params });
+      if (sequence !== this.listSequence) return;
       // A conversation may already be here, moved up by a live event: keep the newer copy.
       for (const conversation of page.items ?? []) {
         if (this.conversations.has(conversation.id)) this.mergeConversation(conversation);
@@ -173,7 +219,7 @@ export class InboxApp {
       }
       this.nextCursor = page.next_cursor ?? null;
     } catch (error) {
-      this.loadMoreError = `Could not load more: ${error.message}`;
+      if (sequence === this.listSequence) this.loadMoreError = `Could not load more: ${error.message}`;
     } finally {
       this.loadingMore = false;
       this.renderList();
@@ -199,8 +245,9 @@ export class InboxApp {
     if (sequence !== this.openSequence) return;
     this.threadFailedId = null;
 
-    const { messages = [], ...conversation } = detail;
+    const { messages = [], activities = [], ...conversation } = detail;
     for (const message of messages) mergeIntoCache(cache, message);
+    for (const activity of activities) cache.activities.set(activity.id, activity);
     cache.complete = true;
 
     this.mergeConversation(conversation, { insert: true });
@@ -224,7 +271,8 @@ export class InboxApp {
     const conversation = this.conversations.get(id);
     if (conversation) {
       this.thread.showConversation(conversation);
-      this.composer.setConversation(conversation);
+      this.controls.update(conversation);
+      this.composer.setConversation(conversation.status === 'closed' ? null : conversation);
     } else {
       // Opened from the address bar and not on a loaded page: the header fills in once it loads.
       this.thread.showUnknown(id);
@@ -299,6 +347,161 @@ export class InboxApp {
     if (this.selectedId !== null) this.renderThread();
   }
 
+  /** Send a workflow change for one conversation and show the result at once. */
+  async changeConversation(id, changes) {
+    const conversation = await this.api.changeConversation(id, changes);
+    if (conversation && typeof conversation === 'object') this.applyChangedConversation(conversation);
+  }
+
+  /** Send a change for every checked conversation; the server applies it to all or to none. */
+  async applyToChecked(changes) {
+    const ids = this.checkedInView();
+    if (ids.length === 0) return;
+    const result = await this.api.changeConversations(ids, changes);
+    for (const conversation of result?.items ?? []) this.mergeConversation(conversation);
+    this.checked.clear();
+    this.renderList();
+    this.announce(`Changed ${ids.length === 1 ? '1 conversation' : `${ids.length} conversations`}.`);
+  }
+
+  applyChangedConversation(conversation) {
+    this.mergeConversation(conversation);
+    this.renderList();
+    if (conversation.id === this.selectedId) this.renderThread();
+  }
+
+  /** Resolve the checked conversations, or else the open one (the "e" shortcut). */
+  resolveShortcut() {
+    this.shortcutChange({ status: 'resolved' }, 'Resolved');
+  }
+
+  /** Assign the checked conversations, or else the open one, to the signed-in agent ("a"). */
+  assignToMeShortcut() {
+    this.shortcutChange({ assignee_id: this.agentId }, 'Assigned to you');
+  }
+
+  shortcutChange(changes, done) {
+    if (this.checkedInView().length > 0) {
+      this.applyToChecked(changes).catch((error) => this.announce(`Nothing was changed: ${error.message}`));
+      return;
+    }
+    const id = this.selectedId;
+    const conversation = this.conversations.get(id);
+    if (!conversation || conversation.status === 'closed') return;
+    this.controls.send(changes).then((sent) => { if (sent) this.announce(`${done}.`); });
+  }
+
+  showMergeDialog(conversation) {
+    openMergeDialog(conversation, {
+      loadCandidates: async () => {
+        const page = await this.api.listConversations({
+          limit: PAGE_SIZE, filters: { contact: String(conversation.contact.id), channel: String(conversation.channel.id) },
+        });
+        return (page.items ?? []).filter((candidate) => candidate.id !== conversation.id);
+      },
+      merge: async (targetId) => {
+        const target = await this.api.mergeConversation(conversation.id, targetId);
+        this.threads.delete(targetId);
+        if (target) this.mergeConversation(target, { insert: true });
+        this.select(targetId, { immediate: true });
+        this.announce(`Merged conversation #${conversation.id} into #${targetId}.`);
+      },
+    });
+  }
+
+  // ---- Views and selection for bulk actions ----------------------------------------------
+
+  /** Show another view: its conversations are loaded afresh and the checks are cleared. */
+  selectView(view) {
+    if (view.key === this.view.key) return;
+    this.view = view;
+    this.viewsPane.setActive(view.key);
+    if (this.listTitle) this.listTitle.textContent = view.name;
+    this.checked.clear();
+    this.bulkBar.setCount(0);
+    this.listReady = false;
+    this.nextCursor = null;
+    this.loadMoreError = null;
+    this.loadFirstPage();
+  }
+
+  async loadCounts() {
+    const sequence = ++this.countsSequence;
+    try {
+      const result = await this.api.countViews();
+      if (sequence !== this.countsSequence) return;
+      this.views = result.views ?? [];
+    } catch (error) {
+      if (!this.api.redirecting) this.viewsPane.showError(error.message);
+      return;
+    }
+    // A renamed team's view shows the new name.
+    const current = this.views.find((view) => view.key === this.view.key);
+    if (current) {
+      this.view = { ...current, params: this.view.params };
+      if (this.listTitle) this.listTitle.textContent = current.name;
+    }
+    this.viewsPane.render(this.views, this.view.key);
+    const knownTeams = new Set(this.teams.map((team) => team.id));
+    if (this.views.some((view) => view.group === 'team' && !knownTeams.has(Number(view.params.team)))) this.loadDirectory();
+  }
+
+  scheduleCounts() {
+    window.clearTimeout(this.countsTimer);
+    this.countsTimer = window.setTimeout(() => this.loadCounts(), COUNTS_REFRESH_DELAY_MS);
+  }
+
+  /** Load the agents, teams and labels that the controls and the bulk bar offer. */
+  async loadDirectory() {
+    try {
+      const [agents, teams, labels] = await Promise.all([this.api.listAgents(), this.api.listTeams(), this.api.listLabels()]);
+      this.agents = agents.items ?? [];
+      this.teams = teams.items ?? [];
+      this.labels = labels.items ?? [];
+    } catch {
+      // The lists stay as they were; the controls still show each conversation's own values.
+      return;
+    }
+    this.updateDirectory();
+  }
+
+  updateDirectory() {
+    const context = {
+      agents: this.agents, teams: this.teams, labels: this.labels, agentId: this.agentId,
+      onlineIds: new Set([this.agentId, ...this.onlineAgents.keys()]),
+    };
+    this.controls.setContext(context);
+    this.bulkBar.setContext(context);
+  }
+
+  toggleChecked(id) {
+    if (this.checked.has(id)) this.checked.delete(id);
+    else this.checked.add(id);
+    this.renderChecked();
+  }
+
+  checkAll() {
+    for (const id of this.order) this.checked.add(id);
+    this.renderChecked();
+  }
+
+  clearChecked() {
+    this.checked.clear();
+    this.renderChecked();
+    this.list.focus();
+  }
+
+  /** Return the checked conversations that the current list shows. */
+  checkedInView() {
+    const shown = new Set(this.order);
+    return [...this.checked].filter((id) => shown.has(id));
+  }
+
+  renderChecked() {
+    this.list.setChecked(this.checked);
+    this.bulkBar.setCount(this.checkedInView().length);
+  }
+
   markSelectedReadIfNeeded() {
     const id = this.selectedId;
     const conversation = this.conversations.get(id);
@@ -340,6 +543,7 @@ export class InboxApp {
     this.renderList();
     if (this.selectedId !== null) this.renderThread();
     this.markSelectedReadIfNeeded();
+    if (name.startsWith('conversation.') || name === 'message.created') this.scheduleCounts();
   }
 
   applyEvent(name, payload) {
@@ -347,6 +551,7 @@ export class InboxApp {
       case 'conversation.created':
       case 'conversation.updated':
         if (payload.conversation) this.mergeConversation(payload.conversation, { insert: true });
+        if (Array.isArray(payload.activities)) this.applyActivities(payload.activities);
         break;
       case 'message.created':
         this.applyMessageCreated(payload);
@@ -356,6 +561,21 @@ export class InboxApp {
         break;
       default:
         break;
+    }
+  }
+
+  applyActivities(activities) {
+    for (const activity of activities) {
+      const cache = this.threads.get(activity.conversation_id);
+      if (cache) cache.activities.set(activity.id, activity);
+      // A merge moved messages into this conversation, so its cached thread is incomplete.
+      if (activity.action === 'merged_from' && cache) {
+        this.threads.delete(activity.conversation_id);
+        if (activity.conversation_id === this.selectedId) this.openConversation(this.selectedId);
+      }
+      if (activity.action === 'label_added' && !this.labels.some((label) => label.id === activity.details?.label?.id)) {
+        this.loadDirectory();
+      }
     }
   }
 
@@ -427,6 +647,7 @@ export class InboxApp {
       for (const conversationId of [...this.typing.keys()]) this.stopTyping(conversationId, agent.id);
     }
     this.renderPresence();
+    this.updateDirectory();
   }
 
   receivePresenceSnapshot(agents) {
@@ -436,6 +657,7 @@ export class InboxApp {
       this.onlineAgents.set(agent.id, { id: agent.id, name: agentDisplayName(agent) });
     }
     this.renderPresence();
+    this.updateDirectory();
   }
 
   // ---- State -----------------------------------------------------------------------------
@@ -459,7 +681,8 @@ export class InboxApp {
     if (conversation.id === this.selectedId) {
       const current = this.conversations.get(conversation.id);
       this.thread.updateHeader(current);
-      this.composer.setConversation(current);
+      this.controls.update(current);
+      this.composer.setConversation(current.status === 'closed' ? null : current);
     }
   }
 
@@ -472,7 +695,7 @@ export class InboxApp {
   threadCache(id) {
     let cache = this.threads.get(id);
     if (!cache) {
-      cache = { messages: new Map(), complete: false };
+      cache = { messages: new Map(), activities: new Map(), complete: false };
       this.threads.set(id, cache);
     }
     return cache;
@@ -488,14 +711,20 @@ export class InboxApp {
 
   renderList() {
     if (!this.listReady) return;
-    const sorted = [...this.conversations.values()].sort(compareConversations);
-    this.order = sorted.map((conversation) => conversation.id);
-    this.list.render(sorted, {
+    // A conversation that a change moved out of the view leaves the list, while its thread stays open.
+    const shown = [...this.conversations.values()]
+      .filter((conversation) => matchesView(conversation, this.view.params, this.agentId))
+      .sort(compareConversations);
+    this.order = shown.map((conversation) => conversation.id);
+    this.list.render(shown, {
       selectedId: this.selectedId,
       hasMore: Boolean(this.nextCursor),
       loadingMore: this.loadingMore,
       loadMoreError: this.loadMoreError,
+      checkedIds: this.checked,
+      filtered: this.view.key !== DEFAULT_VIEW.key,
     });
+    this.bulkBar.setCount(this.checkedInView().length);
     if (this.selectedId === null) this.showThreadPlaceholder();
     this.updateTitle();
   }
@@ -506,9 +735,10 @@ export class InboxApp {
     if (!conversation || !cache?.complete) return;
 
     this.thread.showConversation(conversation);
-    this.composer.setConversation(conversation);
+    this.controls.update(conversation);
+    this.composer.setConversation(conversation.status === 'closed' ? null : conversation);
     const messages = [...cache.messages.values()].sort(compareMessages);
-    this.thread.renderMessages(conversation, messages, { scrollToEnd });
+    this.thread.renderMessages(conversation, messages, { scrollToEnd, activities: [...cache.activities.values()] });
   }
 
   renderTyping() {
@@ -583,6 +813,19 @@ export class InboxApp {
           if (this.selectedId === null) return;
           event.preventDefault();
           this.composer.focus();
+          break;
+        case 'e':
+          event.preventDefault();
+          this.resolveShortcut();
+          break;
+        case 'a':
+          event.preventDefault();
+          this.assignToMeShortcut();
+          break;
+        case 'x':
+          if (this.selectedId === null) return;
+          event.preventDefault();
+          this.toggleChecked(this.selectedId);
           break;
         case '?':
           event.preventDefault();

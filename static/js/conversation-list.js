@@ -4,6 +4,7 @@ import { h, icon, replaceChildren } from './dom.js';
 import {
   avatarHue, channelLabel, contactDisplayName, formatFullTimestamp, formatRelative, initials, snippetWithoutQuote,
 } from './format.js';
+import { PRIORITY_LABELS, STATUS_LABELS } from './workflow.js';
 
 const OPTION_ID_PREFIX = 'conversation-option-';
 const SKELETON_ROWS = 7;
@@ -15,12 +16,15 @@ export class ConversationList {
    * @param {(id: number) => void} handlers.onSelect Called when the agent picks a conversation.
    * @param {() => void} handlers.onLoadMore Called when the end of the list scrolls into view.
    * @param {() => void} handlers.onRetry Called by the "Try again" button of the error state.
+   * @param {(id: number) => void} handlers.onToggleCheck Called when the agent checks or unchecks
+   *   a conversation for a bulk action (its check box, or Ctrl/⌘-click on the row).
    */
-  constructor(container, { onSelect, onLoadMore, onRetry }) {
+  constructor(container, { onSelect, onLoadMore, onRetry, onToggleCheck }) {
     this.container = container;
     this.onSelect = onSelect;
     this.onLoadMore = onLoadMore;
     this.onRetry = onRetry;
+    this.onToggleCheck = onToggleCheck;
     this.options = new Map();
     this.signatures = new Map();
     this.order = [];
@@ -72,34 +76,39 @@ export class ConversationList {
    * @param {boolean} view.hasMore Another page can be loaded.
    * @param {boolean} view.loadingMore A page is being loaded.
    * @param {string|null} view.loadMoreError Message of the last failed page load.
+   * @param {Set<number>} view.checkedIds The conversations checked for a bulk action.
+   * @param {boolean} view.filtered The list shows a view other than everything, which changes the empty text.
    */
-  render(conversations, { selectedId, hasMore, loadingMore, loadMoreError }) {
+  render(conversations, { selectedId, hasMore, loadingMore, loadMoreError, checkedIds = new Set(), filtered = false }) {
     this.hasMore = hasMore;
     this.loadingMore = loadingMore;
     this.order = conversations.map((conversation) => conversation.id);
 
     if (conversations.length === 0 && !hasMore) {
-      this.renderEmpty();
+      this.renderEmpty(filtered);
       return;
     }
     if (!this.container.contains(this.listbox)) replaceChildren(this.container, this.listbox, this.footer);
 
-    this.reconcile(conversations, selectedId);
+    this.reconcile(conversations, selectedId, checkedIds);
     this.renderFooter(hasMore, loadingMore, loadMoreError);
     this.setSelected(selectedId);
   }
 
-  renderEmpty() {
+  renderEmpty(filtered) {
     this.options.clear();
     this.signatures.clear();
     this.listbox.replaceChildren();
+    const [title, text] = filtered
+      ? ['Nothing in this view.', 'Conversations that match it appear here as they change.']
+      : ['No conversations yet.', 'Messages from WhatsApp and email will appear here as they arrive.'];
     replaceChildren(this.container, h('div', { class: 'state state--empty' },
       icon('inbox', 'state__icon'),
-      h('p', { class: 'state__title' }, 'No conversations yet.'),
-      h('p', { class: 'state__text' }, 'Messages from WhatsApp and email will appear here as they arrive.')));
+      h('p', { class: 'state__title' }, title),
+      h('p', { class: 'state__text' }, text)));
   }
 
-  reconcile(conversations, selectedId) {
+  reconcile(conversations, selectedId, checkedIds) {
     const keptIds = new Set(this.order);
     for (const [id, option] of this.options) {
       if (keptIds.has(id)) continue;
@@ -121,6 +130,7 @@ export class ConversationList {
         this.signatures.set(conversation.id, signature);
       }
       option.setAttribute('aria-selected', String(conversation.id === selectedId));
+      option.setAttribute('aria-checked', String(checkedIds.has(conversation.id)));
 
       // Move a node only when it is out of place, so unchanged rows keep their position.
       const current = this.listbox.children[index];
@@ -175,7 +185,17 @@ export class ConversationList {
   handleClick(event) {
     const option = event.target.closest('[role="option"]');
     if (!option) return;
-    this.onSelect(Number(option.dataset.id));
+    const id = Number(option.dataset.id);
+    if (event.target.closest('.conversation__check') || event.ctrlKey || event.metaKey) {
+      this.onToggleCheck(id);
+      return;
+    }
+    this.onSelect(id);
+  }
+
+  /** Show which conversations are checked, without redrawing the rows. */
+  setChecked(checkedIds) {
+    for (const [id, option] of this.options) option.setAttribute('aria-checked', String(checkedIds.has(id)));
   }
 
   handleKeydown(event) {
@@ -204,6 +224,9 @@ function optionSignature(conversation) {
     conversation.status,
     conversation.unread_count,
     conversation.last_message_at,
+    conversation.priority,
+    conversation.assignee?.name,
+    (conversation.labels ?? []).map((label) => label.name),
   ]);
 }
 
@@ -218,15 +241,24 @@ function fillOption(option, conversation) {
   option.classList.toggle('conversation--unread', unread > 0);
   option.classList.toggle('conversation--resolved', conversation.status === 'resolved');
 
+  const status = conversation.status !== 'open' ? STATUS_LABELS[conversation.status] ?? conversation.status : null;
+  const priority = conversation.priority === 'high' || conversation.priority === 'urgent' ? conversation.priority : null;
+  const labels = (conversation.labels ?? []).map((label) => label.name);
+
   // The accessible name is one short sentence, while the visible layout uses several lines.
   const labelParts = [name, channelLabel(kind)];
   if (unread > 0) labelParts.push(`${unread} unread`);
+  if (status) labelParts.push(status);
+  if (priority) labelParts.push(`${PRIORITY_LABELS[priority]} priority`);
+  if (conversation.assignee) labelParts.push(`assigned to ${conversation.assignee.name}`);
+  if (labels.length > 0) labelParts.push(`labels ${labels.join(', ')}`);
   if (subject) labelParts.push(subject);
   if (snippet) labelParts.push(snippet);
   labelParts.push(formatRelative(conversation.last_message_at));
   option.setAttribute('aria-label', labelParts.join(', '));
 
   replaceChildren(option,
+    h('span', { class: 'conversation__check', 'aria-hidden': 'true', title: 'Select for a bulk action' }),
     renderAvatar(conversation.contact, kind),
     h('div', { class: 'conversation__body' },
       h('div', { class: 'conversation__row' },
@@ -242,7 +274,19 @@ function fillOption(option, conversation) {
           channelBadge(kind),
           h('span', { class: subject ? 'conversation__subject' : 'conversation__snippet' }, subject ?? snippet)),
         unread > 0 ? h('span', { class: 'unread-badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null),
-      subject && snippet ? h('div', { class: 'conversation__snippet conversation__snippet--secondary' }, snippet) : null));
+      subject && snippet ? h('div', { class: 'conversation__snippet conversation__snippet--secondary' }, snippet) : null,
+      renderTags(conversation, status, priority, labels)));
+}
+
+/** Create the row of status, priority, assignee and labels, or nothing for an open, unlabelled conversation. */
+function renderTags(conversation, status, priority, labels) {
+  if (!status && !priority && !conversation.assignee && labels.length === 0) return null;
+  return h('div', { class: 'conversation__tags', 'aria-hidden': 'true' },
+    status ? h('span', { class: `status-pill status-pill--${conversation.status}` }, status) : null,
+    priority ? h('span', { class: `priority-pill priority-pill--${priority}` }, PRIORITY_LABELS[priority]) : null,
+    conversation.assignee ? h('span', { class: 'conversation__assignee', title: `Assigned to ${conversation.assignee.name}` },
+      initials(conversation.assignee.name)) : null,
+    labels.map((label) => h('span', { class: 'label-pill' }, label)));
 }
 
 /** Create the round avatar of a contact, with the initials or a channel icon when it has no name. */

@@ -3,15 +3,17 @@
 
 import { h, icon, replaceChildren } from './dom.js';
 import { channelBadge, renderAvatar } from './conversation-list.js';
-import { channelLabel, contactDisplayName, displayAddress, formatDayHeading, localDayKey } from './format.js';
+import {
+  channelLabel, contactDisplayName, displayAddress, formatDayHeading, formatFullTimestamp, formatRelative, localDayKey,
+  parseTimestamp,
+} from './format.js';
 import {
   bodySignature, renderFailingAddressWarning, renderMessage, renderOptOutNote, statusSignature, updateMessageStatus,
 } from './message-view.js';
+import { STATUS_LABELS, describeActivity } from './workflow.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
 const STICK_TO_BOTTOM_PX = 96;
-
-const STATUS_LABELS = { open: 'Open', pending: 'Pending', resolved: 'Resolved' };
 
 export class ThreadView {
   /**
@@ -35,7 +37,10 @@ export class ThreadView {
     // sizing itself, an image loading) keeps the newest message in view.
     this.pinnedToEnd = true;
 
-    this.header = h('header', { class: 'thread__header' });
+    this.headerMain = h('div', { class: 'thread__header-main' });
+    // The workflow controls stay mounted while the header above them is redrawn.
+    this.controlsHost = h('div', { class: 'thread__controls' });
+    this.header = h('header', { class: 'thread__header' }, this.headerMain, this.controlsHost);
     this.messageList = h('div', { class: 'thread__messages' });
     this.newMessagesButton = h('button', {
       type: 'button',
@@ -86,7 +91,8 @@ export class ThreadView {
   /** Show the frame for a conversation whose details have not arrived yet. */
   showUnknown(id) {
     this.attach(id);
-    replaceChildren(this.header,
+    this.controlsHost.hidden = true;
+    replaceChildren(this.headerMain,
       h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
         icon('back')),
       h('div', { class: 'thread__identity' }, h('h2', { class: 'thread__name', id: 'thread-title' }, 'Conversation')));
@@ -105,8 +111,9 @@ export class ThreadView {
     const name = contactDisplayName(conversation.contact);
     const address = displayAddress(conversation.contact?.address);
     const status = STATUS_LABELS[conversation.status] ?? conversation.status;
+    this.controlsHost.hidden = false;
 
-    replaceChildren(this.header,
+    replaceChildren(this.headerMain,
       h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
         icon('back')),
       renderAvatar(conversation.contact, kind, 'avatar--large'),
@@ -166,13 +173,14 @@ export class ThreadView {
    * @param {object[]} messages
    * @param {object} options
    * @param {boolean} options.scrollToEnd Scroll to the newest message whatever the position.
+   * @param {object[]} options.activities The conversation's activity log, shown between the messages by time.
    */
-  renderMessages(conversation, messages, { scrollToEnd = false } = {}) {
+  renderMessages(conversation, messages, { scrollToEnd = false, activities = [] } = {}) {
     const wasNearBottom = this.isNearBottom();
     const firstRender = this.nodes.size === 0;
     if (firstRender) this.messageList.replaceChildren();
 
-    if (messages.length === 0) {
+    if (messages.length === 0 && activities.length === 0) {
       replaceChildren(this.messageList, h('div', { class: 'state state--inline' }, 'No messages in this conversation yet.'));
       return;
     }
@@ -182,13 +190,17 @@ export class ThreadView {
     const desiredNodes = [];
     let added = 0;
     let previousDay = null;
-    for (const message of messages) {
-      const day = localDayKey(message.created_at);
+    for (const item of interleave(messages, activities)) {
+      const day = localDayKey(item.created_at);
       if (day !== previousDay) {
-        desiredNodes.push(this.dayNode(day, message.created_at));
+        desiredNodes.push(this.dayNode(day, item.created_at));
         previousDay = day;
       }
-      const { node, isNew } = this.messageNode(message, conversation);
+      if (item.action !== undefined) {
+        desiredNodes.push(this.activityNode(item));
+        continue;
+      }
+      const { node, isNew } = this.messageNode(item, conversation);
       if (isNew) added += 1;
       desiredNodes.push(node);
     }
@@ -216,6 +228,23 @@ export class ThreadView {
     let node = this.nodes.get(key);
     if (!node) {
       node = h('div', { class: 'day-divider', role: 'separator' }, h('span', {}, formatDayHeading(iso)));
+      this.nodes.set(key, node);
+    }
+    return node;
+  }
+
+  activityNode(activity) {
+    const key = `activity:${activity.id}`;
+    let node = this.nodes.get(key);
+    if (!node) {
+      node = h('p', { class: 'activity' },
+        h('span', { class: 'activity__text' }, describeActivity(activity)),
+        h('time', {
+          class: 'activity__time',
+          datetime: activity.created_at,
+          title: formatFullTimestamp(activity.created_at),
+          dataset: { relative: '' },
+        }, formatRelative(activity.created_at)));
       this.nodes.set(key, node);
     }
     return node;
@@ -280,6 +309,16 @@ function channelInfo(channel) {
     return badge;
   }
   return [channelBadge(kind), h('span', { class: 'thread__channel-name' }, `via ${name}`)];
+}
+
+/** Return messages and activities in one list by time; at the same time a message comes first. */
+function interleave(messages, activities) {
+  if (activities.length === 0) return messages;
+  return [...messages, ...activities].sort((a, b) => {
+    const difference = (parseTimestamp(a.created_at) || 0) - (parseTimestamp(b.created_at) || 0);
+    if (difference !== 0) return difference;
+    return (a.action === undefined ? 0 : 1) - (b.action === undefined ? 0 : 1) || a.id - b.id;
+  });
 }
 
 function containsWord(text, word) {
