@@ -284,8 +284,8 @@ class Conversation(Base):
         # The inbox list: newest activity first, keyset-paginated on (last_message_at, id).
         Index("ix_conversations_activity", "last_message_at", "id"),
         Index("ix_conversations_contact_channel", "contact_id", "channel_id", "status"),
-        # The views and their counts filter on these.
-        Index("ix_conversations_status_assignee", "status", "assignee_id"),
+        # The views filter on these, and the view counts read only this index (inbox.views).
+        Index("ix_conversations_status_assignee_team", "status", "assignee_id", "team_id"),
         Index("ix_conversations_team_status", "team_id", "status"),
         # The snooze wake job looks for snoozed conversations that are due.
         Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),

@@ -1,12 +1,14 @@
 """The views of the inbox's left pane and how many conversations each contains.
 
-Each view is a named ``ConversationFilter``. ``count_views`` counts all of them in one query
-(one aggregate per view over a single pass of the conversations table), so clients can
-refresh the counts whenever a conversation event arrives.
+Each view is a named ``ConversationFilter`` on status, assignee and team only. ``count_views``
+counts every view from one query that groups the conversations by those three columns, which
+``ix_conversations_status_assignee_team`` covers (SQLite scans only that index), so clients
+can refresh the counts whenever a conversation event arrives.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from inbox.conversations import ConversationFilter
 from inbox.models import Conversation, ConversationStatus, Team
 
 OPEN = ConversationStatus.OPEN.value
+CLOSED = ConversationStatus.CLOSED.value
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def agent_views(session: Session, agent_id: int) -> list[View]:
     """Return the views of one agent: their own, the shared ones, one per status and per team.
 
     The agent's, unassigned and team views show open conversations only, because those are
-    the ones waiting for someone; "All" shows every status except closed.
+    the ones waiting for someone. "All" shows every status except closed.
     """
     views = [
         View("mine", "Mine", "inbox", ConversationFilter(status=OPEN, assignee=agent_id),
@@ -54,13 +57,34 @@ def agent_views(session: Session, agent_id: int) -> list[View]:
 
 
 def count_views(session: Session, views: list[View]) -> list[dict[str, Any]]:
-    """Return each view with the number of conversations it contains."""
-    if not views:
-        return []
-    counts = session.execute(
-        select(*(func.count().filter(view.where.condition()) for view in views)).select_from(Conversation)
-    ).one()
+    """Return each view with the number of conversations it contains.
+
+    Raises ``ValueError`` for a view that filters on more than status, assignee and team.
+    """
+    groups = session.execute(
+        select(Conversation.status, Conversation.assignee_id, Conversation.team_id, func.count())
+        .group_by(Conversation.status, Conversation.assignee_id, Conversation.team_id)
+    ).all()
     return [
-        {"key": view.key, "name": view.name, "group": view.group, "params": view.params, "count": count}
-        for view, count in zip(views, counts)
+        {"key": view.key, "name": view.name, "group": view.group, "params": view.params,
+         "count": _count(view.where, groups)}
+        for view in views
     ]
+
+
+def _count(where: ConversationFilter, groups: Iterable[tuple[str, int | None, int | None, int]]) -> int:
+    """Return how many conversations of ``groups`` ``where`` selects, by the rules of its SQL."""
+    if (where.channel_id, where.label_id, where.priority, where.contact_id) != (None, None, None, None):
+        raise ValueError(f"a view can count by status, assignee and team only, not {where}")
+    total = 0
+    for status, assignee_id, team_id, count in groups:
+        if (status != where.status) if where.status is not None else status == CLOSED:
+            continue
+        if where.assignee == "unassigned" and assignee_id is not None:
+            continue
+        if isinstance(where.assignee, int) and assignee_id != where.assignee:
+            continue
+        if where.team_id is not None and team_id != where.team_id:
+            continue
+        total += count
+    return total

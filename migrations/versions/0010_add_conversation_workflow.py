@@ -96,7 +96,7 @@ def upgrade() -> None:
                                     ['team_id'], ['id'], ondelete='SET NULL')
         batch_op.create_foreign_key(batch_op.f('fk_conversations_merged_into_id_conversations'), 'conversations',
                                     ['merged_into_id'], ['id'])
-        batch_op.create_index('ix_conversations_status_assignee', ['status', 'assignee_id'], unique=False)
+        batch_op.create_index('ix_conversations_status_assignee_team', ['status', 'assignee_id', 'team_id'], unique=False)
         batch_op.create_index('ix_conversations_team_status', ['team_id', 'status'], unique=False)
         batch_op.create_index('ix_conversations_status_snoozed_until', ['status', 'snoozed_until'], unique=False)
 
@@ -105,7 +105,7 @@ def downgrade() -> None:
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.drop_index('ix_conversations_status_snoozed_until')
         batch_op.drop_index('ix_conversations_team_status')
-        batch_op.drop_index('ix_conversations_status_assignee')
+        batch_op.drop_index('ix_conversations_status_assignee_team')
         batch_op.drop_constraint(batch_op.f('fk_conversations_merged_into_id_conversations'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_conversations_team_id_teams'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_conversations_assignee_id_agents'), type_='foreignkey')

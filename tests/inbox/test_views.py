@@ -13,7 +13,7 @@ from inbox.errors import InvalidInput
 from inbox.merge import merge_conversations
 from inbox.models import Agent, Base, Conversation, utcnow
 from inbox.teams import create_label, create_team
-from inbox.views import agent_views, count_views
+from inbox.views import View, agent_views, count_views
 from inbox.workflow import change_conversation, parse_changes
 from tests.support.conversations import add_agent, receive
 
@@ -153,3 +153,10 @@ def test_view_params_list_the_view(state, agent, inbox):
 def test_migrations_match_the_models(state):
     with state.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_view_counts_reject_other_filters(state):
+    view = View("vip", "VIP", "label", ConversationFilter(label_id=1), {"label": "1"})
+    with state.session_factory() as session:
+        with pytest.raises(ValueError, match="status, assignee and team only"):
+            count_views(session, [view])
