@@ -21,6 +21,7 @@ from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
 from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
 from inbox.channel_config import whatsapp_provider
+from inbox.contacts import rename_contact
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
@@ -207,6 +208,18 @@ def read(conversation_id: int) -> Any:
     mark_conversation_read(session, conversation_id)
     session.commit()
     return Response(status=204)
+
+
+@blueprint.patch("/contacts/<id:contact_id>")
+def contact(contact_id: int) -> Any:
+    name = _json_body().get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidInput("name must be a string, or null to use the channel's name again.", field="name")
+    session = db()
+    found = rename_contact(session, contact_id, name)
+    data = {"id": found.id, "name": found.name, "name_set_by_agent": found.name_set_by_agent}
+    session.commit()
+    return jsonify(data)
 
 
 @blueprint.get("/attachments/<id:attachment_id>")

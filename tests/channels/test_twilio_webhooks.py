@@ -165,7 +165,10 @@ def test_parse_inbound_location_gets_text():
 
     message = parse_inbound(form, raw)
 
-    assert message.text == "Shared location: 52.3731, 4.8922 (Shop, Dam 1, Amsterdam)"
+    assert message.text == (
+        "Shared location: 52.3731, 4.8922 (Shop, Dam 1, Amsterdam)\n"
+        "https://www.openstreetmap.org/?mlat=52.3731&mlon=4.8922#map=17/52.3731/4.8922"
+    )
 
 
 def test_parse_inbound_plain_sms_raises():
