@@ -4,6 +4,11 @@ Twilio's signature covers the exact URL Twilio called. Behind a TLS-terminating 
 service sees ``http://127.0.0.1:5000/...`` while Twilio signed ``https://support.example/...``,
 so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the request's path
 and query string. Meta's signature covers the body alone.
+
+Twilio also fetches the attachments of our WhatsApp replies from here
+(``/webhooks/twilio/<channel>/media/<token>``). Twilio's fetch carries no credentials, so
+the link itself is the credential: a token signed with the secret key that names one
+attachment of one outbound message and expires (``SWITCHBOARD_WHATSAPP_MEDIA_URL_LIFETIME``).
 """
 
 from __future__ import annotations
@@ -15,21 +20,24 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
 from channels.whatsapp import parse_inbound, parse_status, validate_signature
 from channels.whatsapp import meta
+from gateway.api import content_disposition
 from gateway.auth import error_response
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
-from inbox.models import Channel
+from inbox.models import Attachment, Channel, Direction
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+_MEDIA_TOKEN_SALT = "switchboard.twilio-media"
 
 
 def signed_url(public_url: str | None) -> str:
@@ -279,3 +287,44 @@ def _record_meta_statuses(routes: dict[str, int | None], events: meta.WebhookEve
             "applied" if changed else "not applied (stale, or kept until the send is recorded)",
         )
     return failures
+
+
+def media_url(public_url: str, secret_key: str, channel_id: int, attachment_id: int) -> str:
+    """Return the signed public URL that Twilio fetches an outbound attachment from."""
+    token = URLSafeTimedSerializer(secret_key, salt=_MEDIA_TOKEN_SALT).dumps([channel_id, attachment_id])
+    return f"{public_url.rstrip('/')}/webhooks/twilio/{channel_id}/media/{token}"
+
+
+@blueprint.get("/twilio/<id:channel_id>/media/<token>")
+def twilio_media(channel_id: int, token: str) -> Any:
+    state = current_app.extensions["switchboard"]
+    serializer = URLSafeTimedSerializer(state.config.secret_key, salt=_MEDIA_TOKEN_SALT)
+    try:
+        signed_channel, attachment_id = serializer.loads(token, max_age=state.config.whatsapp_media_url_lifetime)
+    except SignatureExpired:
+        log.warning("expired media link for channel %s requested", channel_id)
+        return error_response(410, "expired", "This media link has expired.")
+    except (BadSignature, ValueError, TypeError):
+        return error_response(404, "not_found", "No such media.")
+    if signed_channel != channel_id or not isinstance(attachment_id, int):
+        return error_response(404, "not_found", "No such media.")
+
+    with state.session_factory() as session:
+        found = session.get(Attachment, attachment_id)
+        # Only attachments of our own replies are served; customer files never leave this way.
+        if (
+            found is None
+            or found.message.direction != Direction.OUTBOUND.value
+            or found.message.channel_id != channel_id
+        ):
+            return error_response(404, "not_found", "No such media.")
+        response = Response(found.data, mimetype=found.content_type)
+        filename = found.filename
+    log.info("served attachment %s of channel %s to its provider", attachment_id, channel_id)
+    response.headers["Content-Disposition"] = content_disposition(filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+

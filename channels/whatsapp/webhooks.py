@@ -39,6 +39,7 @@ from channels.types import (
     InboundMessage,
     MediaReference,
 )
+from channels.whatsapp.errors import explain_error
 from channels.whatsapp.phone import normalize_phone, normalize_wa_id
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ def parse_status(form: Mapping[str, str]) -> DeliveryStatus:
     """Parse a Twilio status callback into a ``DeliveryStatus``.
 
     Twilio's accepted, scheduled and sending map to QUEUED, and canceled to FAILED.
-    ``ErrorCode`` and ``ErrorMessage`` are kept when present.
+    ``ErrorCode`` is kept, and ``error_message`` explains it in plain words
+    (``channels.whatsapp.errors``), with Twilio's ``ErrorMessage`` when it sent one.
 
     Raises ParseError when ``MessageSid`` or ``MessageStatus`` is missing or the
     status is not a known outbound status.
@@ -180,11 +182,15 @@ def parse_status(form: Mapping[str, str]) -> DeliveryStatus:
     if state is None:
         raise ParseError(f"unknown MessageStatus {status!r} for {message_sid}")
 
+    error_code = (form.get("ErrorCode") or "").strip()[:20] or None
+    error_message = _clean(form.get("ErrorMessage"))[:1000] or None
+    if error_code:
+        error_message = explain_error(error_code, error_message)
     return DeliveryStatus(
         provider_message_id=message_sid,
         state=state,
-        error_code=form.get("ErrorCode") or None,
-        error_message=form.get("ErrorMessage") or None,
+        error_code=error_code,
+        error_message=error_message,
     )
 
 

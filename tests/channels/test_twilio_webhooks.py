@@ -263,7 +263,8 @@ def test_parse_status_keeps_error_code_and_message():
     status = parse_status(form)
 
     assert status.error_code == "63016"
-    assert status.error_message == "Outside the allowed window for free-form messages"
+    assert status.error_message.startswith("More than 24 hours passed since the customer's last message")
+    assert status.error_message.endswith("Twilio: Outside the allowed window for free-form messages")
 
 
 @pytest.mark.parametrize("twilio_status", ["bounced", "partially_delivered", "received"])
