@@ -17,21 +17,13 @@ from twilio.request_validator import RequestValidator
 from gateway.workers import OutboxDispatcher
 from inbox.models import Message, MessagePart
 from inbox.replies import create_reply
-from tests.browser.test_inbox_ui import _conversation, _sign_in
+from tests.browser.test_inbox_ui import _conversation, _sign_in, twilio  # noqa: F401 - a fixture
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
-from tests.support.twilio_server import TwilioTestServer
 
 pytestmark = pytest.mark.browser
 
 CUSTOMER = "+4915123456789"
 LONG_REPLY = " ".join(f"Step {n}: open the box 📦 and check the seal." for n in range(80))
-
-
-@pytest.fixture
-def twilio():
-    with TwilioTestServer(account_sid=TWILIO_ACCOUNT_SID, auth_token=TWILIO_AUTH_TOKEN,
-                          initial_status="sent") as server:
-        yield server
 
 
 @pytest.fixture
