@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from inbox.channel_config import add_channel
-from inbox.models import Contact, ContactIdentity, Conversation, Message
+from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 
@@ -247,3 +247,23 @@ def test_rename_rejects_bad_input(app, state, whatsapp_channel, api_token):
     assert (too_long.status_code, too_long.get_json()["error"]["field"]) == (400, "name")
     assert (not_text.status_code, not_text.get_json()["error"]["field"]) == (400, "name")
     assert missing.status_code == 404
+
+
+def test_changed_auth_token_applies_at_once(app, state, whatsapp_channel):
+    client = app.test_client()
+    _, first = _webhook(client, whatsapp_channel.id, Body="signed with the old token")
+    with state.session_factory() as session:
+        channel = session.get(Channel, whatsapp_channel.id)
+        channel.settings = {**channel.settings, "auth_token": "a-new-token"}
+        session.commit()
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    form = {"MessageSid": "SM" + secrets.token_hex(16), "From": f"whatsapp:{CUSTOMER}", "Body": "new token"}
+
+    new = client.post(path, data=form, headers={
+        "X-Twilio-Signature": RequestValidator("a-new-token").compute_signature(LOCAL + path, form)})
+    forged = client.post(path, data=form, headers={
+        "X-Twilio-Signature": RequestValidator("a-guessed-token").compute_signature(LOCAL + path, form)})
+
+    assert first.status_code == 200
+    assert new.status_code == 200
+    assert forged.status_code == 403
