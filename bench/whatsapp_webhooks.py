@@ -1,9 +1,9 @@
 """Throughput and acknowledgement time of the Twilio webhook endpoints.
 
 Starts the service in a process of its own on a loopback port (Werkzeug's threaded server,
-as ``switchboard run`` uses) with a fresh database, and drives it from this process, with
-an agent's python-socketio client, so that the load generator does not share the server's
-interpreter lock. It measures, in one run:
+as ``switchboard run`` uses) with a fresh database. This process drives it, with an agent's
+python-socketio client, so that the load generator does not share the server's interpreter
+lock. It measures, in one run:
 
 1. reference: a bare Flask POST endpoint on the same server (it reads the form and answers
    200), posted by the same concurrent clients;
@@ -104,7 +104,7 @@ class Poster:
         response = http.post(url, data=form, headers=headers, timeout=30)
         elapsed = time.perf_counter() - started
         if response.status_code // 100 != 2:
-            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+            raise RuntimeError(f"{url} returned HTTP {response.status_code}: {response.text[:200]}")
         return elapsed
 
     def run_all(self, jobs: Iterable[Callable[[], object]]) -> list[object]:
@@ -140,7 +140,7 @@ def measure_inbound(poster: Poster, validator, url: str, channel, count: int, cr
 
 
 def measure_paced(poster: Poster, validator, url: str, channel, rate: float, seconds: float) -> list[float]:
-    """Send webhooks at ``rate`` per second for ``seconds``; return each one's time to its answer."""
+    """Send webhooks at ``rate`` per second for ``seconds``; return each one's time to its response."""
     count = int(rate * seconds)
     requests_ = [
         signed(validator, url, build_message_form(channel, f"+1556{index % 500:07d}", f"paced {index}", None))

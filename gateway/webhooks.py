@@ -42,7 +42,7 @@ blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # How long a channel's auth token is used without reading it again. A signature that fails
 # with a cached token is checked once more with the stored one, so a new token applies at
-# once; the old one is still accepted until its cache entry expires.
+# once. The old token is still accepted until its cache entry expires.
 AUTH_TOKEN_CACHE_SECONDS = 30.0
 _MEDIA_TOKEN_SALT = "switchboard.twilio-media"
 
@@ -102,7 +102,7 @@ def _signature_problem(channel_id: int, form: dict[str, str]) -> Any | None:
         if auth_token is None:
             return error_response(404, "not_found", f"No WhatsApp channel {channel_id}.")
         if not auth_token:
-            # Without a token any request would "verify"; refuse instead.
+            # Without a token any request would "verify", so the request is rejected.
             log.error("WhatsApp channel %s has no Twilio auth token; rejecting its webhooks", channel_id)
             return error_response(403, "invalid_signature", "The channel has no Twilio auth token configured.")
         try:

@@ -16,9 +16,9 @@ attachments) takes one claim per part. ``mark_part_sent`` records each part but 
 and leaves the item pending and due, with its place in the queue, so the next claim sends
 the next part; the last part is recorded with ``mark_part_sent(..., last=True)``.
 
-Sends are paced per channel: a claim with a minimum interval for the channel's kind moves
+Sends are paced per channel. A claim with a minimum interval for the channel's kind moves
 the channel's ``send_not_before`` that far ahead, and ``claim_next`` skips the items of a
-channel whose time has not come, so one paced or rate-limited sender never holds up the
+channel whose time has not come. So one paced or rate-limited sender never holds up the
 others. A provider's HTTP 429 pauses the channel until its Retry-After
 (``mark_attempt_failed(..., pause_until=...)``).
 
@@ -363,7 +363,7 @@ def mark_part_sent(
     arrived for it early, and updates the message's combined status. After the ``last``
     part the item is sent; before it, the item stays pending and due so that the next
     claim sends the next part. Commits. Returns False (logged) when ``claim_token`` is
-    not the item's current claim; an item marked failed with an unknown outcome under
+    not the item's current claim. An item marked failed with an unknown outcome under
     the same claim still records the part.
     """
     with session.begin():

@@ -1,6 +1,6 @@
-"""Twilio error codes that WhatsApp sends end with, explained for the agent who sees them.
+"""Twilio error codes that WhatsApp sends end with, explained for the agent.
 
-Twilio reports a failure with a five-digit code, either in the API's answer to a send or
+Twilio reports a failure with a five-digit code, either in the API's response to a send or
 in the ``ErrorCode`` field of a status callback, often without a message. The table gives
 each common code a one-line meaning and what to do about it, in the agent's terms. The
 meanings follow the titles in Twilio's error dictionary (www.twilio.com/docs/api/errors)
@@ -20,7 +20,7 @@ from channels.errors import TransientSendError
 
 
 class RateLimitedError(TransientSendError):
-    """Twilio answered HTTP 429. ``retry_after`` is its Retry-After in seconds, or None."""
+    """Twilio returned HTTP 429. ``retry_after`` is its Retry-After in seconds, or None."""
 
     def __init__(self, message: str, code: str | None = None, retry_after: float | None = None):
         super().__init__(message, code=code)
@@ -29,7 +29,7 @@ class RateLimitedError(TransientSendError):
 
 @dataclass(frozen=True)
 class TwilioErrorInfo:
-    """What a Twilio error code means, what to do, and whether a later retry can succeed."""
+    """The meaning of a Twilio error code, the advice for it, and whether a retry can succeed."""
 
     meaning: str
     action: str
@@ -108,7 +108,7 @@ TWILIO_ERRORS: dict[str, TwilioErrorInfo] = {
         transient=True,
     ),
     "63013": TwilioErrorInfo(
-        "WhatsApp refused the message because it breaks WhatsApp's policies.",
+        "WhatsApp rejected the message because it breaks WhatsApp's policies.",
         "An admin should check the business account's status in WhatsApp Manager.",
     ),
     "63016": TwilioErrorInfo(
@@ -177,8 +177,8 @@ def is_transient_error(code: str | None) -> bool:
 def parse_retry_after(value: str | None) -> float | None:
     """Return the seconds of an HTTP Retry-After header, or None when absent or unreadable.
 
-    Only the delay-seconds form is read; an HTTP date is rare from APIs and returns None,
-    which makes the caller fall back to its own backoff.
+    Only the delay-seconds form is read. An HTTP date, rare from APIs, returns None, so the
+    caller falls back to its own backoff.
     """
     try:
         seconds = float((value or "").strip())

@@ -2,7 +2,7 @@
 
 Twilio rejects a message body longer than 1,600 characters (error 21617) and carries one
 media item per WhatsApp message. A longer reply is split on word boundaries into several
-bodies, and each attachment after the first goes out on its own; the parts are sent in
+bodies, and each attachment after the first goes out on its own. The parts are sent in
 order. Lengths are counted in UTF-16 code units, which is at least the number of
 characters however Twilio counts them, so an emoji counts twice. A cut never falls inside
 a character or a grapheme cluster (an emoji with a skin tone, a flag, a family joined by
@@ -19,7 +19,7 @@ import regex
 MAX_BODY_UNITS = 1600
 # WhatsApp's maximum caption of an image, video or document.
 MAX_CAPTION_UNITS = 1024
-# The most parts one reply may become, so that a pasted log cannot flood a customer.
+# The maximum number of parts of one reply, so that a pasted log cannot flood a customer.
 MAX_PARTS = 10
 # A reply may be this long: ten full parts.
 MAX_TEXT_UNITS = MAX_BODY_UNITS * MAX_PARTS
@@ -121,8 +121,8 @@ def _last_grapheme_boundary(text: str, end: int) -> int:
 def plan_parts(text: str, media_types: list[str]) -> list[PlannedPart]:
     """Return the WhatsApp messages that send ``text`` and attachments of ``media_types``.
 
-    A text that fits one caption goes with the first attachment (unless that is audio,
-    which WhatsApp shows without a caption); otherwise the text parts come first and
+    A text that fits one caption goes with the first attachment, unless that is audio,
+    which WhatsApp shows without a caption. Otherwise the text parts come first, and
     each attachment follows on its own.
     """
     chunks = split_text(text)

@@ -149,11 +149,11 @@ function contentBadge(content) {
  */
 function renderReplyQuote(replyTo) {
   if (!replyTo || typeof replyTo !== 'object' || !Number.isInteger(replyTo.id)) return null;
-  const who = replyTo.direction === 'outbound' ? 'your reply' : 'an earlier message';
+  const quoted = replyTo.direction === 'outbound' ? 'your reply' : 'an earlier message';
   return h('a', {
     class: 'message__quote',
     href: `#message-${replyTo.id}`,
-    title: `Replying to ${who}`,
+    title: `Replying to ${quoted}`,
     onClick: (event) => {
       const target = document.getElementById(`message-${replyTo.id}`);
       if (!target) return; // in an older conversation: the link has nowhere to go
@@ -163,7 +163,7 @@ function renderReplyQuote(replyTo) {
       window.setTimeout(() => target.classList.remove('message--highlight'), 1600);
     },
   },
-  h('span', { class: 'visually-hidden' }, `Replying to ${who}: `),
+  h('span', { class: 'visually-hidden' }, `Replying to ${quoted}: `),
   replyTo.snippet || '(no text)');
 }
 

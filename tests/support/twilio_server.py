@@ -209,7 +209,7 @@ class TwilioTestServer:
     ) -> int:
         """Post a signed status callback for the created message ``sid``, as Twilio does.
 
-        Returns the HTTP status of the answer. Raises LookupError when no created message
+        Returns the HTTP status of the response. Raises LookupError when no created message
         has this sid or it asked for no status callback.
         """
         resource = next((m for m in self.messages if m["sid"] == sid), None)
