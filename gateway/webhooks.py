@@ -34,6 +34,7 @@ from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
 from inbox.models import Attachment, Channel, Direction
+from inbox.storage import attachment_store
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +359,13 @@ def twilio_media(channel_id: int, token: str) -> Any:
             or found.message.channel_id != channel_id
         ):
             return error_response(404, "not_found", "No such media.")
-        response = Response(found.data, mimetype=found.content_type)
+        if found.storage_key:
+            data = attachment_store(session).read(found.storage_key)
+        elif found.data is not None:
+            data = found.data
+        else:
+            return error_response(404, "not_found", "No such media.")
+        response = Response(data, mimetype=found.content_type)
         filename = found.filename
     log.info("served attachment %s of channel %s to its provider", attachment_id, channel_id)
     response.headers["Content-Disposition"] = content_disposition(filename)

@@ -179,7 +179,7 @@ def test_rejected_middle_part_stops_the_rest(service, twilio, channel, sender):
     def send_and_fail_second(pending):
         twilio_calls.append(pending.sent_parts)
         if pending.sent_parts == 1:
-            twilio.fail_next(400, 63016, "Outside the allowed window")
+            twilio.fail_next(400, 63024, "Invalid message recipient")
         return original(pending)
 
     dispatcher.send = send_and_fail_second
@@ -188,7 +188,7 @@ def test_rejected_middle_part_stops_the_rest(service, twilio, channel, sender):
     assert twilio_calls == [0, 1]
     message = _message(service, message_id)
     assert message["delivery_status"] == "failed"
-    assert "Twilio error 63016: More than 24 hours passed" in message["error"]
+    assert "Twilio error 63024: The recipient is not a valid WhatsApp user." in message["error"]
     assert len(message["parts"]) == 1
     twilio.post_status(twilio.messages[0]["sid"], "delivered")
     assert _message(service, message_id)["delivery_status"] == "failed"
@@ -387,11 +387,34 @@ def test_status_callback_failure_is_explained(service, twilio, channel, sender):
     message_id = _reply(service, _conversation(service, channel), sender, "hello")
     _dispatcher(service).dispatch_due()
 
-    assert twilio.post_status(twilio.messages[0]["sid"], "failed", error_code=63016) == 204
+    assert twilio.post_status(twilio.messages[0]["sid"], "undelivered", error_code=30006) == 204
 
     message = _message(service, message_id)
-    assert message["delivery_status"] == "failed"
+    assert message["delivery_status"] == "undelivered"
     assert message["error"] == (
-        "More than 24 hours passed since the customer's last message, and WhatsApp allows only approved "
-        "templates then. Send an approved template, or wait until the customer writes again. (error 63016)"
+        "The number is a landline or its carrier cannot receive this message. Ask the customer for a "
+        "mobile number that uses WhatsApp. (error 30006)"
     )
+
+
+def test_window_error_mid_reply_resumes_after_sent_parts(service, twilio, channel, sender):
+    conversation_id = _conversation(service, channel)
+    message_id = _reply(service, conversation_id, sender, LONG_TEXT)
+    dispatcher = _dispatcher(service)
+    original = dispatcher.send
+
+    def close_window_at_second(pending):
+        if pending.sent_parts == 1 and pending.attempt == 1:
+            twilio.fail_next(400, 63016, "Outside the allowed window")
+        return original(pending)
+
+    dispatcher.send = close_window_at_second
+    dispatcher.dispatch_due()
+    assert _message(service, message_id)["held"] is not None
+
+    _conversation(service, channel)  # the customer writes again, which releases the reply
+    dispatcher.dispatch_due()
+
+    bodies = [created["body"] for created in twilio.messages]
+    assert " ".join(bodies).split() == LONG_TEXT.split()
+    assert len(_message(service, message_id)["parts"]) == len(bodies)
