@@ -97,8 +97,8 @@ def _apply_part_report(session: Session, part: MessagePart, status: DeliveryStat
     refresh_parts_status(message, more_parts=item is not None and item.status == "pending")
     session.flush()
     if not was_final and DeliveryState(message.delivery_status) in FINAL_STATES:
-        # NOTE: holding a reply for the 24-hour window would send all its parts again, so a
-        # part's window error gets the treatment of any other failure (the email fallback).
+        # NOTE: a reply held for the 24-hour window resumes after its accepted parts, and here
+        # they all were, so a part's window error gets the treatment of any other failure.
         code = None if is_window_error(status.error_code) else status.error_code
         react_to_failed_delivery(session, message, code)
     record_event(
