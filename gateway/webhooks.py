@@ -46,6 +46,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # once. The old token is still accepted until its cache entry expires.
 AUTH_TOKEN_CACHE_SECONDS = 30.0
 _MEDIA_TOKEN_SALT = "switchboard.twilio-media"
+_WRITER_LOCK_KEY = "switchboard.sqlite_writer_lock"
 
 
 def signed_url(public_url: str | None) -> str:
@@ -71,7 +72,10 @@ def _writer_turn(state: Any) -> Any:
     """
     if state.engine.dialect.name != "sqlite":
         return contextlib.nullcontext()
-    return current_app.extensions.setdefault("switchboard.sqlite_writer_lock", threading.Lock())
+    lock = current_app.extensions.get(_WRITER_LOCK_KEY)
+    if lock is None:
+        lock = current_app.extensions.setdefault(_WRITER_LOCK_KEY, threading.Lock())
+    return lock
 
 
 def _auth_token(channel_id: int, *, refresh: bool = False) -> str | None:
