@@ -27,6 +27,7 @@ from channels.email.smtp import prepare_email, send_email
 from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
+from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
 from channels.whatsapp.meta import send_text as send_meta_text
 from channels.whatsapp.errors import RateLimitedError
 from channels.whatsapp.parts import PlannedPart, plan_parts
@@ -264,7 +265,10 @@ class OutboxDispatcher:
             return send_email(smtp, pending.outbound, mime), mime
         if pending.channel_kind == "whatsapp" and settings.get("provider") == "meta":
             # Meta reports delivery to the app's webhook, so no callback URL goes along.
-            return send_meta_text(meta_settings(settings, config), pending.outbound), None
+            part = self._whatsapp_parts(pending)[pending.sent_parts]
+            if part.media_index is not None:
+                raise SendError("attachments cannot be sent on Meta WhatsApp channels yet", transient=False)
+            return send_meta_text(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
         if pending.channel_kind == "whatsapp":
             return self._send_whatsapp_part(pending), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
@@ -272,7 +276,10 @@ class OutboxDispatcher:
     def _whatsapp_parts(self, pending: PendingSend) -> list[PlannedPart]:
         if pending.outbound.content_sid:
             return [PlannedPart(pending.outbound.text)]  # a template goes as one message
-        return plan_parts(pending.outbound.text, [a.content_type for a in pending.attachments])
+        media_types = [a.content_type for a in pending.attachments]
+        if pending.channel_settings.get("provider") == "meta":
+            return plan_parts(pending.outbound.text, media_types, META_MAX_TEXT_LENGTH)
+        return plan_parts(pending.outbound.text, media_types)
 
     def _send_whatsapp_part(self, pending: PendingSend) -> SendResult:
         """Send the next part of a WhatsApp reply: its text, or its attachment as a signed URL."""

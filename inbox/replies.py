@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from channels.types import Attachment as AttachmentData
 from channels.types import DeliveryState
 from channels.whatsapp.parts import check_reply
+from inbox.channel_config import whatsapp_provider
 from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import (
@@ -137,6 +138,8 @@ def create_reply(
             raise InvalidInput(str(error), field="attachments" if attachments else "text") from None
     elif attachments:
         raise InvalidInput("Attachments can only be sent on WhatsApp channels for now.", field="attachments")
+    if attachments and whatsapp_provider(channel) == "meta":
+        raise InvalidInput("Attachments can only be sent on Twilio WhatsApp channels for now.", field="attachments")
 
     if template is not None and channel.kind != "whatsapp":
         raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")

@@ -118,14 +118,17 @@ def _last_grapheme_boundary(text: str, end: int) -> int:
     return boundary
 
 
-def plan_parts(text: str, media_types: list[str]) -> list[PlannedPart]:
+def plan_parts(text: str, media_types: list[str], body_limit: int = MAX_BODY_UNITS) -> list[PlannedPart]:
     """Return the WhatsApp messages that send ``text`` and attachments of ``media_types``.
+
+    ``body_limit`` is the provider's maximum text length in UTF-16 code units: Twilio's
+    1,600 by default (Meta's Cloud API takes 4,096).
 
     A text that fits one caption goes with the first attachment, unless that is audio,
     which WhatsApp shows without a caption. Otherwise the text parts come first, and
     each attachment follows on its own.
     """
-    chunks = split_text(text)
+    chunks = split_text(text, body_limit)
     if not media_types:
         return [PlannedPart(chunk) for chunk in chunks]
     captioned = (
