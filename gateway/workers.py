@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 # How long an IDLE (or a poll pause) lasts before the reader checks its stop flag again.
 IDLE_SLICE_SECONDS = 60.0
 RECONNECT_BACKOFF_MAX = 300.0
+# A dispatch round waits for a sender's pacing slot up to this long instead of ending.
+PACING_WAIT_SECONDS = 1.0
 CHANNEL_REFRESH_SECONDS = 30
 
 
@@ -143,11 +145,23 @@ class OutboxDispatcher:
         with self.state.session_factory() as session:
             fail_abandoned_sends(session, self.clock())
         attempted = 0
+        waited = False
         while not self.stop.is_set():
             with self.state.session_factory() as session:
                 pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
             if pending is None:
-                break
+                # A sender's pacing interval is short: wait for it once rather than end the
+                # round, so that queued parts and replies go out together.
+                wait = None
+                if not waited:
+                    with self.state.session_factory() as session:
+                        wait = seconds_until_next_send(session, self.clock())
+                if wait is None or wait > PACING_WAIT_SECONDS:
+                    break
+                self.stop.wait(max(wait, 0.005))
+                waited = True
+                continue
+            waited = False
             self.dispatch_claimed(pending)
             attempted += 1
         return attempted

@@ -12,13 +12,13 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from gateway import create_app, get_state
 from gateway.workers import OutboxDispatcher
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
-from inbox.models import Agent, Channel, OutboxItem, utcnow
+from inbox.models import Agent, OutboxItem, utcnow
 from tests.support.live import LiveServer
 from tests.support.meta_server import (
     MetaTestServer,
@@ -110,8 +110,6 @@ def _make_due(meta_app) -> None:
     with get_state(meta_app).session_factory() as session:
         for item in session.scalars(select(OutboxItem)):
             item.next_attempt_at = utcnow() - timedelta(seconds=1)
-        # The sender's pacing interval after the last attempt may not have passed yet.
-        session.execute(update(Channel).values(send_not_before=None))
         session.commit()
 
 

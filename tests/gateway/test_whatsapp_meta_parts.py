@@ -3,9 +3,6 @@ and attachments there are rejected when the reply is written."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import pytest
 import requests
 
 from channels.whatsapp.parts import utf16_length
@@ -22,12 +19,6 @@ from tests.gateway.test_meta_flow import (  # noqa: F401 - fixtures
     service,
 )
 from tests.support.meta_server import status
-
-@pytest.fixture
-def config(config):
-    """The shared config without send pacing, so one dispatch round sends every part."""
-    return replace(config, whatsapp_send_rate=0)
-
 
 LONG_TEXT = " ".join(f"Step {n}: check the parcel 📦 and its label." for n in range(200))
 

@@ -7,14 +7,14 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from channels.whatsapp import parse_inbound
 from gateway import create_app, get_state
 from gateway.simulate import build_message_form
 from gateway.workers import OutboxDispatcher
 from inbox.ingest import ingest_message
-from inbox.models import Channel, Conversation, Message, OutboxItem, utcnow
+from inbox.models import Conversation, Message, OutboxItem, utcnow
 from inbox.replies import create_reply
 from inbox.serialize import message_to_dict
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
@@ -51,8 +51,6 @@ def _make_due(state) -> None:
     with state.session_factory() as session:
         for item in session.scalars(select(OutboxItem)):
             item.next_attempt_at = utcnow() - timedelta(seconds=1)
-        # The sender's pacing interval after the last attempt may not have passed yet.
-        session.execute(update(Channel).values(send_not_before=None))
         session.commit()
 
 
