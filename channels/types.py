@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class ChannelKind(str, enum.Enum):
@@ -83,6 +84,10 @@ class InboundMessage:
     bounce: Bounce | None = None
     # Outlook's Thread-Index header as received (base64), which identifies the thread.
     thread_index: str | None = None
+    # Structured content that ``text`` describes in words, keyed by "type": "location",
+    # "contacts", "button", "list" or "reaction" (see channels.whatsapp.webhooks). A
+    # WhatsApp reply or reaction names the message it refers to in ``in_reply_to``.
+    content: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

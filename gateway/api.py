@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from werkzeug.exceptions import HTTPException
 from sqlalchemy import select
 
+from channels.types import Attachment as AttachmentData
 from channels.whatsapp.twilio import ContentApiError, TwilioSettings
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.channel_settings import channels_with_health, twilio_settings
@@ -23,6 +24,7 @@ from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, te
 from inbox.activity import activity_to_dict, list_activities
 from inbox.assignment import online_agent_ids, open_assigned_counts
 from inbox.channel_config import whatsapp_provider
+from inbox.contacts import rename_contact
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read, parse_filter
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
@@ -152,24 +154,34 @@ def conversation(conversation_id: int) -> Any:
 
 @blueprint.post("/conversations/<id:conversation_id>/messages")
 def reply(conversation_id: int) -> Any:
-    body = _json_body()
     agent = current_agent()
     assert agent is not None
     session = db()
-    if "template" in body:
-        conversation = session.get(Conversation, conversation_id)
-        if conversation is None:
-            raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
-        if conversation.channel.kind != "whatsapp":
-            raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
-        text, template = parse_template_reply(
-            _template_catalog(), _twilio_settings(conversation.channel), body["template"]
-        )
+    attachments: list[AttachmentData] = []
+    template = None
+    if request.mimetype == "multipart/form-data":
+        # A reply with files: the text in the field "text", each file in a field "attachments".
+        text = request.form.get("text", "")
+        for upload in request.files.getlist("attachments"):
+            attachments.append(AttachmentData(
+                upload.filename or "attachment", upload.mimetype or "application/octet-stream", upload.read()
+            ))
     else:
-        text, template = body.get("text"), None
-        if not isinstance(text, str):
-            raise InvalidInput("text is required and must be a string.", field="text")
-    message = create_reply(session, conversation_id, agent.id, text, template=template)
+        body = _json_body()
+        if "template" in body:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
+            if conversation.channel.kind != "whatsapp":
+                raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
+            text, template = parse_template_reply(
+                _template_catalog(), _twilio_settings(conversation.channel), body["template"]
+            )
+        else:
+            text = body.get("text")
+            if not isinstance(text, str):
+                raise InvalidInput("text is required and must be a string.", field="text")
+    message = create_reply(session, conversation_id, agent.id, text, attachments, template=template)
     data = message_to_dict(message)
     session.commit()
     current_app.extensions["switchboard"].outbox_wakeup.set()
@@ -232,6 +244,18 @@ def read(conversation_id: int) -> Any:
     return Response(status=204)
 
 
+@blueprint.patch("/contacts/<id:contact_id>")
+def contact(contact_id: int) -> Any:
+    name = _json_body().get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidInput("name must be a string, or null to use the channel's name again.", field="name")
+    session = db()
+    found = rename_contact(session, contact_id, name)
+    data = {"id": found.id, "name": found.name, "name_set_by_agent": found.name_set_by_agent}
+    session.commit()
+    return jsonify(data)
+
+
 @blueprint.get("/attachments/<id:attachment_id>")
 def attachment(attachment_id: int) -> Any:
     found = db().get(Attachment, attachment_id)
@@ -250,13 +274,13 @@ def attachment(attachment_id: int) -> Any:
     else:
         raise NotFound(f"Attachment {attachment_id} was not stored: {found.omitted_reason}")
     # Customer files are never rendered by the browser in our origin.
-    response.headers["Content-Disposition"] = _content_disposition(found.filename)
+    response.headers["Content-Disposition"] = content_disposition(found.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 
-def _content_disposition(filename: str) -> str:
+def content_disposition(filename: str) -> str:
     ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename)
     return f"attachment; filename=\"{ascii_name or 'attachment'}\"; filename*=UTF-8''{quote(filename)}"
 

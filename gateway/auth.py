@@ -51,6 +51,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "webhooks.twilio_status",
         "webhooks.meta_verification",
         "webhooks.meta_events",
+        "webhooks.twilio_media",
     }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

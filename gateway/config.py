@@ -68,6 +68,10 @@ class Config:
     secure_cookies: bool = False
     imap_poll_interval: float = 60.0
     outbox_poll_interval: float = 2.0
+    # WhatsApp messages per second that one sender number may send; 0 turns pacing off.
+    whatsapp_send_rate: float = 10.0
+    # Seconds that the signed link Twilio fetches a reply's attachment from stays valid.
+    whatsapp_media_url_lifetime: int = 4 * 3600
     log_level: str = "INFO"
     # A free-text WhatsApp reply after the 24-hour window: "hold" it until the customer
     # writes, or "reject" it so that the agent sends an approved template.
@@ -147,6 +151,16 @@ class Config:
                 raise ConfigError(
                     f"{PREFIX}{name.upper()} has a keyword longer than 50 characters: {too_long[0]!r}."
                 )
+        if self.whatsapp_send_rate < 0:
+            raise ConfigError(
+                f"{PREFIX}WHATSAPP_SEND_RATE={self.whatsapp_send_rate} is invalid; give messages per "
+                "second per sender, or 0 to send without pacing."
+            )
+        if self.whatsapp_media_url_lifetime < 60:
+            raise ConfigError(
+                f"{PREFIX}WHATSAPP_MEDIA_URL_LIFETIME={self.whatsapp_media_url_lifetime} is invalid; "
+                "give at least 60 seconds, so that Twilio can fetch the attachment."
+            )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")
         if self.public_url:

@@ -170,6 +170,14 @@ OPENAPI: dict[str, Any] = {
         "/conversations/{id}/read": {
             "post": {"summary": "Mark the conversation read", "parameters": [_ID], "responses": {"204": {"description": "Done."}, **_ERRORS}}
         },
+        "/contacts/{id}": {
+            "patch": {
+                "summary": "Set the contact's name; channel display names never overwrite it after",
+                "parameters": [_ID],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {"name": {"type": ["string", "null"], "maxLength": 200, "description": "Empty or null gives the name back to the channel."}}}}}},
+                "responses": {"200": {"description": "The contact: id, name, name_set_by_agent."}, "400": _json(_ref("Error"), "Too long or not a string."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
+            }
+        },
         "/attachments/{id}": {
             "get": {"summary": "Download an attachment", "parameters": [_ID], "responses": {"200": {"description": "The file, as a download."}, "404": _json(_ref("Error"), "Not found."), **_ERRORS}}
         },
@@ -296,7 +304,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "integer"},
                     "channel": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"enum": ["email", "whatsapp"]}, "name": {"type": "string"}}},
-                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "address": {"type": "string"}, "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."}, "opted_out": {"type": ["object", "null"], "description": "Set while the contact is opted out of proactive messages: since, keyword."}}},
+                    "contact": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "name_set_by_agent": {"type": "boolean"}, "address": {"type": "string"}, "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."}, "opted_out": {"type": ["object", "null"], "description": "Set while the contact is opted out of proactive messages: since, keyword."}}},
                     "whatsapp": {
                         "type": ["object", "null"],
                         "description": "WhatsApp conversations only: when the 24-hour window for free text closes (null: closed, the contact never wrote) and what a free-text reply after it does.",
@@ -394,6 +402,19 @@ OPENAPI: dict[str, Any] = {
                         "type": ["object", "null"],
                         "description": "Failed WhatsApp replies only: the email that resent it (message_id, conversation_id), or whether one can be sent (available).",
                         "properties": {"message_id": {"type": ["integer", "null"]}, "conversation_id": {"type": ["integer", "null"]}, "available": {"type": "boolean"}},
+                    },
+                    "content": {
+                        "type": ["object", "null"],
+                        "description": "WhatsApp content beside the text, by type: location (latitude, longitude, label, address, url), contacts (count), button (text, payload), list (id, title), reaction (emoji, null when removed).",
+                    },
+                    "reply_to": {
+                        "type": ["object", "null"],
+                        "description": "The message this one quotes or reacts to: id, conversation_id, direction, snippet.",
+                    },
+                    "parts": {
+                        "type": "array",
+                        "description": "For a reply sent as several WhatsApp messages: each part's position, provider_message_id, delivery_status and error.",
+                        "items": {"type": "object"},
                     },
                 },
             },

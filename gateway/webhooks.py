@@ -4,32 +4,49 @@ Twilio's signature covers the exact URL Twilio called. Behind a TLS-terminating 
 service sees ``http://127.0.0.1:5000/...`` while Twilio signed ``https://support.example/...``,
 so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the request's path
 and query string. Meta's signature covers the body alone.
+
+Twilio also fetches the attachments of our WhatsApp replies from here
+(``/webhooks/twilio/<channel>/media/<token>``). Twilio's fetch carries no credentials, so
+the link itself is the credential: a token signed with the secret key that names one
+attachment of one outbound message and expires (``SWITCHBOARD_WHATSAPP_MEDIA_URL_LIFETIME``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
 from channels.whatsapp import parse_inbound, parse_status, validate_signature
 from channels.whatsapp import meta
+from gateway.api import content_disposition
 from gateway.auth import error_response
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
-from inbox.models import Channel
+from inbox.models import Attachment, Channel, Direction
+from inbox.storage import attachment_store
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# How long a channel's auth token is used without reading it again. A signature that fails
+# with a cached token is checked once more with the stored one, so a new token applies at
+# once. The old token is still accepted until its cache entry expires.
+AUTH_TOKEN_CACHE_SECONDS = 30.0
+_MEDIA_TOKEN_SALT = "switchboard.twilio-media"
+_WRITER_LOCK_KEY = "switchboard.sqlite_writer_lock"
 
 
 def signed_url(public_url: str | None) -> str:
@@ -45,39 +62,73 @@ def _form(raw: bytes) -> dict[str, str]:
     return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
 
-def _verified_channel(channel_id: int, form: dict[str, str]) -> Channel | Any:
-    """Return the WhatsApp channel when the request's signature is valid, else an error response."""
+def _writer_turn(state: Any) -> Any:
+    """Return a context in which this thread is the process's only webhook writer on SQLite.
+
+    SQLite lets one transaction write at a time, and a thread that finds the database locked
+    sleeps in SQLite's busy handler, in steps of up to 100 ms, however soon the lock is free.
+    Webhook threads that queue on a mutex instead take their turn the moment it comes.
+    PostgreSQL needs no turn: it writes concurrently and locks only the rows involved.
+    """
+    if state.engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = current_app.extensions.get(_WRITER_LOCK_KEY)
+    if lock is None:
+        lock = current_app.extensions.setdefault(_WRITER_LOCK_KEY, threading.Lock())
+    return lock
+
+
+def _auth_token(channel_id: int, *, refresh: bool = False) -> str | None:
+    """Return the channel's Twilio auth token ("" when it has none), or None for no WhatsApp channel.
+
+    Tokens are kept for ``AUTH_TOKEN_CACHE_SECONDS``, so that a webhook does not pay for a
+    transaction of its own (on SQLite every transaction takes the write lock).
+    """
+    cache = current_app.extensions.setdefault("switchboard.twilio_auth_tokens", {})
+    now = time.monotonic()
+    cached = cache.get(channel_id)
+    if cached is not None and not refresh and now - cached[0] < AUTH_TOKEN_CACHE_SECONDS:
+        return cached[1]
     state = current_app.extensions["switchboard"]
     with state.session_factory() as session:
         channel = session.get(Channel, channel_id)
-        if channel is None or channel.kind != "whatsapp":
+        token = (channel.settings.get("auth_token") or "") if channel and channel.kind == "whatsapp" else None
+    cache[channel_id] = (now, token)
+    return token
+
+
+def _signature_problem(channel_id: int, form: dict[str, str]) -> Any | None:
+    """Return an error response unless the request carries a valid signature for the channel."""
+    state = current_app.extensions["switchboard"]
+    url = signed_url(state.config.public_url)
+    signature = request.headers.get("X-Twilio-Signature")
+    auth_token = _auth_token(channel_id)
+    for attempt in range(2):
+        if auth_token is None:
             return error_response(404, "not_found", f"No WhatsApp channel {channel_id}.")
-        session.expunge(channel)
-    auth_token = channel.settings.get("auth_token") or ""
-    if not auth_token:
-        # Without a token any request would "verify"; refuse instead.
-        log.error("WhatsApp channel %s has no Twilio auth token; rejecting its webhooks", channel_id)
-        return error_response(403, "invalid_signature", "The channel has no Twilio auth token configured.")
-    try:
-        validate_signature(
-            auth_token,
-            signed_url(state.config.public_url),
-            form,
-            request.headers.get("X-Twilio-Signature"),
-        )
-    except SignatureError as error:
-        log.warning("rejected Twilio webhook for channel %s: %s", channel_id, error)
-        return error_response(403, "invalid_signature", "The X-Twilio-Signature header is missing or invalid.")
-    return channel
+        if not auth_token:
+            # Without a token any request would "verify", so the request is rejected.
+            log.error("WhatsApp channel %s has no Twilio auth token; rejecting its webhooks", channel_id)
+            return error_response(403, "invalid_signature", "The channel has no Twilio auth token configured.")
+        try:
+            validate_signature(auth_token, url, form, signature)
+            return None
+        except SignatureError as error:
+            if attempt == 0 and signature:
+                # The token may have been changed since it was cached: check with the stored one.
+                auth_token = _auth_token(channel_id, refresh=True)
+                continue
+            log.warning("rejected Twilio webhook for channel %s: %s", channel_id, error)
+    return error_response(403, "invalid_signature", "The X-Twilio-Signature header is missing or invalid.")
 
 
 @blueprint.post("/twilio/<id:channel_id>/messages")
 def twilio_message(channel_id: int) -> Any:
     raw = request.get_data()
     form = _form(raw)
-    channel = _verified_channel(channel_id, form)
-    if not isinstance(channel, Channel):
-        return channel
+    problem = _signature_problem(channel_id, form)
+    if problem is not None:
+        return problem
     state = current_app.extensions["switchboard"]
 
     try:
@@ -90,7 +141,8 @@ def twilio_message(channel_id: int) -> Any:
 
     try:
         with state.session_factory() as session:
-            result = ingest_message(session, channel_id, inbound)
+            with _writer_turn(state):
+                result = ingest_message(session, channel_id, inbound)
     except Exception as error:
         # Keep the payload for an admin, and answer 500 so that Twilio retries; a retry of
         # a payload that failed is processed again, not taken for a duplicate.
@@ -108,9 +160,9 @@ def twilio_message(channel_id: int) -> Any:
 @blueprint.post("/twilio/<id:channel_id>/status")
 def twilio_status(channel_id: int) -> Any:
     form = _form(request.get_data())
-    channel = _verified_channel(channel_id, form)
-    if not isinstance(channel, Channel):
-        return channel
+    problem = _signature_problem(channel_id, form)
+    if problem is not None:
+        return problem
     try:
         status = parse_status(form)
     except ParseError as error:
@@ -118,7 +170,8 @@ def twilio_status(channel_id: int) -> Any:
         return error_response(400, "invalid_payload", str(error))
     state = current_app.extensions["switchboard"]
     with state.session_factory() as session:
-        changed = record_delivery_status(session, channel_id, status)
+        with _writer_turn(state):
+            changed = record_delivery_status(session, channel_id, status)
     log.info(
         "Twilio status %s for %s on channel %s %s",
         status.state.value, status.provider_message_id, channel_id,
@@ -279,3 +332,50 @@ def _record_meta_statuses(routes: dict[str, int | None], events: meta.WebhookEve
             "applied" if changed else "not applied (stale, or kept until the send is recorded)",
         )
     return failures
+
+
+def media_url(public_url: str, secret_key: str, channel_id: int, attachment_id: int) -> str:
+    """Return the signed public URL that Twilio fetches an outbound attachment from."""
+    token = URLSafeTimedSerializer(secret_key, salt=_MEDIA_TOKEN_SALT).dumps([channel_id, attachment_id])
+    return f"{public_url.rstrip('/')}/webhooks/twilio/{channel_id}/media/{token}"
+
+
+@blueprint.get("/twilio/<id:channel_id>/media/<token>")
+def twilio_media(channel_id: int, token: str) -> Any:
+    state = current_app.extensions["switchboard"]
+    serializer = URLSafeTimedSerializer(state.config.secret_key, salt=_MEDIA_TOKEN_SALT)
+    try:
+        signed_channel, attachment_id = serializer.loads(token, max_age=state.config.whatsapp_media_url_lifetime)
+    except SignatureExpired:
+        log.warning("expired media link for channel %s requested", channel_id)
+        return error_response(410, "expired", "This media link has expired.")
+    except (BadSignature, ValueError, TypeError):
+        return error_response(404, "not_found", "No such media.")
+    if signed_channel != channel_id or not isinstance(attachment_id, int):
+        return error_response(404, "not_found", "No such media.")
+
+    with state.session_factory() as session:
+        found = session.get(Attachment, attachment_id)
+        # Only attachments of our own replies are served; customer files never leave this way.
+        if (
+            found is None
+            or found.message.direction != Direction.OUTBOUND.value
+            or found.message.channel_id != channel_id
+        ):
+            return error_response(404, "not_found", "No such media.")
+        if found.storage_key:
+            data = attachment_store(session).read(found.storage_key)
+        elif found.data is not None:
+            data = found.data
+        else:
+            return error_response(404, "not_found", "No such media.")
+        response = Response(data, mimetype=found.content_type)
+        filename = found.filename
+    log.info("served attachment %s of channel %s to its provider", attachment_id, channel_id)
+    response.headers["Content-Disposition"] = content_disposition(filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+

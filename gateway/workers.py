@@ -25,9 +25,12 @@ from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader
 from channels.email.parse import parse_email
 from channels.email.smtp import prepare_email, send_email
 from channels.errors import ChannelError, ParseError, SendError
-from channels.types import InboundMessage, OutboundMessage, SendResult
+from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
+from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
 from channels.whatsapp.meta import send_text as send_meta_text
+from channels.whatsapp.errors import RateLimitedError
+from channels.whatsapp.parts import PlannedPart, plan_parts
 from gateway import Switchboard
 from gateway.channel_settings import (
     channel_tokens,
@@ -39,6 +42,7 @@ from gateway.channel_settings import (
 )
 from gateway.media import MediaFetcher
 from inbox.channel_config import email_folders, sent_folder
+from gateway.webhooks import media_url
 from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import (
     load_checkpoint,
@@ -52,11 +56,14 @@ from inbox.models import Channel, utcnow
 from inbox.outbox import (
     LEASE,
     PendingSend,
+    backoff_delay,
     claim_next,
     fail_abandoned_sends,
     mark_attempt_failed,
+    mark_part_sent,
     mark_sent,
     record_window_error,
+    seconds_until_next_send,
 )
 from inbox.window import is_window_error
 from inbox.workflow import wake_snoozed_conversations
@@ -66,6 +73,8 @@ log = logging.getLogger(__name__)
 # How long an IDLE (or a poll pause) lasts before the reader checks its stop flag again.
 IDLE_SLICE_SECONDS = 60.0
 RECONNECT_BACKOFF_MAX = 300.0
+# A dispatch round waits for a sender's pacing slot up to this long instead of ending.
+PACING_WAIT_SECONDS = 1.0
 CHANNEL_REFRESH_SECONDS = 30
 # How often the snooze wake job runs, so about how late after its time a snoozed conversation opens.
 SNOOZE_WAKE_SECONDS = 30
@@ -100,14 +109,36 @@ class OutboxDispatcher:
 
     def run(self) -> None:
         log.info("outbox dispatcher started")
+        if not self.state.config.public_url:
+            log.warning(
+                "SWITCHBOARD_PUBLIC_URL is not set: WhatsApp replies go out without status "
+                "callbacks, so they stay queued, and replies with attachments fail"
+            )
         while not self.stop.is_set():
             try:
                 self.dispatch_due()
+                wait = self._seconds_until_next_send()
             except Exception:
                 log.exception("outbox dispatch round failed")
-            self.state.outbox_wakeup.wait(self.state.config.outbox_poll_interval)
+                wait = self.state.config.outbox_poll_interval
+            self.state.outbox_wakeup.wait(wait)
             self.state.outbox_wakeup.clear()
         log.info("outbox dispatcher stopped")
+
+    def _seconds_until_next_send(self) -> float:
+        """Return how long to sleep: until a paced or backed-off item is due, at most a poll interval."""
+        poll = self.state.config.outbox_poll_interval
+        with self.state.session_factory() as session:
+            due_in = seconds_until_next_send(session, self.clock())
+        if due_in is None:
+            return poll
+        # A floor keeps a clock skew between processes from turning into a busy loop.
+        return min(poll, max(due_in, 0.005))
+
+    def send_intervals(self) -> dict[str, timedelta]:
+        """Return the minimum time between two sends of one channel, by channel kind."""
+        rate = self.state.config.whatsapp_send_rate
+        return {"whatsapp": timedelta(seconds=1 / rate)} if rate > 0 else {}
 
     def dispatch_due(self) -> int:
         """Send due items until none is left or the dispatcher stops. Returns how many were attempted.
@@ -117,11 +148,23 @@ class OutboxDispatcher:
         with self.state.session_factory() as session:
             fail_abandoned_sends(session, self.clock())
         attempted = 0
+        waited = False
         while not self.stop.is_set():
             with self.state.session_factory() as session:
-                pending = claim_next(session, self.clock(), self.lease)
+                pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
             if pending is None:
-                break
+                # A sender's pacing interval is short: wait for it once rather than end the
+                # round, so that queued parts and replies go out together.
+                wait = None
+                if not waited:
+                    with self.state.session_factory() as session:
+                        wait = seconds_until_next_send(session, self.clock())
+                if wait is None or wait > PACING_WAIT_SECONDS:
+                    break
+                self.stop.wait(max(wait, 0.005))
+                waited = True
+                continue
+            waited = False
             self.dispatch_claimed(pending)
             attempted += 1
         return attempted
@@ -135,8 +178,11 @@ class OutboxDispatcher:
         """
         try:
             result, mime = self.send(pending)
+        except RateLimitedError as error:
+            self._record_rate_limit(pending, error)
+            return
         except SendError as error:
-            reason = f"{error} (code {error.code})" if error.code else str(error)
+            reason = f"{error} (code {error.code})" if error.code and error.code not in str(error) else str(error)
             if is_window_error(error.code):
                 self._record_window_error(pending, reason)
             else:
@@ -147,18 +193,28 @@ class OutboxDispatcher:
             self._record_failure(pending, f"Internal error: {error}", transient=True)
             return
 
+        parts = self._whatsapp_parts(pending) if pending.channel_kind == "whatsapp" else []
+
         def record_sent(session: Session) -> None:
-            mark_sent(session, pending.item_id, result, claim_token=pending.claim_token)
+            if len(parts) > 1:
+                mark_part_sent(
+                    session, pending.item_id, pending.sent_parts, result,
+                    last=pending.sent_parts == len(parts) - 1, claim_token=pending.claim_token,
+                )
+            else:
+                mark_sent(session, pending.item_id, result, claim_token=pending.claim_token)
 
         self._record_outcome(pending, f"send as {result.provider_message_id}", record_sent)
         if mime is not None:
             self._file_sent_copy(pending, result, mime)
 
-    def _record_failure(self, pending: PendingSend, reason: str, *, transient: bool) -> None:
+    def _record_failure(
+        self, pending: PendingSend, reason: str, *, transient: bool, pause_until: datetime | None = None
+    ) -> None:
         def record_failed(session: Session) -> None:
             mark_attempt_failed(
                 session, pending.item_id, reason, transient=transient,
-                claim_token=pending.claim_token, now=self.clock(),
+                claim_token=pending.claim_token, now=self.clock(), pause_until=pause_until,
             )
 
         self._record_outcome(pending, "failed attempt", record_failed)
@@ -172,6 +228,18 @@ class OutboxDispatcher:
             )
 
         self._record_outcome(pending, "window error", record_held)
+
+    def _record_rate_limit(self, pending: PendingSend, error: RateLimitedError) -> None:
+        """Pause the channel for the provider's Retry-After, or for the backoff without one."""
+        if error.retry_after is not None:
+            wait = timedelta(seconds=error.retry_after)
+        else:
+            wait = backoff_delay(pending.attempt)
+        log.warning(
+            "outbox item %s: channel %s is rate limited, pausing its sends for %.1f s",
+            pending.item_id, pending.channel_id, wait.total_seconds(),
+        )
+        self._record_failure(pending, str(error), transient=True, pause_until=self.clock() + wait)
 
     def _record_outcome(self, pending: PendingSend, outcome: str, record: Callable[[Session], None]) -> None:
         """Run ``record`` in a fresh session, retrying database errors with a short backoff.
@@ -214,14 +282,46 @@ class OutboxDispatcher:
             return send_email(smtp, pending.outbound, mime), mime
         if pending.channel_kind == "whatsapp" and settings.get("provider") == "meta":
             # Meta reports delivery to the app's webhook, so no callback URL goes along.
-            return send_meta_text(meta_settings(settings, config), pending.outbound), None
+            part = self._whatsapp_parts(pending)[pending.sent_parts]
+            if part.media_index is not None:
+                raise SendError("attachments cannot be sent on Meta WhatsApp channels yet", transient=False)
+            return send_meta_text(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
         if pending.channel_kind == "whatsapp":
-            callback = None
-            if config.public_url:
-                callback = f"{config.public_url.rstrip('/')}/webhooks/twilio/{pending.channel_id}/status"
-            outbound = OutboundMessage(**{**pending.outbound.__dict__, "status_callback_url": callback})
-            return send_whatsapp(twilio_settings(pending.channel_address, settings, config), outbound), None
+            return self._send_whatsapp_part(pending), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
+
+    def _whatsapp_parts(self, pending: PendingSend) -> list[PlannedPart]:
+        if pending.outbound.content_sid:
+            return [PlannedPart(pending.outbound.text)]  # a template goes as one message
+        media_types = [a.content_type for a in pending.attachments]
+        if pending.channel_settings.get("provider") == "meta":
+            return plan_parts(pending.outbound.text, media_types, META_MAX_TEXT_LENGTH)
+        return plan_parts(pending.outbound.text, media_types)
+
+    def _send_whatsapp_part(self, pending: PendingSend) -> SendResult:
+        """Send the next part of a WhatsApp reply: its text, or its attachment as a signed URL."""
+        config = self.state.config
+        parts = self._whatsapp_parts(pending)
+        if pending.sent_parts >= len(parts):
+            raise SendError(
+                f"all {len(parts)} parts were sent already, yet the reply is still queued", transient=False
+            )
+        part = parts[pending.sent_parts]
+        callback = None
+        attachment_url = None
+        if config.public_url:
+            callback = f"{config.public_url.rstrip('/')}/webhooks/twilio/{pending.channel_id}/status"
+        if part.media_index is not None:
+            if not config.public_url:
+                raise SendError(
+                    "Twilio fetches attachments from this service, so SWITCHBOARD_PUBLIC_URL must be set "
+                    "to its public https address", transient=False,
+                )
+            attachment = pending.attachments[part.media_index]
+            attachment_url = media_url(config.public_url, config.secret_key, pending.channel_id, attachment.id)
+        outbound = dataclasses.replace(pending.outbound, text=part.text, status_callback_url=callback)
+        settings = twilio_settings(pending.channel_address, pending.channel_settings, config)
+        return send_whatsapp(settings, outbound, media_url=attachment_url)
 
     def _file_sent_copy(self, pending: PendingSend, result: SendResult, mime: EmailMessage) -> None:
         """Append the sent mail to the channel's Sent folder, marked \\Seen, when one is set.

@@ -32,6 +32,7 @@ from inbox.models import (
     Conversation,
     Direction,
     Message,
+    MessagePart,
     PayloadStatus,
     RawPayload,
     utcnow,
@@ -49,6 +50,8 @@ MAX_ATTEMPTS = 3
 # Per attachment, unless the channel sets "max_attachment_bytes". Gmail and Microsoft 365
 # accept messages of 25 MB and more, so a smaller default would drop files customers sent.
 DEFAULT_MAX_ATTACHMENT_BYTES = 30 * 1024 * 1024
+# Message.thread_reason of a WhatsApp reaction, which joins the conversation of its target.
+REACTION_THREAD_REASON = "reaction"
 
 
 @dataclass(frozen=True)
@@ -230,12 +233,18 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     contact = identity.contact
     with session.no_autoflush:
         bounced = _find_bounced_message(session, channel_id, inbound.bounce)
+        replied = _find_replied_message(session, channel_id, inbound, contact.id)
+        reaction = replied is not None and (inbound.content or {}).get("type") == "reaction"
 
         # Thread: an existing conversation (reopened if it was resolved) or a new one. A bounce
-        # of our own mail joins that mail's conversation, so the agent finds the failure there.
+        # of our own mail joins that mail's conversation, so the agent finds the failure there,
+        # and so does a reaction to a message.
         now = utcnow()
         if bounced is not None:
             thread = ThreadMatch(bounced.conversation, ThreadReason.BOUNCE)
+        elif reaction:
+            assert replied is not None
+            thread = ThreadMatch(replied.conversation, ThreadReason.WHATSAPP_OPEN)
         elif inbound.channel_kind is ChannelKind.EMAIL:
             thread = thread_email(session, channel, inbound, contact, now)
         else:
@@ -260,7 +269,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
             previous_conversation_id=thread.previous.id if thread.previous else None,
         )
         session.add(conversation)
-    else:
+    elif not reaction:
+        # A reaction needs no reply, so it leaves the conversation as it is.
         reopen_for_customer_message(session, conversation)
 
     text = inbound.text or ""
@@ -281,17 +291,22 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         created_at=now,
         raw_payload=raw,
         automatic=inbound.automatic,
-        thread_reason=thread.reason.value,
+        thread_reason=REACTION_THREAD_REASON if reaction else thread.reason.value,
         thread_index_root=thread_index_root(inbound.thread_index),
+        content=inbound.content,
+        reply_to=replied,
+        # New and empty, so serializing the message loads nothing for it.
+        parts=[],
     )
     # Assigned whole, so the new message's collection is never loaded from the database.
     message.attachments = _store_attachments(session, channel, inbound) + pending_media_rows(inbound.media, now)
     session.add(message)
 
-    conversation.last_message_at = now
-    conversation.last_inbound_at = now
-    conversation.unread_count = (conversation.unread_count or 0) + 1
-    conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
+    if not reaction:
+        conversation.last_message_at = now
+        conversation.last_inbound_at = now
+        conversation.unread_count = (conversation.unread_count or 0) + 1
+        conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
     session.flush()
     if created:
         assign_new_conversation(session, conversation)
@@ -354,6 +369,33 @@ def _store_attachments(session: Session, channel: Channel, inbound: InboundMessa
             row.storage_key = store.put(part.data)
         rows.append(row)
     return rows
+
+
+def _find_replied_message(
+    session: Session, channel_id: int, inbound: InboundMessage, contact_id: int
+) -> Message | None:
+    """Return the message that a WhatsApp reply or reaction refers to, or None.
+
+    ``in_reply_to`` is the provider id of a message in the same chat: one we sent (or a
+    part of it) or one the customer sent. Only a message in one of this contact's
+    conversations counts.
+    """
+    if inbound.channel_kind is not ChannelKind.WHATSAPP or not inbound.in_reply_to:
+        return None
+    provider_id = inbound.in_reply_to
+    message = session.scalar(
+        select(Message).where(Message.channel_id == channel_id, Message.provider_message_id == provider_id)
+    )
+    if message is None:
+        message = session.scalar(
+            select(Message)
+            .join(MessagePart, MessagePart.message_id == Message.id)
+            .where(MessagePart.channel_id == channel_id, MessagePart.provider_message_id == provider_id)
+        )
+    if message is None or message.conversation.contact_id != contact_id:
+        log.info("message %s refers to %s, which is not stored for its contact", inbound.provider_message_id, provider_id)
+        return None
+    return message
 
 
 def _find_bounced_message(session: Session, channel_id: int, bounce: Bounce | None) -> Message | None:

@@ -195,6 +195,9 @@ class Channel(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # New conversations on this channel go to this team and are assigned within it.
     default_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    # No send on this channel before this time: the pacing interval after the last send,
+    # or the wait a provider asked for with HTTP 429 (see inbox.outbox).
+    send_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     default_team: Mapped[Team | None] = relationship()
 
@@ -245,10 +248,15 @@ class Label(Base):
 
 
 class Contact(Base):
+    """A customer. ``name`` comes from the channel (WhatsApp profile name, email display
+    name) until an agent sets one, which ``name_set_by_agent`` records so that the
+    channel's name never overwrites it."""
+
     __tablename__ = "contacts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
+    name_set_by_agent: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set when the contact wrote an opt-out keyword such as STOP: no proactive messages go to
     # them until they write an opt-in keyword such as START. Replies to them still go out.
@@ -390,6 +398,11 @@ class Message(Base):
     content_variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # The email that resent this failed WhatsApp reply. The unique key allows one resend.
     email_fallback_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
+    # Structured content beside the text (a location, a button or list reply, a reaction,
+    # a shared contact), as channels.types.InboundMessage.content describes; else None.
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The earlier message that this one answers or reacts to (WhatsApp's quoted reply).
+    reply_to_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     channel: Mapped[Channel] = relationship()
@@ -400,7 +413,40 @@ class Message(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.id"
     )
-    email_fallback: Mapped[Message | None] = relationship(remote_side=[id])
+    email_fallback: Mapped[Message | None] = relationship(remote_side=[id], foreign_keys=[email_fallback_id])
+    reply_to: Mapped[Message | None] = relationship(remote_side=[id], foreign_keys=[reply_to_message_id])
+    parts: Mapped[list[MessagePart]] = relationship(
+        back_populates="message", order_by="MessagePart.position"
+    )
+
+
+class MessagePart(Base):
+    """One provider message of an outbound message that went out in several.
+
+    A WhatsApp reply longer than Twilio's 1,600-character limit, or with more than one
+    attachment, is sent as several Twilio messages, in ``position`` order, each with its
+    own SID and delivery status. The parent ``Message`` shows the least advanced status
+    of its parts, or the failure of one. Rows exist only for messages of two or more parts,
+    and a part gets its row when the provider accepts it.
+    """
+
+    __tablename__ = "message_parts"
+    __table_args__ = (
+        UniqueConstraint("message_id", "position"),
+        UniqueConstraint("channel_id", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    # 0 for the first part.
+    position: Mapped[int] = mapped_column(Integer)
+    provider_message_id: Mapped[str] = mapped_column(String(998))
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="parts")
 
 
 class Attachment(Base):

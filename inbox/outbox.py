@@ -11,6 +11,17 @@ claim sets, in one transaction, a lease (``locked_until``), ``in_flight_since`` 
 provider call, so it cannot run out while other items are being sent. A single send that
 outlives its lease is handled like one whose dispatcher died.
 
+A reply that goes out as several provider messages (a long WhatsApp text, or several
+attachments) takes one claim per part. ``mark_part_sent`` records each part but the last
+and leaves the item pending and due, with its place in the queue, so the next claim sends
+the next part; the last part is recorded with ``mark_part_sent(..., last=True)``.
+
+Sends are paced per channel. A claim with a minimum interval for the channel's kind moves
+the channel's ``send_not_before`` that far ahead, and ``claim_next`` skips the items of a
+channel whose time has not come. So one paced or rate-limited sender never holds up the
+others. A provider's HTTP 429 pauses the channel until its Retry-After
+(``mark_attempt_failed(..., pause_until=...)``).
+
 If a dispatcher dies after the provider accepted a send but before the outcome committed,
 nothing here can tell whether the customer got the message. Such an item is never sent again.
 Once its lease has expired, ``fail_abandoned_sends`` marks it failed with
@@ -24,7 +35,8 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,11 +45,11 @@ from sqlalchemy.orm import Session
 
 from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
-from inbox.delivery import apply_early_reports, lock_provider_message
+from inbox.delivery import apply_early_reports, apply_early_part_reports, lock_provider_message, refresh_parts_status
 from inbox.events import record_event
 from inbox.fallback import FAILED_STATES, send_by_email_automatically
 from inbox.held import apply_window_error, react_to_failed_delivery
-from inbox.models import Channel, EarlyDeliveryReport, Message, OutboxItem, OutboxStatus, utcnow
+from inbox.models import Channel, EarlyDeliveryReport, Message, MessagePart, OutboxItem, OutboxStatus, utcnow
 from inbox.replies import reply_to_address
 from inbox.serialize import contact_address, message_to_dict
 
@@ -57,10 +69,22 @@ UNKNOWN_OUTCOME_ERROR = (
 
 
 @dataclass(frozen=True)
+class AttachmentRef:
+    """An attachment of an outbound message, without its bytes."""
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
 class PendingSend:
     """A claimed outbox item with everything a channel sender needs.
 
-    ``claim_token`` must be passed back to ``mark_sent`` or ``mark_attempt_failed``.
+    ``claim_token`` must be passed back to ``mark_sent``, ``mark_part_sent`` or
+    ``mark_attempt_failed``. ``sent_parts`` counts the parts of a multi-part send that the
+    provider already accepted.
     """
 
     item_id: int
@@ -72,6 +96,8 @@ class PendingSend:
     outbound: OutboundMessage
     attempt: int
     claim_token: str
+    sent_parts: int = 0
+    attachments: tuple[AttachmentRef, ...] = field(default=())
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
@@ -83,13 +109,18 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
 
 
 def claim_next(
-    session: Session, now: datetime | None = None, lease: timedelta = LEASE
+    session: Session,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
+    send_intervals: Mapping[str, timedelta] | None = None,
 ) -> PendingSend | None:
     """Claim the most overdue item for one send attempt, and commit.
 
     Returns the item's send with a new claim token, or None when no item is due. Items
     whose previous attempt is still in flight are skipped, because ``fail_abandoned_sends``
-    handles them.
+    handles them, and so are the items of a channel whose ``send_not_before`` is still
+    ahead. ``send_intervals`` maps a channel kind to the minimum time between two sends
+    of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
     """
     now = now or utcnow()
     with session.begin():
@@ -98,6 +129,7 @@ def claim_next(
             .join(Channel, Channel.id == OutboxItem.channel_id)
             .where(
                 Channel.is_active.is_(True),
+                or_(Channel.send_not_before.is_(None), Channel.send_not_before <= now),
                 OutboxItem.status == OutboxStatus.PENDING.value,
                 OutboxItem.next_attempt_at <= now,
                 OutboxItem.in_flight_since.is_(None),
@@ -110,6 +142,10 @@ def claim_next(
             query = query.with_for_update(skip_locked=True, of=OutboxItem)
         item = session.scalars(query).first()
         if item is None:
+            return None
+        interval = (send_intervals or {}).get(item.channel.kind)
+        if interval and not _take_send_slot(session, item.channel_id, now, interval):
+            log.debug("channel %s: another dispatcher took the send slot first", item.channel_id)
             return None
 
         # Compare-and-set, so the claim holds even where the row lock above is missing.
@@ -127,6 +163,45 @@ def claim_next(
             log.debug("outbox item %s was claimed by another dispatcher first", item.id)
             return None
         return _pending_send(item, token)
+
+
+def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
+    """Move the channel's ``send_not_before`` to ``now + interval`` if it is not ahead already."""
+    result = session.execute(
+        update(Channel)
+        .where(
+            Channel.id == channel_id,
+            or_(Channel.send_not_before.is_(None), Channel.send_not_before <= now),
+        )
+        .values(send_not_before=now + interval)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def seconds_until_next_send(session: Session, now: datetime | None = None) -> float | None:
+    """Return how long until an item can next be claimed, or None when nothing is pending.
+
+    Zero means an item is due now. Items in flight and items of inactive channels are
+    not counted. The dispatcher sleeps this long, at most its poll interval.
+    """
+    now = now or utcnow()
+    with session.begin():
+        rows = session.execute(
+            select(OutboxItem.next_attempt_at, Channel.send_not_before)
+            .join(Channel, Channel.id == OutboxItem.channel_id)
+            .where(
+                Channel.is_active.is_(True),
+                OutboxItem.status == OutboxStatus.PENDING.value,
+                OutboxItem.in_flight_since.is_(None),
+            )
+            .order_by(OutboxItem.next_attempt_at)
+            .limit(100)
+        ).all()
+    if not rows:
+        return None
+    ready_times = [max(due, paused or due) for due, paused in rows]
+    return max(0.0, (min(ready_times) - now).total_seconds())
 
 
 def _pending_send(item: OutboxItem, token: str) -> PendingSend:
@@ -156,6 +231,10 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         outbound=outbound,
         attempt=item.attempts + 1,
         claim_token=token,
+        sent_parts=len(message.parts),
+        attachments=tuple(
+            AttachmentRef(a.id, a.filename, a.content_type, a.size) for a in message.attachments
+        ),
     )
 
 
@@ -269,6 +348,78 @@ def mark_sent(session: Session, item_id: int, result: SendResult, *, claim_token
     return True
 
 
+def mark_part_sent(
+    session: Session,
+    item_id: int,
+    position: int,
+    result: SendResult,
+    *,
+    last: bool,
+    claim_token: str,
+) -> bool:
+    """Record that the provider accepted part ``position`` (0-based) of a multi-part send.
+
+    Stores the part with its provider id and status, applies delivery reports that
+    arrived for it early, and updates the message's combined status. After the ``last``
+    part the item is sent; before it, the item stays pending and due so that the next
+    claim sends the next part. Commits. Returns False (logged) when ``claim_token`` is
+    not the item's current claim. An item marked failed with an unknown outcome under
+    the same claim still records the part.
+    """
+    with session.begin():
+        item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
+        if not _holds_claim(item, claim_token):
+            log.error(
+                "outbox item %s: the provider accepted part %s as %s, but the claim is no longer "
+                "current, so the part is not recorded", item_id, position + 1, result.provider_message_id,
+            )
+            return False
+        assert item is not None  # _holds_claim returns False for a missing item
+
+        outcome_was_unknown = item.status == OutboxStatus.FAILED.value
+        message: Message = item.message
+        lock_provider_message(session, message.channel_id, result.provider_message_id)
+        part = MessagePart(
+            message=message,
+            channel_id=message.channel_id,
+            position=position,
+            provider_message_id=result.provider_message_id,
+            delivery_status=result.status.value,
+        )
+        session.add(part)
+        if position == 0:
+            message.provider_message_id = result.provider_message_id
+            message.sent_at = utcnow()
+        if outcome_was_unknown:
+            # The provider accepted the part, so the guessed failure is replaced by the truth.
+            message.delivery_status = None
+            message.delivery_error = None
+        session.flush()
+        apply_early_part_reports(session, part)
+
+        item.locked_until = None
+        item.in_flight_since = None
+        item.last_error = None
+        if last:
+            item.status = OutboxStatus.SENT.value
+            if not outcome_was_unknown:
+                item.attempts += 1
+        else:
+            # Due at once with its old place in the queue, so that no later reply of the
+            # same sender goes out between two parts.
+            item.status = OutboxStatus.PENDING.value
+        refresh_parts_status(message, more_parts=not last)
+        session.flush()
+        record_event(
+            session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
+        )
+    log.info(
+        "outbox item %s part %s sent as %s%s", item_id, position + 1, result.provider_message_id,
+        " (last part)" if last else "",
+    )
+    return True
+
+
 def mark_attempt_failed(
     session: Session,
     item_id: int,
@@ -277,10 +428,13 @@ def mark_attempt_failed(
     transient: bool,
     claim_token: str,
     now: datetime | None = None,
+    pause_until: datetime | None = None,
 ) -> bool:
     """Record a failed attempt and commit. Returns True when the item will be retried.
 
-    A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. A permanent
+    A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. With
+    ``pause_until`` (a provider's HTTP 429), the retry waits until then instead, and so
+    does every other send of the item's channel. A permanent
     error, or the last attempt, marks the item and its message failed with ``error``, which
     the inbox shows on the message. Nothing changes, and False is returned, when
     ``claim_token`` is not the item's current claim or the item no longer waits for this
@@ -301,8 +455,10 @@ def mark_attempt_failed(
         item.in_flight_since = None
         item.last_error = error[:2000]
         retry = transient and item.attempts < MAX_ATTEMPTS
+        if pause_until is not None:
+            _pause_channel(session, item.channel_id, pause_until)
         if retry:
-            item.next_attempt_at = now + backoff_delay(item.attempts)
+            item.next_attempt_at = pause_until or now + backoff_delay(item.attempts)
             session.flush()
             # The agent sees the retry and its reason while the reply waits.
             record_event(
@@ -376,6 +532,20 @@ def _early_failure_code(session: Session, message: Message) -> str | None:
     if row is None:
         return None
     return row[0] or ""
+
+
+def _pause_channel(session: Session, channel_id: int, until: datetime) -> None:
+    """Hold every send of the channel until ``until``, unless it is held longer already."""
+    session.execute(
+        update(Channel)
+        .where(
+            Channel.id == channel_id,
+            or_(Channel.send_not_before.is_(None), Channel.send_not_before < until),
+        )
+        .values(send_not_before=until)
+        .execution_options(synchronize_session=False)
+    )
+    log.warning("channel %s: sends paused until %s", channel_id, until.isoformat())
 
 
 def _holds_claim(item: OutboxItem | None, claim_token: str) -> bool:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from channels.types import Attachment as AttachmentData
 from channels.types import DeliveryState
+from channels.whatsapp.parts import check_reply
+from inbox.channel_config import whatsapp_provider
 from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import (
     Agent,
+    Attachment,
     Conversation,
     Direction,
     HoldReason,
@@ -24,12 +29,13 @@ from inbox.models import (
     utcnow,
 )
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
+from inbox.storage import attachment_store
 from inbox.optout import may_message_proactively
 from inbox.window import window_is_open
 from inbox.workspace import OutsideWindow, workspace_settings
 
-# Twilio rejects WhatsApp bodies longer than this.
-WHATSAPP_MAX_LENGTH = 1600
+# Longer WhatsApp replies go out in parts (channels.whatsapp.parts), up to this length.
+WHATSAPP_MAX_LENGTH = 16_000
 EMAIL_MAX_LENGTH = 100_000
 # Enough of the References chain to thread in every client without an unbounded header.
 MAX_REFERENCES = 20
@@ -87,10 +93,11 @@ def create_reply(
     conversation_id: int,
     agent_id: int,
     text: str,
+    attachments: Sequence[AttachmentData] = (),
     *,
     template: TemplateContent | None = None,
 ) -> Message:
-    """Add an agent's reply and its outbox row to the session's transaction.
+    """Add an agent's reply, its attachments and its outbox row to the session's transaction.
 
     The caller commits; the dispatcher sends the reply after that. Returns the new message.
     With ``template``, the reply is that WhatsApp template and ``text`` is its rendered
@@ -98,9 +105,10 @@ def create_reply(
     until the customer writes, or rejected, as the workspace settings say (``inbox.held``).
 
     Raises ``NotFound`` for an unknown conversation, ``InvalidInput`` for an empty or
-    over-long text or a template on an email channel, and ``Conflict`` with code
-    ``outside_window`` (free text after the window, where the workspace rejects it) or
-    ``opted_out`` (a template after the window to a contact who opted out).
+    over-long text, attachments the channel cannot send, or a template on an email
+    channel, and ``Conflict`` with code ``outside_window`` (free text after the window,
+    where the workspace rejects it) or ``opted_out`` (a template after the window to a
+    contact who opted out).
     """
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
@@ -112,7 +120,7 @@ def create_reply(
     text = (text or "").strip()
     channel = conversation.channel
     limit = WHATSAPP_MAX_LENGTH if channel.kind == "whatsapp" else EMAIL_MAX_LENGTH
-    if not text:
+    if not text and not attachments:
         raise InvalidInput("The reply is empty.", field="text")
     try:
         text.encode("utf-8")
@@ -123,6 +131,15 @@ def create_reply(
             f"The reply has {len(text)} characters; {channel.kind} replies allow at most {limit}.",
             field="text",
         )
+    if channel.kind == "whatsapp":
+        try:
+            check_reply(text, [(a.filename, a.content_type, a.size) for a in attachments])
+        except ValueError as error:
+            raise InvalidInput(str(error), field="attachments" if attachments else "text") from None
+    elif attachments:
+        raise InvalidInput("Attachments can only be sent on WhatsApp channels for now.", field="attachments")
+    if attachments and whatsapp_provider(channel) == "meta":
+        raise InvalidInput("Attachments can only be sent on Twilio WhatsApp channels for now.", field="attachments")
 
     if template is not None and channel.kind != "whatsapp":
         raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
@@ -141,6 +158,13 @@ def create_reply(
         content_variables=dict(template.variables) if template else None,
     )
     session.add(message)
+    if attachments:
+        store = attachment_store(session)
+        for part in attachments:
+            session.add(Attachment(
+                message=message, filename=part.filename[:500] or "attachment", content_type=part.content_type[:200],
+                size=part.size, storage_key=store.put(part.data),
+            ))
     if channel.kind == "email":
         with session.no_autoflush:
             add_email_headers(session, conversation, message)
@@ -152,7 +176,7 @@ def create_reply(
     session.add(item)
 
     conversation.last_message_at = now
-    conversation.snippet = make_snippet(text)
+    conversation.snippet = make_snippet(text or f"[{len(attachments)} attachment{'s' if len(attachments) != 1 else ''}]")
     session.flush()
 
     conversation_data = conversation_to_dict(conversation)

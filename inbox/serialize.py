@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy.orm import object_session
 
 from channels.email.quotes import split_reply
-from inbox.models import Agent, Attachment, ContactIdentity, Conversation, Label, Message, OutboxStatus, Team
+from inbox.models import (
+    Agent, Attachment, ContactIdentity, Conversation, Label, Message, MessagePart, OutboxStatus, Team,
+)
 from inbox.window import WINDOW, window_closes_at
 from inbox.workspace import OutsideWindow, workspace_settings
 
@@ -54,6 +56,7 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "contact": {
             "id": contact.id,
             "name": contact.name,
+            "name_set_by_agent": bool(contact.name_set_by_agent),
             "address": contact_address(conversation),
             "failing": _failing_to_dict(contact_identity(conversation)),
             "opted_out": (
@@ -157,6 +160,30 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "held": _held_to_dict(message),
         "cancelled": message.outbox_item is not None and message.outbox_item.status == OutboxStatus.CANCELLED.value,
         "email_fallback": _email_fallback_to_dict(message),
+        "content": message.content,
+        "reply_to": _reply_to_dict(message.reply_to),
+        "parts": [_part_to_dict(part) for part in message.parts],
+    }
+
+
+def _reply_to_dict(message: Message | None) -> dict[str, Any] | None:
+    """Return what a thread shows of the message that a reply or reaction refers to."""
+    if message is None:
+        return None
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "direction": message.direction,
+        "snippet": make_snippet(message.text or ""),
+    }
+
+
+def _part_to_dict(part: MessagePart) -> dict[str, Any]:
+    return {
+        "position": part.position,
+        "provider_message_id": part.provider_message_id,
+        "delivery_status": part.delivery_status,
+        "error": part.delivery_error,
     }
 
 

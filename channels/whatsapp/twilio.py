@@ -1,11 +1,14 @@
 """WhatsApp through Twilio: settings, sending, templates, plus the webhook functions re-exported.
 
-Sending uses the official SDK's Messages API (2010-04-01), with a text body or with an
-approved template (Content API SID and variables). Templates and their WhatsApp approval
-status come from the Content API (content.twilio.com/v1). Errors are split into
-transient ones (timeouts, connection failures, HTTP 429 and 5xx) that the outbox
-dispatcher retries, and permanent ones (authentication, invalid recipient, any other
-4xx) that it reports to the agent with Twilio's error code.
+Sending uses the official SDK's Messages API (2010-04-01), one call per WhatsApp message,
+with a text body, with media as a public ``MediaUrl`` that Twilio fetches, or with an
+approved template (Content API SID and variables). A long reply is split by
+``channels.whatsapp.parts`` first. Templates and their WhatsApp approval status come from
+the Content API (content.twilio.com/v1). Errors are split into transient ones (timeouts,
+connection failures, HTTP 429 and 5xx) that the outbox dispatcher retries, and permanent
+ones (authentication, invalid recipient, any other 4xx) that it reports to the agent with
+Twilio's error code and a plain explanation (``channels.whatsapp.errors``). A 429 raises
+``RateLimitedError`` with the Retry-After that Twilio sent.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +27,18 @@ from twilio.base.exceptions import (
     TwilioServiceException,
 )
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
+from channels.whatsapp.errors import (
+    RateLimitedError,
+    explain_error,
+    is_transient_error,
+    parse_retry_after,
+)
+from channels.whatsapp.parts import MAX_BODY_UNITS, utf16_length
 from channels.whatsapp.phone import normalize_phone
 from channels.whatsapp.webhooks import (
     RAW_FORMAT,
@@ -61,22 +73,36 @@ class TwilioSettings:
     timeout_seconds: float = 30.0
 
 
-def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendResult:
-    """Send ``message.text`` to ``message.to`` over WhatsApp with Twilio's Messages API.
+class _HeaderKeepingHttpClient(TwilioHttpClient):
+    """The SDK's HTTP client, keeping the headers of the last response for Retry-After."""
 
-    With ``message.content_sid`` the template is sent, with ``message.content_variables``
-    as JSON, in place of the text.
+    last_headers: Mapping[str, str] | None = None
 
-    Asks for status callbacks at ``message.status_callback_url`` when it is set.
-    Returns Twilio's message sid and the delivery state of the created message.
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().request(*args, **kwargs)
+        self.last_headers = response.headers
+        return response
 
-    Raises TransientSendError on a timeout, a connection failure, HTTP 429 or 5xx, and
-    PermanentSendError on any other Twilio error (``code`` is Twilio's error code),
-    on invalid settings, and on a recipient that is not a phone number.
+
+def send_whatsapp(
+    settings: TwilioSettings, message: OutboundMessage, *, media_url: str | None = None
+) -> SendResult:
+    """Send one WhatsApp message with Twilio's Messages API: ``message.text`` to ``message.to``.
+
+    ``message.text`` must fit Twilio's 1,600-character limit (split longer replies with
+    ``channels.whatsapp.parts``), and may be empty when ``media_url``, a public URL that
+    Twilio fetches the attachment from, is given. With ``message.content_sid`` the template
+    is sent, with ``message.content_variables`` as JSON, in place of the text. Asks for status callbacks at
+    ``message.status_callback_url`` when it is set. Returns Twilio's message sid and the
+    delivery state of the created message.
+
+    Raises RateLimitedError on HTTP 429, TransientSendError on a timeout, a connection
+    failure or HTTP 5xx, and PermanentSendError on any other Twilio error (``code`` is
+    Twilio's error code), on invalid settings, and on a recipient that is not a phone number.
     """
-    from_number, to_number = _check_message(settings, message)
+    from_number, to_number = _check_message(settings, message, media_url)
     client = _build_client(settings)
-    create_arguments = {
+    create_arguments: dict[str, Any] = {
         "from_": f"whatsapp:{from_number}",
         "to": f"whatsapp:{to_number}",
     }
@@ -85,14 +111,17 @@ def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendRes
         if message.content_variables:
             create_arguments["content_variables"] = json.dumps(message.content_variables)
     else:
-        create_arguments["body"] = message.text
+        if message.text:
+            create_arguments["body"] = message.text
+        if media_url:
+            create_arguments["media_url"] = [media_url]
     if message.status_callback_url:
         create_arguments["status_callback"] = message.status_callback_url
 
     try:
         created = client.messages.create(**create_arguments)
     except (TwilioRestException, TwilioServiceException) as error:
-        raise _error_from_twilio_response(error) from error
+        raise _error_from_twilio_response(error, client.http_client.last_headers) from error
     except _CONFIGURATION_ERRORS as error:
         raise PermanentSendError(
             f"invalid Twilio API URL {settings.api_base_url!r}: {error}"
@@ -113,7 +142,9 @@ def send_whatsapp(settings: TwilioSettings, message: OutboundMessage) -> SendRes
     return _send_result(created.sid, created.status)
 
 
-def _check_message(settings: TwilioSettings, message: OutboundMessage) -> tuple[str, str]:
+def _check_message(
+    settings: TwilioSettings, message: OutboundMessage, media_url: str | None
+) -> tuple[str, str]:
     if not settings.account_sid or not settings.auth_token:
         raise PermanentSendError("missing Twilio account SID or auth token in the channel settings")
     if settings.timeout_seconds <= 0:
@@ -126,10 +157,14 @@ def _check_message(settings: TwilioSettings, message: OutboundMessage) -> tuple[
             f"cannot send WhatsApp to a {message.to.kind.value} address: a phone number is required"
         )
     if message.attachments:
-        # TODO: Twilio fetches media from a public MediaUrl, so attachments need hosting first.
-        raise PermanentSendError("attachments are not supported on WhatsApp channels yet")
-    if not message.text and not message.content_sid:
+        raise PermanentSendError("WhatsApp attachments go by media_url, not as attached bytes")
+    if not message.text and not message.content_sid and not media_url:
         raise PermanentSendError("cannot send an empty WhatsApp message")
+    if not message.content_sid and utf16_length(message.text) > MAX_BODY_UNITS:
+        raise PermanentSendError(
+            f"the WhatsApp message has {utf16_length(message.text)} UTF-16 code units; Twilio "
+            f"takes at most {MAX_BODY_UNITS}, so it must be split first"
+        )
 
     try:
         from_number = normalize_phone(settings.from_number)
@@ -145,7 +180,7 @@ def _check_message(settings: TwilioSettings, message: OutboundMessage) -> tuple[
 
 
 def _build_client(settings: TwilioSettings) -> Client:
-    http_client = TwilioHttpClient(timeout=settings.timeout_seconds)
+    http_client = _HeaderKeepingHttpClient(timeout=settings.timeout_seconds)
     client = Client(settings.account_sid, settings.auth_token, http_client=http_client)
     if settings.api_base_url:
         # Every request is built from its domain's base_url (twilio 9.x): the Api domain's
@@ -200,7 +235,7 @@ def list_content_templates(settings: TwilioSettings) -> list[ContentTemplate]:
     try:
         records = client.content.v1.content_and_approvals.list()
     except (TwilioRestException, TwilioServiceException) as error:
-        raise ContentApiError(str(_error_from_twilio_response(error))) from error
+        raise ContentApiError(str(_error_from_twilio_response(error, client.http_client.last_headers))) from error
     except (requests.RequestException, TwilioException, json.JSONDecodeError) as error:
         # A page that is not HTTP 200 raises a bare TwilioException("Unable to fetch page").
         raise ContentApiError(f"Twilio's Content API request failed: {error}") from error
@@ -254,14 +289,19 @@ def _close_client(client: Client) -> None:
 
 def _error_from_twilio_response(
     error: TwilioRestException | TwilioServiceException,
+    headers: Mapping[str, str] | None,
 ) -> SendError:
     code = str(error.code) if error.code is not None else None
     if isinstance(error, TwilioServiceException):
         reason = error.detail or error.title
     else:
         reason = error.msg
-    text = f"Twilio returned HTTP {error.status} (error {code}): {reason}"
-    if error.status == 429 or error.status >= 500:
+    explanation = explain_error(code, reason)
+    text = f"Twilio error {code}: {explanation} (HTTP {error.status})" if code else f"{explanation} (HTTP {error.status})"
+    if error.status == 429:
+        retry_after = parse_retry_after((headers or {}).get("Retry-After"))
+        return RateLimitedError(text, code=code, retry_after=retry_after)
+    if error.status >= 500 or is_transient_error(code):
         return TransientSendError(text, code=code)
     return PermanentSendError(text, code=code)
 

@@ -66,8 +66,20 @@ export class ApiClient {
     return this.request('GET', `/conversations/${encodeURIComponent(id)}`);
   }
 
-  sendMessage(conversationId, text) {
-    return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, { text });
+  /** Queue a reply; with `files` it goes as a multipart form with the files as "attachments". */
+  sendMessage(conversationId, text, files = []) {
+    let body = { text };
+    if (files.length > 0) {
+      body = new FormData();
+      body.append('text', text);
+      for (const file of files) body.append('attachments', file, file.name);
+    }
+    return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, body);
+  }
+
+  /** Set a contact's name; null gives the name back to the channel (the WhatsApp profile name). */
+  renameContact(contactId, name) {
+    return this.request('PATCH', `/contacts/${encodeURIComponent(contactId)}`, { name });
   }
 
   sendTemplate(conversationId, template) {
@@ -100,7 +112,9 @@ export class ApiClient {
     const headers = { Accept: 'application/json' };
     const init = { method, headers, credentials: 'same-origin' };
     if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = this.csrfToken;
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body; // the browser sets the multipart Content-Type with its boundary
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }

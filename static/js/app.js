@@ -99,6 +99,7 @@ export class InboxApp {
       onBack: () => this.deselect(),
       onCancelHeld: (messageId) => this.changeMessage(() => this.api.cancelHeld(messageId), 'Held reply cancelled.'),
       onSendByEmail: (messageId) => this.changeMessage(() => this.api.sendByEmail(messageId), 'Reply queued by email.'),
+      onRename: (contact) => this.renameContact(contact),
     });
     this.controls = new ConversationControls(this.thread.controlsHost, {
       onChange: (id, changes) => this.changeConversation(id, changes),
@@ -106,11 +107,11 @@ export class InboxApp {
       onOpen: (id) => this.select(id, { immediate: true }),
     });
     this.composer = new Composer(this.thread.composerHost, {
-      onSend: (conversationId, text) => this.sendReply(conversationId, text),
+      onSend: (conversationId, text, files) => this.sendReply(conversationId, text, { files }),
       onEscape: () => this.list.focus(),
       onTyping: (conversationId) => this.sendTyping(conversationId),
       onLoadTemplates: (channelId, options) => this.api.listTemplates(channelId, options),
-      onSendTemplate: (conversationId, template) => this.sendReply(conversationId, null, template),
+      onSendTemplate: (conversationId, template) => this.sendReply(conversationId, null, { template }),
     });
     this.live = new LiveConnection({
       path: root.dataset.socketPath,
@@ -315,11 +316,14 @@ export class InboxApp {
 
   // ---- Actions ---------------------------------------------------------------------------
 
-  /** Send a text reply, or with `template` ({content_sid, variables}) a WhatsApp template. */
-  async sendReply(conversationId, text, template = null) {
+  /**
+   * Send a text reply, with `files` as its attachments, or with `template` ({content_sid,
+   * variables}) a WhatsApp template.
+   */
+  async sendReply(conversationId, text, { files = [], template = null } = {}) {
     const message = template
       ? await this.api.sendTemplate(conversationId, template)
-      : await this.api.sendMessage(conversationId, text);
+      : await this.api.sendMessage(conversationId, text, files);
     if (!message || typeof message !== 'object') return;
 
     this.storeMessage(message);
@@ -500,6 +504,21 @@ export class InboxApp {
   renderChecked() {
     this.list.setChecked(this.checked);
     this.bulkBar.setCount(this.checkedInView().length);
+  }
+
+  /**
+   * Ask for the contact's name and save it. The server's conversation.updated events bring the
+   * new name to every open view; an empty name hands it back to the channel.
+   */
+  async renameContact(contact) {
+    const name = window.prompt(
+      'Name of this contact (leave empty to use the name from WhatsApp or email):', contact.name ?? '');
+    if (name === null) return;
+    try {
+      await this.api.renameContact(contact.id, name.trim() || null);
+    } catch (error) {
+      window.alert(`The name was not saved: ${error.message}`);
+    }
   }
 
   markSelectedReadIfNeeded() {

@@ -1,7 +1,7 @@
 // The reply box: one draft per conversation, Ctrl/Cmd+Enter to send, inline errors that keep the text.
 // On WhatsApp it also counts down the 24-hour window for free text and offers approved templates.
 
-import { h } from './dom.js';
+import { h, icon } from './dom.js';
 import { parseTimestamp } from './format.js';
 import { TemplatePicker } from './template-picker.js';
 
@@ -19,7 +19,7 @@ export class Composer {
   /**
    * @param {HTMLElement} host Element that receives the form.
    * @param {object} handlers
-   * @param {(conversationId: number, text: string) => Promise<void>} handlers.onSend
+   * @param {(conversationId: number, text: string, files: File[]) => Promise<void>} handlers.onSend
    *   Sends the reply; a rejection with an Error shows its message under the box.
    * @param {() => void} handlers.onEscape Called when the agent presses Escape in the box.
    * @param {(conversationId: number) => void} handlers.onTyping Called on every edit that leaves
@@ -39,6 +39,8 @@ export class Composer {
     // 'email', or on WhatsApp 'open' (free text allowed), 'hold' or 'reject' (window closed).
     this.mode = 'email';
     this.countdown = null;
+    // Files picked for the open conversation's reply (WhatsApp only).
+    this.files = [];
 
     this.label = h('label', { class: 'composer__label', for: 'reply-text' }, 'Reply');
     this.textarea = h('textarea', {
@@ -70,6 +72,21 @@ export class Composer {
       onClick: () => this.toggleTemplates(),
     }, 'Template');
     this.windowRow = h('div', { class: 'composer__window-row', hidden: true }, this.windowNote, this.templateButton);
+    this.fileInput = h('input', {
+      type: 'file',
+      class: 'visually-hidden',
+      multiple: true,
+      'aria-label': 'Attach files',
+      onChange: () => this.addFiles(),
+    });
+    this.attachButton = h('button', {
+      type: 'button',
+      class: 'icon-button composer__attach',
+      title: 'Attach files',
+      'aria-label': 'Attach files',
+      onClick: () => this.fileInput.click(),
+    }, icon('attachment'));
+    this.fileList = h('ul', { class: 'composer__files', 'aria-label': 'Files to send', hidden: true });
     this.form = h('form', {
       class: 'composer',
       'aria-label': 'Reply',
@@ -81,7 +98,8 @@ export class Composer {
       h('span', { class: 'composer__hint', id: 'reply-hint' },
         h('kbd', {}, IS_APPLE ? '⌘' : 'Ctrl'), '+', h('kbd', {}, 'Enter'), ' to send · ', h('kbd', {}, 'Esc'), ' to leave')),
     this.windowRow,
-    h('div', { class: 'composer__box' }, this.textarea, this.button),
+    h('div', { class: 'composer__box' }, this.attachButton, this.fileInput, this.textarea, this.button),
+    this.fileList,
     this.error);
 
     host.replaceChildren(this.form, this.templates.element);
@@ -114,6 +132,9 @@ export class Composer {
     }
 
     const email = conversation.channel?.kind === 'email';
+    // Attachments go out on WhatsApp only; email replies are text.
+    this.attachButton.hidden = email;
+    if (switched) this.setFiles([]);
     this.label.textContent = email ? 'Reply by email' : 'Reply by WhatsApp';
     if (email) {
       this.textarea.placeholder = `Write an email reply${conversation.subject ? ` to “${conversation.subject}”` : ''}…`;
@@ -198,18 +219,39 @@ export class Composer {
     else this.drafts.delete(this.conversation.id);
   }
 
+  addFiles() {
+    this.setFiles([...this.files, ...this.fileInput.files]);
+    this.fileInput.value = '';
+  }
+
+  setFiles(files) {
+    this.files = files;
+    this.fileList.hidden = files.length === 0;
+    this.fileList.replaceChildren(...files.map((file, index) => h('li', { class: 'composer__file' },
+      h('span', {}, file.name),
+      h('button', {
+        type: 'button',
+        class: 'link-button',
+        'aria-label': `Remove ${file.name}`,
+        onClick: () => this.setFiles(this.files.filter((_, kept) => kept !== index)),
+      }, 'Remove'))));
+    this.updateButton();
+  }
+
   async send() {
     const conversation = this.conversation;
     const text = this.textarea.value;
-    if (!conversation || this.sending || this.mode === 'reject' || !text.trim()) return;
+    const files = this.files;
+    if (!conversation || this.sending || this.mode === 'reject' || (!text.trim() && files.length === 0)) return;
 
     this.setSending(true);
     this.clearError();
     try {
-      await this.onSend(conversation.id, text.trim());
+      await this.onSend(conversation.id, text.trim(), files);
       this.drafts.delete(conversation.id);
       if (this.conversation?.id === conversation.id) {
         this.textarea.value = '';
+        this.setFiles([]);
         this.resize();
       }
     } catch (error) {
@@ -233,7 +275,8 @@ export class Composer {
 
   updateButton() {
     this.button.textContent = this.sending ? 'Sending…' : (this.mode === 'hold' ? 'Hold reply' : 'Send');
-    this.button.disabled = this.sending || !this.conversation || this.mode === 'reject' || !this.textarea.value.trim();
+    this.button.disabled = this.sending || !this.conversation || this.mode === 'reject'
+      || (!this.textarea.value.trim() && this.files.length === 0);
   }
 
   showError(message) {

@@ -31,6 +31,16 @@ const THREAD_REASON_TITLE = {
   whatsapp_open: 'Joined the open WhatsApp conversation',
   whatsapp_new: 'Started a new WhatsApp conversation',
   bounce: 'Returned mail of a reply in this conversation',
+  reaction: 'A reaction to a message in this conversation',
+};
+
+// WhatsApp content beside the text (message.content.type): the label of its badge.
+const CONTENT_LABELS = {
+  location: 'Location',
+  contacts: 'Contact card',
+  button: 'Button reply',
+  list: 'List choice',
+  reaction: 'Reaction',
 };
 
 // Raster formats that an <img> shows as a thumbnail. SVG attachments stay download links.
@@ -78,6 +88,7 @@ export function renderMessage(message, conversation, actions = {}) {
 
   const statusSlot = h('div', { class: 'message__status' });
   const article = h('article', {
+    id: `message-${message.id}`,
     class: `message message--${outbound ? 'outbound' : 'inbound'}`,
     'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`,
   },
@@ -85,6 +96,7 @@ export function renderMessage(message, conversation, actions = {}) {
     h('span', { class: 'message__author', title: THREAD_REASON_TITLE[message.thread_reason] }, author),
     channelBadge(message.channel_kind, 'channel-badge--small'),
     automaticBadge(message.automatic),
+    contentBadge(message.content),
     h('time', {
       class: 'message__time',
       datetime: message.created_at,
@@ -92,11 +104,13 @@ export function renderMessage(message, conversation, actions = {}) {
       dataset: { relative: '' },
     }, formatRelative(message.created_at))),
   h('div', { class: 'message__bubble' },
+    renderReplyQuote(message.reply_to),
     message.subject && message.channel_kind === 'email'
       ? h('p', { class: 'message__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), message.subject)
       : null,
     renderBody(message),
     renderAttachments(message.attachments)),
+  renderReactions(message.reactions),
   statusSlot);
 
   const row = h('div', { class: `message-row message-row--${outbound ? 'outbound' : 'inbound'}` }, article);
@@ -118,6 +132,46 @@ export function renderFailingAddressWarning(conversation) {
   return h('p', { class: 'thread__warning', role: 'note', title: since ? `Failing since ${since}` : '' },
     icon('alert'),
     h('span', {}, `Mail to this address bounced${failing.reason ? `: ${failing.reason}` : '.'}`));
+}
+
+function contentBadge(content) {
+  const label = CONTENT_LABELS[content?.type];
+  if (!label) return null;
+  let title = '';
+  if (content.type === 'button' && content.payload) title = `Button id: ${content.payload}`;
+  if (content.type === 'list' && content.id) title = `Item id: ${content.id}`;
+  return h('span', { class: `content-badge content-badge--${content.type}`, title: title || null }, label);
+}
+
+/**
+ * Create the quote of the message that this one replies or reacts to: a link that scrolls to
+ * it when it is in this thread, or null without one.
+ */
+function renderReplyQuote(replyTo) {
+  if (!replyTo || typeof replyTo !== 'object' || !Number.isInteger(replyTo.id)) return null;
+  const quoted = replyTo.direction === 'outbound' ? 'your reply' : 'an earlier message';
+  return h('a', {
+    class: 'message__quote',
+    href: `#message-${replyTo.id}`,
+    title: `Replying to ${quoted}`,
+    onClick: (event) => {
+      const target = document.getElementById(`message-${replyTo.id}`);
+      if (!target) return; // in an older conversation: the link has nowhere to go
+      event.preventDefault();
+      target.scrollIntoView({ block: 'center', behavior: 'smooth' });
+      target.classList.add('message--highlight');
+      window.setTimeout(() => target.classList.remove('message--highlight'), 1600);
+    },
+  },
+  h('span', { class: 'visually-hidden' }, `Replying to ${quoted}: `),
+  replyTo.snippet || '(no text)');
+}
+
+/** Create the customer's reactions under a message, from the thread's folded reaction messages. */
+function renderReactions(reactions) {
+  if (!Array.isArray(reactions) || reactions.length === 0) return null;
+  return h('p', { class: 'message__reactions', 'aria-label': `Reactions: ${reactions.join(' ')}` },
+    reactions.map((emoji) => h('span', { class: 'reaction' }, emoji)));
 }
 
 function automaticBadge(kind) {
@@ -177,6 +231,7 @@ export function updateMessageStatus(row, message) {
   }
   replaceChildren(row.statusSlot,
     h('span', { class: `delivery delivery--${view.tone}` }, icon(view.icon), view.label),
+    renderParts(message.parts),
     failed
       ? h('p', { class: 'message__error' }, message.error || 'The provider gave no reason.')
       : null,
@@ -216,11 +271,26 @@ function renderEmailFallback(message, actions) {
   }, icon('email'), 'Deliver by email');
 }
 
+/** Create the list of a reply's parts and their states, or null for a reply sent in one piece. */
+function renderParts(parts) {
+  if (!Array.isArray(parts) || parts.length < 2) return null;
+  return h('span', { class: 'message__parts' },
+    `in ${parts.length} parts: `,
+    parts.map((part, index) => {
+      const view = STATUS_VIEW[part.delivery_status] ?? STATUS_VIEW.queued;
+      return h('span', {
+        class: `message__part delivery--${view.tone}`,
+        title: part.error || `Part ${index + 1}: ${view.label}`,
+      }, `${index + 1} ${view.label.toLowerCase()}`, index < parts.length - 1 ? ' · ' : '');
+    }));
+}
+
 /** Return a key that changes when the delivery status of a message changes. */
 export function statusSignature(message) {
   return JSON.stringify([
     message.delivery_status ?? '', message.error ?? '', message.retry ?? null,
     message.held ?? null, Boolean(message.cancelled), message.email_fallback ?? null,
+    (message.parts ?? []).map((part) => [part.delivery_status, part.error]),
   ]);
 }
 
@@ -244,6 +314,7 @@ export function bodySignature(message) {
   return JSON.stringify([
     message.subject, message.text, message.html, message.created_at, message.author?.name,
     (message.attachments ?? []).map((attachment) => [attachment.id, attachment.status]),
+    message.reply_to?.id ?? null, message.reactions ?? [],
   ]);
 }
 

@@ -23,12 +23,14 @@ export class ThreadView {
    * @param {() => void} handlers.onBack Leave the thread on narrow screens.
    * @param {(messageId: number) => Promise<void>} handlers.onCancelHeld Cancel a held WhatsApp reply.
    * @param {(messageId: number) => Promise<void>} handlers.onSendByEmail Resend a failed WhatsApp reply by email.
+   * @param {(contact: object) => void} handlers.onRename Let the agent set the contact's name.
    */
-  constructor(root, { onRetry, onBack, onCancelHeld, onSendByEmail }) {
+  constructor(root, { onRetry, onBack, onCancelHeld, onSendByEmail, onRename }) {
     this.root = root;
     this.onRetry = onRetry;
     this.onBack = onBack;
     this.messageActions = { onCancelHeld, onSendByEmail };
+    this.onRename = onRename;
     this.conversationId = null;
     this.nodes = new Map();
     this.bodySignatures = new Map();
@@ -118,7 +120,18 @@ export class ThreadView {
         icon('back')),
       renderAvatar(conversation.contact, kind, 'avatar--large'),
       h('div', { class: 'thread__identity' },
-        h('h2', { class: 'thread__name', id: 'thread-title' }, name),
+        h('div', { class: 'thread__title-row' },
+          h('h2', { class: 'thread__name', id: 'thread-title' }, name),
+          conversation.contact?.id
+            ? h('button', {
+              type: 'button',
+              class: 'link-button thread__rename',
+              title: conversation.contact.name_set_by_agent
+                ? 'Named by an agent'
+                : 'The name comes from the channel until an agent sets one',
+              onClick: () => this.onRename(conversation.contact),
+            }, 'Rename')
+            : null),
         h('p', { class: 'thread__details' },
           address && address !== name ? h('span', { class: 'thread__address' }, address) : null,
           channelInfo(conversation.channel),
@@ -190,7 +203,7 @@ export class ThreadView {
     const desiredNodes = [];
     let added = 0;
     let previousDay = null;
-    for (const item of interleave(messages, activities)) {
+    for (const item of interleave(foldReactions(messages), activities)) {
       const day = localDayKey(item.created_at);
       if (day !== previousDay) {
         desiredNodes.push(this.dayNode(day, item.created_at));
@@ -324,4 +337,24 @@ function interleave(messages, activities) {
 function containsWord(text, word) {
   const escaped = word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`(^|[^\\p{L}\\p{N}])${escaped}($|[^\\p{L}\\p{N}])`, 'iu').test(text);
+}
+
+/**
+ * Return `messages` with each WhatsApp reaction folded onto the message it reacts to, as that
+ * message's `reactions`. The newest reaction counts, as in WhatsApp, and one without an emoji
+ * removes it. A reaction to a message outside this thread stays a message of its own.
+ */
+export function foldReactions(messages) {
+  const ids = new Set(messages.map((message) => message.id));
+  const latest = new Map();
+  for (const message of messages) {
+    const target = message.reply_to?.id;
+    if (message.content?.type === 'reaction' && ids.has(target)) latest.set(target, message.content.emoji);
+  }
+  return messages
+    .filter((message) => !(message.content?.type === 'reaction' && ids.has(message.reply_to?.id)))
+    .map((message) => {
+      const emoji = latest.get(message.id);
+      return emoji ? { ...message, reactions: [emoji] } : message;
+    });
 }

@@ -542,13 +542,13 @@ def test_retrying_reply_shows_attempt_and_reason(
     status = page.locator("#thread .message-row--outbound .message__status")
     retry = status.locator(".message__retry")
     expect(retry).to_have_text(re.compile(
-        r"^Retrying \(attempt 2\) — Twilio returned HTTP 503 \(error 20503\): .*Service Unavailable"))
+        r"^Retrying \(attempt 2\) — Twilio error 20503: .*Service Unavailable \(HTTP 503\)"))
     expect(retry).to_have_attribute("title", re.compile(r"^Next attempt: .*\d"))
     expect(status).not_to_contain_text("Queued")
 
     # After a reload the retry comes from the API instead of an event.
     page.reload()
-    expect(retry).to_have_text(re.compile(r"^Retrying \(attempt [23]\) — Twilio returned HTTP 503"))
+    expect(retry).to_have_text(re.compile(r"^Retrying \(attempt [23]\) — Twilio error 20503"))
     expect(retry).to_have_text(re.compile(r"^Retrying \(attempt 3\)"), timeout=10_000)
 
     expect(status).to_have_text("Sent", timeout=15_000)

@@ -165,7 +165,10 @@ def test_parse_inbound_location_gets_text():
 
     message = parse_inbound(form, raw)
 
-    assert message.text == "Shared location: 52.3731, 4.8922 (Shop, Dam 1, Amsterdam)"
+    assert message.text == (
+        "Shared location: 52.3731, 4.8922 (Shop, Dam 1, Amsterdam)\n"
+        "https://www.openstreetmap.org/?mlat=52.3731&mlon=4.8922#map=17/52.3731/4.8922"
+    )
 
 
 def test_parse_inbound_plain_sms_raises():
@@ -260,7 +263,8 @@ def test_parse_status_keeps_error_code_and_message():
     status = parse_status(form)
 
     assert status.error_code == "63016"
-    assert status.error_message == "Outside the allowed window for free-form messages"
+    assert status.error_message.startswith("More than 24 hours passed since the customer's last message")
+    assert status.error_message.endswith("Twilio: Outside the allowed window for free-form messages")
 
 
 @pytest.mark.parametrize("twilio_status", ["bounced", "partially_delivered", "received"])

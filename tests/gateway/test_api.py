@@ -36,7 +36,7 @@ def test_every_api_rule_is_documented(app):
     documented = {"/api/v1" + path for path in OPENAPI["paths"]}
     rules = {
         re.sub(r"<(?:\w+:)?([^>]+)>", r"{\1}", rule.rule).replace("{conversation_id}", "{id}")
-        .replace("{attachment_id}", "{id}").replace("{payload_id}", "{id}")
+        .replace("{attachment_id}", "{id}").replace("{payload_id}", "{id}").replace("{contact_id}", "{id}")
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1")
     }

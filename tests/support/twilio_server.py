@@ -7,8 +7,11 @@ WhatsApp approval from the Content API (v1: ``/v1/Content``, ``/v1/ContentAndApp
 account SID and auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
 status), so the SDK raises the same TwilioRestException it raises against Twilio.
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
-``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose, make
-every answer slow, or hold answers back after the message was created.
+``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose (a
+429 with or without Retry-After too), make every answer slow, or hold answers back after
+the message was created. Like Twilio, the server fetches each ``MediaUrl`` of a created
+message (``media_fetches``), and ``post_status`` posts a signed status callback to the
+``StatusCallback`` URL of a created message.
 
 Usage::
 
@@ -30,10 +33,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
 
+import requests
+from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -47,6 +53,17 @@ DEFAULT_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 # The form fields of one request. A field sent several times (MediaUrl) keeps every value.
 FormFields = dict[str, str | list[str]]
+
+
+@dataclass(frozen=True)
+class MediaFetch:
+    """One download of a MediaUrl: status 0 when the connection failed."""
+
+    url: str
+    status: int
+    content_type: str | None
+    body: bytes
+    headers: dict[str, str]
 
 
 class TwilioTestServer:
@@ -72,7 +89,8 @@ class TwilioTestServer:
         self._condition = threading.Condition()
         self._requests: list[FormFields] = []
         self._messages: list[dict[str, Any]] = []
-        self._failures: deque[tuple[int, int, str]] = deque()
+        self._failures: deque[tuple[int, int, str, float | None]] = deque()
+        self._media_fetches: list[MediaFetch] = []
         # Seconds each message request waits, after the message is created, before it answers.
         self.response_delay = 0.0
         # Cleared by hold_responses(): created messages wait for release_responses().
@@ -168,14 +186,51 @@ class TwilioTestServer:
         with self._condition:
             return list(self._messages)
 
-    def fail_next(self, status: int, code: int, message: str, times: int = 1) -> None:
+    @property
+    def media_fetches(self) -> list[MediaFetch]:
+        """A copy of the fetches of MediaUrl links, oldest first."""
+        with self._condition:
+            return list(self._media_fetches)
+
+    def fail_next(
+        self, status: int, code: int, message: str, times: int = 1, *, retry_after: float | None = None
+    ) -> None:
         """Make the next ``times`` authenticated message requests fail with a Twilio error.
 
         ``status`` is the HTTP status (500, 429, 400, ...) and ``code`` Twilio's error
-        code, such as 21211 for an invalid To number.
+        code, such as 21211 for an invalid To number. ``retry_after`` adds a Retry-After
+        header in seconds.
         """
         with self._condition:
-            self._failures.extend([(status, code, message)] * times)
+            self._failures.extend([(status, code, message, retry_after)] * times)
+
+    def post_status(
+        self, sid: str, status: str, *, error_code: int | None = None, timeout: float = 10.0
+    ) -> int:
+        """Post a signed status callback for the created message ``sid``, as Twilio does.
+
+        Returns the HTTP status of the response. Raises LookupError when no created message
+        has this sid or it asked for no status callback.
+        """
+        resource = next((m for m in self.messages if m["sid"] == sid), None)
+        if resource is None or not resource.get("status_callback"):
+            raise LookupError(f"no created message {sid} with a StatusCallback")
+        form = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": self.account_sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "From": resource["from"],
+            "To": resource["to"],
+            "ApiVersion": API_VERSION,
+        }
+        if error_code is not None:
+            form["ErrorCode"] = str(error_code)
+        url = resource["status_callback"]
+        signature = RequestValidator(self.auth_token).compute_signature(url, form)
+        response = requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=timeout)
+        return response.status_code
 
     def add_template(
         self,
@@ -295,7 +350,11 @@ class TwilioTestServer:
             failure = self._failures.popleft() if self._failures else None
             self._condition.notify_all()
         if failure is not None:
-            return _error_response(*failure)
+            status, code, message, retry_after = failure
+            response = _error_response(status, code, message)
+            if retry_after is not None:
+                response.headers["Retry-After"] = f"{retry_after:g}"
+            return response
 
         # The same checks, in the same order, as Twilio's Messages API.
         if not form.get("To"):
@@ -313,6 +372,7 @@ class TwilioTestServer:
         with self._condition:
             self._messages.append(resource)
             self._condition.notify_all()
+        self._fetch_media(form)
         # The message exists now, as at Twilio once it accepted the request; only the
         # answer is late.
         if self.response_delay:
@@ -390,6 +450,20 @@ class TwilioTestServer:
             },
         )
 
+    def _fetch_media(self, form: FormFields) -> None:
+        """Download each MediaUrl, as Twilio does before it hands the message to WhatsApp."""
+        urls = form.get("MediaUrl") or []
+        for url in [urls] if isinstance(urls, str) else urls:
+            try:
+                response = requests.get(url, timeout=10)
+                fetch = MediaFetch(url, response.status_code, response.headers.get("Content-Type"),
+                                   response.content, dict(response.headers))
+            except requests.RequestException as error:
+                fetch = MediaFetch(url, 0, None, str(error).encode(), {})
+            with self._condition:
+                self._media_fetches.append(fetch)
+                self._condition.notify_all()
+
     def _message_resource(self, account_sid: str, form: FormFields) -> dict[str, Any]:
         sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(timezone.utc))
@@ -413,6 +487,7 @@ class TwilioTestServer:
             "price_unit": "USD",
             "sid": sid,
             "status": self.initial_status,
+            "status_callback": form.get("StatusCallback"),
             "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
             "to": form.get("To"),
             "uri": uri,
