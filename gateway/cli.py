@@ -591,8 +591,8 @@ def channel_enable(channel_id: int) -> None:
 def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
     """Change settings of a channel, e.g. imap_password=- smtp_port=465 smtp_security=ssl.
 
-    A value of - asks for it without echo (for passwords and tokens); an empty value removes
-    an optional setting. Running workers pick the change up within about a minute.
+    A value of - prompts for it without echo (for passwords and tokens). An empty value
+    removes an optional setting. Running workers pick the change up within about a minute.
     """
     from inbox.channel_config import SECRET_SETTINGS, public_settings, update_channel_settings
 

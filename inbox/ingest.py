@@ -68,7 +68,7 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class _Stored:
-    """What is already stored under a payload's digest and its provider message id."""
+    """The rows already stored under a payload's digest and its provider message id."""
 
     payload_id: int | None
     payload_status: str | None
@@ -342,8 +342,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
 def _store_attachments(session: Session, channel: Channel, inbound: InboundMessage) -> list[Attachment]:
     """Write each attachment's bytes to the attachment store and return its rows.
 
-    A file above the channel's ``max_attachment_bytes`` is not stored; its row keeps the name,
-    type and size with the reason, so the agent knows it exists and where to find it.
+    A file above the channel's ``max_attachment_bytes`` is not stored. Its row keeps the name,
+    type and size with the reason, so the agent still sees that the file exists.
     """
     limit = int(channel.settings.get("max_attachment_bytes") or DEFAULT_MAX_ATTACHMENT_BYTES)
     store = attachment_store(session) if inbound.attachments else None

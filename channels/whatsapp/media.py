@@ -2,7 +2,7 @@
 
 Twilio's webhook carries ``MediaUrl<n>``, an address on Twilio's API host that needs the
 account's credentials (HTTP basic auth) when the account enforces media authentication, and
-that answers with a redirect to a short-lived URL on Twilio's media host. The credentials go
+that responds with a redirect to a short-lived URL on Twilio's media host. The credentials go
 to the API host only: the redirect is followed without them. Right after the webhook the
 media is sometimes not yet available and the API host answers 404 for a few seconds, so a
 404 counts as transient (the caller retries with backoff).
@@ -22,7 +22,7 @@ import requests
 from channels.errors import ChannelError
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
-# Redirects followed after the API host's answer (Twilio sends one).
+# Redirects followed after the API host's response (Twilio sends one).
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
 # A whole download, well under the media fetcher's five-minute claim on the file.
@@ -48,7 +48,7 @@ _UNSAFE_FILENAME = re.compile(r"[^\w .()-]+")
 
 
 class MediaError(ChannelError):
-    """A media download failed. ``transient`` tells whether trying again later may succeed."""
+    """A failed media download. ``transient`` is True when a later attempt may succeed."""
 
     def __init__(self, message: str, *, transient: bool):
         super().__init__(message)
@@ -119,24 +119,24 @@ def _raise_for_status(response: requests.Response) -> None:
     if status == 200:
         return
     if status == 404:
-        raise MediaError("Twilio answered 404: the media was not found.", transient=True)
+        raise MediaError("Twilio responded 404: the media was not found.", transient=True)
     if status == 429 or status >= 500:
-        raise MediaError(f"Twilio's media host answered {status}.", transient=True)
+        raise MediaError(f"Twilio's media host responded {status}; the download will be retried.", transient=True)
     if status in (401, 403):
         raise MediaError(
-            f"Twilio refused the download ({status}): check the channel's Account SID and auth token.",
+            f"Twilio rejected the download ({status}): check the channel's Account SID and auth token.",
             transient=False,
         )
     if response.is_redirect:
         raise MediaError(f"The download was redirected more than {MAX_REDIRECTS} times.", transient=False)
-    raise MediaError(f"Twilio's media host answered {status}.", transient=False)
+    raise MediaError(f"Twilio's media host responded {status}.", transient=False)
 
 
 def _read_limited(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    """Read the body, refusing more than ``max_bytes`` or a read still going at ``deadline``.
+    """Read the body. Raises ``MediaError`` above ``max_bytes`` or after ``deadline``.
 
-    The request timeout bounds each read only; a host trickling bytes would otherwise hold
-    the fetcher, and after its lease a second worker would start the same download.
+    The request timeout bounds each read only. Without the deadline a host trickling bytes
+    would hold the fetcher, and after its lease a second worker would start the same download.
     """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:

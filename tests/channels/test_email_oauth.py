@@ -314,7 +314,7 @@ class CraftedEndpoint:
 
 @pytest.fixture
 def crafted_endpoint() -> Iterator[CraftedEndpoint]:
-    """A token endpoint on loopback that answers each request with the next queued body."""
+    """Start a token endpoint on loopback that returns the next queued body for each request."""
     bodies: list[bytes] = []
 
     def app(environ, start_response):

@@ -88,7 +88,7 @@ def test_webhook_stores_media_as_pending(media_app, media_state, channel, media_
     assert row.fetch_status == "pending"
     assert row.source_url == url
     assert row.filename == "image-1.jpg"
-    # Nothing was downloaded while the webhook was answered.
+    # Nothing was downloaded before the webhook response.
     assert media_server.requests == []
 
 

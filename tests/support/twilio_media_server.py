@@ -1,7 +1,7 @@
 """Twilio's media hosting on loopback: the Media resource of the API host and a media host.
 
 ``GET /2010-04-01/Accounts/{sid}/Messages/{message_sid}/Media/{media_sid}`` on the API host
-(http://127.0.0.1:PORT) checks HTTP basic auth and answers 307 to the media host, which is
+(http://127.0.0.1:PORT) checks HTTP basic auth and responds 307 to the media host, which is
 the same server under another host name (http://localhost:PORT/media/...), as Twilio
 redirects to its own media domain. Tests add files with ``add``, make the API host answer 404
 a few times first (media not yet available), and read ``requests`` to see which host got
