@@ -73,7 +73,9 @@ class FolderError(MailboxError):
 class ImapSettings:
     """Connection settings of one mailbox. ``batch_size`` is the maximum messages per FETCH.
 
-    A message larger than ``max_message_bytes`` is fetched as its header only. With
+    A batch also ends before its bodies add up to more than ``max_batch_bytes``, so a run
+    of large mails is never held in memory at once. A single larger mail is a batch of its
+    own. A message larger than ``max_message_bytes`` is fetched as its header only. With
     ``oauth2_tokens`` the reader signs in with XOAUTH2 and ignores ``password``.
     """
 
@@ -85,6 +87,7 @@ class ImapSettings:
     folder: str = "INBOX"
     batch_size: int = 50
     max_message_bytes: int = 40 * 1024 * 1024
+    max_batch_bytes: int = 64 * 1024 * 1024
     oauth2_tokens: AccessTokenSource | None = None
 
 
@@ -227,9 +230,13 @@ class ImapReader:
         uids = sorted(uid for uid in found if uid >= first_uid)
         size = self._settings.batch_size
         for start in range(0, len(uids), size):
-            batch = self._fetch(uids[start:start + size], state.uidvalidity)
-            if batch:
-                yield batch
+            window = uids[start:start + size]
+            sizes = self._fetch_sizes(window)
+            for group in _split_by_bytes(window, sizes, self._settings.max_message_bytes,
+                                         self._settings.max_batch_bytes):
+                batch = self._fetch(group, sizes, state.uidvalidity)
+                if batch:
+                    yield batch
 
     def wait_for_changes(self, timeout: float) -> bool:
         """Wait until the server reports new mail, for at most ``timeout`` seconds.
@@ -270,12 +277,15 @@ class ImapReader:
             client.append(self._settings.folder, raw, flags=(SEEN,), msg_time=when)
         logger.info("IMAP appended a message of %s bytes to %s", len(raw), self._settings.folder)
 
-    def _fetch(self, uids: list[int], uidvalidity: int) -> list[FetchedMail]:
+    def _fetch_sizes(self, uids: list[int]) -> dict[int, int]:
+        # Sizes first, so that one huge message is never downloaded, only its header.
+        client = self._connected()
+        with self._errors("fetch"):
+            return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
+
+    def _fetch(self, uids: list[int], sizes: dict[int, int], uidvalidity: int) -> list[FetchedMail]:
         client = self._connected()
         limit = self._settings.max_message_bytes
-        # Sizes first, so that one huge message is never downloaded, only its header.
-        with self._errors("fetch"):
-            sizes = {uid: data.get(b"RFC822.SIZE", 0) for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
         whole = [uid for uid in uids if sizes.get(uid, 0) <= limit]
         oversize = [uid for uid in uids if sizes.get(uid, 0) > limit]
         bodies: dict[int, bytes] = {}
@@ -296,7 +306,7 @@ class ImapReader:
                 logger.info("IMAP UID %s in %s vanished before FETCH: skipped", uid,
                             self._settings.folder)
                 continue
-            size = int(sizes.get(uid, len(raw)))
+            size = sizes.get(uid, len(raw))
             batch.append(FetchedMail(uid=uid, uidvalidity=uidvalidity, raw=raw, size=size,
                                      truncated=uid in oversize))
         return batch
@@ -367,6 +377,29 @@ def _describe(error: Exception) -> str:
     if len(error.args) == 1 and isinstance(error.args[0], bytes):
         return error.args[0].decode("utf-8", "replace")
     return str(error)
+
+
+def _split_by_bytes(
+    uids: list[int], sizes: dict[int, int], max_message_bytes: int, max_batch_bytes: int
+) -> Iterator[list[int]]:
+    """Split ``uids`` into runs whose downloaded bodies stay within ``max_batch_bytes``.
+
+    An oversize message counts as nothing, because only its header is fetched. A UID with no
+    size vanished after SEARCH, so it stays in its run and ``_fetch`` skips it.
+    """
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if size > max_message_bytes:
+            size = 0
+        if group and total + size > max_batch_bytes:
+            yield group
+            group, total = [], 0
+        group.append(uid)
+        total += size
+    if group:
+        yield group
 
 
 def _reports_new_mail(responses: list[tuple[object, ...]]) -> bool:

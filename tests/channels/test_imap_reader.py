@@ -119,6 +119,47 @@ def test_batches_respect_batch_size(dovecot, folder):
     assert uids_of(batches) == [[1, 2], [3, 4], [5]]
 
 
+def test_batches_stop_at_max_batch_bytes(dovecot, folder):
+    padding = b"x" * 3000
+    large = [make_mail(number) + padding for number in range(4)]
+    for raw in large:
+        dovecot.append(raw, folder)
+    dovecot.append(make_mail(4), folder)
+
+    # Room for two of the large mails, so they come two by two, then the small one joins the last pair.
+    limit = 2 * len(large[0]) + 200
+    with ImapReader(dovecot.settings(folder=folder, max_batch_bytes=limit)) as reader:
+        batches = fetch_batches(reader, Checkpoint(None, 0))
+
+    assert uids_of(batches) == [[1, 2], [3, 4, 5]]
+    assert [mail.raw for batch in batches for mail in batch] == [*large, make_mail(4)]
+
+
+def test_mail_above_max_batch_bytes_comes_alone(dovecot, folder):
+    dovecot.append(make_mail(0), folder)
+    dovecot.append(make_mail(1) + b"y" * 5000, folder)
+    dovecot.append(make_mail(2), folder)
+
+    with ImapReader(dovecot.settings(folder=folder, max_batch_bytes=1000)) as reader:
+        batches = fetch_batches(reader, Checkpoint(None, 0))
+
+    assert uids_of(batches) == [[1], [2], [3]]
+    assert batches[1][0].truncated is False
+
+
+def test_oversize_header_fetch_does_not_count_toward_batch_bytes(dovecot, folder):
+    dovecot.append(make_mail(0), folder)
+    dovecot.append(make_mail(1) + b"z" * 20_000, folder)
+    dovecot.append(make_mail(2), folder)
+
+    settings = dovecot.settings(folder=folder, max_message_bytes=10_000, max_batch_bytes=1000)
+    with ImapReader(settings) as reader:
+        batches = fetch_batches(reader, Checkpoint(None, 0))
+
+    assert uids_of(batches) == [[1, 2, 3]]
+    assert [mail.truncated for mail in batches[0]] == [False, True, False]
+
+
 def test_uidvalidity_mismatch_refetches_everything(dovecot, folder, reader):
     for number in range(3):
         dovecot.append(make_mail(number), folder)
