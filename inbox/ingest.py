@@ -126,10 +126,18 @@ def ingest_batch(
     error, so the rest of the batch still commits. Database connection errors propagate and
     the caller's transaction rolls back whole, so nothing is half stored.
     """
-    results = []
-    for inbound in inbounds:
-        results.append(_ingest_in_savepoint(session, channel_id, inbound))
-    return results
+    # A savepoint per message costs two statements and a flush each, and most batches
+    # store cleanly, so the whole batch first goes in one savepoint. Only when something
+    # in the batch fails is it stored again message by message, to isolate the failure.
+    try:
+        with savepoint(session):
+            return [_ingest(session, channel_id, inbound) for inbound in inbounds]
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as failure:  # noqa: BLE001 - retried below, one message at a time
+        log.info("channel %s: batch of %s messages failed (%s); storing them one by one",
+                 channel_id, len(inbounds), type(failure).__name__)
+    return [_ingest_in_savepoint(session, channel_id, inbound) for inbound in inbounds]
 
 
 def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
@@ -267,6 +275,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
             subject=clip(inbound.subject, 998),
             created_at=now,
             previous_conversation_id=thread.previous.id if thread.previous else None,
+            # New and without labels, so serializing it loads nothing for them.
+            labels=[],
         )
         session.add(conversation)
     elif not reaction:

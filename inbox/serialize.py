@@ -158,7 +158,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
             if message.content_sid else None
         ),
         "held": _held_to_dict(message),
-        "cancelled": message.outbox_item is not None and message.outbox_item.status == OutboxStatus.CANCELLED.value,
+        "cancelled": _cancelled(message),
         "email_fallback": _email_fallback_to_dict(message),
         "content": message.content,
         "reply_to": _reply_to_dict(message.reply_to),
@@ -185,6 +185,12 @@ def _part_to_dict(part: MessagePart) -> dict[str, Any]:
         "delivery_status": part.delivery_status,
         "error": part.delivery_error,
     }
+
+
+def _cancelled(message: Message) -> bool:
+    # Only replies have an outbox item, so an inbound message loads nothing here.
+    item = message.outbox_item if message.direction == "outbound" else None
+    return item is not None and item.status == OutboxStatus.CANCELLED.value
 
 
 def _held_to_dict(message: Message) -> dict[str, Any] | None:
