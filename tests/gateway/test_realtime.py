@@ -122,6 +122,39 @@ def test_reconnecting_client_receives_missed_events_in_order(live_server, agent,
     assert all(event["event_id"] > last_seen for event in replayed)
 
 
+def test_reconnect_replays_all_50_missed_events(live_server, agent, whatsapp_channel, recorder):
+    cookie = _session_cookie(live_server.url, agent.email)
+    recorder.client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
+    _post_inbound(live_server.url, whatsapp_channel, "+15551230000", "before the drop")
+    last_seen = recorder.next("message.created")["event_id"]
+    recorder.client.disconnect()
+
+    # Each inbound message of an existing conversation makes two events:
+    # conversation.updated and message.created.
+    missed = [f"missed {index}" for index in range(25)]
+    for text in missed:
+        _post_inbound(live_server.url, whatsapp_channel, "+15551230000", text)
+
+    again = Recorder()
+    try:
+        again.client.connect(
+            live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]
+        )
+        replayed = []
+        while len(replayed) < 50:
+            name, data = again.events.get(timeout=EVENT_WAIT_SECONDS)
+            if isinstance(data, dict) and "event_id" in data:
+                replayed.append((name, data))
+    finally:
+        again.client.disconnect()
+
+    ids = [data["event_id"] for _, data in replayed]
+    assert ids == list(range(last_seen + 1, last_seen + 51))
+    assert [name for name, _ in replayed] == ["conversation.updated", "message.created"] * 25
+    texts = [data["message"]["text"] for name, data in replayed if name == "message.created"]
+    assert texts == missed
+
+
 def test_logout_disconnects_the_socket(live_server, agent):
     import threading
 
