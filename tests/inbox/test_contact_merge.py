@@ -5,15 +5,13 @@ These run on SQLite, and on PostgreSQL when SWITCHBOARD_TEST_DATABASE_URL names 
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from channels.types import Address, AddressKind, ChannelKind, InboundMessage
+from channels.types import Address, AddressKind
 from inbox.activity import list_activities
-from inbox.channel_config import add_channel
 from inbox.contact_merge import CONTACT_MERGED, CannotMerge, merge_contacts
 from inbox.contacts import (
     get_contact_or_404,
@@ -28,48 +26,16 @@ from inbox.models import (
     Agent, Contact, ContactIdentity, ContactMerge, Conversation, Event, Message, utcnow,
 )
 from inbox.optout import may_message_proactively
+from tests.support.contacts import add_email_channel, contact_of, receive_mail
 from tests.support.conversations import customer_message, receive
 
 PHONE = "+15551230042"
 EMAIL = "grace@example.org"
-_MAIL_IDS = itertools.count(1)
 
 
 @pytest.fixture
 def email_channel(state):
-    with state.session_factory() as session:
-        channel = add_channel(
-            session, "email", "Shop mail", "support@shop.example",
-            {"imap_host": "127.0.0.1", "imap_port": 1143, "imap_username": "support", "imap_password": "secret",
-             "imap_ssl": False, "smtp_host": "127.0.0.1", "smtp_port": 1025, "smtp_security": "none"},
-        )
-        session.commit()
-        return channel
-
-
-def mail_from(address: str, text: str, name: str | None = None, subject: str = "Order 1234") -> InboundMessage:
-    message_id = f"mail{next(_MAIL_IDS)}@example.org"
-    return InboundMessage(
-        channel_kind=ChannelKind.EMAIL,
-        provider_message_id=message_id,
-        sender=Address(AddressKind.EMAIL, address, name),
-        raw=f"Message-ID: <{message_id}>\r\nFrom: {address}\r\nSubject: {subject}\r\n\r\n{text}\r\n".encode(),
-        raw_format="rfc822",
-        subject=subject,
-        text=text,
-    )
-
-
-def receive_mail(state, channel_id: int, address: str, text: str, name: str | None = None):
-    with state.session_factory() as session:
-        result = ingest_message(session, channel_id, mail_from(address, text, name))
-    assert result.message_id is not None
-    return result
-
-
-def contact_of(state, conversation_id: int) -> int:
-    with state.session_factory() as session:
-        return session.get(Conversation, conversation_id).contact_id
+    return add_email_channel(state)
 
 
 def merge(state, agent, kept_id: int, merged_id: int) -> ContactMerge:
