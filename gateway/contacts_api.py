@@ -1,6 +1,6 @@
 """The contact routes of the JSON API: profile, search, edits and merge.
 
-Every signed-in agent may read, edit and merge contacts: contacts are shared by the whole
+Every signed-in agent may read, edit and merge contacts. Contacts are shared by the whole
 team, and joining a customer's WhatsApp and email is everyday support work. The merge
 record keeps who did it. As elsewhere in the API, malformed input is a 400; a repeated
 merge or a merge into itself is a 409; two contacts that cannot become one (both have an
@@ -53,7 +53,7 @@ def _inbox_error(error: InboxError) -> Any:
 
 def _agent() -> Agent:
     agent = current_agent()
-    assert agent is not None  # the guard answered 401 otherwise
+    assert agent is not None  # the guard returned 401 otherwise
     return agent
 
 

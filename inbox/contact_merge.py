@@ -1,11 +1,11 @@
 """Merging two contacts that are one person, such as a customer on WhatsApp and by email.
 
 ``merge_contacts`` moves everything of the merged contact to the kept one in the caller's
-transaction: its identities (so later messages to either address resolve to the kept
-contact), its conversations and the contact reference of their messages, its notes
-(appended) and its opt-out from proactive WhatsApp messages (an opt-out of either wins, with
-the earlier time). The kept contact's name stays; when it has none, or only a channel's name
-against an agent's, the merged contact's name takes its place.
+transaction. Its identities move, so later messages to either address resolve to the kept
+contact. Its conversations move, and their messages name the kept contact. Its notes are
+appended. An opt-out from proactive WhatsApp messages of either contact wins, with the
+earlier time. The kept contact's name stays, unless it has none, or only a channel's name
+where the merged contact has one an agent set.
 
 The merged contact's row stays, owning nothing, with ``merged_into_id`` set. A
 ``ContactMerge`` row records who merged what and when, with the merged contact's old name
@@ -49,11 +49,10 @@ class CannotMerge(InboxError):
 def merge_contacts(session: Session, actor: Agent, kept_id: int, merged_id: int) -> ContactMerge:
     """Merge contact ``merged_id`` into ``kept_id`` and return the merge record.
 
-    Both contacts are locked first. Raises ``NotFound`` for a missing contact and
-    ``Conflict`` with a code for: merging a contact into itself (``same_contact``), a merged
-    contact that was already merged (``already_merged``), a kept contact that was merged
-    away (``contact_merged``); ``CannotMerge`` when both have an address of one kind.
-    The caller commits.
+    Both contacts are locked first. The caller commits. Raises ``NotFound`` for a missing
+    contact, and ``CannotMerge`` when both have an address of one kind. Raises ``Conflict``
+    with the code ``same_contact`` for a merge into itself, ``already_merged`` for a repeated
+    merge, and ``contact_merged`` when the kept contact was merged away.
     """
     if kept_id == merged_id:
         raise Conflict("A contact cannot be merged into itself.", field="other_id", code="same_contact")
@@ -169,7 +168,7 @@ def _combine_into(kept: Contact, merged: Contact) -> None:
         kept.name_set_by_agent = merged.name_set_by_agent
     if merged.notes:
         kept.notes = f"{kept.notes}\n\n{merged.notes}" if kept.notes else merged.notes
-    # An opt-out of either address stands: the customer said STOP on one of them.
+    # An opt-out of either address is kept, because the customer sent STOP on one of them.
     if merged.opted_out_at and (kept.opted_out_at is None or merged.opted_out_at < kept.opted_out_at):
         kept.opted_out_at = merged.opted_out_at
         kept.opted_out_keyword = merged.opted_out_keyword

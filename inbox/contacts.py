@@ -34,8 +34,8 @@ NAME_LENGTH = 200
 RENAME_EVENT_LIMIT = 50
 NOTES_LENGTH = 10_000
 SEARCH_LIMIT = 50
-# A merged contact points to the kept one, and a merge re-points older merged contacts, so
-# one hop is the rule; a few more only guard against rows written by hand.
+# A merge points older merged contacts to the new kept one, so one hop is the rule. The
+# limit guards against rows written by hand.
 MAX_MERGE_HOPS = 5
 
 

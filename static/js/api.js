@@ -97,7 +97,7 @@ export class ApiClient {
     return this.request('GET', `/contacts?${new URLSearchParams({ q: text, limit: String(limit) })}`);
   }
 
-  /** Change a contact's `name` and/or `notes`; the answer has the id and the changed fields. */
+  /** Change a contact's `name` and/or `notes`; the response contains the id and the changed fields. */
   updateContact(contactId, changes) {
     return this.request('PATCH', `/contacts/${encodeURIComponent(contactId)}`, changes);
   }

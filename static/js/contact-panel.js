@@ -165,7 +165,7 @@ export class ContactPanel {
     return section;
   }
 
-  /** A form for one field with Save and Cancel; Escape cancels too. */
+  /** Create the edit form of one field, with Save and Cancel. Escape cancels too. */
   editForm(field, label, control, hint = null) {
     const error = h('p', { class: 'contact-panel__error', role: 'alert' });
     const save = h('button', { type: 'submit', class: 'button button--primary button--small' }, 'Save');
@@ -337,6 +337,7 @@ export class ContactPanel {
         error.textContent = `Could not read that contact: ${failure.message}`;
         return;
       }
+
       const count = (page.items ?? []).length;
       const conversations = page.next_cursor ? `more than ${count} conversations` : plural(count, 'conversation');
       const otherName = other.name?.trim() || `Contact #${other.id}`;
@@ -346,6 +347,7 @@ export class ContactPanel {
         other.notes ? 'the notes, added below these' : null,
         other.opted_out ? 'the opt-out from proactive WhatsApp messages' : null,
       ].filter(Boolean);
+
       const mergeButton = h('button', { type: 'button', class: 'button button--primary' }, `Merge into ${keptName}`);
       replaceChildren(confirm,
         h('p', { id: 'contact-merge-summary' }, `Merging moves these from ${otherName} to ${keptName}:`),
@@ -354,6 +356,7 @@ export class ContactPanel {
         h('div', { class: 'contact-panel__actions' },
           h('button', { type: 'button', class: 'button', onClick: () => { confirm.hidden = true; results.hidden = false; input.focus(); } }, 'Back'),
           mergeButton));
+
       mergeButton.setAttribute('aria-describedby', 'contact-merge-summary');
       mergeButton.addEventListener('click', async () => {
         mergeButton.disabled = true;
@@ -368,6 +371,7 @@ export class ContactPanel {
           mergeButton.disabled = false;
         }
       });
+
       results.hidden = true;
       confirm.hidden = false;
       mergeButton.focus();

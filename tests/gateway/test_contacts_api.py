@@ -135,7 +135,7 @@ def test_unknown_contact_is_404(app, grace, bearer):
     assert (response.status_code, response.get_json()["error"]["field"]) == (404, "other_id")
 
 
-def test_plain_agent_merges_with_csrf_and_repeats_are_409(app, state, grace):
+def test_agent_merge_then_repeat(app, state, grace):
     agent = add_agent(state, "lin@example.com", "Lin Agent", Role.AGENT.value)
     client = app.test_client()
     token = login(client, agent.email)

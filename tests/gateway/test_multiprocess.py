@@ -1,9 +1,9 @@
 """Several Switchboard processes share one live inbox: events cross between them through Redis.
 
 ``test_events_cross_web_and_worker_processes`` starts the deployment of docs/deployment.md
-for real, through the ``switchboard`` console script: two ``switchboard web`` processes and
-one ``switchboard worker`` on one PostgreSQL database and one Redis, with Dovecot as the
-support mailbox and the loopback Twilio server as the WhatsApp provider. A python-socketio
+for real, through the ``switchboard`` console script. Two ``switchboard web`` processes and
+one ``switchboard worker`` share one PostgreSQL database and one Redis. Dovecot is the
+support mailbox and the loopback Twilio server is the WhatsApp provider. A python-socketio
 client on each web process must receive the events caused through the other web process
 (a customer's message, an agent's reply, a status change, a contact merge) and those the
 worker causes (a reply's send status from the outbox dispatcher, an email it imported).

@@ -104,7 +104,7 @@ def test_merge_moves_everything_to_the_kept_contact(state, agent, grace, publish
         assert stored.details["notes_moved"] is True
         assert stored.details["opted_out"]["keyword"] == "STOP"
 
-        # Both conversations say in their history who merged what.
+        # The history of both conversations records who merged what.
         for conversation_id, moved in ((grace["whatsapp"], True), (grace["email"], False)):
             [activity] = [a for a in list_activities(session, conversation_id) if a.action == CONTACT_MERGED]
             assert activity.agent_id == agent.id
@@ -121,7 +121,7 @@ def test_merge_moves_everything_to_the_kept_contact(state, agent, grace, publish
     assert {event["conversation"]["contact"]["id"] for event in updated} == {kept}
 
 
-def test_inbound_after_merge_lands_on_the_kept_contact_by_either_address(
+def test_inbound_after_merge_finds_kept_contact(
     state, agent, grace, whatsapp_channel, email_channel
 ):
     kept = grace["email_contact"]
@@ -140,7 +140,7 @@ def test_inbound_after_merge_lands_on_the_kept_contact_by_either_address(
         assert session.scalar(select(func.count()).select_from(Contact).where(Contact.merged_into_id.is_(None))) == 1
 
 
-def test_a_message_resolved_before_the_merge_committed_finds_the_kept_contact(state, agent, grace):
+def test_ingest_racing_merge_finds_kept_contact(state, agent, grace):
     # An ingest read the identity, then a merge committed before it locked the contact.
     with state.session_factory() as ingesting:
         stale = ingesting.scalar(select(ContactIdentity).where(ContactIdentity.value == PHONE))
@@ -155,7 +155,7 @@ def test_a_message_resolved_before_the_merge_committed_finds_the_kept_contact(st
         ingesting.rollback()
 
 
-def test_repeat_and_self_merge_are_conflicts_that_change_nothing(state, agent, grace):
+def test_repeat_or_self_merge_conflicts(state, agent, grace):
     kept, merged = grace["email_contact"], grace["phone_contact"]
     merge(state, agent, kept, merged)
     with state.session_factory() as session:
@@ -199,13 +199,14 @@ def test_two_phone_numbers_do_not_merge(state, agent, whatsapp_channel):
     with pytest.raises(CannotMerge) as refused:
         merge(state, agent, first, second)
 
-    assert "+15551230001" in refused.value.message and "+15551230002" in refused.value.message
+    assert "+15551230001" in refused.value.message
+    assert "+15551230002" in refused.value.message
     with state.session_factory() as session:
         assert session.get(Contact, second).merged_into_id is None
         assert len(session.get(Contact, second).identities) == 1
 
 
-def test_a_chain_of_merges_points_to_the_last_kept_contact(state, agent, whatsapp_channel, email_channel):
+def test_merge_chain_points_to_last_contact(state, agent, whatsapp_channel, email_channel):
     phone = contact_of(state, receive(state, whatsapp_channel.id, PHONE, "hi").conversation_id)
     mail = contact_of(state, receive_mail(state, email_channel.id, EMAIL, "hi").conversation_id)
     with state.session_factory() as session:
@@ -226,7 +227,7 @@ def test_a_chain_of_merges_points_to_the_last_kept_contact(state, agent, whatsap
         assert {i.value for i in contact.identities} == {PHONE, EMAIL}
 
 
-def test_the_earlier_opt_out_of_either_contact_stays(state, agent, whatsapp_channel, email_channel):
+def test_merge_keeps_earlier_opt_out(state, agent, whatsapp_channel, email_channel):
     phone = contact_of(state, receive(state, whatsapp_channel.id, PHONE, "hi").conversation_id)
     mail = contact_of(state, receive_mail(state, email_channel.id, EMAIL, "hi").conversation_id)
     earlier = utcnow() - timedelta(days=3)
@@ -244,7 +245,7 @@ def test_the_earlier_opt_out_of_either_contact_stays(state, agent, whatsapp_chan
         assert (contact.opted_out_at, contact.opted_out_keyword) == (earlier, "UNSUBSCRIBE")
 
 
-def test_an_agents_name_wins_over_a_channel_name(state, agent, whatsapp_channel, email_channel):
+def test_merge_prefers_agent_set_name(state, agent, whatsapp_channel, email_channel):
     with state.session_factory() as session:
         ingest_message(session, whatsapp_channel.id, customer_message(PHONE, "hi", name="gh"))
     phone = contact_of(state, receive(state, whatsapp_channel.id, PHONE, "again").conversation_id)

@@ -1,7 +1,7 @@
 """Switchboard processes started through the ``switchboard`` console script, and Socket.IO clients.
 
 ``ServiceProcess`` runs one ``switchboard web`` or ``switchboard worker`` with its own
-environment, writes its output to a file (a pipe nobody reads could fill up and stall it),
+environment, writes its output to a file (a pipe without a reader could fill up and stall it),
 and stops it with SIGTERM, then SIGKILL. ``EventClient`` is a python-socketio client that
 keeps every event it receives, so a test can wait for one that matches.
 """
@@ -75,7 +75,7 @@ class ServiceProcess:
             pytest.fail(f"switchboard {self.name} exited:\n{self.output()}", pytrace=False)
 
     def wait_until_serving(self, base_url: str) -> None:
-        """Wait for ``/healthz`` to answer 200, or fail with the process's output."""
+        """Wait until ``/healthz`` returns 200, or fail with the process's output."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             self.fail_unless_running()
