@@ -24,7 +24,6 @@ from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, te
 from inbox.activity import activity_to_dict, list_activities
 from inbox.assignment import online_agent_ids, open_assigned_counts
 from inbox.channel_config import whatsapp_provider
-from inbox.contacts import rename_contact
 from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read, parse_filter
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
@@ -71,6 +70,10 @@ def _content_api_error(error: ContentApiError) -> Any:
 
 
 def init_app(app: Flask) -> None:
+    from gateway import contacts_api
+
+    # The contact routes (profile, search, edits, merge) live in their own module.
+    app.register_blueprint(contacts_api.blueprint)
     config = app.extensions["switchboard"].config
     app.extensions["whatsapp_templates"] = TemplateCatalog(config.whatsapp_template_refresh)
     # Unmatched URLs never reach the blueprint's handlers, so JSON errors for /api/ paths
@@ -242,18 +245,6 @@ def read(conversation_id: int) -> Any:
     mark_conversation_read(session, conversation_id)
     session.commit()
     return Response(status=204)
-
-
-@blueprint.patch("/contacts/<id:contact_id>")
-def contact(contact_id: int) -> Any:
-    name = _json_body().get("name")
-    if name is not None and not isinstance(name, str):
-        raise InvalidInput("name must be a string, or null to use the channel's name again.", field="name")
-    session = db()
-    found = rename_contact(session, contact_id, name)
-    data = {"id": found.id, "name": found.name, "name_set_by_agent": found.name_set_by_agent}
-    session.commit()
-    return jsonify(data)
 
 
 @blueprint.get("/attachments/<id:attachment_id>")

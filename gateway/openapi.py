@@ -170,14 +170,6 @@ OPENAPI: dict[str, Any] = {
         "/conversations/{id}/read": {
             "post": {"summary": "Mark the conversation read", "parameters": [_ID], "responses": {"204": {"description": "Done."}, **_ERRORS}}
         },
-        "/contacts/{id}": {
-            "patch": {
-                "summary": "Set the contact's name; channel display names never overwrite it after",
-                "parameters": [_ID],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {"name": {"type": ["string", "null"], "maxLength": 200, "description": "Empty or null gives the name back to the channel."}}}}}},
-                "responses": {"200": {"description": "The contact: id, name, name_set_by_agent."}, "400": _json(_ref("Error"), "Too long or not a string."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
-            }
-        },
         "/attachments/{id}": {
             "get": {"summary": "Download an attachment", "parameters": [_ID], "responses": {"200": {"description": "The file, as a download."}, "404": _json(_ref("Error"), "Not found."), **_ERRORS}}
         },
@@ -443,3 +435,129 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+# ---- Contacts: profile, search, edits, merge (gateway.contacts_api) ----------------------------
+
+_CONVERSATION_PAGE = {
+    "type": "object",
+    "properties": {
+        "items": {"type": "array", "items": _ref("ContactConversation")},
+        "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; null on the last."},
+    },
+}
+
+OPENAPI["paths"].update({
+    "/contacts": {
+        "get": {
+            "summary": "Find contacts by name, email address or phone number",
+            "parameters": [
+                _query("q", {"type": "string", "minLength": 1, "maxLength": 200}, "Text the name or an address contains, in any case; a phone number matches by its digits."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20}, "How many contacts at most."),
+            ],
+            "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Contact")}}}, "Matching contacts, newest first; merged-away ones are left out."), "400": _INVALID, **_ERRORS},
+        }
+    },
+    "/contacts/{id}": {
+        "get": {
+            "summary": "A contact's profile: addresses, notes, conversations and merge history",
+            "parameters": [_ID, _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}, "How many conversations on the first page.")],
+            "responses": {"200": _json(_ref("ContactProfile"), "The profile."), "404": _NOT_FOUND, "400": _INVALID, **_ERRORS},
+        },
+        "patch": {
+            "summary": "Edit a contact's name and notes",
+            "parameters": [_ID],
+            "requestBody": _body({"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                "name": {"type": ["string", "null"], "maxLength": 200, "description": "Empty or null gives the name back to the channel; otherwise channel names never overwrite it."},
+                "notes": {"type": ["string", "null"], "maxLength": 10000, "description": "Free text; empty or null clears it."},
+            }}),
+            "responses": {"200": _json({"type": "object", "description": "id and the fields the request changed: name and name_set_by_agent, notes."}, "What changed."), "400": _json(_ref("Error"), "The body is not a JSON object."), "404": _NOT_FOUND, "409": _json(_ref("Error"), "The contact was merged into another (code contact_merged)."), "400": _INVALID, **_ERRORS},
+        },
+    },
+    "/contacts/{id}/conversations": {
+        "get": {
+            "summary": "One page of a contact's conversations, newest activity first",
+            "parameters": [
+                _ID,
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}, "Page size."),
+                _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+            ],
+            "responses": {"200": _json(_CONVERSATION_PAGE, "The page."), "404": _NOT_FOUND, "400": _INVALID, **_ERRORS},
+        }
+    },
+    "/contacts/{id}/merge": {
+        "post": {
+            "summary": "Merge another contact into this one: addresses, conversations, messages, notes and opt-out move here",
+            "parameters": [_ID],
+            "requestBody": _body({"type": "object", "required": ["other_id"], "properties": {"other_id": {"type": "integer", "description": "The contact that is merged away."}}}),
+            "responses": {
+                "200": _json({"type": "object", "properties": {"contact": _ref("Contact"), "merge": _ref("ContactMerge")}}, "The kept contact and the merge record."),
+                "400": _INVALID,
+                "404": _NOT_FOUND,
+                "409": _json(_ref("Error"), "code same_contact (into itself), already_merged (a repeat) or contact_merged (this contact was merged away)."),
+                "422": _json(_ref("Error"), "code address_kind_taken: both contacts have an email address, or both a phone number."),
+                **_ERRORS,
+            },
+        }
+    },
+})
+
+_IDENTITY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": ["email", "phone"]},
+        "value": {"type": "string", "description": "A lower-case email address or an E.164 phone number."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "failing": {"type": ["object", "null"], "description": "Set while mail to the address bounces: since, reason."},
+    },
+}
+
+OPENAPI["components"]["schemas"].update({
+    "Contact": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": ["string", "null"]},
+            "name_set_by_agent": {"type": "boolean"},
+            "notes": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "merged_into_id": {"type": ["integer", "null"], "description": "Set on a contact that was merged into another."},
+            "opted_out": {"type": ["object", "null"], "description": "Set while the customer has opted out of proactive WhatsApp messages: since, keyword."},
+            "identities": {"type": "array", "items": _IDENTITY},
+        },
+    },
+    "ContactConversation": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "channel": {"type": "object", "description": "id, kind, name."},
+            "subject": {"type": ["string", "null"]},
+            "snippet": {"type": "string"},
+            "status": {"type": "string", "enum": _STATUSES},
+            "last_message_at": {"type": "string", "format": "date-time"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ContactMerge": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "kept_contact_id": {"type": "integer"},
+            "merged_contact_id": {"type": "integer"},
+            "merged_name": {"type": ["string", "null"], "description": "The merged contact's name at the time."},
+            "merged_identities": {"type": "array", "items": {"type": "object", "description": "kind, value."}},
+            "details": {"type": "object", "description": "conversation_ids, message_count, notes_moved, opted_out."},
+            "agent": {"type": ["object", "null"], "description": "Who merged: id, name."},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ContactProfile": {
+        "allOf": [_ref("Contact")],
+        "type": "object",
+        "properties": {
+            "conversations": _CONVERSATION_PAGE,
+            "merges": {"type": "array", "items": _ref("ContactMerge"), "description": "Merges into this contact, newest first."},
+        },
+    },
+})

@@ -1,30 +1,42 @@
-"""Contact resolution: one contact per email address or phone number, on every channel.
+"""Contacts: resolution of addresses to contacts, the profile agents read and edit, search.
 
 An identity is keyed by (kind, value) alone, not by channel, so the same phone number on
 two WhatsApp senders (or on another phone channel) is the same contact. Phone numbers are
 stored in E.164, so ``whatsapp:+4915...``, ``+49 15...`` and ``004915...`` are one identity.
+
+A contact merged into another (``inbox.contact_merge``) keeps its row with ``merged_into_id``
+set and owns nothing any more; resolution, search and edits go to the kept contact.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from channels.errors import ParseError
 from channels.types import Address, AddressKind
 from channels.whatsapp.phone import normalize_phone
-from inbox.errors import InvalidInput, NotFound
+from inbox.conversations import ConversationFilter, Page, list_conversations
+from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.events import record_event
-from inbox.models import Contact, ContactIdentity, Conversation
-from inbox.serialize import conversation_to_dict
+from inbox.models import Contact, ContactIdentity, ContactMerge, Conversation
+from inbox.serialize import agent_ref, conversation_to_dict, isoformat
 
 log = logging.getLogger(__name__)
 
 NAME_LENGTH = 200
 # Conversations whose open views a rename updates live; older ones show it on the next load.
 RENAME_EVENT_LIMIT = 50
+NOTES_LENGTH = 10_000
+SEARCH_LIMIT = 50
+# A merge points older merged contacts to the new kept one, so one hop is the rule. The
+# limit guards against rows written by hand.
+MAX_MERGE_HOPS = 5
 
 
 def identity_value(address: Address) -> str:
@@ -71,8 +83,7 @@ def resolve_identity(session: Session, address: Address) -> ContactIdentity:
         # Lock the contact (PostgreSQL; SQLite already serializes writers) so that two of
         # its messages arriving at once thread one after the other, not into two new
         # conversations.
-        contact = session.get(Contact, identity.contact_id, with_for_update=True)
-        assert contact is not None
+        contact = _lock_current_owner(session, identity)
         _update_channel_name(contact, address.kind, display_name)
         return identity
 
@@ -82,6 +93,22 @@ def resolve_identity(session: Session, address: Address) -> ContactIdentity:
     session.add(identity)
     session.flush()
     return identity
+
+
+def _lock_current_owner(session: Session, identity: ContactIdentity) -> Contact:
+    """Lock and return the contact that owns ``identity`` now.
+
+    A merge may have moved the identity while this transaction waited for the lock: the
+    locked contact then carries ``merged_into_id``, and the identity is read again so that
+    the message lands on the kept contact.
+    """
+    for _ in range(MAX_MERGE_HOPS):
+        contact = session.get(Contact, identity.contact_id, with_for_update=True)
+        assert contact is not None
+        if contact.merged_into_id is None:
+            return contact
+        session.refresh(identity)
+    raise Conflict(f"Contact {identity.contact_id} is part of a merge chain that does not end.")
 
 
 def _update_channel_name(contact: Contact, kind: AddressKind, display_name: str | None) -> None:
@@ -125,3 +152,193 @@ def rename_contact(session: Session, contact_id: int, name: str | None) -> Conta
             session, "conversation.updated", {"conversation": conversation_to_dict(conversation)}, conversation.id
         )
     return contact
+
+
+# ---- The profile ------------------------------------------------------------------------------
+
+
+def get_contact_or_404(session: Session, contact_id: int) -> Contact:
+    """Return the contact with its identities loaded. Raises ``NotFound``."""
+    contact = session.scalar(
+        select(Contact).where(Contact.id == contact_id).options(selectinload(Contact.identities))
+    )
+    if contact is None:
+        raise NotFound(f"Contact {contact_id} not found.", field="contact_id")
+    return contact
+
+
+def identity_to_dict(identity: ContactIdentity) -> dict[str, Any]:
+    """Describe one address; ``failing`` is set while mail to it bounces."""
+    failing = None
+    if identity.failing_since is not None:
+        failing = {"since": isoformat(identity.failing_since), "reason": identity.failure_reason}
+    return {
+        "id": identity.id,
+        "kind": identity.kind,
+        "value": identity.value,
+        "created_at": isoformat(identity.created_at),
+        "failing": failing,
+    }
+
+
+def contact_to_dict(contact: Contact) -> dict[str, Any]:
+    """Return a contact with its identities, notes and opt-out state, without conversations."""
+    return {
+        "id": contact.id,
+        "name": contact.name,
+        "name_set_by_agent": bool(contact.name_set_by_agent),
+        "notes": contact.notes or "",
+        "created_at": isoformat(contact.created_at),
+        "merged_into_id": contact.merged_into_id,
+        "opted_out": (
+            {"since": isoformat(contact.opted_out_at), "keyword": contact.opted_out_keyword}
+            if contact.opted_out_at else None
+        ),
+        "identities": [identity_to_dict(identity) for identity in contact.identities],
+    }
+
+
+def merge_to_dict(merge: ContactMerge) -> dict[str, Any]:
+    return {
+        "id": merge.id,
+        "kept_contact_id": merge.kept_contact_id,
+        "merged_contact_id": merge.merged_contact_id,
+        "merged_name": merge.merged_name,
+        "merged_identities": merge.merged_identities,
+        "details": merge.details,
+        "agent": agent_ref(merge.agent),
+        "created_at": isoformat(merge.created_at),
+    }
+
+
+def list_contact_merges(session: Session, contact_id: int) -> list[ContactMerge]:
+    """Return the merges that ended in this contact, newest first.
+
+    That includes merges into a contact that was itself merged into this one later.
+    """
+    absorbed = select(Contact.id).where(Contact.merged_into_id == contact_id)
+    return list(
+        session.scalars(
+            select(ContactMerge)
+            .where(or_(ContactMerge.kept_contact_id == contact_id, ContactMerge.kept_contact_id.in_(absorbed)))
+            .options(selectinload(ContactMerge.agent))
+            .order_by(ContactMerge.id.desc())
+        )
+    )
+
+
+def list_contact_conversations(session: Session, contact_id: int, limit: int = 20, cursor: str | None = None) -> Page:
+    """Return one page of the contact's conversations, newest activity first.
+
+    Conversations closed by a conversation merge are left out: their messages are in the
+    conversation they were merged into. Raises ``InvalidInput`` for a bad limit or cursor.
+    """
+    return list_conversations(session, limit=limit, cursor=cursor, where=ConversationFilter(contact_id=contact_id))
+
+
+def conversation_summary(conversation: Conversation) -> dict[str, Any]:
+    """Return what a contact's list of conversations shows of one conversation."""
+    channel = conversation.channel
+    return {
+        "id": conversation.id,
+        "channel": {"id": channel.id, "kind": channel.kind, "name": channel.name},
+        "subject": conversation.subject,
+        "snippet": conversation.snippet,
+        "status": conversation.status,
+        "last_message_at": isoformat(conversation.last_message_at),
+        "created_at": isoformat(conversation.created_at),
+    }
+
+
+# ---- Editing ----------------------------------------------------------------------------------
+
+
+def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]) -> Contact:
+    """Apply an agent's edit of ``name`` and/or ``notes`` and return the contact.
+
+    ``name`` follows ``rename_contact``; ``notes`` is free text (None or empty clears it).
+    Records a ``contact.updated`` event, and for a new name the ``conversation.updated``
+    events of ``rename_contact``. The caller commits. Raises ``InvalidInput`` for unknown or
+    ill-typed fields, ``NotFound`` and ``Conflict`` (code ``contact_merged``) for a contact
+    that was merged into another.
+    """
+    unknown = sorted(set(changes) - {"name", "notes"})
+    if unknown:
+        raise InvalidInput(f"Unknown field {unknown[0]!r}; a contact takes name and notes.", field=unknown[0])
+    if not changes:
+        raise InvalidInput("Give name, notes or both.")
+    for field in ("name", "notes"):
+        if field in changes and changes[field] is not None and not isinstance(changes[field], str):
+            raise InvalidInput(f"{field} must be a string or null.", field=field)
+    notes = (changes.get("notes") or "").strip()
+    if len(notes) > NOTES_LENGTH:
+        raise InvalidInput(
+            f"The notes have {len(notes)} characters; a contact's notes allow at most {NOTES_LENGTH}.", field="notes"
+        )
+
+    contact = session.get(Contact, contact_id, with_for_update=True)
+    if contact is None:
+        raise NotFound(f"Contact {contact_id} not found.", field="contact_id")
+    if contact.merged_into_id is not None:
+        raise Conflict(
+            f"Contact {contact_id} was merged into contact {contact.merged_into_id}; edit that one.",
+            field="contact_id", code="contact_merged",
+        )
+    if "name" in changes:
+        rename_contact(session, contact_id, changes["name"])
+    if "notes" in changes:
+        contact.notes = notes or None
+    session.flush()
+    session.refresh(contact, ["identities"])
+    record_event(session, "contact.updated", {"contact": contact_to_dict(contact)})
+    return contact
+
+
+# ---- Search -----------------------------------------------------------------------------------
+
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]+$")
+
+
+def search_contacts(session: Session, query: str, limit: int = 20) -> list[Contact]:
+    """Return up to ``limit`` contacts whose name, email address or phone number contains ``query``.
+
+    Case does not matter. A query that looks like a phone number ("+49 151 2345") matches
+    by its digits, so spaces and dashes need not match the stored E.164 form. Merged-away
+    contacts are left out. Newest contacts come first. Raises ``InvalidInput`` for an empty
+    query or a limit outside 1..50.
+    """
+    text = " ".join(query.split())
+    if not text:
+        raise InvalidInput("q must contain something to look for.", field="q")
+    if len(text) > NAME_LENGTH:
+        raise InvalidInput(f"q allows at most {NAME_LENGTH} characters.", field="q")
+    if not 1 <= limit <= SEARCH_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {SEARCH_LIMIT}.", field="limit")
+
+    needles = {text.lower()}
+    digits = re.sub(r"\D", "", text)
+    if _PHONE_LIKE.match(text) and len(digits) >= 3:
+        needles.add(digits)
+    conditions = []
+    for needle in needles:
+        pattern = f"%{_escape_like(needle)}%"
+        conditions.append(func.lower(Contact.name).like(pattern, escape="\\"))
+        conditions.append(
+            exists().where(
+                ContactIdentity.contact_id == Contact.id,
+                func.lower(ContactIdentity.value).like(pattern, escape="\\"),
+            )
+        )
+    return list(
+        session.scalars(
+            select(Contact)
+            .where(Contact.merged_into_id.is_(None), or_(*conditions))
+            .options(selectinload(Contact.identities))
+            .order_by(Contact.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

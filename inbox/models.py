@@ -262,6 +262,11 @@ class Contact(Base):
     # them until they write an opt-in keyword such as START. Replies to them still go out.
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opted_out_keyword: Mapped[str | None] = mapped_column(String(50))
+    # What agents write down about the customer, shown beside every conversation of theirs.
+    notes: Mapped[str | None] = mapped_column(Text)
+    # Set once this contact was merged into another (``inbox.contact_merge``). It then owns no
+    # identity or conversation and stays only so that the merge history can point to it.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
 
     identities: Mapped[list[ContactIdentity]] = relationship(
         back_populates="contact", order_by="ContactIdentity.id"
@@ -587,3 +592,27 @@ class EarlyDeliveryReport(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactMerge(Base):
+    """One contact merged into another: who did it, when, and what the merged one was.
+
+    ``merged_name`` and ``merged_identities`` (a list of ``{"kind", "value"}``) keep the
+    merged contact as it was, because its identities now belong to the kept one. ``details``
+    lists what moved: ``conversation_ids``, ``message_count``, ``notes_moved`` and the
+    ``opted_out`` state it had. The unique key on ``merged_contact_id`` lets a contact be
+    merged away only once.
+    """
+
+    __tablename__ = "contact_merges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kept_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    merged_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), unique=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    merged_name: Mapped[str | None] = mapped_column(String(200))
+    merged_identities: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    agent: Mapped[Agent | None] = relationship()

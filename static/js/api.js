@@ -82,6 +82,31 @@ export class ApiClient {
     return this.request('PATCH', `/contacts/${encodeURIComponent(contactId)}`, { name });
   }
 
+  /** Read a contact's profile: addresses, notes, merges and the first page of conversations. */
+  getContact(contactId, { limit = 20 } = {}) {
+    return this.request('GET', `/contacts/${encodeURIComponent(contactId)}?limit=${encodeURIComponent(limit)}`);
+  }
+
+  listContactConversations(contactId, { cursor = null, limit = 20 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set('cursor', cursor);
+    return this.request('GET', `/contacts/${encodeURIComponent(contactId)}/conversations?${query}`);
+  }
+
+  searchContacts(text, { limit = 20 } = {}) {
+    return this.request('GET', `/contacts?${new URLSearchParams({ q: text, limit: String(limit) })}`);
+  }
+
+  /** Change a contact's `name` and/or `notes`; the response contains the id and the changed fields. */
+  updateContact(contactId, changes) {
+    return this.request('PATCH', `/contacts/${encodeURIComponent(contactId)}`, changes);
+  }
+
+  /** Merge contact `otherId` into `contactId`, which is kept. */
+  mergeContacts(contactId, otherId) {
+    return this.request('POST', `/contacts/${encodeURIComponent(contactId)}/merge`, { other_id: otherId });
+  }
+
   sendTemplate(conversationId, template) {
     return this.request('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`, { template });
   }

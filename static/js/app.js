@@ -4,6 +4,7 @@
 import { ApiClient } from './api.js';
 import { BulkBar } from './bulk-bar.js';
 import { Composer } from './composer.js';
+import { ContactPanel } from './contact-panel.js';
 import { ConversationControls, openMergeDialog } from './conversation-controls.js';
 import { ConversationList } from './conversation-list.js';
 import { isEditableTarget } from './dom.js';
@@ -105,6 +106,11 @@ export class InboxApp {
       onChange: (id, changes) => this.changeConversation(id, changes),
       onMerge: (conversation) => this.showMergeDialog(conversation),
       onOpen: (id) => this.select(id, { immediate: true }),
+    });
+    this.contactPanel = new ContactPanel(this.thread.contactHost, {
+      api: this.api,
+      onOpenConversation: (id) => this.select(id, { immediate: true }),
+      announce: (text) => this.announce(text),
     });
     this.composer = new Composer(this.thread.composerHost, {
       onSend: (conversationId, text, files) => this.sendReply(conversationId, text, { files }),
@@ -272,6 +278,7 @@ export class InboxApp {
     const conversation = this.conversations.get(id);
     if (conversation) {
       this.thread.showConversation(conversation);
+      this.contactPanel.show(conversation.contact?.id ?? null, id);
       this.controls.update(conversation);
       this.composer.setConversation(conversation.status === 'closed' ? null : conversation);
     } else {
@@ -578,6 +585,10 @@ export class InboxApp {
       case 'message.updated':
         if (payload.message) this.applyMessageUpdated(payload.message);
         break;
+      case 'contact.updated':
+      case 'contact.merged':
+        this.contactPanel.receiveEvent(name, payload);
+        break;
       default:
         break;
     }
@@ -700,6 +711,7 @@ export class InboxApp {
     if (conversation.id === this.selectedId) {
       const current = this.conversations.get(conversation.id);
       this.thread.updateHeader(current);
+      this.contactPanel.show(current.contact?.id ?? null, current.id);
       this.controls.update(current);
       this.composer.setConversation(current.status === 'closed' ? null : current);
     }

@@ -8,7 +8,10 @@
 //
 // "typing" and "presence" are relayed without an id and are never replayed.
 
-const EVENT_NAMES = ['conversation.created', 'conversation.updated', 'message.created', 'message.updated'];
+const EVENT_NAMES = [
+  'conversation.created', 'conversation.updated', 'message.created', 'message.updated',
+  'contact.updated', 'contact.merged',
+];
 
 // Ids kept for the duplicate check. Replays overlap live events by a few ids, not thousands.
 const REMEMBERED_EVENT_IDS = 5000;

@@ -69,6 +69,19 @@ export class ThreadView {
       this.header,
       h('div', { class: 'thread__scroll-area' }, this.scroller, this.newMessagesButton, this.typingIndicator),
       this.composerHost);
+    // The contact panel (contact-panel.js) sits beside the thread; wide screens show it at first.
+    this.contactOpen = window.matchMedia('(min-width: 1360px)').matches;
+    this.contactHost = h('aside', {
+      class: 'contact-panel', id: 'contact-panel', 'aria-labelledby': 'contact-panel-title', hidden: !this.contactOpen,
+    });
+    this.layout = h('div', { class: 'thread-layout' }, this.body, this.contactHost);
+  }
+
+  toggleContact() {
+    this.contactOpen = !this.contactOpen;
+    this.contactHost.hidden = !this.contactOpen;
+    this.headerMain.querySelector('.thread__contact-toggle')?.setAttribute('aria-expanded', String(this.contactOpen));
+    if (this.contactOpen) this.contactHost.querySelector('button, input, textarea')?.focus();
   }
 
   /** Show the placeholder of an empty pane: no conversation selected, or none at all. */
@@ -101,7 +114,7 @@ export class ThreadView {
   }
 
   attach(id) {
-    if (!this.root.contains(this.body)) replaceChildren(this.root, this.body);
+    if (!this.root.contains(this.layout)) replaceChildren(this.root, this.layout);
     if (this.conversationId !== id) {
       this.conversationId = id;
       this.clearMessages();
@@ -131,7 +144,14 @@ export class ThreadView {
                 : 'The name comes from the channel until an agent sets one',
               onClick: () => this.onRename(conversation.contact),
             }, 'Rename')
-            : null),
+            : null,
+          h('button', {
+            type: 'button',
+            class: 'link-button thread__contact-toggle',
+            'aria-controls': 'contact-panel',
+            'aria-expanded': String(this.contactOpen),
+            onClick: () => this.toggleContact(),
+          }, 'Contact details')),
         h('p', { class: 'thread__details' },
           address && address !== name ? h('span', { class: 'thread__address' }, address) : null,
           channelInfo(conversation.channel),

@@ -79,6 +79,11 @@ export function describeActivity(activity) {
       return `${who ?? 'Switchboard'} merged conversation #${details.conversation_id} into this one (${plural(details.message_count, 'message')})`;
     case 'merged_into':
       return `${who ?? 'Switchboard'} merged this into conversation #${details.conversation_id}`;
+    case 'contact_merged': {
+      const addresses = (details.merged_identities ?? []).map((identity) => identity.value).join(', ');
+      const merged = details.merged_name ? `${details.merged_name} (${addresses})` : addresses || `contact #${details.merged_contact_id}`;
+      return `${who ?? 'Switchboard'} merged the contact ${merged} into this customer`;
+    }
     default:
       return `${who ?? 'Switchboard'} changed ${activity.action}`;
   }

@@ -1,90 +1,236 @@
-"""Events caused in one process reach Socket.IO clients of another through Redis."""
+"""Several Switchboard processes share one live inbox: events cross between them through Redis.
+
+``test_events_cross_web_and_worker_processes`` starts the deployment of docs/deployment.md
+for real, through the ``switchboard`` console script. Two ``switchboard web`` processes and
+one ``switchboard worker`` share one PostgreSQL database and one Redis. Dovecot is the
+support mailbox and the loopback Twilio server is the WhatsApp provider. A python-socketio
+client on each web process must receive the events caused through the other web process
+(a customer's message, an agent's reply, a status change, a contact merge) and those the
+worker causes (a reply's send status from the outbox dispatcher, an email it imported).
+
+On the SQLite pass of the suite that test is skipped, on purpose and in CI too: several
+processes are supported on PostgreSQL only (SQLite is the one-process ``switchboard run``
+setup), the worker shares the outbox through PostgreSQL's row locks, and CI runs the suite
+a second time on PostgreSQL, where the test runs. There, a missing Redis fails it in CI,
+and a missing PostgreSQL already fails the migrated database fixture.
+
+``test_event_from_another_process_reaches_client`` is the smaller check that runs on both
+passes: an event committed in this test process reaches a client of a web process.
+"""
 
 from __future__ import annotations
 
 import os
-import queue
-import socket
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
-import socketio
+import requests
+from twilio.request_validator import RequestValidator
 
 from channels.whatsapp import parse_inbound
 from gateway import create_app, get_state
 from gateway.simulate import build_message_form
 from inbox.ingest import ingest_message
+from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+from tests.gateway.conftest import SUPPORT
 from tests.support.components import require
+from tests.support.processes import (
+    EventClient,
+    ServiceProcess,
+    free_port,
+    redis_reachable,
+    service_environment,
+)
+from tests.support.twilio_server import TwilioTestServer
 
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+EVENT_NAMES = (
+    "conversation.created", "conversation.updated", "message.created", "message.updated",
+    "contact.updated", "contact.merged",
+)
+CUSTOMER_PHONE = "+15551230077"
+CUSTOMER_EMAIL = "grace@example.org"
 
 
-def _redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
+def _require_redis() -> None:
+    require(redis_reachable(REDIS_URL), f"Redis is not reachable at {REDIS_URL}")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _base_settings(config, **more: str | None) -> dict[str, str]:
+    return service_environment(
+        database_url=config.database_url,
+        secret_key=config.secret_key,
+        redis_url=REDIS_URL,
+        instance_dir=config.instance_dir,
+        log_level="WARNING",
+        **more,
+    )
 
 
 @pytest.fixture
-def web_process(config, agent, whatsapp_channel):
-    require(_redis_available(), "Redis is not reachable at 127.0.0.1:6379")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SWITCHBOARD_DATABASE_URL": config.database_url,
-        "SWITCHBOARD_SECRET_KEY": config.secret_key,
-        "SWITCHBOARD_REDIS_URL": REDIS_URL,
-        "SWITCHBOARD_INSTANCE_DIR": config.instance_dir,
-        "SWITCHBOARD_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "web", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def processes() -> Iterator[ExitStack]:
+    """An exit stack that stops every process and client pushed on it, even when a test fails."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def _start_web(stack: ExitStack, name: str, port: int, env: dict[str, str], log_dir) -> str:
+    process = stack.enter_context(_stopping(ServiceProcess(name, ["web", "--port", str(port)], env, log_dir)))
+    base_url = f"http://127.0.0.1:{port}"
+    process.start().wait_until_serving(base_url)
+    return base_url
+
+
+class _stopping:
+    """Context manager that stops a ServiceProcess on exit."""
+
+    def __init__(self, process: ServiceProcess) -> None:
+        self.process = process
+
+    def __enter__(self) -> ServiceProcess:
+        return self.process
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.stop()
+
+
+def _connect(stack: ExitStack, base_url: str, token: str) -> EventClient:
+    client = EventClient(base_url, token, EVENT_NAMES).connect()
+    stack.callback(client.disconnect)
+    return client
+
+
+def test_event_from_another_process_reaches_client(config, agent, api_token, whatsapp_channel, processes, tmp_path):
+    _require_redis()
+    base_url = _start_web(processes, "web", free_port(), _base_settings(config), tmp_path)
+    client = _connect(processes, base_url, api_token)
+    # This process shares the database and the Redis queue with the web process, not its server.
+    sender = create_app(replace(config, redis_url=REDIS_URL))
+    state = get_state(sender)
+    processes.callback(state.engine.dispose)
+
+    form = build_message_form(whatsapp_channel, "+15551230000", "from the other process", None)
+    with state.session_factory() as session:
+        ingest_message(session, whatsapp_channel.id, parse_inbound(form, b"raw=from-other-process"))
+
+    received = client.wait_for("message.created", lambda p: p["message"]["text"] == "from the other process", 10)
+    assert isinstance(received["event_id"], int) and received["event_id"] >= 1
+
+
+def _same_event(first: dict, second: dict) -> dict:
+    """Both clients got one stored event: the same id, the same content."""
+    assert first["event_id"] == second["event_id"]
+    assert first == second
+    return first
+
+
+def test_events_cross_web_and_worker_processes(
+    config, agent, api_token, whatsapp_channel, email_channel, mailbox, processes, tmp_path
+):
+    if not config.database_url.startswith("postgresql"):
+        pytest.skip("several processes run on PostgreSQL only; the PostgreSQL pass of the suite runs this test")
+    _require_redis()
+    twilio = processes.enter_context(
+        TwilioTestServer(account_sid=TWILIO_ACCOUNT_SID, auth_token=TWILIO_AUTH_TOKEN, initial_status="sent")
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-                process.kill()
-                pytest.fail(f"switchboard web did not start: {output}")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+
+    # Step 1: two web processes and a worker. Twilio's status callbacks go to web 1.
+    port_1, port_2 = free_port(), free_port()
+    web_1_url = f"http://127.0.0.1:{port_1}"
+    env = _base_settings(
+        config,
+        public_url=web_1_url,
+        twilio_api_base_url=twilio.base_url,
+        outbox_poll_interval="0.2",
+        imap_poll_interval="1",
+        whatsapp_send_rate="0",
+        attachments_dir=str(tmp_path / "attachments"),
+    )
+    _start_web(processes, "web-1", port_1, env, tmp_path)
+    web_2_url = _start_web(processes, "web-2", port_2, env, tmp_path)
+    worker = processes.enter_context(_stopping(ServiceProcess("worker", ["worker"], env, tmp_path)))
+    worker.start().wait_for_output("Switchboard worker running")
+    on_1 = _connect(processes, web_1_url, api_token)
+    on_2 = _connect(processes, web_2_url, api_token)
+    api_1, api_2 = _api(web_1_url, api_token), _api(web_2_url, api_token)
+
+    # Step 2: a customer's WhatsApp message through web 2's webhook reaches web 1's client.
+    form = build_message_form(whatsapp_channel, CUSTOMER_PHONE, "Is my order on its way?", "Grace")
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    # Twilio signs the public URL, which is web 1's, whichever process the request reaches.
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(web_1_url + path, form)
+    response = requests.post(web_2_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+    assert response.status_code == 200, response.text
+    inbound = _same_event(*(
+        client.wait_for("message.created", lambda p: p["message"]["text"] == "Is my order on its way?")
+        for client in (on_1, on_2)
+    ))
+    conversation_id = inbound["message"]["conversation_id"]
+
+    # Step 3: an agent's reply through web 1 reaches web 2's client.
+    reply = api_1("POST", f"/conversations/{conversation_id}/messages", {"text": "It left the warehouse today."})
+    created = _same_event(*(
+        client.wait_for("message.created", lambda p: p["message"]["id"] == reply["id"]) for client in (on_2, on_1)
+    ))
+    assert created["message"]["author"]["type"] == "agent"
+
+    # Step 4: the worker's outbox dispatcher sends it; its status reaches both clients.
+    sent = _same_event(*(
+        client.wait_for("message.updated", lambda p: p["message"]["id"] == reply["id"] and p["message"]["delivery_status"] == "sent")
+        for client in (on_1, on_2)
+    ))
+    [resource] = twilio.wait_for_messages(1)
+    assert resource["body"] == "It left the warehouse today."
+    assert resource["status_callback"] == f"{web_1_url}/webhooks/twilio/{whatsapp_channel.id}/status"
+
+    # Step 5: Twilio's delivery report to web 1 reaches web 2's client.
+    assert twilio.post_status(resource["sid"], "delivered") == 204
+    delivered = _same_event(*(
+        client.wait_for("message.updated", lambda p: p["message"]["id"] == reply["id"] and p["message"]["delivery_status"] == "delivered")
+        for client in (on_2, on_1)
+    ))
+    assert delivered["event_id"] > sent["event_id"]
+
+    # Step 6: a status change through web 2 reaches web 1's client.
+    api_2("PATCH", f"/conversations/{conversation_id}", {"status": "pending"})
+    _same_event(*(
+        client.wait_for("conversation.updated", lambda p: p["conversation"]["id"] == conversation_id and p["conversation"]["status"] == "pending")
+        for client in (on_1, on_2)
+    ))
+
+    # Step 7: the worker imports a mail from Dovecot; both clients get it.
+    mailbox.append(
+        f"From: Grace Hopper <{CUSTOMER_EMAIL}>\r\nTo: {SUPPORT}\r\nSubject: Order 1234\r\n"
+        f"Message-ID: <order-1234.{time.time_ns()}@example.org>\r\nDate: Sat, 05 Dec 2026 10:00:00 +0000\r\n\r\n"
+        "Also, can I change the delivery address?\r\n".encode()
+    )
+    mail = _same_event(*(
+        client.wait_for("message.created", lambda p: "change the delivery address" in p["message"]["text"], 30)
+        for client in (on_1, on_2)
+    ))
+    assert mail["message"]["channel_kind"] == "email"
+
+    # Step 8: merging the email contact into the WhatsApp one through web 2 reaches web 1's client.
+    phone_contact = inbound["conversation"]["contact"]["id"]
+    email_contact = mail["conversation"]["contact"]["id"]
+    api_2("POST", f"/contacts/{phone_contact}/merge", {"other_id": email_contact})
+    merged = _same_event(*(
+        client.wait_for("contact.merged", lambda p: p["merged_contact_id"] == email_contact) for client in (on_1, on_2)
+    ))
+    assert {identity["value"] for identity in merged["contact"]["identities"]} == {CUSTOMER_PHONE, CUSTOMER_EMAIL}
+
+    assert worker.running(), worker.output()
 
 
-def test_event_from_another_process_reaches_client(config, web_process, api_token, whatsapp_channel):
-    events: queue.Queue = queue.Queue()
-    client = socketio.Client(reconnection=False)
-    client.on("message.created", lambda data: events.put(data))
-    client.connect(web_process, auth={"token": api_token}, transports=["websocket"])
-    # This process plays a worker: it shares the database and the Redis queue, not the server.
-    worker_app = create_app(replace(config, redis_url=REDIS_URL))
-    state = get_state(worker_app)
-    try:
-        form = build_message_form(whatsapp_channel, "+15551230000", "from the worker side", None)
-        with state.session_factory() as session:
-            ingest_message(session, whatsapp_channel.id, parse_inbound(form, b"raw=from-worker"))
+def _api(base_url: str, token: str):
+    def call(method: str, path: str, body: dict) -> dict:
+        response = requests.request(
+            method, f"{base_url}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert response.ok, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json()
 
-        received = events.get(timeout=10)
-    finally:
-        client.disconnect()
-        state.engine.dispose()
-
-    assert received["message"]["text"] == "from the worker side"
-    assert received["event_id"] >= 1
+    return call
