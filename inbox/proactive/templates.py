@@ -16,6 +16,7 @@ when the manager saves, not when the scheduler sends.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -189,6 +190,28 @@ class TemplateFields(Protocol):
     email_body: str
     whatsapp_body: str
     whatsapp_variables: dict[str, str]
+    conditions: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DraftTemplate:
+    """Template fields that are not saved, such as an editor's unsaved changes for a preview."""
+
+    email_subject: str = ""
+    email_body: str = ""
+    whatsapp_body: str = ""
+    whatsapp_variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> DraftTemplate:
+        return cls(
+            email_subject=fields.get("email_subject") or "",
+            email_body=fields.get("email_body") or "",
+            whatsapp_body=fields.get("whatsapp_body") or "",
+            whatsapp_variables=dict(fields.get("whatsapp_variables") or {}),
+            conditions=dict(fields.get("conditions") or {}),
+        )
 
 
 # ---- The sandbox --------------------------------------------------------------------------
@@ -558,7 +581,7 @@ def _template_line(traceback: TracebackType | None) -> int | None:
 # ---- Conditions and look-ups --------------------------------------------------------------
 
 
-def template_applies(template: UpdateTemplate, conversation: Conversation) -> bool:
+def template_applies(template: TemplateFields, conversation: Conversation) -> bool:
     """Return whether ``conversation`` meets every condition of ``template``.
 
     A missing or empty list matches every conversation. ``labels`` matches a conversation
