@@ -29,9 +29,10 @@ _SIDS = itertools.count(1)
 class History:
     """Builds conversations, agent replies and resolutions with chosen timestamps."""
 
-    def __init__(self, session, channel: Channel):
+    def __init__(self, session, channel: Channel, now: datetime = NOW):
         self.session = session
         self.channel = channel
+        self.now = now
         self.agent = create_agent(session, "hist@example.com", "Hana Historian", AGENT_PASSWORD)
         self.contact = Contact(name="Maria Lopez")
         session.add(self.contact)
@@ -67,7 +68,7 @@ class History:
         """Add ``count`` conversations spread over the history window, each handled in the given times."""
         spacing = (HISTORY - resolution) / count
         for index in range(count):
-            started = NOW - HISTORY + spacing * index
+            started = self.now - HISTORY + spacing * index
             conversation = self.conversation(started, team=team)
             self.reply(conversation, started + first_response)
             self.resolve(conversation, started + resolution)
