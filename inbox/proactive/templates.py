@@ -83,7 +83,7 @@ AGENT_STATUSES = tuple(
 )
 PRIORITIES = tuple(priority.value for priority in Priority)
 CHANNEL_KINDS = ("email", "whatsapp")
-# The longest wait a trigger accepts: 30 days. A longer one is most likely a unit mistake.
+# The maximum wait a trigger accepts: 30 days. A longer one is most likely a unit mistake.
 MAX_HOURS = 24 * 30
 
 

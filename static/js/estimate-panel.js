@@ -31,7 +31,7 @@ export class EstimatePanel {
     })
       .then((response) => (response.ok ? response.json() : null))
       .catch(() => null)
-      // A slower answer for a conversation the agent has left must not overwrite the newer one.
+      // A slower response for a conversation the agent has left must not overwrite the newer one.
       .then((estimate) => { if (sequence === this.sequence) this.render(estimate); });
   }
 

@@ -16,7 +16,7 @@ export class UpdatesApi extends ApiClient {
     return this.request('GET', '/update-templates');
   }
 
-  /** The placeholders, triggers with their parameters, and condition keys. */
+  /** Return the placeholders, the triggers with their parameters, and the condition keys. */
   getCatalogue() {
     return this.request('GET', '/update-templates/catalogue');
   }

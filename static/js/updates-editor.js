@@ -50,7 +50,7 @@ const FIELD_LABELS = {
 
 const BODY_FIELDS = ['email_subject', 'email_body', 'whatsapp_body'];
 
-/** A short description of a template's trigger, such as "No agent reply for 4 h". */
+/** Return a short description of a template's trigger, such as "No agent reply for 4 h". */
 export function describeTrigger(template) {
   const params = template.trigger_params ?? {};
   const label = TRIGGER_LABELS[template.trigger] ?? template.trigger;
@@ -76,6 +76,8 @@ export class TemplateEditor {
     this.teams = teams;
     this.labels = labels;
     this.errorNodes = new Map();
+    // Numbers the variable rows' element ids, which must stay unique when rows are removed.
+    this.variableCount = 0;
     // The body field that placeholders go into: the last one that had the focus.
     this.insertTarget = null;
   }
@@ -84,6 +86,7 @@ export class TemplateEditor {
   render(template, { actions, preview }) {
     const fields = template ?? { trigger: 'status_changed', trigger_params: { to_status: 'pending' }, conditions: {} };
     this.errorNodes.clear();
+    this.variableCount = 0;
     this.summary = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1', hidden: true });
 
     this.name = this.textInput('name', fields.name ?? '', { maxlength: '120', required: true });
@@ -234,12 +237,13 @@ export class TemplateEditor {
   }
 
   addVariable(number, name, focus = false) {
-    const index = this.variableRows.children.length + 1;
+    this.variableCount += 1;
+    const index = this.variableCount;
     const numberInput = h('input', {
       class: 'field__input field__input--number', type: 'number', min: '1', max: '99', id: `variable-number-${index}`,
       'aria-label': `Variable ${index}: number in the approved template`,
     });
-    numberInput.value = number || String(index);
+    numberInput.value = number || String(this.variableRows.children.length + 1);
     const select = h('select', { class: 'field__input', id: `variable-name-${index}`, 'aria-label': `Variable ${index}: placeholder` },
       this.catalogue.placeholders.map((placeholder) => h('option', { value: placeholder.name, selected: placeholder.name === name },
         placeholder.name)));

@@ -3,7 +3,7 @@
 // Modules:
 // - updates-api.js: the template routes of the JSON API
 // - updates-editor.js: the form, the placeholder list and the problems beside each field
-// This module holds the template list, saving, enabling and the preview.
+// This module contains the template list, saving, enabling and the preview.
 
 import { h, replaceChildren } from './dom.js';
 import { TemplateProblemsError, UpdatesApi } from './updates-api.js';
@@ -56,6 +56,8 @@ class UpdatesPage {
   // ---- The list ----------------------------------------------------------------------------
 
   renderList() {
+    // The rows are rebuilt, so the focus moves to the same control of the new row.
+    const focused = this.list.contains(document.activeElement) ? { ...document.activeElement.dataset } : null;
     if (this.templates.length === 0) {
       replaceChildren(this.list, h('li', { class: 'template-list__empty' }, 'No templates yet.'));
       return;
@@ -65,6 +67,7 @@ class UpdatesPage {
       return h('li', { class: `template-row${selected ? ' template-row--selected' : ''}` },
         h('button', {
           type: 'button', class: 'template-row__open', 'aria-current': selected ? 'true' : null,
+          dataset: { templateId: String(template.id), control: 'open' },
           onClick: () => this.open(template),
         },
         h('span', { class: 'template-row__name' }, template.name),
@@ -72,9 +75,13 @@ class UpdatesPage {
         h('button', {
           type: 'button', role: 'switch', class: 'switch', 'aria-checked': template.enabled ? 'true' : 'false',
           'aria-label': `Enabled: ${template.name}`,
+          dataset: { templateId: String(template.id), control: 'switch' },
           onClick: () => this.setEnabled(template, !template.enabled),
         }, h('span', { class: 'switch__knob', 'aria-hidden': 'true' })));
     }));
+    if (focused?.templateId) {
+      this.list.querySelector(`[data-template-id="${focused.templateId}"][data-control="${focused.control}"]`)?.focus();
+    }
   }
 
   replaceTemplate(saved) {
@@ -112,6 +119,8 @@ class UpdatesPage {
         : await this.api.createUpdateTemplate(fields);
       this.replaceTemplate(saved);
       this.open(saved);
+      // The form was rebuilt, so the focus would otherwise fall back to the page.
+      this.saveButton.focus();
       document.getElementById('save-status').textContent = 'Saved.';
       this.announce(`Saved ${saved.name}.`);
     } catch (error) {

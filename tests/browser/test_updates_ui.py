@@ -1,5 +1,8 @@
-"""The proactive updates page in Chromium: a manager writes a template, fixes what validation
-finds, previews it against a real conversation and enables it; agents see the estimate."""
+"""The proactive updates page in Chromium.
+
+A manager writes a template, fixes what validation finds, previews it against a real
+conversation and enables it. Agents see the estimate in the thread header.
+"""
 
 from __future__ import annotations
 
@@ -135,10 +138,37 @@ def test_editor_keyboard_only(page, live_server, state, whatsapp_channel):
     page.keyboard.type("Your request {{ reference }} is resolved.")
     page.get_by_label("Subject").focus()
     page.keyboard.type("Done")
+    page.get_by_label("Approved template (Content SID), sent outside the window").fill("HX" + "0" * 32)
+    page.get_by_role("button", name="Add variable").press("Enter")
+    expect(page.get_by_label("Variable 1: number in the approved template")).to_be_focused()
+    expect(page.get_by_label("Variable 1: number in the approved template")).to_have_value("1")
+    page.keyboard.press("Tab")
+    page.keyboard.press("End")
+    page.get_by_role("button", name="Add variable").press("Enter")
+    page.get_by_role("button", name="Remove variable 2").press("Enter")
     page.keyboard.press("Control+s")
 
     expect(page.locator("#save-status")).to_have_text("Saved.")
+    expect(page.get_by_role("button", name="Save")).to_be_focused()
     expect(page.get_by_role("switch", name="Enabled: Resolved note")).to_be_visible()
+    with state.session_factory() as session:
+        saved = session.query(UpdateTemplate).one()
+        assert saved.trigger == "resolved"
+        assert saved.whatsapp_variables == {"1": "reply_to"}
+
+    # The switch keeps the focus when the list is redrawn, so Space toggles it back and forth.
+    switch = page.get_by_role("switch", name="Enabled: Resolved note")
+    switch.focus()
+    page.keyboard.press("Space")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    expect(switch).to_be_focused()
+    page.keyboard.press("Space")
+    expect(switch).to_have_attribute("aria-checked", "false")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("heading", name="New template")).to_be_visible()
+    expect(page.locator("#template-list")).to_have_text("No templates yet.")
     assert page.console_errors == []
 
 
