@@ -15,6 +15,8 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
+from gateway.api import _inbox_error as api_inbox_error
+from gateway.api import _json_body
 from gateway.auth import current_agent, db, error_response, require_role
 from inbox.conversations import get_conversation_or_404
 from inbox.errors import Conflict, InboxError, InvalidInput
@@ -56,8 +58,7 @@ _CONVERSATION_REFERENCE = re.compile(r"^#?\s*([0-9]{1,18})$")
 def _inbox_error(error: InboxError) -> Any:
     if isinstance(error, InvalidTemplate):
         return _problems_response(error.problems)
-    status = 409 if isinstance(error, Conflict) else {"not_found": 404, "forbidden": 403}.get(error.code, 400)
-    return error_response(status, error.code, error.message, error.field)
+    return api_inbox_error(error)
 
 
 def _problems_response(problems: list[TemplateProblem]) -> Any:
@@ -70,13 +71,6 @@ def _problems_response(problems: list[TemplateProblem]) -> Any:
         "problems": [problem.to_dict() for problem in problems],
     }
     return jsonify({"error": body}), 422
-
-
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return body
 
 
 # ---- Templates ----------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from inbox.agents import create_api_token
 from inbox.models import Agent, Conversation, Role, UpdateTemplate
 from tests.conftest import login
+from tests.gateway.test_workflow_api import _token
 from tests.support.conversations import add_agent, receive
 
 GRACE = "+15551230001"
@@ -23,13 +23,6 @@ TEMPLATE = {
     "whatsapp_content_sid": "HX" + "a" * 32,
     "whatsapp_variables": {"1": "customer_name", "2": "reference"},
 }
-
-
-def _token(state, agent: Agent) -> dict[str, str]:
-    with state.session_factory() as session:
-        token = create_api_token(session, session.get(Agent, agent.id), "tests")
-        session.commit()
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
