@@ -85,7 +85,7 @@ def list_templates() -> Any:
 @blueprint.get("/update-templates/catalogue")
 @require_role(Role.MANAGER)
 def catalogue() -> Any:
-    """The placeholders, triggers with their parameters, and condition keys an editor offers."""
+    """Return the placeholders, the triggers with their parameters, and the condition keys."""
     return jsonify({
         "placeholders": [
             {"name": placeholder.name, "description": placeholder.description, "example": placeholder.example}
