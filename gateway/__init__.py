@@ -76,6 +76,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["switchboard"] = state
 
     from gateway import api, auth, channel_settings, health, pages, realtime, webhooks
+    from gateway import proactive_api, proactive_pages
 
     app.url_map.converters["id"] = IdConverter
     auth.init_app(app)
@@ -85,6 +86,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(channel_settings.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(proactive_api.blueprint)
+    app.register_blueprint(proactive_pages.blueprint)
     realtime.init_app(app, state)
     api.init_app(app)
     return app

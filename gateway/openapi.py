@@ -561,3 +561,197 @@ OPENAPI["components"]["schemas"].update({
         },
     },
 })
+
+
+# ---- Proactive update templates (gateway.proactive_api) -------------------------------------
+
+_TEMPLATE_ID = _path_id("template_id")
+_MANAGER = "Needs the manager or admin role."
+_INVALID_TEMPLATE = _json(
+    _ref("TemplateProblems"), "The template is invalid; error.problems lists each problem with its field and line.",
+)
+_PREVIEW_PICK = {
+    "description": 'The conversation to preview against: its id, or its reference such as "#42". '
+                   "Without it the preview uses sample values.",
+    "type": ["integer", "string", "null"],
+}
+
+OPENAPI["paths"].update({
+    "/update-templates": {
+        "get": {
+            "summary": "Proactive update templates, by name",
+            "description": _MANAGER,
+            "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("UpdateTemplate")}}}, "The templates."), **_ERRORS},
+        },
+        "post": {
+            "summary": "Create an update template (disabled unless enabled is true)",
+            "description": _MANAGER,
+            "requestBody": _body(_ref("UpdateTemplateFields")),
+            "responses": {"201": _json(_ref("UpdateTemplate"), "The new template."), "400": _INVALID, "422": _INVALID_TEMPLATE, **_ERRORS},
+        },
+    },
+    "/update-templates/catalogue": {
+        "get": {
+            "summary": "The placeholders, triggers with their parameters, and condition keys",
+            "description": _MANAGER,
+            "responses": {"200": _json({"type": "object"}, "placeholders (name, description, example), triggers (name, params), conditions."), **_ERRORS},
+        },
+    },
+    "/update-templates/validate": {
+        "post": {
+            "summary": "Validate template fields without saving them",
+            "description": f"{_MANAGER} Send id as well to check the name against other templates than that one.",
+            "requestBody": _body(_ref("UpdateTemplateFields")),
+            "responses": {"200": _json({"type": "object", "properties": {"valid": {"const": True}, "problems": {"type": "array", "maxItems": 0}}}, "The fields are valid."), "422": _INVALID_TEMPLATE, **_ERRORS},
+        },
+    },
+    "/update-templates/preview": {
+        "post": {
+            "summary": "Render unsaved template fields for a conversation or with sample values",
+            "description": _MANAGER,
+            "requestBody": _body({
+                "type": "object",
+                "required": ["template"],
+                "properties": {"template": _ref("UpdateTemplateFields"), "conversation": _PREVIEW_PICK},
+            }),
+            "responses": {"200": _json(_ref("UpdatePreview"), "The rendered update."), "400": _INVALID, "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS},
+        },
+    },
+    "/update-templates/{template_id}": {
+        "get": {"parameters": [_TEMPLATE_ID], "summary": "One update template", "description": _MANAGER, "responses": {"200": _json(_ref("UpdateTemplate"), "The template."), "404": _NOT_FOUND, **_ERRORS}},
+        "patch": {"parameters": [_TEMPLATE_ID], 
+            "summary": "Change some fields of an update template",
+            "description": f"{_MANAGER} The whole template is validated after the change; on 422 nothing changes.",
+            "requestBody": _body(_ref("UpdateTemplateFields")),
+            "responses": {"200": _json(_ref("UpdateTemplate"), "The changed template."), "400": _INVALID, "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS},
+        },
+        "delete": {"parameters": [_TEMPLATE_ID], 
+            "summary": "Delete an update template",
+            "description": f"{_MANAGER} A template with sent updates on record cannot be deleted (409); disable it instead.",
+            "responses": {"204": {"description": "Deleted."}, "404": _NOT_FOUND, "409": _CONFLICT, **_ERRORS},
+        },
+    },
+    "/update-templates/{template_id}/enable": {
+        "post": {"parameters": [_TEMPLATE_ID], "summary": "Enable an update template, after validating it again", "description": _MANAGER, "responses": {"200": _json(_ref("UpdateTemplate"), "The template."), "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS}},
+    },
+    "/update-templates/{template_id}/disable": {
+        "post": {"parameters": [_TEMPLATE_ID], "summary": "Disable an update template", "description": _MANAGER, "responses": {"200": _json(_ref("UpdateTemplate"), "The template."), "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS}},
+    },
+    "/update-templates/{template_id}/preview": {
+        "post": {"parameters": [_TEMPLATE_ID], 
+            "summary": "Render a saved update template for a conversation or with sample values",
+            "description": f"{_MANAGER} The body is optional.",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {"conversation": _PREVIEW_PICK}}}}},
+            "responses": {"200": _json(_ref("UpdatePreview"), "The rendered update."), "400": _INVALID, "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS},
+        },
+    },
+    "/conversations/{id}/estimate": {
+        "get": {
+            "summary": "The conversation's queue position and estimated first-response and resolution times",
+            "parameters": [_ID],
+            "responses": {"200": _json(_ref("Estimate"), "The estimate."), "404": _NOT_FOUND, **_ERRORS},
+        },
+    },
+})
+
+_DURATION = {
+    "type": ["object", "null"],
+    "description": "Null when there is too little history, or the milestone has passed.",
+    "properties": {"seconds": {"type": "integer"}, "text": {"type": "string", "description": 'For people, such as "about 3 hours".'}},
+}
+
+OPENAPI["components"]["schemas"].update({
+    "UpdateTemplateFields": {
+        "type": "object",
+        "description": "The editable fields of an update template. Create needs name, trigger and something to send; "
+                       "PATCH takes any subset.",
+        "properties": {
+            "name": {"type": "string", "maxLength": 120},
+            "trigger": {"enum": ["status_changed", "assigned", "no_agent_reply", "queue_wait", "first_response_at_risk", "periodic", "resolved"]},
+            "trigger_params": {"type": "object", "description": 'Per trigger: to_status and from_status; hours and business_hours; every_hours and business_hours. For example {"hours": 4}.'},
+            "conditions": {
+                "type": "object",
+                "description": "Optional lists; an empty or missing list matches every conversation.",
+                "properties": {
+                    "channels": {"type": "array", "items": {"enum": ["email", "whatsapp"]}},
+                    "team_ids": {"type": "array", "items": {"type": "integer"}},
+                    "priorities": {"type": "array", "items": {"enum": _PRIORITIES}},
+                    "labels": {"type": "array", "items": {"type": "string"}, "description": "Label names; any one of them matches."},
+                    "statuses": {"type": "array", "items": {"enum": ["open", "pending", "snoozed", "resolved"]}},
+                },
+            },
+            "email_subject": {"type": "string", "description": "Jinja2 source, one line."},
+            "email_body": {"type": "string", "description": "Jinja2 source, plain text."},
+            "whatsapp_body": {"type": "string", "description": "Jinja2 source, plain text, sent inside the 24-hour window."},
+            "whatsapp_content_sid": {"type": ["string", "null"], "pattern": "^HX[0-9a-fA-F]{32}$", "description": "The approved template sent outside the 24-hour window."},
+            "whatsapp_variables": {"type": "object", "additionalProperties": {"type": "string"}, "description": 'Variable number to placeholder name, such as {"1": "customer_name"}.'},
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "UpdateTemplate": {
+        "allOf": [
+            _ref("UpdateTemplateFields"),
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "created_by": {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                },
+            },
+        ],
+    },
+    "TemplateProblems": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"const": "invalid_template"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                    "problems": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {"type": "string"},
+                                "line": {"type": ["integer", "null"], "description": "1-based line within the field."},
+                                "reason": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "UpdatePreview": {
+        "type": "object",
+        "properties": {
+            "conversation": {"type": ["object", "null"], "description": "id, reference, subject, status, channel, contact_name."},
+            "applies": {"type": ["boolean", "null"], "description": "Whether the conversation meets the conditions; null for sample values."},
+            "context": {"type": "object", "description": "The placeholder values used."},
+            "rendered": {
+                "type": "object",
+                "properties": {
+                    "subject": {"type": "string"},
+                    "email_body": {"type": "string"},
+                    "whatsapp_body": {"type": "string"},
+                    "whatsapp_content_sid": {"type": ["string", "null"]},
+                    "whatsapp_variables": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "Estimate": {
+        "type": "object",
+        "properties": {
+            "queue_position": {"type": "integer", "description": "1 is next; 0 when the conversation is not open."},
+            "first_response": _DURATION,
+            "resolution": _DURATION,
+            "basis": {"type": ["string", "null"], "enum": ["team", "workspace", None], "description": "Whose history the times come from."},
+            "samples": {"type": "integer", "description": "The larger of the counts of first responses and resolutions in that history."},
+        },
+    },
+})

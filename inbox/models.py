@@ -616,3 +616,53 @@ class ContactMerge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     agent: Mapped[Agent | None] = relationship()
+class UpdateTrigger(str, enum.Enum):
+    """The event or wait that makes the scheduler send a proactive update template."""
+
+    # The conversation moved to a status (``trigger_params``: ``to_status``, optional ``from_status``).
+    STATUS_CHANGED = "status_changed"
+    # An agent or automatic assignment took the conversation.
+    ASSIGNED = "assigned"
+    # The customer has waited ``hours`` since their last message without an agent reply.
+    NO_AGENT_REPLY = "no_agent_reply"
+    # The conversation has waited ``hours`` unassigned in its team's queue.
+    QUEUE_WAIT = "queue_wait"
+    # The first agent reply is due within ``hours``, judged against the estimate.
+    FIRST_RESPONSE_AT_RISK = "first_response_at_risk"
+    # Every ``every_hours`` while the conversation stays open.
+    PERIODIC = "periodic"
+    # The conversation was resolved.
+    RESOLVED = "resolved"
+
+
+class UpdateTemplate(Base):
+    """A proactive status update that managers configure and the scheduler sends.
+
+    ``trigger`` is an ``UpdateTrigger`` value and ``trigger_params`` its settings, for example
+    ``{"to_status": "pending"}`` or ``{"hours": 4, "business_hours": true}``. ``conditions``
+    narrows the conversations it applies to, by optional lists under ``channels``,
+    ``team_ids``, ``priorities``, ``labels`` and ``statuses``. The bodies are Jinja2 templates
+    that run in the sandbox. Outside WhatsApp's 24-hour window only an approved template can be
+    sent, so ``whatsapp_content_sid`` names it and ``whatsapp_variables`` maps its variable
+    numbers to placeholder names. ``inbox.proactive.templates`` validates and renders all this.
+    """
+
+    __tablename__ = "update_templates"
+    __table_args__ = (Index("ix_update_templates_trigger_enabled", "trigger", "enabled"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    trigger: Mapped[str] = mapped_column(String(40))
+    trigger_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    email_subject: Mapped[str] = mapped_column(Text, default="")
+    email_body: Mapped[str] = mapped_column(Text, default="")
+    whatsapp_body: Mapped[str] = mapped_column(Text, default="")
+    whatsapp_content_sid: Mapped[str | None] = mapped_column(String(34))
+    whatsapp_variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    created_by: Mapped[Agent | None] = relationship()

@@ -2,6 +2,7 @@
 // where the reply box is mounted.
 
 import { h, icon, replaceChildren } from './dom.js';
+import { EstimatePanel } from './estimate-panel.js';
 import { channelBadge, renderAvatar } from './conversation-list.js';
 import {
   channelLabel, contactDisplayName, displayAddress, formatDayHeading, formatFullTimestamp, formatRelative, localDayKey,
@@ -31,6 +32,7 @@ export class ThreadView {
     this.onBack = onBack;
     this.messageActions = { onCancelHeld, onSendByEmail };
     this.onRename = onRename;
+    this.estimate = new EstimatePanel(document.getElementById('app')?.dataset.apiRoot ?? '/api/v1');
     this.conversationId = null;
     this.nodes = new Map();
     this.bodySignatures = new Map();
@@ -156,11 +158,13 @@ export class ThreadView {
           address && address !== name ? h('span', { class: 'thread__address' }, address) : null,
           channelInfo(conversation.channel),
           status ? h('span', { class: `status-pill status-pill--${conversation.status}` }, status) : null),
+        this.estimate.element,
         kind === 'email' && conversation.subject
           ? h('p', { class: 'thread__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), conversation.subject)
           : null,
         renderFailingAddressWarning(conversation),
         renderOptOutNote(conversation)));
+    this.estimate.show(conversation);
   }
 
   /** Show which other agents are typing in this conversation, or nothing for an empty list. */

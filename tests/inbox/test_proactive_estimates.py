@@ -1,0 +1,283 @@
+"""Queue position and estimated times, against histories generated with known numbers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from inbox.activity import Action
+from inbox.agents import create_agent
+from inbox.models import (
+    Agent,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationActivity,
+    Message,
+    Team,
+)
+from inbox.proactive.context import describe_duration, update_context
+from inbox.proactive.estimates import HISTORY, MIN_ESTIMATE, estimate_for, handling_stats, queue_position
+from tests.conftest import AGENT_PASSWORD
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+_SIDS = itertools.count(1)
+
+
+class History:
+    """Builds conversations, agent replies and resolutions with chosen timestamps."""
+
+    def __init__(self, session, channel: Channel, now: datetime = NOW):
+        self.session = session
+        self.channel = channel
+        self.now = now
+        self.agent = create_agent(session, "hist@example.com", "Hana Historian", AGENT_PASSWORD)
+        self.contact = Contact(name="Maria Lopez")
+        session.add(self.contact)
+        session.flush()
+
+    def conversation(self, started: datetime, *, status: str = "open", priority: str = "normal",
+                     team: Team | None = None, last_inbound: datetime | None = None) -> Conversation:
+        conversation = Conversation(
+            channel_id=self.channel.id, contact_id=self.contact.id, status=status, priority=priority,
+            team_id=team.id if team else None, created_at=started, last_message_at=started,
+            last_inbound_at=last_inbound or started,
+        )
+        self.session.add(conversation)
+        self.session.flush()
+        return conversation
+
+    def reply(self, conversation: Conversation, at: datetime, *, by_agent: bool = True) -> None:
+        self.session.add(Message(
+            conversation_id=conversation.id, channel_id=self.channel.id, direction="outbound",
+            agent_id=self.agent.id if by_agent else None, provider_message_id=f"SM{next(_SIDS):032x}",
+            text="On it", created_at=at,
+        ))
+
+    def resolve(self, conversation: Conversation, at: datetime) -> None:
+        conversation.status = "resolved"
+        self.session.add(ConversationActivity(
+            conversation_id=conversation.id, action=Action.STATUS, details={"from": "open", "to": "resolved"},
+            created_at=at,
+        ))
+
+    def handled(self, count: int, *, first_response: timedelta, resolution: timedelta,
+                team: Team | None = None) -> None:
+        """Add ``count`` conversations spread over the history window, each handled in the given times."""
+        spacing = (HISTORY - resolution) / count
+        for index in range(count):
+            started = self.now - HISTORY + spacing * index
+            conversation = self.conversation(started, team=team)
+            self.reply(conversation, started + first_response)
+            self.resolve(conversation, started + resolution)
+        self.session.flush()
+
+
+@pytest.fixture
+def history(state, whatsapp_channel):
+    with state.session_factory() as session:
+        yield History(session, session.get(Channel, whatsapp_channel.id))
+
+
+def _team(session, name: str) -> Team:
+    team = Team(name=name, name_key=name.casefold())
+    session.add(team)
+    session.flush()
+    return team
+
+
+def test_queue_position_counts_backlog_ahead(history):
+    session = history.session
+    team = _team(session, "Billing")
+    other = _team(session, "Shipping")
+    subject = history.conversation(NOW - timedelta(hours=3), team=team)
+
+    history.conversation(NOW - timedelta(hours=5), team=team)                      # older, same priority
+    history.conversation(NOW - timedelta(hours=1), team=team, priority="urgent")   # newer but higher
+    history.conversation(NOW - timedelta(hours=1), team=team)                      # newer, same priority
+    history.conversation(NOW - timedelta(hours=9), team=team, priority="low")      # older but lower
+    history.conversation(NOW - timedelta(hours=9), team=other)                     # another team
+    history.conversation(NOW - timedelta(hours=9), team=team, status="pending")    # not waiting for an agent
+    history.conversation(NOW - timedelta(hours=9))                                 # no team
+    session.flush()
+
+    assert queue_position(session, subject) == 3
+
+
+def test_queue_position_uses_latest_customer_message(history):
+    session = history.session
+    first = history.conversation(NOW - timedelta(days=2), last_inbound=NOW - timedelta(minutes=10))
+    second = history.conversation(NOW - timedelta(hours=1))
+    session.flush()
+
+    assert queue_position(session, second) == 1
+    assert queue_position(session, first) == 2
+
+
+def test_queue_position_ties_break_by_id(history):
+    session = history.session
+    same_time = NOW - timedelta(hours=2)
+    earlier = history.conversation(same_time)
+    later = history.conversation(same_time)
+    session.flush()
+
+    assert queue_position(session, earlier) == 1
+    assert queue_position(session, later) == 2
+
+
+@pytest.mark.parametrize("status", ["pending", "snoozed", "resolved"])
+def test_queue_position_zero_outside_queue(history, status):
+    conversation = history.conversation(NOW - timedelta(hours=2), status=status)
+    history.session.flush()
+
+    assert queue_position(history.session, conversation) == 0
+
+
+def test_estimate_without_history_has_no_times(history):
+    history.handled(4, first_response=timedelta(hours=1), resolution=timedelta(hours=5))
+    conversation = history.conversation(NOW - timedelta(minutes=5))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, conversation, NOW)
+
+    assert estimate.queue_position == 1
+    assert estimate.first_response is None
+    assert estimate.resolution is None
+    assert estimate.basis is None
+
+
+def test_estimate_uses_median_times_when_queue_is_empty(history):
+    history.handled(40, first_response=timedelta(hours=2), resolution=timedelta(hours=10))
+    conversation = history.conversation(NOW - timedelta(minutes=30))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, conversation, NOW)
+
+    assert estimate.queue_position == 1
+    assert estimate.first_response == timedelta(hours=1, minutes=30)
+    # The median from first response to resolution (8 hours) after the first response.
+    assert estimate.resolution == timedelta(hours=9, minutes=30)
+    assert estimate.basis == "workspace"
+    assert estimate.samples == 40
+
+
+def test_estimate_grows_with_queue_ahead(history):
+    # 672 first responses in 4 weeks: one an hour.
+    history.handled(672, first_response=timedelta(minutes=20), resolution=timedelta(hours=1))
+    for hours in range(10, 16):
+        history.conversation(NOW - timedelta(hours=hours))
+    conversation = history.conversation(NOW - timedelta(minutes=1))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, conversation, NOW)
+
+    assert estimate.queue_position == 7
+    assert estimate.first_response == pytest.approx(timedelta(hours=6), abs=timedelta(seconds=1))
+    assert estimate.resolution == pytest.approx(timedelta(hours=6, minutes=40), abs=timedelta(seconds=1))
+
+
+def test_estimate_never_below_minimum(history):
+    history.handled(10, first_response=timedelta(hours=1), resolution=timedelta(hours=2))
+    conversation = history.conversation(NOW - timedelta(hours=5))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, conversation, NOW)
+
+    assert estimate.first_response == MIN_ESTIMATE
+    assert estimate.resolution == timedelta(hours=1, minutes=5)
+
+
+def test_estimate_skips_answered_and_resolved(history):
+    history.handled(10, first_response=timedelta(hours=1), resolution=timedelta(hours=3))
+    answered = history.conversation(NOW - timedelta(hours=2))
+    history.reply(answered, NOW - timedelta(hours=1))
+    resolved = history.conversation(NOW - timedelta(hours=2), status="resolved")
+    history.session.flush()
+
+    answered_estimate = estimate_for(history.session, answered, NOW)
+    resolved_estimate = estimate_for(history.session, resolved, NOW)
+
+    assert answered_estimate.first_response is None
+    assert answered_estimate.resolution == timedelta(hours=2)
+    assert resolved_estimate.first_response is None
+    assert resolved_estimate.resolution is None
+
+
+def test_history_ignores_replies_without_agent(history):
+    for index in range(10):
+        conversation = history.conversation(NOW - timedelta(days=3, hours=index))
+        history.reply(conversation, NOW - timedelta(days=2), by_agent=False)
+    history.session.flush()
+
+    assert handling_stats(history.session, None, NOW) is None
+
+
+def test_history_ignores_older_than_window(history):
+    history.handled(20, first_response=timedelta(hours=1), resolution=timedelta(hours=2))
+    old_start = NOW - HISTORY - timedelta(days=3)
+    for index in range(20):
+        conversation = history.conversation(old_start + timedelta(minutes=index))
+        history.reply(conversation, old_start + timedelta(hours=5))
+    history.session.flush()
+
+    stats = handling_stats(history.session, None, NOW)
+
+    assert stats.first_responses == 20
+    assert stats.median_first_response == timedelta(hours=1)
+
+
+def test_team_history_preferred_when_large_enough(history):
+    session = history.session
+    team = _team(session, "Returns")
+    history.handled(30, first_response=timedelta(hours=6), resolution=timedelta(hours=12))
+    history.handled(10, first_response=timedelta(minutes=30), resolution=timedelta(hours=2), team=team)
+    small = _team(session, "Tiny")
+    history.handled(1, first_response=timedelta(minutes=30), resolution=timedelta(hours=2), team=small)
+
+    team_stats = handling_stats(session, team.id, NOW)
+    fallback = handling_stats(session, small.id, NOW)
+
+    assert team_stats.basis == "team"
+    assert team_stats.median_first_response == timedelta(minutes=30)
+    assert fallback.basis == "workspace"
+    assert fallback.first_responses == 41
+
+
+def test_context_fills_every_placeholder(history):
+    session = history.session
+    history.handled(40, first_response=timedelta(hours=2), resolution=timedelta(hours=10))
+    agent = session.get(Agent, history.agent.id)
+    conversation = history.conversation(NOW - timedelta(minutes=30))
+    conversation.assignee_id = agent.id
+    session.flush()
+    session.refresh(conversation)
+
+    context = update_context(session, conversation, NOW)
+
+    assert context == {
+        "customer_name": "Maria Lopez",
+        "reference": f"#{conversation.id}",
+        "status": "being worked on",
+        "agent_first_name": "Hana",
+        "queue_position": 1,
+        "first_response_estimate": "about 2 hours",
+        "resolution_estimate": "about 10 hours",
+        "reply_to": "https://wa.me/14155238886",
+    }
+
+
+@pytest.mark.parametrize(("duration", "words"), [
+    (None, ""),
+    (timedelta(minutes=3), "a few minutes"),
+    (timedelta(minutes=22), "about 20 minutes"),
+    (timedelta(minutes=23), "about 25 minutes"),
+    (timedelta(minutes=58), "about 1 hour"),
+    (timedelta(hours=2, minutes=30), "about 3 hours"),
+    (timedelta(hours=23, minutes=40), "about 1 day"),
+    (timedelta(days=3, hours=11), "about 3 days"),
+    (timedelta(days=20), "about 3 weeks"),
+])
+def test_describe_duration_rounds_for_people(duration, words):
+    assert describe_duration(duration) == words
