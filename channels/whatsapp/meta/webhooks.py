@@ -271,6 +271,12 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
     # The id of the message, ours or the customer's, that this one quotes as a reply.
     context = message.get("context")
     quoted_id = _text(context.get("id")) if isinstance(context, dict) else ""
+    content = None
+    if message_type == "reaction":
+        reaction = message.get("reaction") if isinstance(message.get("reaction"), dict) else {}
+        # A reaction names its target in reaction.message_id, not in context.
+        quoted_id = _text(reaction.get("message_id")) or quoted_id
+        content = {"type": "reaction", "emoji": _text(reaction.get("emoji"))[:32] or None}
 
     return InboundMessage(
         channel_kind=ChannelKind.WHATSAPP,
@@ -281,8 +287,9 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
         recipients=_business_number(value),
         text=text,
         sent_at=_timestamp(message.get("timestamp")),
-        in_reply_to=quoted_id or None,
+        in_reply_to=quoted_id[:_MAX_ID_LENGTH] or None,
         media=media,
+        content=content,
     )
 
 
@@ -307,6 +314,7 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
     if message_type == "button":
         return _text(body.get("text")) or _text(body.get("payload")), []
     if message_type == "reaction":
+        # The Cloud API leaves out reaction.emoji when the customer removes a reaction.
         emoji = _text(body.get("emoji"))
         return (f"Reacted {emoji} to a message" if emoji else "Removed a reaction from a message"), []
     if message_type == "system":
