@@ -28,7 +28,7 @@ from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
-from channels.whatsapp.meta import send_text as send_meta_text
+from channels.whatsapp.meta import send_message as send_meta_message
 from channels.whatsapp.errors import RateLimitedError
 from channels.whatsapp.parts import PlannedPart, plan_parts
 from gateway import Switchboard
@@ -285,13 +285,13 @@ class OutboxDispatcher:
             part = self._whatsapp_parts(pending)[pending.sent_parts]
             if part.media_index is not None:
                 raise SendError("attachments cannot be sent on Meta WhatsApp channels yet", transient=False)
-            return send_meta_text(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
+            return send_meta_message(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
         if pending.channel_kind == "whatsapp":
             return self._send_whatsapp_part(pending), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
 
     def _whatsapp_parts(self, pending: PendingSend) -> list[PlannedPart]:
-        if pending.outbound.content_sid:
+        if pending.outbound.content_sid or pending.outbound.template_name:
             return [PlannedPart(pending.outbound.text)]  # a template goes as one message
         media_types = [a.content_type for a in pending.attachments]
         if pending.channel_settings.get("provider") == "meta":

@@ -220,6 +220,8 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         reply_to=reply_to_address(conversation),
         content_sid=message.content_sid,
         content_variables=dict(message.content_variables) if message.content_variables else None,
+        template_name=message.template_name,
+        template_language=message.template_language,
     )
     return PendingSend(
         item_id=item.id,

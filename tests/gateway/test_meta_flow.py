@@ -232,20 +232,22 @@ def test_window_error_status_holds_reply(meta_app, meta_server, service, channel
     assert second["id"] != first["id"]
 
 
-def test_template_reply_rejected(meta_app, meta_server, service, channel_and_token):
+def test_template_reply_needs_business_account(meta_app, meta_server, service, channel_and_token):
     channel_id, token = channel_and_token
     agent = AgentClient(service.url, token)
     _customer_writes(meta_server, service, channel_id, "Hello?")
     (conversation,) = agent.get("/conversations")["items"]
-    template = {"content_sid": "HX" + "0" * 32, "variables": {}}
+    template = {"name": "order_update", "language": "en_US", "variables": {}}
 
     sent = requests.post(f"{service.url}/api/v1/conversations/{conversation['id']}/messages",
                          json={"template": template}, headers=agent.headers, timeout=10)
     listed = requests.get(f"{service.url}/api/v1/channels/{channel_id}/templates", headers=agent.headers, timeout=10)
 
     for response in (sent, listed):
-        assert response.status_code == 400
-        assert "not available on Meta WhatsApp Cloud API channels" in response.json()["error"]["message"]
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "waba_id_missing"
+        assert f"switchboard channel set {channel_id} waba_id=" in response.json()["error"]["message"]
+    assert meta_server.template_listings == []
 
 
 def test_failure_reported_by_webhook_reaches_the_agent(meta_app, meta_server, service, channel_and_token):
