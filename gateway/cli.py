@@ -690,7 +690,11 @@ def simulate() -> None:
 @click.option("--url", default=None, help="The running service (default http://SWITCHBOARD_HOST:SWITCHBOARD_PORT).")
 @click.argument("text")
 def simulate_whatsapp(sender: str, profile_name: str | None, channel_id: int | None, url: str | None, text: str) -> None:
-    """Post a correctly signed Twilio webhook carrying TEXT, as if a customer wrote it."""
+    """Post a correctly signed webhook carrying TEXT, as if a customer wrote it.
+
+    The webhook has the channel's provider's shape: Twilio's form signed with the auth token,
+    or Meta's Cloud API JSON signed with the app secret.
+    """
     from gateway.simulate import SimulationError, send_simulated_whatsapp
 
     config = _load_config()

@@ -27,6 +27,7 @@ from channels.whatsapp.meta.webhooks import (
     media_id,
     parse_stored_message,
     parse_webhook,
+    signature,
     verification_challenge,
     verify_signature,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "send_message",
     "send_template",
     "send_text",
+    "signature",
     "template_parameters",
     "verification_challenge",
     "verify_signature",

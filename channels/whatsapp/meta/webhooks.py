@@ -115,12 +115,17 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> None:
     algorithm, _, received = header.strip().partition("=")
     if algorithm.lower() != "sha256" or not received:
         raise SignatureError(f"{SIGNATURE_HEADER} must be sha256= followed by the hex digest")
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    expected = signature(app_secret, body).partition("=")[2]
     if not hmac.compare_digest(expected, received.strip().lower()):
         raise SignatureError(
             f"invalid {SIGNATURE_HEADER}: check that the channel's app secret is the one of "
             "the Meta app that sends the webhooks"
         )
+
+
+def signature(app_secret: str, body: bytes) -> str:
+    """Return the ``X-Hub-Signature-256`` value that Meta sends with ``body``: ``sha256=<hex>``."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verification_challenge(verify_token: str, params: Mapping[str, str]) -> str:
