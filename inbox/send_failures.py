@@ -4,6 +4,9 @@ A row is recorded for every send attempt that a provider rejected or could not b
 for (also when the outbox retries it), and for every sent message that the provider later
 reported failed or undelivered. Rows are kept for ``RETENTION``, so the health shows the
 last failure of that period and how many happened in the last 24 hours.
+
+NOTE: a bounce marks an email reply undelivered during ingestion, which records no failure
+here, so bounced mail is missing from the count.
 """
 
 from __future__ import annotations

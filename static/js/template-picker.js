@@ -6,14 +6,14 @@ import { h, replaceChildren } from './dom.js';
 const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
 
 /**
- * The key of a listed template in the select: Twilio's Content SID, or for a Meta Cloud API
- * template its name and language code, which together name it within a business account.
+ * Return the key of a listed template in the select: Twilio's Content SID, or for a Meta Cloud
+ * API template its name and language code, which together identify it in a business account.
  */
 function templateKey(template) {
   return template.content_sid ?? `${template.name}:${template.language}`;
 }
 
-/** The template object of a reply, as POST /conversations/{id}/messages takes it for the provider. */
+/** Build the template object of a reply as POST /conversations/{id}/messages takes it for the provider. */
 function replyTemplate(template, variables) {
   if (template.content_sid) return { content_sid: template.content_sid, variables };
   return { name: template.name, language: template.language, variables };

@@ -1,6 +1,6 @@
 """Meta message templates from the inbox: the approved list, and a template reply outside the window.
 
-Switchboard runs on a loopback port; the Cloud API-compatible test server lists the business
+Switchboard runs on a loopback port. The Cloud API-compatible test server lists the business
 account's templates, receives the sends and plays Meta's side of the webhooks.
 """
 

@@ -201,7 +201,7 @@ def test_channels_page_shows_send_failures(app, state, whatsapp_channel):
     assert "Twilio error 21211: invalid number" in page
 
 
-def test_channel_list_with_disabled_channel_keeps_failures(meta_app, meta_channel_id, agent_client):
+def test_disabled_channel_keeps_send_failures(meta_app, meta_channel_id, agent_client):
     with get_state(meta_app).session_factory() as session:
         record_send_failure(session, meta_channel_id, "Something went wrong", error_code="131000")
         session.get(Channel, meta_channel_id).is_active = False

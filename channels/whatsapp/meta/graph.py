@@ -284,7 +284,7 @@ def _body_examples(example: Any, body: str) -> dict[str, str]:
 
 
 def _next_cursor(page: dict[str, Any]) -> str | None:
-    # Without paging.next this page is the last, whatever the cursors say.
+    # Without paging.next this page is the last, even when the cursors are set.
     paging = page.get("paging")
     if not isinstance(paging, dict) or not paging.get("next"):
         return None
