@@ -15,17 +15,12 @@ from inbox.channel_config import add_channel
 from inbox.models import Conversation, utcnow
 from tests.browser.test_inbox_ui import workers  # noqa: F401 (a fixture)
 from tests.conftest import AGENT_PASSWORD
-from tests.support.meta_server import MetaTestServer, change, contact, entry, text_message, webhook_body
+from tests.support.meta_live import meta_server  # noqa: F401 (a fixture)
+from tests.support.meta_server import change, contact, entry, text_message, webhook_body
 
 pytestmark = pytest.mark.browser
 
 CUSTOMER = "15551230000"
-
-
-@pytest.fixture
-def meta_server():
-    with MetaTestServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,22 +5,10 @@ from __future__ import annotations
 import pytest
 
 from channels.errors import PermanentSendError
-from channels.types import Address, AddressKind, OutboundMessage
-from channels.whatsapp.meta import MessageTemplatesError, MetaSettings, list_message_templates, send_message
-from tests.support.meta_server import DEFAULT_ACCOUNT_ID, MetaTestServer
-
-CUSTOMER = Address(AddressKind.PHONE, "+15551230000", "Grace")
-
-
-@pytest.fixture
-def server():
-    with MetaTestServer() as running:
-        yield running
-
-
-@pytest.fixture
-def settings(server):
-    return MetaSettings(server.phone_number_id, server.access_token, api_base_url=server.base_url)
+from channels.types import OutboundMessage
+from channels.whatsapp.meta import MessageTemplatesError, list_message_templates, send_message
+from tests.channels.test_meta_send import CUSTOMER, server, settings  # noqa: F401 (fixtures)
+from tests.support.meta_server import DEFAULT_ACCOUNT_ID
 
 
 def _template_message(name: str, language: str, variables: dict[str, str]) -> OutboundMessage:

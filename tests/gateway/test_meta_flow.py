@@ -7,21 +7,19 @@ also plays Meta's side of the webhooks: it signs them with the app secret and po
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from gateway import create_app, get_state
+from gateway import get_state
 from gateway.workers import OutboxDispatcher
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.models import Agent, OutboxItem, utcnow
-from tests.support.live import LiveServer
+from tests.support.meta_live import meta_app, meta_server, service  # noqa: F401 - pytest fixtures
 from tests.support.meta_server import (
-    MetaTestServer,
     change,
     contact,
     entry,
@@ -32,25 +30,6 @@ from tests.support.meta_server import (
 )
 
 CUSTOMER = "15551230000"
-
-
-@pytest.fixture
-def meta_server():
-    with MetaTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def meta_app(config, meta_server):
-    app = create_app(replace(config, meta_api_base_url=meta_server.base_url))
-    yield app
-    get_state(app).engine.dispose()
-
-
-@pytest.fixture
-def service(meta_app):
-    with LiveServer(meta_app) as server:
-        yield server
 
 
 @pytest.fixture
