@@ -111,7 +111,8 @@ class OutboundMessage:
     For email, ``message_id`` is the Message-ID we assign (so a reply to it threads back),
     and ``in_reply_to``/``references`` point at the customer's messages. For WhatsApp,
     ``content_sid`` names an approved template that is sent with ``content_variables`` in
-    place of ``text``.
+    place of ``text``. On Meta's Cloud API a template is named by ``template_name`` and
+    ``template_language`` instead.
     """
 
     to: Address
@@ -127,6 +128,8 @@ class OutboundMessage:
     status_callback_url: str | None = None
     content_sid: str | None = None
     content_variables: dict[str, str] | None = None
+    template_name: str | None = None
+    template_language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ from werkzeug.exceptions import HTTPException
 from sqlalchemy import select
 
 from channels.types import Attachment as AttachmentData
+from channels.whatsapp.meta import MessageTemplatesError, MetaSettings
 from channels.whatsapp.twilio import ContentApiError, TwilioSettings
 from gateway.auth import current_agent, db, error_response, require_role
-from gateway.channel_settings import channels_with_health, twilio_settings
+from gateway.channel_settings import channels_with_health, meta_settings, twilio_settings
 from gateway.openapi import OPENAPI
 from gateway.reprocess import reprocess_payload
-from gateway.whatsapp_templates import TemplateCatalog, parse_template_reply, template_list_to_dict
+from gateway.whatsapp_templates import (
+    TemplateCatalog,
+    TemplateList,
+    parse_meta_template_reply,
+    parse_template_reply,
+    template_list_to_dict,
+)
 from inbox.activity import activity_to_dict, list_activities
 from inbox.assignment import online_agent_ids, open_assigned_counts
 from inbox.channel_config import whatsapp_provider
@@ -31,7 +38,7 @@ from inbox.fallback import send_by_email
 from inbox.held import cancel_held_reply
 from inbox.merge import merge_conversations
 from inbox.models import Agent, Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, Team, utcnow
-from inbox.replies import create_reply
+from inbox.replies import TemplateContent, create_reply
 from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_ref, message_to_dict, team_ref
 from inbox.storage import attachment_store
 from inbox.teams import (
@@ -66,6 +73,14 @@ def _content_api_error(error: ContentApiError) -> Any:
     log.warning("Twilio's Content API failed: %s", error)
     return error_response(
         502, "templates_unavailable", f"The WhatsApp templates could not be read from Twilio: {error}"
+    )
+
+
+@blueprint.errorhandler(MessageTemplatesError)
+def _message_templates_error(error: MessageTemplatesError) -> Any:
+    log.warning("Meta's message templates could not be read: %s", error)
+    return error_response(
+        502, "templates_unavailable", f"The WhatsApp templates could not be read from Meta: {error}"
     )
 
 
@@ -177,9 +192,7 @@ def reply(conversation_id: int) -> Any:
                 raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
             if conversation.channel.kind != "whatsapp":
                 raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
-            text, template = parse_template_reply(
-                _template_catalog(), _twilio_settings(conversation.channel), body["template"]
-            )
+            text, template = _parse_template(conversation.channel, body["template"])
         else:
             text = body.get("text")
             if not isinstance(text, str):
@@ -223,20 +236,45 @@ def templates(channel_id: int) -> Any:
     if channel is None or channel.kind != "whatsapp":
         raise NotFound(f"No WhatsApp channel {channel_id}.", field="channel_id")
     refresh = request.args.get("refresh", "").lower() in ("1", "true", "yes")
-    return jsonify(template_list_to_dict(_template_catalog().approved(_twilio_settings(channel), refresh=refresh)))
+    provider = whatsapp_provider(channel) or "twilio"
+    templates: TemplateList
+    if provider == "meta":
+        templates = _template_catalog().approved_meta(_meta_settings(channel), _waba_id(channel), refresh=refresh)
+    else:
+        templates = _template_catalog().approved(_twilio_settings(channel), refresh=refresh)
+    return jsonify(template_list_to_dict(templates, provider))
 
 
 def _template_catalog() -> TemplateCatalog:
     return current_app.extensions["whatsapp_templates"]
 
 
-def _twilio_settings(channel: Channel) -> TwilioSettings:
+def _parse_template(channel: Channel, value: Any) -> tuple[str, TemplateContent]:
+    """Check a template reply against the channel's approved templates, by its provider."""
+    catalog = _template_catalog()
     if whatsapp_provider(channel) == "meta":
-        # TODO: list Meta's message templates and send them through the outbox (send_template exists).
-        raise InvalidInput(
-            "Template replies are not available on Meta WhatsApp Cloud API channels yet.", field="template"
-        )
+        return parse_meta_template_reply(catalog, _meta_settings(channel), _waba_id(channel), value)
+    return parse_template_reply(catalog, _twilio_settings(channel), value)
+
+
+def _twilio_settings(channel: Channel) -> TwilioSettings:
     return twilio_settings(channel.address, channel.settings, current_app.extensions["switchboard"].config)
+
+
+def _meta_settings(channel: Channel) -> MetaSettings:
+    return meta_settings(channel.settings, current_app.extensions["switchboard"].config)
+
+
+def _waba_id(channel: Channel) -> str:
+    """Return the Meta channel's WhatsApp Business Account id. Raises ``Conflict`` without one."""
+    waba_id = (channel.settings or {}).get("waba_id")
+    if not waba_id:
+        raise Conflict(
+            f"Channel {channel.id} has no WhatsApp Business Account ID, so its message templates "
+            f"cannot be listed. Set it with `switchboard channel set {channel.id} waba_id=<id>`.",
+            field="waba_id", code="waba_id_missing",
+        )
+    return str(waba_id)
 
 
 @blueprint.post("/conversations/<id:conversation_id>/read")

@@ -45,6 +45,7 @@ from inbox.channel_config import (
 from inbox.errors import InboxError, InvalidInput
 from inbox.mailboxes import folder_states, record_channel_error
 from inbox.models import Channel, MailboxCheckpoint, Role, utcnow
+from inbox.send_failures import SendFailureSummary, send_failure_summaries
 from inbox.serialize import isoformat
 
 log = logging.getLogger(__name__)
@@ -276,14 +277,18 @@ def webhook_url(channel: Channel, base_url: str) -> str | None:
 
 
 def channel_health(
-    channel: Channel, states: Mapping[tuple[int, str], MailboxCheckpoint], public_url: str
+    channel: Channel,
+    states: Mapping[tuple[int, str], MailboxCheckpoint],
+    public_url: str,
+    failures: SendFailureSummary | None = None,
 ) -> dict[str, Any]:
     """Return a channel's state and health as the API and the channels page show them.
 
     ``states`` are the checkpoint rows from ``inbox.mailboxes.folder_states``, and
     ``public_url`` is the service's URL, for a WhatsApp channel's webhook. An email
     channel lists each folder it reads with that folder's own sync time, lag and error.
-    Its own ``sync_lag_seconds`` is the lag of the folder furthest behind.
+    Its own ``sync_lag_seconds`` is the lag of the folder furthest behind. ``failures``
+    is the channel's send failure summary (``inbox.send_failures``), shown as ``sends``.
     """
     now = utcnow()
     item: dict[str, Any] = {
@@ -301,6 +306,7 @@ def channel_health(
         # What to enter in the provider's console; None for email.
         "webhook_url": webhook_url(channel, public_url),
         "warnings": [],
+        "sends": send_health_to_dict(failures or SendFailureSummary()),
     }
     if channel.kind != "email":
         return item
@@ -335,14 +341,28 @@ def channel_health(
     return item
 
 
+def send_health_to_dict(failures: SendFailureSummary) -> dict[str, Any]:
+    """Return the outbound side of a channel's health: its last send failure and the 24-hour count."""
+    last = None
+    if failures.last_failed_at is not None:
+        last = {
+            "at": isoformat(failures.last_failed_at),
+            "code": failures.last_error_code,
+            "message": failures.last_error_message,
+        }
+    return {"last_failure": last, "failed_last_24h": failures.failed_last_24h}
+
+
 def channels_with_health(public_url: str, include_settings: bool) -> list[dict[str, Any]]:
     """Return every channel's health; with ``include_settings``, also its masked settings."""
     session = db()
     channels = list_channels(session)
-    states = folder_states(session, [channel.id for channel in channels])
+    channel_ids = [channel.id for channel in channels]
+    states = folder_states(session, channel_ids)
+    failures = send_failure_summaries(session, channel_ids)
     items = []
     for channel in channels:
-        item = channel_health(channel, states, public_url)
+        item = channel_health(channel, states, public_url, failures[channel.id])
         if include_settings:
             item["settings"] = public_settings(channel)
         items.append(item)
@@ -376,7 +396,8 @@ def update_channel(id: int) -> Any:  # noqa: A002 - the API's path parameter is 
     changed = update_email_folders(session, id, folders, sent)
     session.commit()
     states = folder_states(session, [changed.id])
-    return {**channel_health(changed, states, _public_url()), "settings": public_settings(changed)}
+    failures = send_failure_summaries(session, [changed.id])[changed.id]
+    return {**channel_health(changed, states, _public_url(), failures), "settings": public_settings(changed)}
 
 
 @blueprint.get("/channels")

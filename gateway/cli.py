@@ -552,15 +552,22 @@ def _meta_settings(
 
 @channel.command("list")
 def channel_list() -> None:
-    """List the channels and their health."""
+    """List the channels and their health, inbound and outbound.
+
+    FAILED SENDS 24H counts the send attempts a provider rejected or could not be reached
+    for, and the sent messages it reported failed, in the last 24 hours. LAST SEND FAILURE
+    is the latest of those within 30 days: its time, provider error code and message.
+    """
     from inbox.channel_config import list_channels
+    from inbox.send_failures import send_failure_summaries
 
     with _session() as session:
         rows = list_channels(session)
         if not rows:
             click.echo("No channels yet. Add one with `switchboard channel add email|whatsapp`.")
             return
-        click.echo("ID\tKIND\tSTATE\tNAME\tADDRESS\tLAST MAILBOX SYNC\tHEALTH")
+        failures = send_failure_summaries(session, [row.id for row in rows])
+        click.echo("ID\tKIND\tSTATE\tNAME\tADDRESS\tLAST MAILBOX SYNC\tHEALTH\tFAILED SENDS 24H\tLAST SEND FAILURE")
         for row in rows:
             health = f"error: {row.last_error}" if row.last_error else "ok"
             if row.kind != "email":
@@ -568,7 +575,16 @@ def channel_list() -> None:
             else:
                 synced = row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never"
             state = "enabled" if row.is_active else "disabled"
-            click.echo(f"{row.id}\t{row.kind}\t{state}\t{row.name}\t{row.address}\t{synced}\t{health}")
+            sends = failures[row.id]
+            last_failure = "-"
+            if sends.last_failed_at is not None:
+                code = f"error {sends.last_error_code}: " if sends.last_error_code else ""
+                message = " ".join((sends.last_error_message or "").split())[:200]
+                last_failure = f"{sends.last_failed_at.isoformat(timespec='seconds')} {code}{message}"
+            click.echo(
+                f"{row.id}\t{row.kind}\t{state}\t{row.name}\t{row.address}\t{synced}\t{health}"
+                f"\t{sends.failed_last_24h}\t{last_failure}"
+            )
 
 
 @channel.command("disable")
@@ -690,7 +706,11 @@ def simulate() -> None:
 @click.option("--url", default=None, help="The running service (default http://SWITCHBOARD_HOST:SWITCHBOARD_PORT).")
 @click.argument("text")
 def simulate_whatsapp(sender: str, profile_name: str | None, channel_id: int | None, url: str | None, text: str) -> None:
-    """Post a correctly signed Twilio webhook carrying TEXT, as if a customer wrote it."""
+    """Post a correctly signed webhook carrying TEXT, as if a customer wrote it.
+
+    The webhook has the channel's provider's shape: Twilio's form signed with the auth token,
+    or Meta's Cloud API JSON signed with the app secret.
+    """
     from gateway.simulate import SimulationError, send_simulated_whatsapp
 
     config = _load_config()

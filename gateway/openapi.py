@@ -29,9 +29,11 @@ _REPLY_BODY = {
         "text": {"type": "string"},
         "template": {
             "type": "object",
-            "required": ["content_sid"],
+            "description": "On a Twilio channel content_sid names the template; on a Meta Cloud API channel name and language do.",
             "properties": {
-                "content_sid": {"type": "string", "pattern": "^HX[0-9a-fA-F]{32}$"},
+                "content_sid": {"type": "string", "pattern": "^HX[0-9a-fA-F]{32}$", "description": "Twilio channels: the Content SID."},
+                "name": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$", "description": "Meta channels: the message template's name."},
+                "language": {"type": "string", "description": "Meta channels: the template's language code, such as en_US."},
                 "variables": {"type": "object", "additionalProperties": {"type": "string"}, "description": "A value for each placeholder, such as {\"1\": \"Grace\"}."},
             },
         },
@@ -135,8 +137,8 @@ OPENAPI: dict[str, Any] = {
                     "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held)."),
                     "400": _json(_ref("Error"), "Empty or too long, or a template that is not approved or lacks a variable."),
                     "404": _json(_ref("Error"), "Not found."),
-                    "409": _json(_ref("Error"), "outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out."),
-                    "502": _json(_ref("Error"), "templates_unavailable: Twilio's Content API could not be read."),
+                    "409": _json(_ref("Error"), "outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out; waba_id_missing: a template on a Meta channel without its WhatsApp Business Account ID."),
+                    "502": _json(_ref("Error"), "templates_unavailable: Twilio's Content API or Meta's Graph API could not be read."),
                     **_ERRORS,
                 },
             }
@@ -162,9 +164,15 @@ OPENAPI: dict[str, Any] = {
         },
         "/channels/{channel_id}/templates": {
             "get": {
-                "summary": "The WhatsApp templates approved for the channel's Twilio account (cached)",
-                "parameters": [_CHANNEL_ID, {"name": "refresh", "in": "query", "schema": {"type": "boolean"}, "description": "Read the list from Twilio now instead of the cache."}],
-                "responses": {"200": _json(_ref("TemplateList"), "The approved templates."), "404": _json(_ref("Error"), "No WhatsApp channel with this id."), "502": _json(_ref("Error"), "templates_unavailable: Twilio could not be read and nothing is cached."), **_ERRORS},
+                "summary": "The WhatsApp templates approved for the channel's Twilio account or Meta business account (cached)",
+                "parameters": [_CHANNEL_ID, {"name": "refresh", "in": "query", "schema": {"type": "boolean"}, "description": "Read the list from the provider now instead of the cache."}],
+                "responses": {
+                    "200": _json(_ref("TemplateList"), "The approved templates."),
+                    "404": _json(_ref("Error"), "No WhatsApp channel with this id."),
+                    "409": _json(_ref("Error"), "waba_id_missing: a Meta channel without its WhatsApp Business Account ID."),
+                    "502": _json(_ref("Error"), "templates_unavailable: the provider could not be read and nothing is cached."),
+                    **_ERRORS,
+                },
             }
         },
         "/conversations/{id}/read": {
@@ -287,6 +295,18 @@ OPENAPI: dict[str, Any] = {
                         }},
                     },
                     "sent_folder": {"type": ["string", "null"], "description": "Email only: the folder that gets a copy of each sent reply; null when copies are off."},
+                    "sends": {
+                        "type": "object",
+                        "description": "Send failures: attempts the provider rejected or could not be reached for, and sent messages it reported failed or undelivered.",
+                        "properties": {
+                            "failed_last_24h": {"type": "integer"},
+                            "last_failure": {"type": ["object", "null"], "description": "The latest failure within 30 days.", "properties": {
+                                "at": {"type": "string", "format": "date-time"},
+                                "code": {"type": ["string", "null"], "description": "The provider's error code, such as 131026, 21211 or 550."},
+                                "message": {"type": "string"},
+                            }},
+                        },
+                    },
                     "settings": {"type": "object", "description": "Admins only. Provider settings with credentials masked."},
                 },
             },
@@ -387,7 +407,7 @@ OPENAPI: dict[str, Any] = {
                         "properties": {"attempts": {"type": "integer"}, "next_attempt_at": {"type": "string", "format": "date-time"}, "last_error": {"type": "string"}},
                     },
                     "attachments": {"type": "array", "items": {"type": "object"}},
-                    "template": {"type": ["object", "null"], "description": "The WhatsApp template sent instead of text: content_sid, variables. text is its rendered form."},
+                    "template": {"type": ["object", "null"], "description": "The WhatsApp template sent instead of text: content_sid and variables on Twilio channels, name, language and variables on Meta channels. text is its rendered form."},
                     "held": {"type": ["object", "null"], "description": "Set while a WhatsApp reply waits for the customer to write: since, reason (outside_window or window_error)."},
                     "cancelled": {"type": "boolean", "description": "A held reply that an agent cancelled; it is never sent."},
                     "email_fallback": {
@@ -413,12 +433,15 @@ OPENAPI: dict[str, Any] = {
             "TemplateList": {
                 "type": "object",
                 "properties": {
+                    "provider": {"enum": ["twilio", "meta"]},
                     "items": {
                         "type": "array",
                         "items": {
                             "type": "object",
                             "properties": {
-                                "content_sid": {"type": "string"},
+                                "content_sid": {"type": "string", "description": "Twilio channels only."},
+                                "template_id": {"type": "string", "description": "Meta channels only: the message template's id."},
+                                "parameter_count": {"type": "integer", "description": "Meta channels only: the number of body placeholders."},
                                 "name": {"type": "string"},
                                 "language": {"type": ["string", "null"]},
                                 "category": {"type": ["string", "null"]},
@@ -429,7 +452,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "fetched_at": {"type": "string", "format": "date-time"},
-                    "error": {"type": ["string", "null"], "description": "Set when Twilio could not be read and the last list is shown."},
+                    "error": {"type": ["string", "null"], "description": "Set when the provider could not be read and the last list is shown."},
                 },
             },
         },

@@ -1,8 +1,17 @@
-"""``switchboard simulate whatsapp``: a signed Twilio webhook, for trying the inbox without Twilio."""
+"""``switchboard simulate whatsapp``: a signed provider webhook, for trying the inbox without a provider.
+
+A Twilio channel gets Twilio's incoming-message form, signed in ``X-Twilio-Signature`` with
+the channel's auth token over the URL the service checks. A Meta Cloud API channel gets the
+Cloud API's ``messages`` webhook JSON, signed in ``X-Hub-Signature-256`` with the channel's
+app secret over the body.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
+import time
 
 import requests
 from sqlalchemy import select
@@ -10,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
 from channels.errors import ParseError
-from channels.whatsapp import normalize_phone
+from channels.whatsapp import meta, normalize_phone
 from gateway.config import Config
+from inbox.channel_config import whatsapp_provider
 from inbox.models import Channel
 
 
@@ -39,6 +49,34 @@ def build_message_form(channel: Channel, sender: str, text: str, profile_name: s
     }
 
 
+def build_meta_webhook(channel: Channel, sender: str, text: str, profile_name: str | None) -> tuple[str, bytes]:
+    """Return a new message id and the Cloud API webhook body of an incoming text message."""
+    message_id = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
+    wa_id = sender.lstrip("+")
+    settings = channel.settings or {}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": channel.address.lstrip("+"),
+            "phone_number_id": settings.get("phone_number_id", ""),
+        },
+        "contacts": [{"profile": {"name": profile_name or ""}, "wa_id": wa_id}],
+        "messages": [{
+            "from": wa_id,
+            "id": message_id,
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": text},
+        }],
+    }
+    # Meta puts the WhatsApp Business Account id in entry.id; nothing here reads it.
+    document = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": str(settings.get("waba_id") or "0"), "changes": [{"field": "messages", "value": value}]}],
+    }
+    return message_id, json.dumps(document, ensure_ascii=False).encode()
+
+
 def send_simulated_whatsapp(
     session_factory: sessionmaker[Session],
     config: Config,
@@ -50,8 +88,10 @@ def send_simulated_whatsapp(
 ) -> str:
     """Post a signed inbound-message webhook to the service at ``base_url``.
 
-    Returns a one-line description of the outcome. Raises ``SimulationError`` when no
-    WhatsApp channel fits, the number is invalid, or the service rejects the request.
+    The webhook has the shape of the channel's provider, Twilio or Meta's Cloud API. Returns
+    a one-line description of the outcome. Raises ``SimulationError`` when no WhatsApp
+    channel fits, the number is invalid, the channel has no signing secret, or the service
+    rejects the request.
     """
     query = select(Channel).where(Channel.kind == "whatsapp").order_by(Channel.id)
     if channel_id is not None:
@@ -80,23 +120,54 @@ def send_simulated_whatsapp(
     if not text.strip():
         raise SimulationError("The message text is empty.")
 
+    on_meta = whatsapp_provider(channel) == "meta"
+    if on_meta:
+        message_id, response = _post_meta(channel, base_url, sender, text, profile_name)
+    else:
+        message_id, response = _post_twilio(channel, config, base_url, sender, text, profile_name)
+    if response.status_code == 403:
+        if on_meta:
+            hint = ("The service checks it with the app secret in its own database, so run this "
+                    "command with the service's SWITCHBOARD_DATABASE_URL.")
+        else:
+            hint = "If the service runs with SWITCHBOARD_PUBLIC_URL, set the same value for this command."
+        raise SimulationError(f"Switchboard rejected the signature (403). {hint}")
+    if response.status_code != 200:
+        raise SimulationError(f"Switchboard returned {response.status_code}: {response.text[:300]}")
+    return f"Delivered message {message_id} from {sender} to channel {channel.id} ({channel.name})."
+
+
+def _post_twilio(
+    channel: Channel, config: Config, base_url: str, sender: str, text: str, profile_name: str | None
+) -> tuple[str, requests.Response]:
     path = f"/webhooks/twilio/{channel.id}/messages"
     target = base_url.rstrip("/") + path
     # The service checks the signature against its public URL when one is configured.
     signed = (config.public_url.rstrip("/") + path) if config.public_url else target
     form = build_message_form(channel, sender, text, profile_name)
     signature = RequestValidator(channel.settings.get("auth_token", "")).compute_signature(signed, form)
+    return form["MessageSid"], _post(target, base_url, form, {"X-Twilio-Signature": signature})
+
+
+def _post_meta(
+    channel: Channel, base_url: str, sender: str, text: str, profile_name: str | None
+) -> tuple[str, requests.Response]:
+    app_secret = (channel.settings or {}).get("app_secret") or ""
+    if not app_secret:
+        raise SimulationError(
+            f"Channel {channel.id} has no Meta app secret, so no webhook for it can be signed. "
+            f"Set it with `switchboard channel set {channel.id} app_secret=-`."
+        )
+    message_id, body = build_meta_webhook(channel, sender, text, profile_name)
+    headers = {"Content-Type": "application/json", meta.SIGNATURE_HEADER: meta.signature(app_secret, body)}
+    target = f"{base_url.rstrip('/')}/webhooks/meta/{channel.id}"
+    return message_id, _post(target, base_url, body, headers)
+
+
+def _post(target: str, base_url: str, data: dict[str, str] | bytes, headers: dict[str, str]) -> requests.Response:
     try:
-        response = requests.post(target, data=form, headers={"X-Twilio-Signature": signature}, timeout=15)
+        return requests.post(target, data=data, headers=headers, timeout=15)
     except requests.ConnectionError as error:
         raise SimulationError(f"Cannot connect to Switchboard at {base_url}. Is `make run` running?") from error
     except requests.RequestException as error:
         raise SimulationError(f"The request to {target} failed: {error}") from error
-    if response.status_code == 403:
-        raise SimulationError(
-            "Switchboard rejected the signature (403). If the service runs with "
-            "SWITCHBOARD_PUBLIC_URL, set the same value for this command."
-        )
-    if response.status_code != 200:
-        raise SimulationError(f"Switchboard returned {response.status_code}: {response.text[:300]}")
-    return f"Delivered message {form['MessageSid']} from {sender} to channel {channel.id} ({channel.name})."

@@ -28,7 +28,7 @@ from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
-from channels.whatsapp.meta import send_text as send_meta_text
+from channels.whatsapp.meta import send_message as send_meta_message
 from channels.whatsapp.errors import RateLimitedError
 from channels.whatsapp.parts import PlannedPart, plan_parts
 from gateway import Switchboard
@@ -184,9 +184,9 @@ class OutboxDispatcher:
         except SendError as error:
             reason = f"{error} (code {error.code})" if error.code and error.code not in str(error) else str(error)
             if is_window_error(error.code):
-                self._record_window_error(pending, reason)
+                self._record_window_error(pending, reason, error.code)
             else:
-                self._record_failure(pending, reason, transient=error.transient)
+                self._record_failure(pending, reason, transient=error.transient, error_code=error.code)
             return
         except Exception as error:  # an adapter bug must not stop the loop or lose the item
             log.exception("outbox item %s: unexpected send error", pending.item_id)
@@ -209,22 +209,30 @@ class OutboxDispatcher:
             self._file_sent_copy(pending, result, mime)
 
     def _record_failure(
-        self, pending: PendingSend, reason: str, *, transient: bool, pause_until: datetime | None = None
+        self,
+        pending: PendingSend,
+        reason: str,
+        *,
+        transient: bool,
+        pause_until: datetime | None = None,
+        error_code: str | None = None,
     ) -> None:
         def record_failed(session: Session) -> None:
             mark_attempt_failed(
                 session, pending.item_id, reason, transient=transient,
                 claim_token=pending.claim_token, now=self.clock(), pause_until=pause_until,
+                error_code=error_code,
             )
 
         self._record_outcome(pending, "failed attempt", record_failed)
 
-    def _record_window_error(self, pending: PendingSend, reason: str) -> None:
+    def _record_window_error(self, pending: PendingSend, reason: str, error_code: str | None) -> None:
         """Hold a reply that WhatsApp refused because the 24-hour window closed (Twilio 63016, Meta 131047)."""
 
         def record_held(session: Session) -> None:
             record_window_error(
-                session, pending.item_id, reason, claim_token=pending.claim_token, now=self.clock()
+                session, pending.item_id, reason, claim_token=pending.claim_token, now=self.clock(),
+                error_code=error_code,
             )
 
         self._record_outcome(pending, "window error", record_held)
@@ -239,7 +247,9 @@ class OutboxDispatcher:
             "outbox item %s: channel %s is rate limited, pausing its sends for %.1f s",
             pending.item_id, pending.channel_id, wait.total_seconds(),
         )
-        self._record_failure(pending, str(error), transient=True, pause_until=self.clock() + wait)
+        self._record_failure(
+            pending, str(error), transient=True, pause_until=self.clock() + wait, error_code=error.code
+        )
 
     def _record_outcome(self, pending: PendingSend, outcome: str, record: Callable[[Session], None]) -> None:
         """Run ``record`` in a fresh session, retrying database errors with a short backoff.
@@ -285,13 +295,13 @@ class OutboxDispatcher:
             part = self._whatsapp_parts(pending)[pending.sent_parts]
             if part.media_index is not None:
                 raise SendError("attachments cannot be sent on Meta WhatsApp channels yet", transient=False)
-            return send_meta_text(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
+            return send_meta_message(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
         if pending.channel_kind == "whatsapp":
             return self._send_whatsapp_part(pending), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
 
     def _whatsapp_parts(self, pending: PendingSend) -> list[PlannedPart]:
-        if pending.outbound.content_sid:
+        if pending.outbound.content_sid or pending.outbound.template_name:
             return [PlannedPart(pending.outbound.text)]  # a template goes as one message
         media_types = [a.content_type for a in pending.attachments]
         if pending.channel_settings.get("provider") == "meta":

@@ -138,6 +138,12 @@ def _validate_meta(settings: dict[str, Any]) -> None:
         raise InvalidInput(
             f"The Cloud API base URL {base_url!r} must start with http:// or https://.", field="api_base_url"
         )
+    waba_id = settings.get("waba_id")
+    if waba_id is not None and not _PHONE_NUMBER_ID.match(str(waba_id)):
+        raise InvalidInput(
+            "The WhatsApp Business Account ID must be the digits shown in the app's WhatsApp API setup.",
+            field="waba_id",
+        )
     version = settings.get("api_version")
     if version is not None and not _GRAPH_API_VERSION.match(str(version)):
         raise InvalidInput(
@@ -212,6 +218,8 @@ def set_channel_active(session: Session, channel_id: int, active: bool) -> Chann
 _INTEGER_SETTINGS = frozenset({"imap_port", "smtp_port", "max_message_bytes", "max_attachment_bytes",
                                "reopen_window_days"})
 _BOOLEAN_SETTINGS = frozenset({"imap_ssl"})
+# Optional settings of Meta channels that "channel set" may add to a channel created without them.
+_OPTIONAL_META_SETTINGS = frozenset({"waba_id"})
 
 
 def update_channel_settings(session: Session, channel_id: int, changes: dict[str, str]) -> Channel:
@@ -242,7 +250,12 @@ def update_channel_settings(session: Session, channel_id: int, changes: dict[str
             if text.lower() not in ("true", "false", "yes", "no"):
                 raise InvalidInput(f"The setting {key} must be true or false, not {text!r}.", field=key)
             settings[key] = text.lower() in ("true", "yes")
-        elif key in settings or key in SECRET_SETTINGS or key.startswith(("imap_", "smtp_")):
+        elif (
+            key in settings
+            or key in SECRET_SETTINGS
+            or key.startswith(("imap_", "smtp_"))
+            or (key in _OPTIONAL_META_SETTINGS and whatsapp_provider(channel) == "meta")
+        ):
             settings[key] = text
         else:
             known = ", ".join(sorted(channel.settings))

@@ -27,6 +27,7 @@ from inbox.events import record_event
 from inbox.models import Conversation, HoldReason, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.serialize import message_to_dict
 from inbox.fallback import send_by_email_automatically
+from inbox.send_failures import record_send_failure
 from inbox.window import is_window_error, last_inbound_at
 from inbox.workspace import OutsideWindow, workspace_settings
 
@@ -167,8 +168,13 @@ def react_to_failed_delivery(session: Session, message: Message, error_code: str
     Twilio (error 63016) and Meta (error 131047) can report a free-text WhatsApp message
     outside the 24-hour window after accepting the send, so such a reply gets the same treatment as a send rejected
     at once (``apply_window_error``). Any other failure is resent by email when the
-    workspace's email fallback is automatic (``inbox.fallback``). The caller records the event.
+    workspace's email fallback is automatic (``inbox.fallback``). Every such report counts
+    as a send failure of the channel. The caller records the event.
     """
+    record_send_failure(
+        session, message.channel_id, message.delivery_error or "The provider reported the message failed.",
+        error_code=error_code, message_id=message.id,
+    )
     item = message.outbox_item
     if message.channel.kind != "whatsapp" or item is None:
         return

@@ -401,6 +401,10 @@ class Message(Base):
     # is then the template rendered with those variables, as the customer reads it.
     content_sid: Mapped[str | None] = mapped_column(String(34))
     content_variables: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # A Meta Cloud API message template, named by its name and language code (en_US), whose
+    # body parameters are ``content_variables``; None unless the reply is such a template.
+    template_name: Mapped[str | None] = mapped_column(String(512))
+    template_language: Mapped[str | None] = mapped_column(String(20))
     # The email that resent this failed WhatsApp reply. The unique key allows one resend.
     email_fallback_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
     # Structured content beside the text (a location, a button or list reply, a reaction,
@@ -666,3 +670,22 @@ class UpdateTemplate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     created_by: Mapped[Agent | None] = relationship()
+
+
+class SendFailure(Base):
+    """A send that a provider rejected or could not be reached for, kept for the channel's health.
+
+    One row per failed send attempt (retried or not), and one per sent message that the
+    provider reported failed or undelivered afterwards. ``error_code`` is the provider's code
+    (Twilio's 63016, Meta's 131047, an SMTP reply code) when it gave one.
+    """
+
+    __tablename__ = "send_failures"
+    __table_args__ = (Index("ix_send_failures_channel_failed_at", "channel_id", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str] = mapped_column(Text, default="")

@@ -51,6 +51,7 @@ from inbox.fallback import FAILED_STATES, send_by_email_automatically
 from inbox.held import apply_window_error, react_to_failed_delivery
 from inbox.models import Channel, EarlyDeliveryReport, Message, MessagePart, OutboxItem, OutboxStatus, utcnow
 from inbox.replies import reply_to_address
+from inbox.send_failures import record_send_failure
 from inbox.serialize import contact_address, message_to_dict
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,8 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         reply_to=reply_to_address(conversation),
         content_sid=message.content_sid,
         content_variables=dict(message.content_variables) if message.content_variables else None,
+        template_name=message.template_name,
+        template_language=message.template_language,
     )
     return PendingSend(
         item_id=item.id,
@@ -429,8 +432,12 @@ def mark_attempt_failed(
     claim_token: str,
     now: datetime | None = None,
     pause_until: datetime | None = None,
+    error_code: str | None = None,
 ) -> bool:
     """Record a failed attempt and commit. Returns True when the item will be retried.
+
+    Every failed attempt, retried or not, also counts as a send failure of the channel,
+    with the provider's ``error_code`` when it gave one (``inbox.send_failures``).
 
     A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. With
     ``pause_until`` (a provider's HTTP 429), the retry waits until then instead, and so
@@ -454,6 +461,7 @@ def mark_attempt_failed(
         item.locked_until = None
         item.in_flight_since = None
         item.last_error = error[:2000]
+        record_send_failure(session, item.channel_id, error, error_code=error_code, message_id=item.message_id, now=now)
         retry = transient and item.attempts < MAX_ATTEMPTS
         if pause_until is not None:
             _pause_channel(session, item.channel_id, pause_until)
@@ -485,9 +493,18 @@ def mark_attempt_failed(
 
 
 def record_window_error(
-    session: Session, item_id: int, error: str, *, claim_token: str, now: datetime | None = None
+    session: Session,
+    item_id: int,
+    error: str,
+    *,
+    claim_token: str,
+    now: datetime | None = None,
+    error_code: str | None = None,
 ) -> OutboxStatus | None:
-    """Record a send that Twilio rejected with error 63016 (the 24-hour window closed); commit.
+    """Record a send that WhatsApp rejected because the 24-hour window closed; commit.
+
+    Twilio reports this as error 63016 and Meta as 131047; ``error_code`` is the one given,
+    recorded with the channel's send failures.
 
     The reply is held until the customer writes, queued again when they wrote during the
     attempt, or failed with advice to send a template (see ``inbox.held.apply_window_error``).
@@ -506,6 +523,7 @@ def record_window_error(
         item.attempts += 1
         item.locked_until = None
         item.last_error = error[:2000]
+        record_send_failure(session, item.channel_id, error, error_code=error_code, message_id=item.message_id, now=now)
         status = apply_window_error(session, item, error, now)
         item.in_flight_since = None
         session.flush()

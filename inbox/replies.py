@@ -82,10 +82,16 @@ def reply_to_address(conversation: Conversation) -> str | None:
 
 @dataclass(frozen=True)
 class TemplateContent:
-    """An approved WhatsApp template to send: Twilio's Content SID and the variable values."""
+    """An approved WhatsApp template to send and its variable values.
 
-    content_sid: str
+    A Twilio template is named by its Content SID; a Meta Cloud API template by ``name``
+    and ``language``, with ``content_sid`` None.
+    """
+
+    content_sid: str | None
     variables: dict[str, str]
+    name: str | None = None
+    language: str | None = None
 
 
 def create_reply(
@@ -156,6 +162,8 @@ def create_reply(
         delivery_status=None if hold_reason else DeliveryState.QUEUED.value,
         content_sid=template.content_sid if template else None,
         content_variables=dict(template.variables) if template else None,
+        template_name=template.name if template else None,
+        template_language=template.language if template else None,
     )
     session.add(message)
     if attachments:

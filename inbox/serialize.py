@@ -153,10 +153,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "error": message.delivery_error,
         "retry": _retry_to_dict(message),
         "attachments": [attachment_to_dict(a) for a in message.attachments],
-        "template": (
-            {"content_sid": message.content_sid, "variables": message.content_variables or {}}
-            if message.content_sid else None
-        ),
+        "template": _template_to_dict(message),
         "held": _held_to_dict(message),
         "cancelled": _cancelled(message),
         "email_fallback": _email_fallback_to_dict(message),
@@ -164,6 +161,16 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "reply_to": _reply_to_dict(message.reply_to),
         "parts": [_part_to_dict(part) for part in message.parts],
     }
+
+
+def _template_to_dict(message: Message) -> dict[str, Any] | None:
+    """Return the WhatsApp template a reply was sent as: Twilio's Content SID or Meta's name and language."""
+    variables = message.content_variables or {}
+    if message.content_sid:
+        return {"content_sid": message.content_sid, "variables": variables}
+    if message.template_name:
+        return {"name": message.template_name, "language": message.template_language, "variables": variables}
+    return None
 
 
 def _reply_to_dict(message: Message | None) -> dict[str, Any] | None:

@@ -5,13 +5,29 @@ import { h, replaceChildren } from './dom.js';
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
 
+/**
+ * Return the key of a listed template in the select: Twilio's Content SID, or for a Meta Cloud
+ * API template its name and language code, which together identify it in a business account.
+ */
+function templateKey(template) {
+  return template.content_sid ?? `${template.name}:${template.language}`;
+}
+
+/** Build the template object of a reply as POST /conversations/{id}/messages takes it for the provider. */
+function replyTemplate(template, variables) {
+  if (template.content_sid) return { content_sid: template.content_sid, variables };
+  return { name: template.name, language: template.language, variables };
+}
+
 export class TemplatePicker {
   /**
    * @param {object} handlers
    * @param {(channelId: number, options: {refresh: boolean}) => Promise<object>} handlers.onLoad
    *   Returns the channel's approved templates as GET /channels/{id}/templates does.
-   * @param {(conversationId: number, template: {content_sid: string, variables: object}) => Promise<void>} handlers.onSend
-   *   Sends the template; a rejection with an Error shows its message in the panel.
+   * @param {(conversationId: number, template: object) => Promise<void>} handlers.onSend
+   *   Sends the template: {content_sid, variables} on Twilio channels, {name, language,
+   *   variables} on Meta Cloud API channels.
+   *   A rejection with an Error shows its message in the panel.
    * @param {() => void} handlers.onClose Called when the panel closes.
    */
   constructor({ onLoad, onSend, onClose }) {
@@ -100,15 +116,15 @@ export class TemplatePicker {
     this.templates = Array.isArray(list?.items) ? list.items : [];
     this.status.textContent = list?.error ? `Showing the last list: ${list.error}` : '';
     replaceChildren(this.select, this.templates.length
-      ? this.templates.map((template) => h('option', { value: template.content_sid },
+      ? this.templates.map((template) => h('option', { value: templateKey(template) },
         [template.name, template.language].filter(Boolean).join(' · ')))
       : h('option', { value: '' }, 'No approved templates'));
-    if (this.templates.some((template) => template.content_sid === previous)) this.select.value = previous;
+    if (this.templates.some((template) => templateKey(template) === previous)) this.select.value = previous;
     this.renderFields();
   }
 
   selectedTemplate() {
-    return this.templates.find((template) => template.content_sid === this.select.value) ?? null;
+    return this.templates.find((template) => templateKey(template) === this.select.value) ?? null;
   }
 
   renderFields() {
@@ -182,7 +198,7 @@ export class TemplatePicker {
     this.sendButton.textContent = 'Sending…';
     this.error.textContent = '';
     try {
-      await this.onSend(conversation.id, { content_sid: template.content_sid, variables });
+      await this.onSend(conversation.id, replyTemplate(template, variables));
       for (const input of this.fields.querySelectorAll('input')) input.value = '';
       this.renderPreview();
       this.close();

@@ -132,3 +132,44 @@ def test_meta_api_base_url_is_read_and_checked(tmp_path, caplog):
     assert "ignoring unknown environment variables" not in caplog.text
     with pytest.raises(ConfigError, match="META_API_BASE_URL"):
         Config.from_env({**environ, "SWITCHBOARD_META_API_BASE_URL": "127.0.0.1:9"})
+
+
+def test_simulate_meta_posts_signed_cloud_api_webhook(run, live_server, state):
+    from sqlalchemy import select
+
+    from inbox.models import Contact, Message, RawPayload
+
+    assert run(*META).exit_code == 0
+
+    result = run("simulate", "whatsapp", "--url", live_server.url, "--from", "+15551230000",
+                 "--name", "Grace", "Is my order late?")
+
+    assert result.exit_code == 0, result.output
+    assert "Delivered message wamid." in result.output
+    assert "to channel 1 (Cloud)" in result.output
+    with state.session_factory() as session:
+        message = session.scalar(select(Message))
+        assert message.text == "Is my order late?"
+        assert message.provider_message_id in result.output
+        assert session.scalar(select(Contact.name)) == "Grace"
+        assert session.scalar(select(RawPayload.format)) == "meta-json"
+
+
+def test_simulated_meta_webhook_parses_and_verifies(run, state):
+    from channels.whatsapp.meta import SIGNATURE_HEADER, parse_webhook, signature, verify_signature
+    from gateway.simulate import build_meta_webhook
+
+    assert run(*META).exit_code == 0
+    with state.session_factory() as session:
+        channel = list_channels(session)[0]
+        message_id, body = build_meta_webhook(channel, "+15551230000", "Hello there", "Grace")
+
+    verify_signature(APP_SECRET, body, signature(APP_SECRET, body))
+    (parsed,) = parse_webhook(body).messages
+    assert SIGNATURE_HEADER == "X-Hub-Signature-256"
+    assert parsed.phone_number_id == "106540352242922"
+    assert parsed.message.provider_message_id == message_id
+    assert parsed.message.sender.value == "+15551230000"
+    assert parsed.message.sender.display_name == "Grace"
+    assert parsed.message.text == "Hello there"
+    assert [r.value for r in parsed.message.recipients] == ["+15550783881"]

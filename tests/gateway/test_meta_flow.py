@@ -7,21 +7,19 @@ also plays Meta's side of the webhooks: it signs them with the app secret and po
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from gateway import create_app, get_state
+from gateway import get_state
 from gateway.workers import OutboxDispatcher
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.models import Agent, OutboxItem, utcnow
-from tests.support.live import LiveServer
+from tests.support.meta_live import meta_app, meta_server, service  # noqa: F401 - pytest fixtures
 from tests.support.meta_server import (
-    MetaTestServer,
     change,
     contact,
     entry,
@@ -32,25 +30,6 @@ from tests.support.meta_server import (
 )
 
 CUSTOMER = "15551230000"
-
-
-@pytest.fixture
-def meta_server():
-    with MetaTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def meta_app(config, meta_server):
-    app = create_app(replace(config, meta_api_base_url=meta_server.base_url))
-    yield app
-    get_state(app).engine.dispose()
-
-
-@pytest.fixture
-def service(meta_app):
-    with LiveServer(meta_app) as server:
-        yield server
 
 
 @pytest.fixture
@@ -232,20 +211,22 @@ def test_window_error_status_holds_reply(meta_app, meta_server, service, channel
     assert second["id"] != first["id"]
 
 
-def test_template_reply_rejected(meta_app, meta_server, service, channel_and_token):
+def test_template_reply_needs_business_account(meta_app, meta_server, service, channel_and_token):
     channel_id, token = channel_and_token
     agent = AgentClient(service.url, token)
     _customer_writes(meta_server, service, channel_id, "Hello?")
     (conversation,) = agent.get("/conversations")["items"]
-    template = {"content_sid": "HX" + "0" * 32, "variables": {}}
+    template = {"name": "order_update", "language": "en_US", "variables": {}}
 
     sent = requests.post(f"{service.url}/api/v1/conversations/{conversation['id']}/messages",
                          json={"template": template}, headers=agent.headers, timeout=10)
     listed = requests.get(f"{service.url}/api/v1/channels/{channel_id}/templates", headers=agent.headers, timeout=10)
 
     for response in (sent, listed):
-        assert response.status_code == 400
-        assert "not available on Meta WhatsApp Cloud API channels" in response.json()["error"]["message"]
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "waba_id_missing"
+        assert f"switchboard channel set {channel_id} waba_id=" in response.json()["error"]["message"]
+    assert meta_server.template_listings == []
 
 
 def test_failure_reported_by_webhook_reaches_the_agent(meta_app, meta_server, service, channel_and_token):

@@ -2,7 +2,9 @@
 
 The server implements the Graph API calls Switchboard makes: sending a message
 (``POST /{version}/{phone_number_id}/messages``), looking up a media file
-(``GET /{version}/{media_id}``) and downloading it. Requests need the access token as a
+(``GET /{version}/{media_id}``) and downloading it, and listing the message templates of a
+WhatsApp Business Account (``GET /{version}/{waba_id}/message_templates``, in pages with
+``paging.cursors.after``). Requests need the access token as a
 bearer token, as at Meta. Accepted sends are recorded, and the response contains a new
 ``wamid``. Errors have the Graph API's shape (``{"error": {"message", "type", "code",
 "error_data", "fbtrace_id"}}``). Tests point Switchboard here with a channel's
@@ -54,8 +56,51 @@ DEFAULT_ACCOUNT_ID = "102290129340398"
 
 _VERSION = r"v[0-9]+\.[0-9]+"
 _SEND_PATH = re.compile(rf"^/{_VERSION}/([0-9]+)/messages$")
+_TEMPLATES_PATH = re.compile(rf"^/{_VERSION}/([0-9]+)/message_templates$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _MEDIA_INFO_PATH = re.compile(rf"^/{_VERSION}/([0-9A-Za-z_-]+)$")
 _MEDIA_FILE_PATH = re.compile(r"^/media-files/([0-9A-Za-z_-]+)$")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A message template of the test server's business account, as Meta stores it."""
+
+    id: str
+    name: str
+    language: str
+    body: str
+    status: str = "APPROVED"
+    category: str = "UTILITY"
+    examples: tuple[str, ...] = ()
+
+    @property
+    def placeholders(self) -> list[str]:
+        return list(dict.fromkeys(match.group(1) for match in _PLACEHOLDER.finditer(self.body)))
+
+    @property
+    def named(self) -> bool:
+        return any(not name.isdigit() for name in self.placeholders)
+
+    def listed(self) -> dict[str, Any]:
+        """Return the template as the message_templates edge lists it."""
+        body: dict[str, Any] = {"type": "BODY", "text": self.body}
+        if self.examples and self.named:
+            body["example"] = {"body_text_named_params": [
+                {"param_name": name, "example": value} for name, value in zip(self.placeholders, self.examples)
+            ]}
+        elif self.examples:
+            body["example"] = {"body_text": [list(self.examples)]}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "language": self.language,
+            "status": self.status,
+            "category": self.category,
+            "parameter_format": "NAMED" if self.named else "POSITIONAL",
+            "components": [{"type": "HEADER", "format": "TEXT", "text": "Order update"}, body,
+                           {"type": "FOOTER", "text": "Reply STOP to opt out"}],
+        }
 
 
 @dataclass(frozen=True)
@@ -79,20 +124,27 @@ class MetaTestServer:
         access_token: str = DEFAULT_ACCESS_TOKEN,
         app_secret: str = DEFAULT_APP_SECRET,
         phone_number_ids: Iterable[str] = (DEFAULT_PHONE_NUMBER_ID,),
+        account_id: str = DEFAULT_ACCOUNT_ID,
     ):
         self.access_token = access_token
+        self.account_id = account_id
         self.app_secret = app_secret
         self.phone_number_ids = set(phone_number_ids)
         # Seconds each send waits before it responds.
         self.response_delay = 0.0
         # How many of the next media lookups fail with a temporary outage (HTTP 503, code 2).
         self.fail_media_lookups = 0
+        # How many of the next template listings fail with a temporary outage (HTTP 503, code 2).
+        self.fail_template_listings = 0
+        # Templates per page of a listing when the request names no smaller limit.
+        self.template_page_size = 100
 
         self._condition = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._messages: list[dict[str, Any]] = []
         self._failures: deque[tuple[int, int, str, str | None]] = deque()
-        self._templates: dict[tuple[str, str], int] = {}
+        self._templates: dict[tuple[str, str], Template] = {}
+        self._template_listings: list[str] = []
         self._media: dict[str, tuple[bytes, str]] = {}
         self._media_requests: list[str] = []
 
@@ -169,9 +221,38 @@ class MetaTestServer:
         with self._condition:
             self._failures.extend([(status, code, message, details)] * times)
 
-    def add_template(self, name: str, language: str, parameter_count: int) -> None:
-        """Approve a template; sends of other templates fail with code 132001, as at Meta."""
-        self._templates[(name, language)] = parameter_count
+    @property
+    def template_listings(self) -> list[str]:
+        """The query string of every authenticated template listing request, oldest first."""
+        with self._condition:
+            return list(self._template_listings)
+
+    def add_template(
+        self,
+        name: str,
+        language: str,
+        parameter_count: int = 0,
+        *,
+        body: str | None = None,
+        status: str = "APPROVED",
+        category: str = "UTILITY",
+        examples: Iterable[str] = (),
+    ) -> Template:
+        """Add a template to the business account and return it.
+
+        Without ``body`` the body has ``parameter_count`` positional placeholders. Sends of
+        an unknown template, or of one whose status is not APPROVED, fail with code 132001,
+        and sends with the wrong parameters with 132000, as at Meta.
+        """
+        if body is None:
+            body = "Update: " + ", ".join(f"{{{{{index}}}}}" for index in range(1, parameter_count + 1))
+        template = Template(
+            id=str(secrets.randbelow(10**15) + 10**15), name=name, language=language, body=body,
+            status=status, category=category, examples=tuple(examples),
+        )
+        with self._condition:
+            self._templates[(name, language)] = template
+        return template
 
     def add_media(self, data: bytes, content_type: str) -> str:
         """Host a customer's media file and return its media id."""
@@ -220,6 +301,9 @@ class MetaTestServer:
         send = _SEND_PATH.match(request.path)
         if send and request.method == "POST":
             return self._send(request, send.group(1))
+        templates = _TEMPLATES_PATH.match(request.path)
+        if templates and request.method == "GET":
+            return self._list_templates(request, templates.group(1))
         if request.method == "GET":
             with self._condition:
                 self._media_requests.append(request.path)
@@ -284,8 +368,9 @@ class MetaTestServer:
         if not isinstance(template, dict) or not template.get("name"):
             return error_response(400, 100, "Invalid parameter", "The parameter template['name'] is required.")
         language = (template.get("language") or {}).get("code")
-        expected = self._templates.get((template["name"], language))
-        if expected is None:
+        with self._condition:
+            known = self._templates.get((template["name"], language))
+        if known is None or known.status != "APPROVED":
             return error_response(
                 404, 132001, "Template name does not exist in the translation",
                 f"template name ({template['name']}) does not exist in {language}",
@@ -296,13 +381,45 @@ class MetaTestServer:
             if component.get("type") == "body"
             for parameter in component.get("parameters") or []
         ]
-        if len(parameters) != expected:
+        expected = known.placeholders
+        if len(parameters) != len(expected):
             return error_response(
                 400, 132000, "Number of parameters does not match the expected number of params",
                 f"body: number of localizable_params ({len(parameters)}) does not match the expected "
-                f"number of params ({expected})",
+                f"number of params ({len(expected)})",
             )
+        names = [parameter.get("parameter_name") for parameter in parameters]
+        if known.named and sorted(map(str, names)) != sorted(expected):
+            return error_response(
+                400, 132000, "Number of parameters does not match the expected number of params",
+                f"body: named parameters {names} do not match {expected}",
+            )
+        if not known.named and any(names):
+            return error_response(400, 100, "Invalid parameter", "parameter_name is only for named templates")
         return None
+
+    def _list_templates(self, request: Request, account_id: str) -> Response:
+        with self._condition:
+            self._template_listings.append(request.query_string.decode())
+            outage = self.fail_template_listings > 0
+            self.fail_template_listings -= 1 if outage else 0
+            templates = list(self._templates.values())
+        if outage:
+            return error_response(503, 2, "Service temporarily unavailable")
+        if account_id != self.account_id:
+            return error_response(
+                400, 100, f"Unsupported get request. Object with ID '{account_id}' does not exist"
+            )
+        limit = min(int(request.args.get("limit") or 25), self.template_page_size)
+        start = int(request.args.get("after") or 0)
+        page = templates[start : start + limit]
+        answer: dict[str, Any] = {"data": [template.listed() for template in page]}
+        end = start + len(page)
+        answer["paging"] = {"cursors": {"before": str(start), "after": str(end)}}
+        if end < len(templates):
+            # Meta's cursors are opaque; an offset serves the same purpose here.
+            answer["paging"]["next"] = f"{self.base_url}{request.path}?limit={limit}&after={end}"
+        return _json_response(200, answer)
 
     def _media_info(self, media_id: str) -> Response:
         with self._condition:

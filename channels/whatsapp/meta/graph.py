@@ -1,4 +1,5 @@
-"""WhatsApp through Meta's Cloud API: sending messages and fetching media with the Graph API.
+"""WhatsApp through Meta's Cloud API: sending messages, fetching media and listing message
+templates with the Graph API.
 
 A send is ``POST {base}/{version}/{phone_number_id}/messages`` with a JSON body and the
 access token as a bearer token. The response contains the new message's id (a ``wamid``),
@@ -8,6 +9,10 @@ HTTP status, identifies the error. Errors are split into transient ones (timeout
 connection failures, HTTP 429 and 5xx, and the codes of rate limits and temporary outages),
 which the outbox dispatcher retries, and permanent ones, which the agent sees with Meta's
 code and message.
+
+Message templates belong to the WhatsApp Business Account (WABA), not to the phone number:
+``GET {base}/{version}/{waba_id}/message_templates`` lists them a page at a time, with
+``paging.cursors.after`` naming the next page while ``paging.next`` is present.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import hashlib
 import logging
 import mimetypes
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
-from channels.errors import ParseError, PermanentSendError, SendError, TransientSendError
+from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
 from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size
 from channels.whatsapp.phone import normalize_phone
@@ -46,6 +52,11 @@ MAX_MEDIA_BYTES = 100 * 1024 * 1024
 TRANSIENT_ERROR_CODES = frozenset({"1", "2", "4", "80007", "130429", "131000", "131016", "131056", "133004"})
 
 _PHONE_NUMBER_ID = re.compile(r"^[0-9]{1,30}$")
+_ACCOUNT_ID = _PHONE_NUMBER_ID
+# Placeholders of a template body: {{1}} in the positional format, {{order_id}} in the named one.
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+# Pages of templates read per listing; at 100 templates a page, far more than a WABA may have.
+_MAX_TEMPLATE_PAGES = 50
 _API_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
 # Meta's media ids are digits. The pattern admits a little more, but nothing that changes the URL path.
 _MEDIA_ID = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
@@ -73,14 +84,40 @@ class MetaSettings:
 
 @dataclass(frozen=True)
 class MetaTemplate:
-    """An approved message template: its name, language code (``en_US``) and body parameters.
+    """An approved message template to send: its name, language code (``en_US``) and body parameters.
 
     ``body_parameters`` fill the body's ``{{1}}``, ``{{2}}``, ... placeholders in order.
+    ``named_parameters`` fill the placeholders of a template in the named format
+    (``{{order_id}}``) by name; a template uses one format or the other.
     """
 
     name: str
     language: str
     body_parameters: Sequence[str] = ()
+    named_parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A message template of a WhatsApp Business Account, as the Graph API lists it.
+
+    ``status`` is Meta's review status in upper case (``APPROVED``, ``PENDING``, ``REJECTED``,
+    ``PAUSED``, ...). ``body`` is the text of the BODY component with its placeholders, and
+    ``examples`` maps each placeholder to the sample value given when it was submitted.
+    """
+
+    id: str
+    name: str
+    language: str
+    status: str
+    category: str | None
+    body: str
+    placeholders: tuple[str, ...]
+    examples: dict[str, str]
+
+
+class MessageTemplatesError(ChannelError):
+    """The message templates of a WhatsApp Business Account could not be read."""
 
 
 def send_text(settings: MetaSettings, message: OutboundMessage) -> SendResult:
@@ -121,9 +158,15 @@ def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -
     """
     if not template.name.strip() or not template.language.strip():
         raise PermanentSendError("a WhatsApp template needs a name and a language code")
+    if template.body_parameters and template.named_parameters:
+        raise PermanentSendError("a WhatsApp template takes positional or named parameters, not both")
     content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
-    if template.body_parameters:
-        parameters = [{"type": "text", "text": str(value)} for value in template.body_parameters]
+    parameters: list[dict[str, str]] = [{"type": "text", "text": str(value)} for value in template.body_parameters]
+    parameters += [
+        {"type": "text", "parameter_name": name, "text": str(value)}
+        for name, value in template.named_parameters.items()
+    ]
+    if parameters:
         content["components"] = [{"type": "body", "parameters": parameters}]
     body = {
         "messaging_product": "whatsapp",
@@ -133,6 +176,121 @@ def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -
         "template": content,
     }
     return _send(settings, body)
+
+
+def send_message(settings: MetaSettings, message: OutboundMessage) -> SendResult:
+    """Send ``message`` as the approved template it names, or else as a text message.
+
+    A message with ``template_name`` goes out as that template in ``template_language``,
+    with ``content_variables`` as its body parameters (see ``template_parameters``), and
+    its ``text``, the rendered template, is not sent. Returns and raises as ``send_text`` does.
+    """
+    if not message.template_name:
+        return send_text(settings, message)
+    if message.attachments:
+        raise PermanentSendError("a WhatsApp template cannot carry attachments")
+    template = template_parameters(message.template_name, message.template_language or "", message.content_variables or {})
+    return send_template(settings, message.to, template)
+
+
+def template_parameters(name: str, language: str, variables: Mapping[str, str]) -> MetaTemplate:
+    """Return the template to send with ``variables``, keyed by placeholder, as its parameters.
+
+    Keys that are all digits (``"1"``, ``"2"``) are positional parameters and go in numeric
+    order. Any other key makes the variables named parameters.
+    """
+    if all(key.isdigit() for key in variables):
+        ordered = [variables[key] for key in sorted(variables, key=int)]
+        return MetaTemplate(name, language, body_parameters=ordered)
+    return MetaTemplate(name, language, named_parameters=dict(variables))
+
+
+def list_message_templates(settings: MetaSettings, waba_id: str) -> list[MessageTemplate]:
+    """Return every message template of the WhatsApp Business Account ``waba_id``, any status.
+
+    Reads every page of the account's ``message_templates`` edge. Raises
+    ``MessageTemplatesError`` for an invalid account id or settings, an error of the Graph
+    API, a timeout or a connection failure, and a response without a ``data`` list.
+    """
+    if not _ACCOUNT_ID.match(waba_id or ""):
+        raise MessageTemplatesError(
+            f"invalid WhatsApp Business Account id {waba_id!r} in the channel settings: expected "
+            "the digits shown in Meta's WhatsApp API setup"
+        )
+    url = f"{_api_root(settings)}/{waba_id}/message_templates"
+    query = "fields=id,name,language,status,category,parameter_format,components&limit=100"
+    templates: list[MessageTemplate] = []
+    after: str | None = None
+    try:
+        _check_settings(settings)
+        for _ in range(_MAX_TEMPLATE_PAGES):
+            page_url = f"{url}?{query}" + (f"&after={quote(after, safe='')}" if after else "")
+            page = _request_json(settings, "GET", page_url)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise MessageTemplatesError("the Graph API listed no data for the message templates")
+            templates.extend(template for template in map(_message_template, data) if template is not None)
+            after = _next_cursor(page)
+            if after is None:
+                return templates
+    except SendError as error:
+        raise MessageTemplatesError(f"reading the message templates failed: {error}") from error
+    logger.warning("WABA %s has more than %s pages of templates; the rest are left out", waba_id, _MAX_TEMPLATE_PAGES)
+    return templates
+
+
+def _message_template(item: Any) -> MessageTemplate | None:
+    """Return one listed template, or None for an item without an id, a name or a language."""
+    if not isinstance(item, dict):
+        return None
+    template_id, name, language = (str(item.get(key) or "").strip() for key in ("id", "name", "language"))
+    if not (template_id and name and language):
+        return None
+    body, examples = "", {}
+    for component in item.get("components") or []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == "BODY":
+            body = str(component.get("text") or "")
+            examples = _body_examples(component.get("example"), body)
+            break
+    placeholders = tuple(dict.fromkeys(match.group(1) for match in _PLACEHOLDER.finditer(body)))
+    return MessageTemplate(
+        id=template_id,
+        name=name,
+        language=language,
+        status=str(item.get("status") or "").upper(),
+        category=str(item["category"]) if item.get("category") else None,
+        body=body,
+        placeholders=placeholders,
+        examples=examples,
+    )
+
+
+def _body_examples(example: Any, body: str) -> dict[str, str]:
+    """Map each placeholder of ``body`` to its sample value, for both parameter formats."""
+    if not isinstance(example, dict):
+        return {}
+    named = example.get("body_text_named_params")
+    if isinstance(named, list):
+        return {
+            str(item["param_name"]): str(item.get("example") or "")
+            for item in named
+            if isinstance(item, dict) and item.get("param_name")
+        }
+    # Positional samples come as one list per example set: [["Grace", "A-17"]].
+    rows = example.get("body_text")
+    if isinstance(rows, list) and rows and isinstance(rows[0], list):
+        return {str(index): str(value) for index, value in enumerate(rows[0], start=1)}
+    return {}
+
+
+def _next_cursor(page: dict[str, Any]) -> str | None:
+    # Without paging.next this page is the last, even when the cursors are set.
+    paging = page.get("paging")
+    if not isinstance(paging, dict) or not paging.get("next"):
+        return None
+    cursors = paging.get("cursors")
+    after = cursors.get("after") if isinstance(cursors, dict) else None
+    return str(after) if after else None
 
 
 def fetch_media(

@@ -115,12 +115,17 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> None:
     algorithm, _, received = header.strip().partition("=")
     if algorithm.lower() != "sha256" or not received:
         raise SignatureError(f"{SIGNATURE_HEADER} must be sha256= followed by the hex digest")
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    expected = signature(app_secret, body).partition("=")[2]
     if not hmac.compare_digest(expected, received.strip().lower()):
         raise SignatureError(
             f"invalid {SIGNATURE_HEADER}: check that the channel's app secret is the one of "
             "the Meta app that sends the webhooks"
         )
+
+
+def signature(app_secret: str, body: bytes) -> str:
+    """Return the ``X-Hub-Signature-256`` value that Meta sends with ``body``: ``sha256=<hex>``."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verification_challenge(verify_token: str, params: Mapping[str, str]) -> str:
@@ -271,6 +276,12 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
     # The id of the message, ours or the customer's, that this one quotes as a reply.
     context = message.get("context")
     quoted_id = _text(context.get("id")) if isinstance(context, dict) else ""
+    content = None
+    if message_type == "reaction":
+        reaction = message.get("reaction") if isinstance(message.get("reaction"), dict) else {}
+        # A reaction names its target in reaction.message_id, not in context.
+        quoted_id = _text(reaction.get("message_id")) or quoted_id
+        content = {"type": "reaction", "emoji": _text(reaction.get("emoji"))[:32] or None}
 
     return InboundMessage(
         channel_kind=ChannelKind.WHATSAPP,
@@ -281,8 +292,9 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
         recipients=_business_number(value),
         text=text,
         sent_at=_timestamp(message.get("timestamp")),
-        in_reply_to=quoted_id or None,
+        in_reply_to=quoted_id[:_MAX_ID_LENGTH] or None,
         media=media,
+        content=content,
     )
 
 
@@ -307,6 +319,7 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
     if message_type == "button":
         return _text(body.get("text")) or _text(body.get("payload")), []
     if message_type == "reaction":
+        # The Cloud API leaves out reaction.emoji when the customer removes a reaction.
         emoji = _text(body.get("emoji"))
         return (f"Reacted {emoji} to a message" if emoji else "Removed a reaction from a message"), []
     if message_type == "system":
