@@ -47,6 +47,18 @@ database_url, instance_dir, channel_id, batch_size = sys.argv[1:5]
 state = get_state(create_app(Config(
     database_url=database_url, secret_key="test-secret-key", instance_dir=instance_dir,
 )))
+
+# Each batch waits before its commit, so a kill lands inside a batch's transaction and the
+# reader cannot finish the folder before the test kills it, however fast the machine.
+import time
+import gateway.workers
+store_batch = gateway.workers.ingest_batch
+def store_slowly(*args, **kwargs):
+    results = store_batch(*args, **kwargs)
+    time.sleep(0.05)
+    return results
+gateway.workers.ingest_batch = store_slowly
+
 reader = MailboxReader(state, int(channel_id), threading.Event())
 settings = replace(imap_settings(reader._channel()), batch_size=int(batch_size))
 with ImapReader(settings) as connection:
