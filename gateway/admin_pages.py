@@ -264,7 +264,7 @@ def create_agent_page() -> Any:
     except InboxError as error:
         db().rollback()
         form.pop("password")
-        return _render_agents(400, error=error.message, field=error.field, form=form)
+        return _render_agents(error_status(error), error=error.message, field=error.field, form=form)
     db().commit()
     log.info("agent %s created agent %s", signed_in_agent().id, created.id)
     if link is None:
