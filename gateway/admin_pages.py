@@ -89,6 +89,16 @@ def _navigation() -> dict[str, Any]:
     return {"can": can}
 
 
+@blueprint.app_template_filter("duration")
+def _duration(seconds: int) -> str:
+    """Return a number of seconds in the largest whole unit: 7 days, 12 hours, 90 minutes."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def _render(template: str, status: int = 200, **context: Any) -> Any:
     return render_template(template, agent=signed_in_agent(), csrf_token=csrf_token(), **context), status
 
@@ -112,6 +122,7 @@ def _render_account(status: int = 200, **context: Any) -> Any:
         tokens=list_api_tokens(db(), agent),
         sign_ins=list_sign_ins(db(), agent, session_limits()),
         current_hash=current_sign_in_hash(),
+        limits=session_limits(),
         min_password_length=MIN_PASSWORD_LENGTH,
         **context,
     )
