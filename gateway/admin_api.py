@@ -64,7 +64,7 @@ def _inbox_error(error: InboxError) -> Any:
 
 def signed_in_agent() -> Agent:
     agent = current_agent()
-    assert agent is not None  # the guard answered 401 otherwise
+    assert agent is not None  # the guard returned 401 otherwise
     return agent
 
 
@@ -149,7 +149,7 @@ def create_account(actor: Agent, body: dict[str, Any]) -> tuple[Agent, dict[str,
         password if chosen else secrets.token_urlsafe(24), body.get("role", Role.AGENT.value),
     )
     if chosen:
-        # The admin knows this password, so the agent replaces it at the first sign-in.
+        # The admin has seen this password, so the agent replaces it at the first sign-in.
         created.must_change_password = True
         return created, None
     token, reset = create_reset_link(db(), actor, created.id, reset_lifetime())
@@ -157,7 +157,7 @@ def create_account(actor: Agent, body: dict[str, Any]) -> tuple[Agent, dict[str,
 
 
 def audit_page_limit(text: str) -> int:
-    """Return the page size ``text`` asks for. Raises ``InvalidInput`` outside 1 to ``MAX_PAGE``."""
+    """Return the page size that ``text`` requests. Raises ``InvalidInput`` outside 1 to ``MAX_PAGE``."""
     try:
         limit = int(text)
     except ValueError:

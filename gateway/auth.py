@@ -66,7 +66,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "admin_pages.reset_password",
     }
 )
-# What a browser signed in with a temporary password may still reach.
+# Endpoints that a browser signed in with a temporary password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = frozenset(
     {"admin_pages.change_password_page", "admin_api.change_password", "auth.logout", "api.me", "static"}
 )

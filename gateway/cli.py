@@ -295,8 +295,8 @@ def _set_agent_active(email: str, active: bool) -> None:
         except InboxError as error:
             raise click.ClickException(error.message) from error
         session.commit()
-        # NOTE: a running web process closes this agent's live connections when they next
-        # reconnect or send; only changes made in the web app close them at once.
+        # NOTE: a running web process refuses this agent's live connections only when they
+        # reconnect. Changes made in the web app close them at once.
         click.echo(f"{changed.name} <{changed.email}> is {'enabled' if active else 'disabled'}.")
 
 

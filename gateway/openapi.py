@@ -901,7 +901,7 @@ _ROUND_ROBIN = {"type": "boolean", "description": "Assign new conversations roun
 OPENAPI["components"]["schemas"]["Team"]["properties"]["round_robin"] = _ROUND_ROBIN
 OPENAPI["components"]["schemas"]["TeamInput"]["properties"]["round_robin"] = _ROUND_ROBIN
 
-# The least role each operation needs: "agent" is any signed-in agent. The routes enforce it
+# The minimum role each operation needs: "agent" is any signed-in agent. The routes enforce it
 # (``gateway.auth.require_role``); the access tests check every operation against this table,
 # which every documented operation must be in.
 ROUTE_ROLES: dict[str, dict[str, str]] = {

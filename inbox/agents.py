@@ -288,7 +288,7 @@ def set_agent_active(session: Session, actor: Agent | None, agent_id: int, activ
     """Disable or enable an agent and log it; disabling also ends their sign-ins.
 
     A disabled agent's API tokens are refused while they are disabled and work again after
-    enabling. Nobody disables themselves, and the last active admin stays enabled.
+    enabling. An agent cannot disable their own account, and the last active admin stays enabled.
     Raises ``NotFound`` or ``Conflict``; doing what is already done changes nothing.
     """
     agent = get_agent_or_404(session, agent_id)

@@ -138,7 +138,7 @@ def team_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[st
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """The rows an admin asks for; every field that is set must match."""
+    """Conditions on audit rows; every field that is set must match."""
 
     actor_id: int | None = None
     command_line: bool = False
@@ -158,8 +158,8 @@ class AuditPage:
 def parse_audit_filter(args: Mapping[str, str]) -> AuditFilter:
     """Read the filter from query parameters. Raises ``InvalidInput`` naming the bad one.
 
-    ``actor`` is an agent id or ``cli``; ``action`` is a comma-separated list of actions or
-    prefixes ending in a dot (``agent.``); ``target`` is ``TYPE`` or ``TYPE:ID``; ``since``
+    ``actor`` is an agent id or ``cli``. ``action`` is a comma-separated list of actions or
+    of prefixes ending in a dot (``agent.``). ``target`` is ``TYPE`` or ``TYPE:ID``. ``since``
     and ``until`` are ISO 8601 times with an offset.
     """
     actor_id = None

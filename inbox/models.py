@@ -704,7 +704,7 @@ class AuditEvent(Base):
 
     Written in the transaction of the change itself, so a change without its row (or a row
     without its change) cannot be committed. ``actor_id`` is None for the command line, and
-    ``actor_label`` then says so; the label also keeps the actor's email after a rename.
+    ``actor_label`` is then ``command line``. The label also keeps the actor's email after a rename.
     ``details`` never contains a password, token or other secret, only which setting changed.
     """
 

@@ -131,7 +131,7 @@ def test_reset_form_without_csrf_is_refused(app, state, agent):
     assert app.test_client().get(path).status_code == 200  # still unused
 
 
-def test_disable_on_the_page_ends_the_agent_sign_in(app, state, agent):
+def test_page_disable_ends_sign_in(app, state, agent):
     client, csrf, _ = _sign_in_as(app, state, "admin")
     agent_browser = app.test_client()
     login(agent_browser)
