@@ -311,11 +311,16 @@ def set_temporary_password(session: Session, actor: Agent | None, agent_id: int,
     """
     agent = get_agent_or_404(session, agent_id)
     _check_password(password, "temporary_password")
-    agent.password_hash = generate_password_hash(str(password))
-    agent.must_change_password = True
-    end_all_sessions(session, agent)
+    _replace_password(session, agent, str(password), temporary=True)
     record_audit(session, actor, Action.PASSWORD_RESET, "agent", agent.id, agent.email, {"method": "temporary_password"})
     return agent
+
+
+def _replace_password(session: Session, agent: Agent, password: str, *, temporary: bool) -> None:
+    """Store a checked password and end every sign-in of ``agent``."""
+    agent.password_hash = generate_password_hash(password)
+    agent.must_change_password = temporary
+    end_all_sessions(session, agent)
 
 
 def create_reset_link(
@@ -367,9 +372,7 @@ def use_reset_link(session: Session, token: str, new_password: object) -> Agent:
     _check_password(new_password, "new_password")
     agent = reset.agent
     reset.used_at = utcnow()
-    agent.password_hash = generate_password_hash(str(new_password))
-    agent.must_change_password = False
-    end_all_sessions(session, agent)
+    _replace_password(session, agent, str(new_password), temporary=False)
     record_audit(session, agent, Action.PASSWORD_CHANGED, "agent", agent.id, agent.email, {"method": "link"})
     return agent
 

@@ -5,25 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from gateway.cli import main
 from inbox.db import make_engine, make_session_factory
 from inbox.models import Agent, AgentSession, AuditEvent
-
-SID = "AC" + "1" * 32
-
-
-@pytest.fixture
-def run(database_url, tmp_path):
-    runner = CliRunner()
-    env = {"SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path)}
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
-
-    return invoke
+from tests.gateway.test_cli import SID, run  # noqa: F401 - run is the command line fixture
 
 
 @pytest.fixture
