@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from inbox.agents import create_agent, create_api_token
 from inbox.assignment import OnlineAgents, choose_agent, use_online_agents
-from inbox.models import Agent, AgentSession, ApiToken, AuditEvent, PasswordReset, Team, utcnow
+from inbox.models import Agent, AgentSession, ApiToken, AuditEvent, PasswordReset, utcnow
 from inbox.teams import create_team
 from tests.conftest import AGENT_PASSWORD, login
 
