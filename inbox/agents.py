@@ -396,11 +396,11 @@ def change_own_password(
         raise InvalidInput("The new password must differ from the current one.", field="new_password")
     agent.password_hash = generate_password_hash(str(new_password))
     agent.must_change_password = False
-    kept = _token_hash(keep_session) if keep_session else None
+    kept_hash = _token_hash(keep_session) if keep_session else None
     session.execute(
         update(AgentSession)
         .where(AgentSession.agent_id == agent.id, AgentSession.revoked_at.is_(None),
-               AgentSession.token_hash != (kept or ""))
+               AgentSession.token_hash != (kept_hash or ""))
         .values(revoked_at=utcnow())
     )
     record_audit(session, agent, Action.PASSWORD_CHANGED, "agent", agent.id, agent.email, {"method": "own"})

@@ -449,6 +449,19 @@ def test_activity_moves_last_seen_forward(app, state, agent):
         assert utcnow() - session.get(Agent, agent.id).last_seen_at < timedelta(minutes=1)
 
 
+def test_last_seen_is_written_once_a_minute(app, state, agent):
+    client = app.test_client()
+    login(client)
+    _age_sign_in(state, last_seen_at=timedelta(seconds=30))
+    with state.session_factory() as session:
+        before = session.scalar(select(AgentSession)).last_seen_at
+
+    assert client.get("/api/v1/me").status_code == 200
+
+    with state.session_factory() as session:
+        assert session.scalar(select(AgentSession)).last_seen_at == before
+
+
 # ---- Teams ------------------------------------------------------------------------------------
 
 
