@@ -75,7 +75,7 @@ def create_app(config: Config | None = None) -> Flask:
     use_workspace_settings(state.session_factory, workspace_settings_from(config))
     app.extensions["switchboard"] = state
 
-    from gateway import api, auth, channel_settings, health, pages, realtime, webhooks
+    from gateway import admin_api, admin_pages, api, auth, channel_settings, health, pages, realtime, webhooks
     from gateway import proactive_api, proactive_pages
 
     app.url_map.converters["id"] = IdConverter
@@ -83,6 +83,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(admin_api.blueprint)
+    app.register_blueprint(admin_pages.blueprint)
     app.register_blueprint(channel_settings.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)

@@ -43,12 +43,12 @@ from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_re
 from inbox.storage import attachment_store
 from inbox.teams import (
     create_label,
-    create_team,
+    create_team_audited,
     list_labels,
     list_teams,
-    set_agent_capacity,
-    set_channel_default_team,
-    update_team,
+    set_agent_capacity_audited,
+    set_channel_default_team_audited,
+    update_team_audited,
 )
 from inbox.views import agent_views, count_views
 from inbox.workflow import BulkRejected, change_conversation, change_conversations, parse_changes
@@ -412,7 +412,10 @@ def conversation_counts() -> Any:
 
 
 def _team_to_dict(team: Team) -> dict[str, Any]:
-    return {"id": team.id, "name": team.name, "members": [agent_ref(agent) for agent in team.members]}
+    return {
+        "id": team.id, "name": team.name, "members": [agent_ref(agent) for agent in team.members],
+        "round_robin": team.round_robin,
+    }
 
 
 @blueprint.get("/teams")
@@ -425,7 +428,9 @@ def teams() -> Any:
 def create_team_route() -> Any:
     body = _json_body()
     session = db()
-    team = create_team(session, body.get("name"), body.get("agent_ids", []))
+    team = create_team_audited(
+        session, _agent(), body.get("name"), body.get("agent_ids", []), body.get("round_robin", True)
+    )
     data = _team_to_dict(team)
     session.commit()
     log.info("agent %s created team %s", _agent().id, team.id)
@@ -437,7 +442,9 @@ def create_team_route() -> Any:
 def update_team_route(team_id: int) -> Any:
     body = _json_body()
     session = db()
-    team = update_team(session, team_id, body.get("name"), body.get("agent_ids"))
+    team = update_team_audited(
+        session, _agent(), team_id, body.get("name"), body.get("agent_ids"), body.get("round_robin")
+    )
     data = _team_to_dict(team)
     session.commit()
     return jsonify(data)
@@ -486,7 +493,7 @@ def update_agent(agent_id: int) -> Any:
     if "max_open_conversations" not in body:
         raise InvalidInput("Give max_open_conversations, a number or null.", field="max_open_conversations")
     session = db()
-    agent = set_agent_capacity(session, agent_id, body["max_open_conversations"])
+    agent = set_agent_capacity_audited(session, _agent(), agent_id, body["max_open_conversations"])
     data = _agent_to_dict(
         agent, online_agent_ids(session), open_assigned_counts(session, [agent.id])
     )
@@ -501,7 +508,7 @@ def set_default_team(channel_id: int) -> Any:
     if "default_team_id" not in body:
         raise InvalidInput("Give default_team_id, a team id or null.", field="default_team_id")
     session = db()
-    channel = set_channel_default_team(session, channel_id, body["default_team_id"])
+    channel = set_channel_default_team_audited(session, _agent(), channel_id, body["default_team_id"])
     data = {"id": channel.id, "name": channel.name, "default_team": team_ref(channel.default_team)}
     session.commit()
     return jsonify(data)

@@ -4,6 +4,10 @@ Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS
 runs before each request, so a new route is protected without remembering a decorator.
 Cookie-authenticated writes must carry the session's CSRF token (``X-CSRF-Token`` header or
 a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none.
+
+A sign-in ends after ``session_lifetime`` seconds without a request or ``session_absolute_lifetime``
+seconds after it began (``inbox.agents.SessionLimits``). While an agent's password is a
+temporary one that an admin set, their browser reaches only the password change.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from flask import (
 )
 from sqlalchemy.orm import Session
 
-from inbox.agents import agent_for_session, agent_for_token, authenticate, end_session, start_session
+from inbox.agents import (
+    SessionLimits,
+    agent_for_session,
+    agent_for_token,
+    authenticate,
+    end_session,
+    start_session,
+)
 from inbox.models import Agent, Role
 
 log = logging.getLogger(__name__)
@@ -52,7 +63,12 @@ PUBLIC_ENDPOINTS = frozenset(
         "webhooks.meta_verification",
         "webhooks.meta_events",
         "webhooks.twilio_media",
+        "admin_pages.reset_password",
     }
+)
+# Endpoints that a browser signed in with a temporary password may still reach.
+PASSWORD_CHANGE_ENDPOINTS = frozenset(
+    {"admin_pages.change_password_page", "admin_api.change_password", "auth.logout", "api.me", "static"}
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_RANK = {Role.AGENT.value: 0, Role.MANAGER.value: 1, Role.ADMIN.value: 2}
@@ -122,9 +138,16 @@ def current_agent() -> Agent | None:
             db().commit()  # keeps last_used_at
             g.token_auth = True
     elif session.get("sign_in"):
-        agent = agent_for_session(db(), session["sign_in"])
+        agent = agent_for_session(db(), session["sign_in"], session_limits())
+        if db().dirty:
+            db().commit()  # keeps the last-seen time, or the revocation of an expired sign-in
     g.agent = agent
     return agent
+
+
+def session_limits() -> SessionLimits:
+    config = current_app.extensions["switchboard"].config
+    return SessionLimits(config.session_lifetime, config.session_absolute_lifetime)
 
 
 def _wants_json() -> bool:
@@ -146,6 +169,12 @@ def _guard() -> Any:
         if _wants_json():
             return error_response(401, "unauthorized", "Sign in or send an API token.")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    if agent.must_change_password and not g.get("token_auth") and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        if _wants_json():
+            return error_response(
+                403, "password_change_required", "Choose a new password first: the current one is temporary."
+            )
+        return redirect(url_for("admin_pages.change_password_page"))
     if request.method not in SAFE_METHODS and not g.get("token_auth"):
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
@@ -198,6 +227,8 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     app.extensions["switchboard.login_throttle"] = LoginThrottle()
+    # Wrong current passwords on the password change, per agent, with the sign-in's limits.
+    app.extensions["switchboard.password_throttle"] = LoginThrottle()
     app.before_request(_guard)
     app.after_request(_security_headers)
     app.teardown_appcontext(_close_db)
@@ -246,10 +277,12 @@ def login() -> Any:
     throttle.reset(key)
     session.clear()  # nothing from before the sign-in carries over
     session.permanent = True
-    session["sign_in"] = start_session(db(), agent)
+    session["sign_in"] = start_session(db(), agent, request.user_agent.string, request.remote_addr)
     db().commit()
     csrf_token()
     log.info("agent %s signed in", agent.id)
+    if agent.must_change_password:
+        return redirect(url_for("admin_pages.change_password_page"))
     return redirect(_safe_next(next_url))
 
 

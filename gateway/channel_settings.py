@@ -31,8 +31,9 @@ from channels.email.oauth import (
 from channels.email.smtp import SmtpSettings
 from channels.whatsapp import TwilioSettings
 from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
-from gateway.auth import db, error_response, require_role
+from gateway.auth import current_agent, db, error_response, require_role
 from gateway.config import Config
+from inbox.audit import Action, record_audit, setting_changes
 from inbox.channel_config import (
     email_folders,
     list_channels,
@@ -393,7 +394,9 @@ def update_channel(id: int) -> Any:  # noqa: A002 - the API's path parameter is 
     current = channel.settings if channel is not None else {}
     folders = body.get("imap_folders", email_folders(current))
     sent = body.get("sent_folder", sent_folder(current))
+    before = dict(current)
     changed = update_email_folders(session, id, folders, sent)
+    _audit_settings(changed, before)
     session.commit()
     states = folder_states(session, [changed.id])
     failures = send_failure_summaries(session, [changed.id])[changed.id]
@@ -412,14 +415,23 @@ def save_folders(channel_id: int) -> Any:
     folders = [line for line in request.form.get("imap_folders", "").splitlines() if line.strip()]
     sent = request.form.get("sent_folder", "")
     session = db()
+    channel = session.get(Channel, channel_id)
+    before = dict(channel.settings) if channel is not None else {}
     try:
-        update_email_folders(session, channel_id, folders, sent)
+        changed = update_email_folders(session, channel_id, folders, sent)
     except InboxError as error:
         session.rollback()
         form = {"channel_id": channel_id, "imap_folders": "\n".join(folders), "sent_folder": sent}
         return _render_channels_page(error=error, form=form), 400
+    _audit_settings(changed, before)
     session.commit()
     return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}"), code=303)
+
+
+def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
+    changes = setting_changes(before, channel.settings)
+    if changes:
+        record_audit(db(), current_agent(), Action.CHANNEL_CHANGED, "channel", channel.id, channel.name, changes)
 
 
 def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] | None = None) -> str:

@@ -203,13 +203,13 @@ def agent() -> None:
 @click.option("--password", help="The password (at least 10 characters); asked for when omitted.")
 def agent_create(email: str, name: str, role: str, password: str | None) -> None:
     """Create an agent who can sign in to the inbox."""
-    from inbox.agents import create_agent
+    from inbox.agents import add_agent
 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _session() as session:
         try:
-            created = create_agent(session, email, name, password, role)
+            created = add_agent(session, None, email, name, password, role)
         except InboxError as error:
             raise click.ClickException(error.message) from error
         session.commit()
@@ -222,6 +222,7 @@ def agent_create(email: str, name: str, role: str, password: str | None) -> None
 def agent_password(email: str, password: str | None) -> None:
     """Set an agent's password; their open sessions end."""
     from inbox.agents import set_password
+    from inbox.audit import Action, record_audit
 
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
@@ -230,6 +231,8 @@ def agent_password(email: str, password: str | None) -> None:
             changed = set_password(session, email, password)
         except InboxError as error:
             raise click.ClickException(error.message) from error
+        record_audit(session, None, Action.PASSWORD_RESET, "agent", changed.id, changed.email,
+                     {"method": "command_line"})
         session.commit()
         click.echo(f"Password of {changed.name} <{changed.email}> changed.")
 
@@ -239,18 +242,62 @@ def agent_password(email: str, password: str | None) -> None:
 @click.option("--name", default="api", show_default=True, help="A label for the token.")
 def agent_token(email: str, name: str) -> None:
     """Create an API token (sent as `Authorization: Bearer <token>`)."""
-    from sqlalchemy import select
-
-    from inbox.agents import create_api_token, normalize_email
-    from inbox.models import Agent
+    from inbox.agents import find_agent_by_email, issue_api_token
 
     with _session() as session:
-        found = session.scalar(select(Agent).where(Agent.email == normalize_email(email)))
-        if found is None:
-            raise click.ClickException(f"No agent with email {email}.")
-        token = create_api_token(session, found, name)
+        try:
+            token, _ = issue_api_token(session, None, find_agent_by_email(session, email), name)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
         session.commit()
     click.echo(token)
+
+
+@agent.command("list")
+def agent_list() -> None:
+    """List every agent: email, name, role, whether active, and when last seen."""
+    from inbox.agents import list_agents
+
+    with _session() as session:
+        rows = list_agents(session)
+        if not rows:
+            click.echo("No agents yet. Create one with `switchboard agent create`.")
+            return
+        click.echo("ID\tEMAIL\tNAME\tROLE\tSTATE\tLAST SEEN")
+        for row in rows:
+            state = "active" if row.is_active else "disabled"
+            if row.is_active and row.must_change_password:
+                state = "active (password change due)"
+            seen = row.last_seen_at.isoformat(timespec="minutes") if row.last_seen_at else "never"
+            click.echo(f"{row.id}\t{row.email}\t{row.name}\t{row.role}\t{state}\t{seen}")
+
+
+@agent.command("disable")
+@click.argument("email")
+def agent_disable(email: str) -> None:
+    """Disable an agent: their sign-ins end and their API tokens stop working."""
+    _set_agent_active(email, False)
+
+
+@agent.command("enable")
+@click.argument("email")
+def agent_enable(email: str) -> None:
+    """Enable a disabled agent again; they sign in anew, and their API tokens work again."""
+    _set_agent_active(email, True)
+
+
+def _set_agent_active(email: str, active: bool) -> None:
+    from inbox.agents import find_agent_by_email, set_agent_active
+
+    with _session() as session:
+        try:
+            changed = set_agent_active(session, None, find_agent_by_email(session, email).id, active)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        session.commit()
+        # NOTE: a running web process refuses this agent's live connections only when they
+        # reconnect. Changes made in the web app close them at once.
+        click.echo(f"{changed.name} <{changed.email}> is {'enabled' if active else 'disabled'}.")
 
 
 # --- channels ------------------------------------------------------------------------------
@@ -268,6 +315,7 @@ def channel_add() -> None:
 
 def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -> None:
     from gateway.channel_settings import webhook_url
+    from inbox.audit import Action, record_audit
     from inbox.channel_config import add_channel
 
     with _session() as session:
@@ -275,6 +323,8 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
             created = add_channel(session, kind, name, address, settings)
         except InboxError as error:
             raise click.ClickException(error.message) from error
+        record_audit(session, None, Action.CHANNEL_ADDED, "channel", created.id, created.name,
+                     {"kind": kind, "address": created.address, "provider": settings.get("provider")})
         session.commit()
         click.echo(f"Added {kind} channel {created.id}: {created.name} <{created.address}>.")
         url = webhook_url(created, _load_config().public_url or "<your public URL>")
@@ -449,6 +499,7 @@ def channel_reauthorize(channel_id: int, oauth_client_id: str | None, replace_cl
     grant = _check_oauth_credentials(settings)
 
     with session_factory() as session:
+        _audit_at_commit(session, channel_id, oauth_client_id, client_secret)
         try:
             changed = update_oauth_credentials(
                 session, channel_id,
@@ -464,6 +515,27 @@ def channel_reauthorize(channel_id: int, oauth_client_id: str | None, replace_cl
         f"Channel {changed.id} ({changed.name}): the token endpoint accepted the credentials. The "
         f"mailbox reader signs in with them at its next retry, within {RECONNECT_BACKOFF_MAX / 60:.0f} minutes."
     )
+
+
+def _audit_at_commit(session: Any, channel_id: int, client_id: str | None, client_secret: str | None) -> None:
+    """Log a reauthorization in the transaction that ``update_oauth_credentials`` commits itself."""
+    from sqlalchemy import event
+
+    from inbox.audit import Action, record_audit
+    from inbox.models import Channel
+
+    changed = ["oauth_refresh_token", "oauth_access_token"]
+    if client_id is not None:
+        changed.append("oauth_client_id")
+    if client_secret is not None:
+        changed.append("oauth_client_secret")
+
+    @event.listens_for(session, "before_commit", once=True)
+    def add_audit_row(committing: Any) -> None:
+        channel = committing.get(Channel, channel_id)
+        record_audit(committing, None, Action.CHANNEL_CHANGED, "channel", channel_id,
+                     channel.name if channel is not None else None,
+                     {key: {"changed": True} for key in changed} | {"reauthorized": True})
 
 
 @channel_add.command("whatsapp")
@@ -610,7 +682,9 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
     A value of - prompts for it without echo (for passwords and tokens). An empty value
     removes an optional setting. Running workers pick the change up within about a minute.
     """
+    from inbox.audit import Action, record_audit, setting_changes
     from inbox.channel_config import SECRET_SETTINGS, public_settings, update_channel_settings
+    from inbox.models import Channel
 
     changes: dict[str, str] = {}
     for assignment in assignments:
@@ -622,10 +696,15 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
             value = click.prompt(label[0].upper() + label[1:], hide_input=True)
         changes[key] = value
     with _session() as session:
+        found = session.get(Channel, channel_id)
+        before = dict(found.settings) if found is not None else {}
         try:
             changed = update_channel_settings(session, channel_id, changes)
         except InboxError as error:
             raise click.ClickException(error.message) from error
+        audited = setting_changes(before, changed.settings)
+        if audited:
+            record_audit(session, None, Action.CHANNEL_CHANGED, "channel", changed.id, changed.name, audited)
         session.commit()
         shown = public_settings(changed)
         for key in changes:
@@ -635,6 +714,7 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
 
 
 def _set_channel_active(channel_id: int, active: bool) -> None:
+    from inbox.audit import Action, record_audit
     from inbox.channel_config import set_channel_active
 
     with _session() as session:
@@ -642,6 +722,8 @@ def _set_channel_active(channel_id: int, active: bool) -> None:
             changed = set_channel_active(session, channel_id, active)
         except InboxError as error:
             raise click.ClickException(error.message) from error
+        action = Action.CHANNEL_ENABLED if active else Action.CHANNEL_DISABLED
+        record_audit(session, None, action, "channel", changed.id, changed.name)
         session.commit()
         click.echo(f"Channel {changed.id} ({changed.name}) is {'enabled' if active else 'disabled'}.")
 

@@ -64,6 +64,10 @@ class Config:
     port: int = 5000
     # Seconds a browser session stays valid without activity.
     session_lifetime: int = 12 * 3600
+    # Seconds a browser session stays valid after its sign-in, however active it is.
+    session_absolute_lifetime: int = 7 * 24 * 3600
+    # Seconds a password reset link that an admin created stays valid.
+    password_reset_lifetime: int = 24 * 3600
     # Send session cookies only over HTTPS; always on when public_url is https.
     secure_cookies: bool = False
     imap_poll_interval: float = 60.0
@@ -160,6 +164,17 @@ class Config:
             raise ConfigError(
                 f"{PREFIX}WHATSAPP_MEDIA_URL_LIFETIME={self.whatsapp_media_url_lifetime} is invalid; "
                 "give at least 60 seconds, so that Twilio can fetch the attachment."
+            )
+        if self.session_lifetime < 60 or self.session_absolute_lifetime < self.session_lifetime:
+            raise ConfigError(
+                f"{PREFIX}SESSION_LIFETIME={self.session_lifetime} and {PREFIX}SESSION_ABSOLUTE_LIFETIME="
+                f"{self.session_absolute_lifetime} are invalid; give at least 60 seconds for the idle "
+                "timeout and an absolute lifetime no shorter than it."
+            )
+        if not 300 <= self.password_reset_lifetime <= 30 * 24 * 3600:
+            raise ConfigError(
+                f"{PREFIX}PASSWORD_RESET_LIFETIME={self.password_reset_lifetime} is invalid; give from "
+                "300 seconds to 30 days in seconds."
             )
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")

@@ -778,3 +778,206 @@ OPENAPI["components"]["schemas"].update({
         },
     },
 })
+
+
+# ---- People and access: agent accounts, one's own account, the audit log -------------------------
+
+_AGENT_ID = _path_id("agent_id")
+_ADMIN_ERRORS = {**_ERRORS, "403": _json(_ref("Error"), "Missing CSRF token, or not an admin.")}
+_NO_CONTENT = {"description": "Done."}
+
+_PEOPLE_PATHS: dict[str, Any] = {
+    "/agents/accounts": {
+        "get": {
+            "summary": "Every agent, active or disabled, with role and last activity (admin)",
+            "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Account")}}}, "The agents, by name."), **_ADMIN_ERRORS},
+        }
+    },
+    "/agents/{agent_id}/role": {
+        "put": {
+            "summary": "Change an agent's role (admin)",
+            "parameters": [_AGENT_ID],
+            "requestBody": _body({"type": "object", "required": ["role"], "properties": {"role": {"enum": ["agent", "manager", "admin"]}}}),
+            "responses": {"200": _json(_ref("Account"), "The agent."), "400": _INVALID, "404": _NOT_FOUND, "409": _json(_ref("Error"), "last_admin: the only active admin keeps the role."), **_ADMIN_ERRORS},
+        }
+    },
+    "/agents/{agent_id}/disable": {
+        "post": {
+            "summary": "Disable an agent: sign-ins end, API tokens and live connections stop at once (admin)",
+            "parameters": [_AGENT_ID],
+            "responses": {"200": _json(_ref("Account"), "The agent; also when already disabled."), "404": _NOT_FOUND, "409": _json(_ref("Error"), "own_account or last_admin."), **_ADMIN_ERRORS},
+        }
+    },
+    "/agents/{agent_id}/enable": {
+        "post": {
+            "summary": "Enable a disabled agent; their API tokens work again (admin)",
+            "parameters": [_AGENT_ID],
+            "responses": {"200": _json(_ref("Account"), "The agent; also when already active."), "404": _NOT_FOUND, **_ADMIN_ERRORS},
+        }
+    },
+    "/agents/{agent_id}/password-reset": {
+        "post": {
+            "summary": "Set a temporary password, or create a one-time reset link (admin)",
+            "parameters": [_AGENT_ID],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "temporary_password": {"type": "string", "minLength": 10, "maxLength": 200, "description": "The agent must replace it at the next sign-in; their sign-ins end. Without it, a reset link is created."},
+            }}}}},
+            "responses": {
+                "200": _json({"type": "object", "properties": {"agent": _ref("Account"), "reset_url": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}}}, "The agent, and the link when one was created; it is not shown again."),
+                "400": _INVALID, "404": _NOT_FOUND, "409": _json(_ref("Error"), "agent_disabled: no link for a disabled agent."), **_ADMIN_ERRORS,
+            },
+        }
+    },
+    "/me/password": {
+        "post": {
+            "summary": "Change one's own password; one's other sign-ins end",
+            "requestBody": _body({"type": "object", "required": ["current_password", "new_password"], "properties": {"current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 10, "maxLength": 200}}}),
+            "responses": {"204": _NO_CONTENT, "400": _INVALID, "429": _json(_ref("Error"), "too_many_attempts: 10 attempts in 5 minutes."), **_ERRORS, "403": _json(_ref("Error"), "wrong_password, or a missing CSRF token.")},
+        }
+    },
+    "/me/tokens": {
+        "get": {"summary": "One's own API tokens (never the tokens themselves)", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("ApiToken")}}}, "The tokens."), **_ERRORS}},
+        "post": {
+            "summary": "Create a personal API token; the response is the only time it is shown",
+            "requestBody": _body({"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 200}}}),
+            "responses": {"201": _json({"allOf": [_ref("ApiToken"), {"type": "object", "properties": {"token": {"type": "string"}}}]}, "The token."), "400": _INVALID, **_ERRORS},
+        },
+    },
+    "/me/tokens/{token_id}": {
+        "delete": {"summary": "Revoke one of one's own API tokens", "parameters": [_path_id("token_id")], "responses": {"204": _NO_CONTENT, "404": _NOT_FOUND, **_ERRORS}},
+    },
+    "/me/sessions": {
+        "get": {"summary": "One's own sign-ins that have not ended", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("SignIn")}}}, "The sign-ins, newest first."), **_ERRORS}},
+    },
+    "/me/sessions/{session_id}": {
+        "delete": {"summary": "End one of one's own sign-ins", "parameters": [_path_id("session_id")], "responses": {"204": _NO_CONTENT, "404": _NOT_FOUND, **_ERRORS}},
+    },
+    "/audit": {
+        "get": {
+            "summary": "The audit log of administrative changes, newest first (admin; keyset pagination)",
+            "parameters": [
+                _query("actor", {"type": "string"}, 'An agent id, or "cli" for the command line.'),
+                _query("action", {"type": "string"}, "Actions separated by commas; a name ending in a dot, such as agent., matches every action it starts."),
+                _query("target", {"type": "string"}, "TYPE or TYPE:ID, with TYPE agent, team, channel or token."),
+                _query("since", {"type": "string", "format": "date-time"}, "From this time on, inclusive."),
+                _query("until", {"type": "string", "format": "date-time"}, "Before this time."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Rows per page."),
+                _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+            ],
+            "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("AuditEvent")}, "next_cursor": {"type": ["string", "null"]}}}, "One page."), "400": _INVALID, **_ADMIN_ERRORS},
+        }
+    },
+}
+
+_PEOPLE_SCHEMAS: dict[str, Any] = {
+    "Account": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "email": {"type": "string"}, "name": {"type": "string"},
+            "role": {"enum": ["agent", "manager", "admin"]}, "active": {"type": "boolean"},
+            "must_change_password": {"type": "boolean", "description": "The password is temporary; the next sign-in must change it."},
+            "last_seen_at": {"type": ["string", "null"], "format": "date-time", "description": "The latest request of one of the agent's sign-ins or tokens, to the minute."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "max_open_conversations": {"type": ["integer", "null"]},
+        },
+    },
+    "ApiToken": {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}, "last_used_at": {"type": ["string", "null"], "format": "date-time"}},
+    },
+    "SignIn": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"},
+            "last_seen_at": {"type": ["string", "null"], "format": "date-time"},
+            "user_agent": {"type": ["string", "null"]}, "ip_address": {"type": ["string", "null"]},
+            "current": {"type": "boolean", "description": "The sign-in of this request."},
+        },
+    },
+    "AuditEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "actor": {"type": "object", "properties": {"id": {"type": ["integer", "null"], "description": "Null for the command line."}, "label": {"type": "string"}}},
+            "action": {"type": "string", "description": "Such as agent.created, agent.role_changed, agent.disabled, token.revoked, team.changed, channel.changed."},
+            "target": {"type": "object", "properties": {"type": {"enum": ["agent", "team", "channel", "token"]}, "id": {"type": ["integer", "null"]}, "label": {"type": ["string", "null"]}}},
+            "details": {"type": "object", "description": "What changed; secrets appear only as {\"changed\": true}."},
+        },
+    },
+}
+
+OPENAPI["paths"].update(_PEOPLE_PATHS)
+OPENAPI["paths"]["/agents"]["post"] = {
+    "summary": "Create an agent (admin); without a password, the response carries a one-time link to set one",
+    "requestBody": _body({"type": "object", "required": ["email", "name"], "properties": {
+        "email": {"type": "string"}, "name": {"type": "string"}, "role": {"enum": ["agent", "manager", "admin"], "default": "agent"},
+        "password": {"type": "string", "minLength": 10, "maxLength": 200, "description": "Temporary: the agent must change it at the first sign-in."},
+    }}),
+    "responses": {
+        "201": _json({"allOf": [_ref("Account"), {"type": "object", "properties": {"password_reset": {"type": ["object", "null"], "properties": {"reset_url": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}}}}]}, "The agent."),
+        "400": _INVALID, "409": _json(_ref("Error"), "The email is taken."), **_ADMIN_ERRORS,
+    },
+}
+OPENAPI["components"]["schemas"].update(_PEOPLE_SCHEMAS)
+_ROUND_ROBIN = {"type": "boolean", "description": "Assign new conversations round robin among the members; off, they wait in the team's queue."}
+OPENAPI["components"]["schemas"]["Team"]["properties"]["round_robin"] = _ROUND_ROBIN
+OPENAPI["components"]["schemas"]["TeamInput"]["properties"]["round_robin"] = _ROUND_ROBIN
+
+# The minimum role each operation needs: "agent" is any signed-in agent. The routes enforce it
+# (``gateway.auth.require_role``); the access tests check every operation against this table,
+# which every documented operation must be in.
+ROUTE_ROLES: dict[str, dict[str, str]] = {
+    "/me": {"get": "agent"},
+    "/conversations": {"get": "agent"},
+    "/conversations/counts": {"get": "agent"},
+    "/conversations/bulk": {"post": "agent"},
+    "/conversations/{id}": {"get": "agent", "patch": "agent"},
+    "/conversations/{id}/merge": {"post": "agent"},
+    "/conversations/{id}/messages": {"post": "agent"},
+    "/conversations/{id}/read": {"post": "agent"},
+    "/messages/{message_id}/cancel": {"post": "agent"},
+    "/messages/{message_id}/email": {"post": "agent"},
+    "/channels": {"get": "agent"},
+    "/channels/{id}": {"patch": "admin"},
+    "/channels/{channel_id}/templates": {"get": "agent"},
+    "/channels/{channel_id}/default-team": {"put": "manager"},
+    "/attachments/{id}": {"get": "agent"},
+    "/teams": {"get": "agent", "post": "manager"},
+    "/teams/{team_id}": {"patch": "manager"},
+    "/labels": {"get": "agent", "post": "manager"},
+    "/agents": {"get": "agent", "post": "admin"},
+    "/agents/{agent_id}": {"patch": "manager"},
+    "/agents/accounts": {"get": "admin"},
+    "/agents/{agent_id}/role": {"put": "admin"},
+    "/agents/{agent_id}/disable": {"post": "admin"},
+    "/agents/{agent_id}/enable": {"post": "admin"},
+    "/agents/{agent_id}/password-reset": {"post": "admin"},
+    "/me/password": {"post": "agent"},
+    "/me/tokens": {"get": "agent", "post": "agent"},
+    "/me/tokens/{token_id}": {"delete": "agent"},
+    "/me/sessions": {"get": "agent"},
+    "/me/sessions/{session_id}": {"delete": "agent"},
+    "/audit": {"get": "admin"},
+    "/payloads": {"get": "admin"},
+    "/payloads/{id}/reprocess": {"post": "admin"},
+    "/openapi.json": {"get": "agent"},
+    "/contacts": {"get": "agent"},
+    "/contacts/{id}": {"get": "agent", "patch": "agent"},
+    "/contacts/{id}/conversations": {"get": "agent"},
+    "/contacts/{id}/merge": {"post": "agent"},
+    "/conversations/{id}/estimate": {"get": "agent"},
+    "/update-templates": {"get": "manager", "post": "manager"},
+    "/update-templates/catalogue": {"get": "manager"},
+    "/update-templates/preview": {"post": "manager"},
+    "/update-templates/validate": {"post": "manager"},
+    "/update-templates/{template_id}": {"get": "manager", "patch": "manager", "delete": "manager"},
+    "/update-templates/{template_id}/enable": {"post": "manager"},
+    "/update-templates/{template_id}/disable": {"post": "manager"},
+    "/update-templates/{template_id}/preview": {"post": "manager"},
+}
+
+for _path, _operations in ROUTE_ROLES.items():
+    for _method, _role in _operations.items():
+        if _method in OPENAPI["paths"].get(_path, {}):
+            OPENAPI["paths"][_path][_method]["x-required-role"] = _role

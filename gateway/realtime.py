@@ -7,6 +7,10 @@ every event after that id, so a dropped connection misses nothing. When the gap 
 than ``REPLAY_LIMIT``, the client gets ``resync`` and reloads its views instead.
 
 ``typing`` and ``presence`` are ephemeral: they are relayed, not stored, and carry no id.
+
+A connection lasts only as long as its credential: when an agent is disabled, a sign-in
+ends or a token is revoked, ``check_agent_connections`` closes the agent's connections
+whose sign-in or token no longer works.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from flask import Flask, request, session
 from flask_socketio import SocketIO, emit, join_room
 from sqlalchemy.orm import Session, sessionmaker
 
-from inbox.agents import agent_for_session, agent_for_token
+from inbox.agents import SessionLimits, agent_for_session, agent_for_token
 from inbox.assignment import OnlineAgents, use_online_agents
 from inbox.events import add_publisher, event_message, events_after
 from inbox.models import Agent
@@ -46,13 +50,25 @@ class Presence:
     def __init__(self) -> None:
         self._agents: dict[str, dict[str, Any]] = {}
         self._sign_ins: dict[str, str] = {}
+        # The API token a connection authenticated with, when it used one.
+        self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def add(self, sid: str, agent: dict[str, Any], sign_in: str | None) -> None:
+    def add(self, sid: str, agent: dict[str, Any], sign_in: str | None, token: str | None = None) -> None:
         with self._lock:
             self._agents[sid] = agent
             if sign_in:
                 self._sign_ins[sid] = sign_in
+            if token:
+                self._tokens[sid] = token
+
+    def credentials_of_agent(self, agent_id: int) -> list[tuple[str, str | None, str | None]]:
+        """Return (sid, sign-in token, API token) of each connection of the agent."""
+        with self._lock:
+            return [
+                (sid, self._sign_ins.get(sid), self._tokens.get(sid))
+                for sid, agent in self._agents.items() if agent["id"] == agent_id
+            ]
 
     def sids_of_sign_in(self, sign_in: str) -> list[str]:
         with self._lock:
@@ -61,6 +77,7 @@ class Presence:
     def remove(self, sid: str) -> dict[str, Any] | None:
         with self._lock:
             self._sign_ins.pop(sid, None)
+            self._tokens.pop(sid, None)
             return self._agents.pop(sid, None)
 
     def get(self, sid: str) -> dict[str, Any] | None:
@@ -73,19 +90,40 @@ class Presence:
         return list(unique.values())
 
 
-def _authenticate(session_factory: sessionmaker[Session], auth: Any) -> dict[str, Any] | None:
-    """Return the connecting agent from the session cookie or an ``auth.token``, or None."""
+def _authenticate(
+    session_factory: sessionmaker[Session], auth: Any, limits: SessionLimits, sign_in: str | None
+) -> dict[str, Any] | None:
+    """Return the connecting agent from the session cookie or an ``auth.token``, or None.
+
+    A browser whose password is temporary is refused until it has chosen a new one.
+    """
     with session_factory() as db:
         agent: Agent | None = None
         token = auth.get("token") if isinstance(auth, dict) else None
         if isinstance(token, str) and token:
             agent = agent_for_token(db, token)
-            db.commit()
-        elif session.get("sign_in"):
-            agent = agent_for_session(db, session["sign_in"])
+        elif sign_in:
+            agent = agent_for_session(db, sign_in, limits)
+            if agent is not None and agent.must_change_password:
+                agent = None
+        db.commit()
         if agent is None or not agent.is_active:
             return None
         return {"id": agent.id, "name": agent.name}
+
+
+def _still_valid(
+    session_factory: sessionmaker[Session], limits: SessionLimits, sign_in: str | None, token: str | None
+) -> bool:
+    with session_factory() as db:
+        if token:
+            agent = agent_for_token(db, token)
+        elif sign_in:
+            agent = agent_for_session(db, sign_in, limits)
+        else:
+            agent = None
+        db.rollback()  # a check, not a request: no last-seen time is written
+        return agent is not None
 
 
 def _replay(session_factory: sessionmaker[Session], auth: Any) -> None:
@@ -124,15 +162,35 @@ def init_app(app: Flask, state: Any) -> None:
         for sid in presence.sids_of_sign_in(sign_in):
             socketio.server.disconnect(sid)
 
+    limits = SessionLimits(state.config.session_lifetime, state.config.session_absolute_lifetime)
+
+    def check_agent_connections(agent_id: int) -> int:
+        """Close the agent's connections whose credential stopped working; return how many.
+
+        Call it after the change committed. NOTE: only sockets on this process; with several
+        web processes the others keep theirs until they reconnect and are refused.
+        """
+        closed = 0
+        for sid, sign_in, token in presence.credentials_of_agent(agent_id):
+            if not _still_valid(session_factory, limits, sign_in, token):
+                socketio.server.disconnect(sid)
+                closed += 1
+        if closed:
+            log.info("closed %d Socket.IO connection(s) of agent %s", closed, agent_id)
+        return closed
+
     app.extensions["switchboard.disconnect_session"] = disconnect_sign_in
+    app.extensions["switchboard.check_agent_connections"] = check_agent_connections
 
     @socketio.on("connect")
     def connect(auth: Any = None) -> bool:
-        agent = _authenticate(session_factory, auth)
+        sign_in = session.get("sign_in")
+        agent = _authenticate(session_factory, auth, limits, sign_in)
         if agent is None:
-            log.info("refused an anonymous Socket.IO connection from %s", request.remote_addr)
+            log.info("refused a Socket.IO connection without valid credentials from %s", request.remote_addr)
             return False
-        presence.add(request.sid, agent, session.get("sign_in"))
+        token = auth.get("token") if isinstance(auth, dict) and isinstance(auth.get("token"), str) else None
+        presence.add(request.sid, agent, None if token else sign_in, token)
         online.connected(agent["id"])
         join_room(AGENTS_ROOM)
         _replay(session_factory, auth)

@@ -3,7 +3,8 @@
 A member qualifies when the agent is active, online and below their capacity
 (``Agent.max_open_conversations``, counted over their open assigned conversations). The
 round robin starts after the team's ``last_assigned_agent_id`` in agent id order and wraps
-around. When nobody qualifies, the conversation stays unassigned in the team's queue.
+around. When nobody qualifies, the conversation stays unassigned in the team's queue. A team
+with ``round_robin`` off only queues: nobody is chosen and a current assignee stays.
 
 Who is online comes from ``OnlineAgents``, which the Socket.IO layer keeps up to date in the
 web process. The team row is locked while choosing (on PostgreSQL), so two conversations
@@ -110,6 +111,8 @@ def assign_within_team(
             {"from": team_ref(conversation.team), "to": team_ref(team)},
         ))
         conversation.team = team
+    if not team.round_robin:
+        return activities  # the team's members pick from its queue themselves
 
     agent = choose_agent(session, team)
     if agent is None:

@@ -138,6 +138,10 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The maximum of open conversations that automatic assignment gives this agent; None for no limit.
     max_open_conversations: Mapped[int | None] = mapped_column(Integer)
+    # Set by an admin's password reset: the next browser sign-in must choose a new password.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The latest request by one of the agent's sign-ins or API tokens, to the minute.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AgentSession(Base):
@@ -151,6 +155,11 @@ class AgentSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The latest request of this sign-in, to the minute; the idle timeout counts from it.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The browser and address that signed in, so the agent can tell their sign-ins apart.
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
 
     agent: Mapped[Agent] = relationship()
 
@@ -224,6 +233,8 @@ class Team(Base):
     name_key: Mapped[str] = mapped_column(String(80), unique=True)
     last_assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Off: new conversations wait unassigned in the team's queue instead of going round robin.
+    round_robin: Mapped[bool] = mapped_column(Boolean, default=True)
 
     members: Mapped[list[Agent]] = relationship(secondary=team_members, order_by="Agent.id")
 
@@ -689,3 +700,51 @@ class SendFailure(Base):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str] = mapped_column(Text, default="")
+
+
+class PasswordReset(Base):
+    """A one-time link that lets an agent choose a new password.
+
+    Only the SHA-256 of the link's token is stored. The link works once, until
+    ``expires_at``, and only while its agent is active.
+    """
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
+
+
+class AuditEvent(Base):
+    """One administrative change: who made it, what it was and what it changed.
+
+    Written in the transaction of the change itself, so a change without its row (or a row
+    without its change) cannot be committed. ``actor_id`` is None for the command line, and
+    ``actor_label`` is then ``command line``. The label also keeps the actor's email after a rename.
+    ``details`` never contains a password, token or other secret, only which setting changed.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_target", "target_type", "target_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+        Index("ix_audit_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    actor_label: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(50))
+    target_type: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    target_label: Mapped[str | None] = mapped_column(String(320))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

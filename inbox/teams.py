@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from inbox.audit import Action, record_audit, team_changes, team_snapshot
 from inbox.errors import Conflict, Forbidden, InvalidInput, NotFound
 from inbox.events import savepoint
 from inbox.models import Agent, Channel, Label, Role, Team
@@ -200,4 +201,66 @@ def set_channel_default_team(session: Session, channel_id: int, team_id: object)
     if team_id is not None and (not isinstance(team_id, int) or isinstance(team_id, bool)):
         raise InvalidInput("default_team_id must be a team id or null.", field="default_team_id")
     channel.default_team = get_team_or_404(session, team_id) if team_id is not None else None
+    return channel
+
+
+# ---- Audited changes that managers make -------------------------------------------------
+
+
+def set_team_round_robin(session: Session, team_id: int, enabled: object) -> Team:
+    """Turn automatic round-robin assignment in a team on or off. Raises ``NotFound``, ``InvalidInput``."""
+    team = get_team_or_404(session, team_id)
+    if not isinstance(enabled, bool):
+        raise InvalidInput("round_robin must be true or false.", field="round_robin")
+    team.round_robin = enabled
+    return team
+
+
+def create_team_audited(
+    session: Session, actor: Agent, name: object, agent_ids: Sequence[int] = (), round_robin: object = True
+) -> Team:
+    """Create a team like ``create_team`` and write its audit row in the same transaction."""
+    if not isinstance(round_robin, bool):
+        raise InvalidInput("round_robin must be true or false.", field="round_robin")
+    team = create_team(session, name, agent_ids)
+    team.round_robin = round_robin
+    session.flush()
+    record_audit(session, actor, Action.TEAM_CREATED, "team", team.id, team.name, team_snapshot(team))
+    return team
+
+
+def update_team_audited(
+    session: Session, actor: Agent, team_id: int, name: object | None = None,
+    agent_ids: Sequence[int] | None = None, round_robin: object | None = None,
+) -> Team:
+    """Change a team like ``update_team``, and its round robin; log what changed, if anything."""
+    before = team_snapshot(get_team_or_404(session, team_id))
+    team = update_team(session, team_id, name, agent_ids)
+    if round_robin is not None:
+        set_team_round_robin(session, team_id, round_robin)
+    changes = team_changes(before, team_snapshot(team))
+    if changes:
+        record_audit(session, actor, Action.TEAM_CHANGED, "team", team.id, team.name, changes)
+    return team
+
+
+def set_agent_capacity_audited(session: Session, actor: Agent, agent_id: int, capacity: object) -> Agent:
+    """Set an agent's capacity like ``set_agent_capacity`` and log the change."""
+    agent = session.get(Agent, agent_id)
+    before = agent.max_open_conversations if agent is not None else None
+    agent = set_agent_capacity(session, agent_id, capacity)
+    if before != agent.max_open_conversations:
+        record_audit(session, actor, Action.AGENT_CAPACITY_CHANGED, "agent", agent.id, agent.email,
+                     {"from": before, "to": agent.max_open_conversations})
+    return agent
+
+
+def set_channel_default_team_audited(session: Session, actor: Agent, channel_id: int, team_id: object) -> Channel:
+    """Set a channel's default team like ``set_channel_default_team`` and log the change."""
+    channel = session.get(Channel, channel_id)
+    before = channel.default_team_id if channel is not None else None
+    channel = set_channel_default_team(session, channel_id, team_id)
+    if before != channel.default_team_id:
+        record_audit(session, actor, Action.CHANNEL_CHANGED, "channel", channel.id, channel.name,
+                     {"default_team_id": {"from": before, "to": channel.default_team_id}})
     return channel

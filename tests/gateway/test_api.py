@@ -7,7 +7,7 @@ import re
 import pytest
 from twilio.request_validator import RequestValidator
 
-from gateway.openapi import OPENAPI
+from gateway.openapi import OPENAPI, ROUTE_ROLES
 from gateway.simulate import build_message_form
 from tests.conftest import TWILIO_AUTH_TOKEN, login
 
@@ -30,6 +30,45 @@ def test_every_documented_route_requires_credentials(app, method, path):
 
     assert response.status_code == 401
     assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_every_documented_route_has_a_role():
+    documented = {(path, method) for path, operations in OPENAPI["paths"].items() for method in operations}
+    in_table = {(path, method) for path, operations in ROUTE_ROLES.items() for method in operations}
+    assert documented == in_table
+    assert {role for operations in ROUTE_ROLES.values() for role in operations.values()} <= {"agent", "manager", "admin"}
+
+
+def _routes_above(role: str) -> list[tuple[str, str, str]]:
+    rank = {"agent": 0, "manager": 1, "admin": 2}
+    return [
+        (method.upper(), "/api/v1" + _concrete(path), needed)
+        for path, operations in ROUTE_ROLES.items()
+        for method, needed in operations.items()
+        if rank[needed] > rank[role]
+    ]
+
+
+@pytest.mark.parametrize("role", ["agent", "manager"])
+def test_routes_above_a_role_refuse_it(app, state, role):
+    from inbox.agents import create_agent, create_api_token
+
+    with state.session_factory() as session:
+        created = create_agent(session, f"{role}@example.com", role.title(), "correct horse battery", role)
+        token = create_api_token(session, created, "tests")
+        session.commit()
+    client = app.test_client()
+
+    routes = _routes_above(role)
+    refused = []
+    for method, path, needed in routes:
+        response = client.open(path, method=method, json={}, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == 403 and response.json["error"]["code"] == "forbidden":
+            refused.append((method, path))
+        assert f"the {needed} role" in response.json["error"]["message"], (method, path, response.json)
+
+    assert refused == [(method, path) for method, path, _ in routes]
+    assert len(routes) >= (6 if role == "manager" else 14)
 
 
 def test_every_api_rule_is_documented(app):

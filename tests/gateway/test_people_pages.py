@@ -1,0 +1,262 @@
+"""The account, agents, teams and audit pages: who may open them, and what their forms change."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from inbox.agents import create_agent
+from inbox.models import Agent, AuditEvent, Team
+from tests.conftest import AGENT_PASSWORD, login
+
+NEW_PASSWORD = "a fresh password 42"
+
+# Every page route with the least role it needs; POST forms are sent with a valid CSRF token.
+PAGES = [
+    ("GET", "/account", "agent"),
+    ("GET", "/account/password", "agent"),
+    ("POST", "/account/password", "agent"),
+    ("POST", "/account/tokens", "agent"),
+    ("POST", "/account/tokens/999/revoke", "agent"),
+    ("POST", "/account/sessions/999/end", "agent"),
+    ("POST", "/account/sessions/end-others", "agent"),
+    ("GET", "/admin/agents", "admin"),
+    ("POST", "/admin/agents", "admin"),
+    ("POST", "/admin/agents/1/role", "admin"),
+    ("POST", "/admin/agents/1/active", "admin"),
+    ("POST", "/admin/agents/1/password-reset", "admin"),
+    ("GET", "/admin/audit", "admin"),
+    ("GET", "/admin/teams", "manager"),
+    ("POST", "/admin/teams", "manager"),
+    ("POST", "/admin/teams/1", "manager"),
+    ("POST", "/admin/agents/1/capacity", "manager"),
+]
+RANK = {"agent": 0, "manager": 1, "admin": 2}
+
+
+def _sign_in_as(app, state, role: str) -> tuple:
+    email = f"{role}-user@example.com"
+    with state.session_factory() as session:
+        created = create_agent(session, email, f"{role.title()} User", AGENT_PASSWORD, role)
+        session.commit()
+    client = app.test_client()
+    return client, login(client, email), created
+
+
+def test_every_page_route_is_listed(app):
+    listed = {(method, re.sub(r"/\d+(?=/|$)", "/<id>", path)) for method, path, _ in PAGES}
+    routes = {
+        (method, re.sub(r"<[^>]+>", "<id>", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("admin_pages.") and rule.endpoint != "admin_pages.reset_password"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert routes == listed
+
+
+@pytest.mark.parametrize(("method", "path", "role"), PAGES)
+def test_pages_send_anonymous_to_sign_in(app, method, path, role):
+    response = app.test_client().open(path, method=method)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("role", ["agent", "manager"])
+def test_pages_above_a_role_refuse_it(app, state, role):
+    client, csrf, _ = _sign_in_as(app, state, role)
+    for method, path, needed in PAGES:
+        response = client.open(path, method=method, data={"csrf_token": csrf})
+        if RANK[needed] > RANK[role]:
+            assert response.status_code == 403, (method, path)
+            assert f"needs the {needed} role".encode() in response.data
+        else:
+            assert response.status_code != 403, (method, path)
+
+
+def test_page_forms_need_csrf(app, state):
+    client, _, _ = _sign_in_as(app, state, "admin")
+    response = client.post("/admin/agents", data={"email": "x@example.com", "name": "X"})
+    assert response.status_code == 403
+    with state.session_factory() as session:
+        assert session.scalar(select(Agent).where(Agent.email == "x@example.com")) is None
+
+
+def test_inbox_header_links_by_role(app, state):
+    admin, _, _ = _sign_in_as(app, state, "admin")
+    agent, _, _ = _sign_in_as(app, state, "agent")
+    assert b'href="/admin/agents">Admin</a>' in admin.get("/").data
+    assert b'href="/account">Account</a>' in agent.get("/").data
+
+
+def test_admin_creates_agent_on_the_page(app, state):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+
+    created = client.post("/admin/agents", data={
+        "csrf_token": csrf, "email": "nia@example.com", "name": "Nia", "role": "agent", "password": "temporary pass 3",
+    })
+    duplicate = client.post("/admin/agents", data={
+        "csrf_token": csrf, "email": "nia@example.com", "name": "Nia", "role": "agent", "password": "temporary pass 3",
+    })
+    listed = client.get("/admin/agents").data.decode()
+
+    assert created.status_code == 303
+    assert duplicate.status_code == 409
+    assert "already exists" in duplicate.data.decode()
+    assert "temporary pass 3" not in duplicate.data.decode()
+    assert "nia@example.com" in listed
+    assert "password change due" in listed
+
+
+def test_page_reset_link_is_shown_once(app, state, agent):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+
+    response = client.post(f"/admin/agents/{agent.id}/password-reset", data={"csrf_token": csrf, "method": "link"})
+    link = re.search(r'value="(http://localhost/reset-password/[^"]+)"', response.data.decode()).group(1)
+
+    assert response.status_code == 200
+    assert link not in client.get("/admin/agents").data.decode()
+    assert app.test_client().get(link.removeprefix("http://localhost")).status_code == 200
+
+
+def test_reset_form_without_csrf_is_refused(app, state, agent):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+    response = client.post(f"/admin/agents/{agent.id}/password-reset", data={"csrf_token": csrf, "method": "link"})
+    path = re.search(r'value="http://localhost(/reset-password/[^"]+)"', response.data.decode()).group(1)
+
+    refused = app.test_client().post(path, data={"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+
+    assert refused.status_code == 400
+    assert app.test_client().get(path).status_code == 200  # still unused
+
+
+def test_page_disable_ends_sign_in(app, state, agent):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+    agent_browser = app.test_client()
+    login(agent_browser)
+
+    response = client.post(f"/admin/agents/{agent.id}/active", data={"csrf_token": csrf, "active": "false"})
+
+    assert response.status_code == 303
+    assert agent_browser.get("/api/v1/me").status_code == 401
+    assert "disabled" in client.get("/admin/agents").data.decode()
+
+
+def test_last_admin_cannot_be_demoted_on_the_page(app, state):
+    client, csrf, admin = _sign_in_as(app, state, "admin")
+    response = client.post(f"/admin/agents/{admin.id}/role", data={"csrf_token": csrf, "role": "agent"})
+    assert response.status_code == 409
+    assert "only active admin" in response.data.decode()
+
+
+def test_forced_change_on_the_page(app, state, agent):
+    admin, csrf, _ = _sign_in_as(app, state, "admin")
+    admin.post(f"/admin/agents/{agent.id}/password-reset", data={
+        "csrf_token": csrf, "method": "temporary", "temporary_password": "temporary pass 4",
+    })
+    browser = app.test_client()
+    csrf = login(browser, agent.email, "temporary pass 4")
+
+    redirected = browser.get("/admin/teams")
+    form = browser.get("/account/password")
+    mismatch = browser.post("/account/password", data={
+        "csrf_token": csrf, "current_password": "temporary pass 4", "new_password": NEW_PASSWORD, "confirm_password": "x",
+    })
+    done = browser.post("/account/password", data={
+        "csrf_token": csrf, "current_password": "temporary pass 4", "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD,
+    })
+
+    assert redirected.headers["Location"] == "/account/password"
+    assert b"Choose a new password" in form.data
+    assert mismatch.status_code == 400
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/"
+    assert browser.get("/").status_code == 200
+
+
+def test_password_page_attempts_are_limited(app, agent):
+    browser = app.test_client()
+    csrf = login(browser)
+    statuses = [
+        browser.post("/account/password", data={
+            "csrf_token": csrf, "current_password": f"guess {index}", "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD,
+        }).status_code
+        for index in range(11)
+    ]
+    assert statuses == [400] * 10 + [429]
+
+
+def test_token_page_shows_new_token_once(app, state, agent):
+    browser = app.test_client()
+    csrf = login(browser)
+
+    created = browser.post("/account/tokens", data={"csrf_token": csrf, "name": "zapier"}).data.decode()
+    token = re.search(r'value="(sbt_[^"]+)"', created).group(1)
+    listed = browser.get("/account").data.decode()
+    token_id = re.search(r'/account/tokens/(\d+)/revoke', listed).group(1)
+    works = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+    revoked = browser.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf})
+
+    assert "zapier" in listed
+    assert token not in listed
+    assert works == 200
+    assert revoked.status_code == 303
+    assert app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_end_other_sign_ins_on_the_page(app, agent):
+    mine = app.test_client()
+    other = app.test_client()
+    csrf = login(mine)
+    login(other)
+
+    page = mine.get("/account").data.decode()
+    response = mine.post("/account/sessions/end-others", data={"csrf_token": csrf})
+
+    assert "this browser" in page
+    assert response.status_code == 303
+    assert other.get("/api/v1/me").status_code == 401
+    assert mine.get("/api/v1/me").status_code == 200
+
+
+def test_manager_edits_team_on_the_page(app, state, agent):
+    client, csrf, manager = _sign_in_as(app, state, "manager")
+
+    created = client.post("/admin/teams", data={"csrf_token": csrf, "name": "Returns", "agent_ids": [str(agent.id)]})
+    with state.session_factory() as session:
+        team_id = session.scalar(select(Team.id))
+    renamed = client.post(f"/admin/teams/{team_id}", data={
+        "csrf_token": csrf, "name": "Refunds", "agent_ids": [str(agent.id), str(manager.id)], "round_robin": "on",
+    })
+    bad_member = client.post(f"/admin/teams/{team_id}", data={"csrf_token": csrf, "name": "Refunds", "agent_ids": ["x"]})
+    capacity = client.post(f"/admin/agents/{agent.id}/capacity", data={"csrf_token": csrf, "max_open_conversations": "4"})
+    bad_capacity = client.post(f"/admin/agents/{agent.id}/capacity", data={"csrf_token": csrf, "max_open_conversations": "-2"})
+
+    assert created.status_code == 303
+    assert renamed.status_code == 303
+    assert bad_member.status_code == 400
+    assert capacity.status_code == 303
+    assert bad_capacity.status_code == 400
+    with state.session_factory() as session:
+        team = session.get(Team, team_id)
+        assert team.name == "Refunds"
+        assert team.round_robin is True
+        assert sorted(member.id for member in team.members) == sorted([agent.id, manager.id])
+        assert session.get(Agent, agent.id).max_open_conversations == 4
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions == ["team.created", "team.changed", "agent.capacity_changed"]
+
+
+def test_audit_page_filters_and_reports_bad_filters(app, state, agent):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+    client.post(f"/admin/agents/{agent.id}/role", data={"csrf_token": csrf, "role": "manager"})
+
+    everything = client.get("/admin/audit").data.decode()
+    only_teams = client.get("/admin/audit?action=team.").data.decode()
+    bad = client.get("/admin/audit?since=yesterday")
+
+    assert "agent.role_changed" in everything
+    assert "No events match" in only_teams
+    assert bad.status_code == 400
+    assert "ISO 8601" in bad.data.decode()

@@ -1,0 +1,105 @@
+"""Live Socket.IO connections end with their credentials: a disabled agent, an ended sign-in, a revoked token."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+import requests
+import socketio
+
+from inbox.agents import create_agent, create_api_token
+from tests.conftest import AGENT_PASSWORD
+from tests.gateway.test_realtime import _session_cookie
+
+WAIT_SECONDS = 10
+
+
+@pytest.fixture
+def admin_token(state) -> str:
+    with state.session_factory() as session:
+        admin = create_agent(session, "root@example.com", "Root", AGENT_PASSWORD, "admin")
+        token = create_api_token(session, admin, "tests")
+        session.commit()
+        return token
+
+
+def _connected_client(url: str, **connect_options) -> tuple[socketio.Client, threading.Event]:
+    disconnected = threading.Event()
+    client = socketio.Client(reconnection=False)
+    client.on("disconnect", lambda *args: disconnected.set())
+    client.connect(url, transports=["websocket"], **connect_options)
+    return client, disconnected
+
+
+def _api(url: str, method: str, path: str, token: str, **options) -> requests.Response:
+    return requests.request(method, url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10, **options)
+
+
+def test_disabling_closes_live_connections_and_refuses_new_ones(live_server, agent, api_token, admin_token):
+    cookie = _session_cookie(live_server.url, agent.email)
+    by_cookie, cookie_closed = _connected_client(live_server.url, headers={"Cookie": cookie})
+    by_token, token_closed = _connected_client(live_server.url, auth={"token": api_token})
+    try:
+        response = _api(live_server.url, "POST", f"/api/v1/agents/{agent.id}/disable", admin_token)
+
+        assert response.status_code == 200
+        assert cookie_closed.wait(WAIT_SECONDS)
+        assert token_closed.wait(WAIT_SECONDS)
+        for options in ({"headers": {"Cookie": cookie}}, {"auth": {"token": api_token}}):
+            retry = socketio.Client(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                retry.connect(live_server.url, transports=["websocket"], **options)
+    finally:
+        by_cookie.disconnect()
+        by_token.disconnect()
+
+
+def test_revoking_a_token_closes_its_connection_only(live_server, agent, api_token):
+    second = _api(live_server.url, "POST", "/api/v1/me/tokens", api_token, json={"name": "second"}).json()
+    kept, kept_closed = _connected_client(live_server.url, auth={"token": api_token})
+    revoked, revoked_closed = _connected_client(live_server.url, auth={"token": second["token"]})
+    try:
+        response = _api(live_server.url, "DELETE", f"/api/v1/me/tokens/{second['id']}", api_token)
+
+        assert response.status_code == 204
+        assert revoked_closed.wait(WAIT_SECONDS)
+        assert not kept_closed.wait(1)
+        assert kept.connected
+    finally:
+        kept.disconnect()
+        revoked.disconnect()
+
+
+def test_password_change_closes_other_sign_ins_connections(live_server, agent, api_token):
+    other_cookie = _session_cookie(live_server.url, agent.email)
+    other, other_closed = _connected_client(live_server.url, headers={"Cookie": other_cookie})
+    try:
+        response = _api(
+            live_server.url, "POST", "/api/v1/me/password", api_token,
+            json={"current_password": AGENT_PASSWORD, "new_password": "a fresh password 42"},
+        )
+
+        assert response.status_code == 204
+        assert other_closed.wait(WAIT_SECONDS)
+    finally:
+        other.disconnect()
+
+
+def test_temporary_password_sign_in_cannot_connect(live_server, agent, admin_token):
+    reset = _api(
+        live_server.url, "POST", f"/api/v1/agents/{agent.id}/password-reset", admin_token,
+        json={"temporary_password": "temporary pass 5"},
+    )
+    http = requests.Session()
+    page = http.get(f"{live_server.url}/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    http.post(f"{live_server.url}/login", data={"email": agent.email, "password": "temporary pass 5", "csrf_token": csrf},
+              allow_redirects=False, timeout=10)
+    cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+
+    client = socketio.Client(reconnection=False)
+    assert reset.status_code == 200
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
