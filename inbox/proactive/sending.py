@@ -194,10 +194,12 @@ def _due_occurrences(
 ) -> list[Occurrence]:
     with session_factory() as session:
         with session.begin():
-            recorded = set(session.execute(
-                select(ProactiveSend.conversation_id, ProactiveSend.occurrence_key)
-                .where(ProactiveSend.template_id == template_id, ProactiveSend.created_at >= since)
-            ).tuples())
+            recorded = {
+                (conversation_id, key) for conversation_id, key in session.execute(
+                    select(ProactiveSend.conversation_id, ProactiveSend.occurrence_key)
+                    .where(ProactiveSend.template_id == template_id, ProactiveSend.created_at >= since)
+                )
+            }
             return find_due(
                 session, trigger, params, since=since, now=now, business_hours=settings.business_hours,
                 recorded=recorded, first_response_estimate=_first_response_estimate,
