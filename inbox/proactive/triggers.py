@@ -13,7 +13,9 @@ occurrence however often, and by however many processes, the sweep asks:
 - ``queue_wait``: one per stay in the queue (open and unassigned) longer than ``hours``,
   ``queued:<id of the activity that unassigned it, 0 for never assigned>``.
 - ``first_response_at_risk``: once per conversation, ``first-response``, when no agent has
-  replied and either ``hours`` have passed or the first-response estimate exceeds ``hours``.
+  replied and either ``hours`` have passed or, checked when half and three quarters of them
+  have, the wait so far plus the first-response estimate (``inbox.proactive.estimates``)
+  exceeds ``hours``.
 - ``periodic``: one per full ``every_hours`` period since the conversation started while
   it is open or pending, ``period:<n>``; only the latest period counts, so a long
   downtime sends one update, not one per missed period.
@@ -33,7 +35,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from inbox.models import (
@@ -62,6 +64,13 @@ RESOLVED_STATUS = ConversationStatus.RESOLVED.value
 PERIODIC_STATUSES = (OPEN, PENDING)
 # Conversations per IN list when the triggers look up messages or activities.
 CHUNK = 500
+# An estimate costs a few queries that grow with the queue, so it is asked only when a
+# wait has just passed half and three quarters of its first-response target (for
+# RISK_CHECK_WINDOW, so a sweep every minute asks about ten times), and at most
+# MAX_ESTIMATES times per sweep, oldest conversations first.
+RISK_CHECKPOINTS = (0.5, 0.75)
+RISK_CHECK_WINDOW = timedelta(minutes=10)
+MAX_ESTIMATES = 50
 
 # The expected remaining wait for a conversation's first agent reply, or None when unknown.
 FirstResponseEstimate = Callable[[Session, Conversation, datetime], timedelta | None]
@@ -116,7 +125,7 @@ class BusinessHours:
         resume = first_day + timedelta(days=7 * (1 + skipped_weeks))
         return (
             self._walk(first_day, first_day + timedelta(days=6), start, end)
-            + skipped_weeks * self._week_length()
+            + skipped_weeks * self.week_length()
             + self._walk(resume, last_day, start, end)
         )
 
@@ -127,7 +136,7 @@ class BusinessHours:
         """
         if duration <= timedelta(0):
             return start
-        week = self._week_length()
+        week = self.week_length()
         if week <= timedelta(0):
             raise ValueError("the business hours are empty: no working day, or end not after start")
         remaining = duration
@@ -148,7 +157,7 @@ class BusinessHours:
                     remaining -= closes - opens
             day += timedelta(days=1)
 
-    def _week_length(self) -> timedelta:
+    def week_length(self) -> timedelta:
         anchor = date(2001, 1, 1)
         per_day = datetime.combine(anchor, self.end) - datetime.combine(anchor, self.start)
         return max(per_day, timedelta(0)) * len(self.days)
@@ -220,6 +229,20 @@ class Clock:
         if self.business_hours is None:
             return start + duration
         return self.business_hours.add(start, duration)
+
+    def earliest_start(self, since: datetime, duration: timedelta) -> datetime:
+        """Return a time before which a wait of ``duration`` cannot end at ``since`` or later.
+
+        Queries use it to leave out rows whose occurrence fell before the catch-up window.
+        Business time runs at least ``week_length / 7 days`` as fast as the wall clock on
+        average, and at most a week passes without any of it.
+        """
+        if self.business_hours is None:
+            return since - duration
+        week = self.business_hours.week_length()
+        if week <= timedelta(0):
+            return since - timedelta(days=3650)
+        return since - duration * (timedelta(days=7) / week) - timedelta(days=7)
 
 
 def find_due(
@@ -404,6 +427,7 @@ def _no_agent_reply(
             Conversation.status == OPEN,
             Conversation.last_inbound_at.is_not(None),
             Conversation.last_inbound_at <= now - hours,
+            Conversation.last_inbound_at >= clock.earliest_start(since, hours),
         )
     ).all()
     candidates = []
@@ -426,12 +450,20 @@ def _queue_wait(
     session: Session, hours: timedelta, clock: Clock, since: datetime, now: datetime,
     recorded: Collection[tuple[int, str]],
 ) -> list[Occurrence]:
+    earliest = clock.earliest_start(since, hours)
+    # A stay in the queue starts when the conversation does or when its agent is taken away,
+    # so only conversations with one of those after ``earliest`` can be due in the window.
+    recently_unassigned = (
+        select(ConversationActivity.conversation_id)
+        .where(ConversationActivity.action == "assignee", ConversationActivity.created_at >= earliest)
+    )
     rows = session.execute(
         select(Conversation.id, Conversation.created_at)
         .where(
             Conversation.status == OPEN,
             Conversation.assignee_id.is_(None),
             Conversation.created_at <= now - hours,
+            or_(Conversation.created_at >= earliest, Conversation.id.in_(recently_unassigned)),
         )
     ).all()
     unassigned = _last_unassignments(session, [conversation_id for conversation_id, _ in rows])
@@ -476,19 +508,26 @@ def _first_response_at_risk(
     key = "first-response"
     rows = session.execute(
         select(Conversation.id, Conversation.created_at)
-        .where(Conversation.status == OPEN, Conversation.created_at <= now)
+        .where(
+            Conversation.status == OPEN,
+            Conversation.created_at <= now,
+            Conversation.created_at >= clock.earliest_start(since, hours),
+        )
+        .order_by(Conversation.created_at, Conversation.id)
     ).all()
     candidates = [(conversation_id, created_at) for conversation_id, created_at in rows
                   if (conversation_id, key) not in recorded]
     replied = _last_agent_replies(session, [conversation_id for conversation_id, _ in candidates])
     found = []
+    estimates_left = MAX_ESTIMATES
     for conversation_id, created_at in candidates:
         if conversation_id in replied:
             continue
         target = clock.add(created_at, hours)
         if target <= now:
             due_at = target
-        elif estimate is not None:
+        elif estimate is not None and estimates_left > 0 and _at_checkpoint(clock.elapsed(created_at, now), hours):
+            estimates_left -= 1
             conversation = session.get(Conversation, conversation_id)
             remaining = estimate(session, conversation, now) if conversation is not None else None
             if remaining is None or now + remaining <= target:
@@ -499,6 +538,11 @@ def _first_response_at_risk(
         if since <= due_at <= now:
             found.append(Occurrence(conversation_id, key, due_at))
     return found
+
+
+def _at_checkpoint(elapsed: timedelta, hours: timedelta) -> bool:
+    """Return whether a wait has just passed one of the points where its estimate is asked."""
+    return any(hours * share <= elapsed < hours * share + RISK_CHECK_WINDOW for share in RISK_CHECKPOINTS)
 
 
 def _periodic(

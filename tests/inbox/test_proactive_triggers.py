@@ -176,12 +176,19 @@ def test_first_response_target_passed(state, conversation_id):
 
 def test_first_response_at_risk_by_estimate(state, conversation_id):
     params = {"hours": 8}
-    now = T0 + timedelta(hours=1)
+    early = T0 + timedelta(hours=3)
+    now = T0 + timedelta(hours=4, minutes=5)
 
-    late = due(state, "first_response_at_risk", params, now, estimate=lambda *_: timedelta(hours=9))
+    too_early = due(state, "first_response_at_risk", params, early, estimate=lambda *_: timedelta(hours=9))
+    late = due(state, "first_response_at_risk", params, now, estimate=lambda *_: timedelta(hours=4))
+    between_checks = due(state, "first_response_at_risk", params, now + timedelta(minutes=30),
+                         estimate=lambda *_: timedelta(hours=4))
     in_time = due(state, "first_response_at_risk", params, now, estimate=lambda *_: timedelta(hours=2))
     unknown = due(state, "first_response_at_risk", params, now, estimate=lambda *_: None)
 
+    # The estimate is asked just after half and three quarters of the target, not between.
+    assert too_early == []
+    assert between_checks == []
     assert [o.due_at for o in late] == [now]
     assert in_time == []
     assert unknown == []
