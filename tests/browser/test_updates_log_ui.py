@@ -40,6 +40,7 @@ def test_manager_filters_log(page, live_server, state, config, whatsapp_channel,
     rows = page.locator("#log-rows tr")
     expect(rows).to_have_count(2)
     expect(page.locator("#log-status")).to_have_text("2 updates shown.")
+    page.screenshot(path=str(tmp_path / "updates-log-all.png"), full_page=True)
 
     page.get_by_label("Result").select_option("skipped")
     page.get_by_role("button", name="Show").click()
