@@ -65,11 +65,12 @@ PERIODIC_STATUSES = (OPEN, PENDING)
 # Conversations per IN list when the triggers look up messages or activities.
 CHUNK = 500
 # An estimate costs a few queries that grow with the queue, so it is asked only when a
-# wait has just passed half and three quarters of its first-response target (for
-# RISK_CHECK_WINDOW, so a sweep every minute asks about ten times), and at most
+# wait has just passed half and three quarters of its first-response target (within
+# RISK_CHECK_WINDOW, so a sweep every minute asks twice at each point), and at most
 # MAX_ESTIMATES times per sweep, oldest conversations first.
+# NOTE: a scheduler that is down over both points judges that wait by the target alone.
 RISK_CHECKPOINTS = (0.5, 0.75)
-RISK_CHECK_WINDOW = timedelta(minutes=10)
+RISK_CHECK_WINDOW = timedelta(minutes=2)
 MAX_ESTIMATES = 50
 
 # The expected remaining wait for a conversation's first agent reply, or None when unknown.
@@ -157,6 +158,33 @@ class BusinessHours:
                     remaining -= closes - opens
             day += timedelta(days=1)
 
+    def subtract(self, end: datetime, duration: timedelta) -> datetime:
+        """Return the latest UTC instant from which ``duration`` of business time runs until ``end``.
+
+        Raises ``ValueError`` when the business hours contain no time at all.
+        """
+        if duration <= timedelta(0):
+            return end
+        week = self.week_length()
+        if week <= timedelta(0):
+            raise ValueError("the business hours are empty: no working day, or end not after start")
+        remaining = duration
+        skipped_weeks = int(remaining / week) - 1
+        if skipped_weeks > 0:
+            local = end.astimezone(self.zone).replace(tzinfo=None) - timedelta(days=7 * skipped_weeks)
+            end = local.replace(tzinfo=self.zone).astimezone(timezone.utc)
+            remaining -= week * skipped_weeks
+        day = end.astimezone(self.zone).date()
+        while True:
+            span = self._day_span(day)
+            if span is not None:
+                opens, closes = span[0], min(span[1], end)
+                if closes > opens:
+                    if closes - opens >= remaining:
+                        return closes - remaining
+                    remaining -= closes - opens
+            day -= timedelta(days=1)
+
     def week_length(self) -> timedelta:
         anchor = date(2001, 1, 1)
         per_day = datetime.combine(anchor, self.end) - datetime.combine(anchor, self.start)
@@ -234,15 +262,11 @@ class Clock:
         """Return a time before which a wait of ``duration`` cannot end at ``since`` or later.
 
         Queries use it to leave out rows whose occurrence fell before the catch-up window.
-        Business time runs at least ``week_length / 7 days`` as fast as the wall clock on
-        average, and at most a week passes without any of it.
+        A wait that starts earlier has more than ``duration`` before ``since``.
         """
         if self.business_hours is None:
             return since - duration
-        week = self.business_hours.week_length()
-        if week <= timedelta(0):
-            return since - timedelta(days=3650)
-        return since - duration * (timedelta(days=7) / week) - timedelta(days=7)
+        return self.business_hours.subtract(since, duration + timedelta(seconds=1))
 
 
 def find_due(

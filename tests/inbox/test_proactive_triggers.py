@@ -177,7 +177,7 @@ def test_first_response_target_passed(state, conversation_id):
 def test_first_response_at_risk_by_estimate(state, conversation_id):
     params = {"hours": 8}
     early = T0 + timedelta(hours=3)
-    now = T0 + timedelta(hours=4, minutes=5)
+    now = T0 + timedelta(hours=4, minutes=1)
 
     too_early = due(state, "first_response_at_risk", params, early, estimate=lambda *_: timedelta(hours=9))
     late = due(state, "first_response_at_risk", params, now, estimate=lambda *_: timedelta(hours=4))
@@ -249,6 +249,8 @@ def test_business_hours_arithmetic():
 
     assert berlin.add(friday_four, timedelta(hours=4)) == T0.replace(day=7, hour=11)
     assert berlin.elapsed(friday_four, T0.replace(day=7, hour=11)) == timedelta(hours=4)
+    assert berlin.subtract(T0.replace(day=7, hour=11), timedelta(hours=4)) == friday_four
+    assert berlin.subtract(friday_four + timedelta(days=21), timedelta(hours=120)) == friday_four
     # Three weeks and a bit: the whole weeks are counted, not walked.
     assert berlin.elapsed(friday_four, friday_four + timedelta(days=21)) == timedelta(hours=120)
     with pytest.raises(ValueError, match="unknown day"):
