@@ -25,7 +25,7 @@ MAX_ID = 2**63 - 1
 
 @dataclass(frozen=True)
 class SendFilter:
-    """Which rows to list; None leaves a field unfiltered."""
+    """The filter of an audit listing. A field left None does not filter."""
 
     template_id: int | None = None
     trigger: str | None = None

@@ -1,8 +1,8 @@
 """Quiet hours: no proactive update reaches a customer at night in their own time zone.
 
 The contact's zone is, in this order: ``Contact.time_zone`` when it is a valid IANA name;
-the zone of their phone number (phonenumbers' time zone data, which knows the area code
-for North American numbers and the country elsewhere); the workspace's zone. A send that
+the zone of their phone number (phonenumbers' time zone data, which maps the area code
+of North American numbers and the country elsewhere); the workspace's zone. A send that
 falls inside the quiet hours is deferred to the moment they end, computed on the local
 wall clock with ``zoneinfo``, so the deferral is right on the nights when daylight saving
 time starts or ends. Quiet hours may wrap midnight (21:00 to 08:00) or not (13:00 to 14:00).
@@ -21,7 +21,7 @@ from phonenumbers import timezone as phone_time_zones
 
 log = logging.getLogger(__name__)
 
-# phonenumbers' answer when a number has no known zone.
+# The zone name phonenumbers returns for a number without a known zone.
 UNKNOWN_ZONE = "Etc/Unknown"
 
 

@@ -87,7 +87,7 @@ class ProactiveSettings:
 
 @dataclass
 class SweepReport:
-    """What one sweep did: occurrences found and handled by result, and its duration."""
+    """The outcome of one sweep: occurrences found, handled ones by result, and the duration."""
 
     found: int = 0
     results: Counter[str] = field(default_factory=Counter)

@@ -3,7 +3,7 @@
 Each trigger turns the database state into ``Occurrence`` rows: a conversation, a key that
 names the occurrence within the trigger, and the moment it became due. The key is what the
 once-only guard (``ProactiveSend``'s unique key) is made of, so it must name the same
-occurrence however often, and by however many processes, the sweep asks:
+occurrence however often, and in however many processes, the sweep runs:
 
 - ``status_changed`` and ``resolved``: one per status change, ``activity:<id>`` of its
   ``ConversationActivity``, while the conversation still has that status.
@@ -66,7 +66,7 @@ PERIODIC_STATUSES = (OPEN, PENDING)
 CHUNK = 500
 # An estimate costs a few queries that grow with the queue, so it is asked only when a
 # wait has just passed half and three quarters of its first-response target (within
-# RISK_CHECK_WINDOW, so a sweep every minute asks twice at each point), and at most
+# RISK_CHECK_WINDOW, so a sweep every minute requests it twice at each point), and at most
 # MAX_ESTIMATES times per sweep, oldest conversations first.
 # NOTE: a scheduler that is down over both points judges that wait by the target alone.
 RISK_CHECKPOINTS = (0.5, 0.75)
