@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import time, timedelta
 from unittest import mock
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway import create_app, get_state
-from gateway.workers import OutboxDispatcher
+from gateway.workers import OutboxDispatcher, Workers
 from inbox.agents import create_api_token
 from inbox.models import (
     Agent,
@@ -422,3 +423,26 @@ def test_audit_api_rejects_bad_filter(manager_client, query, field):
 
     assert response.status_code == 400
     assert response.json["error"]["field"] == field
+
+
+def test_workers_send_update_end_to_end(config, client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    # The default quiet hours would defer the update at night (UTC, this contact's zone).
+    worker_state = get_state(create_app(replace(config, quiet_hours="off")))
+
+    # What `switchboard run` and `switchboard worker` start: the scheduler sweeps at once and
+    # wakes the outbox dispatcher.
+    workers = Workers(worker_state)
+    workers.start()
+    try:
+        [request] = twilio.wait_for(1, timeout=30)
+    finally:
+        workers.stop()
+        worker_state.engine.dispose()
+
+    assert request["Body"].startswith("Hello Grace, your request")
+    assert workers.proactive is not None
+    [row] = sends(state)
+    assert row.result in ("queued", "sent")
