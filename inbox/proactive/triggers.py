@@ -44,18 +44,19 @@ from inbox.models import (
     ConversationStatus,
     Direction,
     Message,
+    UpdateTrigger,
 )
 
 log = logging.getLogger(__name__)
 
-STATUS_CHANGED = "status_changed"
-ASSIGNED = "assigned"
-NO_AGENT_REPLY = "no_agent_reply"
-QUEUE_WAIT = "queue_wait"
-FIRST_RESPONSE_AT_RISK = "first_response_at_risk"
-PERIODIC = "periodic"
-RESOLVED = "resolved"
-TRIGGERS = (STATUS_CHANGED, ASSIGNED, NO_AGENT_REPLY, QUEUE_WAIT, FIRST_RESPONSE_AT_RISK, PERIODIC, RESOLVED)
+STATUS_CHANGED = UpdateTrigger.STATUS_CHANGED.value
+ASSIGNED = UpdateTrigger.ASSIGNED.value
+NO_AGENT_REPLY = UpdateTrigger.NO_AGENT_REPLY.value
+QUEUE_WAIT = UpdateTrigger.QUEUE_WAIT.value
+FIRST_RESPONSE_AT_RISK = UpdateTrigger.FIRST_RESPONSE_AT_RISK.value
+PERIODIC = UpdateTrigger.PERIODIC.value
+RESOLVED = UpdateTrigger.RESOLVED.value
+TRIGGERS = tuple(trigger.value for trigger in UpdateTrigger)
 
 OPEN = ConversationStatus.OPEN.value
 PENDING = ConversationStatus.PENDING.value
