@@ -1,7 +1,7 @@
 """A proactive update by email, received by a real SMTP server (aiosmtpd) on loopback.
 
-The customer's mail is parsed and ingested as the IMAP reader would; the update must thread
-under it like an agent reply: In-Reply-To and References name the customer's Message-ID.
+The customer's mail is parsed and ingested as the IMAP reader would. The update must thread
+under it like an agent reply, so In-Reply-To and References name the customer's Message-ID.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ postgres_pass = pytest.mark.skipif(not ON_POSTGRES, reason="runs in the PostgreS
 
 
 def wait_until(condition, timeout: float = 15.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass; return whether it held."""
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -160,7 +160,8 @@ def test_queue_wait_restarts_after_unassign(state, manager, conversation_id):
     [occurrence] = due(state, "queue_wait", {"hours": 2}, T0 + timedelta(hours=5))
 
     assert early == []
-    assert occurrence.key.startswith("queued:") and occurrence.key != "queued:0"
+    assert occurrence.key.startswith("queued:")
+    assert occurrence.key != "queued:0"
     assert occurrence.due_at == T0 + timedelta(hours=5)
 
 
