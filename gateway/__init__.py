@@ -77,6 +77,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     from gateway import admin_api, admin_pages, api, auth, channel_settings, health, pages, realtime, webhooks
     from gateway import proactive_api, proactive_pages
+    from gateway import proactive_log
 
     app.url_map.converters["id"] = IdConverter
     auth.init_app(app)
@@ -90,6 +91,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(proactive_api.blueprint)
     app.register_blueprint(proactive_pages.blueprint)
+    app.register_blueprint(proactive_log.blueprint)
     realtime.init_app(app, state)
     api.init_app(app)
     return app

@@ -11,10 +11,14 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from inbox.proactive.quiet_hours import parse_quiet_hours, zone_or_none
+from inbox.proactive.sending import ProactiveSettings
+from inbox.proactive.triggers import parse_business_hours
 from inbox.workspace import EmailFallback, OutsideWindow, WorkspaceSettings
 
 PREFIX = "SWITCHBOARD_"
@@ -89,6 +93,27 @@ class Config:
     whatsapp_email_fallback: str = "offer"
     # Seconds the list of approved WhatsApp templates is kept before Twilio is asked again.
     whatsapp_template_refresh: float = 600.0
+    # The workspace's IANA time zone: business hours, and quiet hours of contacts whose own
+    # zone is unknown.
+    time_zone: str = "UTC"
+    # Working days and hours in the workspace's zone, for triggers counted in business hours.
+    business_hours: str = "mon-fri 09:00-17:00"
+    # Local time span in the contact's zone with no proactive update; "off" for none.
+    quiet_hours: str = "21:00-08:00"
+    # Run the proactive-update scheduler in worker processes.
+    proactive_enabled: bool = True
+    # Seconds between two sweeps for due proactive updates.
+    proactive_sweep_interval: float = 60.0
+    # The maximum of proactive updates per conversation in any 24 hours; 0 for no cap.
+    proactive_daily_cap: int = 3
+    # Hours back that a sweep still sends an occurrence it has not handled, e.g. after downtime.
+    proactive_catch_up_hours: float = 24.0
+    # The maximum of occurrences one sweep handles; the rest wait for the next sweep.
+    proactive_batch_size: int = 500
+    # Seconds after its time that a missed sweep still runs once when the scheduler is back.
+    scheduler_misfire_grace: int = 3600
+    # Seconds between a standby scheduler's attempts to become the leader (PostgreSQL).
+    scheduler_leader_retry: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -176,6 +201,7 @@ class Config:
                 f"{PREFIX}PASSWORD_RESET_LIFETIME={self.password_reset_lifetime} is invalid; give from "
                 "300 seconds to 30 days in seconds."
             )
+        self._validate_proactive()
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT={self.port} is invalid; use a port from 1 to 65535.")
         if self.public_url:
@@ -189,6 +215,22 @@ class Config:
             value = getattr(self, name)
             if value and "://" not in value:
                 raise ConfigError(f"{PREFIX}{name.upper()}={value!r} is invalid: it needs a scheme.")
+
+    def _validate_proactive(self) -> None:
+        try:
+            proactive_settings_from(self)
+        except ValueError as error:
+            raise ConfigError(f"{PREFIX}{str(error)}") from None
+        for name, value, minimum in (
+            ("proactive_sweep_interval", self.proactive_sweep_interval, 1),
+            ("proactive_batch_size", self.proactive_batch_size, 1),
+            ("proactive_daily_cap", self.proactive_daily_cap, 0),
+            ("proactive_catch_up_hours", self.proactive_catch_up_hours, 0),
+            ("scheduler_misfire_grace", self.scheduler_misfire_grace, 1),
+            ("scheduler_leader_retry", self.scheduler_leader_retry, 1),
+        ):
+            if value < minimum:
+                raise ConfigError(f"{PREFIX}{name.upper()}={value} is invalid; give at least {minimum}.")
 
     def with_defaults(self) -> Config:
         """Fill in the embedded defaults: a SQLite file and a secret key under instance_dir."""
@@ -213,6 +255,32 @@ def workspace_settings_from(config: Config) -> WorkspaceSettings:
         email_fallback=EmailFallback(config.whatsapp_email_fallback),
         opt_out_keywords=frozenset(keyword_list(config.whatsapp_opt_out_keywords)),
         opt_in_keywords=frozenset(keyword_list(config.whatsapp_opt_in_keywords)),
+    )
+
+
+def proactive_settings_from(config: Config) -> ProactiveSettings:
+    """Return the proactive-update rules from ``config``.
+
+    Raises ``ValueError`` whose message starts with the offending setting's name.
+    """
+    zone = zone_or_none(config.time_zone)
+    if zone is None:
+        raise ValueError(f"TIME_ZONE={config.time_zone!r} is invalid; give an IANA name such as Europe/Berlin.")
+    try:
+        business_hours = parse_business_hours(config.business_hours, zone)
+    except ValueError as error:
+        raise ValueError(f"BUSINESS_HOURS: {error}") from None
+    try:
+        quiet_hours = parse_quiet_hours(config.quiet_hours)
+    except ValueError as error:
+        raise ValueError(f"QUIET_HOURS: {error}") from None
+    return ProactiveSettings(
+        workspace_zone=zone,
+        quiet_hours=quiet_hours,
+        business_hours=business_hours,
+        daily_cap=config.proactive_daily_cap,
+        catch_up=timedelta(hours=config.proactive_catch_up_hours),
+        batch_size=config.proactive_batch_size,
     )
 
 

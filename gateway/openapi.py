@@ -924,6 +924,62 @@ _ROUND_ROBIN = {"type": "boolean", "description": "Assign new conversations roun
 OPENAPI["components"]["schemas"]["Team"]["properties"]["round_robin"] = _ROUND_ROBIN
 OPENAPI["components"]["schemas"]["TeamInput"]["properties"]["round_robin"] = _ROUND_ROBIN
 
+# ---- Proactive updates: the audit log (gateway.proactive_log) --------------------------------
+
+OPENAPI["paths"]["/proactive/sends"] = {
+    "get": {
+        "summary": "The proactive update log, newest first (manager role)",
+        "parameters": [
+            _query("template_id", {"type": "integer"}, "Only this update template."),
+            _query("trigger", {"type": "string", "enum": [
+                "status_changed", "assigned", "no_agent_reply", "queue_wait", "first_response_at_risk",
+                "periodic", "resolved",
+            ]}, "Only this trigger."),
+            _query("conversation_id", {"type": "integer"}, "Only this conversation."),
+            _query("channel", {"type": "string", "enum": ["email", "whatsapp"]}, "Only this channel kind."),
+            _query("result", {"type": "string", "enum": ["queued", "sent", "deferred", "skipped", "failed"]},
+                   "Only this result."),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Rows per page."),
+            _query("cursor", {"type": "string"}, "The next_cursor of the previous page."),
+        ],
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": _ref("ProactiveSend")},
+                        "next_cursor": {"type": ["string", "null"], "description": "Null on the last page."},
+                    },
+                },
+                "One page of the log.",
+            ),
+            "400": _INVALID,
+            **_ERRORS,
+        },
+    },
+}
+
+OPENAPI["components"]["schemas"]["ProactiveSend"] = {
+    "type": "object",
+    "description": "One occurrence of a proactive update for one conversation, and what became of it.",
+    "properties": {
+        "id": {"type": "integer"},
+        "template": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+        "conversation_id": {"type": "integer"},
+        "trigger": {"type": "string"},
+        "occurrence_key": {"type": "string", "description": "Names the occurrence, e.g. activity:42 or period:3."},
+        "channel": {"type": "string", "enum": ["email", "whatsapp"]},
+        "result": {"type": "string", "enum": ["queued", "sent", "deferred", "skipped", "failed"]},
+        "reason_code": {"type": ["string", "null"], "description": "For example opted_out, daily_cap, quiet_hours."},
+        "reason": {"type": ["string", "null"], "description": "The reason code and an explanation."},
+        "scheduled_for": {"type": ["string", "null"], "format": "date-time", "description": "While deferred: when it goes."},
+        "message_id": {"type": ["integer", "null"], "description": "The outbound message, once queued."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
 # The minimum role each operation needs: "agent" is any signed-in agent. The routes enforce it
 # (``gateway.auth.require_role``); the access tests check every operation against this table,
 # which every documented operation must be in.
@@ -975,6 +1031,7 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/update-templates/{template_id}/enable": {"post": "manager"},
     "/update-templates/{template_id}/disable": {"post": "manager"},
     "/update-templates/{template_id}/preview": {"post": "manager"},
+    "/proactive/sends": {"get": "manager"},
 }
 
 for _path, _operations in ROUTE_ROLES.items():

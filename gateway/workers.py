@@ -1,4 +1,4 @@
-"""Background workers: IMAP readers, the outbox dispatcher and the APScheduler instance.
+"""Background workers: IMAP readers, the outbox dispatcher, APScheduler and the proactive scheduler.
 
 ``switchboard run`` starts them inside the web process; ``switchboard worker`` runs them
 alone. Each loop isolates its items: one bad mail or one failed send is recorded and logged
@@ -41,6 +41,7 @@ from gateway.channel_settings import (
     twilio_settings,
 )
 from gateway.media import MediaFetcher
+from gateway.scheduler import ProactiveScheduler
 from inbox.channel_config import email_folders, sent_folder
 from gateway.webhooks import media_url
 from inbox.ingest import ingest_batch, record_failed_payload
@@ -559,6 +560,8 @@ class Workers:
         )
         self.dispatcher = OutboxDispatcher(state, self.stop_event)
         self.media_fetcher = MediaFetcher(state, self.stop_event)
+        # Proactive updates: a scheduler of its own, with a persistent job store and a leader.
+        self.proactive = ProactiveScheduler(state, self.stop_event) if state.config.proactive_enabled else None
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -600,6 +603,8 @@ class Workers:
             self.wake_snoozed, "interval", seconds=SNOOZE_WAKE_SECONDS, id="wake_snoozed", replace_existing=True,
         )
         self.scheduler.start()
+        if self.proactive is not None:
+            self.proactive.start()
         log.info("workers started")
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -607,6 +612,8 @@ class Workers:
         self.state.outbox_wakeup.set()
         self.state.media_wakeup.set()
         self.scheduler.shutdown(wait=False)
+        if self.proactive is not None:
+            self.proactive.stop(timeout)
         for thread in self.threads.values():
             thread.join(timeout)
         log.info("workers stopped")

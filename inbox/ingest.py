@@ -38,6 +38,7 @@ from inbox.models import (
     utcnow,
 )
 from inbox.optout import OptChange, apply_opt_keywords
+from inbox.proactive.satisfaction import pending_answer, record_answer
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
 from inbox.storage import attachment_store
 from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
@@ -279,8 +280,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
             labels=[],
         )
         session.add(conversation)
-    elif not reaction:
-        # A reaction needs no reply, so it leaves the conversation as it is.
+    satisfaction = None if created or reaction else pending_answer(session, conversation, inbound.text or "", now)
+    if not created and not reaction and satisfaction is None:
+        # A reaction needs no reply, and neither does a rating after a satisfaction question,
+        # so both leave the conversation as it is.
         reopen_for_customer_message(session, conversation)
 
     text = inbound.text or ""
@@ -320,6 +323,8 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     session.flush()
     if created:
         assign_new_conversation(session, conversation)
+    if satisfaction is not None:
+        record_answer(session, satisfaction, message)
     if bounced is not None and inbound.bounce is not None:
         _record_bounce(session, bounced, inbound.bounce)
     elif inbound.automatic is None and identity.failing_since is not None:

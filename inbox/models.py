@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -278,6 +280,9 @@ class Contact(Base):
     # Set once this contact was merged into another (``inbox.contact_merge``). It then owns no
     # identity or conversation and stays only so that the merge history can point to it.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    # The contact's IANA time zone ("Europe/Berlin"), for quiet hours; None to derive it from
+    # the phone number's country, else the workspace's zone (inbox.proactive.quiet_hours).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     identities: Mapped[list[ContactIdentity]] = relationship(
         back_populates="contact", order_by="ContactIdentity.id"
@@ -748,3 +753,93 @@ class AuditEvent(Base):
     target_id: Mapped[int | None] = mapped_column(BigInteger)
     target_label: Mapped[str | None] = mapped_column(String(320))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProactiveResult(str, enum.Enum):
+    """The state of one proactive update. ``inbox.proactive.sending`` moves it:
+
+    deferred -> queued (quiet hours ended), deferred -> skipped, queued -> sent | failed.
+    """
+
+    # Its message and outbox item are committed; the dispatcher has not delivered it yet.
+    QUEUED = "queued"
+    SENT = "sent"
+    # Waits for ``scheduled_for`` because the contact's quiet hours were on.
+    DEFERRED = "deferred"
+    # Not sent, for the ``reason`` recorded (opted out, channel disabled, daily cap, ...).
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class ProactiveSend(Base):
+    """One occurrence of a proactive update for one conversation: the audit row and the guard.
+
+    The unique key (template, conversation, occurrence) is inserted before the message is
+    created, in the same transaction, so a second scheduler, a restart or a catch-up run
+    finds the row and never sends that occurrence again. ``template_id`` has no foreign key
+    so the audit rows outlive a deleted template; ``template_name`` keeps its name.
+    """
+
+    __tablename__ = "proactive_sends"
+    __table_args__ = (
+        UniqueConstraint("template_id", "conversation_id", "occurrence_key"),
+        Index("ix_proactive_sends_result_scheduled_for", "result", "scheduled_for"),
+        Index("ix_proactive_sends_conversation_created", "conversation_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    template_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    template_name: Mapped[str] = mapped_column(String(200), default="")
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    # What identifies the occurrence within its trigger, e.g. "activity:42" for a status
+    # change or "period:3" for the third period of a periodic update.
+    occurrence_key: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(40))
+    # The channel kind the update goes out on ("email" or "whatsapp").
+    channel: Mapped[str] = mapped_column(String(20))
+    result: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Set while deferred: the end of the contact's quiet hours.
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    conversation: Mapped[Conversation] = relationship()
+    message: Mapped[Message | None] = relationship()
+
+
+class SatisfactionAnswer(Base):
+    """A customer's answer to the satisfaction question sent when their conversation was resolved.
+
+    One answer per question (``question_id``) and per inbound message. ``agent_id`` is the
+    agent who resolved the conversation, else its assignee then.
+    """
+
+    __tablename__ = "satisfaction_answers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("proactive_sends.id", ondelete="CASCADE"), unique=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    # "rating" for a digit from 1 to 5, "yes_no" for yes (score 1) or no (score 0).
+    kind: Mapped[str] = mapped_column(String(10))
+    score: Mapped[int] = mapped_column(Integer)
+    # The answer as the customer wrote it, trimmed ("5", "yes").
+    answer: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The proactive triggers read status and assignment changes by kind and time.
+Index("ix_conversation_activities_action_created", ConversationActivity.action, ConversationActivity.created_at)
+
+# APScheduler 3's SQLAlchemyJobStore table, declared here so that the migrations own it.
+# Its columns are the ones that store defines (APScheduler 3.11, apscheduler/jobstores/sqlalchemy.py).
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

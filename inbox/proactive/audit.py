@@ -1,0 +1,112 @@
+"""The audit log of proactive updates: ``ProactiveSend`` rows, filtered and keyset-paginated.
+
+Newest first, by id. The cursor is the last id of the previous page, so a page stays
+stable while new rows arrive at the top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inbox.errors import InvalidInput
+from inbox.models import ProactiveResult, ProactiveSend
+from inbox.proactive.triggers import TRIGGERS
+from inbox.serialize import isoformat
+
+RESULTS = tuple(result.value for result in ProactiveResult)
+CHANNELS = ("email", "whatsapp")
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SendFilter:
+    """The filter of an audit listing. A field left None does not filter."""
+
+    template_id: int | None = None
+    trigger: str | None = None
+    conversation_id: int | None = None
+    channel: str | None = None
+    result: str | None = None
+
+
+@dataclass(frozen=True)
+class SendPage:
+    items: list[ProactiveSend]
+    next_cursor: str | None
+
+
+def parse_send_filter(args: Mapping[str, str]) -> SendFilter:
+    """Return the filter that query arguments ask for. Raises ``InvalidInput`` naming the argument."""
+    return SendFilter(
+        template_id=_id_arg(args, "template_id"),
+        trigger=_choice_arg(args, "trigger", TRIGGERS),
+        conversation_id=_id_arg(args, "conversation_id"),
+        channel=_choice_arg(args, "channel", CHANNELS),
+        result=_choice_arg(args, "result", RESULTS),
+    )
+
+
+def _id_arg(args: Mapping[str, str], name: str) -> int | None:
+    value = (args.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        raise InvalidInput(f"{name} must be a positive whole number, not {value!r}.", field=name)
+    return int(value)
+
+
+def _choice_arg(args: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    value = (args.get(name) or "").strip()
+    if not value:
+        return None
+    if value not in choices:
+        raise InvalidInput(f"Unknown {name} {value!r}; use one of {', '.join(choices)}.", field=name)
+    return value
+
+
+def list_sends(session: Session, where: SendFilter, *, limit: int = 50, cursor: str | None = None) -> SendPage:
+    """Return one page of audit rows, newest first. Raises ``InvalidInput`` for a bad cursor."""
+    query = select(ProactiveSend).order_by(ProactiveSend.id.desc()).limit(limit + 1)
+    if cursor:
+        if not cursor.isdigit() or not 1 <= int(cursor) <= MAX_ID:
+            raise InvalidInput(f"The cursor {cursor!r} is invalid; pass the next_cursor of the previous page.",
+                               field="cursor")
+        query = query.where(ProactiveSend.id < int(cursor))
+    for column, value in (
+        (ProactiveSend.template_id, where.template_id),
+        (ProactiveSend.trigger, where.trigger),
+        (ProactiveSend.conversation_id, where.conversation_id),
+        (ProactiveSend.channel, where.channel),
+        (ProactiveSend.result, where.result),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SendPage(rows, str(rows[-1].id) if more and rows else None)
+
+
+def send_to_dict(row: ProactiveSend) -> dict[str, Any]:
+    """Return an audit row as the API shows it. ``reason_code`` is the part before the colon."""
+    code = row.reason.partition(":")[0] if row.reason else None
+    return {
+        "id": row.id,
+        "template": {"id": row.template_id, "name": row.template_name},
+        "conversation_id": row.conversation_id,
+        "trigger": row.trigger,
+        "occurrence_key": row.occurrence_key,
+        "channel": row.channel,
+        "result": row.result,
+        "reason_code": code,
+        "reason": row.reason,
+        "scheduled_for": isoformat(row.scheduled_for),
+        "message_id": row.message_id,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+    }

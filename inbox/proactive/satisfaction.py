@@ -1,0 +1,166 @@
+"""Satisfaction answers: the customer's reply to the question sent when a conversation was resolved.
+
+A ``resolved`` update template asks the question. The customer's next inbound message in
+that conversation is the answer when it is a rating (a digit from 1 to 5, "4/5" too) or
+yes/no on its first line; anything else is an ordinary message that reopens the
+conversation. An answer is stored once per question, with the agent who resolved the
+conversation, and leaves the conversation resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inbox.models import (
+    Conversation,
+    ConversationActivity,
+    ConversationStatus,
+    Direction,
+    Message,
+    ProactiveResult,
+    ProactiveSend,
+    SatisfactionAnswer,
+)
+
+log = logging.getLogger(__name__)
+
+# An answer later than this after the question is an ordinary message.
+ANSWER_WINDOW = timedelta(days=7)
+RESOLVED_TRIGGER = "resolved"
+_RATING = re.compile(r"^([1-5])(\s*/\s*5)?$")
+YES_WORDS = frozenset({"yes", "y"})
+NO_WORDS = frozenset({"no", "n"})
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """A satisfaction answer: ``kind`` "rating" (score 1 to 5) or "yes_no" (1 yes, 0 no)."""
+
+    kind: str
+    score: int
+    answer: str
+
+
+@dataclass(frozen=True)
+class PendingAnswer:
+    """An inbound message that answers an open satisfaction question."""
+
+    question_id: int
+    parsed: ParsedAnswer
+
+
+def parse_answer(text: str) -> ParsedAnswer | None:
+    """Return the rating or yes/no on the first non-empty line of ``text``, or None."""
+    line = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+    word = line.rstrip(string.punctuation + " ").lower()
+    if not word or len(word) > 20:
+        return None
+    rating = _RATING.match(word)
+    if rating:
+        return ParsedAnswer("rating", int(rating.group(1)), line[:50])
+    if word in YES_WORDS:
+        return ParsedAnswer("yes_no", 1, line[:50])
+    if word in NO_WORDS:
+        return ParsedAnswer("yes_no", 0, line[:50])
+    return None
+
+
+def pending_answer(session: Session, conversation: Conversation | None, text: str, now: datetime) -> PendingAnswer | None:
+    """Return the question that ``text`` answers, or None when it is an ordinary message.
+
+    The question is the conversation's newest satisfaction update, sent within
+    ``ANSWER_WINDOW`` and not answered yet, while the conversation is still resolved and no
+    customer message has come since the question. Reads only; call before the new
+    message is added.
+    """
+    if conversation is None or conversation.id is None or conversation.status != ConversationStatus.RESOLVED.value:
+        return None
+    parsed = parse_answer(text)
+    if parsed is None:
+        return None
+    question = session.execute(
+        select(ProactiveSend.id, ProactiveSend.message_id)
+        .where(
+            ProactiveSend.conversation_id == conversation.id,
+            ProactiveSend.trigger == RESOLVED_TRIGGER,
+            ProactiveSend.result.in_((ProactiveResult.QUEUED.value, ProactiveResult.SENT.value)),
+            ProactiveSend.message_id.is_not(None),
+            ProactiveSend.updated_at >= now - ANSWER_WINDOW,
+        )
+        .order_by(ProactiveSend.id.desc())
+        .limit(1)
+    ).first()
+    if question is None:
+        return None
+    question_id, question_message_id = question
+    answered = session.scalar(select(SatisfactionAnswer.id).where(SatisfactionAnswer.question_id == question_id))
+    later_inbound = session.scalar(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.INBOUND.value,
+            Message.id > question_message_id,
+        )
+        .limit(1)
+    )
+    if answered is not None or later_inbound is not None:
+        return None
+    return PendingAnswer(question_id, parsed)
+
+
+def record_answer(session: Session, pending: PendingAnswer, message: Message) -> SatisfactionAnswer | None:
+    """Store the answer that ``message`` (flushed, with an id) gives, in the caller's transaction.
+
+    Returns the stored answer, or None when the question got its answer meanwhile.
+    """
+    question = session.get(ProactiveSend, pending.question_id)
+    if question is None:
+        return None
+    conversation = question.conversation
+    answer = SatisfactionAnswer(
+        conversation_id=conversation.id,
+        agent_id=_resolving_agent(session, question) or conversation.assignee_id,
+        question_id=question.id,
+        message_id=message.id,
+        kind=pending.parsed.kind,
+        score=pending.parsed.score,
+        answer=pending.parsed.answer,
+        created_at=message.created_at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(answer)
+    except IntegrityError:
+        log.info("satisfaction question %s was already answered", question.id)
+        return None
+    log.info(
+        "conversation %s: satisfaction answer %s (%s) for agent %s",
+        conversation.id, answer.score, answer.kind, answer.agent_id,
+    )
+    return answer
+
+
+def _resolving_agent(session: Session, question: ProactiveSend) -> int | None:
+    """Return the agent whose change to "resolved" the question followed, if an agent made it."""
+    prefix = "activity:"
+    if not question.occurrence_key.startswith(prefix):
+        return None
+    activity = session.get(ConversationActivity, int(question.occurrence_key.removeprefix(prefix)))
+    return activity.agent_id if activity is not None else None
+
+
+def answers_for(session: Session, conversation_id: int) -> list[SatisfactionAnswer]:
+    """Return the satisfaction answers of a conversation, oldest first."""
+    return list(session.scalars(
+        select(SatisfactionAnswer)
+        .where(SatisfactionAnswer.conversation_id == conversation_id)
+        .order_by(SatisfactionAnswer.id)
+    ))

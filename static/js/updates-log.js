@@ -1,0 +1,76 @@
+// The proactive update log page: reads /api/v1/proactive/sends with the form's filter, newest first.
+
+import { h } from './dom.js';
+
+const root = document.querySelector('main[data-api]');
+const form = document.getElementById('log-filters');
+const rows = document.getElementById('log-rows');
+const status = document.getElementById('log-status');
+const errorBox = document.getElementById('log-error');
+const moreButton = document.getElementById('log-more');
+
+// The inbox opens a conversation named in its hash (#conversation=<id>).
+const inboxUrl = root.dataset.inbox;
+let nextCursor = null;
+
+/** Return the form's non-empty fields as query parameters. */
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const [name, value] of new FormData(form)) {
+    if (String(value).trim()) params.set(name, String(value).trim());
+  }
+  return params;
+}
+
+/** Show the API's times as "2026-12-05 14:03:00", which the header labels as UTC. */
+function formatTime(value) {
+  return value ? value.slice(0, 19).replace('T', ' ') : '–';
+}
+
+function renderRow(send) {
+  return h('tr', {},
+    h('td', {}, formatTime(send.created_at)),
+    h('td', {}, `${send.template.name} (#${send.template.id})`),
+    h('td', {}, send.trigger.replaceAll('_', ' ')),
+    h('td', {}, h('a', { href: `${inboxUrl}#conversation=${send.conversation_id}` }, `#${send.conversation_id}`)),
+    h('td', {}, send.channel === 'email' ? 'Email' : 'WhatsApp'),
+    h('td', { class: `result--${send.result}` }, send.result),
+    h('td', {}, send.reason || ''),
+    h('td', {}, send.scheduled_for ? formatTime(send.scheduled_for) : ''),
+  );
+}
+
+/** Load one page; `append` keeps the rows shown so far (the "Show older" button). */
+async function load({ append }) {
+  const params = filterParams();
+  if (append && nextCursor) params.set('cursor', nextCursor);
+  errorBox.hidden = true;
+  status.textContent = 'Loading…';
+  let body;
+  try {
+    const response = await fetch(`${root.dataset.api}?${params}`, {
+      headers: { Accept: 'application/json' },
+      credentials: 'same-origin',
+    });
+    body = await response.json();
+    if (!response.ok) throw new Error(body?.error?.message || `The log could not be read (HTTP ${response.status}).`);
+  } catch (error) {
+    status.textContent = '';
+    errorBox.textContent = error.message;
+    errorBox.hidden = false;
+    return;
+  }
+  if (!append) rows.replaceChildren();
+  rows.append(...body.items.map(renderRow));
+  nextCursor = body.next_cursor;
+  moreButton.hidden = !nextCursor;
+  const shown = rows.childElementCount;
+  status.textContent = shown === 0 ? 'No updates match this filter.' : `${shown} update${shown === 1 ? '' : 's'} shown.`;
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  load({ append: false });
+});
+moreButton.addEventListener('click', () => load({ append: true }));
+load({ append: false });

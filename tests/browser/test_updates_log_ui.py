@@ -1,0 +1,69 @@
+"""The proactive update log page in Chromium: a manager filters the log by result and trigger."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from inbox.models import Agent, Contact, Role, utcnow
+from inbox.proactive.sending import sweep
+from inbox.workflow import Changes, change_conversations
+from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _whatsapp_from
+from tests.conftest import AGENT_PASSWORD
+from tests.support.conversations import add_agent
+from tests.support.proactive import add_template, settings
+
+pytestmark = pytest.mark.browser
+
+
+def _sign_in_to_log(page, base_url: str, email: str) -> None:
+    page.goto(base_url + "/login?next=/updates/log")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(AGENT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Proactive update log")).to_be_visible()
+
+
+def test_manager_filters_log(page, live_server, state, config, whatsapp_channel, tmp_path):
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    add_template(state, "status_changed", {"to_status": "pending"}, name="Waiting for you")
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
+    _whatsapp_from(state, config, live_server, "+15551230002", "Heidi", "I need a refund")
+    with state.session_factory() as session:
+        change_conversations(session, session.get(Agent, manager.id), [1, 2], Changes(status="pending"))
+        # Heidi opted out, so her update is skipped with the reason.
+        session.get(Contact, 2).opted_out_at = utcnow()
+        session.commit()
+    sweep(state.session_factory, settings(), utcnow())
+
+    _sign_in_to_log(page, live_server.url, manager.email)
+    rows = page.locator("#log-rows tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#log-status")).to_have_text("2 updates shown.")
+    page.screenshot(path=str(tmp_path / "updates-log-all.png"), full_page=True)
+
+    page.get_by_label("Result").select_option("skipped")
+    page.get_by_role("button", name="Show").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("opted_out")
+    expect(rows.first).to_contain_text("Waiting for you")
+
+    # Keyboard only: the trigger filter, then Enter in the form submits it.
+    page.get_by_label("Trigger").select_option("periodic")
+    page.get_by_label("Conversation id").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#log-status")).to_have_text("No updates match this filter.")
+
+    page.screenshot(path=str(tmp_path / "updates-log.png"), full_page=True)
+    assert page.evaluate(FIND_LOW_CONTRAST) == []
+    assert page.console_errors == []
+
+
+def test_agent_gets_forbidden_page(page, live_server, state, agent):
+    page.goto(live_server.url + "/login?next=/updates/log")
+    page.get_by_label("Email").fill(agent.email)
+    page.get_by_label("Password").fill(AGENT_PASSWORD)
+    with page.expect_response(lambda response: response.url.endswith("/updates/log")) as response:
+        page.get_by_role("button", name="Sign in").click()
+
+    assert response.value.status == 403

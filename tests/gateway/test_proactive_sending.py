@@ -1,0 +1,448 @@
+"""Proactive updates end to end: sweep, outbox, the Twilio test server, skips and deferrals.
+
+Customers write through signed webhooks; updates leave through the outbox dispatcher and
+the twilio SDK to the Twilio-compatible test server on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from datetime import time, timedelta
+from unittest import mock
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+
+from gateway import create_app, get_state
+from gateway.workers import OutboxDispatcher, Workers
+from inbox.agents import create_api_token
+from inbox.models import (
+    Agent,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    ProactiveSend,
+    Role,
+    SatisfactionAnswer,
+    UpdateTemplate,
+    utcnow,
+)
+from inbox.proactive import sending
+from inbox.proactive.quiet_hours import QuietHours
+from inbox.proactive.sending import sweep
+from inbox.workflow import Changes, change_conversation
+from tests.support.conversations import add_agent
+from tests.support.proactive import add_template, settings
+from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
+    client,
+    close_window,
+    config,
+    dispatch,
+    post_inbound,
+    twilio,
+)
+
+PENDING = {"to_status": "pending"}
+
+
+def conversation_id(state) -> int:
+    with state.session_factory() as session:
+        return session.scalar(select(Conversation.id))
+
+
+def set_status(state, actor_id: int, status: str) -> None:
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        change_conversation(session, session.get(Agent, actor_id), target, Changes(status=status))
+        session.commit()
+
+
+def sends(state) -> list[ProactiveSend]:
+    with state.session_factory() as session:
+        return list(session.scalars(select(ProactiveSend).order_by(ProactiveSend.id)))
+
+
+def run(state, now=None, **changes):
+    return sweep(state.session_factory, settings(**changes), now or utcnow())
+
+
+def test_status_update_sent_once(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+
+    first = run(state)
+    dispatch(state)
+    second = run(state)
+    dispatch(state)
+
+    assert first.results == {"queued": 1}
+    assert second.results == {}
+    assert second.synced == 1
+    [request] = twilio.wait_for(1)
+    assert request["Body"] == f"Hello Grace, your request #{conversation_id(state)} is waiting for your reply."
+    assert len(twilio.messages) == 1
+    [row] = sends(state)
+    assert row.result == "sent"
+    assert row.channel == "whatsapp"
+    assert row.trigger == "status_changed"
+
+
+def test_update_shows_in_thread_as_automatic(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+
+    run(state)
+    thread = client.get(f"/api/v1/conversations/{conversation_id(state)}").json
+
+    update_message = thread["messages"][-1]
+    assert update_message["direction"] == "outbound"
+    assert update_message["automatic"] == "proactive"
+    assert update_message["author"] == {"type": "agent", "id": None, "name": None}
+    assert update_message["delivery_status"] == "queued"
+
+
+def test_outside_window_sends_approved_template(client, state, agent, whatsapp_channel, twilio):
+    content_sid = twilio.add_template("Hi {{1}}, request {{2}} waits for you.", name="waiting")
+    add_template(
+        state, "status_changed", PENDING, whatsapp_content_sid=content_sid,
+        whatsapp_variables={"1": "customer_name", "2": "reference"},
+    )
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    close_window(state)
+    set_status(state, agent.id, "pending")
+
+    report = run(state)
+    dispatch(state)
+
+    assert report.results == {"queued": 1}
+    [request] = twilio.wait_for(1)
+    assert request["ContentSid"] == content_sid
+    assert json.loads(request["ContentVariables"]) == {"1": "Grace", "2": f"#{conversation_id(state)}"}
+    assert "Body" not in request
+
+
+def test_outside_window_without_template_skipped(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    close_window(state)
+    set_status(state, agent.id, "pending")
+
+    run(state)
+    dispatch(state)
+
+    [row] = sends(state)
+    assert row.result == "skipped"
+    assert row.reason.startswith("outside_window:")
+    assert twilio.requests == []
+
+
+def test_opted_out_contact_skipped(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    post_inbound(client, whatsapp_channel, "STOP")
+    set_status(state, agent.id, "pending")
+
+    report = run(state)
+    dispatch(state)
+
+    assert report.results == {"skipped": 1}
+    [row] = sends(state)
+    assert row.reason.startswith("opted_out:")
+    assert "STOP" in row.reason
+    assert row.message_id is None
+    assert twilio.requests == []
+
+
+def test_disabled_channel_skipped(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    with state.session_factory() as session:
+        session.execute(update(Channel).values(is_active=False))
+        session.commit()
+
+    run(state)
+
+    [row] = sends(state)
+    assert row.result == "skipped"
+    assert row.reason.startswith("channel_disabled:")
+
+
+def test_daily_cap_skips_further_updates(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING, name="pending update")
+    add_template(state, "status_changed", {"to_status": "open"}, name="open update")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    run(state, daily_cap=1)
+    set_status(state, agent.id, "open")
+
+    report = run(state, daily_cap=1)
+
+    assert report.results == {"skipped": 1}
+    rows = sends(state)
+    assert [row.result for row in rows] == ["queued", "skipped"]
+    assert rows[1].reason.startswith("daily_cap:")
+
+
+def test_quiet_hours_defer_then_send(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    with state.session_factory() as session:
+        session.execute(update(Contact).values(time_zone="America/New_York"))
+        session.commit()
+    set_status(state, agent.id, "pending")
+    now = utcnow()
+    local = now.astimezone(ZoneInfo("America/New_York"))
+    # Quiet hours from an hour ago to an hour from now, in the contact's zone.
+    quiet = QuietHours((local - timedelta(hours=1)).time(), (local + timedelta(hours=1)).time())
+
+    deferred = run(state, now, quiet_hours=quiet)
+    early = run(state, now + timedelta(minutes=59), quiet_hours=quiet)
+    later = run(state, now + timedelta(hours=1), quiet_hours=quiet)
+    OutboxDispatcher(state, threading.Event(), clock=lambda: now + timedelta(hours=1)).dispatch_due()
+
+    assert deferred.results == {"deferred": 1}
+    assert early.results == {}
+    assert later.results == {"queued": 1}
+    [row] = sends(state)
+    assert row.result == "queued"
+    assert row.scheduled_for is None
+    assert len(twilio.wait_for(1)) == 1
+
+
+def test_deferred_update_skipped_when_template_disabled(client, state, agent, whatsapp_channel, twilio):
+    template_id = add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    now = utcnow()
+    always_quiet = QuietHours(time(0, 0), time(23, 59))
+    run(state, now, quiet_hours=always_quiet, workspace_zone=ZoneInfo("UTC"))
+    with state.session_factory() as session:
+        session.get(UpdateTemplate, template_id).enabled = False
+        session.commit()
+
+    report = run(state, now + timedelta(days=1))
+
+    assert report.results == {"skipped": 1}
+    [row] = sends(state)
+    assert row.reason.startswith("template_disabled:")
+
+
+def test_crash_before_commit_then_restart_sends_once(config, client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+
+    # The process dies after the guard row is written, before the transaction commits.
+    with mock.patch.object(sending, "_queue_message", side_effect=RuntimeError("killed")):
+        crashed = run(state)
+    restarted = get_state(create_app(config))
+    try:
+        after_restart = run(restarted)
+        dispatch(restarted)
+        once_more = run(state)
+        dispatch(state)
+    finally:
+        restarted.engine.dispose()
+
+    assert crashed.results == {}
+    assert after_restart.results == {"queued": 1}
+    assert once_more.results == {}
+    assert len(twilio.wait_for(1)) == 1
+    assert len(sends(state)) == 1
+
+
+def test_restart_after_commit_sends_once(config, client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    run(state)  # committed; the process stops before the dispatcher sends
+
+    restarted = get_state(create_app(config))
+    try:
+        again = run(restarted)
+        dispatch(restarted)
+        dispatch(restarted)
+    finally:
+        restarted.engine.dispose()
+
+    assert again.results == {}
+    assert len(twilio.wait_for(1)) == 1
+
+
+def test_concurrent_sweeps_send_once(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    now = utcnow()
+    reports = []
+
+    threads = [threading.Thread(target=lambda: reports.append(run(state, now))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    dispatch(state)
+
+    assert sum(report.results.get("queued", 0) for report in reports) == 1
+    assert len(twilio.wait_for(1)) == 1
+    assert len(sends(state)) == 1
+
+
+def test_satisfaction_answer_recorded(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 (bad) to 5 (great).")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+    dispatch(state)
+
+    post_inbound(client, whatsapp_channel, "5!")
+    post_inbound(client, whatsapp_channel, "4")  # a second answer is an ordinary message
+
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        [answer] = session.scalars(select(SatisfactionAnswer)).all()
+        conversation = session.get(Conversation, target)
+        assert answer.score == 5
+        assert answer.kind == "rating"
+        assert answer.answer == "5!"
+        assert answer.agent_id == agent.id
+        assert answer.conversation_id == conversation.id
+        answering = session.get(Message, answer.message_id)
+        assert answering.text == "5!"
+        # The rating left the conversation resolved; the message after it reopened it.
+        assert conversation.status == "open"
+
+
+def test_rating_keeps_conversation_resolved(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "resolved", {}, whatsapp_body="Did we solve it? Answer yes or no.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+
+    post_inbound(client, whatsapp_channel, "No")
+
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        [answer] = session.scalars(select(SatisfactionAnswer)).all()
+        assert (answer.kind, answer.score) == ("yes_no", 0)
+        assert session.get(Conversation, target).status == "resolved"
+
+
+def test_ordinary_reply_is_no_answer(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 to 5.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+
+    post_inbound(client, whatsapp_channel, "It still has not arrived")
+
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        assert session.scalars(select(SatisfactionAnswer)).all() == []
+        assert session.get(Conversation, target).status == "open"
+
+
+# ---- The audit API ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def manager_client(app, state):
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    with state.session_factory() as session:
+        token = create_api_token(session, session.get(Agent, manager.id), "tests")
+        session.commit()
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return test_client
+
+
+def test_audit_api_filters_and_pages(client, manager_client, state, agent, whatsapp_channel, twilio):
+    pending_id = add_template(state, "status_changed", PENDING, name="pending update")
+    add_template(state, "assigned", {}, name="assigned update")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        change_conversation(session, session.get(Agent, agent.id), target, Changes(assignee_id=agent.id))
+        session.commit()
+    run(state)
+
+    everything = manager_client.get("/api/v1/proactive/sends").json
+    by_template = manager_client.get(f"/api/v1/proactive/sends?template_id={pending_id}").json
+    by_trigger = manager_client.get("/api/v1/proactive/sends?trigger=assigned&channel=whatsapp").json
+    none_failed = manager_client.get("/api/v1/proactive/sends?result=failed").json
+    first_page = manager_client.get("/api/v1/proactive/sends?limit=1").json
+    second_page = manager_client.get(f"/api/v1/proactive/sends?limit=1&cursor={first_page['next_cursor']}").json
+    by_conversation = manager_client.get(f"/api/v1/proactive/sends?conversation_id={conversation_id(state)}").json
+
+    assert len(everything["items"]) == 2
+    assert everything["next_cursor"] is None
+    assert [item["template"]["id"] for item in by_template["items"]] == [pending_id]
+    assert [item["trigger"] for item in by_trigger["items"]] == ["assigned"]
+    assert none_failed["items"] == []
+    assert len(first_page["items"]) == 1
+    assert second_page["items"][0]["id"] < first_page["items"][0]["id"]
+    assert second_page["next_cursor"] is None
+    assert len(by_conversation["items"]) == 2
+    assert first_page["items"][0]["result"] == "queued"
+    assert first_page["items"][0]["message_id"] is not None
+
+
+def test_audit_api_needs_manager(client, app, state):
+    anonymous = app.test_client().get("/api/v1/proactive/sends")
+    as_agent = client.get("/api/v1/proactive/sends")
+    page_as_agent = client.get("/updates/log")
+
+    assert anonymous.status_code == 401
+    assert as_agent.status_code == 403
+    assert as_agent.json["error"]["code"] == "forbidden"
+    assert page_as_agent.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("trigger=birthday", "trigger"),
+        ("result=lost", "result"),
+        ("channel=fax", "channel"),
+        ("template_id=abc", "template_id"),
+        ("conversation_id=-1", "conversation_id"),
+        ("cursor=xyz", "cursor"),
+        ("limit=0", "limit"),
+    ],
+)
+def test_audit_api_rejects_bad_filter(manager_client, query, field):
+    response = manager_client.get(f"/api/v1/proactive/sends?{query}")
+
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == field
+
+
+def test_workers_send_update_end_to_end(config, client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    # The default quiet hours would defer the update at night (UTC, this contact's zone).
+    worker_state = get_state(create_app(replace(config, quiet_hours="off")))
+
+    # What `switchboard run` and `switchboard worker` start: the scheduler sweeps at once and
+    # wakes the outbox dispatcher.
+    workers = Workers(worker_state)
+    workers.start()
+    try:
+        [request] = twilio.wait_for(1, timeout=30)
+    finally:
+        workers.stop()
+        worker_state.engine.dispose()
+
+    assert request["Body"].startswith("Hello Grace, your request")
+    assert workers.proactive is not None
+    [row] = sends(state)
+    assert row.result in ("queued", "sent")
