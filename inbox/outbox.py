@@ -167,14 +167,22 @@ def claim_next(
 
 
 def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
-    """Move the channel's ``send_not_before`` to ``now + interval`` if it is not ahead already."""
+    """Take the channel's next send slot if it is due, and move ``send_not_before`` one interval on.
+
+    The next slot counts from the slot just taken, not from ``now``, so the time a dispatcher
+    takes to wake up does not stretch every interval and the rate stays at the cap. After an
+    idle spell longer than one interval it counts from ``now``, so no burst makes up for it.
+    Returns False when the slot is ahead or another dispatcher took it first.
+    """
+    current = session.scalar(select(Channel.send_not_before).where(Channel.id == channel_id))
+    if current is not None and current > now:
+        return False
+    start = current if current is not None and now - current < interval else now
+    unchanged = Channel.send_not_before.is_(None) if current is None else Channel.send_not_before == current
     result = session.execute(
         update(Channel)
-        .where(
-            Channel.id == channel_id,
-            or_(Channel.send_not_before.is_(None), Channel.send_not_before <= now),
-        )
-        .values(send_not_before=now + interval)
+        .where(Channel.id == channel_id, unchanged)
+        .values(send_not_before=start + interval)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1

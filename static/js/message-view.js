@@ -17,6 +17,7 @@ const STATUS_VIEW = {
 const AUTOMATIC_VIEW = {
   auto_reply: { label: 'Auto-reply', title: 'Sent automatically, for example an out-of-office reply' },
   bounce: { label: 'Bounce', title: 'A mail server returned a message as undeliverable' },
+  proactive: { label: 'Automatic update', title: 'Sent by a proactive update template, not by an agent' },
 };
 
 // Hover text of each threading rule (the message's thread_reason) that placed an inbound message.
