@@ -2,8 +2,9 @@
 
 The method, which docs/proactive-updates.md also explains for managers:
 
-1. **Queue position.** Count the open conversations of the same team that an agent will take
-   first. For a conversation without a team, the team is "no team". Ahead are those with a
+1. **Queue position.** Count the open conversations of the same team that no agent has
+   answered yet and that an agent will take first, because the first-response rate below
+   drains only those. For a conversation without a team, the team is "no team". Ahead are those with a
    higher priority, and those with the same priority whose customer wrote their latest
    message earlier. The position is that count plus one, and 0 for a
    conversation that is not open, because it is not in the queue.
@@ -165,7 +166,7 @@ def _ahead(conversation: Conversation, since_column: Any, since: datetime) -> Co
 
 
 def queue_position(session: Session, conversation: Conversation) -> int:
-    """Return 1 plus the open conversations ahead of ``conversation``, or 0 if it is not open."""
+    """Return 1 plus the unanswered open conversations ahead of ``conversation``, or 0 if it is not open."""
     if conversation.status != OPEN:
         return 0
     waiting_since = func.coalesce(Conversation.last_inbound_at, Conversation.created_at)
@@ -178,9 +179,23 @@ def queue_position(session: Session, conversation: Conversation) -> int:
             Conversation.id != conversation.id,
             _same_team(conversation.team_id),
             _ahead(conversation, waiting_since, since),
+            ~_answered_by_agent(),
         )
     )
     return int(ahead or 0) + 1
+
+
+def _answered_by_agent() -> ColumnElement[bool]:
+    """Return the condition for conversations an agent has replied to at least once."""
+    return (
+        select(Message.id)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.direction == Direction.OUTBOUND.value,
+            Message.agent_id.is_not(None),
+        )
+        .exists()
+    )
 
 
 def _first_agent_reply_at(session: Session, conversation_id: int) -> datetime | None:

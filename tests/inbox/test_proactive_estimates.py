@@ -106,6 +106,19 @@ def test_queue_position_counts_backlog_ahead(history):
     assert queue_position(session, subject) == 3
 
 
+def test_queue_position_skips_answered_conversations(history):
+    session = history.session
+    subject = history.conversation(NOW - timedelta(hours=1))
+    answered = history.conversation(NOW - timedelta(hours=4))
+    history.reply(answered, NOW - timedelta(hours=3))
+    automatic_only = history.conversation(NOW - timedelta(hours=5))
+    history.reply(automatic_only, NOW - timedelta(hours=4), by_agent=False)
+    session.flush()
+
+    # Only the conversation that had nothing but an automatic reply still waits for an agent.
+    assert queue_position(session, subject) == 2
+
+
 def test_queue_position_uses_latest_customer_message(history):
     session = history.session
     first = history.conversation(NOW - timedelta(days=2), last_inbound=NOW - timedelta(minutes=10))
