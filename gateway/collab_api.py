@@ -1,7 +1,7 @@
 """API routes for working together: internal notes, @mention notifications, canned responses.
 
-The routes hang under /api/v1 as a blueprint nested in ``gateway.api``'s, so they share its
-JSON errors; ``gateway.auth``'s guard checks the sign-in and CSRF as for every route.
+The routes are under /api/v1 as a blueprint nested in ``gateway.api``'s, so they share its
+JSON errors. ``gateway.auth``'s guard checks the sign-in and CSRF as for every route.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MAX_ID = 2**63 - 1
 
 def _agent() -> Agent:
     agent = current_agent()
-    assert agent is not None  # the guard answered 401 otherwise
+    assert agent is not None  # the guard returned 401 otherwise
     return agent
 
 

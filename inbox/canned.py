@@ -1,4 +1,4 @@
-"""Canned responses: saved answers with placeholders that agents insert into a reply.
+"""Canned responses: saved reply texts with placeholders that agents insert into a reply.
 
 Shared responses belong to the workspace, and only managers and admins change them. Every
 agent may also keep personal responses, which only they see and change.
@@ -107,12 +107,12 @@ def _clean_fields(title: Any, body: Any) -> tuple[str, str]:
         raise InvalidInput("title is required and must be a non-empty string.", field="title")
     title = " ".join(title.split())
     if len(title) > MAX_TITLE_LENGTH:
-        raise InvalidInput(f"The title has {len(title)} characters; at most {MAX_TITLE_LENGTH} are allowed.", field="title")
+        raise InvalidInput(f"The title has {len(title)} characters, but at most {MAX_TITLE_LENGTH} are allowed.", field="title")
     if not isinstance(body, str) or not body.strip():
         raise InvalidInput("body is required and must be a non-empty string.", field="body")
     body = body.strip()
     if len(body) > MAX_BODY_LENGTH:
-        raise InvalidInput(f"The text has {len(body)} characters; at most {MAX_BODY_LENGTH} are allowed.", field="body")
+        raise InvalidInput(f"The text has {len(body)} characters, but at most {MAX_BODY_LENGTH} are allowed.", field="body")
     check_placeholders(body)
     return title, body
 
@@ -171,7 +171,7 @@ def update_canned_response(session: Session, agent: Agent, response_id: int, cha
         raise Forbidden("Only managers and admins change shared canned responses.")
     unknown = set(changes) - {"title", "body"}
     if unknown:
-        raise InvalidInput(f"Unknown field {sorted(unknown)[0]!r}; only title and body can change.", field=sorted(unknown)[0])
+        raise InvalidInput(f"Unknown field {sorted(unknown)[0]!r}: only title and body can change.", field=sorted(unknown)[0])
     title, body = _clean_fields(changes.get("title", response.title), changes.get("body", response.body))
     response.title = title
     response.body = body

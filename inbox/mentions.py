@@ -5,8 +5,8 @@ address, matched without regard to case: ``@Ada Lovelace`` and ``@ada`` (for
 ada@shop.example) both name Ada. The ``@`` must start the text or follow a character that
 is not a letter, a digit or ``_``, so an email address in a note is not a mention. The
 handle must end at the end of the text or before a character that cannot continue it.
-Where several handles match at one ``@``, the longest wins. A handle that names more than
-one agent, or none, is left as plain text.
+Where several handles match at one ``@``, the longest is used. A handle of more than one
+agent, or of none, is left as plain text.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from inbox.errors import InvalidInput, NotFound
-from inbox.models import Agent, Mention, Note, utcnow
+from inbox.models import Agent, Conversation, Mention, Note, utcnow
 from inbox.serialize import agent_ref, isoformat, make_snippet
 
 # Characters that may continue a handle, so a mention cannot end before one of them.
@@ -65,14 +65,14 @@ def handles_of(name: str | None, email: str) -> tuple[str, ...]:
 def find_mentions(text: str, agents: Iterable[Mentionable]) -> list[FoundMention]:
     """Return the mentions in ``text`` in order of appearance.
 
-    A handle that more than one agent has is ambiguous and names nobody. Whitespace inside a
+    A handle that more than one agent has is ambiguous and is not a mention. Whitespace inside a
     mentioned name may be any run of spaces.
     """
     owners: dict[str, set[int]] = {}
     for agent in agents:
         for handle in agent.handles:
             owners.setdefault(_fold(handle), set()).add(agent.agent_id)
-    # Longest first, so "@Ada Lovelace" wins over an agent whose handle is "Ada".
+    # The longest handle is tried first, so "@Ada Lovelace" is matched before a handle "Ada".
     patterns = [
         (re.compile(r"\s+".join(re.escape(word) for word in handle.split(" ")), re.IGNORECASE), handle)
         for handle in sorted(owners, key=len, reverse=True)
@@ -135,7 +135,14 @@ def count_unread_mentions(session: Session, agent_id: int) -> int:
 
 def list_mentions(session: Session, agent_id: int, *, unread_only: bool = False, limit: int = 50) -> list[Mention]:
     """Return the agent's mentions, newest first, at most ``limit`` of them."""
-    query = select(Mention).where(Mention.agent_id == agent_id)
+    query = (
+        select(Mention)
+        .where(Mention.agent_id == agent_id)
+        .options(
+            selectinload(Mention.note).selectinload(Note.agent),
+            selectinload(Mention.note).selectinload(Note.conversation).selectinload(Conversation.contact),
+        )
+    )
     if unread_only:
         query = query.where(Mention.read_at.is_(None))
     return list(session.scalars(query.order_by(Mention.id.desc()).limit(min(limit, MAX_MENTIONS_LISTED))))
@@ -155,7 +162,7 @@ def mark_mentions_read(
         owned = set(session.scalars(select(Mention.id).where(Mention.agent_id == agent_id, Mention.id.in_(ids))))
         missing = [mention_id for mention_id in ids if mention_id not in owned]
         if missing:
-            raise NotFound(f"Mention {missing[0]} not found among your mentions.", field="mention_ids")
+            raise NotFound(f"Mention {missing[0]} not found: it is not one of your mentions.", field="mention_ids")
         query = query.where(Mention.id.in_(ids))
     if conversation_id is not None:
         query = query.where(Mention.note_id.in_(select(Note.id).where(Note.conversation_id == conversation_id)))

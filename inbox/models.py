@@ -890,7 +890,7 @@ class Mention(Base):
 
 
 class CannedResponse(Base):
-    """A saved answer that agents insert into the reply box, with placeholders.
+    """A saved reply text that agents insert into the reply box, with placeholders.
 
     ``owner_id`` is None for a shared response, which managers maintain, and otherwise the
     agent whose personal response it is. Titles need not be unique.

@@ -5,6 +5,9 @@ channel and no outbox row, so it cannot reach the customer. It does not change t
 conversation's snippet, activity time or unread count either, because the customer's side
 of the conversation is unchanged. Each note is published as ``note.created`` to every agent,
 and each agent it mentions gets a ``mention.created`` event of their own.
+
+NOTE: merging conversations (``inbox.merge``) moves the messages but not the notes, which
+stay on the merged, closed conversation.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def create_note(session: Session, conversation_id: int, agent_id: int, text: Any
         raise InvalidInput("The note is empty.", field="text")
     if len(text) > MAX_NOTE_LENGTH:
         raise InvalidInput(
-            f"The note has {len(text)} characters; notes allow at most {MAX_NOTE_LENGTH}.", field="text"
+            f"The note has {len(text)} characters, but notes allow at most {MAX_NOTE_LENGTH}.", field="text"
         )
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:

@@ -120,7 +120,7 @@ def create_reply(
 
     With ``seen_message_id``, the newest message the agent had seen, the reply is held back
     with ``StaleReply`` when a customer message or another agent's reply arrived after it,
-    unless ``confirm_stale`` says the agent wants to send it anyway.
+    unless ``confirm_stale`` is true because the agent chose to send it anyway.
     """
     if seen_message_id is not None:
         # The row lock orders this check against concurrent replies and ingestion, which
@@ -242,7 +242,7 @@ def messages_since(session: Session, conversation_id: int, agent_id: int, seen_m
     Automatic outbound messages (proactive updates) and notes do not count.
     """
     # NOTE: ids come from one sequence, but on PostgreSQL two transactions can commit their
-    # ids out of order; a message committed a moment after a higher id was seen is missed.
+    # ids out of order. A message committed a moment after a higher id was seen is missed.
     query = (
         select(Message)
         .outerjoin(OutboxItem, OutboxItem.message_id == Message.id)

@@ -330,8 +330,8 @@ export class InboxApp {
 
   /**
    * Send a text reply, with `files` as its attachments, or with `template` ({content_sid,
-   * variables}) a WhatsApp template. `check` ({seenMessageId, confirmStale}) asks the server to
-   * hold the reply back when newer messages arrived.
+   * variables}) a WhatsApp template. With `check` ({seenMessageId, confirmStale}) the server
+   * holds the reply back when newer messages arrived.
    */
   async sendReply(conversationId, text, { files = [], template = null, check = null } = {}) {
     const message = template

@@ -1,7 +1,7 @@
 // The reply box with what working together needs: a Note mode for internal notes (shortcut n)
 // with @mention completion, canned responses inserted by "/" or Ctrl+Space, and the stale-reply
-// hold. A reply carries the newest message id in the thread when its draft was started; when the
-// server answers 409 stale_reply, the messages that arrived since are shown above the box with
+// hold. A reply carries the newest message id in the thread when its draft was started. When the
+// server returns 409 stale_reply, the messages that arrived since are shown above the box with
 // "Send anyway" and "Edit reply", and the draft stays where it is.
 
 import { Composer } from './composer.js';
@@ -53,7 +53,7 @@ export class CollabComposer extends Composer {
       type: 'button', class: 'composer__mode', 'aria-pressed': 'false', title: 'Internal note (n)',
       onClick: () => this.setNoteMode(true, { focus: true }),
     }, 'Note');
-    this.modeGroup = h('div', { class: 'composer__modes', role: 'group', 'aria-label': 'Write a' }, this.replyTab, this.noteTab);
+    this.modeGroup = h('div', { class: 'composer__modes', role: 'group', 'aria-label': 'Reply or internal note' }, this.replyTab, this.noteTab);
     this.cannedButton = h('button', {
       type: 'button', class: 'link-button composer__canned', title: 'Canned responses: type / or press Ctrl+Space in the box',
       onClick: () => handlers.onManageCanned(),

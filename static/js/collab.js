@@ -46,8 +46,8 @@ export class Collaboration {
   /** Listen for this module's events on the live connection, and load the mentions and the role. */
   start(live) {
     if (live.socket) {
-      // NOTE: LiveConnection subscribes to its own list of event names; these are added to it
-      // here, before the socket connects, so their replay after a reconnect is received too.
+      // NOTE: LiveConnection subscribes to its own list of event names, so these are added here.
+      // The socket has not connected yet, so their replay on connect is received too.
       for (const name of EVENT_NAMES) live.socket.on(name, (payload) => live.receive(name, payload));
     }
     this.mentions?.load();

@@ -1,6 +1,6 @@
 // @mentions in note text, found the way the server finds them (inbox/mentions.py): "@" and an
 // agent's full name or email local part, any case, the longest match first. A handle that
-// several agents share names nobody.
+// several agents share is not a mention.
 
 const HANDLE_CHARACTER = /[\p{L}\p{N}_.+-]/u;
 const WORD_CHARACTER = /[\p{L}\p{N}_]/u;

@@ -74,7 +74,7 @@ def test_note_with_mention_reaches_colleague_live(page, browser, live_server, st
         expect(box).to_have_value("")
         expect(mine.locator(".note__mention")).to_have_text("@Bob Builder")
 
-        # Bob sees the note live, marked as internal, and gets the mention.
+        # The note reaches Bob live, marked as internal, and so does his mention.
         theirs = colleague.locator("#thread .note")
         expect(theirs).to_contain_text("please send it today.")
         expect(theirs.locator(".note__badge")).to_have_text("Internal note")
@@ -132,7 +132,7 @@ def test_customer_message_while_typing_holds_reply(page, live_server, state, con
     expect(box).to_have_value("")
     with state.session_factory() as session:
         assert [m.text for m in session.query(Message).filter_by(direction="outbound")] == ["Cancelled: you will not be charged."]
-    # The 409 is a handled answer, but Chromium logs the failed request.
+    # The app handles the 409 response, but Chromium logs the failed request.
     assert [error for error in page.console_errors if "409" not in error] == []
 
 

@@ -1,10 +1,11 @@
 """The collaboration API: internal notes, @mention notifications, canned responses, and the
-stale-reply check that keeps an agent from answering over messages they have not seen."""
+stale-reply check that keeps an agent from replying over messages they have not seen."""
 
 from __future__ import annotations
 
 import queue
 import re
+import threading
 
 import pytest
 import requests
@@ -294,7 +295,7 @@ def test_confirmed_stale_reply_is_sent(app, state, headers, whatsapp_channel, co
         assert session.query(OutboxItem).count() == 1
 
 
-def test_colleagues_reply_makes_mine_stale_but_my_own_does_not(app, state, headers, bob, conversation_id):
+def test_only_colleagues_reply_makes_stale(app, state, headers, bob, conversation_id):
     client = app.test_client()
     seen = _messages(state, conversation_id)[-1].id
 
@@ -422,3 +423,29 @@ def test_canned_response_delete_needs_csrf(app, agent):
 
     assert refused.status_code == 403
     assert deleted.status_code == 204
+
+
+def test_simultaneous_replies_send_only_one(live_server, state, headers, bob, conversation_id):
+    """Two agents who saw the same message and send at the same moment: one reply goes out."""
+    seen = _messages(state, conversation_id)[-1].id
+    bob_headers = _headers(state, bob)
+    start = threading.Barrier(2)
+    statuses: dict[str, int] = {}
+
+    def send(who: str, auth: dict[str, str]) -> None:
+        start.wait()
+        response = requests.post(
+            f"{live_server.url}/api/v1/conversations/{conversation_id}/messages",
+            json={"text": f"Answer from {who}", "seen_message_id": seen}, headers=auth, timeout=30,
+        )
+        statuses[who] = response.status_code
+
+    threads = [threading.Thread(target=send, args=(who, auth)) for who, auth in (("ada", headers), ("bob", bob_headers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses.values()) == [201, 409]
+    with state.session_factory() as session:
+        assert session.query(OutboxItem).count() == 1
