@@ -339,7 +339,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},
-            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}}}]},
+            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}, "notes": {"type": "array", "items": _ref("Note")}}}]},
             "Changes": {
                 "type": "object",
                 "description": "Only the fields given change.",

@@ -24,7 +24,7 @@ export class MentionsMenu {
     this.button = h('button', {
       type: 'button', class: 'button button--ghost button--small mentions__button', id: 'mentions-button',
       'aria-expanded': 'false', 'aria-controls': 'mentions-panel', onClick: () => this.toggle(),
-    }, '@ Mentions', this.count);
+    }, '@', h('span', { class: 'mentions__label' }, ' Mentions'), this.count);
     this.list = h('ul', { class: 'mentions__list', 'aria-label': 'Mentions' });
     this.status = h('p', { class: 'mentions__status', role: 'status' });
     this.markAllButton = h('button', { type: 'button', class: 'link-button', onClick: () => this.markAllRead() }, 'Mark all read');

@@ -5,7 +5,6 @@ warning, and a canned response goes into the reply box by its shortcut."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from playwright.sync_api import expect
 
 from inbox.canned import create_canned_response
 from inbox.models import Agent, Message, OutboxItem, Role
-from tests.browser.test_inbox_ui import _conversation, _new_page, _sign_in, _whatsapp_from
+from inbox.notes import create_note
+from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _conversation, _new_page, _sign_in, _whatsapp_from
 from tests.support.conversations import add_agent
 
 pytestmark = pytest.mark.browser
@@ -239,3 +239,50 @@ def test_agent_manages_personal_canned_responses(page, live_server, state, confi
     box.press("Enter")
     expect(box).to_have_value("Best regards, Ada Agent")
     assert [error for error in page.console_errors if "400" not in error] == []
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+def test_collab_parts_keep_contrast(browser, live_server, state, config, agent, bob, whatsapp_channel, screenshots, color_scheme):
+    _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
+    with state.session_factory() as session:
+        conversation_id = session.query(Message.conversation_id).scalar()
+        create_note(session, conversation_id, bob.id, "@ada can you take this one? It is the second order this week.")
+        session.commit()
+    page = _new_page(browser, color_scheme)
+    try:
+        _sign_in(page, live_server.url, agent.email)
+        _open_grace(page)
+        expect(page.locator("#thread .note .note__mention")).to_have_text("@ada")
+        page.locator("#mentions-button").click()
+        expect(page.locator(".mentions__item--unread")).to_have_count(1)
+        assert page.evaluate(FIND_LOW_CONTRAST) == []
+        page.screenshot(path=str(screenshots / f"note-and-mentions-{color_scheme}.png"))
+        page.keyboard.press("Escape")
+
+        page.locator("#thread").click()
+        page.keyboard.press("n")
+        page.keyboard.type("Taking it.")
+        assert page.evaluate(FIND_LOW_CONTRAST) == []
+        page.screenshot(path=str(screenshots / f"note-mode-{color_scheme}.png"))
+
+        page.get_by_role("button", name="Reply", exact=True).click()
+        _whatsapp_from(state, config, live_server, GRACE, "Grace", "Hello? Anyone there?")
+        expect(page.locator("#thread")).to_contain_text("Anyone there?")
+        page.get_by_role("button", name="Send", exact=True).click()
+        expect(page.locator(".stale-warning")).to_be_visible()
+        assert page.evaluate(FIND_LOW_CONTRAST) == []
+        page.screenshot(path=str(screenshots / f"stale-warning-{color_scheme}.png"))
+
+        page.get_by_role("button", name="Keyboard shortcuts").click()
+        expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_contain_text("Write an internal note")
+        page.screenshot(path=str(screenshots / f"shortcuts-{color_scheme}.png"))
+        page.keyboard.press("Escape")
+
+        page.set_viewport_size({"width": 420, "height": 800})
+        expect(page.locator("#mentions-button")).to_be_visible()
+        expect(page.locator(".mentions__label")).to_be_hidden()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+        page.screenshot(path=str(screenshots / f"stale-warning-narrow-{color_scheme}.png"))
+        assert [error for error in page.console_errors if "409" not in error] == []
+    finally:
+        page.context.close()

@@ -3,28 +3,19 @@ stale-reply check that keeps an agent from replying over messages they have not 
 
 from __future__ import annotations
 
-import queue
-import re
 import threading
 
 import pytest
 import requests
-import socketio
 
-from inbox.agents import create_api_token
 from inbox.models import Agent, Message, Note, OutboxItem, Role
-from tests.conftest import AGENT_PASSWORD, login
+from tests.conftest import login
+from tests.gateway.test_realtime import EVENT_WAIT_SECONDS, _session_cookie
+from tests.gateway.test_realtime import Recorder as RealtimeRecorder
+from tests.gateway.test_workflow_api import _token
 from tests.support.conversations import add_agent, receive
 
 GRACE = "+15551230001"
-EVENT_WAIT_SECONDS = 10
-
-
-def _headers(state, agent: Agent) -> dict[str, str]:
-    with state.session_factory() as session:
-        token = create_api_token(session, session.get(Agent, agent.id), "tests")
-        session.commit()
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -129,7 +120,7 @@ def test_anonymous_requests_are_unauthorized(app, method, path):
 
 def test_mentioned_agent_lists_and_reads_mentions(app, state, headers, conversation_id, bob):
     client = app.test_client()
-    bob_headers = _headers(state, bob)
+    bob_headers = _token(state, bob)
     for text in ("@bob first", "@Bob Builder second", "no mention"):
         client.post(f"/api/v1/conversations/{conversation_id}/notes", json={"text": text}, headers=headers)
 
@@ -161,19 +152,8 @@ def test_mentions_limit_is_checked(app, headers):
     assert response.json["error"]["field"] == "limit"
 
 
-class Recorder:
-    """A python-socketio client that queues every event it receives."""
-
-    def __init__(self) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
-        self.client.on("*", lambda event, data: self.events.put((event, data)))
-
-    def next(self, event_type: str) -> dict:
-        while True:
-            event, data = self.events.get(timeout=EVENT_WAIT_SECONDS)
-            if event == event_type:
-                return data
+class Recorder(RealtimeRecorder):
+    """A python-socketio client that queues every event it receives, and lists their types."""
 
     def types_until(self, event_type: str) -> list[str]:
         """Return the types of the events before the next ``event_type`` one."""
@@ -187,18 +167,6 @@ class Recorder:
         while not self.events.empty():
             types.append(self.events.get_nowait()[0])
         return types
-
-
-def _session_cookie(base_url: str, email: str) -> str:
-    http = requests.Session()
-    page = http.get(f"{base_url}/login", timeout=10).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = http.post(
-        f"{base_url}/login", data={"email": email, "password": AGENT_PASSWORD, "csrf_token": csrf},
-        allow_redirects=False, timeout=10,
-    )
-    assert response.status_code == 302
-    return "; ".join(f"{name}={value}" for name, value in http.cookies.items())
 
 
 def test_mention_event_reaches_only_the_mentioned_agent(live_server, state, agent, headers, conversation_id, bob):
@@ -301,7 +269,7 @@ def test_only_colleagues_reply_makes_stale(app, state, headers, bob, conversatio
 
     mine = _reply(client, conversation_id, headers, seen_message_id=seen)
     again = _reply(client, conversation_id, headers, seen_message_id=seen)
-    bobs = _reply(client, conversation_id, _headers(state, bob), seen_message_id=seen)
+    bobs = _reply(client, conversation_id, _token(state, bob), seen_message_id=seen)
     note = client.post(f"/api/v1/conversations/{conversation_id}/notes", json={"text": "FYI"}, headers=headers)
     after_bob = _reply(client, conversation_id, headers, seen_message_id=seen)
 
@@ -355,7 +323,7 @@ def test_stale_check_works_for_multipart_replies(app, state, headers, whatsapp_c
 
 @pytest.fixture
 def manager_headers(state) -> dict[str, str]:
-    return _headers(state, add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value))
+    return _token(state, add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value))
 
 
 def test_canned_responses_by_role(app, state, headers, manager_headers, conversation_id):
@@ -428,7 +396,7 @@ def test_canned_response_delete_needs_csrf(app, agent):
 def test_simultaneous_replies_send_only_one(live_server, state, headers, bob, conversation_id):
     """Two agents who saw the same message and send at the same moment: one reply goes out."""
     seen = _messages(state, conversation_id)[-1].id
-    bob_headers = _headers(state, bob)
+    bob_headers = _token(state, bob)
     start = threading.Barrier(2)
     statuses: dict[str, int] = {}
 
