@@ -331,7 +331,7 @@ export class InboxApp {
   /**
    * Send a text reply, with `files` as its attachments, or with `template` ({content_sid,
    * variables}) a WhatsApp template. With `check` ({seenMessageId, confirmStale}) the server
-   * holds the reply back when newer messages arrived.
+   * does not send the reply when newer messages arrived.
    */
   async sendReply(conversationId, text, { files = [], template = null, check = null } = {}) {
     const message = template

@@ -42,7 +42,7 @@ export class CollabComposer extends Composer {
     // Set by "Send anyway" for the one send that follows.
     this.confirmFor = null;
     this.cannedCache = null;
-    // What the open suggestion list completes: {kind: 'mention'|'canned', start}.
+    // What the open suggestion list completes: {kind: 'mention'|'canned', start, explicit}.
     this.completion = null;
 
     this.textarea.setAttribute('aria-autocomplete', 'list');

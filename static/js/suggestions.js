@@ -1,4 +1,4 @@
-// A list of suggestions under the reply box, driven from the textarea: the arrow keys move,
+// A list of suggestions over the reply box, driven from the textarea: the arrow keys move,
 // Enter or Tab picks, Escape closes. The textarea keeps the focus, as in a combobox.
 
 import { h } from './dom.js';

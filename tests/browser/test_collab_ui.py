@@ -50,7 +50,7 @@ def _two_agents(browser, page, live_server, agent, bob):
     return colleague
 
 
-def test_note_with_mention_reaches_colleague_live(page, browser, live_server, state, config, agent, bob, whatsapp_channel, screenshots):
+def test_note_mention_reaches_colleague_live(page, browser, live_server, state, config, agent, bob, whatsapp_channel, screenshots):
     _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
     colleague = _two_agents(browser, page, live_server, agent, bob)
     try:
@@ -100,7 +100,7 @@ def test_note_with_mention_reaches_colleague_live(page, browser, live_server, st
         colleague.context.close()
 
 
-def test_customer_message_while_typing_holds_reply(page, live_server, state, config, agent, whatsapp_channel, screenshots):
+def test_customer_message_while_typing_holds(page, live_server, state, config, agent, whatsapp_channel, screenshots):
     _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
     _sign_in(page, live_server.url, agent.email)
     _open_grace(page)
@@ -136,7 +136,7 @@ def test_customer_message_while_typing_holds_reply(page, live_server, state, con
     assert [error for error in page.console_errors if "409" not in error] == []
 
 
-def test_colleagues_reply_first_then_send_anyway(page, browser, live_server, state, config, agent, bob, whatsapp_channel, screenshots):
+def test_colleague_first_then_send_anyway(page, browser, live_server, state, config, agent, bob, whatsapp_channel, screenshots):
     _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
     colleague = _two_agents(browser, page, live_server, agent, bob)
     try:
@@ -208,7 +208,7 @@ def test_canned_response_inserted_by_shortcut(page, live_server, state, config, 
     assert page.console_errors == []
 
 
-def test_agent_manages_personal_canned_responses(page, live_server, state, config, agent, whatsapp_channel, screenshots):
+def test_agent_manages_personal_responses(page, live_server, state, config, agent, whatsapp_channel, screenshots):
     _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
     _sign_in(page, live_server.url, agent.email)
     _open_grace(page)

@@ -118,7 +118,7 @@ def test_anonymous_requests_are_unauthorized(app, method, path):
 # ---- Mentions ------------------------------------------------------------------------------
 
 
-def test_mentioned_agent_lists_and_reads_mentions(app, state, headers, conversation_id, bob):
+def test_mentions_listed_and_marked_read(app, state, headers, conversation_id, bob):
     client = app.test_client()
     bob_headers = _token(state, bob)
     for text in ("@bob first", "@Bob Builder second", "no mention"):
@@ -169,7 +169,7 @@ class Recorder(RealtimeRecorder):
         return types
 
 
-def test_mention_event_reaches_only_the_mentioned_agent(live_server, state, agent, headers, conversation_id, bob):
+def test_mention_event_reaches_only_mentioned(live_server, state, agent, headers, conversation_id, bob):
     carol = add_agent(state, "carol@example.com", "Carol")
     recorders = {who.id: Recorder() for who in (bob, carol)}
     for who in (bob, carol):
@@ -233,7 +233,7 @@ def _reply(client, conversation_id: int, headers: dict, **body):
     return client.post(f"/api/v1/conversations/{conversation_id}/messages", json={"text": "On its way.", **body}, headers=headers)
 
 
-def test_reply_after_unseen_customer_message_is_held_back(app, state, headers, whatsapp_channel, conversation_id):
+def test_unseen_customer_message_holds_reply(app, state, headers, whatsapp_channel, conversation_id):
     client = app.test_client()
     seen = _messages(state, conversation_id)[-1].id
     receive(state, whatsapp_channel.id, GRACE, "Actually, cancel the order")
