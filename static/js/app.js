@@ -265,6 +265,7 @@ export class InboxApp {
     this.mergeConversation(conversation, { insert: true });
     this.renderList();
     this.renderThread();
+    this.composer.threadLoaded(id);
     this.renderTyping();
     this.markSelectedReadIfNeeded();
   }

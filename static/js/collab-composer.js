@@ -256,6 +256,17 @@ export class CollabComposer extends Composer {
     this.updateCompletion();
   }
 
+  /**
+   * Take the newest message as seen for a draft started before its thread had loaded. The app
+   * calls this each time a conversation's thread has loaded.
+   */
+  threadLoaded(conversationId) {
+    const draft = this.conversation?.id === conversationId ? this.textarea.value : this.drafts.get(conversationId);
+    if (!draft?.trim() || this.seenIds.has(conversationId)) return;
+    const newest = this.newestMessageId(conversationId);
+    if (newest !== null) this.seenIds.set(conversationId, newest);
+  }
+
   handleKeydown(event) {
     if (this.suggestions.handleKeydown(event)) return;
     if (event.key === ' ' && event.ctrlKey && !event.metaKey && !event.altKey) {

@@ -5,6 +5,7 @@ warning, and a canned response goes into the reply box by its shortcut."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def bob(state) -> Agent:
 
 def _open_grace(page) -> None:
     _conversation(page, "Grace").click()
-    expect(page.locator("#thread")).to_contain_text("Where is my order?", timeout=PAGE_LOAD_TIMEOUT_MS)
+    # The messages, not the contact panel, which lists the conversation's snippet too.
+    expect(page.locator("#thread .message")).to_contain_text(["Where is my order?"], timeout=PAGE_LOAD_TIMEOUT_MS)
 
 
 def _two_agents(browser, page, live_server, agent, bob):
@@ -286,3 +288,34 @@ def test_collab_parts_keep_contrast(browser, live_server, state, config, agent, 
         assert [error for error in page.console_errors if "409" not in error] == []
     finally:
         page.context.close()
+
+
+def test_draft_started_before_thread_loads_is_checked(page, live_server, state, config, agent, whatsapp_channel):
+    _whatsapp_from(state, config, live_server, GRACE, "Grace", "Where is my order?")
+    _sign_in(page, live_server.url, agent.email)
+    expect(_conversation(page, "Grace")).to_be_visible(timeout=PAGE_LOAD_TIMEOUT_MS)
+    held_back = []
+    detail = re.compile(r"/api/v1/conversations/\d+$")
+
+    def hold(route) -> None:
+        held_back.append(route)
+
+    page.route(detail, hold)
+
+    # The reply box is ready before the thread's messages have arrived.
+    with page.expect_request(detail):
+        _conversation(page, "Grace").click()
+    box = page.get_by_role("textbox", name="Reply")
+    box.fill("Let me check.")
+    expect(page.locator("#thread .message")).to_have_count(0)
+    assert len(held_back) == 1
+    held_back[0].continue_()
+    page.unroute(detail)
+    expect(page.locator("#thread .message")).to_contain_text(["Where is my order?"])
+
+    _whatsapp_from(state, config, live_server, GRACE, "Grace", "Never mind, it just arrived.")
+    expect(page.locator("#thread")).to_contain_text("it just arrived")
+    page.get_by_role("button", name="Send", exact=True).click()
+
+    expect(page.locator(".stale-warning")).to_contain_text("Never mind, it just arrived.")
+    expect(box).to_have_value("Let me check.")
