@@ -4,15 +4,22 @@ stale-reply check that keeps an agent from replying over messages they have not 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import replace
 
 import pytest
 import requests
 
+from gateway import create_app, get_state
 from inbox.models import Agent, Message, Note, OutboxItem, Role
+from inbox.notes import create_note
 from tests.conftest import login
 from tests.gateway.test_realtime import EVENT_WAIT_SECONDS, _session_cookie
 from tests.gateway.test_realtime import Recorder as RealtimeRecorder
+from tests.gateway.test_multiprocess import REDIS_URL, _base_settings, _require_redis, _start_web
 from tests.gateway.test_workflow_api import _token
+from tests.support.processes import EventClient, free_port
 from tests.support.conversations import add_agent, receive
 
 GRACE = "+15551230001"
@@ -417,3 +424,34 @@ def test_simultaneous_replies_send_only_one(live_server, state, headers, bob, co
     assert sorted(statuses.values()) == [201, 409]
     with state.session_factory() as session:
         assert session.query(OutboxItem).count() == 1
+
+
+@pytest.fixture
+def processes() -> Iterator[ExitStack]:
+    """An exit stack that stops the web process and the clients pushed on it."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def test_mention_crosses_processes_to_its_agent(config, state, agent, bob, conversation_id, processes, tmp_path):
+    """A note written by another process (over the Redis queue) notifies only the agent it names."""
+    _require_redis()
+    base_url = _start_web(processes, "web", free_port(), _base_settings(config), tmp_path)
+    carol = add_agent(state, "carol@example.com", "Carol")
+    clients = {}
+    for who in (bob, carol):
+        token = _token(state, who)["Authorization"].removeprefix("Bearer ")
+        clients[who.id] = EventClient(base_url, token, ("note.created", "mention.created")).connect()
+        processes.callback(clients[who.id].disconnect)
+    sender = get_state(create_app(replace(config, redis_url=REDIS_URL)))
+    processes.callback(sender.engine.dispose)
+
+    for text in ("@bob over to you", "marker"):
+        with sender.session_factory() as session:
+            create_note(session, conversation_id, agent.id, text)
+            session.commit()
+
+    mention = clients[bob.id].wait_for("mention.created", lambda payload: True, 10)
+    clients[carol.id].wait_for("note.created", lambda payload: payload["note"]["text"] == "marker", 10)
+    assert mention["mention"]["snippet"] == "@bob over to you"
+    assert [event["name"] for event in clients[carol.id].events] == ["note.created", "note.created"]
