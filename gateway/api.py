@@ -17,6 +17,7 @@ from sqlalchemy import select
 from channels.types import Attachment as AttachmentData
 from channels.whatsapp.meta import MessageTemplatesError, MetaSettings
 from channels.whatsapp.twilio import ContentApiError, TwilioSettings
+from gateway import collab_api
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.channel_settings import channels_with_health, meta_settings, twilio_settings
 from gateway.openapi import OPENAPI
@@ -37,8 +38,9 @@ from inbox.events import latest_event_id
 from inbox.fallback import send_by_email
 from inbox.held import cancel_held_reply
 from inbox.merge import merge_conversations
+from inbox.notes import list_notes, note_to_dict
 from inbox.models import Agent, Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, Team, utcnow
-from inbox.replies import TemplateContent, create_reply
+from inbox.replies import StaleReply, TemplateContent, create_reply
 from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_ref, message_to_dict, team_ref
 from inbox.storage import attachment_store
 from inbox.teams import (
@@ -56,6 +58,8 @@ from inbox.workflow import BulkRejected, change_conversation, change_conversatio
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+# Notes, mentions and canned responses: nested, so they share this blueprint's error handlers.
+blueprint.register_blueprint(collab_api.blueprint)
 
 
 @blueprint.errorhandler(InboxError)
@@ -66,6 +70,17 @@ def _inbox_error(error: InboxError) -> Any:
         body = {"code": error.code, "message": error.message, "field": error.field, "items": error.items()}
         return jsonify({"error": body}), status
     return error_response(status, error.code, error.message, error.field)
+
+
+@blueprint.errorhandler(StaleReply)
+def _stale_reply(error: StaleReply) -> Any:
+    # What arrived, so the agent can read it before sending anyway or editing.
+    body = {
+        "code": error.code, "message": error.message, "field": error.field,
+        "messages": [message_to_dict(message) for message in error.messages],
+        "newest_message_id": max(message.id for message in error.messages),
+    }
+    return jsonify({"error": body}), 409
 
 
 @blueprint.errorhandler(ContentApiError)
@@ -166,6 +181,7 @@ def conversation(conversation_id: int) -> Any:
             **conversation_to_dict(found),
             "messages": [message_to_dict(m) for m in found.messages],
             "activities": [activity_to_dict(a) for a in list_activities(db(), conversation_id)],
+            "notes": [note_to_dict(note) for note in list_notes(db(), conversation_id)],
         }
     )
 
@@ -179,6 +195,7 @@ def reply(conversation_id: int) -> Any:
     template = None
     if request.mimetype == "multipart/form-data":
         # A reply with files: the text in the field "text", each file in a field "attachments".
+        seen_message_id, confirm_stale = collab_api.parse_stale_check(request.form)
         text = request.form.get("text", "")
         for upload in request.files.getlist("attachments"):
             attachments.append(AttachmentData(
@@ -186,6 +203,7 @@ def reply(conversation_id: int) -> Any:
             ))
     else:
         body = _json_body()
+        seen_message_id, confirm_stale = collab_api.parse_stale_check(body)
         if "template" in body:
             conversation = session.get(Conversation, conversation_id)
             if conversation is None:
@@ -197,7 +215,10 @@ def reply(conversation_id: int) -> Any:
             text = body.get("text")
             if not isinstance(text, str):
                 raise InvalidInput("text is required and must be a string.", field="text")
-    message = create_reply(session, conversation_id, agent.id, text, attachments, template=template)
+    message = create_reply(
+        session, conversation_id, agent.id, text, attachments, template=template,
+        seen_message_id=seen_message_id, confirm_stale=confirm_stale,
+    )
     data = message_to_dict(message)
     session.commit()
     current_app.extensions["switchboard"].outbox_wakeup.set()

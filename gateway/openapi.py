@@ -27,6 +27,8 @@ _REPLY_BODY = {
     "description": "Either text, or on WhatsApp an approved template.",
     "properties": {
         "text": {"type": "string"},
+        "seen_message_id": {"type": "integer", "minimum": 0, "description": "The newest message of the conversation the agent had seen. When a customer message or another agent's reply is newer, the reply is not sent (409 stale_reply). Without it there is no such check."},
+        "confirm_stale": {"type": "boolean", "default": False, "description": "Send even though newer messages arrived, after the agent read them."},
         "template": {
             "type": "object",
             "description": "On a Twilio channel content_sid names the template; on a Meta Cloud API channel name and language do.",
@@ -137,7 +139,7 @@ OPENAPI: dict[str, Any] = {
                     "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held)."),
                     "400": _json(_ref("Error"), "Empty or too long, or a template that is not approved or lacks a variable."),
                     "404": _json(_ref("Error"), "Not found."),
-                    "409": _json(_ref("Error"), "outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out; waba_id_missing: a template on a Meta channel without its WhatsApp Business Account ID."),
+                    "409": _json(_ref("StaleReplyError"), "stale_reply: messages arrived after seen_message_id, listed in messages, and nothing was sent; outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out; waba_id_missing: a template on a Meta channel without its WhatsApp Business Account ID."),
                     "502": _json(_ref("Error"), "templates_unavailable: Twilio's Content API or Meta's Graph API could not be read."),
                     **_ERRORS,
                 },
@@ -337,7 +339,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},
-            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}}}]},
+            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}, "notes": {"type": "array", "items": _ref("Note")}}}]},
             "Changes": {
                 "type": "object",
                 "description": "Only the fields given change.",
@@ -780,6 +782,144 @@ OPENAPI["components"]["schemas"].update({
 })
 
 
+# ---- Notes, mentions and canned responses ---------------------------------------------------
+
+_RESPONSE_ID = _path_id("response_id")
+
+OPENAPI["paths"].update({
+    "/conversations/{id}/notes": {
+        "get": {
+            "summary": "The conversation's internal notes, oldest first",
+            "parameters": [_ID],
+            "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("Note")}}}, "The notes."), "404": _NOT_FOUND, **_ERRORS},
+        },
+        "post": {
+            "summary": "Add an internal note, which only agents see; @mentions notify the agents named",
+            "parameters": [_ID],
+            "requestBody": _body({"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 10000}}}),
+            "responses": {"201": _json(_ref("Note"), "The note."), "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
+        },
+    },
+    "/mentions": {
+        "get": {
+            "summary": "The signed-in agent's @mentions, newest first, and how many are unread",
+            "parameters": [
+                _query("unread", {"type": "boolean"}, "Only unread mentions."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}, "At most this many."),
+            ],
+            "responses": {"200": _json(_ref("MentionList"), "The mentions."), "400": _INVALID, **_ERRORS},
+        }
+    },
+    "/mentions/read": {
+        "post": {
+            "summary": "Mark the signed-in agent's mentions read: the listed ones, one conversation's, or all",
+            "requestBody": _body({"type": "object", "properties": {
+                "mention_ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 100},
+                "conversation_id": {"type": "integer"},
+            }}),
+            "responses": {
+                "200": _json({"type": "object", "properties": {"marked_read": {"type": "integer"}, "unread_count": {"type": "integer"}}}, "How many changed, and how many stay unread."),
+                "400": _INVALID, "404": _json(_ref("Error"), "A mention id that is not the agent's."), **_ERRORS,
+            },
+        }
+    },
+    "/canned-responses": {
+        "get": {
+            "summary": "The shared canned responses and the agent's personal ones, by title",
+            "parameters": [_query("conversation_id", {"type": "integer"}, "Fill the placeholders for this conversation into rendered.")],
+            "responses": {"200": _json(_ref("CannedResponseList"), "The responses and the placeholders."), "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
+        },
+        "post": {
+            "summary": "Create a canned response: personal, or shared (manager)",
+            "requestBody": _body(_ref("CannedResponseInput")),
+            "responses": {"201": _json(_ref("CannedResponse"), "The response."), "400": _INVALID, **_ERRORS},
+        },
+    },
+    "/canned-responses/{response_id}": {
+        "patch": {
+            "summary": "Change a canned response's title or body: one's own, or a shared one (manager)",
+            "parameters": [_RESPONSE_ID],
+            "requestBody": _body({"type": "object", "properties": {"title": {"type": "string"}, "body": {"type": "string"}}}),
+            "responses": {"200": _json(_ref("CannedResponse"), "The response."), "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
+        },
+        "delete": {
+            "summary": "Delete a canned response: one's own, or a shared one (manager)",
+            "parameters": [_RESPONSE_ID],
+            "responses": {"204": {"description": "Deleted."}, "404": _NOT_FOUND, **_ERRORS},
+        },
+    },
+})
+
+OPENAPI["components"]["schemas"].update({
+    "Note": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "conversation_id": {"type": "integer"},
+            "author": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+            "text": {"type": "string"},
+            "mentions": {"type": "array", "description": "The agents the note notified: {id, name}.", "items": {"type": "object"}},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Mention": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "note_id": {"type": "integer"},
+            "conversation_id": {"type": "integer"},
+            "contact_name": {"type": ["string", "null"]},
+            "author": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+            "snippet": {"type": "string", "description": "The start of the note."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "read_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "MentionList": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _ref("Mention")}, "unread_count": {"type": "integer"}},
+    },
+    "CannedResponseInput": {
+        "type": "object",
+        "required": ["title", "body"],
+        "properties": {
+            "title": {"type": "string", "maxLength": 80},
+            "body": {"type": "string", "maxLength": 5000, "description": 'Text with placeholders such as {{ customer.first_name | default("there") }}.'},
+            "shared": {"type": "boolean", "default": False, "description": "Shared with every agent (managers and admins only)."},
+        },
+    },
+    "CannedResponse": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "body": {"type": "string"},
+            "shared": {"type": "boolean"},
+            "editable": {"type": "boolean", "description": "Whether the signed-in agent may change or delete it."},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "rendered": {"type": "string", "description": "With conversation_id only: the body with its placeholders filled."},
+        },
+    },
+    "CannedResponseList": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": _ref("CannedResponse")},
+            "placeholders": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}},
+        },
+    },
+    "StaleReplyError": {
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "field": {"type": "string"},
+            "messages": {"type": "array", "items": _ref("Message"), "description": "stale_reply only: what arrived since seen_message_id, oldest first."},
+            "newest_message_id": {"type": "integer", "description": "stale_reply only: the id to send as seen_message_id once the agent has read them."},
+        }}},
+    },
+})
+
+
 # ---- People and access: agent accounts, one's own account, the audit log -------------------------
 
 _AGENT_ID = _path_id("agent_id")
@@ -1032,6 +1172,12 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/update-templates/{template_id}/disable": {"post": "manager"},
     "/update-templates/{template_id}/preview": {"post": "manager"},
     "/proactive/sends": {"get": "manager"},
+    # Shared canned responses need the manager role, which the domain checks per response.
+    "/conversations/{id}/notes": {"get": "agent", "post": "agent"},
+    "/mentions": {"get": "agent"},
+    "/mentions/read": {"post": "agent"},
+    "/canned-responses": {"get": "agent", "post": "agent"},
+    "/canned-responses/{response_id}": {"patch": "agent", "delete": "agent"},
 }
 
 for _path, _operations in ROUTE_ROLES.items():

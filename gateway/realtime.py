@@ -6,6 +6,9 @@ the last id it saw as ``auth.last_event_id`` when it connects. The server first 
 every event after that id, so a dropped connection misses nothing. When the gap is larger
 than ``REPLAY_LIMIT``, the client gets ``resync`` and reloads its views instead.
 
+An event whose payload has ``recipient_id`` (an @mention's notification) goes only to that
+agent's room, ``agent:<id>``, both live and on replay.
+
 ``typing`` and ``presence`` are ephemeral: they are relayed, not stored, and carry no id.
 
 A connection lasts only as long as its credential: when an agent is disabled, a sign-in
@@ -39,9 +42,18 @@ def make_emitter_publisher(socketio: SocketIO):
 
     def publish(messages: list[dict[str, Any]]) -> None:
         for message in messages:
-            socketio.emit(message["type"], message, to=AGENTS_ROOM)
+            socketio.emit(message["type"], message, to=_event_room(message))
 
     return publish
+
+
+def agent_room(agent_id: int) -> str:
+    return f"agent:{agent_id}"
+
+
+def _event_room(message: dict[str, Any]) -> str:
+    recipient = message.get("recipient_id")
+    return agent_room(recipient) if isinstance(recipient, int) else AGENTS_ROOM
 
 
 class Presence:
@@ -126,7 +138,7 @@ def _still_valid(
         return agent is not None
 
 
-def _replay(session_factory: sessionmaker[Session], auth: Any) -> None:
+def _replay(session_factory: sessionmaker[Session], auth: Any, agent_id: int) -> None:
     last = auth.get("last_event_id") if isinstance(auth, dict) else None
     if last is None:
         return
@@ -144,7 +156,8 @@ def _replay(session_factory: sessionmaker[Session], auth: Any) -> None:
             return
         for row in missed:
             message = event_message(row)
-            emit(message["type"], message)
+            if _event_room(message) in (AGENTS_ROOM, agent_room(agent_id)):
+                emit(message["type"], message)
 
 
 def init_app(app: Flask, state: Any) -> None:
@@ -193,7 +206,8 @@ def init_app(app: Flask, state: Any) -> None:
         presence.add(request.sid, agent, None if token else sign_in, token)
         online.connected(agent["id"])
         join_room(AGENTS_ROOM)
-        _replay(session_factory, auth)
+        join_room(agent_room(agent["id"]))
+        _replay(session_factory, auth, agent["id"])
         emit("presence", {"event_id": None, "agent": agent, "online": True}, to=AGENTS_ROOM)
         emit("presence.snapshot", {"agents": presence.online()})
         return True

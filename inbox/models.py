@@ -843,3 +843,66 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class Note(Base):
+    """An internal note that an agent adds to a conversation (not the contact's ``notes``).
+
+    Notes are for colleagues only: they have no outbox row and no channel, so nothing ever
+    sends one to the customer.
+    """
+
+    __tablename__ = "conversation_notes"
+    __table_args__ = (Index("ix_conversation_notes_conversation", "conversation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship()
+    agent: Mapped[Agent] = relationship()
+    mentions: Mapped[list[Mention]] = relationship(back_populates="note", order_by="Mention.id")
+
+
+class Mention(Base):
+    """An agent named with @ in a note: their notification, unread until ``read_at``.
+
+    Unique per (note, agent), so naming someone twice in one note notifies them once.
+    """
+
+    __tablename__ = "note_mentions"
+    __table_args__ = (
+        UniqueConstraint("note_id", "agent_id"),
+        # The unread counter and the newest-first list of one agent.
+        Index("ix_note_mentions_agent_read", "agent_id", "read_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("conversation_notes.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    note: Mapped[Note] = relationship(back_populates="mentions")
+    agent: Mapped[Agent] = relationship()
+
+
+class CannedResponse(Base):
+    """A saved reply text that agents insert into the reply box, with placeholders.
+
+    ``owner_id`` is None for a shared response, which managers maintain, and otherwise the
+    agent whose personal response it is. Titles need not be unique.
+    """
+
+    __tablename__ = "canned_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The agent who last saved it; None once that agent is deleted.
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))

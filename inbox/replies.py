@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from channels.types import Attachment as AttachmentData
@@ -102,6 +102,8 @@ def create_reply(
     attachments: Sequence[AttachmentData] = (),
     *,
     template: TemplateContent | None = None,
+    seen_message_id: int | None = None,
+    confirm_stale: bool = False,
 ) -> Message:
     """Add an agent's reply, its attachments and its outbox row to the session's transaction.
 
@@ -115,13 +117,28 @@ def create_reply(
     channel, and ``Conflict`` with code ``outside_window`` (free text after the window,
     where the workspace rejects it) or ``opted_out`` (a template after the window to a
     contact who opted out).
+
+    With ``seen_message_id``, the newest message the agent had seen, the reply is held back
+    with ``StaleReply`` when a customer message or another agent's reply arrived after it,
+    unless ``confirm_stale`` is true because the agent chose to send it anyway.
     """
-    conversation = session.get(Conversation, conversation_id)
+    if seen_message_id is not None:
+        # The row lock orders this check against concurrent replies and ingestion, which
+        # both update the conversation row before they commit.
+        conversation = session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        )
+    else:
+        conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
     agent = session.get(Agent, agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id} not found", field="agent_id")
+    if seen_message_id is not None and not confirm_stale:
+        arrived = messages_since(session, conversation_id, agent_id, seen_message_id)
+        if arrived:
+            raise StaleReply(arrived)
 
     text = (text or "").strip()
     channel = conversation.channel
@@ -196,6 +213,51 @@ def create_reply(
     )
     record_event(session, "conversation.updated", {"conversation": conversation_data}, conversation.id)
     return message
+
+
+class StaleReply(Conflict):
+    """A reply written before messages that the agent has not seen: it was not sent.
+
+    ``messages`` are the customer messages and other agents' replies that arrived after the
+    message the agent had seen, oldest first.
+    """
+
+    code = "stale_reply"
+
+    def __init__(self, messages: Sequence[Message]):
+        count = len(messages)
+        super().__init__(
+            f"{count} new message{'s' if count != 1 else ''} arrived in this conversation since you "
+            "started writing, so the reply was not sent. Read them, then send it anyway or edit it.",
+            field="seen_message_id",
+        )
+        self.messages = list(messages)
+
+
+def messages_since(session: Session, conversation_id: int, agent_id: int, seen_message_id: int) -> list[Message]:
+    """Return the messages that would make a reply stale, oldest first.
+
+    These are the conversation's inbound messages with an id above ``seen_message_id``, and
+    the outbound ones another agent wrote, except cancelled held replies, which never went.
+    Automatic outbound messages (proactive updates) and notes do not count.
+    """
+    # NOTE: ids come from one sequence, but on PostgreSQL two transactions can commit their
+    # ids out of order. A message committed a moment after a higher id was seen is missed.
+    query = (
+        select(Message)
+        .outerjoin(OutboxItem, OutboxItem.message_id == Message.id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.id > seen_message_id,
+            or_(
+                Message.direction == Direction.INBOUND.value,
+                and_(Message.agent_id.is_not(None), Message.agent_id != agent_id),
+            ),
+            or_(OutboxItem.id.is_(None), OutboxItem.status != OutboxStatus.CANCELLED.value),
+        )
+        .order_by(Message.id)
+    )
+    return list(session.scalars(query))
 
 
 def may_answer_automatically(session: Session, conversation: Conversation) -> bool:

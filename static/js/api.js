@@ -168,6 +168,8 @@ export class ApiClient {
       );
       // A rejected bulk change lists the reason of every conversation that could not take it.
       failure.items = Array.isArray(error?.items) ? error.items : [];
+      // The whole error object, for errors that carry more, such as stale_reply's messages.
+      failure.details = error ?? {};
       throw failure;
     }
     return data;

@@ -3,7 +3,9 @@
 
 import { ApiClient } from './api.js';
 import { BulkBar } from './bulk-bar.js';
-import { Composer } from './composer.js';
+import { Collaboration } from './collab.js';
+import { sendCheckedReply } from './collab-api.js';
+import { CollabComposer } from './collab-composer.js';
 import { ContactPanel } from './contact-panel.js';
 import { ConversationControls, openMergeDialog } from './conversation-controls.js';
 import { ConversationList } from './conversation-list.js';
@@ -112,12 +114,13 @@ export class InboxApp {
       onOpenConversation: (id) => this.select(id, { immediate: true }),
       announce: (text) => this.announce(text),
     });
-    this.composer = new Composer(this.thread.composerHost, {
-      onSend: (conversationId, text, files) => this.sendReply(conversationId, text, { files }),
+    this.collab = new Collaboration(this);
+    this.composer = new CollabComposer(this.thread.composerHost, {
       onEscape: () => this.list.focus(),
       onTyping: (conversationId) => this.sendTyping(conversationId),
       onLoadTemplates: (channelId, options) => this.api.listTemplates(channelId, options),
       onSendTemplate: (conversationId, template) => this.sendReply(conversationId, null, { template }),
+      ...this.collab.composerHandlers(),
     });
     this.live = new LiveConnection({
       path: root.dataset.socketPath,
@@ -143,6 +146,7 @@ export class InboxApp {
     // Subscribe before the first page is fetched. Events that arrive meanwhile wait in
     // pendingEvents and are applied on top of the page.
     this.live.start();
+    this.collab.start(this.live);
     this.thread.showPlaceholder('none');
     this.viewsPane.showLoading();
     this.loadFirstPage();
@@ -252,14 +256,16 @@ export class InboxApp {
     if (sequence !== this.openSequence) return;
     this.threadFailedId = null;
 
-    const { messages = [], activities = [], ...conversation } = detail;
+    const { messages = [], activities = [], notes = [], ...conversation } = detail;
     for (const message of messages) mergeIntoCache(cache, message);
     for (const activity of activities) cache.activities.set(activity.id, activity);
+    for (const note of notes) cache.notes.set(note.id, note);
     cache.complete = true;
 
     this.mergeConversation(conversation, { insert: true });
     this.renderList();
     this.renderThread();
+    this.composer.threadLoaded(id);
     this.renderTyping();
     this.markSelectedReadIfNeeded();
   }
@@ -325,12 +331,13 @@ export class InboxApp {
 
   /**
    * Send a text reply, with `files` as its attachments, or with `template` ({content_sid,
-   * variables}) a WhatsApp template.
+   * variables}) a WhatsApp template. With `check` ({seenMessageId, confirmStale}) the server
+   * does not send the reply when newer messages arrived.
    */
-  async sendReply(conversationId, text, { files = [], template = null } = {}) {
+  async sendReply(conversationId, text, { files = [], template = null, check = null } = {}) {
     const message = template
       ? await this.api.sendTemplate(conversationId, template)
-      : await this.api.sendMessage(conversationId, text, files);
+      : await sendCheckedReply(this.api, conversationId, text, files, check ?? {});
     if (!message || typeof message !== 'object') return;
 
     this.storeMessage(message);
@@ -590,6 +597,7 @@ export class InboxApp {
         this.contactPanel.receiveEvent(name, payload);
         break;
       default:
+        this.collab.applyEvent(name, payload);
         break;
     }
   }
@@ -726,7 +734,7 @@ export class InboxApp {
   threadCache(id) {
     let cache = this.threads.get(id);
     if (!cache) {
-      cache = { messages: new Map(), activities: new Map(), complete: false };
+      cache = { messages: new Map(), activities: new Map(), notes: new Map(), complete: false };
       this.threads.set(id, cache);
     }
     return cache;
@@ -769,7 +777,9 @@ export class InboxApp {
     this.controls.update(conversation);
     this.composer.setConversation(conversation.status === 'closed' ? null : conversation);
     const messages = [...cache.messages.values()].sort(compareMessages);
-    this.thread.renderMessages(conversation, messages, { scrollToEnd, activities: [...cache.activities.values()] });
+    this.thread.renderMessages(conversation, messages, {
+      scrollToEnd, activities: [...cache.activities.values()], notes: [...cache.notes.values()], agents: this.agents,
+    });
   }
 
   renderTyping() {
@@ -841,9 +851,10 @@ export class InboxApp {
           this.moveSelection(-1);
           break;
         case 'r':
+        case 'n':
           if (this.selectedId === null) return;
           event.preventDefault();
-          this.composer.focus();
+          this.composer.focusMode(event.key === 'n');
           break;
         case 'e':
           event.preventDefault();

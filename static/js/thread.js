@@ -11,6 +11,7 @@ import {
 import {
   bodySignature, renderFailingAddressWarning, renderMessage, renderOptOutNote, statusSignature, updateMessageStatus,
 } from './message-view.js';
+import { renderNote } from './note-view.js';
 import { STATUS_LABELS, describeActivity } from './workflow.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
@@ -211,13 +212,15 @@ export class ThreadView {
    * @param {object} options
    * @param {boolean} options.scrollToEnd Scroll to the newest message whatever the position.
    * @param {object[]} options.activities The conversation's activity log, shown between the messages by time.
+   * @param {object[]} options.notes The conversation's internal notes, shown between the messages by time.
+   * @param {object[]} options.agents The agents ({id, name, email}) whose @mentions notes mark.
    */
-  renderMessages(conversation, messages, { scrollToEnd = false, activities = [] } = {}) {
+  renderMessages(conversation, messages, { scrollToEnd = false, activities = [], notes = [], agents = [] } = {}) {
     const wasNearBottom = this.isNearBottom();
     const firstRender = this.nodes.size === 0;
     if (firstRender) this.messageList.replaceChildren();
 
-    if (messages.length === 0 && activities.length === 0) {
+    if (messages.length === 0 && activities.length === 0 && notes.length === 0) {
       replaceChildren(this.messageList, h('div', { class: 'state state--inline' }, 'No messages in this conversation yet.'));
       return;
     }
@@ -227,7 +230,8 @@ export class ThreadView {
     const desiredNodes = [];
     let added = 0;
     let previousDay = null;
-    for (const item of interleave(foldReactions(messages), activities)) {
+    const taggedNotes = notes.map((note) => ({ ...note, kind: 'note' }));
+    for (const item of interleave(foldReactions(messages), [...activities, ...taggedNotes])) {
       const day = localDayKey(item.created_at);
       if (day !== previousDay) {
         desiredNodes.push(this.dayNode(day, item.created_at));
@@ -235,6 +239,15 @@ export class ThreadView {
       }
       if (item.action !== undefined) {
         desiredNodes.push(this.activityNode(item));
+        continue;
+      }
+      if (item.kind === 'note') {
+        const key = `note:${item.id}`;
+        if (!this.nodes.has(key)) {
+          this.nodes.set(key, renderNote(item, agents));
+          added += 1;
+        }
+        desiredNodes.push(this.nodes.get(key));
         continue;
       }
       const { node, isNew } = this.messageNode(item, conversation);
