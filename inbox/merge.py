@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inbox.activity import Action, add_activity, record_conversation_change
 from inbox.errors import Conflict, InvalidInput, NotFound
-from inbox.models import Agent, Conversation, Message, Priority
+from inbox.models import Agent, Conversation, Note, Message, Priority
 from inbox.workflow import CLOSED, check_may_change
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,13 @@ def merge_conversations(session: Session, actor: Agent, source_id: int, target_i
     moved = session.execute(
         update(Message).where(Message.conversation_id == source.id).values(conversation_id=target.id)
     ).rowcount
+    # Internal notes follow the messages, so the kept conversation has the team's whole history.
+    session.execute(
+        update(Note)
+        .where(Note.conversation_id == source.id)
+        .values(conversation_id=target.id)
+        .execution_options(synchronize_session=False)
+    )
     _combine_into(target, source)
     # The moved rows were updated in SQL, so loaded collections of both are stale.
     session.expire(source, ["messages"])

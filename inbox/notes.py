@@ -6,8 +6,7 @@ conversation's snippet, activity time or unread count either, because the custom
 of the conversation is unchanged. Each note is published as ``note.created`` to every agent,
 and each agent it mentions gets a ``mention.created`` event of their own.
 
-NOTE: merging conversations (``inbox.merge``) moves the messages but not the notes, which
-stay on the merged, closed conversation.
+Merging conversations (``inbox.merge``) moves the notes along with the messages.
 """
 
 from __future__ import annotations

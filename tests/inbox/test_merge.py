@@ -11,7 +11,8 @@ from inbox.activity import list_activities
 from inbox.channel_config import add_channel
 from inbox.errors import Conflict, Forbidden, InvalidInput, NotFound
 from inbox.merge import merge_conversations
-from inbox.models import Agent, Conversation, Event, Message, utcnow
+from inbox.models import Agent, Conversation, Note, Event, Message, utcnow
+from inbox.notes import create_note
 from inbox.teams import create_label
 from inbox.workflow import change_conversation, parse_changes
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
@@ -103,6 +104,23 @@ def test_merge_combines_labels_priority_and_assignee(state, agent, whatsapp_chan
         assert kept.priority == "urgent"
         assert [label.name for label in kept.labels] == ["Delivery"]
         assert kept.assignee_id == agent.id
+
+
+def test_merge_moves_internal_notes(state, agent, whatsapp_channel):
+    source, target = _two_conversations(state, agent, whatsapp_channel.id)
+    with state.session_factory() as session:
+        create_note(session, source, agent.id, "Carrier says the parcel is in Leipzig")
+        create_note(session, target, agent.id, "Customer called again")
+        session.commit()
+
+    _merge(state, agent, source, target)
+
+    with state.session_factory() as session:
+        notes = session.scalars(select(Note.text).where(Note.conversation_id == target)
+                                .order_by(Note.id)).all()
+        left = session.scalar(select(func.count()).where(Note.conversation_id == source))
+    assert notes == ["Carrier says the parcel is in Leipzig", "Customer called again"]
+    assert left == 0
 
 
 def test_message_to_merged_goes_to_target(state, agent, whatsapp_channel):
