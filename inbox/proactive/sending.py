@@ -153,12 +153,13 @@ def sweep(
             break
         with session_factory() as session:
             with session.begin():
-                templates = [(t.id, t.name, dict(t.trigger_params or {}), t.created_at)
+                templates = [(t.id, t.name, dict(t.trigger_params or {}), t.enabled_at or t.created_at)
                              for t in enabled_templates(session, trigger)]
-        for template_id, name, params, created_at in templates:
+        for template_id, name, params, enabled_at in templates:
             if budget <= 0 or stop():
                 break
-            since = max(created_at, now - settings.catch_up)
+            # Nothing from before the template was (last) enabled: it was off then.
+            since = max(enabled_at, now - settings.catch_up)
             try:
                 occurrences = _due_occurrences(session_factory, template_id, trigger, params, since, now, settings)
             except ValueError as error:

@@ -40,6 +40,7 @@ from inbox.models import (
     Team,
     UpdateTemplate,
     UpdateTrigger,
+    utcnow,
 )
 from inbox.serialize import isoformat
 
@@ -652,6 +653,7 @@ def template_to_dict(template: UpdateTemplate) -> dict[str, Any]:
         "created_by": {"id": template.created_by.id, "name": template.created_by.name} if template.created_by else None,
         "created_at": isoformat(template.created_at),
         "updated_at": isoformat(template.updated_at),
+        "enabled_at": isoformat(template.enabled_at),
     }
 
 
@@ -711,7 +713,11 @@ def _assign(template: UpdateTemplate, fields: Mapping[str, Any]) -> None:
     template.whatsapp_body = fields.get("whatsapp_body") or ""
     template.whatsapp_content_sid = fields.get("whatsapp_content_sid") or None
     template.whatsapp_variables = dict(fields.get("whatsapp_variables") or {})
-    template.enabled = bool(fields.get("enabled", template.enabled or False))
+    enabled = bool(fields.get("enabled", template.enabled or False))
+    if enabled and not template.enabled:
+        # The sweep looks back no further than this, so nothing from while it was off is sent.
+        template.enabled_at = utcnow()
+    template.enabled = enabled
 
 
 def delete_update_template(session: Session, template: UpdateTemplate) -> None:

@@ -24,6 +24,7 @@ from inbox.models import (
     Channel,
     Contact,
     Conversation,
+    ConversationActivity,
     Message,
     ProactiveSend,
     Role,
@@ -497,3 +498,24 @@ def test_template_trigger_changed_during_sweep_is_skipped(
     [row] = sends(state)
     assert row.reason.startswith("template_changed:")
     assert twilio.requests == []
+
+
+def test_template_enabled_late_sends_nothing_from_before(client, state, agent, whatsapp_channel, twilio):
+    """A template created a week ago but enabled only now ignores a resolution of 20 hours ago."""
+    now = utcnow()
+    template_id = add_template(state, "resolved", {}, whatsapp_body="How did we do? 1-5",
+                               created_at=now - timedelta(days=7), enabled_at=now - timedelta(minutes=1))
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    with state.session_factory() as session:
+        session.execute(update(ConversationActivity).values(created_at=now - timedelta(hours=20)))
+        session.commit()
+
+    assert run(state, now).results == {}
+    assert sends(state) == []
+
+    # Enabled before the resolution: it is sent.
+    with state.session_factory() as session:
+        session.get(UpdateTemplate, template_id).enabled_at = now - timedelta(hours=21)
+        session.commit()
+    assert run(state, now).results == {"queued": 1}
