@@ -41,6 +41,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inbox.audit import Action, record_audit
 from inbox.errors import InboxError, NotFound
 from inbox.models import (
     Agent,
@@ -857,21 +858,37 @@ def create_update_template(session: Session, actor: Agent | None, fields: Mappin
     _assign(template, cleaned)
     session.add(template)
     session.flush()
+    record_audit(session, actor, Action.UPDATE_TEMPLATE_CREATED, "update_template", template.id, template.name,
+                 {"trigger": template.trigger, "enabled": template.enabled})
     return template
 
 
-def update_update_template(session: Session, template: UpdateTemplate, changes: Mapping[str, Any]) -> UpdateTemplate:
+def update_update_template(
+    session: Session, template: UpdateTemplate, changes: Mapping[str, Any], actor: Agent | None = None
+) -> UpdateTemplate:
     """Apply ``changes`` (any subset of the fields) after validating the whole result.
 
-    Raises ``InvalidTemplate``; the template is left unchanged then.
+    Raises ``InvalidTemplate``; the template is left unchanged then. The audit log gets the
+    names of the fields that changed (never their text) and whether it was enabled or disabled.
+    ``actor`` None stands for the command line.
     """
-    merged = {**template_fields(template), **normalize_fields(changes), "id": template.id}
+    before = template_fields(template)
+    merged = {**before, **normalize_fields(changes), "id": template.id}
     problems = validate_template(merged, session=session)
     if problems:
         raise InvalidTemplate(problems)
     merged.pop("id")
     _assign(template, merged)
     session.flush()
+
+    after = template_fields(template)
+    changed = sorted(key for key in after if key != "enabled" and after[key] != before[key])
+    if changed:
+        record_audit(session, actor, Action.UPDATE_TEMPLATE_CHANGED, "update_template", template.id, template.name,
+                     {"fields": changed})
+    if after["enabled"] != before["enabled"]:
+        action = Action.UPDATE_TEMPLATE_ENABLED if after["enabled"] else Action.UPDATE_TEMPLATE_DISABLED
+        record_audit(session, actor, action, "update_template", template.id, template.name)
     return template
 
 
@@ -892,7 +909,8 @@ def _assign(template: UpdateTemplate, fields: Mapping[str, Any]) -> None:
     template.enabled = enabled
 
 
-def delete_update_template(session: Session, template: UpdateTemplate) -> None:
-    """Delete the template. Disabling it instead keeps it for later."""
+def delete_update_template(session: Session, template: UpdateTemplate, actor: Agent | None = None) -> None:
+    """Delete the template and log it. Disabling it instead keeps it for later."""
+    record_audit(session, actor, Action.UPDATE_TEMPLATE_DELETED, "update_template", template.id, template.name)
     session.delete(template)
     session.flush()
