@@ -126,7 +126,7 @@ def get_template(template_id: int) -> Any:
 def update_template(template_id: int) -> Any:
     session = db()
     template = get_update_template_or_404(session, template_id)
-    update_update_template(session, template, _json_body())
+    update_update_template(session, template, _json_body(), current_agent())
     _commit_or_conflict(template.name)
     log.info("agent %s changed update template %s", current_agent().id, template.id)
     return jsonify(template_to_dict(template))
@@ -149,7 +149,7 @@ def _set_enabled(template_id: int, enabled: bool) -> Any:
     # enabled until it meets the rule.
     session = db()
     template = get_update_template_or_404(session, template_id)
-    update_update_template(session, template, {"enabled": enabled})
+    update_update_template(session, template, {"enabled": enabled}, current_agent())
     session.commit()
     log.info("agent %s %s update template %s", current_agent().id, "enabled" if enabled else "disabled", template.id)
     return jsonify(template_to_dict(template))
@@ -161,7 +161,7 @@ def delete_template(template_id: int) -> Any:
     session = db()
     template = get_update_template_or_404(session, template_id)
     try:
-        delete_update_template(session, template)
+        delete_update_template(session, template, current_agent())
         session.commit()
     except IntegrityError:
         session.rollback()

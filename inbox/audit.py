@@ -1,4 +1,5 @@
-"""The audit log of administrative changes: agents, roles, passwords, tokens, teams, channels.
+"""The audit log of administrative changes: agents, roles, passwords, tokens, teams, channels
+and proactive update templates.
 
 ``record_audit`` adds the row to the caller's session, so it commits or rolls back with the
 change it describes. Callers pass what changed, never a secret: a password or token is
@@ -26,7 +27,7 @@ from inbox.serialize import isoformat
 
 # The actor label of changes made with the ``switchboard`` command line.
 CLI_ACTOR = "command line"
-TARGET_TYPES = ("agent", "team", "channel", "token")
+TARGET_TYPES = ("agent", "team", "channel", "token", "update_template")
 MAX_DETAIL_TEXT = 500
 # Channel settings that are never shown, even as an old or new value in the log.
 SECRET_SETTING_HINTS = ("password", "token", "secret")
@@ -50,6 +51,11 @@ class Action:
     CHANNEL_CHANGED = "channel.changed"
     CHANNEL_DISABLED = "channel.disabled"
     CHANNEL_ENABLED = "channel.enabled"
+    UPDATE_TEMPLATE_CREATED = "update_template.created"
+    UPDATE_TEMPLATE_CHANGED = "update_template.changed"
+    UPDATE_TEMPLATE_ENABLED = "update_template.enabled"
+    UPDATE_TEMPLATE_DISABLED = "update_template.disabled"
+    UPDATE_TEMPLATE_DELETED = "update_template.deleted"
 
     @classmethod
     def names(cls) -> list[str]:

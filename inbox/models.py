@@ -681,6 +681,8 @@ class UpdateTemplate(Base):
     whatsapp_content_sid: Mapped[str | None] = mapped_column(String(34))
     whatsapp_variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the template last went from disabled to enabled; the sweep looks no further back.
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

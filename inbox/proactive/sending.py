@@ -153,12 +153,13 @@ def sweep(
             break
         with session_factory() as session:
             with session.begin():
-                templates = [(t.id, t.name, dict(t.trigger_params or {}), t.created_at)
+                templates = [(t.id, t.name, dict(t.trigger_params or {}), t.enabled_at or t.created_at)
                              for t in enabled_templates(session, trigger)]
-        for template_id, name, params, created_at in templates:
+        for template_id, name, params, enabled_at in templates:
             if budget <= 0 or stop():
                 break
-            since = max(created_at, now - settings.catch_up)
+            # Nothing from before the template was (last) enabled: it was off then.
+            since = max(enabled_at, now - settings.catch_up)
             try:
                 occurrences = _due_occurrences(session_factory, template_id, trigger, params, since, now, settings)
             except ValueError as error:
@@ -169,7 +170,7 @@ def sweep(
                 if stop():
                     break
                 result = _guarded(
-                    lambda: handle_occurrence(session_factory, template_id, trigger, occurrence, settings, now),
+                    lambda: handle_occurrence(session_factory, template_id, trigger, params, occurrence, settings, now),
                     f"template {template_id} conversation {occurrence.conversation_id} {occurrence.key}",
                 )
                 budget -= 1
@@ -217,12 +218,16 @@ def handle_occurrence(
     session_factory: sessionmaker[Session],
     template_id: int,
     trigger: str,
+    params: dict,
     occurrence: Occurrence,
     settings: ProactiveSettings,
     now: datetime,
 ) -> str | None:
     """Record and carry out one new occurrence in one transaction, and commit.
 
+    ``trigger`` and ``params`` are the template's as the sweep listed it. A template disabled
+    or given another trigger or parameters since then gets a skipped row with the reason, so
+    an edit made during a long sweep stops the sends the sweep has not reached yet.
     Returns the recorded result, or None when the template does not apply to the
     conversation or another process recorded the occurrence first.
     """
@@ -241,7 +246,12 @@ def handle_occurrence(
                 )
                 session.add(row)
                 session.flush()
-                _carry_out(session, row, template, conversation, settings, now)
+                if not template.enabled:
+                    _mark(row, SKIPPED, "template_disabled: the template was disabled during the sweep", now)
+                elif template.trigger != trigger or dict(template.trigger_params or {}) != params:
+                    _mark(row, SKIPPED, "template_changed: the template's trigger changed during the sweep", now)
+                else:
+                    _carry_out(session, row, template, conversation, settings, now)
         except IntegrityError:
             log.info(
                 "update template %s for conversation %s (%s) was recorded by another process",

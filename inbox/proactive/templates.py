@@ -25,11 +25,23 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    filters,
+    meta,
+    nodes,
+    pass_environment,
+    pass_eval_context,
+)
+from jinja2.runtime import Undefined
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inbox.audit import Action, record_audit
 from inbox.errors import InboxError, NotFound
 from inbox.models import (
     Agent,
@@ -40,6 +52,7 @@ from inbox.models import (
     Team,
     UpdateTemplate,
     UpdateTrigger,
+    utcnow,
 )
 from inbox.serialize import isoformat
 
@@ -124,6 +137,10 @@ MAX_RENDERED = 50_000
 # ``range()`` in a template yields at most this many numbers.
 MAX_RANGE = 1_000
 MAX_EXPONENT = 100
+# The largest whole number a template may compute, in bits (about 1,200 decimal digits).
+MAX_INT_BITS = 4_096
+# The largest width or precision of a padding filter, method or format.
+MAX_WIDTH = MAX_RENDERED
 MAX_CONDITION_VALUES = 100
 MAX_WHATSAPP_VARIABLES = 20
 MAX_WHATSAPP_VARIABLE_LENGTH = 1_024
@@ -217,20 +234,173 @@ class DraftTemplate:
 # ---- The sandbox --------------------------------------------------------------------------
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja2's sandbox with limits on the operators that can build huge values."""
+class _LimitedCodeGenerator(CodeGenerator):
+    """Code generator that compiles ``a ~ b`` to a join that rejects results over ``MAX_RENDERED``."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.limited_concat((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox with limits on everything that can build a huge value.
+
+    The output cap applies only to what a render yields, so each way to make a large
+    string or number is bounded where it is made: operators, concatenation, padding and
+    replacing methods and filters. ``str.format`` is not offered at all.
+    """
+
+    code_generator_class = _LimitedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"exponent {right} exceeds the limit of {MAX_EXPONENT}")
+        if operator == "**" and _is_int(left) and _is_int(right) and right > 0:
+            _check_int_bits(max(left.bit_length(), 1) * right)
         if operator == "*":
+            if _is_int(left) and _is_int(right):
+                _check_int_bits(left.bit_length() + right.bit_length())
             for sequence, count in ((left, right), (right, left)):
                 if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
                     if len(sequence) * count > MAX_RENDERED:
                         raise SecurityError(f"repeating a value makes more than {MAX_RENDERED} items")
+        if operator == "%" and isinstance(left, str):
+            _check_percent_format(left)
+        if operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            _check_length(len(left) + len(right))
         return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        if _is_str_method(value) and value.__name__ in ("format", "format_map"):
+            def rejected(*args: Any, **kwargs: Any) -> str:
+                raise SecurityError(f"str.{value.__name__}() is not supported: use placeholders and filters")
+            return rejected
+        return None
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if _is_str_method(__obj):
+            _check_str_method(__obj.__self__, __obj.__name__, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, str):
+            _check_length(len(result))
+        return result
+
+    def limited_concat(self, values: tuple[Any, ...]) -> str:
+        texts = [str(value) for value in values]
+        _check_length(sum(map(len, texts)))
+        return "".join(texts)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str_method(value: object) -> bool:
+    return isinstance(getattr(value, "__self__", None), str) and callable(value)
+
+
+def _check_int_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise SecurityError(f"the number would have more than {MAX_INT_BITS} bits")
+
+
+def _check_length(length: int) -> None:
+    if length > MAX_RENDERED:
+        raise SecurityError(f"the text would be longer than {MAX_RENDERED} characters")
+
+
+def _check_width(value: object) -> None:
+    if _is_int(value) and abs(value) > MAX_WIDTH:  # type: ignore[arg-type]
+        raise SecurityError(f"a width of {value} exceeds the limit of {MAX_WIDTH}")
+
+
+# One "%" conversion: an optional mapping key, then flags, width and precision.
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?([^a-zA-Z%]*)")
+
+
+def _check_percent_format(text: str) -> None:
+    """Reject a printf-style format whose width or precision is huge or taken from the values."""
+    for spec in _PERCENT_SPEC.findall(text):
+        if "*" in spec:
+            raise SecurityError("a width or precision from the values (*) is not supported")
+        for digits in re.findall(r"[0-9]+", spec):
+            _check_width(int(digits))
+
+
+def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Reject a str method call whose result would be huge, before it is made."""
+    if name in ("center", "ljust", "rjust", "zfill", "expandtabs"):
+        for value in (*args, *kwargs.values()):
+            _check_width(value)
+        if name == "expandtabs" and args and _is_int(args[0]):
+            _check_length(len(text) + text.count("\t") * args[0])
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        _check_length(_replaced_length(text, args[0], args[1]))
+    elif name == "join" and args:
+        items = list(args[0])
+        _check_length(len(text) * max(len(items) - 1, 0) + sum(len(str(item)) for item in items))
+
+
+def _replaced_length(text: str, old: str, new: str) -> int:
+    count = text.count(old) if old else len(text) + 1
+    return len(text) + count * (len(new) - len(old))
+
+
+def _limited_center(value: Any, width: int = 80) -> str:
+    _check_width(width)
+    return filters.do_center(value, width)
+
+
+def _limited_indent(value: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    _check_width(width)
+    pad = width if isinstance(width, int) else len(str(width))
+    _check_length(len(str(value)) + (str(value).count("\n") + 1) * pad)
+    return filters.do_indent(value, width, first, blank)
+
+
+def _limited_wordwrap(environment: Any, value: str, width: int = 79, *args: Any, **kwargs: Any) -> str:
+    _check_width(width)
+    _check_length(len(str(value)) * 2)
+    return filters.do_wordwrap(environment, value, width, *args, **kwargs)
+
+
+def _limited_replace(eval_ctx: Any, value: str, old: str, new: str, count: int | None = None) -> str:
+    _check_length(_replaced_length(str(value), str(old), str(new)))
+    return filters.do_replace(eval_ctx, value, old, new, count)
+
+
+def _limited_format(value: str, *args: Any, **kwargs: Any) -> str:
+    _check_percent_format(str(value))
+    return filters.do_format(value, *args, **kwargs)
+
+
+def _limited_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    _check_length(len(str(d)) * max(len(items) - 1, 0) + sum(len(str(item)) for item in items))
+    return filters.do_join(eval_ctx, items, d, attribute)
+
+
+_limited_wordwrap = pass_environment(_limited_wordwrap)
+_limited_replace = pass_eval_context(_limited_replace)
+_limited_join = pass_eval_context(_limited_join)
+_LIMITED_FILTERS = {
+    "center": _limited_center, "indent": _limited_indent, "wordwrap": _limited_wordwrap,
+    "replace": _limited_replace, "format": _limited_format, "join": _limited_join,
+}
+
+
+def _plain_value(value: Any) -> Any:
+    """Let only text-like values into the output; a method or a Jinja object is a mistake."""
+    if value is None or isinstance(value, (str, int, float, list, tuple, dict, Undefined)):
+        # An undefined value goes on to raise its own "is undefined" error.
+        return value
+    if callable(value):
+        raise TypeError("a method was written without its call: add () after its name")
+    raise TypeError(f"a {type(value).__name__} cannot be written into the message")
 
 
 def _limited_range(*args: int) -> range:
@@ -248,8 +418,10 @@ def _environment() -> _Sandbox:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        finalize=_plain_value,
     )
     environment.globals = {"range": _limited_range}
+    environment.filters.update(_LIMITED_FILTERS)
     return environment
 
 
@@ -562,6 +734,8 @@ def _render_field(field: str, source: str | None, context: Mapping[str, Any]) ->
         raise
     except SecurityError as error:
         raise TemplateRenderError(field, _template_line(error.__traceback__), f"not allowed: {error}") from error
+    except MemoryError as error:
+        raise TemplateRenderError(field, _template_line(error.__traceback__), "the template needs too much memory") from error
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
             RecursionError) as error:
         raise TemplateRenderError(field, _template_line(error.__traceback__), str(error) or type(error).__name__) from error
@@ -652,6 +826,7 @@ def template_to_dict(template: UpdateTemplate) -> dict[str, Any]:
         "created_by": {"id": template.created_by.id, "name": template.created_by.name} if template.created_by else None,
         "created_at": isoformat(template.created_at),
         "updated_at": isoformat(template.updated_at),
+        "enabled_at": isoformat(template.enabled_at),
     }
 
 
@@ -683,21 +858,37 @@ def create_update_template(session: Session, actor: Agent | None, fields: Mappin
     _assign(template, cleaned)
     session.add(template)
     session.flush()
+    record_audit(session, actor, Action.UPDATE_TEMPLATE_CREATED, "update_template", template.id, template.name,
+                 {"trigger": template.trigger, "enabled": template.enabled})
     return template
 
 
-def update_update_template(session: Session, template: UpdateTemplate, changes: Mapping[str, Any]) -> UpdateTemplate:
+def update_update_template(
+    session: Session, template: UpdateTemplate, changes: Mapping[str, Any], actor: Agent | None = None
+) -> UpdateTemplate:
     """Apply ``changes`` (any subset of the fields) after validating the whole result.
 
-    Raises ``InvalidTemplate``; the template is left unchanged then.
+    Raises ``InvalidTemplate``; the template is left unchanged then. The audit log gets the
+    names of the fields that changed (never their text) and whether it was enabled or disabled.
+    ``actor`` None stands for the command line.
     """
-    merged = {**template_fields(template), **normalize_fields(changes), "id": template.id}
+    before = template_fields(template)
+    merged = {**before, **normalize_fields(changes), "id": template.id}
     problems = validate_template(merged, session=session)
     if problems:
         raise InvalidTemplate(problems)
     merged.pop("id")
     _assign(template, merged)
     session.flush()
+
+    after = template_fields(template)
+    changed = sorted(key for key in after if key != "enabled" and after[key] != before[key])
+    if changed:
+        record_audit(session, actor, Action.UPDATE_TEMPLATE_CHANGED, "update_template", template.id, template.name,
+                     {"fields": changed})
+    if after["enabled"] != before["enabled"]:
+        action = Action.UPDATE_TEMPLATE_ENABLED if after["enabled"] else Action.UPDATE_TEMPLATE_DISABLED
+        record_audit(session, actor, action, "update_template", template.id, template.name)
     return template
 
 
@@ -711,10 +902,15 @@ def _assign(template: UpdateTemplate, fields: Mapping[str, Any]) -> None:
     template.whatsapp_body = fields.get("whatsapp_body") or ""
     template.whatsapp_content_sid = fields.get("whatsapp_content_sid") or None
     template.whatsapp_variables = dict(fields.get("whatsapp_variables") or {})
-    template.enabled = bool(fields.get("enabled", template.enabled or False))
+    enabled = bool(fields.get("enabled", template.enabled or False))
+    if enabled and not template.enabled:
+        # The sweep looks back no further than this, so nothing from while it was off is sent.
+        template.enabled_at = utcnow()
+    template.enabled = enabled
 
 
-def delete_update_template(session: Session, template: UpdateTemplate) -> None:
-    """Delete the template. Disabling it instead keeps it for later."""
+def delete_update_template(session: Session, template: UpdateTemplate, actor: Agent | None = None) -> None:
+    """Delete the template and log it. Disabling it instead keeps it for later."""
+    record_audit(session, actor, Action.UPDATE_TEMPLATE_DELETED, "update_template", template.id, template.name)
     session.delete(template)
     session.flush()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from inbox.models import Agent, Conversation, Role, UpdateTemplate
+import pytest
+from sqlalchemy import select
+
+from inbox.models import Agent, AuditEvent, Conversation, Role, UpdateTemplate
 from tests.conftest import login
 from tests.gateway.test_workflow_api import _token
 from tests.support.conversations import add_agent, receive
@@ -211,6 +214,43 @@ def test_enable_and_disable(app, manager_headers):
     assert enabled.status_code == 200
     assert enabled.get_json()["enabled"] is True
     assert disabled.get_json()["enabled"] is False
+
+
+def test_template_changes_in_audit_log(app, state, manager, manager_headers):
+    client = app.test_client()
+    created = _create(client, manager_headers)
+    path = f"{BASE}/{created['id']}"
+
+    client.patch(path, json={"email_body": "Hi {{ customer_name }}, still on it.", "name": "Renamed"},
+                 headers=manager_headers)
+    client.patch(path, json={"name": "Renamed"}, headers=manager_headers)  # no change: no row
+    client.post(f"{path}/enable", headers=manager_headers)
+    client.post(f"{path}/enable", headers=manager_headers)  # already enabled: no row
+    client.post(f"{path}/disable", headers=manager_headers)
+    client.delete(path, headers=manager_headers)
+
+    with state.session_factory() as session:
+        rows = list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+    assert [row.action for row in rows] == [
+        "update_template.created", "update_template.changed", "update_template.enabled",
+        "update_template.disabled", "update_template.deleted",
+    ]
+    assert {row.actor_id for row in rows} == {manager.id}
+    assert {(row.target_type, row.target_id) for row in rows} == {("update_template", created["id"])}
+    assert rows[0].target_label == TEMPLATE["name"]
+    assert rows[1].details == {"fields": ["email_body", "name"]}
+    assert rows[4].target_label == "Renamed"
+    logged = json.dumps([row.details for row in rows])
+    assert "customer_name" not in logged
+    assert "still on it" not in logged
+
+    filtered = client.get("/api/v1/audit?action=update_template.&target=update_template", headers=_admin(state))
+    assert filtered.status_code == 200
+    assert len(filtered.get_json()["items"]) == 5
+
+
+def _admin(state) -> dict[str, str]:
+    return _token(state, add_agent(state, "ada@example.com", "Ada Admin", Role.ADMIN.value))
 
 
 def test_enable_rejects_stored_invalid_template(app, state, manager_headers):

@@ -24,6 +24,7 @@ from inbox.models import (
     Channel,
     Contact,
     Conversation,
+    ConversationActivity,
     Message,
     ProactiveSend,
     Role,
@@ -446,3 +447,75 @@ def test_workers_send_update_end_to_end(config, client, state, agent, whatsapp_c
     assert workers.proactive is not None
     [row] = sends(state)
     assert row.result in ("queued", "sent")
+
+
+def _edit_after_listing(monkeypatch, state, template_id: int, **values) -> None:
+    """Change the template right after the sweep lists its occurrences, as a manager might."""
+    listed = sending._due_occurrences
+
+    def list_then_edit(*args, **kwargs):
+        found = listed(*args, **kwargs)
+        with state.session_factory() as session:
+            session.execute(update(UpdateTemplate).where(UpdateTemplate.id == template_id).values(**values))
+            session.commit()
+        return found
+
+    monkeypatch.setattr(sending, "_due_occurrences", list_then_edit)
+
+
+def test_template_disabled_during_sweep_is_skipped(monkeypatch, client, state, agent, whatsapp_channel, twilio):
+    template_id = add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    _edit_after_listing(monkeypatch, state, template_id, enabled=False)
+
+    report = run(state)
+    dispatch(state)
+
+    assert report.results == {"skipped": 1}
+    [row] = sends(state)
+    assert row.reason.startswith("template_disabled:")
+    assert row.message_id is None
+    assert twilio.requests == []
+
+
+@pytest.mark.parametrize("values", [
+    {"trigger": "resolved", "trigger_params": {}},
+    {"trigger_params": {"to_status": "open"}},
+])
+def test_template_trigger_changed_during_sweep_is_skipped(
+    monkeypatch, client, state, agent, whatsapp_channel, twilio, values
+):
+    template_id = add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    _edit_after_listing(monkeypatch, state, template_id, whatsapp_body="Thanks, how did we do?", **values)
+
+    report = run(state)
+    dispatch(state)
+
+    assert report.results == {"skipped": 1}
+    [row] = sends(state)
+    assert row.reason.startswith("template_changed:")
+    assert twilio.requests == []
+
+
+def test_template_enabled_late_sends_nothing_from_before(client, state, agent, whatsapp_channel, twilio):
+    """A template created a week ago but enabled only now ignores a resolution of 20 hours ago."""
+    now = utcnow()
+    template_id = add_template(state, "resolved", {}, whatsapp_body="How did we do? 1-5",
+                               created_at=now - timedelta(days=7), enabled_at=now - timedelta(minutes=1))
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    with state.session_factory() as session:
+        session.execute(update(ConversationActivity).values(created_at=now - timedelta(hours=20)))
+        session.commit()
+
+    assert run(state, now).results == {}
+    assert sends(state) == []
+
+    # Enabled before the resolution: it is sent.
+    with state.session_factory() as session:
+        session.get(UpdateTemplate, template_id).enabled_at = now - timedelta(hours=21)
+        session.commit()
+    assert run(state, now).results == {"queued": 1}

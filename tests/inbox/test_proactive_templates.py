@@ -357,6 +357,27 @@ def test_update_validates_merged_fields(state, conversation):
     assert template.email_body == VALID["email_body"]
 
 
+def test_enabled_at_is_set_each_time_a_template_is_enabled(state, conversation):
+    session, _ = conversation
+    template = create_update_template(session, None, VALID)
+    session.commit()
+    assert template.enabled_at is None
+
+    update_update_template(session, template, {"enabled": True})
+    session.commit()
+    first = template.enabled_at
+    assert first is not None
+
+    update_update_template(session, template, {"name": "Renamed", "enabled": True})
+    session.commit()
+    assert template.enabled_at == first  # still enabled: unchanged
+
+    update_update_template(session, template, {"enabled": False})
+    update_update_template(session, template, {"enabled": True})
+    session.commit()
+    assert template.enabled_at > first
+
+
 def test_enabled_templates_by_trigger(state, conversation):
     session, _ = conversation
     first = create_update_template(session, None, _with(name="First", enabled=True))
