@@ -44,7 +44,7 @@ from inbox.notes import list_notes, note_to_dict
 from inbox.models import Agent, Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, Team, utcnow
 from inbox.replies import StaleReply, TemplateContent, create_reply
 from inbox.search import search_highlights
-from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_ref, message_to_dict, team_ref
+from inbox.serialize import agent_ref, conversation_to_dict, conversations_to_dicts, isoformat, label_ref, message_to_dict, team_ref
 from inbox.storage import attachment_store
 from inbox.teams import (
     create_label,
@@ -167,9 +167,9 @@ def conversations() -> Any:
     snapshot_event_id = latest_event_id(session)
     where = parse_filter(request.args, _agent().id)
     page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"), where=where)
-    items = [conversation_to_dict(c) for c in page.items]
-    if where.search is not None:
-        highlights = search_highlights(session, where.search, page.items)
+    items = conversations_to_dicts(session, page.items)
+    if page.search is not None:
+        highlights = search_highlights(session, page.search, page.items)
         for item in items:
             item["search"] = highlights[item["id"]].to_dict()
     return jsonify(

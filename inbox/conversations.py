@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from inbox.errors import InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import Contact, Conversation, ConversationStatus, Message, Priority, conversation_labels
-from inbox.search import ConversationMatches, SearchQuery, parse_query
+from inbox.search import ConversationMatches, SearchQuery, measure_density, parse_query
 from inbox.serialize import conversation_to_dict
 
 MAX_PAGE_SIZE = 200
@@ -118,8 +118,12 @@ def _id_arg(value: str, name: str, expected: str) -> int:
 
 @dataclass(frozen=True)
 class Page:
+    """One page of conversations. ``search`` is the filter's search as it ran, for
+    ``inbox.search.search_highlights``."""
+
     items: list[Conversation]
     next_cursor: str | None
+    search: SearchQuery | None = None
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -149,9 +153,12 @@ def list_conversations(
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
+    where = where or ConversationFilter()
+    if where.search is not None:
+        where = replace(where, search=measure_density(session, where.search))
     query = (
         select(Conversation)
-        .where((where or ConversationFilter()).condition())
+        .where(where.condition())
         .options(
             selectinload(Conversation.channel),
             selectinload(Conversation.contact).selectinload(Contact.identities),
@@ -173,7 +180,7 @@ def list_conversations(
     rows = list(session.scalars(query))
     has_more = len(rows) > limit
     items = rows[:limit]
-    return Page(items, encode_cursor(items[-1]) if has_more else None)
+    return Page(items, encode_cursor(items[-1]) if has_more else None, where.search)
 
 
 def get_conversation_or_404(session: Session, conversation_id: int) -> Conversation:

@@ -39,6 +39,10 @@ MIN_PHONE_DIGITS = 6
 MARK_START = "\ue000"
 MARK_END = "\ue001"
 SNIPPET_TOKENS = 16
+# From this many matching messages on, a search tests conversations in list order instead
+# of collecting every match first. NOTE: chosen from bench/inbox_scale.py at one million
+# messages, where both ways cost about the same at this count.
+DENSE_MATCHES = 20_000
 
 # SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...) and PostgreSQL's
 # expression indexes, which the models do not declare.
@@ -64,9 +68,14 @@ _PG_QUERY = "to_tsquery('simple'::regconfig, :search_tsquery)"
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """The words of a search, lower-cased. No words means that nothing matches."""
+    """The words of a search, lower-cased. No words means that nothing matches.
+
+    ``dense`` is set by ``measure_density`` when the words occur in so many messages that
+    testing conversations in list order finds a page sooner than collecting every match.
+    """
 
     terms: tuple[str, ...]
+    dense: bool = False
 
     def fts5(self) -> str:
         """Return the FTS5 query: every term quoted as a string and matched as a prefix."""
@@ -106,10 +115,36 @@ def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
     return not (type_ == "index" and name in SEARCH_INDEXES)
 
 
+def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
+    """Return ``query`` with ``dense`` set when at least ``DENSE_MATCHES`` messages match it.
+
+    Counting stops at that number, so this costs at most as much as reading that many
+    entries of the index.
+    """
+    if not query.terms:
+        return query
+    if session.get_bind().dialect.name == "postgresql":
+        statement = text(
+            f"SELECT count(*) FROM (SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
+            " LIMIT :threshold) AS found"
+        )
+        params: dict[str, Any] = {"search_tsquery": query.tsquery(), "threshold": DENSE_MATCHES}
+    else:
+        statement = text(
+            "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
+            " LIMIT :threshold) AS found"
+        )
+        params = {"search_fts": query.fts5(), "threshold": DENSE_MATCHES}
+    found = session.execute(statement, params).scalar_one()
+    return SearchQuery(query.terms, dense=found >= DENSE_MATCHES)
+
+
 class ConversationMatches(ColumnElement[bool]):
     """A WHERE clause on ``conversations``: true for the conversations that ``query`` finds.
 
-    Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session.
+    Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
+    sparse query collects the conversations of every matching message first; a dense one
+    is tested per conversation, newest message first, while the list is read in order.
     """
 
     type = Boolean()
@@ -124,10 +159,21 @@ class ConversationMatches(ColumnElement[bool]):
 def _compile_sqlite(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
     if not element.query.terms:
         return "0 = 1"
+    if element.query.dense:
+        # FTS5 tests a single row cheaply when the MATCH also names its rowid.
+        messages = (
+            "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
+            " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
+            " AND messages_fts.rowid = messages.id))"
+        )
+    else:
+        messages = (
+            "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
+            " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts)"
+        )
     clause = text(
-        "(conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
-        " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts)"
-        " OR conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts))"
+        f"({messages} OR conversations.contact_id IN"
+        " (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts))"
     ).bindparams(bindparam("search_fts", element.query.fts5()))
     return compiler.process(clause, **kw)
 
@@ -136,9 +182,19 @@ def _compile_sqlite(element: ConversationMatches, compiler: Any, **kw: Any) -> s
 def _compile_postgresql(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
     if not element.query.terms:
         return "false"
+    if element.query.dense:
+        # OFFSET 0 keeps the planner from turning the EXISTS into a join that reads every match.
+        messages = (
+            "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
+            f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)"
+        )
+    else:
+        messages = (
+            f"conversations.id IN (SELECT messages.conversation_id FROM messages"
+            f" WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})"
+        )
     clause = text(
-        f"(conversations.id IN (SELECT messages.conversation_id FROM messages"
-        f" WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})"
+        f"({messages}"
         f" OR conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
         f" OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
         f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY}))"
@@ -163,8 +219,8 @@ def search_highlights(
 ) -> dict[int, Highlight]:
     """Return, per conversation id, the snippet around the words ``query`` found.
 
-    Meant for one page of results: it runs one small query per conversation on SQLite and
-    one for the page on PostgreSQL.
+    Meant for one page of results: on SQLite it runs one small query per conversation, on
+    PostgreSQL one for the page.
     """
     if not query.terms or not conversations:
         return {}
@@ -185,24 +241,43 @@ def search_highlights(
 
 
 def _sqlite_snippets(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, tuple[int, str]]:
-    # The newest message first: FTS5 tests one row at a time when the rowid is given, so a
-    # long conversation with a match near its end stops early.
-    statement = text(
-        "SELECT messages_fts.rowid, snippet(messages_fts, -1, :mark_start, :mark_end, '…', :tokens)"
-        " FROM messages_fts WHERE messages_fts MATCH :search_fts AND messages_fts.rowid = ("
-        "  SELECT messages.id FROM messages WHERE messages.conversation_id = :conversation_id"
-        "  AND EXISTS (SELECT 1 FROM messages_fts AS probe WHERE probe.messages_fts MATCH :search_fts"
-        "   AND probe.rowid = messages.id)"
-        "  ORDER BY messages.id DESC LIMIT 1)"
+    if query.dense:
+        # Each conversation's messages newest first: a dense query matches one of them soon.
+        newest_match = text(
+            "SELECT messages.id FROM messages WHERE messages.conversation_id = :conversation_id"
+            " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
+            " AND messages_fts.rowid = messages.id) ORDER BY messages.id DESC LIMIT 1"
+        )
+        hits = {}
+        for conversation_id in conversation_ids:
+            message_id = session.execute(
+                newest_match, {"conversation_id": conversation_id, "search_fts": query.fts5()}
+            ).scalar()
+            if message_id is not None:
+                hits[conversation_id] = message_id
+    else:
+        # Few messages match, so reading all of them is cheaper than walking long threads.
+        rows = session.execute(
+            text(
+                "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
+                " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts"
+                " AND messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
+            ).bindparams(bindparam("conversation_ids", expanding=True)),
+            {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
+        )
+        hits = {conversation_id: message_id for conversation_id, message_id in rows}
+
+    snippet = text(
+        "SELECT snippet(messages_fts, -1, :mark_start, :mark_end, '…', :tokens) FROM messages_fts"
+        " WHERE messages_fts MATCH :search_fts AND messages_fts.rowid = :message_id"
     )
     found: dict[int, tuple[int, str]] = {}
-    for conversation_id in conversation_ids:
-        row = session.execute(statement, {
+    for conversation_id, message_id in hits.items():
+        marked = session.execute(snippet, {
             "mark_start": MARK_START, "mark_end": MARK_END, "tokens": SNIPPET_TOKENS,
-            "search_fts": query.fts5(), "conversation_id": conversation_id,
-        }).first()
-        if row is not None:
-            found[conversation_id] = (row[0], row[1])
+            "search_fts": query.fts5(), "message_id": message_id,
+        }).scalar()
+        found[conversation_id] = (message_id, marked or "")
     return found
 
 
@@ -213,13 +288,22 @@ def _postgres_snippets(session: Session, query: SearchQuery, conversation_ids: l
         f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords={SNIPPET_TOKENS + 4}, MinWords=8,"
         " MaxFragments=1, FragmentDelimiter=…"
     )
+    if query.dense:
+        hits_sql = (
+            "SELECT page.id AS conversation_id, hit.id FROM unnest(CAST(:conversation_ids AS bigint[])) AS page(id)"
+            " CROSS JOIN LATERAL (SELECT messages.id FROM messages WHERE messages.conversation_id = page.id"
+            f"  AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} ORDER BY messages.id DESC LIMIT 1) AS hit"
+        )
+    else:
+        hits_sql = (
+            "SELECT DISTINCT ON (messages.conversation_id) messages.conversation_id, messages.id FROM messages"
+            f" WHERE messages.conversation_id = ANY(CAST(:conversation_ids AS bigint[])) AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
+            " ORDER BY messages.conversation_id, messages.id DESC"
+        )
     statement = text(
-        "SELECT page.id, hit.id, ts_headline('simple'::regconfig,"
-        " left(coalesce(hit.subject, '') || ' ' || hit.text, 100000), " + _PG_QUERY + ", :options)"
-        " FROM unnest(CAST(:conversation_ids AS bigint[])) AS page(id)"
-        " CROSS JOIN LATERAL (SELECT messages.id, messages.subject, messages.text FROM messages"
-        f"  WHERE messages.conversation_id = page.id AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
-        "  ORDER BY messages.id DESC LIMIT 1) AS hit"
+        "SELECT hits.conversation_id, messages.id, ts_headline('simple'::regconfig,"
+        f" left(coalesce(messages.subject, '') || ' ' || messages.text, 100000), {_PG_QUERY}, :options)"
+        f" FROM ({hits_sql}) AS hits JOIN messages ON messages.id = hits.id"
     )
     rows = session.execute(statement, {
         "conversation_ids": conversation_ids, "search_tsquery": query.tsquery(), "options": options,

@@ -17,7 +17,8 @@ from inbox.ingest import ingest_message
 from inbox.merge import merge_conversations
 from inbox.models import Agent, Conversation, Message, utcnow
 from inbox.replies import create_reply
-from inbox.search import MARK_END, MARK_START, SearchQuery, parse_query, search_highlights
+from inbox import search
+from inbox.search import MARK_END, MARK_START, SearchQuery, measure_density, parse_query, search_highlights
 from tests.support.conversations import receive
 
 _MAIL_IDS = itertools.count(1)
@@ -28,6 +29,15 @@ HOSTILE_QUERIES = [
     "\\", "%", "_", "; DROP TABLE messages; --", "\x00", "\ue000\ue001", "🙂", "Zürich", "日本語",
     "ﷺ", "ǅ", "²³", "a" * 5000, "x " * 300, "+", "+49", "() - .", "réfund*", "\u200b", "\u0301",
 ]
+
+
+@pytest.fixture(autouse=True, params=["sparse", "dense"])
+def density(request, monkeypatch) -> str:
+    """Run every test with both ways of searching: collecting every match, or testing each
+    conversation in list order (what a word in many messages gets)."""
+    if request.param == "dense":
+        monkeypatch.setattr(search, "DENSE_MATCHES", 1)
+    return request.param
 
 
 def _contact_id(state, conversation_id: int) -> int:
@@ -183,7 +193,7 @@ def test_highlight_marks_found_words(state, whatsapp_channel):
     ).conversation_id
     with state.session_factory() as session:
         conversation = session.get(Conversation, conversation_id)
-        highlight = search_highlights(session, parse_query("kettle"), [conversation])[conversation_id]
+        highlight = search_highlights(session, measure_density(session, parse_query("kettle")), [conversation])[conversation_id]
         message_id = session.scalar(select(Message.id).where(Message.conversation_id == conversation_id))
     assert highlight.message_id == message_id
     assert {"text": "kettle", "match": True} in highlight.parts
@@ -193,13 +203,20 @@ def test_highlight_marks_found_words(state, whatsapp_channel):
     assert MARK_END not in joined
 
 
+def test_density_follows_match_count(state, whatsapp_channel, density):
+    receive(state, whatsapp_channel.id, "+4915112345678", "kettle")
+    with state.session_factory() as session:
+        assert measure_density(session, parse_query("kettle")).dense is (density == "dense")
+        assert measure_density(session, parse_query("teapot")).dense is False
+
+
 def test_highlight_of_contact_match(state, whatsapp_channel):
     result = receive(state, whatsapp_channel.id, "+4915112345678", "Hello")
     with state.session_factory() as session:
         rename_contact(session, _contact_id(state, result.conversation_id), "Henrietta Vogel")
         session.commit()
         conversation = session.get(Conversation, result.conversation_id)
-        highlight = search_highlights(session, parse_query("henri"), [conversation])[result.conversation_id]
+        highlight = search_highlights(session, measure_density(session, parse_query("henri")), [conversation])[result.conversation_id]
     assert highlight.message_id is None
     assert highlight.parts[0] == {"text": "Henrietta", "match": True}
 
