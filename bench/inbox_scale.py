@@ -1,9 +1,9 @@
 """The inbox at scale: list, filtered view, search and a long thread at 100,000 conversations.
 
 Fills a database with generated conversations and messages (bulk inserts: ``executemany``
-on SQLite, ``COPY`` on PostgreSQL) at schema revision 0011, then upgrades it to the newest
-revision, as an existing installation would be, which builds the search indexes over
-the stored rows. Then it times API requests through Flask's test client with a bearer token,
+on SQLite, ``COPY`` on PostgreSQL) at schema revision 0011. Then it upgrades the database to
+the newest revision as an existing installation would be upgraded, which builds the search
+indexes over the stored rows. Last it times API requests through Flask's test client with a bearer token,
 so every figure includes authentication, the queries of ``inbox`` and the JSON encoding:
 
 - list: ``GET /api/v1/conversations`` (the first page of 50)
@@ -212,7 +212,7 @@ def bulk_insert(engine: Engine, chunks: Iterator[dict[str, list[tuple]]]) -> Non
 
 
 def _setup_rows(engine: Engine) -> tuple[dict[str, int], list[int], list[int]]:
-    """Insert channels, agents and labels; return their ids."""
+    """Insert channels, agents and labels, and return their ids."""
     with engine.begin() as connection:
         channel_ids = {}
         for kind, address in (("whatsapp", "+14155238886"), ("email", "support@shop.example")):
@@ -264,7 +264,7 @@ class Result:
 
 
 def build(kind: str, url: str, conversations: int, messages: int) -> tuple[Dataset, dict[str, float]]:
-    """Create the schema, fill it and upgrade it to the newest revision; return the timings."""
+    """Create the schema, fill it, upgrade it to the newest revision, and return the timings."""
     engine = make_engine(url)
     config = alembic_config(url)
     timings: dict[str, float] = {}

@@ -87,7 +87,7 @@ class SearchQuery:
 
 
 def parse_query(raw: str) -> SearchQuery:
-    """Return the search that the text typed in the search box asks for.
+    """Return the search for the text typed in the search box.
 
     Never raises: text with no letters or digits gives a query with no terms. Only the first
     ``MAX_QUERY_LENGTH`` characters and ``MAX_TERMS`` words count.
@@ -95,7 +95,7 @@ def parse_query(raw: str) -> SearchQuery:
     raw = raw[:MAX_QUERY_LENGTH]
     digits = re.sub(r"\D", "", raw)
     if _PHONE_QUERY.fullmatch(raw.strip() or "x") and len(digits) >= MIN_PHONE_DIGITS:
-        # Stored numbers are E.164, which has no leading zero; the national prefix 0 goes.
+        # Stored numbers are E.164, which has no leading zero, so a national prefix 0 is dropped.
         return SearchQuery((digits.lstrip("0") or digits,))
     terms: list[str] = []
     for word in _WORD.findall(raw):
@@ -155,50 +155,40 @@ class ConversationMatches(ColumnElement[bool]):
         self.query = query
 
 
-@compiles(ConversationMatches, "sqlite")
-def _compile_sqlite(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
-    if not element.query.terms:
-        return "0 = 1"
-    if element.query.dense:
+# Per dialect: the clause for a sparse query, for a dense one, for the contact, and the
+# bind parameter that carries the query.
+_MATCH_SQL = {
+    "sqlite": (
+        "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
+        " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts)",
         # FTS5 tests a single row cheaply when the MATCH also names its rowid.
-        messages = (
-            "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
-            " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
-            " AND messages_fts.rowid = messages.id))"
-        )
-    else:
-        messages = (
-            "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
-            " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts)"
-        )
-    clause = text(
-        f"({messages} OR conversations.contact_id IN"
-        " (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts))"
-    ).bindparams(bindparam("search_fts", element.query.fts5()))
-    return compiler.process(clause, **kw)
-
-
-@compiles(ConversationMatches, "postgresql")
-def _compile_postgresql(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
-    if not element.query.terms:
-        return "false"
-    if element.query.dense:
+        "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
+        " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
+        " AND messages_fts.rowid = messages.id))",
+        "conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts)",
+        "search_fts",
+    ),
+    "postgresql": (
+        f"conversations.id IN (SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})",
         # OFFSET 0 keeps the planner from turning the EXISTS into a join that reads every match.
-        messages = (
-            "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
-            f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)"
-        )
-    else:
-        messages = (
-            f"conversations.id IN (SELECT messages.conversation_id FROM messages"
-            f" WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})"
-        )
-    clause = text(
-        f"({messages}"
-        f" OR conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
-        f" OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
-        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY}))"
-    ).bindparams(bindparam("search_tsquery", element.query.tsquery()))
+        "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
+        f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)",
+        f"conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
+        " OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
+        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY})",
+        "search_tsquery",
+    ),
+}
+
+
+@compiles(ConversationMatches, "sqlite")
+@compiles(ConversationMatches, "postgresql")
+def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
+    if not element.query.terms:
+        return "1 = 0"
+    sparse, dense, contact, parameter = _MATCH_SQL[compiler.dialect.name]
+    value = element.query.fts5() if parameter == "search_fts" else element.query.tsquery()
+    clause = text(f"({dense if element.query.dense else sparse} OR {contact})").bindparams(bindparam(parameter, value))
     return compiler.process(clause, **kw)
 
 

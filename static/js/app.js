@@ -78,7 +78,7 @@ export class InboxApp {
     this.agents = [];
     this.teams = [];
     this.labels = [];
-    // The search text the list shows, '' for none; it narrows the current view.
+    // The search text that the list shows ('' for none), which narrows the current view.
     this.query = '';
 
     this.announcer = document.getElementById('announcer');
@@ -253,7 +253,7 @@ export class InboxApp {
     }
   }
 
-  /** The query parameters of the list: the view's, and the search when there is one. */
+  /** Return the query parameters of the list: the view's, and the search when there is one. */
   listFilters() {
     return this.query ? { ...this.view.params, q: this.query } : this.view.params;
   }

@@ -32,7 +32,7 @@ export class SearchBox {
     this.input.addEventListener('keydown', (event) => {
       if (event.key !== 'Escape') return;
       event.preventDefault();
-      // The first Escape clears the search; the next one leaves the box.
+      // The first Escape clears the search, and the next one leaves the box.
       if (this.input.value) this.clear();
       else this.onLeave();
     });

@@ -1,6 +1,8 @@
-"""Search and long threads in Chromium: "/" focuses the search box, results show the matched
-words, Escape clears; a 500-message conversation opens on its newest page and loads the
-older ones as the agent scrolls up."""
+"""Search and long threads in Chromium.
+
+"/" focuses the search box, the results show the matched words, and Escape clears the search.
+A 500-message conversation opens on its newest page and loads the older ones as the agent
+scrolls up."""
 
 from __future__ import annotations
 

@@ -21,14 +21,14 @@ def _number(index: int) -> str:
 
 
 def test_q_returns_matches_with_highlighted_parts(app, state, headers, whatsapp_channel):
-    wanted = receive(state, whatsapp_channel.id, _number(1), "The <script>alert(1)</script> heater is cold").conversation_id
+    expected_id = receive(state, whatsapp_channel.id, _number(1), "The <script>alert(1)</script> heater is cold").conversation_id
     receive(state, whatsapp_channel.id, _number(2), "Unrelated")
     client = app.test_client()
 
     response = client.get("/api/v1/conversations?q=heater", headers=headers)
 
     assert response.status_code == 200
-    assert [item["id"] for item in response.json["items"]] == [wanted]
+    assert [item["id"] for item in response.json["items"]] == [expected_id]
     search = response.json["items"][0]["search"]
     assert search["message_id"] is not None
     assert {"text": "heater", "match": True} in search["parts"]
@@ -62,7 +62,7 @@ def test_q_requires_authentication(app):
     assert app.test_client().get("/api/v1/conversations?q=heater").status_code == 401
 
 
-def test_conversation_pages_have_no_duplicates_or_gaps(app, state, headers, whatsapp_channel):
+def test_conversation_pages_stay_whole(app, state, headers, whatsapp_channel):
     original = [receive(state, whatsapp_channel.id, _number(index), "hello").conversation_id for index in range(30)]
     # Ties on last_message_at are ordered by id.
     with state.session_factory() as session:
@@ -82,7 +82,7 @@ def test_conversation_pages_have_no_duplicates_or_gaps(app, state, headers, what
         cursor = page["next_cursor"]
         if cursor is None:
             break
-        # New conversations arrive between pages; they sort before the cursor.
+        # New conversations arrive between pages and sort before the cursor.
         receive(state, whatsapp_channel.id, _number(added), "new")
         added += 1
 
@@ -109,7 +109,7 @@ def test_search_pages_have_no_duplicates(app, state, headers, whatsapp_channel):
     assert set(original) <= set(seen)
 
 
-def test_thread_opens_with_newest_page_and_loads_older(app, state, headers, whatsapp_channel):
+def test_thread_pages_newest_first(app, state, headers, whatsapp_channel):
     conversation_id = None
     for index in range(500):
         conversation_id = receive(state, whatsapp_channel.id, _number(1), f"message {index}").conversation_id
