@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import statistics
 import tempfile
@@ -294,7 +295,7 @@ def build(kind: str, url: str, conversations: int, messages: int) -> tuple[Datas
 
 
 class StatementLog:
-    """Record the statements one request runs, with their durations."""
+    """Records the statements one request runs, with their durations."""
 
     def __init__(self, engine: Engine):
         self.entries: list[tuple[float, str, Any]] = []
@@ -321,6 +322,20 @@ def explain(engine: Engine, statement: str, parameters: Any) -> str:
         return "\n".join("    " + " ".join(str(part) for part in row[-1:]) for row in cursor.fetchall())
     finally:
         raw.close()
+
+
+_PAGE_STATEMENT = re.compile(r"FROM (conversations|messages)\s.*ORDER BY .*LIMIT", re.DOTALL)
+
+
+def _plans(engine: Engine, entries: list[tuple[float, str, Any]]) -> str:
+    """Return the plans of a request's main statement (its first page of conversations or
+    messages) and of its slowest one."""
+    main = next((entry for entry in entries if _PAGE_STATEMENT.search(entry[1])), entries[0])
+    slowest = max(entries, key=lambda entry: entry[0])
+    lines = [f"   plan of the main statement ({main[0] * 1000:.1f} ms):", explain(engine, main[1], main[2])]
+    if slowest is not main:
+        lines += [f"   plan of the slowest statement ({slowest[0] * 1000:.1f} ms):", explain(engine, slowest[1], slowest[2])]
+    return "\n".join(lines)
 
 
 def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, workdir: Path) -> list[Result]:
@@ -357,8 +372,7 @@ def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, wo
             statements.active = True
             client.get(path(0), headers=headers)
             statements.active = False
-            _, slowest, parameters = max(statements.entries, key=lambda entry: entry[0])
-            result.plan = explain(state.engine, slowest, parameters)
+            result.plan = _plans(state.engine, statements.entries)
         results.append(result)
     state.engine.dispose()
     return results

@@ -17,37 +17,37 @@ becomes its digits, without leading zeros, so "+49 151 1234" and "0151 1234" bot
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.types import Boolean
 
-from inbox.models import Conversation
+from inbox.models import Conversation, Message
 
 MAX_QUERY_LENGTH = 200
 MAX_TERMS = 8
 # The shortest run of digits that is searched as a phone number rather than as words.
 MIN_PHONE_DIGITS = 6
-# Private-use characters mark a match in the database's snippet.
-# NOTE: customer text that itself contains them shifts the highlighting of that snippet,
-# though the parts stay plain text.
-MARK_START = "\ue000"
-MARK_END = "\ue001"
+# The words of a snippet around the first match, and the characters of one without a match.
 SNIPPET_TOKENS = 16
-# From this many matching messages on, a search tests conversations in list order instead
-# of collecting every match first. NOTE: chosen from bench/inbox_scale.py at one million
-# messages, where both ways cost about the same at this count.
+SNIPPET_CHARACTERS = 160
+# From this many matching messages on, a search on PostgreSQL tests conversations in list
+# order instead of collecting every match first.
+# NOTE: an estimate of where both ways cost about the same at one million messages.
 DENSE_MATCHES = 20_000
 
-# SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...) and PostgreSQL's
-# expression indexes, which the models do not declare.
+# SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...), its index from
+# message to conversation, and PostgreSQL's expression indexes, which the models do not declare.
 SEARCH_TABLE_PREFIXES = ("messages_fts", "contacts_fts")
-SEARCH_INDEXES = ("ix_messages_search", "ix_contacts_search", "ix_contact_identities_search")
+SEARCH_INDEXES = (
+    "ix_messages_search", "ix_contacts_search", "ix_contact_identities_search", "ix_messages_id_conversation",
+)
 
 _WORD = re.compile(r"[^\W_]+")
 _PHONE_QUERY = re.compile(r"[\d\s+().\-/]+")
@@ -118,24 +118,19 @@ def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
 def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
     """Return ``query`` with ``dense`` set when at least ``DENSE_MATCHES`` messages match it.
 
-    Counting stops at that number, so this costs at most as much as reading that many
-    entries of the index.
+    Only on PostgreSQL, where counting stops at that number. On SQLite every query stays
+    sparse, because FTS5 reads a prefix term's whole list of matches for every single row it
+    tests, which costs more than collecting all matches once through ``ix_messages_id_conversation``.
     """
-    if not query.terms:
+    if not query.terms or session.get_bind().dialect.name != "postgresql":
         return query
-    if session.get_bind().dialect.name == "postgresql":
-        statement = text(
+    found = session.execute(
+        text(
             f"SELECT count(*) FROM (SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
             " LIMIT :threshold) AS found"
-        )
-        params: dict[str, Any] = {"search_tsquery": query.tsquery(), "threshold": DENSE_MATCHES}
-    else:
-        statement = text(
-            "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
-            " LIMIT :threshold) AS found"
-        )
-        params = {"search_fts": query.fts5(), "threshold": DENSE_MATCHES}
-    found = session.execute(statement, params).scalar_one()
+        ),
+        {"search_tsquery": query.tsquery(), "threshold": DENSE_MATCHES},
+    ).scalar_one()
     return SearchQuery(query.terms, dense=found >= DENSE_MATCHES)
 
 
@@ -143,8 +138,8 @@ class ConversationMatches(ColumnElement[bool]):
     """A WHERE clause on ``conversations``: true for the conversations that ``query`` finds.
 
     Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
-    sparse query collects the conversations of every matching message first; a dense one
-    is tested per conversation, newest message first, while the list is read in order.
+    sparse query collects the conversations of every matching message first. A dense one
+    (PostgreSQL only) is tested per conversation while the list is read in order.
     """
 
     type = Boolean()
@@ -155,16 +150,14 @@ class ConversationMatches(ColumnElement[bool]):
         self.query = query
 
 
-# Per dialect: the clause for a sparse query, for a dense one, for the contact, and the
-# bind parameter that carries the query.
+# Per dialect: the clause for a sparse query, for a dense one (None: as sparse), for the
+# contact, and the bind parameter that carries the query.
 _MATCH_SQL = {
     "sqlite": (
         "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
-        " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts)",
-        # FTS5 tests a single row cheaply when the MATCH also names its rowid.
-        "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
-        " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
-        " AND messages_fts.rowid = messages.id))",
+        " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
+        " WHERE messages_fts MATCH :search_fts)",
+        None,
         "conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts)",
         "search_fts",
     ),
@@ -188,7 +181,8 @@ def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> 
         return "1 = 0"
     sparse, dense, contact, parameter = _MATCH_SQL[compiler.dialect.name]
     value = element.query.fts5() if parameter == "search_fts" else element.query.tsquery()
-    clause = text(f"({dense if element.query.dense else sparse} OR {contact})").bindparams(bindparam(parameter, value))
+    messages = dense if element.query.dense and dense is not None else sparse
+    clause = text(f"({messages} OR {contact})").bindparams(bindparam(parameter, value))
     return compiler.process(clause, **kw)
 
 
@@ -209,124 +203,124 @@ def search_highlights(
 ) -> dict[int, Highlight]:
     """Return, per conversation id, the snippet around the words ``query`` found.
 
-    Meant for one page of results: on SQLite it runs one small query per conversation, on
-    PostgreSQL one for the page.
+    Meant for one page of results: the database finds the newest matching message of each
+    conversation in one query, and the words are marked here.
     """
     if not query.terms or not conversations:
         return {}
+    ids = [conversation.id for conversation in conversations]
     if session.get_bind().dialect.name == "postgresql":
-        snippets = _postgres_snippets(session, query, [c.id for c in conversations])
+        hits = _postgres_hits(session, query, ids)
     else:
-        snippets = _sqlite_snippets(session, query, [c.id for c in conversations])
+        hits = _sqlite_hits(session, query, ids)
+    texts = {
+        message_id: (subject, body)
+        for message_id, subject, body in session.execute(
+            select(Message.id, Message.subject, Message.text).where(Message.id.in_(list(hits.values())))
+        )
+    } if hits else {}
 
     highlights: dict[int, Highlight] = {}
     for conversation in conversations:
-        found = snippets.get(conversation.id)
-        if found is not None:
-            message_id, marked = found
-            highlights[conversation.id] = Highlight(message_id, _parts(marked))
+        message_id = hits.get(conversation.id)
+        if message_id is not None and message_id in texts:
+            subject, body = texts[message_id]
+            # The body when the words are there, else the subject that matched.
+            parts = _mark(body, query.terms) or _mark(subject or "", query.terms) or _plain(body)
+            highlights[conversation.id] = Highlight(message_id, parts)
         else:
-            highlights[conversation.id] = Highlight(None, _contact_parts(query, conversation))
+            contact = conversation.contact
+            values = [contact.name or "", *(identity.value for identity in contact.identities)]
+            text_value = " · ".join(value for value in values if value)
+            highlights[conversation.id] = Highlight(None, _mark(text_value, query.terms) or _plain(text_value))
     return highlights
 
 
-def _sqlite_snippets(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, tuple[int, str]]:
+def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
+    rows = session.execute(
+        text(
+            "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
+            " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
+            " WHERE messages_fts MATCH :search_fts"
+            " AND messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
+        ).bindparams(bindparam("conversation_ids", expanding=True)),
+        {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
+    )
+    return {conversation_id: message_id for conversation_id, message_id in rows}
+
+
+def _postgres_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
     if query.dense:
         # Each conversation's messages newest first: a dense query matches one of them soon.
-        newest_match = text(
-            "SELECT messages.id FROM messages WHERE messages.conversation_id = :conversation_id"
-            " AND EXISTS (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts"
-            " AND messages_fts.rowid = messages.id) ORDER BY messages.id DESC LIMIT 1"
-        )
-        hits = {}
-        for conversation_id in conversation_ids:
-            message_id = session.execute(
-                newest_match, {"conversation_id": conversation_id, "search_fts": query.fts5()}
-            ).scalar()
-            if message_id is not None:
-                hits[conversation_id] = message_id
-    else:
-        # Few messages match, so reading all of them is cheaper than walking long threads.
-        rows = session.execute(
-            text(
-                "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
-                " JOIN messages ON messages.id = messages_fts.rowid WHERE messages_fts MATCH :search_fts"
-                " AND messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
-            ).bindparams(bindparam("conversation_ids", expanding=True)),
-            {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
-        )
-        hits = {conversation_id: message_id for conversation_id, message_id in rows}
-
-    snippet = text(
-        "SELECT snippet(messages_fts, -1, :mark_start, :mark_end, '…', :tokens) FROM messages_fts"
-        " WHERE messages_fts MATCH :search_fts AND messages_fts.rowid = :message_id"
-    )
-    found: dict[int, tuple[int, str]] = {}
-    for conversation_id, message_id in hits.items():
-        marked = session.execute(snippet, {
-            "mark_start": MARK_START, "mark_end": MARK_END, "tokens": SNIPPET_TOKENS,
-            "search_fts": query.fts5(), "message_id": message_id,
-        }).scalar()
-        found[conversation_id] = (message_id, marked or "")
-    return found
-
-
-def _postgres_snippets(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, tuple[int, str]]:
-    # NOTE: ts_headline leaves out what its parser takes for HTML tags ("<b>"), so a
-    # PostgreSQL snippet can lack text that the SQLite one shows.
-    options = (
-        f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords={SNIPPET_TOKENS + 4}, MinWords=8,"
-        " MaxFragments=1, FragmentDelimiter=…"
-    )
-    if query.dense:
-        hits_sql = (
-            "SELECT page.id AS conversation_id, hit.id FROM unnest(CAST(:conversation_ids AS bigint[])) AS page(id)"
+        statement = (
+            "SELECT page.id, hit.id FROM unnest(CAST(:conversation_ids AS bigint[])) AS page(id)"
             " CROSS JOIN LATERAL (SELECT messages.id FROM messages WHERE messages.conversation_id = page.id"
             f"  AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} ORDER BY messages.id DESC LIMIT 1) AS hit"
         )
     else:
-        hits_sql = (
+        statement = (
             "SELECT DISTINCT ON (messages.conversation_id) messages.conversation_id, messages.id FROM messages"
-            f" WHERE messages.conversation_id = ANY(CAST(:conversation_ids AS bigint[])) AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
-            " ORDER BY messages.conversation_id, messages.id DESC"
+            " WHERE messages.conversation_id = ANY(CAST(:conversation_ids AS bigint[]))"
+            f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} ORDER BY messages.conversation_id, messages.id DESC"
         )
-    statement = text(
-        "SELECT hits.conversation_id, messages.id, ts_headline('simple'::regconfig,"
-        f" left(coalesce(messages.subject, '') || ' ' || messages.text, 100000), {_PG_QUERY}, :options)"
-        f" FROM ({hits_sql}) AS hits JOIN messages ON messages.id = hits.id"
-    )
-    rows = session.execute(statement, {
-        "conversation_ids": conversation_ids, "search_tsquery": query.tsquery(), "options": options,
-    })
-    return {conversation_id: (message_id, marked) for conversation_id, message_id, marked in rows}
+    rows = session.execute(text(statement), {"conversation_ids": conversation_ids, "search_tsquery": query.tsquery()})
+    return {conversation_id: message_id for conversation_id, message_id in rows}
 
 
-def _parts(marked: str) -> list[dict[str, Any]]:
-    """Split a snippet with match marks into plain text parts, so no client renders it as HTML."""
-    parts: list[dict[str, Any]] = []
-    flat = " ".join(marked.split())
-    for index, piece in enumerate(re.split(f"[{MARK_START}{MARK_END}]", flat)):
-        if piece:
-            # Marks alternate start, end, start..., so odd pieces are the found words.
-            parts.append({"text": piece, "match": index % 2 == 1})
-    return parts
+def _fold(word: str) -> str:
+    """Return ``word`` lower-cased and without accents, as SQLite's tokenizer compares words."""
+    return "".join(char for char in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(char))
 
 
-def _contact_parts(query: SearchQuery, conversation: Conversation) -> list[dict[str, Any]]:
-    """Return the contact's name and addresses with the words that start with a term marked."""
-    contact = conversation.contact
-    values: Iterable[str] = [contact.name or "", *(identity.value for identity in contact.identities)]
-    text_value = " · ".join(value for value in values if value)
-    parts: list[dict[str, Any]] = []
-    position = 0
-    for word in re.finditer(r"[^\W_]+", text_value):
-        lowered = word.group().lower()
-        if not any(lowered.startswith(term) or (term.isdigit() and term in lowered) for term in query.terms):
+def _mark(text_value: str, terms: Sequence[str]) -> list[dict[str, Any]]:
+    """Return a window of ``text_value`` around its first word that starts with a term, as
+    parts with the matching words marked, or [] when no word matches.
+
+    NOTE: this marks words by their start, which approximates the database's tokenizer, so
+    a rare match found by the database (inside an email address on PostgreSQL) may go unmarked.
+    """
+    flat = " ".join(text_value.split())
+    words = list(_WORD.finditer(flat))
+    folded_terms = [_fold(term) for term in terms]
+    matched = [
+        index for index, word in enumerate(words)
+        if any(_fold(word.group()).startswith(term) or (term.isdigit() and term in word.group()) for term in folded_terms)
+    ]
+    if not matched:
+        return []
+    first = max(0, matched[0] - SNIPPET_TOKENS // 2)
+    last = min(len(words), first + SNIPPET_TOKENS) - 1
+    # Punctuation before the first word and after the last one stays when nothing is cut.
+    start = words[first].start() if first > 0 else 0
+    end = words[last].end() if last < len(words) - 1 else len(flat)
+
+    parts: list[dict[str, Any]] = [{"text": "…", "match": False}] if start > 0 else []
+    position = start
+    for index in matched:
+        word = words[index]
+        if not start <= word.start() < end:
             continue
         if word.start() > position:
-            parts.append({"text": text_value[position:word.start()], "match": False})
+            parts.append({"text": flat[position:word.start()], "match": False})
         parts.append({"text": word.group(), "match": True})
         position = word.end()
-    if position < len(text_value):
-        parts.append({"text": text_value[position:], "match": False})
-    return parts
+    if position < end:
+        parts.append({"text": flat[position:end], "match": False})
+    if end < len(flat):
+        parts.append({"text": "…", "match": False})
+    return _merge_plain(parts)
+
+
+def _merge_plain(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: list[dict[str, Any]] = []
+    for part in parts:
+        if merged and not part["match"] and not merged[-1]["match"]:
+            merged[-1] = {"text": merged[-1]["text"] + part["text"], "match": False}
+        else:
+            merged.append(part)
+    return merged
+
+
+def _plain(text_value: str) -> list[dict[str, Any]]:
+    flat = " ".join(text_value.split())
+    return [{"text": flat[:SNIPPET_CHARACTERS], "match": False}] if flat else []

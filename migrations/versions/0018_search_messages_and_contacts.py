@@ -9,6 +9,10 @@ SQLite gets FTS5 tables that triggers keep in step with ``messages``, ``contacts
 in its own transaction. PostgreSQL gets GIN indexes on ``to_tsvector`` expressions, which
 need no triggers. The expressions here must stay identical to those in ``inbox.search``,
 or the planner cannot use the indexes.
+
+A later revision that rebuilds ``messages``, ``contacts`` or ``contact_identities`` on SQLite
+(Alembic's batch mode copies the table and drops the old one) drops their triggers with it,
+so it must create them again; ``tests/inbox/test_search.py`` checks that they exist.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _SQLITE_UPGRADE = [
     " INSERT INTO messages_fts(messages_fts, rowid, subject, text) VALUES ('delete', old.id, old.subject, old.text);"
     " INSERT INTO messages_fts(rowid, subject, text) VALUES (new.id, new.subject, new.text); END",
     "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+    # Maps a matching message to its conversation without reading the message row and its text.
+    "CREATE INDEX ix_messages_id_conversation ON messages (id, conversation_id)",
 
     # One row per contact (rowid = contact id): the name, and every address of the contact.
     "CREATE VIRTUAL TABLE contacts_fts USING fts5(name, addresses, tokenize='unicode61 remove_diacritics 2')",
@@ -76,6 +82,7 @@ _SQLITE_DOWNGRADE = [
     "DROP TRIGGER messages_fts_delete",
     "DROP TRIGGER messages_fts_insert",
     "DROP TABLE messages_fts",
+    "DROP INDEX ix_messages_id_conversation",
 ]
 
 # 'simple' folds case but does not stem, because customers write in many languages. The
