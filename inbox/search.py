@@ -16,6 +16,7 @@ becomes its digits, without leading zeros, so "+49 151 1234" and "0151 1234" bot
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -116,22 +117,23 @@ def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
 
 
 def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
-    """Return ``query`` with ``dense`` set when at least ``DENSE_MATCHES`` messages match it.
+    """Return ``query`` with ``dense`` set when PostgreSQL estimates that at least
+    ``DENSE_MATCHES`` messages match it.
 
-    Only on PostgreSQL, where counting stops at that number. On SQLite every query stays
-    sparse, because FTS5 reads a prefix term's whole list of matches for every single row it
-    tests, which costs more than collecting all matches once through ``ix_messages_id_conversation``.
+    The estimate is the planner's, from the statistics ANALYZE keeps on the text index, so
+    it costs a plan and no reading of matches. On SQLite every query stays sparse, because
+    FTS5 reads a prefix term's whole list of matches for every single row it tests, which
+    costs more than collecting all matches once through ``ix_messages_id_conversation``.
     """
     if not query.terms or session.get_bind().dialect.name != "postgresql":
         return query
-    found = session.execute(
-        text(
-            f"SELECT count(*) FROM (SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"
-            " LIMIT :threshold) AS found"
-        ),
-        {"search_tsquery": query.tsquery(), "threshold": DENSE_MATCHES},
+    plan = session.execute(
+        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"),
+        {"search_tsquery": query.tsquery()},
     ).scalar_one()
-    return SearchQuery(query.terms, dense=found >= DENSE_MATCHES)
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return SearchQuery(query.terms, dense=plan[0]["Plan"]["Plan Rows"] >= DENSE_MATCHES)
 
 
 class ConversationMatches(ColumnElement[bool]):
