@@ -1,10 +1,11 @@
 """The inbox at scale: list, filtered view, search and a long thread at 100,000 conversations.
 
 Fills a database with generated conversations and messages (bulk inserts: ``executemany``
-on SQLite, ``COPY`` on PostgreSQL) at schema revision 0011. Then it upgrades the database to
-the newest revision as an existing installation would be upgraded, which builds the search
-indexes over the stored rows. Last it times API requests through Flask's test client with a bearer token,
-so every figure includes authentication, the queries of ``inbox`` and the JSON encoding:
+on SQLite, ``COPY`` on PostgreSQL) at schema revision 0017, the one before search. Then it
+upgrades the database to the newest revision as an existing installation would be upgraded,
+which builds the search indexes over the stored rows. Last it times API requests through
+Flask's test client with a bearer token, so every figure includes authentication, the
+queries of ``inbox`` and the JSON encoding:
 
 - list: ``GET /api/v1/conversations`` (the first page of 50)
 - filtered: the same with ``status=open&priority=high&label=<id>``
@@ -49,7 +50,7 @@ from gateway.database import alembic_config
 from inbox.agents import create_agent, create_api_token
 from inbox.db import make_engine
 
-PRE_SEARCH_REVISION = "0011"
+PRE_SEARCH_REVISION = "0017"
 PAGE = 50
 LONG_CONVERSATIONS = 100
 LONG_LENGTH = 500

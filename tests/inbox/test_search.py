@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from channels.email.parse import parse_email
 from inbox.channel_config import add_channel
+from inbox.contact_merge import merge_contacts
 from inbox.contacts import rename_contact
 from inbox.conversations import ConversationFilter, list_conversations, list_messages, parse_filter
 from inbox.ingest import ingest_message
@@ -144,6 +145,18 @@ def test_search_follows_merge(state, whatsapp_channel, agent):
     # The source is closed, so only the target is listed, and the moved message finds it.
     assert _search(state, "walnut") == [second]
     assert _search(state, "walnut", ConversationFilter(status="closed")) == []
+
+
+def test_search_follows_contact_merge(state, whatsapp_channel, email_channel, agent):
+    by_phone = receive(state, whatsapp_channel.id, "+4915112345678", "Hello").conversation_id
+    by_mail = receive_mail(state, email_channel.id, "Q <quist@northwind.example>", "Hi", "Hello")
+    kept_id, merged_id = _contact_id(state, by_phone), _contact_id(state, by_mail)
+    with state.session_factory() as session:
+        merge_contacts(session, session.get(Agent, agent.id), kept_id, merged_id)
+        session.commit()
+    # The kept contact has both addresses now, so each finds both conversations.
+    assert set(_search(state, "northwind")) == {by_phone, by_mail}
+    assert set(_search(state, "4915112345678")) == {by_phone, by_mail}
 
 
 def test_search_combines_with_filters(state, whatsapp_channel):
