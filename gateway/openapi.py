@@ -1158,7 +1158,7 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/conversations/bulk": {"post": "agent"},
     "/conversations/{id}": {"get": "agent", "patch": "agent"},
     "/conversations/{id}/merge": {"post": "agent"},
-    "/conversations/{id}/messages": {"post": "agent"},
+    "/conversations/{id}/messages": {"get": "agent", "post": "agent"},
     "/conversations/{id}/read": {"post": "agent"},
     "/messages/{message_id}/cancel": {"post": "agent"},
     "/messages/{message_id}/email": {"post": "agent"},
