@@ -243,8 +243,9 @@ def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[in
         text(
             "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
             " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
+            # The unary + keeps SQLite from probing the index once per page conversation and match.
             " WHERE messages_fts MATCH :search_fts"
-            " AND messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
+            " AND +messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
         ).bindparams(bindparam("conversation_ids", expanding=True)),
         {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
     )
