@@ -13,9 +13,10 @@ queries of ``inbox`` and the JSON encoding:
 - thread: ``GET /api/v1/conversations/<id>`` of a 500-message conversation (its newest page)
 
 It runs each database at a tenth of the size first, then at the full size, and prints p50
-and p99 of each, the ratio of the full-size p99 to the tenth-size p99 and whether each meets
-the aims (p99 at most 50 ms and at most 1.5 times the tenth-size p99). With ``--plans`` it
-also prints the database's plan of the slowest statement of each request.
+and p99 of each. Then it prints the ratio of the full-size p99 to the tenth-size p99 and
+whether each request meets the aims: a p99 of at most 50 ms, and at most 1.5 times the
+tenth-size p99. With ``--plans`` it also prints the database's plans of the main statement
+and of the slowest statement of each request.
 
     .venv/bin/python -m bench.inbox_scale [--database sqlite|postgresql|both]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/sb_bench]
@@ -404,7 +405,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000, help="full size (default 1000000)")
     parser.add_argument("--samples", type=int, default=200, help="requests timed per figure (default 200)")
     parser.add_argument("--only-small", action="store_true", help="run the tenth size only")
-    parser.add_argument("--plans", action="store_true", help="print the plan of each request's slowest statement")
+    parser.add_argument("--plans", action="store_true", help="print the plans of each request's main and slowest statements")
     args = parser.parse_args()
 
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]

@@ -190,8 +190,8 @@ def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> 
 
 @dataclass(frozen=True)
 class Highlight:
-    """Where a conversation matched: the newest matching message, or its contact when no
-    message did (``message_id`` None), as text parts with ``match`` true on the found words."""
+    """The place where a conversation matched, as text parts with ``match`` true on the found
+    words: its newest matching message, or its contact when no message did (``message_id`` None)."""
 
     message_id: int | None
     parts: list[dict[str, Any]]

@@ -275,7 +275,7 @@ def test_message_pages_run_newest_first(state, whatsapp_channel):
 def test_accents_by_dialect(state, whatsapp_channel):
     expected_id = receive(state, whatsapp_channel.id, "+4915112345678", "Our shop in Zürich is closed").conversation_id
     assert _search(state, "zürich") == [expected_id]
-    # SQLite's unicode61 tokenizer drops accents; PostgreSQL's simple configuration keeps them.
+    # SQLite's unicode61 tokenizer drops accents, and PostgreSQL's simple configuration keeps them.
     expected = [] if state.engine.dialect.name == "postgresql" else [expected_id]
     assert _search(state, "zurich") == expected
 
