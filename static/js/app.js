@@ -99,7 +99,7 @@ export class InboxApp {
     });
     const searchForm = document.getElementById('search-form');
     this.searchBox = searchForm ? new SearchBox(searchForm, {
-      onSearch: (query) => this.search(query),
+      onSearch: (query, options) => this.search(query, options),
       onLeave: () => this.list.focus(),
     }) : null;
     this.bulkBar = new BulkBar(document.getElementById('bulk-actions'), {
@@ -258,9 +258,12 @@ export class InboxApp {
     return this.query ? { ...this.view.params, q: this.query } : this.view.params;
   }
 
-  /** Show the conversations that `query` finds in the current view, or the whole view for ''. */
-  search(query) {
-    if (query === this.query) return;
+  /**
+   * Show the conversations that `query` finds in the current view, or the whole view for ''.
+   * With `force`, search again for the same text, to pick up conversations that match since.
+   */
+  search(query, { force = false } = {}) {
+    if (query === this.query && !force) return;
     this.query = query;
     this.nextCursor = null;
     this.loadMoreError = null;

@@ -12,8 +12,9 @@ export class SearchBox {
   /**
    * @param {HTMLFormElement} form The search form of the list pane, with an input[type=search].
    * @param {object} handlers
-   * @param {(query: string) => void} handlers.onSearch Called with the trimmed text once typing pauses,
-   *   on Enter, and with '' when the box is cleared.
+   * @param {(query: string, options: {force: boolean}) => void} handlers.onSearch Called with the
+   *   trimmed text once typing pauses, and with '' when the box is cleared. Enter calls it with
+   *   force true, which runs the search again even when the text did not change.
    * @param {() => void} handlers.onLeave Called when Escape leaves an empty box, to move focus to the list.
    */
   constructor(form, { onSearch, onLeave }) {
@@ -64,7 +65,7 @@ export class SearchBox {
     if (query === this.current && !force) return;
     this.current = query;
     this.form.classList.toggle('search--active', query !== '');
-    this.onSearch(query);
+    this.onSearch(query, { force });
   }
 }
 

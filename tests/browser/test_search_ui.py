@@ -54,6 +54,12 @@ def test_slash_search_finds_body_word(page, live_server, state, agent, whatsapp_
     expect(options.first).to_have_accessible_name(re.compile("found: The espresso machine leaks water"))
     _screenshot(page, "search-results.png")
 
+    # A conversation that starts to match later shows when Enter runs the search again.
+    _named(state, whatsapp_channel.id, "+15551230004", "Jean Bartik", "Espresso cups arrived broken")
+    search.press("Enter")
+    expect(options).to_have_count(2)
+    expect(_conversation(page, "Jean Bartik")).to_be_visible()
+
     # Customer text stays text: the markup of a result is not parsed.
     search.fill("invoice")
     expect(options).to_have_count(1)
@@ -65,7 +71,7 @@ def test_slash_search_finds_body_word(page, live_server, state, agent, whatsapp_
 
     search.press("Escape")
     expect(search).to_have_value("")
-    expect(options).to_have_count(3)
+    expect(options).to_have_count(4)
     assert page.console_errors == []
 
 
