@@ -32,7 +32,9 @@ from gateway.whatsapp_templates import (
 from inbox.activity import activity_to_dict, list_activities
 from inbox.assignment import online_agent_ids, open_assigned_counts
 from inbox.channel_config import whatsapp_provider
-from inbox.conversations import get_conversation_or_404, list_conversations, mark_conversation_read, parse_filter
+from inbox.conversations import (
+    get_conversation_or_404, list_conversations, list_messages, mark_conversation_read, parse_before, parse_filter,
+)
 from inbox.errors import Conflict, InboxError, InvalidInput, NotFound
 from inbox.events import latest_event_id
 from inbox.fallback import send_by_email
@@ -41,7 +43,8 @@ from inbox.merge import merge_conversations
 from inbox.notes import list_notes, note_to_dict
 from inbox.models import Agent, Attachment, Channel, Conversation, PayloadStatus, RawPayload, Role, Team, utcnow
 from inbox.replies import StaleReply, TemplateContent, create_reply
-from inbox.serialize import agent_ref, conversation_to_dict, isoformat, label_ref, message_to_dict, team_ref
+from inbox.search import search_highlights
+from inbox.serialize import agent_ref, conversation_to_dict, conversations_to_dicts, isoformat, label_ref, message_to_dict, team_ref
 from inbox.storage import attachment_store
 from inbox.teams import (
     create_label,
@@ -164,9 +167,14 @@ def conversations() -> Any:
     snapshot_event_id = latest_event_id(session)
     where = parse_filter(request.args, _agent().id)
     page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"), where=where)
+    items = conversations_to_dicts(session, page.items)
+    if page.search is not None:
+        highlights = search_highlights(session, page.search, page.items)
+        for item in items:
+            item["search"] = highlights[item["id"]].to_dict()
     return jsonify(
         {
-            "items": [conversation_to_dict(c) for c in page.items],
+            "items": items,
             "next_cursor": page.next_cursor,
             "last_event_id": snapshot_event_id,
         }
@@ -176,14 +184,25 @@ def conversations() -> Any:
 @blueprint.get("/conversations/<id:conversation_id>")
 def conversation(conversation_id: int) -> Any:
     found = get_conversation_or_404(db(), conversation_id)
+    # The newest page only: older messages come from /messages with ``before``.
+    messages = list_messages(db(), conversation_id, limit=_int_arg("messages_limit", 50))
     return jsonify(
         {
             **conversation_to_dict(found),
-            "messages": [message_to_dict(m) for m in found.messages],
+            "messages": [message_to_dict(m) for m in messages.items],
+            "messages_before": messages.before,
             "activities": [activity_to_dict(a) for a in list_activities(db(), conversation_id)],
             "notes": [note_to_dict(note) for note in list_notes(db(), conversation_id)],
         }
     )
+
+
+@blueprint.get("/conversations/<id:conversation_id>/messages")
+def messages_page(conversation_id: int) -> Any:
+    page = list_messages(
+        db(), conversation_id, limit=_int_arg("limit", 50), before=parse_before(request.args.get("before"))
+    )
+    return jsonify({"items": [message_to_dict(m) for m in page.items], "before": page.before})
 
 
 @blueprint.post("/conversations/<id:conversation_id>/messages")

@@ -81,6 +81,10 @@ OPENAPI: dict[str, Any] = {
                     _query("label", {"type": "integer"}, "Label id."),
                     _query("priority", {"enum": _PRIORITIES}, "Only this priority."),
                     _query("contact", {"type": "integer"}, "Contact id."),
+                    _query("q", {"type": "string", "maxLength": 200},
+                           "Full-text search of message subjects and text and of the contact's name, email and phone."
+                           " Only letters and digits count, every word must match, and each matches words that"
+                           " start with it. Each item then has search with the snippet that matched."),
                 ],
                 "responses": {"200": _json(_ref("ConversationPage"), "One page."), "400": _json(_ref("Error"), "Invalid limit, cursor or filter."), **_ERRORS},
             }
@@ -111,8 +115,12 @@ OPENAPI: dict[str, Any] = {
         },
         "/conversations/{id}": {
             "get": {
-                "summary": "One conversation with its messages and activity log, oldest first",
-                "parameters": [_ID],
+                "summary": "One conversation with its newest page of messages and its activity log, oldest first",
+                "parameters": [
+                    _ID,
+                    _query("messages_limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                           "Messages in the page."),
+                ],
                 "responses": {"200": _json(_ref("ConversationWithMessages"), "The conversation."), "404": _json(_ref("Error"), "Not found."), **_ERRORS},
             },
             "patch": {
@@ -131,6 +139,16 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/conversations/{id}/messages": {
+            "get": {
+                "summary": "A page of the conversation's messages, oldest first, older than message before",
+                "parameters": [
+                    _ID,
+                    _query("before", {"type": "integer"},
+                           "messages_before of the conversation, or before of the previous page; without it the newest page."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Messages in the page."),
+                ],
+                "responses": {"200": _json(_ref("MessagePage"), "One page."), "400": _INVALID, "404": _NOT_FOUND, **_ERRORS},
+            },
             "post": {
                 "summary": "Reply on the conversation's channel (queued in the outbox)",
                 "parameters": [_ID],
@@ -326,6 +344,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     "subject": {"type": ["string", "null"]},
                     "snippet": {"type": "string"},
+                    "search": {**_ref("SearchHit"), "description": "Only in a list with q: the snippet that matched."},
                     "status": {"enum": _STATUSES},
                     "snoozed_until": {"type": ["string", "null"], "format": "date-time", "description": "Set while snoozed."},
                     "priority": {"enum": _PRIORITIES},
@@ -339,7 +358,16 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},
-            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "activities": {"type": "array", "items": _ref("Activity")}, "notes": {"type": "array", "items": _ref("Note")}}}]},
+            "ConversationWithMessages": {"allOf": [_ref("Conversation"), {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}, "messages_before": {"type": ["integer", "null"], "description": "Pass as before to GET /conversations/{id}/messages for the older page; null when messages starts with the first message."}, "activities": {"type": "array", "items": _ref("Activity")}, "notes": {"type": "array", "items": _ref("Note")}}}]},
+            "MessagePage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Message")}, "before": {"type": ["integer", "null"], "description": "before for the next older page; null at the first message."}}},
+            "SearchHit": {
+                "type": "object",
+                "description": "Where a search matched: the newest matching message, or the contact (message_id null). The parts are plain text; match marks the found words.",
+                "properties": {
+                    "message_id": {"type": ["integer", "null"]},
+                    "parts": {"type": "array", "items": {"type": "object", "properties": {"text": {"type": "string"}, "match": {"type": "boolean"}}}},
+                },
+            },
             "Changes": {
                 "type": "object",
                 "description": "Only the fields given change.",
@@ -1130,7 +1158,7 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/conversations/bulk": {"post": "agent"},
     "/conversations/{id}": {"get": "agent", "patch": "agent"},
     "/conversations/{id}/merge": {"post": "agent"},
-    "/conversations/{id}/messages": {"post": "agent"},
+    "/conversations/{id}/messages": {"get": "agent", "post": "agent"},
     "/conversations/{id}/read": {"post": "agent"},
     "/messages/{message_id}/cancel": {"post": "agent"},
     "/messages/{message_id}/email": {"post": "agent"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from inbox.errors import InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import Contact, Conversation, ConversationStatus, Message, Priority, conversation_labels
+from inbox.search import ConversationMatches, SearchQuery, measure_density, parse_query
 from inbox.serialize import conversation_to_dict
 
 MAX_PAGE_SIZE = 200
@@ -28,6 +29,7 @@ class ConversationFilter:
     without one the list leaves out closed (merged) conversations.
 
     ``assignee`` is an agent id or "unassigned"; the API turns "me" into the caller's id.
+    ``search`` keeps the conversations that a full-text search finds (``inbox.search``).
     """
 
     status: str | None = None
@@ -37,6 +39,7 @@ class ConversationFilter:
     label_id: int | None = None
     priority: str | None = None
     contact_id: int | None = None
+    search: SearchQuery | None = None
 
     def condition(self) -> ColumnElement[bool]:
         """Return the WHERE clause of this filter."""
@@ -62,6 +65,8 @@ class ConversationFilter:
                 conversation_labels.c.conversation_id == Conversation.id,
                 conversation_labels.c.label_id == self.label_id,
             ))
+        if self.search is not None:
+            clauses.append(ConversationMatches(self.search))
         return and_(true(), *clauses)
 
 
@@ -69,7 +74,8 @@ def parse_filter(args: Mapping[str, str], agent_id: int) -> ConversationFilter:
     """Return the filter that query parameters ask for. Raises ``InvalidInput`` naming the parameter.
 
     ``assignee`` is "me", "unassigned" or an agent id; ``team``, ``channel``, ``label`` and
-    ``contact`` are ids; ``status`` and ``priority`` are values.
+    ``contact`` are ids; ``status`` and ``priority`` are values; ``q`` is search text, and
+    an empty one searches nothing.
     """
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
@@ -95,6 +101,7 @@ def parse_filter(args: Mapping[str, str], agent_id: int) -> ConversationFilter:
         label_id=_optional_id(args, "label"),
         priority=priority,
         contact_id=_optional_id(args, "contact"),
+        search=parse_query(args["q"]) if args.get("q", "").strip() else None,
     )
 
 
@@ -111,8 +118,12 @@ def _id_arg(value: str, name: str, expected: str) -> int:
 
 @dataclass(frozen=True)
 class Page:
+    """One page of conversations. ``search`` is the filter's search as it ran, for
+    ``inbox.search.search_highlights``."""
+
     items: list[Conversation]
     next_cursor: str | None
+    search: SearchQuery | None = None
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -142,9 +153,12 @@ def list_conversations(
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
+    where = where or ConversationFilter()
+    if where.search is not None:
+        where = replace(where, search=measure_density(session, where.search))
     query = (
         select(Conversation)
-        .where((where or ConversationFilter()).condition())
+        .where(where.condition())
         .options(
             selectinload(Conversation.channel),
             selectinload(Conversation.contact).selectinload(Contact.identities),
@@ -166,24 +180,63 @@ def list_conversations(
     rows = list(session.scalars(query))
     has_more = len(rows) > limit
     items = rows[:limit]
-    return Page(items, encode_cursor(items[-1]) if has_more else None)
+    return Page(items, encode_cursor(items[-1]) if has_more else None, where.search)
 
 
 def get_conversation_or_404(session: Session, conversation_id: int) -> Conversation:
-    """Return the conversation with its messages loaded. Raises ``NotFound``."""
-    conversation = session.scalar(
-        select(Conversation)
-        .where(Conversation.id == conversation_id)
-        .options(
-            selectinload(Conversation.messages).selectinload(Message.attachments),
-            selectinload(Conversation.messages).selectinload(Message.agent),
-            selectinload(Conversation.messages).selectinload(Message.contact),
-            selectinload(Conversation.messages).selectinload(Message.outbox_item),
-        )
-    )
+    """Return the conversation without its messages, which ``list_messages`` pages. Raises ``NotFound``."""
+    conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"Conversation {conversation_id} not found.", field="conversation_id")
     return conversation
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """Messages of one conversation, oldest first. ``before`` is the id to pass for the
+    next older page, or None when this page reaches the first message."""
+
+    items: list[Message]
+    before: int | None
+
+
+def list_messages(session: Session, conversation_id: int, limit: int = 50, before: int | None = None) -> MessagePage:
+    """Return the newest ``limit`` messages of a conversation, or those older than message ``before``.
+
+    Keyset-paginated on the message id, which ``ix_messages_conversation`` covers, so a page
+    costs the same however long the conversation is. Raises ``InvalidInput`` for a limit
+    outside 1..200 and ``NotFound`` for an unknown conversation.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
+    if session.get(Conversation, conversation_id) is None:
+        raise NotFound(f"Conversation {conversation_id} not found.", field="conversation_id")
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .options(
+            selectinload(Message.attachments),
+            selectinload(Message.agent),
+            selectinload(Message.contact),
+            selectinload(Message.outbox_item),
+            selectinload(Message.parts),
+            selectinload(Message.reply_to),
+            selectinload(Message.email_fallback),
+        )
+        .order_by(Message.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = list(session.scalars(query))
+    items = rows[:limit]
+    items.reverse()
+    return MessagePage(items, items[0].id if len(rows) > limit else None)
+
+
+def parse_before(value: str | None) -> int | None:
+    """Return the message id of a ``before`` parameter. Raises ``InvalidInput``."""
+    return None if not value else _id_arg(value, "before", "a message id from a previous page's before")
 
 
 def mark_conversation_read(session: Session, conversation_id: int) -> Conversation:

@@ -318,6 +318,9 @@ class Conversation(Base):
         Index("ix_conversations_team_status", "team_id", "status"),
         # The snooze wake job looks for snoozed conversations that are due.
         Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
+        # Filtered views sort by activity within one status, or one status and priority.
+        Index("ix_conversations_status_activity", "status", "last_message_at", "id"),
+        Index("ix_conversations_status_priority_activity", "status", "priority", "last_message_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

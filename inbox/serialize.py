@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import object_session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
 
 from channels.email.quotes import split_reply
 from inbox.models import (
@@ -47,7 +49,34 @@ def _failing_to_dict(identity: ContactIdentity | None) -> dict[str, Any] | None:
     return {"since": isoformat(identity.failing_since), "reason": identity.failure_reason}
 
 
-def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+def conversations_to_dicts(session: Session, conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
+    """Return ``conversation_to_dict`` of each, with the WhatsApp windows of all read in one query."""
+    whatsapp = [c for c in conversations if c.channel.kind == "whatsapp"]
+    last_inbound: dict[tuple[int, int], datetime | None] = {}
+    if whatsapp:
+        # Contact ids, not (contact, channel) pairs: SQLite searches an index only for the former.
+        rows = session.execute(
+            select(Conversation.contact_id, Conversation.channel_id, func.max(Conversation.last_inbound_at))
+            .where(Conversation.contact_id.in_({c.contact_id for c in whatsapp}))
+            .group_by(Conversation.contact_id, Conversation.channel_id)
+        )
+        last_inbound = {(contact_id, channel_id): at for contact_id, channel_id, at in rows}
+    return [
+        conversation_to_dict(c, window_closes_at=_closes_at(last_inbound.get((c.contact_id, c.channel_id))))
+        for c in conversations
+    ]
+
+
+def _closes_at(last_inbound: datetime | None) -> datetime | None:
+    return last_inbound + WINDOW if last_inbound is not None else None
+
+
+_UNKNOWN: Any = object()
+
+
+def conversation_to_dict(conversation: Conversation, window_closes_at: datetime | None = _UNKNOWN) -> dict[str, Any]:
+    """Return the JSON shape of a conversation. ``window_closes_at`` saves the WhatsApp
+    window's query when the caller read it already (see ``conversations_to_dicts``)."""
     channel = conversation.channel
     contact = conversation.contact
     return {
@@ -64,7 +93,7 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
                 if contact.opted_out_at else None
             ),
         },
-        "whatsapp": _whatsapp_to_dict(conversation),
+        "whatsapp": _whatsapp_to_dict(conversation, window_closes_at),
         "subject": conversation.subject,
         "snippet": conversation.snippet,
         "status": conversation.status,
@@ -80,13 +109,13 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _whatsapp_to_dict(conversation: Conversation) -> dict[str, Any] | None:
+def _whatsapp_to_dict(conversation: Conversation, known_closes_at: datetime | None) -> dict[str, Any] | None:
     """Return when the 24-hour window closes and what a free-text reply after it does."""
     if conversation.channel.kind != "whatsapp":
         return None
     session = object_session(conversation)
     if session is not None:
-        closes_at = window_closes_at(session, conversation)
+        closes_at = window_closes_at(session, conversation) if known_closes_at is _UNKNOWN else known_closes_at
         outside_window = workspace_settings(session).outside_window.value
     else:
         # NOTE: without a session, the window comes from this conversation's last message

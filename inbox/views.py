@@ -74,7 +74,7 @@ def count_views(session: Session, views: list[View]) -> list[dict[str, Any]]:
 
 def _count(where: ConversationFilter, groups: Iterable[tuple[str, int | None, int | None, int]]) -> int:
     """Return how many conversations of ``groups`` ``where`` selects, by the rules of its SQL."""
-    if (where.channel_id, where.label_id, where.priority, where.contact_id) != (None, None, None, None):
+    if (where.channel_id, where.label_id, where.priority, where.contact_id, where.search) != (None,) * 5:
         raise ValueError(f"a view can count by status, assignee and team only, not {where}")
     total = 0
     for status, assignee_id, team_id, count in groups:

@@ -13,11 +13,14 @@ import { isEditableTarget } from './dom.js';
 import { channelLabel, contactDisplayName, formatRelative, formatFullTimestamp, parseTimestamp } from './format.js';
 import { LiveConnection } from './live.js';
 import { renderOnlineAgents } from './presence.js';
+import { SearchBox } from './search.js';
 import { ThreadView } from './thread.js';
 import { ViewsPane } from './views-pane.js';
 import { matchesView } from './workflow.js';
 
 const PAGE_SIZE = 50;
+// Messages per page of a thread: the newest page opens it, older ones load on scroll.
+const MESSAGE_PAGE_SIZE = 50;
 // Holding j or k moves the selection at key-repeat speed, so the thread loads only once it rests.
 const OPEN_DELAY_MS = 120;
 const TIME_REFRESH_MS = 30 * 1000;
@@ -75,6 +78,8 @@ export class InboxApp {
     this.agents = [];
     this.teams = [];
     this.labels = [];
+    // The search text that the list shows ('' for none), which narrows the current view.
+    this.query = '';
 
     this.announcer = document.getElementById('announcer');
     this.banner = document.getElementById('connection-banner');
@@ -92,6 +97,11 @@ export class InboxApp {
       onRetry: () => this.loadFirstPage(),
       onToggleCheck: (id) => this.toggleChecked(id),
     });
+    const searchForm = document.getElementById('search-form');
+    this.searchBox = searchForm ? new SearchBox(searchForm, {
+      onSearch: (query, options) => this.search(query, options),
+      onLeave: () => this.list.focus(),
+    }) : null;
     this.bulkBar = new BulkBar(document.getElementById('bulk-actions'), {
       onApply: (changes) => this.applyToChecked(changes),
       onSelectAll: () => this.checkAll(),
@@ -103,6 +113,7 @@ export class InboxApp {
       onCancelHeld: (messageId) => this.changeMessage(() => this.api.cancelHeld(messageId), 'Held reply cancelled.'),
       onSendByEmail: (messageId) => this.changeMessage(() => this.api.sendByEmail(messageId), 'Reply queued by email.'),
       onRename: (contact) => this.renameContact(contact),
+      onLoadOlder: () => this.loadOlderMessages(),
     });
     this.controls = new ConversationControls(this.thread.controlsHost, {
       onChange: (id, changes) => this.changeConversation(id, changes),
@@ -160,7 +171,7 @@ export class InboxApp {
     this.list.showLoading();
     const sequence = ++this.listSequence;
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.view.params });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.listFilters() });
       // Another view was picked while this page loaded; its own load fills the list.
       if (sequence !== this.listSequence) return;
       this.conversations.clear();
@@ -180,6 +191,11 @@ export class InboxApp {
     this.pendingEvents = [];
     for (const { name, payload } of pending) this.applyEvent(name, payload);
     this.renderList();
+    if (this.query) {
+      const count = this.order.length;
+      const more = this.nextCursor ? ' or more' : '';
+      this.announce(`${count}${more} conversation${count === 1 && !more ? '' : 's'} found for ${this.query}.`);
+    }
 
     const requested = conversationIdFromHash();
     if (requested !== null && this.selectedId === null) this.select(requested, { immediate: true });
@@ -190,7 +206,7 @@ export class InboxApp {
   async resync() {
     if (!this.listReady) return;
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.view.params });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, filters: this.listFilters() });
       for (const conversation of page.items ?? []) this.mergeConversation(conversation, { insert: true });
       this.nextCursor = page.next_cursor ?? null;
       // The replay gap was too large, so the next reconnect starts from this snapshot instead.
@@ -221,7 +237,7 @@ export class InboxApp {
     const sequence = this.listSequence;
 
     try {
-      const page = await this.api.listConversations({ limit: PAGE_SIZE, cursor: this.nextCursor, filters: this.view.params });
+      const page = await this.api.listConversations({ limit: PAGE_SIZE, cursor: this.nextCursor, filters: this.listFilters() });
       if (sequence !== this.listSequence) return;
       // A conversation may already be here, moved up by a live event: keep the newer copy.
       for (const conversation of page.items ?? []) {
@@ -235,6 +251,44 @@ export class InboxApp {
       this.loadingMore = false;
       this.renderList();
     }
+  }
+
+  /** Return the query parameters of the list: the view's, and the search when there is one. */
+  listFilters() {
+    return this.query ? { ...this.view.params, q: this.query } : this.view.params;
+  }
+
+  /**
+   * Show the conversations that `query` finds in the current view, or the whole view for ''.
+   * With `force`, search again for the same text, to pick up conversations that match since.
+   */
+  search(query, { force = false } = {}) {
+    if (query === this.query && !force) return;
+    this.query = query;
+    this.nextCursor = null;
+    this.loadMoreError = null;
+    this.loadFirstPage();
+  }
+
+  /** Load the page of messages before the oldest one loaded of the open conversation. */
+  async loadOlderMessages() {
+    const id = this.selectedId;
+    const cache = this.threads.get(id);
+    if (!cache?.complete || cache.before === null || cache.loadingOlder) return;
+    cache.loadingOlder = true;
+    cache.olderError = null;
+    this.renderThread();
+    try {
+      const query = new URLSearchParams({ before: String(cache.before), limit: String(MESSAGE_PAGE_SIZE) });
+      const page = await this.api.request('GET', `/conversations/${encodeURIComponent(id)}/messages?${query}`);
+      for (const message of page.items ?? []) mergeIntoCache(cache, message);
+      cache.before = page.before ?? null;
+    } catch (error) {
+      cache.olderError = `Could not load earlier messages: ${error.message}`;
+    } finally {
+      cache.loadingOlder = false;
+    }
+    if (id === this.selectedId) this.renderThread({ prepended: true });
   }
 
   async openConversation(id) {
@@ -256,7 +310,11 @@ export class InboxApp {
     if (sequence !== this.openSequence) return;
     this.threadFailedId = null;
 
-    const { messages = [], activities = [], notes = [], ...conversation } = detail;
+    const {
+      messages = [], activities = [], notes = [], messages_before: before = null, ...conversation
+    } = detail;
+    // A refresh brings the newest page again; the older pages already loaded stay.
+    if (!cache.complete) cache.before = before;
     for (const message of messages) mergeIntoCache(cache, message);
     for (const activity of activities) cache.activities.set(activity.id, activity);
     for (const note of notes) cache.notes.set(note.id, note);
@@ -734,7 +792,15 @@ export class InboxApp {
   threadCache(id) {
     let cache = this.threads.get(id);
     if (!cache) {
-      cache = { messages: new Map(), activities: new Map(), notes: new Map(), complete: false };
+      cache = {
+        messages: new Map(),
+        activities: new Map(),
+        notes: new Map(),
+        complete: false,
+        before: null,
+        loadingOlder: false,
+        olderError: null,
+      };
       this.threads.set(id, cache);
     }
     return cache;
@@ -751,8 +817,10 @@ export class InboxApp {
   renderList() {
     if (!this.listReady) return;
     // A conversation that a change moved out of the view leaves the list, while its thread stays open.
+    // While searching, only the server's results show, each with its snippet.
     const shown = [...this.conversations.values()]
       .filter((conversation) => matchesView(conversation, this.view.params, this.agentId))
+      .filter((conversation) => !this.query || conversation.search)
       .sort(compareConversations);
     this.order = shown.map((conversation) => conversation.id);
     this.list.render(shown, {
@@ -762,13 +830,14 @@ export class InboxApp {
       loadMoreError: this.loadMoreError,
       checkedIds: this.checked,
       filtered: this.view.key !== DEFAULT_VIEW.key,
+      query: this.query,
     });
     this.bulkBar.setCount(this.checkedInView().length);
     if (this.selectedId === null) this.showThreadPlaceholder();
     this.updateTitle();
   }
 
-  renderThread({ scrollToEnd = false } = {}) {
+  renderThread({ scrollToEnd = false, prepended = false } = {}) {
     const conversation = this.conversations.get(this.selectedId);
     const cache = this.threads.get(this.selectedId);
     if (!conversation || !cache?.complete) return;
@@ -777,8 +846,22 @@ export class InboxApp {
     this.controls.update(conversation);
     this.composer.setConversation(conversation.status === 'closed' ? null : conversation);
     const messages = [...cache.messages.values()].sort(compareMessages);
+    let activities = [...cache.activities.values()];
+    let notes = [...cache.notes.values()];
+    const hasOlder = cache.before !== null;
+    if (hasOlder && messages.length > 0) {
+      // Activities and notes from before the loaded messages wait for the older pages around them.
+      const oldest = parseTimestamp(messages[0].created_at);
+      activities = activities.filter((activity) => parseTimestamp(activity.created_at) >= oldest);
+      notes = notes.filter((note) => parseTimestamp(note.created_at) >= oldest);
+    }
     this.thread.renderMessages(conversation, messages, {
-      scrollToEnd, activities: [...cache.activities.values()], notes: [...cache.notes.values()], agents: this.agents,
+      scrollToEnd,
+      activities,
+      notes,
+      agents: this.agents,
+      prepended,
+      older: { hasMore: hasOlder, loading: cache.loadingOlder, error: cache.olderError },
     });
   }
 
@@ -872,6 +955,11 @@ export class InboxApp {
         case '?':
           event.preventDefault();
           dialog?.showModal();
+          break;
+        case '/':
+          if (!this.searchBox) return;
+          event.preventDefault();
+          this.searchBox.focus();
           break;
         case 'Escape':
           if (this.selectedId !== null && window.matchMedia('(max-width: 760px)').matches) this.deselect();

@@ -4,6 +4,7 @@ import { h, icon, replaceChildren } from './dom.js';
 import {
   avatarHue, channelLabel, contactDisplayName, formatFullTimestamp, formatRelative, initials, snippetWithoutQuote,
 } from './format.js';
+import { renderSearchHit, searchHitText } from './search.js';
 import { PRIORITY_LABELS, STATUS_LABELS } from './workflow.js';
 
 const OPTION_ID_PREFIX = 'conversation-option-';
@@ -78,14 +79,17 @@ export class ConversationList {
    * @param {string|null} view.loadMoreError Message of the last failed page load.
    * @param {Set<number>} view.checkedIds The conversations checked for a bulk action.
    * @param {boolean} view.filtered The list shows a view other than everything, which changes the empty text.
+   * @param {string} view.query The search the list shows, '' for none.
    */
-  render(conversations, { selectedId, hasMore, loadingMore, loadMoreError, checkedIds = new Set(), filtered = false }) {
+  render(conversations, {
+    selectedId, hasMore, loadingMore, loadMoreError, checkedIds = new Set(), filtered = false, query = '',
+  }) {
     this.hasMore = hasMore;
     this.loadingMore = loadingMore;
     this.order = conversations.map((conversation) => conversation.id);
 
     if (conversations.length === 0 && !hasMore) {
-      this.renderEmpty(filtered);
+      this.renderEmpty(filtered, query);
       return;
     }
     if (!this.container.contains(this.listbox)) replaceChildren(this.container, this.listbox, this.footer);
@@ -95,13 +99,16 @@ export class ConversationList {
     this.setSelected(selectedId);
   }
 
-  renderEmpty(filtered) {
+  renderEmpty(filtered, query = '') {
     this.options.clear();
     this.signatures.clear();
     this.listbox.replaceChildren();
-    const [title, text] = filtered
+    let [title, text] = filtered
       ? ['Nothing in this view.', 'Conversations that match it appear here as they change.']
       : ['No conversations yet.', 'Messages from WhatsApp and email will appear here as they arrive.'];
+    if (query) {
+      [title, text] = [`No conversations match “${query}”.`, 'Try fewer or shorter words, or press Esc to clear the search.'];
+    }
     replaceChildren(this.container, h('div', { class: 'state state--empty' },
       icon('inbox', 'state__icon'),
       h('p', { class: 'state__title' }, title),
@@ -227,6 +234,7 @@ function optionSignature(conversation) {
     conversation.priority,
     conversation.assignee?.name,
     (conversation.labels ?? []).map((label) => label.name),
+    conversation.search ?? null,
   ]);
 }
 
@@ -253,7 +261,8 @@ function fillOption(option, conversation) {
   if (conversation.assignee) labelParts.push(`assigned to ${conversation.assignee.name}`);
   if (labels.length > 0) labelParts.push(`labels ${labels.join(', ')}`);
   if (subject) labelParts.push(subject);
-  if (snippet) labelParts.push(snippet);
+  if (conversation.search) labelParts.push(`found: ${searchHitText(conversation.search)}`);
+  else if (snippet) labelParts.push(snippet);
   labelParts.push(formatRelative(conversation.last_message_at));
   option.setAttribute('aria-label', labelParts.join(', '));
 
@@ -274,7 +283,9 @@ function fillOption(option, conversation) {
           channelBadge(kind),
           h('span', { class: subject ? 'conversation__subject' : 'conversation__snippet' }, subject ?? snippet)),
         unread > 0 ? h('span', { class: 'unread-badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null),
-      subject && snippet ? h('div', { class: 'conversation__snippet conversation__snippet--secondary' }, snippet) : null,
+      subject && snippet && !conversation.search
+        ? h('div', { class: 'conversation__snippet conversation__snippet--secondary' }, snippet) : null,
+      conversation.search ? renderSearchHit(conversation.search) : null,
       renderTags(conversation, status, priority, labels)));
 }
 

@@ -26,14 +26,19 @@ export class ThreadView {
    * @param {(messageId: number) => Promise<void>} handlers.onCancelHeld Cancel a held WhatsApp reply.
    * @param {(messageId: number) => Promise<void>} handlers.onSendByEmail Resend a failed WhatsApp reply by email.
    * @param {(contact: object) => void} handlers.onRename Let the agent set the contact's name.
+   * @param {() => void} handlers.onLoadOlder Load the page of messages before the oldest one shown.
    */
-  constructor(root, { onRetry, onBack, onCancelHeld, onSendByEmail, onRename }) {
+  constructor(root, { onRetry, onBack, onCancelHeld, onSendByEmail, onRename, onLoadOlder = () => {} }) {
     this.root = root;
     this.onRetry = onRetry;
     this.onBack = onBack;
     this.messageActions = { onCancelHeld, onSendByEmail };
     this.onRename = onRename;
     this.estimate = new EstimatePanel(document.getElementById('app')?.dataset.apiRoot ?? '/api/v1');
+    this.onLoadOlder = onLoadOlder;
+    // The top of a thread whose older messages are not loaded yet: a button, a spinner or an error.
+    this.olderNode = h('div', { class: 'thread__older' });
+    this.olderState = null;
     this.conversationId = null;
     this.nodes = new Map();
     this.bodySignatures = new Map();
@@ -63,6 +68,11 @@ export class ThreadView {
         if (this.pinnedToEnd) this.newMessagesButton.hidden = true;
       },
     }, this.messageList);
+    // Scrolling up to the top of the loaded messages loads the page before them.
+    new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting) && this.olderState?.hasMore
+        && !this.olderState.loading && !this.olderState.error) this.onLoadOlder();
+    }, { root: this.scroller, rootMargin: '300px 0px 0px 0px' }).observe(this.olderNode);
     new ResizeObserver(() => {
       if (this.pinnedToEnd && this.nodes.size > 0) this.scroller.scrollTop = this.scroller.scrollHeight;
     }).observe(this.messageList);
@@ -214,9 +224,16 @@ export class ThreadView {
    * @param {object[]} options.activities The conversation's activity log, shown between the messages by time.
    * @param {object[]} options.notes The conversation's internal notes, shown between the messages by time.
    * @param {object[]} options.agents The agents ({id, name, email}) whose @mentions notes mark.
+   * @param {boolean} options.prepended The new messages are an older page, so the view keeps its place.
+   * @param {{hasMore: boolean, loading: boolean, error: string|null}|null} options.older Whether older
+   *   messages exist beyond the first one given, and the state of loading them.
    */
-  renderMessages(conversation, messages, { scrollToEnd = false, activities = [], notes = [], agents = [] } = {}) {
+  renderMessages(conversation, messages, {
+    scrollToEnd = false, activities = [], notes = [], agents = [], prepended = false, older = null,
+  } = {}) {
     const wasNearBottom = this.isNearBottom();
+    // Measured from the end, so the messages in view stay put when older ones are added above.
+    const distanceFromEnd = this.scroller.scrollHeight - this.scroller.scrollTop;
     const firstRender = this.nodes.size === 0;
     if (firstRender) this.messageList.replaceChildren();
 
@@ -228,6 +245,9 @@ export class ThreadView {
     if (stateNode) stateNode.remove();
 
     const desiredNodes = [];
+    this.renderOlder(older);
+    if (older?.hasMore) desiredNodes.push(this.olderNode);
+    else this.olderNode.remove();
     let added = 0;
     let previousDay = null;
     const taggedNotes = notes.map((note) => ({ ...note, kind: 'note' }));
@@ -266,10 +286,32 @@ export class ThreadView {
       if (current !== node) this.messageList.insertBefore(node, current ?? null);
     });
 
-    if (firstRender || scrollToEnd || (added > 0 && wasNearBottom)) {
+    if (prepended && !firstRender) {
+      this.scroller.scrollTop = this.scroller.scrollHeight - distanceFromEnd;
+    } else if (firstRender || scrollToEnd || (added > 0 && wasNearBottom)) {
       this.scrollToEnd();
     } else if (added > 0) {
       this.newMessagesButton.hidden = false;
+    }
+  }
+
+  renderOlder(older) {
+    const signature = JSON.stringify(older);
+    if (signature === JSON.stringify(this.olderState)) return;
+    this.olderState = older;
+    if (!older?.hasMore) {
+      this.olderNode.replaceChildren();
+    } else if (older.error) {
+      replaceChildren(this.olderNode,
+        h('span', { class: 'thread__older-error', role: 'alert' }, older.error),
+        h('button', { type: 'button', class: 'button button--small', onClick: () => this.onLoadOlder() }, 'Try again'));
+    } else if (older.loading) {
+      replaceChildren(this.olderNode, h('span', { class: 'spinner', 'aria-hidden': 'true' }),
+        h('span', { role: 'status' }, 'Loading earlier messages…'));
+    } else {
+      replaceChildren(this.olderNode, h('button', {
+        type: 'button', class: 'button button--small button--ghost', onClick: () => this.onLoadOlder(),
+      }, 'Load earlier messages'));
     }
   }
 
@@ -322,6 +364,8 @@ export class ThreadView {
   }
 
   clearMessages() {
+    this.olderState = null;
+    this.olderNode.remove();
     this.nodes.clear();
     this.bodySignatures.clear();
     this.statusSignatures.clear();

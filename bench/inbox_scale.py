@@ -1,0 +1,434 @@
+"""The inbox at scale: list, filtered view, search and a long thread at 100,000 conversations.
+
+Fills a database with generated conversations and messages (bulk inserts: ``executemany``
+on SQLite, ``COPY`` on PostgreSQL) at schema revision 0017, the one before search. Then it
+upgrades the database to the newest revision as an existing installation would be upgraded,
+which builds the search indexes over the stored rows. Last it times API requests through
+Flask's test client with a bearer token, so every figure includes authentication, the
+queries of ``inbox`` and the JSON encoding:
+
+- list: ``GET /api/v1/conversations`` (the first page of 50)
+- filtered: the same with ``status=open&priority=high&label=<id>``
+- search: ``q=<word>`` for a rare word (in 0.1% of messages) and a common one (in 5%)
+- thread: ``GET /api/v1/conversations/<id>`` of a 500-message conversation (its newest page)
+
+It runs each database at a tenth of the size first, then at the full size, and prints p50
+and p99 of each. Then it prints the ratio of the full-size p99 to the tenth-size p99 and
+whether each request meets the aims: a p99 of at most 50 ms, and at most 1.5 times the
+tenth-size p99. With ``--plans`` it also prints the database's plans of the main statement
+and of the slowest statement of each request.
+
+    .venv/bin/python -m bench.inbox_scale [--database sqlite|postgresql|both]
+        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/sb_bench]
+        [--conversations 100000] [--messages 1000000] [--samples 200] [--plans]
+
+The PostgreSQL database named by ``--postgres-url`` is dropped and created anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+
+from gateway import create_app, get_state
+from gateway.config import Config
+from gateway.database import alembic_config
+from inbox.agents import create_agent, create_api_token
+from inbox.db import make_engine
+
+PRE_SEARCH_REVISION = "0017"
+PAGE = 50
+LONG_CONVERSATIONS = 100
+LONG_LENGTH = 500
+RARE_WORD = "thermostat"
+RARE_SHARE = 0.001
+COMMON_WORD = "delivery"
+COMMON_SHARE = 0.05
+AIM_P99_MS = 50.0
+AIM_RATIO = 1.5
+NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+STATUSES = [("open", 30), ("pending", 10), ("snoozed", 5), ("resolved", 50), ("closed", 5)]
+PRIORITIES = [("low", 10), ("normal", 70), ("high", 15), ("urgent", 5)]
+FIRST_NAMES = ["Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas",
+               "Kavya", "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Tariq"]
+LAST_NAMES = ["Almeida", "Berger", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito",
+              "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Silva"]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _weighted(rng: random.Random, choices: list[tuple[str, int]]) -> str:
+    return rng.choices([value for value, _ in choices], [weight for _, weight in choices])[0]
+
+
+def _vocabulary(rng: random.Random, size: int = 4000) -> list[str]:
+    syllables = ["ka", "lo", "mi", "ne", "ra", "to", "su", "vi", "de", "po", "an", "el", "or", "un", "is", "ba"]
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
+    return sorted(words)
+
+
+@dataclass
+class Dataset:
+    """The generated rows, produced in chunks so a million messages never sit in memory at once."""
+
+    conversations: int
+    messages: int
+    seed: int = 7
+    long_ids: list[int] = field(default_factory=list)
+
+    def sizes(self, rng: random.Random) -> list[int]:
+        """Return the message count of each conversation: a few long ones, the rest short."""
+        long_total = LONG_CONVERSATIONS * LONG_LENGTH
+        rest = max(self.messages - long_total, self.conversations - LONG_CONVERSATIONS)
+        average = rest / (self.conversations - LONG_CONVERSATIONS)
+        sizes = [max(1, round(rng.uniform(1, 2 * average - 1))) for _ in range(self.conversations - LONG_CONVERSATIONS)]
+        sizes += [LONG_LENGTH] * LONG_CONVERSATIONS
+        rng.shuffle(sizes)
+        return sizes
+
+
+def generate(dataset: Dataset, channel_ids: dict[str, int], label_ids: list[int],
+             agent_ids: list[int]) -> Iterator[dict[str, list[tuple]]]:
+    """Yield chunks of rows for contacts, identities, conversations, labels links and messages."""
+    rng = random.Random(dataset.seed)
+    vocabulary = _vocabulary(rng)
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    sizes = dataset.sizes(rng)
+    contact_count = dataset.conversations // 2
+    message_id = 0
+    chunk: dict[str, list[tuple]] = {"contacts": [], "identities": [], "conversations": [], "labels": [], "messages": []}
+
+    for contact_id in range(1, contact_count + 1):
+        kind = "phone" if contact_id % 3 else "email"
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+        value = f"+49151{contact_id:08d}" if kind == "phone" else f"customer{contact_id}@mail{contact_id % 97}.example"
+        chunk["contacts"].append((contact_id, name, False, NOW))
+        chunk["identities"].append((contact_id, contact_id, kind, value, NOW))
+
+    for conversation_id, size in enumerate(sizes, start=1):
+        contact_id = rng.randint(1, contact_count)
+        kind = "whatsapp" if contact_id % 3 else "email"
+        last_at = NOW - timedelta(seconds=rng.randint(0, 365 * 86400))
+        first_at = last_at - timedelta(seconds=size * rng.randint(60, 3600))
+        subject = " ".join(rng.choices(vocabulary, weights, k=4)).capitalize() if kind == "email" else None
+        text_value = ""
+        step = (last_at - first_at) / max(size, 1)
+        for position in range(size):
+            message_id += 1
+            words = rng.choices(vocabulary, weights, k=rng.randint(6, 30))
+            draw = rng.random()
+            if draw < RARE_SHARE:
+                words.insert(rng.randrange(len(words)), RARE_WORD)
+            elif draw < RARE_SHARE + COMMON_SHARE:
+                words.insert(rng.randrange(len(words)), COMMON_WORD)
+            text_value = " ".join(words).capitalize() + "."
+            inbound = position % 2 == 0
+            chunk["messages"].append((
+                message_id, conversation_id, channel_ids[kind], "inbound" if inbound else "outbound",
+                contact_id if inbound else None, None if inbound else rng.choice(agent_ids),
+                f"bench-{message_id}", "[]", subject, text_value, first_at + step * position,
+            ))
+        chunk["conversations"].append((
+            conversation_id, channel_ids[kind], contact_id, subject, _weighted(rng, STATUSES), text_value[:160],
+            rng.choice([0, 0, 0, 1, 2]), last_at, last_at, first_at, last_at, _weighted(rng, PRIORITIES),
+            rng.choice(agent_ids + [None] * len(agent_ids)),
+        ))
+        if size == LONG_LENGTH:
+            dataset.long_ids.append(conversation_id)
+        if rng.random() < 0.2:
+            chunk["labels"].append((conversation_id, rng.choice(label_ids)))
+        if len(chunk["messages"]) >= 50_000:
+            yield chunk
+            chunk = {name: [] for name in chunk}
+    yield chunk
+
+
+_COLUMNS = {
+    "contacts": ("id", "name", "name_set_by_agent", "created_at"),
+    "identities": ("id", "contact_id", "kind", "value", "created_at"),
+    "conversations": ("id", "channel_id", "contact_id", "subject", "status", "snippet", "unread_count",
+                      "last_message_at", "last_inbound_at", "created_at", "updated_at", "priority", "assignee_id"),
+    "labels": ("conversation_id", "label_id"),
+    "messages": ("id", "conversation_id", "channel_id", "direction", "contact_id", "agent_id",
+                 "provider_message_id", '"references"', "subject", "text", "created_at"),
+}
+_TABLES = {"contacts": "contacts", "identities": "contact_identities", "conversations": "conversations",
+           "labels": "conversation_labels", "messages": "messages"}
+
+
+def _sqlite_value(value: Any) -> Any:
+    # SQLAlchemy's SQLite DateTime format, so keyset comparisons see the same strings.
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def bulk_insert(engine: Engine, chunks: Iterator[dict[str, list[tuple]]]) -> None:
+    """Insert every chunk: ``executemany`` on SQLite, ``COPY`` on PostgreSQL."""
+    postgres = engine.dialect.name == "postgresql"
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for chunk in chunks:
+            for name in ("contacts", "identities", "conversations", "labels", "messages"):
+                rows = chunk[name]
+                if not rows:
+                    continue
+                columns = _COLUMNS[name]
+                if postgres:
+                    with cursor.copy(f"COPY {_TABLES[name]} ({', '.join(columns)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    marks = ", ".join("?" for _ in columns)
+                    cursor.executemany(
+                        f"INSERT INTO {_TABLES[name]} ({', '.join(columns)}) VALUES ({marks})",
+                        [tuple(_sqlite_value(value) for value in row) for row in rows],
+                    )
+            raw.commit()
+        if postgres:
+            for table in ("contacts", "contact_identities", "conversations", "messages"):
+                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            raw.commit()
+    finally:
+        raw.close()
+
+
+def _setup_rows(engine: Engine) -> tuple[dict[str, int], list[int], list[int]]:
+    """Insert channels, agents and labels, and return their ids."""
+    with engine.begin() as connection:
+        channel_ids = {}
+        for kind, address in (("whatsapp", "+14155238886"), ("email", "support@shop.example")):
+            channel_ids["email" if kind == "email" else "whatsapp"] = connection.execute(text(
+                "INSERT INTO channels (kind, name, address, settings, is_active, created_at)"
+                " VALUES (:kind, :name, :address, :settings, true, :now) RETURNING id"
+            ), {"kind": kind, "name": kind.title(), "address": address, "settings": "{}", "now": NOW}).scalar_one()
+        agent_ids = [
+            connection.execute(text(
+                "INSERT INTO agents (email, name, password_hash, role, is_active, created_at)"
+                " VALUES (:email, :name, 'x', 'agent', true, :now) RETURNING id"
+            ), {"email": f"agent{number}@shop.example", "name": f"Agent {number}", "now": NOW}).scalar_one()
+            for number in range(10)
+        ]
+        label_ids = [
+            connection.execute(text(
+                "INSERT INTO labels (name, name_key, created_at) VALUES (:name, :name, :now) RETURNING id"
+            ), {"name": f"label{number}", "now": NOW}).scalar_one()
+            for number in range(8)
+        ]
+    return channel_ids, agent_ids, label_ids
+
+
+def _fresh_database(kind: str, postgres_url: str, workdir: Path, tag: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / f'{tag}.db'}"
+    url = make_url(postgres_url)
+    admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+    return postgres_url
+
+
+@dataclass
+class Result:
+    name: str
+    times_ms: list[float]
+    plan: str = ""
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.times_ms, 0.99)
+
+
+def build(kind: str, url: str, conversations: int, messages: int) -> tuple[Dataset, dict[str, float]]:
+    """Create the schema, fill it, upgrade it to the newest revision, and return the timings."""
+    engine = make_engine(url)
+    config = alembic_config(url)
+    timings: dict[str, float] = {}
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, PRE_SEARCH_REVISION)
+    channel_ids, agent_ids, label_ids = _setup_rows(engine)
+    dataset = Dataset(conversations, messages)
+
+    started = time.perf_counter()
+    bulk_insert(engine, generate(dataset, channel_ids, label_ids, agent_ids))
+    timings["insert_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    timings["upgrade_s"] = time.perf_counter() - started
+
+    # Planner statistics, as autovacuum (PostgreSQL) or a periodic ANALYZE (SQLite) keeps them.
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
+    timings["analyze_s"] = time.perf_counter() - started
+    engine.dispose()
+    return dataset, timings
+
+
+class StatementLog:
+    """Records the statements one request runs, with their durations."""
+
+    def __init__(self, engine: Engine):
+        self.entries: list[tuple[float, str, Any]] = []
+        self.active = False
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if self.active:
+            self.entries.append((time.perf_counter() - conn.info["bench_started"], statement, parameters))
+
+
+def explain(engine: Engine, statement: str, parameters: Any) -> str:
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + statement, parameters)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        return "\n".join("    " + " ".join(str(part) for part in row[-1:]) for row in cursor.fetchall())
+    finally:
+        raw.close()
+
+
+_PAGE_STATEMENT = re.compile(r"FROM (conversations|messages)\s.*ORDER BY .*LIMIT", re.DOTALL)
+
+
+def _plans(engine: Engine, entries: list[tuple[float, str, Any]]) -> str:
+    """Return the plans of a request's main statement (its first page of conversations or
+    messages) and of its slowest one."""
+    main = next((entry for entry in entries if _PAGE_STATEMENT.search(entry[1])), entries[0])
+    slowest = max(entries, key=lambda entry: entry[0])
+    lines = [f"   plan of the main statement ({main[0] * 1000:.1f} ms):", explain(engine, main[1], main[2])]
+    if slowest is not main:
+        lines += [f"   plan of the slowest statement ({slowest[0] * 1000:.1f} ms):", explain(engine, slowest[1], slowest[2])]
+    return "\n".join(lines)
+
+
+def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, workdir: Path) -> list[Result]:
+    app = create_app(Config(database_url=url, secret_key="bench", instance_dir=str(workdir / "instance")))
+    state = get_state(app)
+    with state.session_factory() as session:
+        agent = create_agent(session, "bench@example.com", "Bench", "bench password")
+        token = create_api_token(session, agent, "bench")
+        session.commit()
+        label_id = session.execute(text("SELECT min(id) FROM labels")).scalar_one()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    statements = StatementLog(state.engine)
+    requests = {
+        "list": lambda n: f"/api/v1/conversations?limit={PAGE}",
+        "filtered": lambda n: f"/api/v1/conversations?limit={PAGE}&status=open&priority=high&label={label_id}",
+        "search rare": lambda n: f"/api/v1/conversations?limit={PAGE}&q={RARE_WORD}",
+        "search common": lambda n: f"/api/v1/conversations?limit={PAGE}&q={COMMON_WORD}",
+        "thread": lambda n: f"/api/v1/conversations/{dataset.long_ids[n % len(dataset.long_ids)]}",
+    }
+    results = []
+    for name, path in requests.items():
+        for number in range(5):
+            assert client.get(path(number), headers=headers).status_code == 200
+        times = []
+        for number in range(samples):
+            started = time.perf_counter()
+            response = client.get(path(number), headers=headers)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.data[:300]
+        result = Result(name, times)
+        if plans:
+            statements.entries.clear()
+            statements.active = True
+            client.get(path(0), headers=headers)
+            statements.active = False
+            result.plan = _plans(state.engine, statements.entries)
+        results.append(result)
+    state.engine.dispose()
+    return results
+
+
+def run_size(kind: str, args: argparse.Namespace, conversations: int, messages: int, workdir: Path) -> list[Result]:
+    tag = f"{kind}-{conversations}"
+    url = _fresh_database(kind, args.postgres_url, workdir, tag)
+    started = time.perf_counter()
+    dataset, timings = build(kind, url, conversations, messages)
+    print(f"{kind}: {conversations:,} conversations, {messages:,} messages: generated and inserted in "
+          f"{timings['insert_s']:.0f} s, upgraded to the search schema in {timings['upgrade_s']:.0f} s, "
+          f"ANALYZE {timings['analyze_s']:.0f} s (total {time.perf_counter() - started:.0f} s)", flush=True)
+    results = measure(kind, url, dataset, args.samples, args.plans, workdir / tag)
+    for result in results:
+        print(f"  {result.name:14} p50 {result.p50:7.1f} ms   p99 {result.p99:7.1f} ms", flush=True)
+        if result.plan:
+            print(result.plan, flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/sb_bench",
+                        help="a PostgreSQL database that the benchmark drops and creates anew")
+    parser.add_argument("--conversations", type=int, default=100_000, help="full size (default 100000)")
+    parser.add_argument("--messages", type=int, default=1_000_000, help="full size (default 1000000)")
+    parser.add_argument("--samples", type=int, default=200, help="requests timed per figure (default 200)")
+    parser.add_argument("--only-small", action="store_true", help="run the tenth size only")
+    parser.add_argument("--plans", action="store_true", help="print the plans of each request's main and slowest statements")
+    args = parser.parse_args()
+
+    kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    workdir = Path(tempfile.mkdtemp(prefix="sb-scale-"))
+    summary: dict[str, Any] = {}
+    try:
+        for kind in kinds:
+            small = run_size(kind, args, args.conversations // 10, args.messages // 10, workdir)
+            if args.only_small:
+                continue
+            large = run_size(kind, args, args.conversations, args.messages, workdir)
+            print(f"\n{kind}: full size against a tenth (aims: p99 <= {AIM_P99_MS:.0f} ms and <= {AIM_RATIO}x)")
+            print(f"  {'request':14} {'tenth p99':>10} {'full p50':>9} {'full p99':>9} {'ratio':>6}  aims")
+            for low, high in zip(small, large):
+                ratio = high.p99 / low.p99
+                met = "met" if high.p99 <= AIM_P99_MS and ratio <= AIM_RATIO else "MISSED"
+                print(f"  {high.name:14} {low.p99:8.1f} ms {high.p50:6.1f} ms {high.p99:6.1f} ms {ratio:6.2f}  {met}")
+                summary[f"{kind} {high.name}"] = {"small_p99": low.p99, "p50": high.p50, "p99": high.p99, "ratio": ratio}
+        if summary:
+            print("\n" + json.dumps(summary, indent=1))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Full-text search of conversations: message subjects and text, contact names and addresses.
+
+The database does the searching, with no search server: SQLite through the FTS5 tables
+``messages_fts`` and ``contacts_fts`` (triggers keep them in step with their tables), and
+PostgreSQL through GIN indexes on ``to_tsvector('simple', ...)`` expressions. Migration 0018
+creates both, and the SQL expressions below must stay identical to the ones it indexes.
+
+A query is never passed through as search syntax. ``parse_query`` keeps only its words (runs
+of letters and digits), so quotes, operators, ``*`` and ``-`` cannot cause a syntax error.
+Every word must match, and each one matches the words that start with it ("refun" finds
+"refund"). A conversation matches when all words appear in one of its messages, in its
+contact's name, or in the contact's addresses. A query that looks like a phone number
+becomes its digits, without leading zeros, so "+49 151 1234" and "0151 1234" both find
+"+491511234...".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.types import Boolean
+
+from inbox.models import Conversation, Message
+
+MAX_QUERY_LENGTH = 200
+MAX_TERMS = 8
+# The shortest run of digits that is searched as a phone number rather than as words.
+MIN_PHONE_DIGITS = 6
+# The words of a snippet around the first match, and the characters of one without a match.
+SNIPPET_TOKENS = 16
+SNIPPET_CHARACTERS = 160
+# From this many matching messages on, a search on PostgreSQL tests conversations in list
+# order instead of collecting every match first.
+# NOTE: an estimate of where both ways cost about the same at one million messages.
+DENSE_MATCHES = 20_000
+
+# SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...), its index from
+# message to conversation, and PostgreSQL's expression indexes, which the models do not declare.
+SEARCH_TABLE_PREFIXES = ("messages_fts", "contacts_fts")
+SEARCH_INDEXES = (
+    "ix_messages_search", "ix_contacts_search", "ix_contact_identities_search", "ix_messages_id_conversation",
+)
+
+_WORD = re.compile(r"[^\W_]+")
+_PHONE_QUERY = re.compile(r"[\d\s+().\-/]+")
+
+# The PostgreSQL expressions of migration 0018's indexes.
+_PG_MESSAGE_VECTOR = (
+    "to_tsvector('simple'::regconfig, left(coalesce(messages.subject, '') || ' ' || messages.text, 100000))"
+)
+_PG_CONTACT_VECTOR = "to_tsvector('simple'::regconfig, coalesce(contacts.name, ''))"
+_PG_ADDRESS_VECTOR = (
+    "to_tsvector('simple'::regconfig, contact_identities.value || ' '"
+    " || translate(contact_identities.value, '@.+-_', '     ')"
+    " || CASE WHEN contact_identities.value LIKE '+%' THEN ' ' || substr(contact_identities.value, 3)"
+    " || ' ' || substr(contact_identities.value, 4) || ' ' || substr(contact_identities.value, 5) ELSE '' END)"
+)
+_PG_QUERY = "to_tsquery('simple'::regconfig, :search_tsquery)"
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """The words of a search, lower-cased. No words means that nothing matches.
+
+    ``dense`` is set by ``measure_density`` when the words occur in so many messages that
+    testing conversations in list order finds a page sooner than collecting every match.
+    """
+
+    terms: tuple[str, ...]
+    dense: bool = False
+
+    def fts5(self) -> str:
+        """Return the FTS5 query: every term quoted as a string and matched as a prefix."""
+        return " ".join(f'"{term}"*' for term in self.terms)
+
+    def tsquery(self) -> str:
+        """Return the ``to_tsquery`` text: every term quoted, matched as a prefix, all required."""
+        return " & ".join(f"'{term}':*" for term in self.terms)
+
+
+def parse_query(raw: str) -> SearchQuery:
+    """Return the search for the text typed in the search box.
+
+    Never raises: text with no letters or digits gives a query with no terms. Only the first
+    ``MAX_QUERY_LENGTH`` characters and ``MAX_TERMS`` words count.
+    """
+    raw = raw[:MAX_QUERY_LENGTH]
+    digits = re.sub(r"\D", "", raw)
+    if _PHONE_QUERY.fullmatch(raw.strip() or "x") and len(digits) >= MIN_PHONE_DIGITS:
+        # Stored numbers are E.164, which has no leading zero, so a national prefix 0 is dropped.
+        return SearchQuery((digits.lstrip("0") or digits,))
+    terms: list[str] = []
+    for word in _WORD.findall(raw):
+        term = word.lower()
+        if term not in terms:
+            terms.append(term)
+    return SearchQuery(tuple(terms[:MAX_TERMS]))
+
+
+def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Tell Alembic's ``include_name`` hook to leave out the search tables and indexes when
+    it compares the database with the models."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(SEARCH_TABLE_PREFIXES)
+    return not (type_ == "index" and name in SEARCH_INDEXES)
+
+
+def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
+    """Return ``query`` with ``dense`` set when PostgreSQL estimates that at least
+    ``DENSE_MATCHES`` messages match it.
+
+    The estimate is the planner's, from the statistics ANALYZE keeps on the text index, so
+    it costs a plan and no reading of matches. On SQLite every query stays sparse, because
+    FTS5 reads a prefix term's whole list of matches for every single row it tests, which
+    costs more than collecting all matches once through ``ix_messages_id_conversation``.
+    """
+    if not query.terms or session.get_bind().dialect.name != "postgresql":
+        return query
+    plan = session.execute(
+        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"),
+        {"search_tsquery": query.tsquery()},
+    ).scalar_one()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return SearchQuery(query.terms, dense=plan[0]["Plan"]["Plan Rows"] >= DENSE_MATCHES)
+
+
+class ConversationMatches(ColumnElement[bool]):
+    """A WHERE clause on ``conversations``: true for the conversations that ``query`` finds.
+
+    Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
+    sparse query collects the conversations of every matching message first. A dense one
+    (PostgreSQL only) is tested per conversation while the list is read in order.
+    """
+
+    type = Boolean()
+    # The SQL depends on the query's terms, so statements holding it are not cached.
+    inherit_cache = False
+
+    def __init__(self, query: SearchQuery):
+        self.query = query
+
+
+# Per dialect: the clause for a sparse query, for a dense one (None: as sparse), for the
+# contact, and the bind parameter that carries the query.
+_MATCH_SQL = {
+    "sqlite": (
+        "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
+        " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
+        " WHERE messages_fts MATCH :search_fts)",
+        None,
+        "conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts)",
+        "search_fts",
+    ),
+    "postgresql": (
+        f"conversations.id IN (SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})",
+        # OFFSET 0 keeps the planner from turning the EXISTS into a join that reads every match.
+        "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
+        f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)",
+        f"conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
+        " OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
+        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY})",
+        "search_tsquery",
+    ),
+}
+
+
+@compiles(ConversationMatches, "sqlite")
+@compiles(ConversationMatches, "postgresql")
+def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
+    if not element.query.terms:
+        return "1 = 0"
+    sparse, dense, contact, parameter = _MATCH_SQL[compiler.dialect.name]
+    value = element.query.fts5() if parameter == "search_fts" else element.query.tsquery()
+    messages = dense if element.query.dense and dense is not None else sparse
+    clause = text(f"({messages} OR {contact})").bindparams(bindparam(parameter, value))
+    return compiler.process(clause, **kw)
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """The place where a conversation matched, as text parts with ``match`` true on the found
+    words: its newest matching message, or its contact when no message did (``message_id`` None)."""
+
+    message_id: int | None
+    parts: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "parts": self.parts}
+
+
+def search_highlights(
+    session: Session, query: SearchQuery, conversations: Sequence[Conversation]
+) -> dict[int, Highlight]:
+    """Return, per conversation id, the snippet around the words ``query`` found.
+
+    Meant for one page of results: the database finds the newest matching message of each
+    conversation in one query, and the words are marked here.
+    """
+    if not query.terms or not conversations:
+        return {}
+    ids = [conversation.id for conversation in conversations]
+    if session.get_bind().dialect.name == "postgresql":
+        hits = _postgres_hits(session, query, ids)
+    else:
+        hits = _sqlite_hits(session, query, ids)
+    texts = {
+        message_id: (subject, body)
+        for message_id, subject, body in session.execute(
+            select(Message.id, Message.subject, Message.text).where(Message.id.in_(list(hits.values())))
+        )
+    } if hits else {}
+
+    highlights: dict[int, Highlight] = {}
+    for conversation in conversations:
+        message_id = hits.get(conversation.id)
+        if message_id is not None and message_id in texts:
+            subject, body = texts[message_id]
+            # The body when the words are there, else the subject that matched.
+            parts = _mark(body, query.terms) or _mark(subject or "", query.terms) or _plain(body)
+            highlights[conversation.id] = Highlight(message_id, parts)
+        else:
+            contact = conversation.contact
+            values = [contact.name or "", *(identity.value for identity in contact.identities)]
+            text_value = " · ".join(value for value in values if value)
+            highlights[conversation.id] = Highlight(None, _mark(text_value, query.terms) or _plain(text_value))
+    return highlights
+
+
+def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
+    rows = session.execute(
+        text(
+            "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
+            " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
+            # The unary + keeps SQLite from probing the index once per page conversation and match.
+            " WHERE messages_fts MATCH :search_fts"
+            " AND +messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
+        ).bindparams(bindparam("conversation_ids", expanding=True)),
+        {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
+    )
+    return {conversation_id: message_id for conversation_id, message_id in rows}
+
+
+def _postgres_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
+    if query.dense:
+        # Each conversation's messages newest first: a dense query matches one of them soon.
+        statement = (
+            "SELECT page.id, hit.id FROM unnest(CAST(:conversation_ids AS bigint[])) AS page(id)"
+            " CROSS JOIN LATERAL (SELECT messages.id FROM messages WHERE messages.conversation_id = page.id"
+            f"  AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} ORDER BY messages.id DESC LIMIT 1) AS hit"
+        )
+    else:
+        statement = (
+            "SELECT DISTINCT ON (messages.conversation_id) messages.conversation_id, messages.id FROM messages"
+            " WHERE messages.conversation_id = ANY(CAST(:conversation_ids AS bigint[]))"
+            f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} ORDER BY messages.conversation_id, messages.id DESC"
+        )
+    rows = session.execute(text(statement), {"conversation_ids": conversation_ids, "search_tsquery": query.tsquery()})
+    return {conversation_id: message_id for conversation_id, message_id in rows}
+
+
+def _fold(word: str) -> str:
+    """Return ``word`` lower-cased and without accents, as SQLite's tokenizer compares words."""
+    return "".join(char for char in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(char))
+
+
+def _mark(text_value: str, terms: Sequence[str]) -> list[dict[str, Any]]:
+    """Return a window of ``text_value`` around its first word that starts with a term, as
+    parts with the matching words marked, or [] when no word matches.
+
+    NOTE: this marks words by their start, which approximates the database's tokenizer, so
+    a rare match found by the database (inside an email address on PostgreSQL) may go unmarked.
+    """
+    flat = " ".join(text_value.split())
+    words = list(_WORD.finditer(flat))
+    folded_terms = [_fold(term) for term in terms]
+    matched = [
+        index for index, word in enumerate(words)
+        if any(_fold(word.group()).startswith(term) or (term.isdigit() and term in word.group()) for term in folded_terms)
+    ]
+    if not matched:
+        return []
+    first = max(0, matched[0] - SNIPPET_TOKENS // 2)
+    last = min(len(words), first + SNIPPET_TOKENS) - 1
+    # Punctuation before the first word and after the last one stays when nothing is cut.
+    start = words[first].start() if first > 0 else 0
+    end = words[last].end() if last < len(words) - 1 else len(flat)
+
+    parts: list[dict[str, Any]] = [{"text": "…", "match": False}] if start > 0 else []
+    position = start
+    for index in matched:
+        word = words[index]
+        if not start <= word.start() < end:
+            continue
+        if word.start() > position:
+            parts.append({"text": flat[position:word.start()], "match": False})
+        parts.append({"text": word.group(), "match": True})
+        position = word.end()
+    if position < end:
+        parts.append({"text": flat[position:end], "match": False})
+    if end < len(flat):
+        parts.append({"text": "…", "match": False})
+    return _merge_plain(parts)
+
+
+def _merge_plain(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: list[dict[str, Any]] = []
+    for part in parts:
+        if merged and not part["match"] and not merged[-1]["match"]:
+            merged[-1] = {"text": merged[-1]["text"] + part["text"], "match": False}
+        else:
+            merged.append(part)
+    return merged
+
+
+def _plain(text_value: str) -> list[dict[str, Any]]:
+    flat = " ".join(text_value.split())
+    return [{"text": flat[:SNIPPET_CHARACTERS], "match": False}] if flat else []
