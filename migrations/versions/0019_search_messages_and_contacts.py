@@ -1,7 +1,7 @@
 """Search messages and contacts, and index the views and message pages
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-05 12:00:00.000000
 
 SQLite gets FTS5 tables that triggers keep in step with ``messages``, ``contacts`` and
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0018'
-down_revision = '0017'
+revision = '0019'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
