@@ -519,7 +519,7 @@ OPENAPI["paths"].update({
                 "200": _json({"type": "object", "properties": {"contact": _ref("Contact"), "merge": _ref("ContactMerge")}}, "The kept contact and the merge record."),
                 "400": _INVALID,
                 "404": _NOT_FOUND,
-                "409": _json(_ref("Error"), "code same_contact (into itself), already_merged (a repeat) or contact_merged (this contact was merged away)."),
+                "409": _json(_ref("Error"), "code same_contact (into itself), already_merged (a repeat), contact_merged (this contact was merged away) or merge_busy (aborted three times by concurrent changes; nothing changed)."),
                 "422": _json(_ref("Error"), "code address_kind_taken: both contacts have an email address, or both a phone number."),
                 **_ERRORS,
             },
