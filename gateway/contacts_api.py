@@ -134,6 +134,8 @@ def edit(contact_id: int) -> Any:
         data.update(name=contact.name, name_set_by_agent=bool(contact.name_set_by_agent))
     if "notes" in body:
         data["notes"] = contact.notes or ""
+    if "time_zone" in body:
+        data["time_zone"] = contact.time_zone
     session.commit()
     log.info("agent %s edited %s of contact %s", _agent().id, " and ".join(sorted(body)), contact_id)
     return jsonify(data)

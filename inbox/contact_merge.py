@@ -4,7 +4,8 @@
 transaction. Its identities move, so later messages to either address resolve to the kept
 contact. Its conversations move, and their messages name the kept contact. Its notes are
 appended. An opt-out from proactive WhatsApp messages of either contact wins, with the
-earlier time. The kept contact's name stays, unless it has none, or only a channel's name
+earlier time. The kept contact's time zone stays, or it takes the merged one's when it has
+none. The kept contact's name stays, unless it has none, or only a channel's name
 where the merged contact has one an agent set.
 
 The merged contact's row stays, owning nothing, with ``merged_into_id`` set. A
@@ -168,12 +169,14 @@ def _check_address_kinds(kept: Contact, merged: Contact) -> None:
 
 
 def _combine_into(kept: Contact, merged: Contact) -> None:
-    """Carry the merged contact's name, notes and opt-out over to the kept one."""
+    """Carry the merged contact's name, notes, time zone and opt-out over to the kept one."""
     if merged.name and (not kept.name or (merged.name_set_by_agent and not kept.name_set_by_agent)):
         kept.name = merged.name
         kept.name_set_by_agent = merged.name_set_by_agent
     if merged.notes:
         kept.notes = f"{kept.notes}\n\n{merged.notes}" if kept.notes else merged.notes
+    if not kept.time_zone and merged.time_zone:
+        kept.time_zone = merged.time_zone
     # An opt-out of either address is kept, because the customer sent STOP on one of them.
     if merged.opted_out_at and (kept.opted_out_at is None or merged.opted_out_at < kept.opted_out_at):
         kept.opted_out_at = merged.opted_out_at
