@@ -106,6 +106,8 @@ export class ContactPanel {
     if (!profile) return;
     // Keep what the agent is typing when a live update redraws the panel.
     const focusedField = this.root.contains(document.activeElement) ? document.activeElement?.name : null;
+    // An Edit button keeps focus too, when a live update arrives just after a save.
+    const focusedLabel = this.root.contains(document.activeElement) ? document.activeElement?.getAttribute('aria-label') : null;
     const draft = this.editing ? this.root.querySelector(`[name="${this.editing}"]`)?.value : null;
 
     replaceChildren(this.root,
@@ -131,6 +133,7 @@ export class ContactPanel {
         h('time', { datetime: profile.created_at, title: formatFullTimestamp(profile.created_at) }, formatFullTimestamp(profile.created_at))));
 
     if (focusedField) this.root.querySelector(`[name="${focusedField}"]`)?.focus();
+    else if (focusedLabel?.startsWith('Edit ')) this.root.querySelector(`[aria-label="${focusedLabel}"]`)?.focus();
   }
 
   renderName(profile, draft) {
