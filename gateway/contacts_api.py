@@ -2,9 +2,10 @@
 
 Every signed-in agent may read, edit and merge contacts. Contacts are shared by the whole
 team, and joining a customer's WhatsApp and email is everyday support work. The merge
-record keeps who did it. As elsewhere in the API, malformed input is a 400; a repeated
-merge or a merge into itself is a 409; two contacts that cannot become one (both have an
-email address, or both a phone number) are a 422.
+record keeps who did it. As elsewhere in the API, malformed input is a 400. A repeated
+merge, a merge into itself or a merge that keeps failing on concurrent ones is a 409. Two
+contacts that cannot become one (both have an email address, or both a phone number) are a
+422.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from sqlalchemy.exc import OperationalError
 
 from gateway.auth import current_agent, db, error_response
 from inbox.contact_merge import CannotMerge, merge_contacts
@@ -34,6 +36,16 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("contacts_api", __name__, url_prefix="/api/v1")
 
 CONVERSATION_PAGE = 20
+# A merge that PostgreSQL aborts as a deadlock or serialization failure is tried again this
+# many times in all before the API returns 409 merge_busy.
+MERGE_ATTEMPTS = 3
+# SQLSTATE codes of a transaction aborted only because of a concurrent one.
+LOCK_CONFLICT_STATES = frozenset({"40001", "40P01"})
+
+
+def _is_lock_conflict(error: OperationalError) -> bool:
+    """Return whether ``error`` is a deadlock or serialization failure that a retry may clear."""
+    return getattr(error.orig, "sqlstate", None) in LOCK_CONFLICT_STATES
 
 
 @blueprint.errorhandler(InboxError)
@@ -122,6 +134,8 @@ def edit(contact_id: int) -> Any:
         data.update(name=contact.name, name_set_by_agent=bool(contact.name_set_by_agent))
     if "notes" in body:
         data["notes"] = contact.notes or ""
+    if "time_zone" in body:
+        data["time_zone"] = contact.time_zone
     session.commit()
     log.info("agent %s edited %s of contact %s", _agent().id, " and ".join(sorted(body)), contact_id)
     return jsonify(data)
@@ -133,7 +147,23 @@ def merge(contact_id: int) -> Any:
     if not isinstance(other_id, int) or isinstance(other_id, bool) or not 0 < other_id < 2**63:
         raise InvalidInput("other_id must be the id of the contact to merge into this one.", field="other_id")
     session = db()
-    record = merge_contacts(session, _agent(), contact_id, other_id)
-    session.commit()
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        try:
+            record = merge_contacts(session, _agent(), contact_id, other_id)
+            session.commit()
+            break
+        except OperationalError as error:
+            session.rollback()
+            if not _is_lock_conflict(error):
+                raise
+            log.warning(
+                "merge of contact %s into %s failed on a lock conflict (attempt %s of %s): %s",
+                other_id, contact_id, attempt, MERGE_ATTEMPTS, error.orig,
+            )
+    else:
+        raise Conflict(
+            "Another change to these contacts was saved at the same time. Reload the contact and merge again.",
+            field="other_id", code="merge_busy",
+        )
     contact = get_contact_or_404(session, contact_id)
     return jsonify({"contact": contact_to_dict(contact), "merge": merge_to_dict(record)})

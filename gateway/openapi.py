@@ -518,13 +518,14 @@ OPENAPI["paths"].update({
             "responses": {"200": _json(_ref("ContactProfile"), "The profile."), "404": _NOT_FOUND, "400": _INVALID, **_ERRORS},
         },
         "patch": {
-            "summary": "Edit a contact's name and notes",
+            "summary": "Edit a contact's name, notes and time zone",
             "parameters": [_ID],
             "requestBody": _body({"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
                 "name": {"type": ["string", "null"], "maxLength": 200, "description": "Empty or null gives the name back to the channel; otherwise channel names never overwrite it."},
                 "notes": {"type": ["string", "null"], "maxLength": 10000, "description": "Free text; empty or null clears it."},
+                "time_zone": {"type": ["string", "null"], "maxLength": 64, "description": "An IANA time zone name such as Europe/Berlin, spaces around it removed; an unknown name is a 400; empty or null clears it."},
             }}),
-            "responses": {"200": _json({"type": "object", "description": "id and the fields the request changed: name and name_set_by_agent, notes."}, "What changed."), "400": _json(_ref("Error"), "The body is not a JSON object."), "404": _NOT_FOUND, "409": _json(_ref("Error"), "The contact was merged into another (code contact_merged)."), "400": _INVALID, **_ERRORS},
+            "responses": {"200": _json({"type": "object", "description": "id and the fields the request changed: name and name_set_by_agent, notes, time_zone."}, "What changed."), "400": _json(_ref("Error"), "The body is not a JSON object."), "404": _NOT_FOUND, "409": _json(_ref("Error"), "The contact was merged into another (code contact_merged)."), "400": _INVALID, **_ERRORS},
         },
     },
     "/contacts/{id}/conversations": {
@@ -547,7 +548,7 @@ OPENAPI["paths"].update({
                 "200": _json({"type": "object", "properties": {"contact": _ref("Contact"), "merge": _ref("ContactMerge")}}, "The kept contact and the merge record."),
                 "400": _INVALID,
                 "404": _NOT_FOUND,
-                "409": _json(_ref("Error"), "code same_contact (into itself), already_merged (a repeat) or contact_merged (this contact was merged away)."),
+                "409": _json(_ref("Error"), "code same_contact (into itself), already_merged (a repeat), contact_merged (this contact was merged away) or merge_busy (aborted three times by concurrent changes; nothing changed)."),
                 "422": _json(_ref("Error"), "code address_kind_taken: both contacts have an email address, or both a phone number."),
                 **_ERRORS,
             },
@@ -574,6 +575,7 @@ OPENAPI["components"]["schemas"].update({
             "name": {"type": ["string", "null"]},
             "name_set_by_agent": {"type": "boolean"},
             "notes": {"type": "string"},
+            "time_zone": {"type": ["string", "null"], "description": "The contact's IANA time zone, which quiet hours follow; null uses the phone number's zone, else the workspace's."},
             "created_at": {"type": "string", "format": "date-time"},
             "merged_into_id": {"type": ["integer", "null"], "description": "Set on a contact that was merged into another."},
             "opted_out": {"type": ["object", "null"], "description": "Set while the customer has opted out of proactive WhatsApp messages: since, keyword."},

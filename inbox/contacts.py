@@ -10,10 +10,13 @@ set and owns nothing any more; resolution, search and edits go to the kept conta
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -33,6 +36,10 @@ NAME_LENGTH = 200
 # Conversations whose open views a rename updates live; older ones show it on the next load.
 RENAME_EVENT_LIMIT = 50
 NOTES_LENGTH = 10_000
+# The size of the contacts.time_zone column; the longest IANA name has about 30 characters.
+TIME_ZONE_LENGTH = 64
+# The fields an agent may edit with update_contact.
+CONTACT_FIELDS = ("name", "notes", "time_zone")
 SEARCH_LIMIT = 50
 # A merge points older merged contacts to the new kept one, so one hop is the rule. The
 # limit guards against rows written by hand.
@@ -182,12 +189,13 @@ def identity_to_dict(identity: ContactIdentity) -> dict[str, Any]:
 
 
 def contact_to_dict(contact: Contact) -> dict[str, Any]:
-    """Return a contact with its identities, notes and opt-out state, without conversations."""
+    """Return a contact with its identities, notes, time zone and opt-out state, without conversations."""
     return {
         "id": contact.id,
         "name": contact.name,
         "name_set_by_agent": bool(contact.name_set_by_agent),
         "notes": contact.notes or "",
+        "time_zone": contact.time_zone,
         "created_at": isoformat(contact.created_at),
         "merged_into_id": contact.merged_into_id,
         "opted_out": (
@@ -254,20 +262,23 @@ def conversation_summary(conversation: Conversation) -> dict[str, Any]:
 
 
 def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]) -> Contact:
-    """Apply an agent's edit of ``name`` and/or ``notes`` and return the contact.
+    """Apply an agent's edit of ``name``, ``notes`` and/or ``time_zone`` and return the contact.
 
-    ``name`` follows ``rename_contact``; ``notes`` is free text (None or empty clears it).
+    ``name`` follows ``rename_contact``; ``notes`` is free text (None or empty clears it);
+    ``time_zone`` is an IANA zone name such as "Europe/Berlin" (None or empty clears it).
     Records a ``contact.updated`` event, and for a new name the ``conversation.updated``
     events of ``rename_contact``. The caller commits. Raises ``InvalidInput`` for unknown or
-    ill-typed fields, ``NotFound`` and ``Conflict`` (code ``contact_merged``) for a contact
-    that was merged into another.
+    ill-typed fields and an unknown zone, ``NotFound`` and ``Conflict`` (code
+    ``contact_merged``) for a contact that was merged into another.
     """
-    unknown = sorted(set(changes) - {"name", "notes"})
+    unknown = sorted(set(changes) - set(CONTACT_FIELDS))
     if unknown:
-        raise InvalidInput(f"Unknown field {unknown[0]!r}; a contact takes name and notes.", field=unknown[0])
+        raise InvalidInput(
+            f"Unknown field {unknown[0]!r}; a contact takes {', '.join(CONTACT_FIELDS)}.", field=unknown[0]
+        )
     if not changes:
-        raise InvalidInput("Give name, notes or both.")
-    for field in ("name", "notes"):
+        raise InvalidInput(f"Give at least one of {', '.join(CONTACT_FIELDS)}.")
+    for field in CONTACT_FIELDS:
         if field in changes and changes[field] is not None and not isinstance(changes[field], str):
             raise InvalidInput(f"{field} must be a string or null.", field=field)
     notes = (changes.get("notes") or "").strip()
@@ -275,6 +286,7 @@ def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]
         raise InvalidInput(
             f"The notes have {len(notes)} characters; a contact's notes allow at most {NOTES_LENGTH}.", field="notes"
         )
+    time_zone = normalize_time_zone(changes.get("time_zone"))
 
     contact = session.get(Contact, contact_id, with_for_update=True)
     if contact is None:
@@ -288,10 +300,44 @@ def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]
         rename_contact(session, contact_id, changes["name"])
     if "notes" in changes:
         contact.notes = notes or None
+    if "time_zone" in changes:
+        contact.time_zone = time_zone
     session.flush()
     session.refresh(contact, ["identities"])
     record_event(session, "contact.updated", {"contact": contact_to_dict(contact)})
     return contact
+
+
+def normalize_time_zone(value: str | None) -> str | None:
+    """Return the IANA zone name in ``value`` with surrounding spaces removed, or None for none.
+
+    Raises ``InvalidInput`` when ``zoneinfo`` knows no zone of that name. The name must match
+    the tz database's spelling, case included, so it reads the same on every system.
+    """
+    name = (value or "").strip()
+    if not name:
+        return None
+    message = (
+        f"time_zone {name[:80]!r} is not a known IANA time zone; "
+        "give a name such as Europe/Berlin or America/New_York, or null to clear it."
+    )
+    if len(name) > TIME_ZONE_LENGTH or name not in _available_time_zones():
+        raise InvalidInput(message, field="time_zone")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(message, field="time_zone") from None
+    return name
+
+
+# Names some systems' tz folders contain that are no place's zone: "localtime" is the host's
+# own setting and "Factory" marks a zone not configured.
+_NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def _available_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - _NOT_PLACES
 
 
 # ---- Search -----------------------------------------------------------------------------------

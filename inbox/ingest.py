@@ -281,9 +281,11 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         )
         session.add(conversation)
     satisfaction = None if created or reaction else pending_answer(session, conversation, inbound.text or "", now)
-    if not created and not reaction and satisfaction is None:
-        # A reaction needs no reply, and neither does a rating after a satisfaction question,
-        # so both leave the conversation as it is.
+    only_answer = satisfaction is not None and satisfaction.parsed.only_answer
+    if not created and not reaction and not only_answer:
+        # A reaction needs no reply, and neither does a bare answer to a satisfaction
+        # question, so both leave the conversation as it is. A "no" or an answer with a
+        # complaint after it reopens the conversation like any other message.
         reopen_for_customer_message(session, conversation)
 
     text = inbound.text or ""

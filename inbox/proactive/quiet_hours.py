@@ -117,9 +117,12 @@ def contact_zone(
 def quiet_until(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | None:
     """Return when the quiet hours around ``now`` end, in UTC, or None when ``now`` is not quiet.
 
-    ``now`` is timezone-aware. The end is the first instant at or after the local time
-    ``quiet.end`` on the right local day; a local end time that a daylight saving change
-    skips becomes the moment of that change.
+    ``now`` is timezone-aware, and the end returned is always later than ``now``. The end is
+    the first instant after ``now`` at the local time ``quiet.end`` on the right local day,
+    so on a night that repeats an hour, a ``now`` in the second pass gets the second
+    occurrence of the end time. A local end time that a daylight saving change skips becomes
+    the moment of that change, and when the change skips the whole local day, the quiet
+    hours end at ``quiet.end`` on the next day.
     """
     local = now.astimezone(zone)
     if not quiet.contains(local.time().replace(tzinfo=None)):
@@ -127,13 +130,39 @@ def quiet_until(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | 
     end_day = local.date()
     if quiet.start > quiet.end and local.time().replace(tzinfo=None) >= quiet.start:
         end_day += timedelta(days=1)  # in the evening part of a span that wraps midnight
-    return _first_instant_at(end_day, quiet.end, zone)
+
+    later = None
+    for day in (end_day, end_day + timedelta(days=1), end_day + timedelta(days=2)):
+        for end in _instants_at(day, quiet.end, zone):
+            if end <= now:
+                continue
+            later = later or end
+            # An end moved to a change that skipped the whole day may still be quiet.
+            if not quiet.contains(end.astimezone(zone).time().replace(tzinfo=None)):
+                return end
+    # NOTE: reached only when the ends of three days in a row fall inside the quiet hours,
+    # which no zone of the tz database does. The earliest end after ``now`` still serves.
+    assert later is not None  # the third day's end is always after ``now``
+    return later
 
 
 def next_allowed_time(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime:
     """Return ``now`` when a send is allowed then, else the end of the quiet hours (UTC)."""
     end = quiet_until(now, zone, quiet)
     return now if end is None else end
+
+
+def _instants_at(day: date, clock: time, zone: ZoneInfo) -> list[datetime]:
+    """Return the UTC instants of local time ``clock`` on ``day`` in ``zone``, earliest first.
+
+    A repeated local time gives two instants; a skipped one gives the instant of the change.
+    """
+    first = _first_instant_at(day, clock, zone)
+    wall = datetime.combine(day, clock)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    if second > first and second.astimezone(zone).replace(tzinfo=None) == wall:
+        return [first, second]
+    return [first]
 
 
 def _first_instant_at(day: date, clock: time, zone: ZoneInfo) -> datetime:

@@ -1,10 +1,15 @@
 """Satisfaction answers: the customer's reply to the question sent when a conversation was resolved.
 
 A ``resolved`` update template asks the question. The customer's next inbound message in
-that conversation is the answer when it is a rating (a digit from 1 to 5, "4/5" too) or
-yes/no on its first line; anything else is an ordinary message that reopens the
-conversation. An answer is stored once per question, with the agent who resolved the
-conversation, and leaves the conversation resolved.
+that conversation carries an answer when its first line is a rating (a digit from 1 to 5,
+"4/5" too) or yes/no; anything else is an ordinary message that reopens the conversation.
+An answer is stored once per question, with the agent who resolved the conversation.
+
+The conversation stays resolved only when the message is nothing but the answer: a rating
+or "yes" alone, or a rating of 4 or 5 or a "yes" followed by one short line of comment
+("5" then "thanks!"). A "no" says the problem is not solved, and a low rating with a
+comment or any longer text may hold a complaint, so these reopen the conversation for an
+agent while the answer is still stored.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -38,15 +43,25 @@ RESOLVED_TRIGGER = "resolved"
 _RATING = re.compile(r"^([1-5])(\s*/\s*5)?$")
 YES_WORDS = frozenset({"yes", "y"})
 NO_WORDS = frozenset({"no", "n"})
+# A comment after the answer this short, on one line and without a question, stays with
+# the answer instead of reopening the conversation ("Thanks, great service!").
+SHORT_COMMENT_CHARS = 40
+# The lowest rating whose short comment is taken as praise rather than a complaint.
+CONTENT_RATING = 4
 
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """A satisfaction answer: ``kind`` "rating" (score 1 to 5) or "yes_no" (1 yes, 0 no)."""
+    """A satisfaction answer: ``kind`` "rating" (score 1 to 5) or "yes_no" (1 yes, 0 no).
+
+    ``only_answer`` is False when the message needs an agent too: a "no", or text after
+    the answer that may be a complaint (see the module docstring).
+    """
 
     kind: str
     score: int
     answer: str
+    only_answer: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,19 +73,38 @@ class PendingAnswer:
 
 
 def parse_answer(text: str) -> ParsedAnswer | None:
-    """Return the rating or yes/no on the first non-empty line of ``text``, or None."""
-    line = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+    """Return the rating or yes/no on the first non-empty line of ``text``, or None.
+
+    The lines after it decide ``only_answer``.
+    """
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    line = lines[0] if lines else ""
     word = line.rstrip(string.punctuation + " ").lower()
     if not word or len(word) > 20:
         return None
     rating = _RATING.match(word)
     if rating:
-        return ParsedAnswer("rating", int(rating.group(1)), line[:50])
-    if word in YES_WORDS:
-        return ParsedAnswer("yes_no", 1, line[:50])
-    if word in NO_WORDS:
-        return ParsedAnswer("yes_no", 0, line[:50])
-    return None
+        parsed = ParsedAnswer("rating", int(rating.group(1)), line[:50])
+    elif word in YES_WORDS:
+        parsed = ParsedAnswer("yes_no", 1, line[:50])
+    elif word in NO_WORDS:
+        parsed = ParsedAnswer("yes_no", 0, line[:50])
+    else:
+        return None
+    return replace(parsed, only_answer=_is_only_answer(parsed, lines[1:]))
+
+
+def _is_only_answer(parsed: ParsedAnswer, comment_lines: list[str]) -> bool:
+    """Return whether the answer ``parsed`` and its ``comment_lines`` need no agent."""
+    if parsed.kind == "yes_no" and parsed.score == 0:
+        return False
+    if not comment_lines:
+        return True
+    content = parsed.kind == "yes_no" or parsed.score >= CONTENT_RATING
+    if not content or len(comment_lines) > 1:
+        return False
+    comment = comment_lines[0]
+    return len(comment) <= SHORT_COMMENT_CHARS and "?" not in comment
 
 
 def pending_answer(session: Session, conversation: Conversation | None, text: str, now: datetime) -> PendingAnswer | None:

@@ -10,6 +10,9 @@ const CONVERSATION_PAGE = 10;
 const SEARCH_DELAY_MS = 250;
 const NOTES_LENGTH = 10000;
 const NAME_LENGTH = 200;
+const TIME_ZONE_LENGTH = 64;
+// The words that name each editable field in button labels and announcements.
+const FIELD_LABELS = { name: 'name', notes: 'notes', time_zone: 'time zone' };
 
 export class ContactPanel {
   /**
@@ -103,6 +106,8 @@ export class ContactPanel {
     if (!profile) return;
     // Keep what the agent is typing when a live update redraws the panel.
     const focusedField = this.root.contains(document.activeElement) ? document.activeElement?.name : null;
+    // An Edit button keeps focus too, when a live update arrives just after a save.
+    const focusedLabel = this.root.contains(document.activeElement) ? document.activeElement?.getAttribute('aria-label') : null;
     const draft = this.editing ? this.root.querySelector(`[name="${this.editing}"]`)?.value : null;
 
     replaceChildren(this.root,
@@ -116,6 +121,7 @@ export class ContactPanel {
           `Opted out of proactive WhatsApp messages with “${profile.opted_out.keyword}” ${formatRelative(profile.opted_out.since)}.`)
         : null,
       this.renderIdentities(profile.identities ?? []),
+      this.renderTimeZone(profile, draft),
       this.renderNotes(profile, draft),
       this.renderConversations(profile.conversations?.items ?? []),
       this.renderMerges(profile.merges ?? []),
@@ -127,6 +133,7 @@ export class ContactPanel {
         h('time', { datetime: profile.created_at, title: formatFullTimestamp(profile.created_at) }, formatFullTimestamp(profile.created_at))));
 
     if (focusedField) this.root.querySelector(`[name="${focusedField}"]`)?.focus();
+    else if (focusedLabel?.startsWith('Edit ')) this.root.querySelector(`[aria-label="${focusedLabel}"]`)?.focus();
   }
 
   renderName(profile, draft) {
@@ -165,6 +172,28 @@ export class ContactPanel {
     return section;
   }
 
+  renderTimeZone(profile, draft) {
+    const section = h('section', { class: 'contact-panel__section', 'aria-labelledby': 'contact-time-zone-title' },
+      h('h3', { class: 'contact-panel__subtitle', id: 'contact-time-zone-title' }, 'Time zone'));
+    if (this.editing === 'time_zone') {
+      section.append(this.editForm('time_zone', 'Time zone', h('input', {
+        type: 'text', name: 'time_zone', id: 'contact-time-zone-input', maxlength: String(TIME_ZONE_LENGTH),
+        autocomplete: 'off', spellcheck: 'false', value: draft ?? profile.time_zone ?? '',
+        'aria-describedby': 'contact-time-zone-hint',
+      }), h('p', { class: 'contact-panel__hint', id: 'contact-time-zone-hint' },
+        'An IANA name such as Europe/Berlin. Leave empty to use the phone number\'s zone.')));
+      return section;
+    }
+    section.append(
+      profile.time_zone
+        ? h('p', { class: 'contact-panel__time-zone' }, profile.time_zone)
+        : h('p', { class: 'contact-panel__empty' }, 'From the phone number or the workspace.'),
+      profile.merged_into_id ? null : h('button', {
+        type: 'button', class: 'link-button', 'aria-label': 'Edit time zone', onClick: () => this.startEditing('time_zone'),
+      }, profile.time_zone ? 'Edit' : 'Set'));
+    return section;
+  }
+
   /** Create the edit form of one field, with Save and Cancel. Escape cancels too. */
   editForm(field, label, control, hint = null) {
     const error = h('p', { class: 'contact-panel__error', role: 'alert' });
@@ -188,8 +217,9 @@ export class ContactPanel {
           this.profile = { ...this.profile, ...changed };
           this.editing = null;
           this.render();
-          this.root.querySelector(`[aria-label="Edit ${field}"]`)?.focus();
-          this.announce(field === 'name' ? 'Name saved.' : 'Notes saved.');
+          this.root.querySelector(`[aria-label="Edit ${FIELD_LABELS[field]}"]`)?.focus();
+          const label = FIELD_LABELS[field];
+          this.announce(`${label[0].toUpperCase()}${label.slice(1)} saved.`);
         } catch (failure) {
           error.textContent = `Not saved: ${failure.message}`;
           save.disabled = false;
@@ -217,7 +247,7 @@ export class ContactPanel {
   stopEditing(field) {
     this.editing = null;
     this.render();
-    this.root.querySelector(`[aria-label="Edit ${field}"]`)?.focus();
+    this.root.querySelector(`[aria-label="Edit ${FIELD_LABELS[field]}"]`)?.focus();
   }
 
   renderIdentities(identities) {

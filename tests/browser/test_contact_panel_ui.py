@@ -93,3 +93,39 @@ def test_agent_edits_contact_and_merges_whatsapp_with_email(page, live_server, s
         assert {identity.value for identity in kept.identities} == {PHONE, EMAIL}
         assert session.scalar(select(Contact.merged_into_id).where(Contact.id == email_contact)) == phone_contact
     assert page.console_errors == []
+
+
+def test_agent_sets_and_clears_time_zone(page, live_server, state, agent, whatsapp_channel):
+    whatsapp = receive(state, whatsapp_channel.id, PHONE, "Where is my order?")
+    contact_id = contact_of(state, whatsapp.conversation_id)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    _sign_in(page, live_server.url, agent.email)
+    page.get_by_role("option").filter(has_text="Where is my order?").click()
+    panel = page.get_by_role("complementary", name="Contact")
+    expect(panel).to_contain_text("From the phone number or the workspace.")
+
+    # An unknown name is not saved, and the form says why.
+    panel.get_by_role("button", name="Edit time zone").click()
+    panel.get_by_role("textbox", name="Time zone").fill("Europe/Atlantis")
+    panel.get_by_role("button", name="Save").click()
+    expect(panel.get_by_role("alert")).to_contain_text("not a known IANA time zone")
+
+    panel.get_by_role("textbox", name="Time zone").fill(" Europe/Berlin ")
+    panel.get_by_role("textbox", name="Time zone").press("Enter")
+    expect(panel.locator(".contact-panel__time-zone")).to_have_text("Europe/Berlin")
+    expect(panel.get_by_role("button", name="Edit time zone")).to_be_focused()
+    _screenshot(page, "contact-panel-time-zone")
+    with state.session_factory() as session:
+        assert session.get(Contact, contact_id).time_zone == "Europe/Berlin"
+
+    # Saving it empty clears it.
+    panel.get_by_role("button", name="Edit time zone").click()
+    panel.get_by_role("textbox", name="Time zone").fill("")
+    panel.get_by_role("button", name="Save").click()
+    expect(panel).to_contain_text("From the phone number or the workspace.")
+    with state.session_factory() as session:
+        assert session.get(Contact, contact_id).time_zone is None
+    assert [error for error in errors if "400" not in error] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from inbox.models import ContactIdentity, ContactMerge, Role, utcnow
+from inbox.models import Contact, ContactIdentity, ContactMerge, Role, utcnow
 from tests.conftest import login
 from tests.support.contacts import add_email_channel, contact_of, receive_mail
 from tests.support.conversations import add_agent, receive
@@ -108,6 +108,38 @@ def test_agent_edits_name_and_notes_with_csrf(app, state, agent, grace):
     assert (profile["name"], profile["notes"]) == ("Grace H.", "VIP")
 
 
+def test_time_zone_set_normalized_and_cleared(app, state, grace, bearer):
+    client = app.test_client()
+    path = f"/api/v1/contacts/{grace['phone_contact']}"
+
+    saved = client.patch(path, json={"time_zone": "  Europe/Berlin "}, headers=bearer)
+    profile = client.get(path, headers=bearer).get_json()
+    cleared = client.patch(path, json={"time_zone": None}, headers=bearer)
+    emptied_after_set = client.patch(path, json={"time_zone": "Asia/Tokyo"}, headers=bearer)
+    emptied = client.patch(path, json={"time_zone": ""}, headers=bearer)
+
+    assert saved.status_code == 200
+    assert saved.get_json() == {"id": grace["phone_contact"], "time_zone": "Europe/Berlin"}
+    assert profile["time_zone"] == "Europe/Berlin"
+    assert cleared.get_json() == {"id": grace["phone_contact"], "time_zone": None}
+    assert emptied_after_set.get_json()["time_zone"] == "Asia/Tokyo"
+    assert emptied.get_json()["time_zone"] is None
+    with state.session_factory() as session:
+        assert session.get(Contact, grace["phone_contact"]).time_zone is None
+
+
+def test_unknown_time_zone_message(app, grace, bearer):
+    response = app.test_client().patch(
+        f"/api/v1/contacts/{grace['phone_contact']}", json={"time_zone": "Europe/Atlantis"}, headers=bearer
+    )
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == "time_zone"
+    assert "Europe/Atlantis" in error["message"]
+    assert "IANA" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -115,6 +147,13 @@ def test_agent_edits_name_and_notes_with_csrf(app, state, agent, grace):
         ({"notes": 12}, "notes"),
         ({"name": ["Grace"]}, "name"),
         ({"nickname": "G"}, "nickname"),
+        ({"time_zone": 1}, "time_zone"),
+        ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"time_zone": "europe/berlin"}, "time_zone"),
+        ({"time_zone": "../../etc/passwd"}, "time_zone"),
+        ({"time_zone": "localtime"}, "time_zone"),
+        ({"time_zone": "UTC\x00"}, "time_zone"),
+        ({"time_zone": "x" * 5000}, "time_zone"),
         ({}, None),
         ([], None),
     ],

@@ -322,6 +322,21 @@ def test_satisfaction_answer_recorded(client, state, agent, whatsapp_channel, tw
 
 
 def test_rating_keeps_conversation_resolved(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 (bad) to 5 (great).")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+
+    post_inbound(client, whatsapp_channel, "5\nThanks, great service!")
+
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        [answer] = session.scalars(select(SatisfactionAnswer)).all()
+        assert (answer.kind, answer.score) == ("rating", 5)
+        assert session.get(Conversation, target).status == "resolved"
+
+
+def test_no_answer_reopens_conversation(client, state, agent, whatsapp_channel, twilio):
     add_template(state, "resolved", {}, whatsapp_body="Did we solve it? Answer yes or no.")
     post_inbound(client, whatsapp_channel, "Where is my parcel?")
     set_status(state, agent.id, "resolved")
@@ -333,7 +348,28 @@ def test_rating_keeps_conversation_resolved(client, state, agent, whatsapp_chann
     with state.session_factory() as session:
         [answer] = session.scalars(select(SatisfactionAnswer)).all()
         assert (answer.kind, answer.score) == ("yes_no", 0)
-        assert session.get(Conversation, target).status == "resolved"
+        # "No" means the problem is not solved, so an agent has to see it.
+        assert session.get(Conversation, target).status == "open"
+
+
+def test_rating_with_complaint_reopens_conversation(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 (bad) to 5 (great).")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+    dispatch(state)
+
+    complaint = "1\nThe parcel still has not arrived, please call me back!"
+    post_inbound(client, whatsapp_channel, complaint)
+
+    target = conversation_id(state)
+    with state.session_factory() as session:
+        [answer] = session.scalars(select(SatisfactionAnswer)).all()
+        conversation = session.get(Conversation, target)
+        assert (answer.kind, answer.score, answer.answer) == ("rating", 1, "1")
+        assert session.get(Message, answer.message_id).text == complaint
+        assert conversation.status == "open"
+        assert conversation.unread_count >= 1
 
 
 def test_ordinary_reply_is_no_answer(client, state, agent, whatsapp_channel, twilio):

@@ -259,6 +259,29 @@ def test_merge_prefers_agent_set_name(state, agent, whatsapp_channel, email_chan
         assert (contact.name, contact.name_set_by_agent) == ("Grace Hopper", True)
 
 
+@pytest.mark.parametrize(
+    ("kept_zone", "merged_zone", "expected"),
+    [
+        ("Europe/Berlin", "America/New_York", "Europe/Berlin"),
+        (None, "America/New_York", "America/New_York"),
+        ("Europe/Berlin", None, "Europe/Berlin"),
+        (None, None, None),
+    ],
+)
+def test_merge_keeps_own_time_zone_else_takes_other(
+    state, agent, whatsapp_channel, email_channel, kept_zone, merged_zone, expected
+):
+    phone = contact_of(state, receive(state, whatsapp_channel.id, PHONE, "hi").conversation_id)
+    mail = contact_of(state, receive_mail(state, email_channel.id, EMAIL, "hi").conversation_id)
+    edit(state, phone, {"time_zone": kept_zone})
+    edit(state, mail, {"time_zone": merged_zone})
+
+    merge(state, agent, phone, mail)
+
+    with state.session_factory() as session:
+        assert session.get(Contact, phone).time_zone == expected
+
+
 def test_search_finds_by_name_email_and_phone_digits(state, agent, grace, whatsapp_channel):
     receive(state, whatsapp_channel.id, "+4915112345678", "Hallo")
     with state.session_factory() as session:

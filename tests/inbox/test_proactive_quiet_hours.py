@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -130,3 +130,53 @@ def test_phone_with_several_zones():
     assert zone_for_phone(australia, BERLIN, now) is None
     # The United Kingdom's mobile numbers map to zones that share one offset.
     assert zone_for_phone("+447911123456", BERLIN, now) is not None
+
+
+def test_second_pass_of_repeated_hour_ends_after_now():
+    # 01:10 EST, the second 01:10 of 1 November 2026 in New York: the first 01:30 (EDT,
+    # 05:30 UTC) is past, so the quiet hours end at 01:30 EST.
+    quiet = QuietHours(time(21, 0), time(1, 30))
+    now = utc(2026, 11, 1, 6, 10)
+
+    end = quiet_until(now, NEW_YORK, quiet)
+
+    assert end == utc(2026, 11, 1, 6, 30)
+    assert end > now
+    assert next_allowed_time(now, NEW_YORK, quiet) == end
+
+
+def test_first_pass_of_repeated_hour_takes_first_end():
+    # 01:10 EDT, the first pass on the same night: the quiet hours end at 01:30 EDT.
+    quiet = QuietHours(time(21, 0), time(1, 30))
+
+    assert quiet_until(utc(2026, 11, 1, 5, 10), NEW_YORK, quiet) == utc(2026, 11, 1, 5, 30)
+
+
+def test_skipped_local_day_ends_next_morning():
+    # Samoa skipped 30 December 2011: 23:59:59 on the 29th (UTC-10) was followed by 00:00
+    # on the 31st (UTC+14). Quiet from 21:00 on the 29th, the next 08:00 is on the 31st.
+    apia = ZoneInfo("Pacific/Apia")
+    now = utc(2011, 12, 30, 8, 0)  # 22:00 on 29 December, local time
+
+    end = quiet_until(now, apia, NIGHT)
+
+    assert end is not None
+    assert end.astimezone(apia) == datetime(2011, 12, 31, 8, 0, tzinfo=apia)
+    assert end == utc(2011, 12, 30, 18, 0)
+
+
+@pytest.mark.parametrize("zone_name", ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Pacific/Apia"])
+@pytest.mark.parametrize("span", ["21:00-01:30", "00:30-02:30", "01:00-01:45", "22:00-00:00"])
+def test_end_always_after_now(zone_name, span):
+    # Every ten minutes across the year's two changes, and Samoa's skipped day.
+    zone = ZoneInfo(zone_name)
+    quiet = parse_quiet_hours(span)
+    starts = [utc(2026, 3, 7, 0, 0), utc(2026, 10, 2, 0, 0), utc(2026, 10, 24, 0, 0), utc(2011, 12, 29, 0, 0)]
+    for start in starts:
+        for step in range(3 * 24 * 6):
+            now = start + timedelta(minutes=10 * step)
+            end = quiet_until(now, zone, quiet)
+            if end is None:
+                continue
+            assert end > now, f"{zone_name} {span}: end {end} is not after {now}"
+            assert not quiet.contains(end.astimezone(zone).time().replace(tzinfo=None)), f"{zone_name} {span}: {end} is quiet"

@@ -1,0 +1,69 @@
+"""Parsing a customer's reply to the satisfaction question."""
+
+from __future__ import annotations
+
+import pytest
+
+from inbox.proactive.satisfaction import parse_answer
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "score"),
+    [
+        ("5", "rating", 5),
+        ("5!", "rating", 5),
+        (" 4 / 5 ", "rating", 4),
+        ("\n\n3\n", "rating", 3),
+        ("Yes", "yes_no", 1),
+        ("y.", "yes_no", 1),
+        ("NO", "yes_no", 0),
+    ],
+)
+def test_answer_line_parsed(text, kind, score):
+    parsed = parse_answer(text)
+    assert parsed is not None
+    assert parsed.kind == kind
+    assert parsed.score == score
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "6", "0", "It still has not arrived", "2 parcels are missing", "nope", "5 stars and more"],
+)
+def test_other_text_is_no_answer(text):
+    assert parse_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1", "3", "5", "4/5", "yes", "5\nThanks!", "Yes\nall good now", "4\n" + "x" * 40],
+)
+def test_bare_answer_is_only_answer(text):
+    parsed = parse_answer(text)
+    assert parsed is not None
+    assert parsed.only_answer is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No",
+        "n",
+        "no\nthanks",
+        "1\nThe parcel still has not arrived, please call me back!",
+        "3\nok",
+        "5\n" + "x" * 41,
+        "5\nThanks\nOne more thing: the invoice is wrong.",
+        "yes\nbut can you send the invoice?",
+    ],
+)
+def test_answer_needing_agent_is_not_only_answer(text):
+    parsed = parse_answer(text)
+    assert parsed is not None
+    assert parsed.only_answer is False
+
+
+def test_stored_answer_is_first_line():
+    parsed = parse_answer("1\nThe parcel still has not arrived")
+    assert parsed is not None
+    assert parsed.answer == "1"
