@@ -152,6 +152,11 @@ export class InboxApp {
   start() {
     this.bindShortcuts();
     document.addEventListener('visibilitychange', () => this.markSelectedReadIfNeeded());
+    // A link or an edited address such as #conversation=2 opens that conversation in this tab.
+    window.addEventListener('hashchange', () => {
+      const requested = conversationIdFromHash();
+      if (requested !== null && requested !== this.selectedId && this.listReady) this.select(requested, { immediate: true });
+    });
     window.setInterval(() => refreshRelativeTimes(document), TIME_REFRESH_MS);
 
     // Subscribe before the first page is fetched. Events that arrive meanwhile wait in
