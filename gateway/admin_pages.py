@@ -161,7 +161,7 @@ def revoke_token_page(token_id: int) -> Any:
         return _render_account(404, error=error.message)
     db().commit()
     close_stale_connections(agent.id)
-    flash(f"The token {row.name} is revoked.", "notice")
+    flash(f"The token \"{row.name}\" is revoked.", "notice")
     return redirect(url_for("admin_pages.account_page", _anchor="tokens"), code=303)
 
 
@@ -258,7 +258,10 @@ def create_agent_page() -> Any:
     db().commit()
     log.info("agent %s created agent %s", signed_in_agent().id, created.id)
     if link is None:
-        flash(f"{created.email} is created; they choose their own password at their first sign-in.", "notice")
+        flash(
+            f"{created.email} is created. They sign in with the temporary password and must change it then.",
+            "notice",
+        )
         return redirect(url_for("admin_pages.agents_page"), code=303)
     return _render_agents(reset_link=link, reset_for=created)
 
