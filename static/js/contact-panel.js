@@ -113,11 +113,13 @@ export class ContactPanel {
       last_message_at: conversation.last_message_at,
       created_at: conversation.created_at,
     };
-    const known = items.some((item) => item.id === entry.id);
+    const known = items.find((item) => item.id === entry.id);
+    if (known && Object.keys(entry).every((key) => JSON.stringify(known[key]) === JSON.stringify(entry[key]))) return;
     const updated = known ? items.map((item) => (item.id === entry.id ? { ...item, ...entry } : item)) : [entry, ...items];
     updated.sort((a, b) => Date.parse(b.last_message_at ?? 0) - Date.parse(a.last_message_at ?? 0));
     this.profile = { ...this.profile, conversations: { ...this.profile.conversations, items: updated } };
-    this.render();
+    // An open edit form keeps its input and error; the list is drawn again when the edit ends.
+    if (this.editing === null) this.render();
   }
 
   heading() {
