@@ -94,6 +94,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(proactive_log.blueprint)
     realtime.init_app(app, state)
     api.init_app(app)
+    # After api.init_app, because the page errors replace its 404 handler for pages.
+    pages.init_error_pages(app)
     return app
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from gateway.admin_api import (
     audit_page_limit,
@@ -29,6 +27,7 @@ from gateway.admin_api import (
     signed_in_agent,
 )
 from gateway.auth import ROLE_RANK, csrf_token, current_agent, db, session_limits
+from gateway.pages import page_role
 from inbox.agents import (
     MIN_PASSWORD_LENGTH,
     change_own_password,
@@ -57,26 +56,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("admin_pages", __name__)
 
 ROLES = [role.value for role in Role]
-
-
-def page_role(role: Role) -> Callable:
-    """Decorate a page so that agents below ``role`` get a 403 page."""
-
-    def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if ROLE_RANK.get(signed_in_agent().role, -1) < ROLE_RANK[role.value]:
-                abort(403, description=f"This page needs the {role.value} role.")
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
-@blueprint.errorhandler(403)
-def _forbidden(error: Any) -> Any:
-    return render_template("admin_forbidden.html", message=error.description), 403
 
 
 @blueprint.app_context_processor
@@ -182,7 +161,7 @@ def revoke_token_page(token_id: int) -> Any:
         return _render_account(404, error=error.message)
     db().commit()
     close_stale_connections(agent.id)
-    flash(f"The token {row.name} is revoked.", "notice")
+    flash(f"The token \"{row.name}\" is revoked.", "notice")
     return redirect(url_for("admin_pages.account_page", _anchor="tokens"), code=303)
 
 
@@ -279,7 +258,10 @@ def create_agent_page() -> Any:
     db().commit()
     log.info("agent %s created agent %s", signed_in_agent().id, created.id)
     if link is None:
-        flash(f"{created.email} is created; they choose their own password at their first sign-in.", "notice")
+        flash(
+            f"{created.email} is created. They sign in with the temporary password and must change it then.",
+            "notice",
+        )
         return redirect(url_for("admin_pages.agents_page"), code=303)
     return _render_agents(reset_link=link, reset_for=created)
 

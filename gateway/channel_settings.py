@@ -33,6 +33,7 @@ from channels.whatsapp import TwilioSettings
 from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.config import Config
+from gateway.pages import page_role
 from inbox.audit import Action, record_audit, setting_changes
 from inbox.channel_config import (
     email_folders,
@@ -404,13 +405,13 @@ def update_channel(id: int) -> Any:  # noqa: A002 - the API's path parameter is 
 
 
 @blueprint.get("/channels")
-@require_role(Role.ADMIN)
+@page_role(Role.ADMIN)
 def channels_page() -> Any:
     return _render_channels_page()
 
 
 @blueprint.post("/channels/<id:channel_id>/folders")
-@require_role(Role.ADMIN)
+@page_role(Role.ADMIN)
 def save_folders(channel_id: int) -> Any:
     folders = [line for line in request.form.get("imap_folders", "").splitlines() if line.strip()]
     sent = request.form.get("sent_folder", "")
@@ -436,7 +437,9 @@ def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
 
 def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] | None = None) -> str:
     channels = channels_with_health(_public_url(), include_settings=False)
-    return render_template("channel_settings.html", channels=channels, error=error, form=form or {})
+    return render_template(
+        "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form or {}
+    )
 
 
 def _public_url() -> str:

@@ -221,10 +221,16 @@ def agent_create(email: str, name: str, role: str, password: str | None) -> None
 @click.option("--password", help="The new password (at least 10 characters); asked for when omitted.")
 def agent_password(email: str, password: str | None) -> None:
     """Set an agent's password; their open sessions end."""
-    from inbox.agents import set_password
+    from inbox.agents import find_agent_by_email, set_password
     from inbox.audit import Action, record_audit
 
     if password is None:
+        # Check the agent first, so a wrong email fails before the password is typed twice.
+        with _session() as session:
+            try:
+                find_agent_by_email(session, email)
+            except InboxError as error:
+                raise click.ClickException(error.message) from error
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with _session() as session:
         try:

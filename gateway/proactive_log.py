@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 
-from gateway.auth import ROLE_RANK, csrf_token, current_agent, db, error_response, require_role
+from gateway.auth import csrf_token, current_agent, db, error_response, require_role
+from gateway.pages import page_role
 from inbox.errors import InboxError, InvalidInput
 from inbox.models import Role
 from inbox.proactive.audit import CHANNELS, RESULTS, list_sends, parse_send_filter, send_to_dict
@@ -45,11 +46,9 @@ def _limit() -> int:
 
 
 @blueprint.get("/updates/log")
+@page_role(Role.MANAGER)
 def log_page() -> Any:
-    agent = current_agent()
-    if agent is None or ROLE_RANK.get(agent.role, -1) < ROLE_RANK[Role.MANAGER.value]:
-        abort(403)
     return render_template(
-        "updates_log.html", agent=agent, csrf_token=csrf_token(),
+        "updates_log.html", agent=current_agent(), csrf_token=csrf_token(),
         triggers=TRIGGERS, results=RESULTS, channels=CHANNELS,
     )

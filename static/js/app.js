@@ -152,6 +152,11 @@ export class InboxApp {
   start() {
     this.bindShortcuts();
     document.addEventListener('visibilitychange', () => this.markSelectedReadIfNeeded());
+    // A link or an edited address such as #conversation=2 opens that conversation in this tab.
+    window.addEventListener('hashchange', () => {
+      const requested = conversationIdFromHash();
+      if (requested !== null && requested !== this.selectedId && this.listReady) this.select(requested, { immediate: true });
+    });
     window.setInterval(() => refreshRelativeTimes(document), TIME_REFRESH_MS);
 
     // Subscribe before the first page is fetched. Events that arrive meanwhile wait in
@@ -641,8 +646,7 @@ export class InboxApp {
     switch (name) {
       case 'conversation.created':
       case 'conversation.updated':
-        if (payload.conversation) this.mergeConversation(payload.conversation, { insert: true });
-        if (Array.isArray(payload.activities)) this.applyActivities(payload.activities);
+        if (payload.conversation) this.applyConversationEvent(payload.conversation, payload.activities);
         break;
       case 'message.created':
         this.applyMessageCreated(payload);
@@ -658,6 +662,40 @@ export class InboxApp {
         this.collab.applyEvent(name, payload);
         break;
     }
+  }
+
+  /**
+   * Apply a conversation event. An event that changed the status without its activity (a
+   * customer's message reopens a conversation in the same transaction as the message) makes the
+   * cached thread load its activities again, so the thread says why the status changed.
+   */
+  applyConversationEvent(conversation, activities) {
+    const previous = this.conversations.get(conversation.id);
+    this.mergeConversation(conversation, { insert: true });
+    this.contactPanel.updateConversation(conversation);
+    if (Array.isArray(activities)) {
+      this.applyActivities(activities);
+    } else if (previous && previous.status !== conversation.status) {
+      this.reloadActivities(conversation.id);
+    }
+  }
+
+  /** Fetch a cached thread's activities again; a thread that is not open is only forgotten. */
+  async reloadActivities(id) {
+    const cache = this.threads.get(id);
+    if (!cache) return;
+    if (id !== this.selectedId) {
+      this.threads.delete(id);
+      return;
+    }
+    let detail;
+    try {
+      detail = await this.api.getConversation(id);
+    } catch {
+      return; // The activity appears when the thread is opened again.
+    }
+    for (const activity of detail.activities ?? []) cache.activities.set(activity.id, activity);
+    if (id === this.selectedId) this.renderThread();
   }
 
   applyActivities(activities) {
@@ -676,7 +714,7 @@ export class InboxApp {
   }
 
   applyMessageCreated({ message, conversation }) {
-    if (conversation) this.mergeConversation(conversation, { insert: true });
+    if (conversation) this.applyConversationEvent(conversation, []);
     if (!message) return;
     this.storeMessage(message, { fromEvent: true });
     // A reply ends its author's typing at once, without waiting for the timeout.

@@ -97,6 +97,31 @@ export class ContactPanel {
     }
   }
 
+  /**
+   * Update the entry of a conversation in the shown contact's list from a live event, or add
+   * it at the top when it is new. The list keeps the newest message first.
+   */
+  updateConversation(conversation) {
+    if (!this.profile || conversation.contact?.id !== this.contactId) return;
+    const items = this.profile.conversations?.items ?? [];
+    const entry = {
+      id: conversation.id,
+      channel: conversation.channel,
+      subject: conversation.subject,
+      snippet: conversation.snippet,
+      status: conversation.status,
+      last_message_at: conversation.last_message_at,
+      created_at: conversation.created_at,
+    };
+    const known = items.find((item) => item.id === entry.id);
+    if (known && Object.keys(entry).every((key) => JSON.stringify(known[key]) === JSON.stringify(entry[key]))) return;
+    const updated = known ? items.map((item) => (item.id === entry.id ? { ...item, ...entry } : item)) : [entry, ...items];
+    updated.sort((a, b) => Date.parse(b.last_message_at ?? 0) - Date.parse(a.last_message_at ?? 0));
+    this.profile = { ...this.profile, conversations: { ...this.profile.conversations, items: updated } };
+    // An open edit form keeps its input and error; the list is drawn again when the edit ends.
+    if (this.editing === null) this.render();
+  }
+
   heading() {
     return h('h2', { class: 'contact-panel__title', id: 'contact-panel-title' }, 'Contact');
   }

@@ -322,6 +322,8 @@ export function bodySignature(message) {
 function authorName(message, conversation) {
   if (message.author?.name) return message.author.name;
   if (message.direction === 'inbound') return contactDisplayName(conversation?.contact);
+  // The scheduler sends proactive updates with no agent behind them.
+  if (message.automatic === 'proactive') return 'Automatic update';
   return message.author?.type === 'agent' ? 'Agent' : 'Switchboard';
 }
 

@@ -153,7 +153,7 @@ def test_teams_and_account_pages(page, live_server, admin):
     _check_page(page)
 
     page.get_by_role("button", name="Revoke the token nightly export").click()
-    expect(page.get_by_role("status")).to_contain_text("The token nightly export is revoked")
+    expect(page.get_by_role("status")).to_contain_text("The token \"nightly export\" is revoked")
     expect(page.get_by_label("New token")).to_have_count(0)
 
 

@@ -240,3 +240,20 @@ def test_channel_set_rejects_bad_values(run, assignment, message):
 
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_agent_password_unknown_email_asks_nothing(run):
+    unknown = run("agent", "password", "--email", "nobody@example.com", input="")
+
+    assert unknown.exit_code == 1
+    assert "No agent with email nobody@example.com" in unknown.output
+    assert "New password" not in unknown.output
+
+
+def test_agent_password_prompts_for_known_agent(run):
+    run("agent", "create", "--email", "a@example.com", "--name", "A", "--password", "first password")
+    changed = run("agent", "password", "--email", "a@example.com", input="second password\nsecond password\n")
+
+    assert changed.exit_code == 0
+    assert "New password" in changed.output
+    assert "Password of A <a@example.com> changed." in changed.output
