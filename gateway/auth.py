@@ -3,7 +3,8 @@
 Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS``. The guard
 runs before each request, so a new route is protected without remembering a decorator.
 Cookie-authenticated writes must carry the session's CSRF token (``X-CSRF-Token`` header or
-a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none.
+a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none. The endpoints
+in ``SIGN_IN_ONLY_ENDPOINTS`` (creating API tokens) need a cookie sign-in and reject API tokens.
 
 A sign-in ends after ``session_lifetime`` seconds without a request or ``session_absolute_lifetime``
 seconds after it began (``inbox.agents.SessionLimits``). While an agent's password is a
@@ -69,6 +70,13 @@ PUBLIC_ENDPOINTS = frozenset(
 # Endpoints that a browser signed in with a temporary password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = frozenset(
     {"admin_pages.change_password_page", "admin_api.change_password", "auth.logout", "api.me", "static"}
+)
+# Endpoints that reject API tokens: a leaked token must not create new tokens, which would
+# keep working after the leaked one is revoked.
+SIGN_IN_ONLY_ENDPOINTS = frozenset({"admin_api.create_token", "admin_pages.create_token_page"})
+SIGN_IN_REQUIRED_MESSAGE = (
+    "An API token cannot create another API token; sign in with your password and create it "
+    "on the Account page."
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_RANK = {Role.AGENT.value: 0, Role.MANAGER.value: 1, Role.ADMIN.value: 2}
@@ -175,6 +183,11 @@ def _guard() -> Any:
                 403, "password_change_required", "Choose a new password first: the current one is temporary."
             )
         return redirect(url_for("admin_pages.change_password_page"))
+    if g.get("token_auth") and request.endpoint in SIGN_IN_ONLY_ENDPOINTS:
+        log.warning("rejected an API token of agent %s on %s, which needs a sign-in", agent.id, request.endpoint)
+        if _wants_json():
+            return error_response(403, "sign_in_required", SIGN_IN_REQUIRED_MESSAGE)
+        abort(403, description=SIGN_IN_REQUIRED_MESSAGE)
     if request.method not in SAFE_METHODS and not g.get("token_auth"):
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
