@@ -5,7 +5,6 @@ No request or admin action happens in these tests: only the periodic check can n
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ import socketio
 from sqlalchemy import delete, select
 
 from inbox.models import AgentSession, ApiToken
+from tests.gateway.test_people_realtime import _connected_client
 from tests.gateway.test_proactive_scheduler import wait_until
 from tests.gateway.test_realtime import _session_cookie
 
@@ -23,14 +23,6 @@ WAIT_SECONDS = 10
 @pytest.fixture
 def config(config):
     return replace(config, session_lifetime=3600, session_absolute_lifetime=7200, socket_check_interval=0.2)
-
-
-def _connected_client(url: str, **connect_options) -> tuple[socketio.Client, threading.Event]:
-    disconnected = threading.Event()
-    client = socketio.Client(reconnection=False)
-    client.on("disconnect", lambda *args: disconnected.set())
-    client.connect(url, transports=["websocket"], **connect_options)
-    return client, disconnected
 
 
 def _age_sign_ins(state, **ages: timedelta) -> None:
