@@ -3,7 +3,8 @@
 Every endpoint needs a signed-in agent unless it is listed in ``PUBLIC_ENDPOINTS``. The guard
 runs before each request, so a new route is protected without remembering a decorator.
 Cookie-authenticated writes must carry the session's CSRF token (``X-CSRF-Token`` header or
-a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none.
+a ``csrf_token`` form field); requests with ``Authorization: Bearer`` need none. The endpoints
+in ``SIGN_IN_ONLY_ENDPOINTS`` (creating API tokens) need a cookie sign-in and reject API tokens.
 
 A sign-in ends after ``session_lifetime`` seconds without a request or ``session_absolute_lifetime``
 seconds after it began (``inbox.agents.SessionLimits``). While an agent's password is a
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -70,28 +74,59 @@ PUBLIC_ENDPOINTS = frozenset(
 PASSWORD_CHANGE_ENDPOINTS = frozenset(
     {"admin_pages.change_password_page", "admin_api.change_password", "auth.logout", "api.me", "static"}
 )
+# Endpoints that reject API tokens: a leaked token must not create new tokens, which would
+# keep working after the leaked one is revoked.
+SIGN_IN_ONLY_ENDPOINTS = frozenset({"admin_api.create_token", "admin_pages.create_token_page"})
+SIGN_IN_REQUIRED_MESSAGE = (
+    "An API token cannot create another API token; sign in with your password and create it "
+    "on the Account page."
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_RANK = {Role.AGENT.value: 0, Role.MANAGER.value: 1, Role.ADMIN.value: 2}
 
 LOGIN_ATTEMPTS = 10
 LOGIN_WINDOW_SECONDS = 300
+# Seconds a sign-in attempt waits for a free password check before it gets 429.
+PASSWORD_CHECK_WAIT_SECONDS = 5.0
 
 
 class LoginThrottle:
-    """Sign-in attempts per client address and email: at most ``LOGIN_ATTEMPTS`` per window.
+    """Attempts per key (such as a client address and email): at most ``limit`` per window.
 
-    A successful sign-in clears the count.
+    Keys whose attempts have all left the window are dropped, so keys that an attacker
+    invents do not pile up in memory.
     """
 
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(
+        self, limit: int = LOGIN_ATTEMPTS, window_seconds: float = LOGIN_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._attempts: dict[str, deque[float]] = {}
+        self._last_sweep = clock()
         self._lock = threading.Lock()
 
+    def key_count(self) -> int:
+        """Return how many keys have attempts stored."""
+        with self._lock:
+            return len(self._attempts)
+
     def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures[key]
-        while failures and failures[0] < now - LOGIN_WINDOW_SECONDS:
-            failures.popleft()
-        return failures
+        attempts = self._attempts.get(key) or deque()
+        while attempts and attempts[0] <= now - self.window_seconds:
+            attempts.popleft()
+        return attempts
+
+    def _sweep(self, now: float) -> None:
+        """Drop every key without attempts in the window; runs at most once per window."""
+        if now - self._last_sweep < self.window_seconds:
+            return
+        self._last_sweep = now
+        for key in list(self._attempts):
+            if not self._recent(key, now):
+                del self._attempts[key]
 
     def try_attempt(self, key: str) -> bool:
         """Count one attempt for ``key`` and return False when the limit is already reached.
@@ -100,16 +135,60 @@ class LoginThrottle:
         guesses from all passing the check before any of them is recorded.
         """
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
+            self._sweep(now)
             attempts = self._recent(key, now)
-            if len(attempts) >= LOGIN_ATTEMPTS:
+            if len(attempts) >= self.limit:
                 return False
             attempts.append(now)
+            self._attempts[key] = attempts
             return True
+
+    def retry_after(self, key: str) -> int:
+        """Return the whole seconds until ``key`` may try again (at least 1)."""
+        with self._lock:
+            now = self._clock()
+            attempts = self._recent(key, now)
+            if len(attempts) < self.limit:
+                return 1
+            return max(1, math.ceil(attempts[0] + self.window_seconds - now))
+
+    def release(self, key: str) -> None:
+        """Remove the newest attempt of ``key``, for example one that succeeded."""
+        with self._lock:
+            attempts = self._attempts.get(key)
+            if attempts:
+                attempts.pop()
+            if not attempts:
+                self._attempts.pop(key, None)
 
     def reset(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            self._attempts.pop(key, None)
+
+
+class PasswordChecks:
+    """A limit on the password checks that run at once in this process.
+
+    Each check hashes with scrypt, which takes about 32 MiB with Werkzeug's parameters
+    (n=2**15, r=8 in Werkzeug 3.1), so unlimited parallel sign-in attempts would grow memory
+    without bound. An attempt waits up to ``wait_seconds`` for a free slot.
+    """
+
+    def __init__(self, concurrency: int, wait_seconds: float = PASSWORD_CHECK_WAIT_SECONDS) -> None:
+        self.concurrency = concurrency
+        self.wait_seconds = wait_seconds
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Hold a slot while the block runs; yield False when none was free in time."""
+        acquired = self._slots.acquire(timeout=self.wait_seconds)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._slots.release()
 
 
 def db() -> Session:
@@ -175,6 +254,11 @@ def _guard() -> Any:
                 403, "password_change_required", "Choose a new password first: the current one is temporary."
             )
         return redirect(url_for("admin_pages.change_password_page"))
+    if g.get("token_auth") and request.endpoint in SIGN_IN_ONLY_ENDPOINTS:
+        log.warning("rejected an API token of agent %s on %s, which needs a sign-in", agent.id, request.endpoint)
+        if _wants_json():
+            return error_response(403, "sign_in_required", SIGN_IN_REQUIRED_MESSAGE)
+        abort(403, description=SIGN_IN_REQUIRED_MESSAGE)
     if request.method not in SAFE_METHODS and not g.get("token_auth"):
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
@@ -226,7 +310,13 @@ def _security_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    config = app.extensions["switchboard"].config
+    # Per client address and email, and per address whatever the email, so that trying
+    # many emails from one address is limited too. NOTE: the counts are per process, so
+    # several web processes each allow the full limits.
     app.extensions["switchboard.login_throttle"] = LoginThrottle()
+    app.extensions["switchboard.login_address_throttle"] = LoginThrottle(config.login_address_attempts)
+    app.extensions["switchboard.password_checks"] = PasswordChecks(config.password_check_concurrency)
     # Wrong current passwords on the password change, per agent, with the sign-in's limits.
     app.extensions["switchboard.password_throttle"] = LoginThrottle()
     app.before_request(_guard)
@@ -260,20 +350,32 @@ def login() -> Any:
 
     email = request.form.get("email", "").strip().lower()
     throttle: LoginThrottle = current_app.extensions["switchboard.login_throttle"]
-    key = f"{request.remote_addr}|{email}"
-    if not throttle.try_attempt(key):
-        log.warning("login throttled for %s", request.remote_addr)
-        return render_template(
-            "login.html", error="Too many failed attempts. Wait a few minutes and try again.",
-            next_url=next_url, csrf_token=csrf_token(),
-        ), 429
+    address_throttle: LoginThrottle = current_app.extensions["switchboard.login_address_throttle"]
+    address = request.remote_addr or ""
+    key = f"{address}|{email}"
+    for limiter, limited_key in ((throttle, key), (address_throttle, address)):
+        if not limiter.try_attempt(limited_key):
+            log.warning("login throttled for %s", address)
+            return _login_refused(
+                "Too many failed attempts. Wait a few minutes and try again.", next_url,
+                limiter.retry_after(limited_key),
+            )
 
-    agent = authenticate(db(), email, request.form.get("password", ""))
+    checks: PasswordChecks = current_app.extensions["switchboard.password_checks"]
+    with checks.slot() as free:
+        if not free:
+            log.warning("login from %s rejected: all %d password checks busy", address, checks.concurrency)
+            return _login_refused(
+                "Too many sign-ins at once. Wait a few seconds and try again.", next_url,
+                math.ceil(checks.wait_seconds),
+            )
+        agent = authenticate(db(), email, request.form.get("password", ""))
     if agent is None:
         return render_template(
             "login.html", error="The email or password is wrong.", next_url=next_url, csrf_token=csrf_token()
         ), 401
 
+    address_throttle.release(address)  # a colleague's success does not use up the address's limit
     throttle.reset(key)
     session.clear()  # nothing from before the sign-in carries over
     session.permanent = True
@@ -284,6 +386,11 @@ def login() -> Any:
     if agent.must_change_password:
         return redirect(url_for("admin_pages.change_password_page"))
     return redirect(_safe_next(next_url))
+
+
+def _login_refused(error: str, next_url: str | None, retry_after: int) -> Any:
+    page = render_template("login.html", error=error, next_url=next_url, csrf_token=csrf_token())
+    return page, 429, {"Retry-After": str(retry_after)}
 
 
 @blueprint.route("/logout", methods=["POST"])

@@ -31,6 +31,9 @@ DEFAULT_INSTANCE_DIR = (
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 OUTSIDE_WINDOW_CHOICES = ("hold", "reject")
 EMAIL_FALLBACK_CHOICES = ("offer", "automatic")
+# A lower per-address limit would reject people behind one office address before the
+# per-email limit of 10 reports that their password is wrong.
+LOGIN_ATTEMPTS_MINIMUM = 10
 # Read elsewhere: the config file's name, the test suite's database, the OAuth 2.0 secrets
 # that `switchboard channel add email` and `channel reauthorize` take, and the Meta
 # credentials that `switchboard channel add whatsapp --provider meta` stores on the channel.
@@ -72,6 +75,13 @@ class Config:
     session_absolute_lifetime: int = 7 * 24 * 3600
     # Seconds a password reset link that an admin created stays valid.
     password_reset_lifetime: int = 24 * 3600
+    # Sign-in attempts per client address in 5 minutes, whatever the email; successful ones
+    # do not count.
+    login_address_attempts: int = 50
+    # Password checks that run at once per web process; each takes about 32 MiB (scrypt).
+    password_check_concurrency: int = 4
+    # Seconds between checks of every live Socket.IO connection against its sign-in's limits.
+    socket_check_interval: float = 30.0
     # Send session cookies only over HTTPS; always on when public_url is https.
     secure_cookies: bool = False
     imap_poll_interval: float = 60.0
@@ -196,6 +206,13 @@ class Config:
                 f"{self.session_absolute_lifetime} are invalid; give at least 60 seconds for the idle "
                 "timeout and an absolute lifetime no shorter than it."
             )
+        for name, value, minimum in (
+            ("login_address_attempts", self.login_address_attempts, LOGIN_ATTEMPTS_MINIMUM),
+            ("password_check_concurrency", self.password_check_concurrency, 1),
+            ("socket_check_interval", self.socket_check_interval, 1),
+        ):
+            if value < minimum:
+                raise ConfigError(f"{PREFIX}{name.upper()}={value} is invalid; give at least {minimum}.")
         if not 300 <= self.password_reset_lifetime <= 30 * 24 * 3600:
             raise ConfigError(
                 f"{PREFIX}PASSWORD_RESET_LIFETIME={self.password_reset_lifetime} is invalid; give from "

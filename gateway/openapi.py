@@ -1009,8 +1009,9 @@ _PEOPLE_PATHS: dict[str, Any] = {
         "get": {"summary": "One's own API tokens (never the tokens themselves)", "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": _ref("ApiToken")}}}, "The tokens."), **_ERRORS}},
         "post": {
             "summary": "Create a personal API token; the response is the only time it is shown",
+            "description": "Needs the session cookie of a password sign-in: a request authenticated by an API token gets 403 sign_in_required.",
             "requestBody": _body({"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 200}}}),
-            "responses": {"201": _json({"allOf": [_ref("ApiToken"), {"type": "object", "properties": {"token": {"type": "string"}}}]}, "The token."), "400": _INVALID, **_ERRORS},
+            "responses": {"201": _json({"allOf": [_ref("ApiToken"), {"type": "object", "properties": {"token": {"type": "string"}}}]}, "The token."), "400": _INVALID, **_ERRORS, "403": _json(_ref("Error"), "sign_in_required (an API token was sent), or a missing CSRF token.")},
         },
     },
     "/me/tokens/{token_id}": {

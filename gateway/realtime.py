@@ -11,9 +11,12 @@ agent's room, ``agent:<id>``, both live and on replay.
 
 ``typing`` and ``presence`` are ephemeral: they are relayed, not stored, and carry no id.
 
-A connection lasts only as long as its credential: when an agent is disabled, a sign-in
+A connection lasts only as long as its credential. When an agent is disabled, a sign-in
 ends or a token is revoked, ``check_agent_connections`` closes the agent's connections
-whose sign-in or token no longer works.
+whose sign-in or token no longer works. Besides, ``ConnectionChecker`` checks every
+connection every ``socket_check_interval`` seconds, so a connection also closes when its
+sign-in passes the idle timeout or the absolute lifetime, or when another process
+revoked its credential.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from flask import Flask, request, session
 from flask_socketio import SocketIO, emit, join_room
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inbox.agents import SessionLimits, agent_for_session, agent_for_token
@@ -82,6 +86,15 @@ class Presence:
                 for sid, agent in self._agents.items() if agent["id"] == agent_id
             ]
 
+    def all_credentials(self) -> list[tuple[str, str | None, str | None]]:
+        """Return (sid, sign-in token, API token) of every connection."""
+        with self._lock:
+            return [(sid, self._sign_ins.get(sid), self._tokens.get(sid)) for sid in self._agents]
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return bool(self._agents)
+
     def sids_of_sign_in(self, sign_in: str) -> list[str]:
         with self._lock:
             return [sid for sid, token in self._sign_ins.items() if token == sign_in]
@@ -138,6 +151,72 @@ def _still_valid(
         return agent is not None
 
 
+class ConnectionChecker:
+    """The check that closes live connections whose sign-in or API token stopped working.
+
+    ``check`` runs for one agent after an admin action. The background loop checks every
+    connection each ``interval`` seconds, because a sign-in also ends by time alone (the
+    idle timeout and the absolute lifetime), with no request that could notice it. The
+    loop runs only while this process has connections: the first connection starts it,
+    and it stops when it finds none.
+    """
+
+    def __init__(
+        self, socketio: SocketIO, presence: Presence, session_factory: sessionmaker[Session],
+        limits: SessionLimits, interval: float,
+    ) -> None:
+        self._socketio = socketio
+        self._presence = presence
+        self._session_factory = session_factory
+        self._limits = limits
+        self.interval = interval
+        self._running = False
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._running
+
+    def check(self, connections: list[tuple[str, str | None, str | None]]) -> int:
+        """Disconnect each (sid, sign-in token, API token) whose credential failed; return how many."""
+        closed = 0
+        for sid, sign_in, token in connections:
+            try:
+                valid = _still_valid(self._session_factory, self._limits, sign_in, token)
+            except SQLAlchemyError:
+                log.exception("failed to check the credential of Socket.IO connection %s", sid)
+                continue
+            if not valid:
+                self._socketio.server.disconnect(sid)
+                closed += 1
+        return closed
+
+    def ensure_running(self) -> None:
+        """Start the background loop unless it is running. Call after adding a connection."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self._socketio.start_background_task(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self._socketio.sleep(self.interval)
+            with self._lock:
+                # Decided under the lock, so that a connection added now starts a new loop.
+                if not self._presence:
+                    self._running = False
+                    return
+            try:
+                closed = self.check(self._presence.all_credentials())
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("the periodic check of Socket.IO connections failed")
+                continue
+            if closed:
+                log.info("closed %d Socket.IO connection(s) whose sign-in or token ended", closed)
+
+
 def _replay(session_factory: sessionmaker[Session], auth: Any, agent_id: int) -> None:
     last = auth.get("last_event_id") if isinstance(auth, dict) else None
     if last is None:
@@ -170,30 +249,28 @@ def init_app(app: Flask, state: Any) -> None:
     use_online_agents(session_factory, online)
 
     def disconnect_sign_in(sign_in: str) -> None:
-        # NOTE: only sockets on this process; with several web processes the others keep
-        # theirs until they reconnect, when the revoked sign-in is refused.
+        # Only sockets on this process close at once; other web processes close theirs at
+        # their next periodic check (ConnectionChecker).
         for sid in presence.sids_of_sign_in(sign_in):
             socketio.server.disconnect(sid)
 
     limits = SessionLimits(state.config.session_lifetime, state.config.session_absolute_lifetime)
+    checker = ConnectionChecker(socketio, presence, session_factory, limits, state.config.socket_check_interval)
 
     def check_agent_connections(agent_id: int) -> int:
         """Close the agent's connections whose credential stopped working; return how many.
 
-        Call it after the change committed. NOTE: only sockets on this process; with several
-        web processes the others keep theirs until they reconnect and are refused.
+        Call it after the change committed. Only sockets on this process close at once;
+        other web processes close theirs at their next periodic check.
         """
-        closed = 0
-        for sid, sign_in, token in presence.credentials_of_agent(agent_id):
-            if not _still_valid(session_factory, limits, sign_in, token):
-                socketio.server.disconnect(sid)
-                closed += 1
+        closed = checker.check(presence.credentials_of_agent(agent_id))
         if closed:
             log.info("closed %d Socket.IO connection(s) of agent %s", closed, agent_id)
         return closed
 
     app.extensions["switchboard.disconnect_session"] = disconnect_sign_in
     app.extensions["switchboard.check_agent_connections"] = check_agent_connections
+    app.extensions["switchboard.connection_checker"] = checker
 
     @socketio.on("connect")
     def connect(auth: Any = None) -> bool:
@@ -204,6 +281,7 @@ def init_app(app: Flask, state: Any) -> None:
             return False
         token = auth.get("token") if isinstance(auth, dict) and isinstance(auth.get("token"), str) else None
         presence.add(request.sid, agent, None if token else sign_in, token)
+        checker.ensure_running()
         online.connected(agent["id"])
         join_room(AGENTS_ROOM)
         join_room(agent_room(agent["id"]))

@@ -250,16 +250,26 @@ def add_agent(
     return agent
 
 
-def _other_active_admins(session: Session, agent: Agent) -> int:
-    return session.scalar(
-        select(func.count(Agent.id)).where(
-            Agent.role == Role.ADMIN.value, Agent.is_active.is_(True), Agent.id != agent.id
-        )
-    ) or 0
+def _lock_active_admins(session: Session) -> list[int]:
+    """Lock the rows of the active admins and return their ids.
+
+    Two admins who demote or disable each other at the same moment would otherwise both
+    count the other as the remaining admin under read committed, and both commit. With the
+    rows locked (``FOR UPDATE``, in id order so that two callers cannot deadlock), the second
+    caller waits for the first to commit and then counts the committed state. SQLite ignores
+    ``FOR UPDATE`` and needs no lock there: every transaction begins with ``BEGIN IMMEDIATE``
+    (``inbox.db``), so transactions run one at a time.
+    """
+    return list(session.scalars(
+        select(Agent.id)
+        .where(Agent.role == Role.ADMIN.value, Agent.is_active.is_(True))
+        .order_by(Agent.id)
+        .with_for_update()
+    ))
 
 
 def _keep_an_admin(session: Session, agent: Agent, change: str) -> None:
-    if agent.role == Role.ADMIN.value and agent.is_active and _other_active_admins(session, agent) == 0:
+    if _lock_active_admins(session) == [agent.id]:
         raise Conflict(
             f"{agent.email} is the only active admin; make another agent admin before you {change}.",
             code="last_admin",

@@ -331,7 +331,8 @@ def test_password_change_attempts_are_limited(app, agent, api_token):
 
 def test_token_is_shown_once_and_stored_hashed(app, state, agent, api_token):
     client = app.test_client()
-    created = client.post("/api/v1/me/tokens", json={"name": "reports"}, headers=_bearer(api_token))
+    csrf = login(client)
+    created = client.post("/api/v1/me/tokens", json={"name": "reports"}, headers={"X-CSRF-Token": csrf})
     token = created.json["token"]
     listed = client.get("/api/v1/me/tokens", headers=_bearer(api_token)).json["items"]
 
@@ -348,7 +349,9 @@ def test_token_is_shown_once_and_stored_hashed(app, state, agent, api_token):
 
 def test_revoked_token_stops_working(app, state, agent, api_token):
     client = app.test_client()
-    created = client.post("/api/v1/me/tokens", json={"name": "short-lived"}, headers=_bearer(api_token)).json
+    browser = app.test_client()
+    csrf = login(browser)
+    created = browser.post("/api/v1/me/tokens", json={"name": "short-lived"}, headers={"X-CSRF-Token": csrf}).json
 
     revoked = client.delete(f"/api/v1/me/tokens/{created['id']}", headers=_bearer(api_token))
 
@@ -368,10 +371,35 @@ def test_token_of_someone_else_cannot_be_revoked(app, admin, api_token):
     assert client.get("/api/v1/me", headers=_bearer(admin_token)).status_code == 200
 
 
-def test_token_name_is_required(app, api_token):
-    response = app.test_client().post("/api/v1/me/tokens", json={"name": "  "}, headers=_bearer(api_token))
+def test_token_name_is_required(app, agent):
+    client = app.test_client()
+    csrf = login(client)
+    response = client.post("/api/v1/me/tokens", json={"name": "  "}, headers={"X-CSRF-Token": csrf})
     assert response.status_code == 400
     assert response.json["error"]["field"] == "name"
+
+
+def test_api_token_cannot_create_tokens(app, state, agent, api_token):
+    client = app.test_client()
+    response = client.post("/api/v1/me/tokens", json={"name": "backup"}, headers=_bearer(api_token))
+    page = client.post("/account/tokens", data={"name": "backup"}, headers=_bearer(api_token))
+
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "sign_in_required"
+    assert "sign in with your password" in response.json["error"]["message"]
+    assert page.status_code == 403
+    assert b"sign in with your password" in page.data
+    with state.session_factory() as session:
+        assert list(session.scalars(select(ApiToken.name))) == ["tests"]
+        assert list(session.scalars(select(AuditEvent))) == []
+
+
+def test_token_creation_needs_csrf(app, agent):
+    client = app.test_client()
+    login(client)
+    response = client.post("/api/v1/me/tokens", json={"name": "reports"})
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "csrf_failed"
 
 
 def test_own_sign_ins_are_listed_and_ended(app, agent):

@@ -8,8 +8,10 @@ import threading
 import pytest
 import requests
 import socketio
+from sqlalchemy import select
 
 from inbox.agents import create_agent, create_api_token
+from inbox.models import Agent, ApiToken
 from tests.conftest import AGENT_PASSWORD
 from tests.gateway.test_realtime import _session_cookie
 
@@ -56,12 +58,15 @@ def test_disabling_closes_live_connections_and_refuses_new_ones(live_server, age
         by_token.disconnect()
 
 
-def test_revoking_a_token_closes_its_connection_only(live_server, agent, api_token):
-    second = _api(live_server.url, "POST", "/api/v1/me/tokens", api_token, json={"name": "second"}).json()
+def test_revoking_a_token_closes_its_connection_only(live_server, state, agent, api_token):
+    with state.session_factory() as session:
+        second_token = create_api_token(session, session.get(Agent, agent.id), "second")
+        second_id = session.scalar(select(ApiToken.id).where(ApiToken.name == "second"))
+        session.commit()
     kept, kept_closed = _connected_client(live_server.url, auth={"token": api_token})
-    revoked, revoked_closed = _connected_client(live_server.url, auth={"token": second["token"]})
+    revoked, revoked_closed = _connected_client(live_server.url, auth={"token": second_token})
     try:
-        response = _api(live_server.url, "DELETE", f"/api/v1/me/tokens/{second['id']}", api_token)
+        response = _api(live_server.url, "DELETE", f"/api/v1/me/tokens/{second_id}", api_token)
 
         assert response.status_code == 204
         assert revoked_closed.wait(WAIT_SECONDS)
