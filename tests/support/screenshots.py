@@ -130,6 +130,15 @@ def _fill_demo_data(state, config: Config, base_url: str) -> str:
     api.post(f"{base_url}/api/v1/conversations/{by_name['Lena Vogel']}/messages", timeout=10, json={
         "text": "Hi Lena, sorry about that! I've asked the carrier for the delivery photo and will get back to you today.",
     }).raise_for_status()
+    # Administrative changes through the API, so the audit log has entries to show.
+    api.post(f"{base_url}/api/v1/teams", timeout=10, json={
+        "name": "Billing", "agent_ids": [agents["Ada Lovelace"], agents["Bob Okafor"]],
+    }).raise_for_status()
+    api.post(f"{base_url}/api/v1/agents", timeout=10, json={
+        "name": "Chen Wei", "email": "chen@shop.example", "role": "agent", "password": "first-day-password",
+    }).raise_for_status()
+    api.put(f"{base_url}/api/v1/agents/{agents['Bob Okafor']}/role", json={"role": "manager"},
+            timeout=10).raise_for_status()
     api.post(f"{base_url}/api/v1/conversations/{by_name['Lena Vogel']}/notes", timeout=10, json={
         "text": "@Ada Lovelace the carrier confirmed a safe-place delivery; please check the photo before refunding.",
     }).raise_for_status()
