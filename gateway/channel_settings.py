@@ -1,6 +1,7 @@
 """Provider settings of a channel: from CLI options to the stored JSON, and back to the
 settings objects that ``channels`` adapters take. Also the admin's channels page and the
-API route that changes an email channel's folders, with the health both show.
+API route that changes an email channel's folders, with the health both show. The page
+also sets each channel's default team, the team whose queue takes its new conversations.
 
 An email channel that signs in with OAuth 2.0 keeps its refresh token and its latest access
 token (with the expiry) in its settings. ``ChannelTokens`` hands that access token to the
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.email.imap import ImapSettings
@@ -31,6 +32,7 @@ from channels.email.oauth import (
 from channels.email.smtp import SmtpSettings
 from channels.whatsapp import TwilioSettings
 from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
+from gateway.admin_api import error_status
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.config import Config
 from gateway.pages import page_role
@@ -49,6 +51,7 @@ from inbox.mailboxes import folder_states, record_channel_error
 from inbox.models import Channel, MailboxCheckpoint, Role, utcnow
 from inbox.send_failures import SendFailureSummary, send_failure_summaries
 from inbox.serialize import isoformat
+from inbox.teams import list_teams, set_channel_default_team_audited
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +432,37 @@ def save_folders(channel_id: int) -> Any:
     return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}"), code=303)
 
 
+@blueprint.post("/channels/<id:channel_id>/default-team")
+@page_role(Role.MANAGER)
+def save_default_team(channel_id: int) -> Any:
+    """Set the channel's default team from the form; an empty value clears it."""
+    value = request.form.get("default_team_id", "").strip()
+    session = db()
+    try:
+        if value and not (value.isascii() and value.isdigit()):
+            raise InvalidInput(f"Invalid team id {value!r}. Pick a team from the list.", field="default_team_id")
+        channel = set_channel_default_team_audited(session, current_agent(), channel_id, int(value) if value else None)
+    except InboxError as error:
+        session.rollback()
+        log.info("channel %s: default team not saved: %s", channel_id, error.message)
+        form = {"team_channel_id": channel_id, "default_team_id": value}
+        return _render_channels_page(error=error, form=form), error_status(error)
+    session.commit()
+    flash(_default_team_notice(channel), f"channel-{channel.id}")
+    return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel.id}-team"), code=303)
+
+
+def _default_team_notice(channel: Channel) -> str:
+    team = channel.default_team
+    if team is None:
+        return f"Saved: new conversations on {channel.name} no longer go to a team."
+    if team.round_robin:
+        return (f"Saved: new conversations on {channel.name} go to {team.name}'s queue "
+                "and are assigned round robin to its online members.")
+    return (f"Saved: new conversations on {channel.name} go to {team.name}'s queue. "
+            f"Round robin is off for {team.name}, so they wait there unassigned.")
+
+
 def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
     changes = setting_changes(before, channel.settings)
     if changes:
@@ -437,8 +471,10 @@ def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
 
 def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] | None = None) -> str:
     channels = channels_with_health(_public_url(), include_settings=False)
+    default_teams = {channel.id: channel.default_team_id for channel in list_channels(db())}
     return render_template(
-        "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form or {}
+        "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form or {},
+        teams=list_teams(db()), default_teams=default_teams,
     )
 
 

@@ -370,10 +370,19 @@ export class ContactPanel {
         const candidates = (found.items ?? []).filter((contact) => contact.id !== kept.id);
         replaceChildren(results, candidates.length === 0
           ? h('p', { class: 'contact-panel__empty' }, 'No other contact matches.')
-          : h('ul', { class: 'contact-panel__list', 'aria-label': 'Matching contacts' }, candidates.map((contact) => h('li', {},
-            h('button', { type: 'button', class: 'contact-merge__candidate', onClick: () => showConfirm(contact) },
+          : h('ul', { class: 'contact-panel__list', 'aria-label': 'Matching contacts' }, candidates.map((contact) => {
+            // Marked from the panel's copy of this contact; the confirm step checks fresh profiles.
+            const clash = addressClash(kept.identities, contact.identities);
+            return h('li', {},
+              h('button', {
+                type: 'button',
+                class: `contact-merge__candidate${clash ? ' contact-merge__candidate--blocked' : ''}`,
+                onClick: () => showConfirm(contact),
+              },
               h('span', { class: 'contact-merge__candidate-name' }, contact.name?.trim() || `Contact #${contact.id}`),
-              h('span', { class: 'contact-merge__candidate-addresses' }, addressList(contact.identities)))))));
+              h('span', { class: 'contact-merge__candidate-addresses' }, addressList(contact.identities)),
+              clash ? h('span', { class: 'contact-merge__candidate-blocked' }, `Cannot merge: both have ${kindPhrase(clash.kind)}`) : null));
+          })));
       } catch (failure) {
         if (current === sequence) replaceChildren(results, h('p', { class: 'contact-panel__error' }, `Could not search: ${failure.message}`));
       }
@@ -383,11 +392,18 @@ export class ContactPanel {
       timer = window.setTimeout(search, SEARCH_DELAY_MS);
     });
 
-    const showConfirm = async (other) => {
+    const showConfirm = async (candidate) => {
       error.textContent = '';
       let page;
+      let keptNow;
+      let other;
       try {
-        page = await this.api.listContactConversations(other.id, { limit: 50 });
+        // Both profiles are read again, because an address may have moved since the search.
+        [page, keptNow, other] = await Promise.all([
+          this.api.listContactConversations(candidate.id, { limit: 50 }),
+          this.api.getContact(kept.id, { limit: 1 }),
+          this.api.getContact(candidate.id, { limit: 1 }),
+        ]);
       } catch (failure) {
         error.textContent = `Could not read that contact: ${failure.message}`;
         return;
@@ -403,14 +419,18 @@ export class ContactPanel {
         other.opted_out ? 'the opt-out from proactive WhatsApp messages' : null,
       ].filter(Boolean);
 
-      const mergeButton = h('button', { type: 'button', class: 'button button--primary' }, `Merge into ${keptName}`);
-      replaceChildren(confirm,
-        h('p', { id: 'contact-merge-summary' }, `Merging moves these from ${otherName} to ${keptName}:`),
-        h('ul', { class: 'contact-merge__moves' }, moving.map((line) => h('li', {}, line))),
-        h('p', { class: 'contact-panel__hint' }, `${keptName} keeps its name. Each conversation's history records the merge.`),
-        h('div', { class: 'contact-panel__actions' },
-          h('button', { type: 'button', class: 'button', onClick: () => { confirm.hidden = true; results.hidden = false; input.focus(); } }, 'Back'),
-          mergeButton));
+      const clash = addressClash(keptNow.identities, other.identities);
+      const mergeButton = h('button', { type: 'button', class: 'button button--primary', disabled: Boolean(clash) }, `Merge into ${keptName}`);
+      const backButton = h('button', { type: 'button', class: 'button', onClick: () => { confirm.hidden = true; results.hidden = false; input.focus(); } }, 'Back');
+      const explanation = clash
+        ? [h('p', { id: 'contact-merge-summary', class: 'contact-merge__blocked', role: 'alert' },
+          `${otherName} cannot be merged into ${keptName}: both have ${kindPhrase(clash.kind)} `
+          + `(${displayAddress(clash.keptValue)} and ${displayAddress(clash.otherValue)}). `
+          + 'A contact has one address of each kind, and replies on that kind of channel go to it.')]
+        : [h('p', { id: 'contact-merge-summary' }, `Merging moves these from ${otherName} to ${keptName}:`),
+          h('ul', { class: 'contact-merge__moves' }, moving.map((line) => h('li', {}, line))),
+          h('p', { class: 'contact-panel__hint' }, `${keptName} keeps its name. Each conversation's history records the merge.`)];
+      replaceChildren(confirm, ...explanation, h('div', { class: 'contact-panel__actions' }, backButton, mergeButton));
 
       mergeButton.setAttribute('aria-describedby', 'contact-merge-summary');
       mergeButton.addEventListener('click', async () => {
@@ -429,13 +449,30 @@ export class ContactPanel {
 
       results.hidden = true;
       confirm.hidden = false;
-      mergeButton.focus();
+      // A disabled button cannot take focus, so a blocked merge puts it on Back.
+      (clash ? backButton : mergeButton).focus();
     };
 
     document.body.append(dialog);
     dialog.showModal();
     input.focus();
   }
+}
+
+/**
+ * Return the first address kind that both contacts have, as `{ kind, keptValue, otherValue }`,
+ * or null. The server rejects such a merge (422 address_kind_taken), so the dialog blocks it first.
+ */
+function addressClash(keptIdentities, otherIdentities) {
+  const keptByKind = new Map((keptIdentities ?? []).map((identity) => [identity.kind, identity.value]));
+  const shared = (otherIdentities ?? []).find((identity) => keptByKind.has(identity.kind));
+  return shared ? { kind: shared.kind, keptValue: keptByKind.get(shared.kind), otherValue: shared.value } : null;
+}
+
+function kindPhrase(kind) {
+  if (kind === 'email') return 'an email address';
+  if (kind === 'phone') return 'a phone number';
+  return `an address of the kind ${kind}`;
 }
 
 function addressList(identities) {
