@@ -260,6 +260,8 @@ def set_channel_default_team_audited(session: Session, actor: Agent, channel_id:
     channel = session.get(Channel, channel_id)
     before = channel.default_team_id if channel is not None else None
     channel = set_channel_default_team(session, channel_id, team_id)
+    # The team is set through the relationship, so its id column is filled in only by a flush.
+    session.flush()
     if before != channel.default_team_id:
         record_audit(session, actor, Action.CHANNEL_CHANGED, "channel", channel.id, channel.name,
                      {"default_team_id": {"from": before, "to": channel.default_team_id}})

@@ -63,9 +63,6 @@ def test_saving_a_team_confirms(app, state, whatsapp_channel):
     assert "Saved:" not in reloaded
 
 
-# NOTE: inbox.teams.set_channel_default_team_audited compares default_team_id before the
-# session flushes the new relationship, so it finds no change and writes no audit row.
-@pytest.mark.xfail(strict=True, reason="the default team change is compared before the flush")
 def test_saving_a_team_writes_audit_row(app, state, whatsapp_channel):
     billing = _add_team(state, "Billing")
     client, csrf, admin = _sign_in_as(app, state, "admin")
