@@ -15,7 +15,7 @@ from inbox.models import Role
 
 blueprint = Blueprint("pages", __name__)
 
-# Paths that answer programs, not people: they keep JSON or the plain framework answers.
+# Paths that serve programs, not people, so they keep JSON or the framework's plain responses.
 NON_PAGE_PREFIXES = ("/api/", "/webhooks/", "/static/", "/socket.io/", "/healthz", "/metrics")
 
 ERROR_TITLES = {403: "Not allowed", 404: "Page not found"}
@@ -61,10 +61,10 @@ def admin_home() -> Any:
 
 
 def init_error_pages(app: Flask) -> None:
-    """Answer 403 and 404 on pages with the shared error page.
+    """Render the shared error page for 403 and 404 responses on pages.
 
     Register after ``api.init_app``, whose 404 handler this one replaces: API paths still get
-    the API's JSON errors, and webhooks and static files the framework's plain answers.
+    the API's JSON errors, and webhooks and static files the framework's plain responses.
     """
     app.register_error_handler(Forbidden, _error_page)
     app.register_error_handler(NotFound, _error_page)

@@ -2,7 +2,7 @@
 
 APScheduler 3 runs the sweep as an interval job kept in the app database
 (``SQLAlchemyJobStore``, table ``apscheduler_jobs``). After downtime the stored next run
-time lies in the past; with ``coalesce=True`` the missed runs become one, and
+time lies in the past. ``coalesce=True`` turns the missed runs into one, and
 ``misfire_grace_time`` (``SWITCHBOARD_SCHEDULER_MISFIRE_GRACE``) is far longer than the
 interval, so exactly one catch-up run happens. The sweep itself then finds what became due
 meanwhile, within the catch-up window (``inbox.proactive.sending``).
@@ -76,7 +76,7 @@ class LeaderLock:
         return self._connection is not None
 
     def try_acquire(self) -> bool:
-        """Take the lock if no other session holds it. Returns whether this one holds it now."""
+        """Take the lock unless another session has it. Returns whether this session has it now."""
         with self._guard:
             return self._try_acquire()
 

@@ -311,7 +311,7 @@ def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]
 def normalize_time_zone(value: str | None) -> str | None:
     """Return the IANA zone name in ``value`` with surrounding spaces removed, or None for none.
 
-    Raises ``InvalidInput`` when ``zoneinfo`` knows no zone of that name. The name must match
+    Raises ``InvalidInput`` when ``zoneinfo`` has no zone of that name. The name must match
     the tz database's spelling, case included, so it reads the same on every system.
     """
     name = (value or "").strip()

@@ -65,10 +65,10 @@ RESOLVED_STATUS = ConversationStatus.RESOLVED.value
 PERIODIC_STATUSES = (OPEN, PENDING)
 # Conversations per IN list when the triggers look up messages or activities.
 CHUNK = 500
-# An estimate costs a few queries that grow with the queue, so it is asked only when a
-# wait has just passed half and three quarters of its first-response target (within
-# RISK_CHECK_WINDOW, so a sweep every minute requests it twice at each point), and at most
-# MAX_ESTIMATES times per sweep, oldest conversations first.
+# An estimate costs a few queries that grow with the queue. It is requested only when a
+# wait has just passed half or three quarters of its first-response target, within
+# RISK_CHECK_WINDOW, so a sweep every minute requests it twice at each point. A sweep
+# requests at most MAX_ESTIMATES of them, oldest conversations first.
 # NOTE: a scheduler that is down over both points judges that wait by the target alone.
 RISK_CHECKPOINTS = (0.5, 0.75)
 RISK_CHECK_WINDOW = timedelta(minutes=2)

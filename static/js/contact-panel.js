@@ -114,11 +114,16 @@ export class ContactPanel {
       created_at: conversation.created_at,
     };
     const known = items.find((item) => item.id === entry.id);
-    // A copy older than the shown one, such as a late answer to a status change that a
+    // A copy older than the shown one, such as a late response to a status change that a
     // customer's message has overtaken, must not undo the newer state.
     if (known && Date.parse(entry.last_message_at ?? 0) < Date.parse(known.last_message_at ?? 0)) return;
     if (known && Object.keys(entry).every((key) => JSON.stringify(known[key]) === JSON.stringify(entry[key]))) return;
-    const updated = known ? items.map((item) => (item.id === entry.id ? { ...item, ...entry } : item)) : [entry, ...items];
+    let updated;
+    if (known) {
+      updated = items.map((item) => (item.id === entry.id ? { ...item, ...entry } : item));
+    } else {
+      updated = [entry, ...items];
+    }
     updated.sort((a, b) => Date.parse(b.last_message_at ?? 0) - Date.parse(a.last_message_at ?? 0));
     this.profile = { ...this.profile, conversations: { ...this.profile.conversations, items: updated } };
     // An open edit form keeps its input and error; the list is drawn again when the edit ends.
