@@ -98,22 +98,33 @@ def test_api_token_connects(live_server, api_token, whatsapp_channel, recorder):
     assert recorder.next("message.created")["message"]["text"] == "with a token"
 
 
-def test_reconnecting_client_receives_missed_events_in_order(live_server, agent, whatsapp_channel, recorder):
+def _disconnect_after_first_message(live_server, agent, channel, recorder) -> tuple[str, int]:
+    """Connect, receive one message.created, disconnect; return the cookie and that event's id."""
     cookie = _session_cookie(live_server.url, agent.email)
     recorder.client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
-    _post_inbound(live_server.url, whatsapp_channel, "+15551230000", "before the drop")
+    _post_inbound(live_server.url, channel, "+15551230000", "before the drop")
     last_seen = recorder.next("message.created")["event_id"]
     recorder.client.disconnect()
+    return cookie, last_seen
+
+
+def _reconnected(live_server, cookie: str, last_seen: int) -> Recorder:
+    again = Recorder()
+    again.client.connect(
+        live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]
+    )
+    return again
+
+
+def test_reconnecting_client_receives_missed_events_in_order(live_server, agent, whatsapp_channel, recorder):
+    cookie, last_seen = _disconnect_after_first_message(live_server, agent, whatsapp_channel, recorder)
 
     missed = [f"missed {index}" for index in range(10)]
     for text in missed:
         _post_inbound(live_server.url, whatsapp_channel, "+15551230000", text)
 
-    again = Recorder()
+    again = _reconnected(live_server, cookie, last_seen)
     try:
-        again.client.connect(
-            live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]
-        )
         replayed = [again.next("message.created") for _ in missed]
     finally:
         again.client.disconnect()
@@ -123,11 +134,7 @@ def test_reconnecting_client_receives_missed_events_in_order(live_server, agent,
 
 
 def test_reconnect_replays_all_50_missed_events(live_server, agent, whatsapp_channel, recorder):
-    cookie = _session_cookie(live_server.url, agent.email)
-    recorder.client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
-    _post_inbound(live_server.url, whatsapp_channel, "+15551230000", "before the drop")
-    last_seen = recorder.next("message.created")["event_id"]
-    recorder.client.disconnect()
+    cookie, last_seen = _disconnect_after_first_message(live_server, agent, whatsapp_channel, recorder)
 
     # Each inbound message of an existing conversation makes two events:
     # conversation.updated and message.created.
@@ -135,11 +142,8 @@ def test_reconnect_replays_all_50_missed_events(live_server, agent, whatsapp_cha
     for text in missed:
         _post_inbound(live_server.url, whatsapp_channel, "+15551230000", text)
 
-    again = Recorder()
+    again = _reconnected(live_server, cookie, last_seen)
     try:
-        again.client.connect(
-            live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]
-        )
         replayed = []
         while len(replayed) < 50:
             name, data = again.events.get(timeout=EVENT_WAIT_SECONDS)
