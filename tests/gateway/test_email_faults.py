@@ -48,16 +48,24 @@ state = get_state(create_app(Config(
     database_url=database_url, secret_key="test-secret-key", instance_dir=instance_dir,
 )))
 
-# Each batch waits before its commit, so a kill lands inside a batch's transaction and the
-# reader cannot finish the folder before the test kills it, however fast the machine.
+# The fifth batch stops inside its transaction, after its rows are written and before the
+# commit, and says so in a marker file; the test kills the reader there. A fast machine cannot
+# finish the folder first, and the kill always cuts an open batch.
 import time
+from pathlib import Path
 import gateway.workers
 store_batch = gateway.workers.ingest_batch
-def store_slowly(*args, **kwargs):
+batches = 0
+def store_then_stop(*args, **kwargs):
+    global batches
     results = store_batch(*args, **kwargs)
-    time.sleep(0.05)
+    batches += 1
+    if batches == 5:
+        Path(instance_dir).mkdir(parents=True, exist_ok=True)
+        Path(instance_dir, "inside-batch").touch()
+        time.sleep(3600)
     return results
-gateway.workers.ingest_batch = store_slowly
+gateway.workers.ingest_batch = store_then_stop
 
 reader = MailboxReader(state, int(channel_id), threading.Event())
 settings = replace(imap_settings(reader._channel()), batch_size=int(batch_size))
@@ -153,11 +161,13 @@ def test_killed_reader_restarts_without_duplicates(state, config: Config, mailbo
 
     child = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.PIPE)
     try:
-        # Wait until part of the folder is stored, then kill without any cleanup.
-        deadline = time.monotonic() + 60
-        while _message_count(state) < 30 and child.poll() is None and time.monotonic() < deadline:
+        # Wait until the reader stops inside its fifth batch, then kill without any cleanup.
+        marker = tmp_path / "child" / "inside-batch"
+        deadline = time.monotonic() + 120
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert child.poll() is None, child.stderr.read().decode(errors="replace")
+        assert marker.exists(), "the reader never reached its fifth batch"
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait()
@@ -165,7 +175,8 @@ def test_killed_reader_restarts_without_duplicates(state, config: Config, mailbo
 
     stored_at_kill = _message_count(state)
     _, checkpoint_at_kill = _checkpoint(state)
-    assert stored_at_kill < 200, "the reader finished before the kill: the test proved nothing"
+    # Four batches of seven were committed; the fifth, written but not committed, is gone.
+    assert stored_at_kill == 28
     assert checkpoint_at_kill is None or checkpoint_at_kill <= uids[stored_at_kill - 1]
 
     # The restarted reader fetches again from the checkpoint, so the batch cut by the kill
