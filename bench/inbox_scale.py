@@ -348,8 +348,8 @@ def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, wo
         token = create_api_token(session, agent, "bench")
         session.commit()
         label_id = session.execute(text("SELECT min(id) FROM labels")).scalar_one()
-    # As ``switchboard run`` and ``switchboard web`` do once started; without it Python's full
-    # collections, over the process's long-lived objects, pause about one request in a hundred.
+    # ``switchboard run`` and ``switchboard web`` do this once started. Without it, Python's full
+    # collections walk the process's long-lived objects and pause about one request in a hundred.
     freeze_start_up_objects()
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}

@@ -110,7 +110,7 @@ class IdConverter(IntegerConverter):
 def freeze_start_up_objects() -> None:
     """Exempt every object alive now from the cyclic garbage collector's full collections.
 
-    A serving process holds some 140,000 long-lived objects after start-up (modules, the
+    A serving process contains some 140,000 long-lived objects after start-up (modules, the
     SQLAlchemy mappers, Flask's routing). Python's full collection walks all of them, which
     paused one request in about a hundred by 40 to 80 ms. Frozen objects are still freed by
     reference counting; only cycles among them stay until the process ends. Call it once,

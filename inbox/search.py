@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
-from sqlalchemy.types import Boolean
+from sqlalchemy.types import NullType
 
 from inbox.models import Conversation, Message
 
@@ -149,7 +149,7 @@ def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
 def _sqlite_is_dense(session: Session, query: SearchQuery) -> bool:
     if not SQLITE_DENSE_SHARE:
         return True
-    # The largest id stands in for the number of messages, which count(*) would scan for.
+    # The largest id approximates the number of messages, which count(*) would have to scan.
     enough = max(
         SQLITE_SPARSE_MATCHES, math.ceil(SQLITE_DENSE_SHARE * (session.scalar(text("SELECT max(id) FROM messages")) or 0))
     )
@@ -160,7 +160,7 @@ def _sqlite_is_dense(session: Session, query: SearchQuery) -> bool:
     return found >= enough
 
 
-class ConversationMatches(ColumnElement[bool]):
+class ConversationMatches(ColumnElement[Any]):
     """A WHERE clause on ``conversations``: true for the conversations that ``query`` finds.
 
     Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
@@ -168,7 +168,9 @@ class ConversationMatches(ColumnElement[bool]):
     is tested per conversation while the list is read in order.
     """
 
-    type = Boolean()
+    # Not Boolean: SQLAlchemy would append "= 1" on SQLite, which hides the IN list from
+    # SQLite's planner, so it would walk the whole list in order instead of starting from the matches.
+    type = NullType()
     # The SQL depends on the query's terms, so statements holding it are not cached.
     inherit_cache = False
 
@@ -177,30 +179,31 @@ class ConversationMatches(ColumnElement[bool]):
 
 
 # The message ids that an FTS5 query matches. SQLite builds this list once per statement and
-# probes it per message; the unary + on messages.id keeps SQLite from doing the reverse, one
-# index search per match.
+# probes it for each message. The unary + on messages.id keeps SQLite from doing the reverse:
+# one index search per match.
 _SQLITE_MATCHING = "+messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search_fts)"
 
-# Per dialect: the clause for a sparse query, for a dense one, for the contact, and the bind
-# parameter that carries the query.
+# Per dialect: the conversation ids of the matching messages, the test of one conversation's
+# messages (for a dense query), the ids of the matching contacts, and the bind parameter that
+# carries the query.
 _MATCH_SQL = {
     "sqlite": (
-        "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
+        "SELECT messages.conversation_id FROM messages_fts"
         " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
-        " WHERE messages_fts MATCH :search_fts)",
+        " WHERE messages_fts MATCH :search_fts",
         "EXISTS (SELECT 1 FROM messages INDEXED BY ix_messages_conversation"
         f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING})",
-        "conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts)",
+        "SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts",
         "search_fts",
     ),
     "postgresql": (
-        f"conversations.id IN (SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})",
+        f"SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}",
         # OFFSET 0 keeps the planner from turning the EXISTS into a join that reads every match.
         "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
         f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)",
-        f"conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
-        " OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
-        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY})",
+        f"SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY}"
+        " UNION SELECT contact_identities.contact_id FROM contact_identities"
+        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY}",
         "search_tsquery",
     ),
 }
@@ -211,11 +214,18 @@ _MATCH_SQL = {
 def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
     if not element.query.terms:
         return "1 = 0"
-    sparse, dense, contact, parameter = _MATCH_SQL[compiler.dialect.name]
+    messages, dense, contacts, parameter = _MATCH_SQL[compiler.dialect.name]
     value = element.query.fts5() if parameter == "search_fts" else element.query.tsquery()
-    messages = dense if element.query.dense else sparse
-    clause = text(f"({messages} OR {contact})").bindparams(bindparam(parameter, value))
-    return compiler.process(clause, **kw)
+    if element.query.dense:
+        sql = f"({dense} OR conversations.contact_id IN ({contacts}))"
+    else:
+        # One list of ids, so the database starts from the matches however few they are,
+        # instead of walking the whole list in order until a page of them turns up.
+        sql = (
+            f"conversations.id IN ({messages} UNION ALL SELECT matched.id FROM conversations AS matched"
+            f" WHERE matched.contact_id IN ({contacts}))"
+        )
+    return compiler.process(text(sql).bindparams(bindparam(parameter, value)), **kw)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def _change(state, agent_id: int, conversation_ids: list[int], body: dict) -> No
 
 
 def _stale_copies(state) -> list[tuple]:
-    """Return the label rows whose copies differ from their conversation, and the label rows."""
+    """Return the label rows whose copies differ from their conversation's columns."""
     with state.session_factory() as session:
         rows = session.execute(
             select(conversation_labels, Conversation.status, Conversation.priority, Conversation.last_message_at)
@@ -55,20 +55,20 @@ def _expected(state, label: str, status: str | None = None, priority: str | None
     """Return the ids a labelled view shows, worked out from the conversations alone."""
     with state.session_factory() as session:
         conversations = session.scalars(select(Conversation)).all()
-        kept = [
+        selected = [
             c for c in conversations
             if any(item.name == label for item in c.labels)
             and (c.status == status if status else c.status != "closed")
             and (priority is None or c.priority == priority)
         ]
-    kept.sort(key=lambda c: (c.last_message_at, c.id), reverse=True)
-    return [c.id for c in kept]
+    selected.sort(key=lambda c: (c.last_message_at, c.id), reverse=True)
+    return [c.id for c in selected]
 
 
 @pytest.fixture
 def labelled(state, agent, whatsapp_channel) -> list[int]:
-    """Twelve conversations with the label "VIP", in three statuses and two priorities,
-    four of them with the same last activity; and three more without the label."""
+    """Twelve conversations with the label "VIP", in three statuses and two priorities.
+    Four of them share one last activity time, and three more conversations have another label."""
     ids = [receive(state, whatsapp_channel.id, f"+15557770{index:03d}").conversation_id for index in range(15)]
     with state.session_factory() as session:
         create_label(session, "VIP")
@@ -95,7 +95,7 @@ def test_label_rows_copy_status_priority_and_activity(state, agent, whatsapp_cha
     _change(state, agent.id, labelled[5:9], {"status": "resolved", "priority": "low"})
     _change(state, agent.id, [labelled[12]], {"add_labels": ["VIP"], "remove_labels": ["Other"]})
     with state.session_factory() as session:
-        # Bulk SQL bypasses the ORM; the database's triggers still copy it.
+        # Bulk SQL bypasses the ORM, but the database's triggers still copy the change.
         session.execute(update(Conversation).where(Conversation.id == labelled[9]).values(priority="urgent"))
         session.commit()
 
@@ -107,7 +107,7 @@ def test_label_rows_copy_status_priority_and_activity(state, agent, whatsapp_cha
         assert (row.status, row.priority) == ("open", "normal")
 
 
-def test_merge_copies_the_closed_source_and_the_target_labels(state, agent, whatsapp_channel):
+def test_merge_updates_label_copies(state, agent, whatsapp_channel):
     with state.session_factory() as session:
         label_id = create_label(session, "VIP").id
         session.commit()
@@ -160,7 +160,7 @@ def test_label_copy_triggers_exist(state):
     assert {"conversation_labels_copy", "conversations_label_copies"} <= set(names)
 
 
-def test_sqlite_reads_a_labelled_page_from_the_label_index(state, labelled):
+def test_sqlite_labelled_page_uses_label_index(state, labelled):
     with state.session_factory() as session:
         if session.get_bind().dialect.name != "sqlite":
             pytest.skip("PostgreSQL plans tiny tables with sequential scans")

@@ -253,9 +253,9 @@ def test_highlight_of_contact_match(state, whatsapp_channel):
     assert highlight.parts[0] == {"text": "Henrietta", "match": True}
 
 
-def test_many_matches_page_in_activity_order_with_newest_hits(state, whatsapp_channel):
-    # Twelve conversations mention the parcel, some only in an older message; later messages
-    # without the word move their activity, which decides the order, not the match.
+def test_many_matches_page_by_activity(state, whatsapp_channel):
+    # Twelve conversations mention the parcel, some only in an older message. Later messages
+    # without the word move their activity, and the activity decides the order.
     matching = []
     for number in range(12):
         phone = f"+49151555{number:04d}"
