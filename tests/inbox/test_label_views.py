@@ -7,14 +7,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from inbox.conversations import ConversationFilter, list_conversations
+from inbox.conversations import ConversationFilter
 from inbox.merge import merge_conversations
 from inbox.models import Agent, Conversation, Label, conversation_labels, utcnow
 from inbox.teams import create_label
 from inbox.workflow import change_conversations, parse_changes
+from tests.inbox.test_views import _ids
 from tests.support.conversations import receive
-
-COPIED = ("status", "priority", "last_message_at")
 
 
 def _change(state, agent_id: int, conversation_ids: list[int], body: dict) -> None:
@@ -37,18 +36,6 @@ def _stale_copies(state) -> list[tuple]:
 def _vip(state) -> int:
     with state.session_factory() as session:
         return session.scalar(select(Label.id).where(Label.name_key == "vip"))
-
-
-def _all_pages(state, where: ConversationFilter, limit: int) -> list[int]:
-    ids: list[int] = []
-    cursor = None
-    with state.session_factory() as session:
-        while True:
-            page = list_conversations(session, limit=limit, cursor=cursor, where=where)
-            ids.extend(conversation.id for conversation in page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                return ids
 
 
 def _expected(state, label: str, status: str | None = None, priority: str | None = None) -> list[int]:
@@ -131,7 +118,7 @@ def test_merge_updates_label_copies(state, agent, whatsapp_channel):
             select(conversation_labels.c.conversation_id, conversation_labels.c.status)
         ).all())
     assert copies == {first: "closed", second: "open"}
-    assert _all_pages(state, ConversationFilter(label_id=label_id), limit=1) == [second]
+    assert _ids(state, ConversationFilter(label_id=label_id), limit=1) == [second]
 
 
 @pytest.mark.parametrize("status, priority", [(None, None), ("open", None), ("open", "high"), (None, "high"),
@@ -141,14 +128,14 @@ def test_labelled_views_page_in_activity_order(state, labelled, status, priority
     expected = _expected(state, "VIP", status, priority)
     assert expected, "every combination selects a conversation"
     where = ConversationFilter(label_id=_vip(state), status=status, priority=priority)
-    assert _all_pages(state, where, limit) == expected
+    assert _ids(state, where, limit) == expected
 
 
 def test_labelled_view_combines_with_other_filters(state, agent, labelled):
     _change(state, agent.id, labelled[:6], {"assignee_id": agent.id})
     mine = [i for i in _expected(state, "VIP", "open") if i in labelled[:6]]
     assert mine
-    assert _all_pages(state, ConversationFilter(label_id=_vip(state), status="open", assignee=agent.id), limit=1) == mine
+    assert _ids(state, ConversationFilter(label_id=_vip(state), status="open", assignee=agent.id), limit=1) == mine
 
 
 def test_label_copy_triggers_exist(state):
