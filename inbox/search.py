@@ -45,7 +45,8 @@ SNIPPET_CHARACTERS = 160
 DENSE_MATCHES = 20_000
 # The same on SQLite, as a share of all messages: testing a conversation costs one probe per
 # message, so the walk in list order pays off once a good share of conversations match.
-# NOTE: measured at one million messages, where 0.5% cost about the same both ways.
+# NOTE: an estimate between two measurements at one million messages: at 0.1% collecting
+# took 3 ms and walking 28 ms, at 5% collecting took 39 ms and walking 8 ms.
 SQLITE_DENSE_SHARE = 0.005
 # Up to this many matches, collecting them all is quick whatever the share.
 SQLITE_SPARSE_MATCHES = 200
@@ -219,7 +220,7 @@ def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> 
     if element.query.dense:
         sql = f"({dense} OR conversations.contact_id IN ({contacts}))"
     else:
-        # One list of ids, so the database starts from the matches however few they are,
+        # One list of ids, so the database can start from the matches however few they are,
         # instead of walking the whole list in order until a page of them turns up.
         sql = (
             f"conversations.id IN ({messages} UNION ALL SELECT matched.id FROM conversations AS matched"
