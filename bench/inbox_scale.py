@@ -45,7 +45,7 @@ from alembic import command
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
-from gateway import create_app, get_state
+from gateway import create_app, freeze_start_up_objects, get_state
 from gateway.config import Config
 from gateway.database import alembic_config
 from inbox.agents import create_agent, create_api_token
@@ -348,6 +348,9 @@ def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, wo
         token = create_api_token(session, agent, "bench")
         session.commit()
         label_id = session.execute(text("SELECT min(id) FROM labels")).scalar_one()
+    # ``switchboard run`` and ``switchboard web`` do this once started. Without it, Python's full
+    # collections walk the process's long-lived objects and pause about one request in a hundred.
+    freeze_start_up_objects()
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     statements = StatementLog(state.engine)

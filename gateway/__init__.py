@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -105,6 +106,19 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map: Map) -> None:
         super().__init__(map, min=1, max=MAX_ID)
+
+
+def freeze_start_up_objects() -> None:
+    """Exempt every object alive now from the cyclic garbage collector's full collections.
+
+    A serving process contains some 140,000 long-lived objects after start-up (modules, the
+    SQLAlchemy mappers, Flask's routing). Python's full collection walks all of them, which
+    paused one request in about a hundred by 40 to 80 ms. Frozen objects are still freed by
+    reference counting; only cycles among them stay until the process ends. Call it once,
+    when the process has finished starting.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def get_state(app: Flask) -> Switchboard:

@@ -75,7 +75,7 @@ def main() -> None:
 
 
 def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
-    from gateway import create_app, get_state
+    from gateway import create_app, freeze_start_up_objects, get_state
     from gateway.database import upgrade_database
     from inbox.agents import count_agents
 
@@ -102,6 +102,7 @@ def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
 
     with state.session_factory() as session:
         agents = count_agents(session)
+    freeze_start_up_objects()
     click.echo(f"Switchboard is running at http://{host}:{server.server_port}/ (Ctrl+C stops it)")
     if agents == 0:
         click.echo(
@@ -152,7 +153,7 @@ def web(host: str | None, port: int | None) -> None:
 @main.command()
 def worker() -> None:
     """Run only the background workers: IMAP readers, outbox dispatcher, scheduler."""
-    from gateway import create_app, get_state
+    from gateway import create_app, freeze_start_up_objects, get_state
     from gateway.workers import Workers
 
     config = _load_config()
@@ -163,6 +164,7 @@ def worker() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     workers.start()
+    freeze_start_up_objects()
     click.echo("Switchboard worker running; Ctrl+C stops it.")
     stopped.wait()
     workers.stop()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from inbox.errors import InvalidInput, NotFound
@@ -42,12 +42,15 @@ class ConversationFilter:
     search: SearchQuery | None = None
 
     def condition(self) -> ColumnElement[bool]:
-        """Return the WHERE clause of this filter."""
+        """Return the WHERE clause of this filter. With a label it needs ``conversation_labels``
+        joined on the conversation (see ``select_conversations``)."""
         clauses: list[ColumnElement[bool]] = []
+        # A label's rows carry copies of status and priority, so its index finds a page alone.
+        columns = conversation_labels.c if self.label_id is not None else Conversation
         if self.status is None:
-            clauses.append(Conversation.status != ConversationStatus.CLOSED.value)
+            clauses.append(columns.status != ConversationStatus.CLOSED.value)
         else:
-            clauses.append(Conversation.status == self.status)
+            clauses.append(columns.status == self.status)
         if self.assignee == "unassigned":
             clauses.append(Conversation.assignee_id.is_(None))
         elif self.assignee is not None:
@@ -57,17 +60,29 @@ class ConversationFilter:
         if self.channel_id is not None:
             clauses.append(Conversation.channel_id == self.channel_id)
         if self.priority is not None:
-            clauses.append(Conversation.priority == self.priority)
+            clauses.append(columns.priority == self.priority)
         if self.contact_id is not None:
             clauses.append(Conversation.contact_id == self.contact_id)
         if self.label_id is not None:
-            clauses.append(exists().where(
-                conversation_labels.c.conversation_id == Conversation.id,
-                conversation_labels.c.label_id == self.label_id,
-            ))
+            clauses.append(conversation_labels.c.label_id == self.label_id)
         if self.search is not None:
             clauses.append(ConversationMatches(self.search))
         return and_(true(), *clauses)
+
+    def activity(self) -> tuple[ColumnElement[datetime], ColumnElement[int]]:
+        """Return the (last_message_at, conversation id) columns that the list sorts and pages
+        by: the label's copies when a label filters, so the label's index gives the order."""
+        if self.label_id is not None:
+            return conversation_labels.c.last_message_at, conversation_labels.c.conversation_id
+        return Conversation.last_message_at, Conversation.id
+
+    def select_conversations(self) -> Select[tuple[Conversation]]:
+        """Return the SELECT of the conversations this filter keeps, with ``conversation_labels``
+        joined when it filters by a label."""
+        query = select(Conversation)
+        if self.label_id is not None:
+            query = query.join(conversation_labels, conversation_labels.c.conversation_id == Conversation.id)
+        return query.where(self.condition())
 
 
 def parse_filter(args: Mapping[str, str], agent_id: int) -> ConversationFilter:
@@ -156,9 +171,9 @@ def list_conversations(
     where = where or ConversationFilter()
     if where.search is not None:
         where = replace(where, search=measure_density(session, where.search))
+    last_message_at, conversation_id = where.activity()
     query = (
-        select(Conversation)
-        .where(where.condition())
+        where.select_conversations()
         .options(
             selectinload(Conversation.channel),
             selectinload(Conversation.contact).selectinload(Contact.identities),
@@ -166,16 +181,13 @@ def list_conversations(
             selectinload(Conversation.team),
             selectinload(Conversation.labels),
         )
-        .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
+        .order_by(last_message_at.desc(), conversation_id.desc())
         .limit(limit + 1)
     )
     if cursor:
         last_at, last_id = decode_cursor(cursor)
         query = query.where(
-            or_(
-                Conversation.last_message_at < last_at,
-                and_(Conversation.last_message_at == last_at, Conversation.id < last_id),
-            )
+            or_(last_message_at < last_at, and_(last_message_at == last_at, conversation_id < last_id))
         )
     rows = list(session.scalars(query))
     has_more = len(rows) > limit

@@ -245,7 +245,18 @@ conversation_labels = Table(
     "conversation_labels",
     Base.metadata,
     Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
-    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    # Copies of the conversation's columns, which database triggers (migration 0021) keep equal
+    # on every write, so a labelled view reads one page from the indexes below.
+    Column("status", String(20)),
+    Column("priority", String(10)),
+    Column("last_message_at", UTCDateTime),
+    Index("ix_conversation_labels_label_activity", "label_id", "last_message_at", "conversation_id"),
+    Index("ix_conversation_labels_label_status_activity", "label_id", "status", "last_message_at", "conversation_id"),
+    Index(
+        "ix_conversation_labels_label_status_priority_activity",
+        "label_id", "status", "priority", "last_message_at", "conversation_id",
+    ),
 )
 
 

@@ -2,7 +2,7 @@
 
 The database does the searching, with no search server: SQLite through the FTS5 tables
 ``messages_fts`` and ``contacts_fts`` (triggers keep them in step with their tables), and
-PostgreSQL through GIN indexes on ``to_tsvector('simple', ...)`` expressions. Migration 0018
+PostgreSQL through GIN indexes on ``to_tsvector('simple', ...)`` expressions. Migration 0019
 creates both, and the SQL expressions below must stay identical to the ones it indexes.
 
 A query is never passed through as search syntax. ``parse_query`` keeps only its words (runs
@@ -17,6 +17,7 @@ becomes its digits, without leading zeros, so "+49 151 1234" and "0151 1234" bot
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
-from sqlalchemy.types import Boolean
+from sqlalchemy.types import NullType
 
 from inbox.models import Conversation, Message
 
@@ -42,6 +43,13 @@ SNIPPET_CHARACTERS = 160
 # order instead of collecting every match first.
 # NOTE: an estimate of where both ways cost about the same at one million messages.
 DENSE_MATCHES = 20_000
+# The same on SQLite, as a share of all messages: testing a conversation costs one probe per
+# message, so the walk in list order pays off once a good share of conversations match.
+# NOTE: an estimate between two measurements at one million messages: at 0.1% collecting
+# took 3 ms and walking 28 ms, at 5% collecting took 39 ms and walking 8 ms.
+SQLITE_DENSE_SHARE = 0.005
+# Up to this many matches, collecting them all is quick whatever the share.
+SQLITE_SPARSE_MATCHES = 200
 
 # SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...), its index from
 # message to conversation, and PostgreSQL's expression indexes, which the models do not declare.
@@ -53,7 +61,7 @@ SEARCH_INDEXES = (
 _WORD = re.compile(r"[^\W_]+")
 _PHONE_QUERY = re.compile(r"[\d\s+().\-/]+")
 
-# The PostgreSQL expressions of migration 0018's indexes.
+# The PostgreSQL expressions of migration 0019's indexes.
 _PG_MESSAGE_VECTOR = (
     "to_tsvector('simple'::regconfig, left(coalesce(messages.subject, '') || ' ' || messages.text, 100000))"
 )
@@ -117,16 +125,19 @@ def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
 
 
 def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
-    """Return ``query`` with ``dense`` set when PostgreSQL estimates that at least
-    ``DENSE_MATCHES`` messages match it.
+    """Return ``query`` with ``dense`` set when many messages match it: on PostgreSQL at
+    least ``DENSE_MATCHES`` by the planner's estimate, on SQLite at least
+    ``SQLITE_DENSE_SHARE`` of all messages by a count that stops there.
 
-    The estimate is the planner's, from the statistics ANALYZE keeps on the text index, so
-    it costs a plan and no reading of matches. On SQLite every query stays sparse, because
-    FTS5 reads a prefix term's whole list of matches for every single row it tests, which
-    costs more than collecting all matches once through ``ix_messages_id_conversation``.
+    PostgreSQL's estimate comes from the statistics ANALYZE keeps on the text index, so it
+    costs a plan and no reading of matches. SQLite has no estimate; FTS5 merges a prefix
+    term's list of matches once per statement, which is quick next to mapping each match to
+    its conversation.
     """
-    if not query.terms or session.get_bind().dialect.name != "postgresql":
+    if not query.terms:
         return query
+    if session.get_bind().dialect.name == "sqlite":
+        return SearchQuery(query.terms, dense=_sqlite_is_dense(session, query))
     plan = session.execute(
         text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}"),
         {"search_tsquery": query.tsquery()},
@@ -136,15 +147,31 @@ def measure_density(session: Session, query: SearchQuery) -> SearchQuery:
     return SearchQuery(query.terms, dense=plan[0]["Plan"]["Plan Rows"] >= DENSE_MATCHES)
 
 
-class ConversationMatches(ColumnElement[bool]):
+def _sqlite_is_dense(session: Session, query: SearchQuery) -> bool:
+    if not SQLITE_DENSE_SHARE:
+        return True
+    # The largest id approximates the number of messages, which count(*) would have to scan.
+    enough = max(
+        SQLITE_SPARSE_MATCHES, math.ceil(SQLITE_DENSE_SHARE * (session.scalar(text("SELECT max(id) FROM messages")) or 0))
+    )
+    found = session.scalar(
+        text("SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts LIMIT :enough)"),
+        {"search_fts": query.fts5(), "enough": enough},
+    )
+    return found >= enough
+
+
+class ConversationMatches(ColumnElement[Any]):
     """A WHERE clause on ``conversations``: true for the conversations that ``query`` finds.
 
     Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
     sparse query collects the conversations of every matching message first. A dense one
-    (PostgreSQL only) is tested per conversation while the list is read in order.
+    is tested per conversation while the list is read in order.
     """
 
-    type = Boolean()
+    # Not Boolean: SQLAlchemy would append "= 1" on SQLite, which hides the IN list from
+    # SQLite's planner, so it would walk the whole list in order instead of starting from the matches.
+    type = NullType()
     # The SQL depends on the query's terms, so statements holding it are not cached.
     inherit_cache = False
 
@@ -152,25 +179,32 @@ class ConversationMatches(ColumnElement[bool]):
         self.query = query
 
 
-# Per dialect: the clause for a sparse query, for a dense one (None: as sparse), for the
-# contact, and the bind parameter that carries the query.
+# The message ids that an FTS5 query matches. SQLite builds this list once per statement and
+# probes it for each message. The unary + on messages.id keeps SQLite from doing the reverse:
+# one index search per match.
+_SQLITE_MATCHING = "+messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search_fts)"
+
+# Per dialect: the conversation ids of the matching messages, the test of one conversation's
+# messages (for a dense query), the ids of the matching contacts, and the bind parameter that
+# carries the query.
 _MATCH_SQL = {
     "sqlite": (
-        "conversations.id IN (SELECT messages.conversation_id FROM messages_fts"
+        "SELECT messages.conversation_id FROM messages_fts"
         " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
-        " WHERE messages_fts MATCH :search_fts)",
-        None,
-        "conversations.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts)",
+        " WHERE messages_fts MATCH :search_fts",
+        "EXISTS (SELECT 1 FROM messages INDEXED BY ix_messages_conversation"
+        f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING})",
+        "SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts",
         "search_fts",
     ),
     "postgresql": (
-        f"conversations.id IN (SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY})",
+        f"SELECT messages.conversation_id FROM messages WHERE {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY}",
         # OFFSET 0 keeps the planner from turning the EXISTS into a join that reads every match.
         "EXISTS (SELECT 1 FROM messages WHERE messages.conversation_id = conversations.id"
         f" AND {_PG_MESSAGE_VECTOR} @@ {_PG_QUERY} OFFSET 0)",
-        f"conversations.contact_id IN (SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY})"
-        " OR conversations.contact_id IN (SELECT contact_identities.contact_id FROM contact_identities"
-        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY})",
+        f"SELECT contacts.id FROM contacts WHERE {_PG_CONTACT_VECTOR} @@ {_PG_QUERY}"
+        " UNION SELECT contact_identities.contact_id FROM contact_identities"
+        f" WHERE {_PG_ADDRESS_VECTOR} @@ {_PG_QUERY}",
         "search_tsquery",
     ),
 }
@@ -181,11 +215,18 @@ _MATCH_SQL = {
 def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> str:
     if not element.query.terms:
         return "1 = 0"
-    sparse, dense, contact, parameter = _MATCH_SQL[compiler.dialect.name]
+    messages, dense, contacts, parameter = _MATCH_SQL[compiler.dialect.name]
     value = element.query.fts5() if parameter == "search_fts" else element.query.tsquery()
-    messages = dense if element.query.dense and dense is not None else sparse
-    clause = text(f"({messages} OR {contact})").bindparams(bindparam(parameter, value))
-    return compiler.process(clause, **kw)
+    if element.query.dense:
+        sql = f"({dense} OR conversations.contact_id IN ({contacts}))"
+    else:
+        # One list of ids, so the database can start from the matches however few they are,
+        # instead of walking the whole list in order until a page of them turns up.
+        sql = (
+            f"conversations.id IN ({messages} UNION ALL SELECT matched.id FROM conversations AS matched"
+            f" WHERE matched.contact_id IN ({contacts}))"
+        )
+    return compiler.process(text(sql).bindparams(bindparam(parameter, value)), **kw)
 
 
 @dataclass(frozen=True)
@@ -239,17 +280,26 @@ def search_highlights(
 
 
 def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
-    rows = session.execute(
-        text(
+    if query.dense:
+        # Each page conversation's messages newest first, probed in the list of matches.
+        statement = (
+            "SELECT conversations.id, (SELECT messages.id FROM messages INDEXED BY ix_messages_conversation"
+            f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING}"
+            " ORDER BY messages.id DESC LIMIT 1) FROM conversations WHERE conversations.id IN :conversation_ids"
+        )
+    else:
+        statement = (
             "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
             " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
             # The unary + keeps SQLite from probing the index once per page conversation and match.
             " WHERE messages_fts MATCH :search_fts"
             " AND +messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
-        ).bindparams(bindparam("conversation_ids", expanding=True)),
+        )
+    rows = session.execute(
+        text(statement).bindparams(bindparam("conversation_ids", expanding=True)),
         {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
     )
-    return {conversation_id: message_id for conversation_id, message_id in rows}
+    return {conversation_id: message_id for conversation_id, message_id in rows if message_id is not None}
 
 
 def _postgres_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
