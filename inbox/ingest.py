@@ -127,11 +127,18 @@ def ingest_batch(
     error, so the rest of the batch still commits. Database connection errors propagate and
     the caller's transaction rolls back whole, so nothing is half stored.
     """
+    # Imported here because the bulk path builds on this module's helpers.
+    from inbox.ingest_bulk import ingest_email_batch
+
     # A savepoint per message costs two statements and a flush each, and most batches
-    # store cleanly, so the whole batch first goes in one savepoint. Only when something
-    # in the batch fails is it stored again message by message, to isolate the failure.
+    # store cleanly, so the whole batch first goes in one savepoint: mail in bulk (see
+    # inbox.ingest_bulk), other messages one after the other. Only when something in the
+    # batch fails is it stored again message by message, to isolate the failure.
     try:
         with savepoint(session):
+            channel = session.get(Channel, channel_id)
+            if channel is not None and channel.kind == ChannelKind.EMAIL.value:
+                return ingest_email_batch(session, channel, inbounds)
             return [_ingest(session, channel_id, inbound) for inbound in inbounds]
     except (OperationalError, InterfaceError):
         raise
