@@ -8,10 +8,14 @@ with its ids, and the loop goes on.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
@@ -22,9 +26,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader, ImapSettings
-from channels.email.parse import parse_email
+from channels.email.parse import parse_emails
 from channels.email.smtp import prepare_email, send_email
-from channels.errors import ChannelError, ParseError, SendError
+from channels.errors import ChannelError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
@@ -376,6 +380,14 @@ class MailboxReader:
     (Dovecot 2.3 allows 10 per user and client address by default).
     """
 
+    # A batch of this many mails or more is parsed in a worker process, overlapping with
+    # storing the batch before it. A smaller one, such as new mail that IDLE reported, is
+    # parsed in the reader, because the round trip to the process would only add latency.
+    PARSE_IN_WORKER_FROM = 8
+    _parser: ProcessPoolExecutor | None = None
+    _parser_started: Future[list[InboundMessage | str]] | None = None
+    _parser_lock = threading.Lock()
+
     def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event, folder: str | None = None):
         self.state = state
         self.channel_id = channel_id
@@ -476,27 +488,98 @@ class MailboxReader:
         """Import every mail of ``folder`` after its checkpoint, then record the folder as read through.
 
         ``reader`` must have ``folder`` open. Returns how many new messages were stored.
+        Large batches are parsed in a worker process while the batch before is stored.
         """
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
-            for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
-                stored += self._import_batch(session, folder, batch)
-                # Only now is everything up to this UID committed.
-                save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+            # Each batch is stored after the next one was fetched and handed to the parser.
+            waiting: tuple[list[FetchedMail], Future[list[InboundMessage | str]] | None] | None = None
+            batches = reader.fetch_new(Checkpoint(uidvalidity, last_uid))
+            while True:
+                try:
+                    batch = next(batches, None)
+                except Exception:
+                    # The connection failed: what was fetched before still gets stored.
+                    if waiting is not None:
+                        self._store_fetched(session, folder, *waiting)
+                    raise
+                if batch is None:
+                    break
+                parsing = self._start_parsing(batch)
+                if waiting is not None:
+                    stored += self._store_fetched(session, folder, *waiting)
+                waiting = (batch, parsing)
+            if waiting is not None:
+                stored += self._store_fetched(session, folder, *waiting)
             record_folder_synced(session, self.channel_id, folder)
             return stored
 
-    def _import_batch(self, session: Session, folder: str, batch: list[FetchedMail]) -> int:
+    def _store_fetched(
+        self,
+        session: Session,
+        folder: str,
+        batch: list[FetchedMail],
+        parsing: Future[list[InboundMessage | str]] | None,
+    ) -> int:
+        stored = self._import_batch(session, folder, batch, self._parsed(batch, parsing))
+        # Only now is everything up to this UID committed.
+        save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+        return stored
+
+    @classmethod
+    def _start_parsing(cls, batch: list[FetchedMail]) -> Future[list[InboundMessage | str]] | None:
+        """Hand a large batch to the parser process and return its future, or None to parse here.
+
+        The process is shared by the readers of this process and starts on the first large
+        batch; until it is ready, batches are parsed here.
+        """
+        if len(batch) < cls.PARSE_IN_WORKER_FROM:
+            return None
+        with cls._parser_lock:
+            if cls._parser is None:
+                # NOTE: forked, because a spawned process imports the whole app again and is
+                # ready only seconds later. The child runs nothing but the parser, and it
+                # freezes what it inherited, so the collector never finalizes the parent's
+                # connections there.
+                cls._parser = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
+                )
+                cls._parser_started = cls._parser.submit(parse_emails, [])
+                return None
+            if cls._parser_started is None or not cls._parser_started.done():
+                return None
+            try:
+                return cls._parser.submit(parse_emails, [mail.raw for mail in batch])
+            except BrokenProcessPool:
+                cls._parser = None
+                return None
+
+    @classmethod
+    def _parsed(
+        cls, batch: list[FetchedMail], parsing: Future[list[InboundMessage | str]] | None
+    ) -> list[InboundMessage | str]:
+        """Return the parse of each mail of ``batch``: the message, or the ``ParseError``'s text."""
+        if parsing is not None:
+            try:
+                return parsing.result()
+            except BrokenProcessPool:
+                # The parser process died (killed, out of memory): start a new one later.
+                log.warning("the mail parser process stopped; parsing in the reader until it restarts")
+                with cls._parser_lock:
+                    cls._parser = None
+        return parse_emails([mail.raw for mail in batch])
+
+    def _import_batch(
+        self, session: Session, folder: str, batch: list[FetchedMail], parsed: list[InboundMessage | str]
+    ) -> int:
         """Store one fetched batch in one transaction. A mail that fails to parse or store is
         kept as a failed payload; only a database error (which retries the batch later)
         propagates."""
-        parsed = []
-        for mail in batch:
-            try:
-                inbound = parse_email(mail.raw)
-            except ParseError as error:
-                self._keep_failed(session, folder, mail.uid, mail.raw, str(error))
+        ready = []
+        for mail, inbound in zip(batch, parsed):
+            if isinstance(inbound, str):
+                self._keep_failed(session, folder, mail.uid, mail.raw, inbound)
                 continue
             if mail.truncated:
                 inbound = _oversize_stub(inbound, mail.size)
@@ -504,13 +587,13 @@ class MailboxReader:
                     "mailbox channel %s folder %r UID %s is %s bytes: imported its header only",
                     self.channel_id, folder, mail.uid, mail.size,
                 )
-            parsed.append((mail.uid, inbound))
-        if not parsed:
+            ready.append((mail.uid, inbound))
+        if not ready:
             return 0
 
         with session.begin():
-            results = ingest_batch(session, self.channel_id, [inbound for _, inbound in parsed])
-        for (uid, _), result in zip(parsed, results):
+            results = ingest_batch(session, self.channel_id, [inbound for _, inbound in ready])
+        for (uid, _), result in zip(ready, results):
             if result.error:
                 log.warning(
                     "mailbox channel %s folder %r UID %s kept as a failed payload: %s",
