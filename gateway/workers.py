@@ -11,9 +11,11 @@ import dataclasses
 import gc
 import logging
 import multiprocessing
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
@@ -493,25 +495,29 @@ class MailboxReader:
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
-            # Each batch is stored after the next one was fetched and handed to the parser.
+            # A thread fetches the next batch while this one is stored (SQLite releases the
+            # interpreter lock while it writes), and the parser process parses it meanwhile.
             waiting: tuple[list[FetchedMail], Future[list[InboundMessage | str]] | None] | None = None
-            batches = reader.fetch_new(Checkpoint(uidvalidity, last_uid))
-            while True:
-                try:
-                    batch = next(batches, None)
-                except Exception:
-                    # The connection failed: what was fetched before still gets stored.
+            batches = _fetched_ahead(reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}")
+            try:
+                while True:
+                    try:
+                        batch = next(batches, None)
+                    except Exception:
+                        # The connection failed: what was fetched before still gets stored.
+                        if waiting is not None:
+                            self._store_fetched(session, folder, *waiting)
+                        raise
+                    if batch is None:
+                        break
+                    parsing = self._start_parsing(batch)
                     if waiting is not None:
-                        self._store_fetched(session, folder, *waiting)
-                    raise
-                if batch is None:
-                    break
-                parsing = self._start_parsing(batch)
+                        stored += self._store_fetched(session, folder, *waiting)
+                    waiting = (batch, parsing)
                 if waiting is not None:
                     stored += self._store_fetched(session, folder, *waiting)
-                waiting = (batch, parsing)
-            if waiting is not None:
-                stored += self._store_fetched(session, folder, *waiting)
+            finally:
+                batches.close()
             record_folder_synced(session, self.channel_id, folder)
             return stored
 
@@ -607,6 +613,53 @@ class MailboxReader:
             "mailbox channel %s folder %r UID %s kept as failed payload %s: %s",
             self.channel_id, folder, uid, payload_id, error,
         )
+
+
+_FETCH_DONE = object()
+
+
+def _fetched_ahead(reader: ImapReader, checkpoint: Checkpoint, name: str) -> Iterator[list[FetchedMail]]:
+    """Yield the batches of ``reader.fetch_new``, fetched by a thread one batch ahead.
+
+    The thread has the connection to itself until the last batch or an error, which is
+    raised here. Closing the generator early stops the thread after the batch it is
+    fetching, so the connection is idle again when this returns.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    closed = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not closed.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for batch in reader.fetch_new(checkpoint):
+                if not hand_over(batch):
+                    return
+        except BaseException as error:  # noqa: BLE001 - raised again in the importing thread
+            hand_over(error)
+            return
+        hand_over(_FETCH_DONE)
+
+    thread = threading.Thread(target=fetch, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _FETCH_DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        thread.join()
 
 
 def _same_connection(first: ImapSettings, second: ImapSettings) -> bool:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from channels.types import InboundMessage
 from inbox.bulk import insert_rows
-from inbox.contacts import _update_channel_name, identity_value
+from inbox.contacts import NAME_LENGTH, identity_value
 from inbox.events import record_events
 from inbox.ingest import IngestResult, _ingest, _media_label, _rfc_message_id, _store_attachments, clip, payload_digest
 from inbox.models import (
@@ -62,12 +62,13 @@ log = logging.getLogger(__name__)
 _MISSING = object()
 
 
-# Unsaved rows of the bulk path, with the attributes ``inbox.serialize`` reads. Model objects
-# would do, but building them costs more than all of a batch's statements together.
+# Rows of the bulk path, stored or about to be, with the attributes ``inbox.serialize``
+# reads. Model objects would do, but loading or building them costs more than all of a
+# batch's statements together. An id of None marks a row that is not stored yet.
 @dataclass(eq=False, slots=True)
-class _NewContact:
+class _ContactRow:
     name: str | None
-    identities: list[_NewIdentity] = field(default_factory=list)
+    identities: list[_IdentityRow] = field(default_factory=list)
     id: int | None = None
     name_set_by_agent: bool = False
     opted_out_at: datetime | None = None
@@ -76,8 +77,8 @@ class _NewContact:
 
 
 @dataclass(eq=False, slots=True)
-class _NewIdentity:
-    contact: _NewContact
+class _IdentityRow:
+    contact: _ContactRow
     kind: str
     value: str
     id: int | None = None
@@ -89,7 +90,7 @@ class _NewIdentity:
 @dataclass(eq=False, slots=True)
 class _NewConversation:
     channel: Channel
-    contact: Contact | _NewContact
+    contact: Contact | _ContactRow
     subject: str | None
     created_at: datetime
     id: int | None = None
@@ -112,7 +113,7 @@ class _NewMessage:
     id: int
     conversation_id: int
     channel: Channel
-    contact: Contact | _NewContact
+    contact: Contact | _ContactRow
     contact_id: int
     subject: str | None
     text: str
@@ -140,7 +141,7 @@ class _Planned:
 
     inbound: InboundMessage
     digest: str
-    identity: ContactIdentity | _NewIdentity
+    identity: _IdentityRow
     conversation: Conversation | _NewConversation
     created: bool
     reason: ThreadReason
@@ -155,7 +156,7 @@ class _Known:
 
     payloads: dict[str, tuple[int, str]]
     senders: dict[str, str | None]
-    identities: dict[tuple[str, str], ContactIdentity]
+    identities: dict[tuple[str, str], _IdentityRow]
     # Message-ID -> (direction, conversation id, contact id) of stored mail, last row winning.
     references: dict[str, list[tuple[str, int, int]]]
     conversations: dict[int, Conversation]
@@ -215,24 +216,9 @@ def _read_known(
         )
     }
 
-    keys = {(inbound.sender.kind.value, identity_value(inbound.sender)) for inbound in inbounds}
-    identities: dict[tuple[str, str], ContactIdentity] = {}
-    for kind in {kind for kind, _ in keys}:
-        rows = session.scalars(
-            select(ContactIdentity)
-            .where(ContactIdentity.kind == kind, ContactIdentity.value.in_({v for k, v in keys if k == kind}))
-            .options(joinedload(ContactIdentity.contact).selectinload(Contact.identities))
-        )
-        identities.update({(row.kind, row.value): row for row in rows})
-    if identities and session.get_bind().dialect.name == "postgresql":
-        # Lock the contacts, as resolve_identity does, so a concurrent mail of the same
-        # contact threads after this batch; read them again in case a merge moved one.
-        session.execute(
-            select(Contact)
-            .where(Contact.id.in_({identity.contact_id for identity in identities.values()}))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
+    identities = _read_identities(
+        session, {(inbound.sender.kind.value, identity_value(inbound.sender)) for inbound in inbounds}
+    )
 
     wanted = set()
     for inbound in inbounds:
@@ -274,6 +260,50 @@ def _read_known(
     return _Known(payloads, senders, identities, references, conversations, followed_up)
 
 
+def _read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _IdentityRow]:
+    """Return the stored identities among ``keys`` (kind, value), each with its contact.
+
+    On PostgreSQL the contacts are locked, as ``resolve_identity`` locks them, so that a
+    concurrent mail of the same contact threads after this batch.
+    """
+    owners = select(ContactIdentity.contact_id).where(ContactIdentity.value.in_({value for _, value in keys}))
+    contacts: dict[int, _ContactRow] = {}
+    query = select(
+        Contact.id, Contact.name, Contact.name_set_by_agent, Contact.opted_out_at, Contact.opted_out_keyword,
+        Contact.merged_into_id,
+    ).where(Contact.id.in_(owners))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    for row in session.execute(query):
+        contacts[row.id] = _ContactRow(
+            name=row.name, id=row.id, name_set_by_agent=bool(row.name_set_by_agent), opted_out_at=row.opted_out_at,
+            opted_out_keyword=row.opted_out_keyword, merged_into_id=row.merged_into_id,
+        )
+    if not contacts:
+        return {}
+
+    # Every identity of those contacts, in the order of Contact.identities, which
+    # inbox.serialize reads for the contact's address on the channel.
+    found: dict[tuple[str, str], _IdentityRow] = {}
+    for row in session.execute(
+        select(
+            ContactIdentity.id, ContactIdentity.contact_id, ContactIdentity.kind, ContactIdentity.value,
+            ContactIdentity.failing_since, ContactIdentity.failure_reason,
+        )
+        .where(ContactIdentity.contact_id.in_(contacts))
+        .order_by(ContactIdentity.id)
+    ):
+        contact = contacts[row.contact_id]
+        identity = _IdentityRow(
+            contact, row.kind, row.value, id=row.id, contact_id=row.contact_id,
+            failing_since=row.failing_since, failure_reason=row.failure_reason,
+        )
+        contact.identities.append(identity)
+        if (row.kind, row.value) in keys:
+            found[(row.kind, row.value)] = identity
+    return found
+
+
 def _header_candidates(inbound: InboundMessage) -> list[str]:
     """Return the Message-IDs a mail refers to, in the order ``inbox.threader`` tries them."""
     candidates = [inbound.in_reply_to] if inbound.in_reply_to else []
@@ -297,7 +327,7 @@ def _plan(
     planned: dict[int, _Planned] = {}
     stored_digests: set[str] = set()
     senders: dict[str, str | None] = {}
-    contacts: dict[tuple[str, str], _NewIdentity] = {}
+    contacts: dict[tuple[str, str], _IdentityRow] = {}
     by_rfc_id: dict[str, _Planned] = {}
     for index in range(start, len(inbounds)):
         inbound = inbounds[index]
@@ -314,12 +344,15 @@ def _plan(
             inbound = dataclasses.replace(inbound, provider_message_id="sha256:" + digest)
 
         key = (inbound.sender.kind.value, identity_value(inbound.sender))
-        identity: ContactIdentity | _NewIdentity | None = contacts.get(key) or known.identities.get(key)
-        if isinstance(identity, ContactIdentity):
-            if identity.contact.merged_into_id is not None:
-                return planned, index
-            if inbound.automatic is None and identity.failing_since is not None:
-                return planned, index
+        identity = contacts.get(key) or known.identities.get(key)
+        display_name = (inbound.sender.display_name or "").strip()[:NAME_LENGTH] or None
+        if identity is not None and (
+            identity.contact.merged_into_id is not None
+            or (inbound.automatic is None and identity.failing_since is not None)
+            # An email display name fills an empty name (see resolve_identity).
+            or (display_name and not identity.contact.name and not identity.contact.name_set_by_agent)
+        ):
+            return planned, index
 
         thread = _thread(channel, inbound, identity, known, by_rfc_id)
         if thread is None:
@@ -330,14 +363,11 @@ def _plan(
         if inbound.bounce is not None and inbound.bounce.original_message_id or inbound.media:
             return planned, index
 
-        display_name = (inbound.sender.display_name or "").strip()[:200] or None
         if identity is None:
-            contact = _NewContact(name=display_name)
-            identity = _NewIdentity(contact=contact, kind=key[0], value=key[1])
+            contact = _ContactRow(name=display_name)
+            identity = _IdentityRow(contact=contact, kind=key[0], value=key[1])
             contact.identities.append(identity)
             contacts[key] = identity
-        elif isinstance(identity, ContactIdentity):
-            _update_channel_name(identity.contact, inbound.sender.kind, display_name)
         now = utcnow()
         created = conversation is None
         if conversation is None:
@@ -354,13 +384,13 @@ def _plan(
 def _thread(
     channel: Channel,
     inbound: InboundMessage,
-    identity: ContactIdentity | _NewIdentity | None,
+    identity: _IdentityRow | None,
     known: _Known,
     by_rfc_id: dict[str, _Planned],
 ) -> tuple[Conversation | _NewConversation | None, ThreadReason] | None:
     """Return the conversation (None for a new one) and rule of a mail, or None when only
     the per-message path can tell."""
-    contact_id = identity.contact_id if isinstance(identity, ContactIdentity) else None
+    contact_id = identity.contact_id if identity is not None else None
     candidates = _header_candidates(inbound)
     for position, candidate in enumerate(candidates):
         reason = (
@@ -416,7 +446,7 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
         session.execute(delete(RawPayload).where(RawPayload.id.in_(failed)))
 
     new_identities = list({
-        id(item.identity): item.identity for item in items if isinstance(item.identity, _NewIdentity)
+        id(item.identity): item.identity for item in items if item.identity.id is None
     }.values())
     if new_identities:
         contact_ids = _insert(session, Contact, [
