@@ -13,7 +13,7 @@ snoozed, resolved, merged or followed-up conversation, a match left to the Reply
 subject reference or Outlook's Thread-Index, a merged contact, an address marked failing, and
 a new conversation on a channel with a default team. The mails after it are then planned
 again, so their lookups see what it stored. Events carry the same payloads as on the
-per-message path, built by ``inbox.serialize`` from unsaved model objects.
+per-message path: ``inbox.serialize`` builds them from plain rows with the attributes it reads.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from channels.types import InboundMessage
@@ -177,7 +177,7 @@ def ingest_email_batch(
     start = 0
     while start < len(inbounds):
         known = _read_known(session, channel, inbounds[start:], digests[start:])
-        planned, stop = _plan(channel, inbounds, digests, start, known, results)
+        planned, stop = _plan(channel, inbounds, digests, start, known)
         _store(session, channel, planned, known)
         for index, item in planned.items():
             results[index] = IngestResult(
@@ -266,7 +266,13 @@ def _read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple
     On PostgreSQL the contacts are locked, as ``resolve_identity`` locks them, so that a
     concurrent mail of the same contact threads after this batch.
     """
-    owners = select(ContactIdentity.contact_id).where(ContactIdentity.value.in_({value for _, value in keys}))
+    # By kind and value, the columns of the unique index, so that the index finds them.
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, set()).add(value)
+    owners = select(ContactIdentity.contact_id).where(or_(*(
+        and_(ContactIdentity.kind == kind, ContactIdentity.value.in_(values)) for kind, values in by_kind.items()
+    )))
     contacts: dict[int, _ContactRow] = {}
     query = select(
         Contact.id, Contact.name, Contact.name_set_by_agent, Contact.opted_out_at, Contact.opted_out_keyword,
@@ -317,12 +323,11 @@ def _plan(
     digests: Sequence[str],
     start: int,
     known: _Known,
-    results: list[Any],
 ) -> tuple[dict[int, _Planned], int | None]:
     """Decide what each mail from ``start`` on becomes, until one needs the per-message path.
 
-    Duplicates are left as None in ``results``. Returns the planned mails by their index,
-    and the index of the mail that needs the per-message path, or None.
+    Returns the planned mails by their index, which leaves out duplicates, and the index of
+    the mail that needs the per-message path, or None.
     """
     planned: dict[int, _Planned] = {}
     stored_digests: set[str] = set()
