@@ -12,9 +12,9 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> l
     """Insert ``rows`` into ``table`` and return their ids, in the order of ``rows``.
 
     PostgreSQL takes one INSERT ... RETURNING per page of rows. SQLite does not promise the
-    order of RETURNING rows, so SQLAlchemy would send one statement per row there; instead
-    the ids are numbered from the table's highest id, which is what SQLite itself does.
-    That is safe because every SQLite transaction here holds the write lock from its first
+    order of RETURNING rows, so SQLAlchemy would send one statement per row there. Instead,
+    the ids are numbered from the table's highest id, as SQLite itself numbers them. That
+    is safe because every SQLite transaction here holds the write lock from its first
     statement on (``BEGIN IMMEDIATE``, see ``inbox.db``), so nobody inserts in between.
     """
     if not rows:

@@ -58,7 +58,7 @@ def record_events(
 ) -> list[Event]:
     """Insert many events as ``record_event`` does, in one statement, and queue them for publishing.
 
-    ``events`` holds (type, payload, conversation id) in the order the changes happened; the
+    ``events`` contains (type, payload, conversation id) in the order the changes happened; the
     ids follow that order. Returns the rows, which are not part of the session's identity map.
     """
     if not events:

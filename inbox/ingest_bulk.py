@@ -8,11 +8,12 @@ in memory, and the rows are written with one executemany INSERT per table.
 
 The common mail takes this path: a new mail, or a reply by In-Reply-To or References to an
 open conversation of its own contact or to a mail we sent. Every other mail goes through the
-per-message ``_ingest`` at its place in the batch: a bounce of our mail, a reply to a pending,
-snoozed, resolved, merged or followed-up conversation, a match left to the Reply-To token, the
-subject reference or Outlook's Thread-Index, a merged contact, an address marked failing, and
-a new conversation on a channel with a default team. The mails after it are then planned
-again, so their lookups see what it stored. Events carry the same payloads as on the
+per-message ``_ingest`` at its place in the batch. Those are bounces of our mail, replies to a
+pending, snoozed, resolved, merged or followed-up conversation, and mails that only the
+Reply-To token, the subject reference or Outlook's Thread-Index could match. So are mails of a
+merged contact, of an address marked failing, of a contact whose empty name the mail would
+fill, and new conversations on a channel with a default team. The mails after such a mail
+are planned again, so their lookups see what it stored. Events carry the same payloads as on the
 per-message path: ``inbox.serialize`` builds them from plain rows with the attributes it reads.
 """
 
@@ -152,7 +153,7 @@ class _Planned:
 
 @dataclass
 class _Known:
-    """What the database holds for the mails of a batch, read with a few IN-queries."""
+    """The stored rows that the mails of a batch refer to, read with a few IN-queries."""
 
     payloads: dict[str, tuple[int, str]]
     senders: dict[str, str | None]
@@ -220,17 +221,17 @@ def _read_known(
         session, {(inbound.sender.kind.value, identity_value(inbound.sender)) for inbound in inbounds}
     )
 
-    wanted = set()
+    candidates = set()
     for inbound in inbounds:
-        wanted.update(_header_candidates(inbound))
+        candidates.update(_header_candidates(inbound))
     references: dict[str, list[tuple[str, int, int]]] = {}
     conversations: dict[int, Conversation] = {}
     followed_up: set[int] = set()
-    if wanted:
+    if candidates:
         for rfc_id, direction, conversation_id, contact_id in session.execute(
             select(Message.rfc_message_id, Message.direction, Conversation.id, Conversation.contact_id)
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.rfc_message_id.in_(wanted), Conversation.channel_id == channel.id)
+            .where(Message.rfc_message_id.in_(candidates), Conversation.channel_id == channel.id)
         ):
             references.setdefault(rfc_id, []).append((direction, conversation_id, contact_id))
         ids = {row[1] for rows in references.values() for row in rows}

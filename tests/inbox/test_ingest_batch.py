@@ -162,7 +162,7 @@ def test_batch_threads_by_references_within_the_batch(state, channel_id):
     assert reasons == ["new", "in_reply_to", "references"]
 
 
-def test_batch_reply_to_another_customers_mail_starts_a_conversation(state, channel_id):
+def test_batch_reply_of_other_sender_is_new(state, channel_id):
     first = _mail(1)
     # Anyone can copy a Message-ID: a reply from someone else must not join the first mail.
     other = _mail(2, In_Reply_To="<batch-1@example.com>")
@@ -183,7 +183,7 @@ def test_batch_reply_joins_an_open_conversation_stored_before(state, channel_id,
     assert published[0]["conversation"]["unread_count"] == 2
 
 
-def test_batch_same_mail_twice_in_one_batch_is_stored_once(state, channel_id):
+def test_batch_stores_repeated_mail_once(state, channel_id):
     mail = _mail(1)
     copy = parse_email(mail.raw)
     results = _store(state, channel_id, [mail, _mail(2), copy])
@@ -273,7 +273,7 @@ def test_batch_events_show_what_was_stored(state, channel_id, published):
     assert messages[3]["message"]["attachments"][0]["status"] == "stored"
 
 
-def test_batch_mail_for_the_per_message_rules_keeps_its_place(state, channel_id):
+def test_batch_reopening_reply_keeps_order(state, channel_id):
     with state.session_factory() as session:
         first = ingest_message(session, channel_id, _mail(1))
         with session.begin():
