@@ -495,10 +495,13 @@ class MailboxReader:
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
-            # A thread fetches the next batch while this one is stored (SQLite releases the
-            # interpreter lock while it writes), and the parser process parses it meanwhile.
+            # In a large import, a thread fetches the next batch while this one is stored
+            # (SQLite releases the interpreter lock while it writes), and the parser process
+            # parses it meanwhile.
             waiting: tuple[list[FetchedMail], Future[list[InboundMessage | str]] | None] | None = None
-            batches = _fetched_ahead(reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}")
+            batches = _fetched_ahead(
+                reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}", self.PARSE_IN_WORKER_FROM
+            )
             try:
                 while True:
                     try:
@@ -618,13 +621,26 @@ class MailboxReader:
 _FETCH_DONE = object()
 
 
-def _fetched_ahead(reader: ImapReader, checkpoint: Checkpoint, name: str) -> Iterator[list[FetchedMail]]:
-    """Yield the batches of ``reader.fetch_new``, fetched by a thread one batch ahead.
+def _fetched_ahead(
+    reader: ImapReader, checkpoint: Checkpoint, name: str, ahead_from: int
+) -> Iterator[list[FetchedMail]]:
+    """Yield the batches of ``reader.fetch_new``, after the first one fetched by a thread one batch ahead.
 
-    The thread has the connection to itself until the last batch or an error, which is
-    raised here. Closing the generator early stops the thread after the batch it is
-    fetching, so the connection is idle again when this returns.
+    Only a first batch of ``ahead_from`` mails or more starts the thread, so an empty poll
+    or the mail of one IDLE wake-up is fetched here. The thread has the connection to itself
+    until the last batch or an error, which is raised here. Closing the generator early
+    stops the thread after the batch it is fetching, so the connection is idle again when
+    this returns.
     """
+    batches = reader.fetch_new(checkpoint)
+    first = next(batches, None)
+    if first is None:
+        return
+    yield first
+    if len(first) < ahead_from:
+        yield from batches
+        return
+
     handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
     closed = threading.Event()
 
@@ -639,7 +655,7 @@ def _fetched_ahead(reader: ImapReader, checkpoint: Checkpoint, name: str) -> Ite
 
     def fetch() -> None:
         try:
-            for batch in reader.fetch_new(checkpoint):
+            for batch in batches:
                 if not hand_over(batch):
                     return
         except BaseException as error:  # noqa: BLE001 - raised again in the importing thread
