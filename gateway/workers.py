@@ -389,6 +389,7 @@ class MailboxReader:
     _parser: ProcessPoolExecutor | None = None
     _parser_started: Future[list[InboundMessage | str]] | None = None
     _parser_lock = threading.Lock()
+    _parser_unavailable = False
 
     def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event, folder: str | None = None):
         self.state = state
@@ -540,10 +541,10 @@ class MailboxReader:
     def _start_parsing(cls, batch: list[FetchedMail]) -> Future[list[InboundMessage | str]] | None:
         """Hand a large batch to the parser process and return its future, or None to parse here.
 
-        The process is shared by the readers of this process and starts on the first large
-        batch; until it is ready, batches are parsed here.
+        The readers of this process share one parser process, which starts on the first large
+        batch. Until it is ready, batches are parsed here.
         """
-        if len(batch) < cls.PARSE_IN_WORKER_FROM:
+        if len(batch) < cls.PARSE_IN_WORKER_FROM or cls._parser_unavailable:
             return None
         with cls._parser_lock:
             if cls._parser is None:
@@ -551,33 +552,48 @@ class MailboxReader:
                 # ready only seconds later. The child runs nothing but the parser, and it
                 # freezes what it inherited, so the collector never finalizes the parent's
                 # connections there.
-                cls._parser = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
-                )
-                cls._parser_started = cls._parser.submit(parse_emails, [])
+                try:
+                    context = multiprocessing.get_context("fork")
+                    cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=gc.freeze)
+                    cls._parser_started = cls._parser.submit(parse_emails, [])
+                except (ValueError, OSError) as error:
+                    log.warning("could not start the mail parser process (%s), so the readers parse mail", error)
+                    cls._parser_unavailable = True
                 return None
             if cls._parser_started is None or not cls._parser_started.done():
                 return None
             try:
                 return cls._parser.submit(parse_emails, [mail.raw for mail in batch])
             except BrokenProcessPool:
-                cls._parser = None
+                cls._discard_parser()
                 return None
 
     @classmethod
     def _parsed(
         cls, batch: list[FetchedMail], parsing: Future[list[InboundMessage | str]] | None
     ) -> list[InboundMessage | str]:
-        """Return the parse of each mail of ``batch``: the message, or the ``ParseError``'s text."""
+        """Return the parse of each mail of ``batch``: the message, or the ``ParseError``'s text.
+
+        When the parser process fails, the batch is parsed here instead.
+        """
         if parsing is not None:
             try:
                 return parsing.result()
             except BrokenProcessPool:
-                # The parser process died (killed, out of memory): start a new one later.
-                log.warning("the mail parser process stopped; parsing in the reader until it restarts")
+                # The process died (killed, out of memory): the next large batch starts a new one.
+                log.warning("the mail parser process stopped; parsing this batch in the reader")
                 with cls._parser_lock:
-                    cls._parser = None
+                    cls._discard_parser()
+            except Exception:
+                log.exception("the mail parser process failed on a batch; parsing it in the reader")
         return parse_emails([mail.raw for mail in batch])
+
+    @classmethod
+    def _discard_parser(cls) -> None:
+        if cls._parser is not None:
+            cls._parser.shutdown(wait=False, cancel_futures=True)
+        cls._parser = None
+        cls._parser_started = None
 
     def _import_batch(
         self, session: Session, folder: str, batch: list[FetchedMail], parsed: list[InboundMessage | str]

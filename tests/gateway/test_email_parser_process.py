@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from email.message import EmailMessage
 
 import pytest
@@ -69,3 +70,23 @@ def test_import_through_the_worker_process_keeps_unparseable_mail(state, mailbox
         failed = session.scalars(select(RawPayload.body).where(RawPayload.status == PayloadStatus.FAILED.value)).all()
     assert stored == [f"parsed-{number}@customer.example" for number in range(12)]
     assert failed == [UNPARSEABLE]
+
+
+def test_killed_parser_process_falls_back_to_the_reader():
+    batch = _batch([_raw(number) for number in range(MailboxReader.PARSE_IN_WORKER_FROM)])
+    _ready_parser(batch)
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
+
+    # Whether the pool already knows that its process died or not, the batch is parsed.
+    parsed = MailboxReader._parsed(batch, MailboxReader._start_parsing(batch))
+    assert [inbound.provider_message_id for inbound in parsed] == [
+        f"parsed-{number}@customer.example" for number in range(MailboxReader.PARSE_IN_WORKER_FROM)
+    ]
+
+    # The next large batch starts a new process, which parses again.
+    _ready_parser(batch)
+    parsing = MailboxReader._start_parsing(batch)
+    assert parsing is not None
+    assert len(MailboxReader._parsed(batch, parsing)) == len(batch)
