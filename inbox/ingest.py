@@ -120,9 +120,10 @@ def ingest_message(
 def ingest_batch(
     session: Session, channel_id: int, inbounds: Sequence[InboundMessage]
 ) -> list[IngestResult]:
-    """Store each of ``inbounds`` in one transaction of the caller's, each in a savepoint.
+    """Store ``inbounds`` in one transaction of the caller's and return a result for each, in order.
 
-    One commit for a whole IMAP fetch batch is what makes a large mailbox import fast. A
+    One commit for a whole IMAP fetch batch is what makes a large mailbox import fast, and
+    mail is stored with a few bulk statements for the batch (see ``inbox.ingest_bulk``). A
     message that fails to store rolls back alone and is kept as a failed payload with the
     error, so the rest of the batch still commits. Database connection errors propagate and
     the caller's transaction rolls back whole, so nothing is half stored.
