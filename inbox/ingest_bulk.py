@@ -451,6 +451,22 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
     if failed:
         session.execute(delete(RawPayload).where(RawPayload.id.in_(failed)))
 
+    _insert_contacts(session, items)
+    payload_ids = _insert(session, RawPayload, [
+        {
+            "channel_id": channel.id, "format": item.inbound.raw_format, "digest": item.digest,
+            "body": item.inbound.raw, "status": PayloadStatus.PROCESSED.value,
+        }
+        for item in items
+    ])
+
+    created = _insert_conversations(session, channel, items)
+    _insert_messages(session, channel, items, payload_ids)
+    _record_events_in_order(session, channel, items, created)
+
+
+def _insert_contacts(session: Session, items: list[_Planned]) -> None:
+    """Insert the contacts and identities that the batch's mails are the first from."""
     new_identities = list({
         id(item.identity): item.identity for item in items if item.identity.id is None
     }.values())
@@ -465,16 +481,10 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
             for identity in new_identities
         ])
 
-    payload_ids = _insert(session, RawPayload, [
-        {
-            "channel_id": channel.id, "format": item.inbound.raw_format, "digest": item.digest,
-            "body": item.inbound.raw, "status": PayloadStatus.PROCESSED.value,
-        }
-        for item in items
-    ])
 
-    # New conversations get the state of their last mail in this batch.
-    created = [item.conversation for item in items if isinstance(item.conversation, _NewConversation) and item.created]
+def _insert_conversations(session: Session, channel: Channel, items: list[_Planned]) -> list[_NewConversation]:
+    """Insert the batch's new conversations with the state of their last mail, and return them."""
+    created = [item.conversation for item in items if item.created and isinstance(item.conversation, _NewConversation)]
     last: dict[int, _Planned] = {}
     counts: dict[int, int] = {}
     for item in items:
@@ -493,7 +503,11 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
     for conversation, conversation_id in zip(created, conversation_ids):
         conversation.id = conversation_id
         conversation.contact_id = conversation.contact.id
+    return created
 
+
+def _insert_messages(session: Session, channel: Channel, items: list[_Planned], payload_ids: list[int]) -> None:
+    """Store the attachment files, then insert the messages and attachment rows."""
     for item in items:
         item.attachments = _store_attachments(session, channel, item.inbound)
     message_ids = _insert(session, Message, [
@@ -533,20 +547,30 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
         for (_, row), attachment_id in zip(attachments, attachment_ids):
             row.id = attachment_id
 
-    # Replay the mails in order on the model objects, so each event shows the conversation
-    # as it was right after its mail, exactly as the per-message path records it.
+    for item, message_id in zip(items, message_ids):
+        item.message_id = message_id
+
+
+def _record_events_in_order(
+    session: Session, channel: Channel, items: list[_Planned], created: list[_NewConversation]
+) -> None:
+    """Record each mail's two events, with the conversation as it was right after that mail.
+
+    The mails are replayed in order on the conversation rows, as the per-message path
+    changes them, and the new conversations start again from no unread message.
+    """
     for conversation in created:
         conversation.unread_count = 0
     events: list[tuple[str, dict[str, Any], int | None]] = []
-    for item, message_id in zip(items, message_ids):
+    for item in items:
+        assert item.message_id is not None
         conversation = item.conversation
         conversation.last_message_at = item.now
         conversation.last_inbound_at = item.now
         conversation.unread_count = (conversation.unread_count or 0) + 1
         conversation.snippet = _snippet(item.inbound)
-        item.message_id = message_id
         message = _NewMessage(
-            message_id, conversation.id, channel, item.identity.contact, item.identity.contact.id,
+            item.message_id, conversation.id, channel, item.identity.contact, item.identity.contact.id,
             clip(item.inbound.subject, 998), item.inbound.text or "", item.inbound.html, item.now,
             item.reason.value, item.inbound.automatic, item.inbound.content, item.attachments,
         )
@@ -558,7 +582,7 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
             {"message": message_to_dict(message), "conversation": conversation_data},  # type: ignore[arg-type]
             conversation.id,
         ))
-    # Existing conversations and contacts were changed on their loaded objects.
+    # Conversations stored before were changed on their loaded model objects.
     session.flush()
     record_events(session, events)
 
