@@ -15,11 +15,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
