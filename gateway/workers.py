@@ -8,7 +8,6 @@ with its ids, and the loop goes on.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import queue
@@ -548,13 +547,14 @@ class MailboxReader:
             return None
         with cls._parser_lock:
             if cls._parser is None:
-                # NOTE: forked, because a spawned process imports the whole app again and is
-                # ready only seconds later. The child runs nothing but the parser, and it
-                # freezes what it inherited, so the collector never finalizes the parent's
-                # connections there.
+                # Spawned, not forked: a forked child would keep copies of every socket and
+                # pipe of this process open (client connections, subprocess pipes), so their
+                # peers would never see them close.
+                # NOTE: a spawned process imports the main module again, which takes a second
+                # or more for the whole app; until then, batches are parsed in the reader.
                 try:
-                    context = multiprocessing.get_context("fork")
-                    cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=gc.freeze)
+                    context = multiprocessing.get_context("spawn")
+                    cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
                     cls._parser_started = cls._parser.submit(parse_emails, [])
                 except (ValueError, OSError) as error:
                     log.warning("could not start the mail parser process (%s), so the readers parse mail", error)
