@@ -551,7 +551,7 @@ class MailboxReader:
                 # pipe of this process open (client connections, subprocess pipes), so their
                 # peers would never see them close.
                 # NOTE: a spawned process imports the main module again, which takes a second
-                # or more for the whole app; until then, batches are parsed in the reader.
+                # or more for the whole app. Until then, batches are parsed in the reader.
                 try:
                     context = multiprocessing.get_context("spawn")
                     cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
