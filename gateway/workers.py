@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,9 +27,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader, ImapSettings
-from channels.email.parse import parse_email
+from channels.email.parse import parse_emails
 from channels.email.smtp import prepare_email, send_email
-from channels.errors import ChannelError, ParseError, SendError
+from channels.errors import ChannelError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
@@ -394,6 +399,15 @@ class MailboxReader:
     (Dovecot 2.3 allows 10 per user and client address by default).
     """
 
+    # A batch of this many mails or more is parsed in a worker process, overlapping with
+    # storing the batch before it. A smaller one, such as new mail that IDLE reported, is
+    # parsed in the reader, because the round trip to the process would only add latency.
+    PARSE_IN_WORKER_FROM = 8
+    _parser: ProcessPoolExecutor | None = None
+    _parser_started: Future[list[InboundMessage | str]] | None = None
+    _parser_lock = threading.Lock()
+    _parser_unavailable = False
+
     def __init__(self, state: Switchboard, channel_id: int, stop: threading.Event, folder: str | None = None):
         self.state = state
         self.channel_id = channel_id
@@ -494,27 +508,121 @@ class MailboxReader:
         """Import every mail of ``folder`` after its checkpoint, then record the folder as read through.
 
         ``reader`` must have ``folder`` open. Returns how many new messages were stored.
+        Large batches are parsed in a worker process while the batch before is stored.
         """
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
             stored = 0
-            for batch in reader.fetch_new(Checkpoint(uidvalidity, last_uid)):
-                stored += self._import_batch(session, folder, batch)
-                # Only now is everything up to this UID committed.
-                save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+            # In a large import, a thread fetches the next batch while this one is stored
+            # (SQLite releases the interpreter lock while it writes), and the parser process
+            # parses it meanwhile.
+            waiting: tuple[list[FetchedMail], Future[list[InboundMessage | str]] | None] | None = None
+            batches = _fetched_ahead(
+                reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}", self.PARSE_IN_WORKER_FROM
+            )
+            try:
+                while True:
+                    try:
+                        batch = next(batches, None)
+                    except Exception:
+                        # The connection failed: what was fetched before still gets stored.
+                        if waiting is not None:
+                            self._store_fetched(session, folder, *waiting)
+                        raise
+                    if batch is None:
+                        break
+                    parsing = self._start_parsing(batch)
+                    if waiting is not None:
+                        stored += self._store_fetched(session, folder, *waiting)
+                    waiting = (batch, parsing)
+                if waiting is not None:
+                    stored += self._store_fetched(session, folder, *waiting)
+            finally:
+                batches.close()
             record_folder_synced(session, self.channel_id, folder)
             return stored
 
-    def _import_batch(self, session: Session, folder: str, batch: list[FetchedMail]) -> int:
+    def _store_fetched(
+        self,
+        session: Session,
+        folder: str,
+        batch: list[FetchedMail],
+        parsing: Future[list[InboundMessage | str]] | None,
+    ) -> int:
+        stored = self._import_batch(session, folder, batch, self._parsed(batch, parsing))
+        # Only now is everything up to this UID committed.
+        save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+        return stored
+
+    @classmethod
+    def _start_parsing(cls, batch: list[FetchedMail]) -> Future[list[InboundMessage | str]] | None:
+        """Hand a large batch to the parser process and return its future, or None to parse here.
+
+        The readers of this process share one parser process, which starts on the first large
+        batch. Until it is ready, batches are parsed here.
+        """
+        if len(batch) < cls.PARSE_IN_WORKER_FROM or cls._parser_unavailable:
+            return None
+        with cls._parser_lock:
+            if cls._parser is None:
+                # Spawned, not forked: a forked child would keep copies of every socket and
+                # pipe of this process open (client connections, subprocess pipes), so their
+                # peers would never see them close.
+                # NOTE: a spawned process imports the main module again, which takes a second
+                # or more for the whole app. Until then, batches are parsed in the reader.
+                try:
+                    context = multiprocessing.get_context("spawn")
+                    cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                    cls._parser_started = cls._parser.submit(parse_emails, [])
+                except (ValueError, OSError) as error:
+                    log.warning("could not start the mail parser process (%s), so the readers parse mail", error)
+                    cls._parser_unavailable = True
+                return None
+            if cls._parser_started is None or not cls._parser_started.done():
+                return None
+            try:
+                return cls._parser.submit(parse_emails, [mail.raw for mail in batch])
+            except BrokenProcessPool:
+                cls._discard_parser()
+                return None
+
+    @classmethod
+    def _parsed(
+        cls, batch: list[FetchedMail], parsing: Future[list[InboundMessage | str]] | None
+    ) -> list[InboundMessage | str]:
+        """Return the parse of each mail of ``batch``: the message, or the ``ParseError``'s text.
+
+        When the parser process fails, the batch is parsed here instead.
+        """
+        if parsing is not None:
+            try:
+                return parsing.result()
+            except BrokenProcessPool:
+                # The process died (killed, out of memory): the next large batch starts a new one.
+                log.warning("the mail parser process stopped; parsing this batch in the reader")
+                with cls._parser_lock:
+                    cls._discard_parser()
+            except Exception:
+                log.exception("the mail parser process failed on a batch; parsing it in the reader")
+        return parse_emails([mail.raw for mail in batch])
+
+    @classmethod
+    def _discard_parser(cls) -> None:
+        if cls._parser is not None:
+            cls._parser.shutdown(wait=False, cancel_futures=True)
+        cls._parser = None
+        cls._parser_started = None
+
+    def _import_batch(
+        self, session: Session, folder: str, batch: list[FetchedMail], parsed: list[InboundMessage | str]
+    ) -> int:
         """Store one fetched batch in one transaction. A mail that fails to parse or store is
         kept as a failed payload; only a database error (which retries the batch later)
         propagates."""
-        parsed = []
-        for mail in batch:
-            try:
-                inbound = parse_email(mail.raw)
-            except ParseError as error:
-                self._keep_failed(session, folder, mail.uid, mail.raw, str(error))
+        ready = []
+        for mail, inbound in zip(batch, parsed):
+            if isinstance(inbound, str):
+                self._keep_failed(session, folder, mail.uid, mail.raw, inbound)
                 continue
             if mail.truncated:
                 inbound = _oversize_stub(inbound, mail.size)
@@ -522,13 +630,13 @@ class MailboxReader:
                     "mailbox channel %s folder %r UID %s is %s bytes: imported its header only",
                     self.channel_id, folder, mail.uid, mail.size,
                 )
-            parsed.append((mail.uid, inbound))
-        if not parsed:
+            ready.append((mail.uid, inbound))
+        if not ready:
             return 0
 
         with session.begin():
-            results = ingest_batch(session, self.channel_id, [inbound for _, inbound in parsed])
-        for (uid, _), result in zip(parsed, results):
+            results = ingest_batch(session, self.channel_id, [inbound for _, inbound in ready])
+        for (uid, _), result in zip(ready, results):
             if result.error:
                 log.warning(
                     "mailbox channel %s folder %r UID %s kept as a failed payload: %s",
@@ -542,6 +650,66 @@ class MailboxReader:
             "mailbox channel %s folder %r UID %s kept as failed payload %s: %s",
             self.channel_id, folder, uid, payload_id, error,
         )
+
+
+_FETCH_DONE = object()
+
+
+def _fetched_ahead(
+    reader: ImapReader, checkpoint: Checkpoint, name: str, ahead_from: int
+) -> Iterator[list[FetchedMail]]:
+    """Yield the batches of ``reader.fetch_new``, after the first one fetched by a thread one batch ahead.
+
+    Only a first batch of ``ahead_from`` mails or more starts the thread, so an empty poll
+    or the mail of one IDLE wake-up is fetched here. The thread has the connection to itself
+    until the last batch or an error, which is raised here. Closing the generator early
+    stops the thread after the batch it is fetching, so the connection is idle again when
+    this returns.
+    """
+    batches = reader.fetch_new(checkpoint)
+    first = next(batches, None)
+    if first is None:
+        return
+    yield first
+    if len(first) < ahead_from:
+        yield from batches
+        return
+
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    closed = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not closed.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+        except BaseException as error:  # noqa: BLE001 - raised again in the importing thread
+            hand_over(error)
+            return
+        hand_over(_FETCH_DONE)
+
+    thread = threading.Thread(target=fetch, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _FETCH_DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        thread.join()
 
 
 def _same_connection(first: ImapSettings, second: ImapSettings) -> bool:

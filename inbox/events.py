@@ -9,7 +9,7 @@ missed events reads them back with ``events_after``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +17,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from inbox.models import Event
+from inbox.bulk import insert_rows
+from inbox.models import Event, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,30 @@ def record_event(
     # No flush here: the commit assigns the id, and publishing happens after the commit.
     session.info.setdefault(_PENDING_KEY, []).append(row)
     return row
+
+
+def record_events(
+    session: Session, events: Sequence[tuple[str, dict[str, Any], int | None]]
+) -> list[Event]:
+    """Insert many events as ``record_event`` does, in one statement, and queue them for publishing.
+
+    ``events`` contains (type, payload, conversation id) in the order the changes happened; the
+    ids follow that order. Returns the rows, which are not part of the session's identity map.
+    """
+    if not events:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7316201)"))
+    ids = insert_rows(session, Event.__table__, [
+        {"type": type_, "payload": payload, "conversation_id": conversation_id, "created_at": utcnow()}
+        for type_, payload, conversation_id in events
+    ])
+    rows = [
+        Event(id=id_, type=type_, payload=payload, conversation_id=conversation_id)
+        for id_, (type_, payload, conversation_id) in zip(ids, events)
+    ]
+    session.info.setdefault(_PENDING_KEY, []).extend(rows)
+    return rows
 
 
 @contextmanager

@@ -80,6 +80,22 @@ def parse_email(raw: bytes) -> InboundMessage:
         raise ParseError(f"the message could not be parsed: {type(error).__name__}: {error}") from error
 
 
+def parse_emails(raws: list[bytes]) -> list[InboundMessage | str]:
+    """Parse each of ``raws`` with ``parse_email``, in a form that crosses a process boundary.
+
+    Returns, in order, the ``InboundMessage`` of each mail or, for one that raised
+    ``ParseError``, the error's message. A mail reader runs this in a worker process, so
+    that parsing one batch overlaps with storing the batch before it.
+    """
+    parsed: list[InboundMessage | str] = []
+    for raw in raws:
+        try:
+            parsed.append(parse_email(raw))
+        except ParseError as error:
+            parsed.append(str(error))
+    return parsed
+
+
 def _parse(raw: bytes) -> InboundMessage:
     message = _parse_structure(raw)
 

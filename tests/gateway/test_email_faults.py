@@ -254,6 +254,25 @@ def test_connection_drop_during_fetch_loses_nothing(state, mailbox, email_channe
     assert _checkpoint(state)[1] == uids[-1]
 
 
+def test_connection_drop_in_fetch_thread_loses_nothing(state, mailbox, email_channel):
+    batch_size = MailboxReader.PARSE_IN_WORKER_FROM
+    uids = _append_many(mailbox, [_mail(number) for number in range(3 * batch_size)])
+
+    with ImapProxy(mailbox.host, mailbox.port) as proxy:
+        # A first batch this large makes the reader fetch the next ones in a thread, and
+        # the second batch's body FETCH is cut there.
+        proxy.cut_during_fetch(after_bytes=700, skip_fetches=3)
+        with pytest.raises(MailboxError):
+            _import(state, email_channel, port=proxy.port, batch_size=batch_size)
+        assert proxy.cuts == 1
+
+    assert _stored_message_ids(state) == _expected_ids(range(batch_size))
+    assert _checkpoint(state)[1] == uids[batch_size - 1]
+
+    assert _import(state, email_channel, batch_size=batch_size) == 2 * batch_size
+    assert sorted(_stored_message_ids(state)) == sorted(_expected_ids(range(3 * batch_size)))
+
+
 def _large_mail(size: int) -> bytes:
     message = EmailMessage()
     message["From"] = "big@customer.example"
