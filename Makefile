@@ -35,10 +35,15 @@ run: install
 	$(BIN)/switchboard run
 
 # In CI (CI=true) the suite runs twice: on SQLite, then on PostgreSQL from the migrations.
+# The tests run in one process per CPU (pytest-xdist); a file's tests stay in one process,
+# so module fixtures such as a Dovecot server start once. TEST_WORKERS=0 runs them serially.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: install-dev
-	$(BIN)/pytest
+	$(PYTEST)
 ifeq ($(CI),true)
-	SWITCHBOARD_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/pytest
+	SWITCHBOARD_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(PYTEST)
 endif
 
 clean:

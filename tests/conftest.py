@@ -33,7 +33,15 @@ WHATSAPP_NUMBER = "+14155238886"
 
 
 def _postgres_url() -> str | None:
-    return os.environ.get("SWITCHBOARD_TEST_DATABASE_URL") or None
+    url = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL")
+    if not url:
+        return None
+    # Each pytest-xdist worker drops and creates its own database.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        parsed = make_url(url)
+        url = parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+    return url
 
 
 @pytest.fixture(scope="session")
