@@ -111,6 +111,10 @@ def latest_event_id(session: Session) -> int:
 
 @sa_event.listens_for(Session, "after_commit")
 def _publish_committed(session: Session) -> None:
+    # SQLAlchemy 2.1 also calls this when a SAVEPOINT is released, and the outer
+    # transaction may still roll back, so only the outermost commit publishes.
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(_PENDING_KEY, None)
     if not pending:
         return
@@ -125,4 +129,7 @@ def _publish_committed(session: Session) -> None:
 
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_rolled_back(session: Session) -> None:
+    # A rolled-back SAVEPOINT drops only its own events, which ``savepoint`` does.
+    if session.in_nested_transaction():
+        return
     session.info.pop(_PENDING_KEY, None)

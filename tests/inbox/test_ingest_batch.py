@@ -140,6 +140,25 @@ def test_batch_keeps_rejected_message_failed(state, channel_id, published, rejec
     assert created == ["Where is my order?", "Where is my order?"]
 
 
+def test_batch_events_wait_for_the_outer_commit(state, channel_id, published):
+    with state.session_factory() as session:
+        with session.begin():
+            ingest_batch(session, channel_id, [_mail(1), _mail(2)])
+            # Each message was stored in a savepoint that is released by now.
+            assert published == []
+    assert len([event for event in published if event["type"] == "message.created"]) == 2
+
+
+def test_batch_rolled_back_publishes_nothing(state, channel_id, published):
+    with state.session_factory() as session:
+        session.begin()
+        ingest_batch(session, channel_id, [_mail(1), _mail(2)])
+        session.rollback()
+    assert published == []
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
 def _store(state, channel_id, batch):
     with state.session_factory() as session:
         with session.begin():
