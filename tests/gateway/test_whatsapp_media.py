@@ -24,6 +24,7 @@ from inbox.models import Attachment, Channel, utcnow
 from inbox.storage import attachment_store
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.support.twilio_media_server import TwilioMediaServer
+from tests.support.whatsapp import ingest_webhooks
 
 PHOTO = b"\xff\xd8\xff\xe0 a photo of the broken parcel" + bytes(range(256)) * 20
 VCARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Grace Hopper\r\nTEL:+15551239999\r\nEND:VCARD\r\n"
@@ -69,6 +70,7 @@ def _post_with_media(app, channel: Channel, media: list[tuple[str, str]], text: 
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature("http://localhost" + path, form)
     response = app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200
+    ingest_webhooks(get_state(app))
 
 
 def _attachments(state) -> list[Attachment]:

@@ -7,9 +7,13 @@ import threading
 from flask import Flask
 from werkzeug.serving import make_server
 
+from gateway import get_state
+from gateway.webhook_worker import WebhookWorker
+
 
 class LiveServer:
-    """Serves ``app`` (HTTP and Socket.IO) on 127.0.0.1 until ``stop``."""
+    """Serves ``app`` (HTTP and Socket.IO) on 127.0.0.1 until ``stop``, with the webhook
+    worker that ingests the webhooks it answers, as ``switchboard run`` has."""
 
     def __init__(self, app: Flask, port: int = 0):
         self.app = app
@@ -17,14 +21,21 @@ class LiveServer:
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="live-server", daemon=True)
+        self._stop_worker = threading.Event()
+        self._webhook_worker = WebhookWorker(get_state(app), self._stop_worker)
+        self._worker_thread = threading.Thread(target=self._webhook_worker.run, name="live-webhooks", daemon=True)
 
     def start(self) -> LiveServer:
         self._thread.start()
+        self._worker_thread.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._thread.join(10)
+        self._stop_worker.set()
+        self._webhook_worker.wakeup.set()
+        self._worker_thread.join(10)
 
     def __enter__(self) -> LiveServer:
         return self.start()
