@@ -51,6 +51,7 @@ from gateway import create_app, get_state
 from gateway.config import Config
 from gateway.database import upgrade_database
 from gateway.simulate import build_message_form
+from gateway.workers import Workers
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.models import Conversation, Direction, Message, utcnow
@@ -61,11 +62,13 @@ CALLBACK_STATES = ("sent", "delivered", "read")
 
 
 def serve(config: Config, ports: multiprocessing.Queue) -> None:
-    """Serve the app with the bare endpoint on a free loopback port; put the port on ``ports``."""
+    """Serve the app with the bare endpoint and the workers on a free loopback port, as
+    ``switchboard run`` does; put the port on ``ports``."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app(config)
     add_bare_endpoint(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    Workers(get_state(app)).start()
     ports.put(server.server_port)
     server.serve_forever()
 
@@ -253,6 +256,9 @@ def main() -> None:
         bare = measure_bare(poster, base_url, args.messages)
         inbound = measure_inbound(poster, validator, inbound_url, channel, args.messages, created)
         paced = measure_paced(poster, validator, inbound_url, channel, args.rate, args.seconds)
+        # The paced webhooks are answered; their ingestion ends before the storm starts.
+        for _ in range(len(paced)):
+            created.get(timeout=120)
         sent = make_sent_messages(state, channel.id, args.callbacks_for)
         storm, callbacks = measure_storm(poster, validator, status_url, sent, args.seed)
         time.sleep(1.0)  # the last events are on their way to the client

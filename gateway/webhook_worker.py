@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # Payloads per transaction. On SQLite a webhook's answer may wait for one batch, so the
 # batch stays small there; PostgreSQL lets the views write beside it.
-SQLITE_BATCH_SIZE = 16
+SQLITE_BATCH_SIZE = 4
 BATCH_SIZE = 100
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
@@ -51,16 +51,22 @@ def webhook_wakeup(state: Switchboard) -> threading.Event:
 
 
 class WriterTurn:
-    """One writer at a time, and writers in the foreground before those in the background.
+    """One writer at a time, and the webhook views before the worker.
 
     A plain mutex does not hand over: the worker that releases it takes it back for its next
-    batch before a waiting view runs. Here the background side waits while a view waits.
+    batch before a waiting view runs. Here the worker waits while a view waits, and until
+    the views have been quiet for ``quiet`` seconds, so that during a burst of webhooks it
+    does not hold the interpreter and the database while Twilio waits for answers. It waits
+    ``max_defer`` seconds at most, so a steady stream of webhooks still gets ingested.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: float = 0.005, max_defer: float = 0.25) -> None:
         self._condition = threading.Condition()
         self._busy = False
         self._waiting = 0
+        self._last_foreground = 0.0
+        self.quiet = quiet
+        self.max_defer = max_defer
 
     @contextlib.contextmanager
     def foreground(self) -> Iterator[None]:
@@ -73,22 +79,29 @@ class WriterTurn:
         try:
             yield
         finally:
-            self._release()
+            self._release(foreground=True)
 
     @contextlib.contextmanager
     def background(self) -> Iterator[None]:
+        deadline = time.monotonic() + self.max_defer
         with self._condition:
-            while self._busy or self._waiting:
-                self._condition.wait()
+            while True:
+                now = time.monotonic()
+                quiet_at = self._last_foreground + self.quiet
+                if not self._busy and not self._waiting and (now >= quiet_at or now >= deadline):
+                    break
+                self._condition.wait(max(min(quiet_at, deadline) - now, 0.001))
             self._busy = True
         try:
             yield
         finally:
-            self._release()
+            self._release(foreground=False)
 
-    def _release(self) -> None:
+    def _release(self, *, foreground: bool) -> None:
         with self._condition:
             self._busy = False
+            if foreground:
+                self._last_foreground = time.monotonic()
             self._condition.notify_all()
 
 

@@ -23,11 +23,12 @@ same.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, literal_column, select, update
+from sqlalchemy import Insert, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -70,27 +71,41 @@ def queue_payload(session: Session, channel_id: int, raw: bytes, raw_format: str
     queued, and False when the same bytes are already pending or processed (a replay).
     A payload with the same bytes that failed before is queued again.
     """
-    now = utcnow()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(RawPayload)
+    statement = _queue_statement(session.get_bind().dialect.name)
+    values = {
+        "channel_id": channel_id,
+        "format": raw_format,
+        "digest": payload_digest(raw),
+        "body": raw,
+        "received_at": utcnow(),
+    }
+    with session.begin():
+        return session.connection().execute(statement, values).first() is not None
+
+
+@functools.cache
+def _queue_statement(dialect: str) -> Insert:
+    """Return the insert of a pending payload, built once: it runs for every webhook."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = RawPayload.__table__
+    pending = PayloadStatus.PENDING.value
+    return (
+        insert(table)
         .values(
-            channel_id=channel_id,
-            format=raw_format,
-            digest=payload_digest(raw),
-            body=raw,
-            status=PayloadStatus.PENDING.value,
-            received_at=now,
+            channel_id=bindparam("channel_id"),
+            format=bindparam("format"),
+            digest=bindparam("digest"),
+            body=bindparam("body"),
+            status=pending,
+            received_at=bindparam("received_at"),
         )
         .on_conflict_do_update(
-            index_elements=[RawPayload.channel_id, RawPayload.digest],
-            set_={"status": PayloadStatus.PENDING.value, "error": None, "received_at": now},
-            where=RawPayload.status == PayloadStatus.FAILED.value,
+            index_elements=[table.c.channel_id, table.c.digest],
+            set_={"status": pending, "error": None, "received_at": bindparam("received_at")},
+            where=table.c.status == PayloadStatus.FAILED.value,
         )
-        .returning(RawPayload.id)
+        .returning(table.c.id)
     )
-    with session.begin():
-        return session.scalar(statement) is not None
 
 
 def count_pending(session: Session) -> int:
