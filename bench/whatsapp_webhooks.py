@@ -1,17 +1,19 @@
 """Throughput and acknowledgement time of the Twilio webhook endpoints.
 
-Starts the service in a process of its own on a loopback port (Werkzeug's threaded server,
-as ``switchboard run`` uses) with a fresh database. This process drives it, with an agent's
-python-socketio client, so that the load generator does not share the server's interpreter
-lock. It measures, in one run:
+Starts the service in a process of its own on a loopback port with a fresh database, as
+``switchboard run`` does: Werkzeug's threaded server and the workers, the webhook worker
+among them. This process drives it, with an agent's python-socketio client, so that the
+load generator does not share the server's interpreter lock. It measures, in one run:
 
 1. reference: a bare Flask POST endpoint on the same server (it reads the form and answers
    200), posted by the same concurrent clients;
-2. inbound: signed incoming-message webhooks end to end (signature check, parse, store,
-   commit, Socket.IO ``message.created`` received by the client), in messages per second;
+2. inbound: signed incoming-message webhooks end to end (signature check, store as a
+   pending payload, answer; then the webhook worker's ingestion and commit, and Socket.IO
+   ``message.created`` received by the client), in messages per second;
 3. acknowledgement: signed webhooks sent at a fixed rate (default 320 per second, open
    loop), each timed from its scheduled start to Twilio's 200, so a slow server cannot hide
-   its queue (no coordinated omission);
+   its queue (no coordinated omission); the run then waits until every one of them has
+   reached the client, so their ingestion does not overlap the storm;
 4. status storm: delivery callbacks (sent, delivered, read, each posted twice) for many
    sent messages, shuffled and posted concurrently, in callbacks per second, followed by a
    check that every message ends ``read`` and that no ``message.updated`` event moved a

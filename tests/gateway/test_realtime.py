@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import queue
 import re
-import threading
-import time
 
 import pytest
 import requests
 import socketio
 from twilio.request_validator import RequestValidator
 
-from gateway import get_state
 from gateway.simulate import build_message_form
-from inbox.webhook_queue import count_pending
 from tests.conftest import AGENT_PASSWORD, TWILIO_AUTH_TOKEN
 
 EVENT_WAIT_SECONDS = 10
@@ -112,21 +108,9 @@ def _disconnect_after_first_message(live_server, agent, channel, recorder) -> tu
     return cookie, last_seen
 
 
-def _wait_until_ingested(live_server) -> None:
-    """Wait until the live server's webhook worker has stored every webhook it answered."""
-    state = get_state(live_server.app)
-    deadline = time.monotonic() + EVENT_WAIT_SECONDS
-    while True:
-        with state.session_factory() as session:
-            if count_pending(session) == 0:
-                return
-        assert time.monotonic() < deadline, "webhooks still pending"
-        threading.Event().wait(0.02)
-
-
 def _reconnected(live_server, cookie: str, last_seen: int) -> Recorder:
     # The missed messages are all stored before the client comes back.
-    _wait_until_ingested(live_server)
+    live_server.wait_until_ingested()
     again = Recorder()
     again.client.connect(
         live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from flask import Flask
 from werkzeug.serving import make_server
 
 from gateway import get_state
 from gateway.webhook_worker import WebhookWorker
+from inbox.webhook_queue import count_pending
 
 
 class LiveServer:
@@ -36,6 +38,17 @@ class LiveServer:
         self._stop_worker.set()
         self._webhook_worker.wakeup.set()
         self._worker_thread.join(10)
+
+    def wait_until_ingested(self, timeout: float = 15.0) -> None:
+        """Wait until the webhook worker has stored every webhook the server answered."""
+        state = get_state(self.app)
+        deadline = time.monotonic() + timeout
+        while True:
+            with state.session_factory() as session:
+                if count_pending(session) == 0:
+                    return
+            assert time.monotonic() < deadline, f"webhooks still pending after {timeout} s"
+            self._stop_worker.wait(0.02)
 
     def __enter__(self) -> LiveServer:
         return self.start()
