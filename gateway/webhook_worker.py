@@ -1,4 +1,4 @@
-"""The webhook worker: ingests the Twilio webhooks that were answered once stored.
+"""The webhook worker: ingests the Twilio webhooks acknowledged once stored.
 
 The webhook view stores a signed webhook as a pending raw payload and answers Twilio at
 once (see ``inbox.webhook_queue``). This worker ingests the pending payloads a batch per
@@ -10,7 +10,7 @@ share the queue without taking the same payload.
 On SQLite one transaction writes at a time, and a thread that finds the database locked
 sleeps in SQLite's busy handler for up to 100 ms at a step. So the webhook views and this
 worker take turns on a mutex of the process (``writer_turn``), and a view waiting to store
-a webhook goes before the worker's next batch: Twilio's answer waits at most for one batch.
+a webhook goes before the worker's next batch: the response to Twilio waits for one batch at most.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # How often a worker looks for payloads that another process stored.
 POLL_SECONDS = 0.5
-# Payloads per transaction. On SQLite a webhook's answer may wait for one batch, so the
+# Payloads per transaction. On SQLite the response to a webhook may wait for one batch, so the
 # batch stays small there; PostgreSQL lets the views write beside it.
 SQLITE_BATCH_SIZE = 4
 BATCH_SIZE = 100
@@ -56,7 +56,7 @@ class WriterTurn:
     A plain mutex does not hand over: the worker that releases it takes it back for its next
     batch before a waiting view runs. Here the worker waits while a view waits, and until
     the views have been quiet for ``quiet`` seconds, so that during a burst of webhooks it
-    does not hold the interpreter and the database while Twilio waits for answers. It waits
+    does not hold the interpreter and the database while Twilio waits for responses. It waits
     ``max_defer`` seconds at most, so a steady stream of webhooks still gets ingested.
     """
 
