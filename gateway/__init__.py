@@ -80,6 +80,7 @@ def create_app(config: Config | None = None) -> Flask:
     from gateway import proactive_log
 
     app.url_map.converters["id"] = IdConverter
+    app.before_request(api.allow_reply_files)
     auth.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(pages.blueprint)

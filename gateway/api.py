@@ -61,6 +61,9 @@ from inbox.workflow import BulkRejected, change_conversation, change_conversatio
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# The largest reply request, its files included: a few WhatsApp files of up to 16 MB each.
+REPLY_BODY_LIMIT = 64 * 1024 * 1024
 # Notes, mentions and canned responses: nested, so they share this blueprint's error handlers.
 blueprint.register_blueprint(collab_api.blueprint)
 
@@ -113,12 +116,32 @@ def init_app(app: Flask) -> None:
     # are registered on the app.
     app.register_error_handler(404, _not_found)
     app.register_error_handler(405, _method_not_allowed)
+    app.register_error_handler(413, _too_large)
+
+
+def allow_reply_files() -> None:
+    """Let a reply carry its files: other requests stay within the app's 2 MB limit.
+
+    Registered before the authentication guard, which may read the form for its CSRF token.
+    """
+    if request.endpoint == "api.reply":
+        request.max_content_length = REPLY_BODY_LIMIT
 
 
 def _not_found(error: HTTPException) -> Any:
     if request.path.startswith("/api/"):
         return error_response(404, "not_found", "No such API route.")
     return error
+
+
+def _too_large(error: HTTPException) -> Any:
+    if not request.path.startswith("/api/"):
+        return error
+    limit = (request.max_content_length or 0) / 1048576
+    message = f"The request is larger than {limit:.0f} MB, the most this endpoint accepts."
+    if request.endpoint == "api.reply":
+        return error_response(413, "too_large", message + " Send the files in several replies.", field="attachments")
+    return error_response(413, "too_large", message)
 
 
 def _method_not_allowed(error: HTTPException) -> Any:

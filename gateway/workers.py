@@ -28,7 +28,9 @@ from channels.errors import ChannelError, ParseError, SendError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
+from channels.whatsapp.meta import send_media as send_meta_media
 from channels.whatsapp.meta import send_message as send_meta_message
+from channels.whatsapp.meta import upload_media as upload_meta_media
 from channels.whatsapp.errors import RateLimitedError
 from channels.whatsapp.parts import PlannedPart, plan_parts
 from gateway import Switchboard
@@ -54,7 +56,7 @@ from inbox.mailboxes import (
     record_sent_copy_outcome,
     save_checkpoint,
 )
-from inbox.models import Channel, utcnow
+from inbox.models import Attachment, Channel, utcnow
 from inbox.outbox import (
     LEASE,
     PendingSend,
@@ -67,6 +69,7 @@ from inbox.outbox import (
     record_window_error,
     seconds_until_next_send,
 )
+from inbox.storage import attachment_store
 from inbox.window import is_window_error
 from inbox.workflow import wake_snoozed_conversations
 
@@ -294,10 +297,7 @@ class OutboxDispatcher:
             return send_email(smtp, pending.outbound, mime), mime
         if pending.channel_kind == "whatsapp" and settings.get("provider") == "meta":
             # Meta reports delivery to the app's webhook, so no callback URL goes along.
-            part = self._whatsapp_parts(pending)[pending.sent_parts]
-            if part.media_index is not None:
-                raise SendError("attachments cannot be sent on Meta WhatsApp channels yet", transient=False)
-            return send_meta_message(meta_settings(settings, config), dataclasses.replace(pending.outbound, text=part.text)), None
+            return self._send_meta_part(pending), None
         if pending.channel_kind == "whatsapp":
             return self._send_whatsapp_part(pending), None
         raise SendError(f"channel kind {pending.channel_kind!r} cannot send", transient=False)
@@ -309,6 +309,24 @@ class OutboxDispatcher:
         if pending.channel_settings.get("provider") == "meta":
             return plan_parts(pending.outbound.text, media_types, META_MAX_TEXT_LENGTH)
         return plan_parts(pending.outbound.text, media_types)
+
+    def _send_meta_part(self, pending: PendingSend) -> SendResult:
+        """Send the next part of a reply on a Meta channel: its text, or its file uploaded first."""
+        settings = meta_settings(pending.channel_settings, self.state.config)
+        part = self._whatsapp_parts(pending)[pending.sent_parts]
+        if part.media_index is None:
+            return send_meta_message(settings, dataclasses.replace(pending.outbound, text=part.text))
+        attachment = pending.attachments[part.media_index]
+        with self.state.session_factory() as session:
+            stored = session.get(Attachment, attachment.id)
+            if stored is None or stored.storage_key is None:
+                raise SendError(f"attachment {attachment.filename!r} is no longer stored", transient=False)
+            data = attachment_store(session).read(stored.storage_key)
+        media_id = upload_meta_media(settings, data, attachment.content_type, attachment.filename)
+        return send_meta_media(
+            settings, pending.outbound.to, media_id, attachment.content_type,
+            filename=attachment.filename, caption=part.text,
+        )
 
     def _send_whatsapp_part(self, pending: PendingSend) -> SendResult:
         """Send the next part of a WhatsApp reply: its text, or its attachment as a signed URL."""

@@ -39,6 +39,8 @@ WHATSAPP_MAX_LENGTH = 16_000
 EMAIL_MAX_LENGTH = 100_000
 # Enough of the References chain to thread in every client without an unbounded header.
 MAX_REFERENCES = 20
+# Meta's Cloud API takes images of at most 5 MB; its other limits are above WhatsApp's 16 MB.
+META_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
 # 48 random bits: a stranger cannot guess a conversation's Reply-To address from its id.
@@ -159,10 +161,10 @@ def create_reply(
             check_reply(text, [(a.filename, a.content_type, a.size) for a in attachments])
         except ValueError as error:
             raise InvalidInput(str(error), field="attachments" if attachments else "text") from None
+        if whatsapp_provider(channel) == "meta":
+            _check_meta_images(attachments)
     elif attachments:
         raise InvalidInput("Attachments can only be sent on WhatsApp channels for now.", field="attachments")
-    if attachments and whatsapp_provider(channel) == "meta":
-        raise InvalidInput("Attachments can only be sent on Twilio WhatsApp channels for now.", field="attachments")
 
     if template is not None and channel.kind != "whatsapp":
         raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
@@ -258,6 +260,16 @@ def messages_since(session: Session, conversation_id: int, agent_id: int, seen_m
         .order_by(Message.id)
     )
     return list(session.scalars(query))
+
+
+def _check_meta_images(attachments: Sequence[AttachmentData]) -> None:
+    for attachment in attachments:
+        if attachment.content_type.startswith("image/") and attachment.size > META_MAX_IMAGE_BYTES:
+            raise InvalidInput(
+                f"{attachment.filename!r} is {attachment.size / 1048576:.1f} MB; WhatsApp takes images "
+                "of at most 5 MB on this channel. Send it as a smaller image or a PDF.",
+                field="attachments",
+            )
 
 
 def may_answer_automatically(session: Session, conversation: Conversation) -> bool:

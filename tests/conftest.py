@@ -150,3 +150,20 @@ def login(client, email: str = "ada@example.com", password: str = AGENT_PASSWORD
     assert response.status_code == 302, response.data
     with client.session_transaction() as flask_session:
         return flask_session["csrf_token"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the PostgreSQL pass, run only the tests that use the database.
+
+    The others (parsers, senders, the corpus without a database) ran in the SQLite pass
+    already and would only repeat it.
+    """
+    if not _postgres_url():
+        return
+    database_tests = [
+        item for item in items
+        if {"database_url", "migrated_template"} & set(getattr(item, "fixturenames", ()))
+    ]
+    if len(database_tests) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in database_tests])
+        items[:] = database_tests

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from email.message import EmailMessage
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from channels.email.parse import parse_email
+from gateway import api
 from gateway.cli import main
 from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
 from inbox.models import Attachment
 from inbox.storage import AttachmentStore, attachment_store
+from tests.support.conversations import receive
 
 SUPPORT = "support@shop.example"
 LIMIT = 100_000
@@ -202,3 +205,50 @@ def test_missing_file_is_a_clear_404(state, channel_id, client, api_token):
 
     assert response.status_code == 404
     assert "missing from the attachment folder" in response.get_json()["error"]["message"]
+
+
+# ---- Files in agents' replies ----------------------------------------------------------------
+
+
+def _reply_with_file(app, api_token, conversation_id: int, size: int):
+    photo = (b"\xff\xd8\xff" + b"\x00" * size, "photo.jpg", "image/jpeg")
+    return app.test_client().post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        data={"text": "The photo you asked for", "attachments": (io.BytesIO(photo[0]), photo[1], photo[2])},
+        headers={"Authorization": f"Bearer {api_token}"}, content_type="multipart/form-data",
+    )
+
+
+def test_reply_file_above_general_limit(app, state, api_token, whatsapp_channel):
+    conversation_id = receive(state, whatsapp_channel.id, "+15551230000").conversation_id
+
+    response = _reply_with_file(app, api_token, conversation_id, 3 * 1024 * 1024)
+
+    assert response.status_code == 201, response.get_json()
+    assert response.json["attachments"][0]["size"] == 3 * 1024 * 1024 + 3
+
+
+def test_oversized_reply_rejected(app, state, api_token, whatsapp_channel, monkeypatch):
+    monkeypatch.setattr(api, "REPLY_BODY_LIMIT", 1024 * 1024)
+    conversation_id = receive(state, whatsapp_channel.id, "+15551230000").conversation_id
+
+    response = _reply_with_file(app, api_token, conversation_id, 2 * 1024 * 1024)
+
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "too_large"
+    assert response.json["error"]["field"] == "attachments"
+    assert "1 MB" in response.json["error"]["message"]
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Attachment)) == 0
+
+
+def test_other_requests_keep_2mb_limit(app, api_token):
+    response = app.test_client().post(
+        "/api/v1/canned-responses", data=b"{" + b" " * (3 * 1024 * 1024) + b"}",
+        headers={"Authorization": f"Bearer {api_token}"}, content_type="application/json",
+    )
+
+    assert response.status_code == 413
+    assert response.json["error"] == {
+        "code": "too_large", "message": "The request is larger than 2 MB, the most this endpoint accepts.",
+    }

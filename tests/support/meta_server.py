@@ -1,7 +1,8 @@
 """A WhatsApp Cloud API-compatible HTTP server on loopback, and builders of Meta's webhooks.
 
 The server implements the Graph API calls Switchboard makes: sending a message
-(``POST /{version}/{phone_number_id}/messages``), looking up a media file
+(``POST /{version}/{phone_number_id}/messages``), uploading a file to send
+(``POST /{version}/{phone_number_id}/media``, multipart), looking up a media file
 (``GET /{version}/{media_id}``) and downloading it, and listing the message templates of a
 WhatsApp Business Account (``GET /{version}/{waba_id}/message_templates``, in pages with
 ``paging.cursors.after``). Requests need the access token as a
@@ -56,6 +57,8 @@ DEFAULT_ACCOUNT_ID = "102290129340398"
 
 _VERSION = r"v[0-9]+\.[0-9]+"
 _SEND_PATH = re.compile(rf"^/{_VERSION}/([0-9]+)/messages$")
+_UPLOAD_PATH = re.compile(rf"^/{_VERSION}/([0-9]+)/media$")
+_MEDIA_MESSAGE_TYPES = ("image", "audio", "video", "document", "sticker")
 _TEMPLATES_PATH = re.compile(rf"^/{_VERSION}/([0-9]+)/message_templates$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _MEDIA_INFO_PATH = re.compile(rf"^/{_VERSION}/([0-9A-Za-z_-]+)$")
@@ -104,6 +107,17 @@ class Template:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file uploaded to ``/{phone_number_id}/media``, and the media id it was given."""
+
+    media_id: str
+    phone_number_id: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One authenticated send request: the phone number id in its path and its JSON body."""
 
@@ -147,6 +161,9 @@ class MetaTestServer:
         self._template_listings: list[str] = []
         self._media: dict[str, tuple[bytes, str]] = {}
         self._media_requests: list[str] = []
+        self._uploads: list[Upload] = []
+        # How many of the next uploads fail with a temporary outage (HTTP 503, code 2).
+        self.fail_uploads = 0
 
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -215,6 +232,12 @@ class MetaTestServer:
         """The paths of every authenticated media lookup and download, oldest first."""
         with self._condition:
             return list(self._media_requests)
+
+    @property
+    def uploads(self) -> list[Upload]:
+        """The files uploaded for sending, oldest first."""
+        with self._condition:
+            return list(self._uploads)
 
     def fail_next(self, status: int, code: int, message: str, details: str | None = None, times: int = 1) -> None:
         """Make the next ``times`` authenticated sends fail with a Graph API error."""
@@ -301,6 +324,9 @@ class MetaTestServer:
         send = _SEND_PATH.match(request.path)
         if send and request.method == "POST":
             return self._send(request, send.group(1))
+        upload = _UPLOAD_PATH.match(request.path)
+        if upload and request.method == "POST":
+            return self._upload(request, upload.group(1))
         templates = _TEMPLATES_PATH.match(request.path)
         if templates and request.method == "GET":
             return self._list_templates(request, templates.group(1))
@@ -362,7 +388,50 @@ class MetaTestServer:
             return None
         if body.get("type") == "template":
             return self._check_template(body.get("template"))
+        if body.get("type") in _MEDIA_MESSAGE_TYPES:
+            return self._check_media_send(body)
         return error_response(400, 100, "Invalid parameter", f"Unsupported message type {body.get('type')!r}.")
+
+    def _check_media_send(self, body: dict[str, Any]) -> Response | None:
+        message_type = body["type"]
+        media = body.get(message_type)
+        if not isinstance(media, dict) or not (media.get("id") or media.get("link")):
+            return error_response(400, 100, "Invalid parameter", f"The parameter {message_type}['id'] is required.")
+        if media.get("caption") and message_type in ("audio", "sticker"):
+            return error_response(400, 100, "Invalid parameter", f"{message_type} messages take no caption")
+        if media.get("id"):
+            with self._condition:
+                uploaded = any(upload.media_id == media["id"] for upload in self._uploads)
+            if not uploaded:
+                return error_response(400, 131053, "Media upload error", f"media id {media['id']} is unknown")
+        return None
+
+    def _upload(self, request: Request, phone_number_id: str) -> Response:
+        with self._condition:
+            outage = self.fail_uploads > 0
+            self.fail_uploads -= 1 if outage else 0
+        if outage:
+            return error_response(503, 2, "Service temporarily unavailable")
+        if phone_number_id not in self.phone_number_ids:
+            return error_response(
+                400, 100, f"Unsupported post request. Object with ID '{phone_number_id}' does not exist"
+            )
+        file = request.files.get("file")
+        if request.form.get("messaging_product") != "whatsapp":
+            return error_response(400, 100, "Invalid parameter", "messaging_product must be whatsapp")
+        if file is None or not request.form.get("type"):
+            return error_response(400, 100, "Invalid parameter", "The parameters file and type are required.")
+        upload = Upload(
+            media_id=str(secrets.randbelow(10**15) + 10**15),
+            phone_number_id=phone_number_id,
+            filename=file.filename or "",
+            content_type=request.form["type"],
+            data=file.read(),
+        )
+        with self._condition:
+            self._uploads.append(upload)
+            self._condition.notify_all()
+        return _json_response(200, {"id": upload.media_id})
 
     def _check_template(self, template: Any) -> Response | None:
         if not isinstance(template, dict) or not template.get("name"):

@@ -13,6 +13,10 @@ code and message.
 Message templates belong to the WhatsApp Business Account (WABA), not to the phone number:
 ``GET {base}/{version}/{waba_id}/message_templates`` lists them a page at a time, with
 ``paging.cursors.after`` naming the next page while ``paging.next`` is present.
+
+An attachment is first uploaded, ``POST {base}/{version}/{phone_number_id}/media`` as
+multipart form data, which answers with a media id; the message then names that id, so the
+file never needs a public URL of ours.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ DEFAULT_API_VERSION = "v23.0"
 MAX_TEXT_LENGTH = 4096
 # The largest media file WhatsApp carries (documents) is 100 MB.
 MAX_MEDIA_BYTES = 100 * 1024 * 1024
+
+# The message type WhatsApp shows a file as, by its media type; any other file is a document.
+_MEDIA_MESSAGE_TYPES = {"image/jpeg": "image", "image/png": "image", "image/webp": "sticker"}
+# The message types that show a caption under the file.
+_CAPTIONED_TYPES = frozenset({"image", "video", "document"})
 
 # Error codes of rate limits and temporary outages, which a later attempt can get past.
 # Outages: 1 unknown API error, 2 and 131016 service unavailable, 131000 something went
@@ -131,8 +140,7 @@ def send_text(settings: MetaSettings, message: OutboundMessage) -> SendResult:
     code), on invalid settings, and on a recipient that is not a phone number.
     """
     if message.attachments:
-        # TODO: attachments need an upload to the media endpoint before the send.
-        raise PermanentSendError("attachments are not supported on WhatsApp channels yet")
+        raise PermanentSendError("attachments go by upload_media and send_media, not in a text message")
     if not message.text:
         raise PermanentSendError("cannot send an empty WhatsApp message")
     if len(message.text) > MAX_TEXT_LENGTH:
@@ -147,6 +155,61 @@ def send_text(settings: MetaSettings, message: OutboundMessage) -> SendResult:
         "text": {"preview_url": False, "body": message.text},
     }
     return _send(settings, body)
+
+
+def upload_media(settings: MetaSettings, data: bytes, content_type: str, filename: str) -> str:
+    """Upload a file for a later send and return its media id.
+
+    Raises TransientSendError and PermanentSendError as ``send_text`` does. An upload that
+    is retried only leaves an unused copy at Meta, which Meta deletes after 30 days.
+    """
+    _check_settings(settings)
+    url = f"{_api_root(settings)}/{settings.phone_number_id}/media"
+    answer = _request_json(
+        settings, "POST", url,
+        form={"messaging_product": "whatsapp", "type": content_type},
+        files={"file": (filename, data, content_type)},
+    )
+    media_id = answer.get("id")
+    if not isinstance(media_id, str) or not _MEDIA_ID.match(media_id):
+        raise TransientSendError("the WhatsApp Cloud API accepted the upload but returned no media id")
+    return media_id
+
+
+def send_media(
+    settings: MetaSettings, to: Address, media_id: str, content_type: str, *, filename: str = "", caption: str = ""
+) -> SendResult:
+    """Send an uploaded file (see ``upload_media``) to ``to``, with ``caption`` under it.
+
+    Images, videos and documents show the caption; audio and stickers take none, so a
+    caption for them is refused. A document keeps ``filename``. Returns and raises as
+    ``send_text`` does.
+    """
+    message_type = media_message_type(content_type)
+    if caption and message_type not in _CAPTIONED_TYPES:
+        raise PermanentSendError(f"WhatsApp shows no caption under {message_type} messages")
+    media: dict[str, str] = {"id": media_id}
+    if caption:
+        media["caption"] = caption
+    if message_type == "document" and filename:
+        media["filename"] = filename
+    body = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": _recipient(to),
+        "type": message_type,
+        message_type: media,
+    }
+    return _send(settings, body)
+
+
+def media_message_type(content_type: str) -> str:
+    """Return the Cloud API message type for a file of ``content_type``."""
+    content_type = content_type.split(";")[0].strip().lower()
+    if content_type in _MEDIA_MESSAGE_TYPES:
+        return _MEDIA_MESSAGE_TYPES[content_type]
+    kind = content_type.split("/")[0]
+    return kind if kind in ("audio", "video") else "document"
 
 
 def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -> SendResult:
@@ -363,13 +426,20 @@ def _send(settings: MetaSettings, body: dict[str, Any]) -> SendResult:
 
 
 def _request_json(
-    settings: MetaSettings, method: str, url: str, *, json_body: dict[str, Any] | None = None
+    settings: MetaSettings,
+    method: str,
+    url: str,
+    *,
+    json_body: dict[str, Any] | None = None,
+    form: dict[str, str] | None = None,
+    files: dict[str, tuple[str, bytes, str]] | None = None,
 ) -> dict[str, Any]:
     """Make one Graph API request and return its JSON object. Raises SendError subclasses."""
     headers = {"Authorization": f"Bearer {settings.access_token}"}
     try:
         response = requests.request(
-            method, url, json=json_body, headers=headers, timeout=settings.timeout_seconds
+            method, url, json=json_body, data=form, files=files, headers=headers,
+            timeout=settings.timeout_seconds,
         )
     except _CONFIGURATION_ERRORS as error:
         raise PermanentSendError(f"invalid Cloud API URL {settings.api_base_url!r}: {error}") from error
