@@ -188,7 +188,7 @@ class SplitProcesses:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{base_url} did not answer within {START_TIMEOUT:.0f} s; logs in {self.log_dir}")
+        raise RuntimeError(f"{base_url} did not respond within {START_TIMEOUT:.0f} s; logs in {self.log_dir}")
 
     def _wait_for_output(self, name: str, text_: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -251,7 +251,7 @@ class Post:
 class Poster:
     """Posts from ``clients`` threads, each over one keep-alive connection of its own.
 
-    Client ``i`` talks to ``base_urls[i % len(base_urls)]``, as a load balancer spreads
+    Client ``i`` posts to ``base_urls[i % len(base_urls)]``, as a load balancer spreads
     connections. ``http.client`` with bodies encoded and signed beforehand keeps this process's
     share of the CPU small: a request costs it tens of microseconds.
     """
