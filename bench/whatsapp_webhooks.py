@@ -7,12 +7,13 @@ Two topologies:
   ``switchboard run`` runs it: Werkzeug's threaded server and the workers, the webhook worker
   among them.
 - ``split``: the deployment of docs/deployment.md. ``--web-processes`` ``switchboard web``
-  processes on separate ports and one ``switchboard worker``, on a PostgreSQL database that
-  the bench drops and creates anew (``--database-url``, default ``sb_webhook_bench``; its name
-  must contain "bench") and a Redis database that it flushes (``--redis-db``). Each HTTP
-  client keeps its connection to one web process, taken round robin, as a load balancer
-  would spread them. The Socket.IO client is connected to the first web process; the
-  worker's events reach it through Redis.
+  processes on separate ports and ``--workers`` ``switchboard worker`` processes (default
+  one). They share a PostgreSQL database that the bench drops and creates anew
+  (``--database-url``, default ``sb_webhook_bench``; its name must contain "bench") and a
+  Redis database that it flushes (``--redis-db``). Each HTTP client keeps its connection to
+  one web process, taken round robin, as a load balancer spreads connections. The Socket.IO
+  client is connected to the first web process, and the worker's events reach it through
+  Redis.
 
 This process drives the service with keep-alive ``http.client`` connections, one per client
 thread, and an agent's python-socketio client. It measures, in one run:
@@ -32,7 +33,7 @@ thread, and an agent's python-socketio client. It measures, in one run:
    message back.
 
     .venv/bin/python -m bench.whatsapp_webhooks [--topology single|split] [--web-processes 2] \\
-        [--messages 2000] [--clients 8] [--rate 320] [--seconds 10] [--callbacks-for 1000] \\
+        [--workers 1] [--messages 2000] [--clients 8] [--rate 320] [--seconds 10] [--callbacks-for 1000] \\
         [--database-url URL] [--redis-db 14]
 """
 
