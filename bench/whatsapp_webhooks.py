@@ -164,7 +164,8 @@ class SplitProcesses:
             raise
 
     def describe(self) -> str:
-        return (f"split ({self.web_count} switchboard web processes, {self.worker_count} switchboard worker; "
+        workers = f"{self.worker_count} switchboard worker" + ("s" if self.worker_count > 1 else "")
+        return (f"split ({self.web_count} switchboard web processes, {workers}; "
                 f"PostgreSQL and Redis; logs in {self.log_dir})")
 
     def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
