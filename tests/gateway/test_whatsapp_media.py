@@ -203,9 +203,13 @@ def test_workers_download_and_publish(media_app, media_state, channel, media_ser
     workers = Workers(media_state)
     workers.start()
     try:
+        # The running webhook worker may claim the webhook before this test's own ingestion
+        # pass, which then finds nothing: wait for the attachment row as well as its download.
         _post_with_media(media_app, channel, [(url, "image/jpeg")], "photo attached")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _attachments(media_state)[0].fetch_status == "pending":
+        while time.monotonic() < deadline:
+            if [row.fetch_status for row in _attachments(media_state)] not in ([], ["pending"]):
+                break
             time.sleep(0.1)
     finally:
         workers.stop(timeout=5)
