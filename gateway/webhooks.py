@@ -13,10 +13,8 @@ attachment of one outbound message and expires (``SWITCHBOARD_WHATSAPP_MEDIA_URL
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -26,14 +24,16 @@ from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
-from channels.whatsapp import parse_inbound, parse_status, validate_signature
+from channels.whatsapp import RAW_FORMAT, parse_inbound, parse_status, validate_signature
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
+from gateway.webhook_worker import webhook_wakeup, writer_turn
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
 from inbox.models import Attachment, Channel, Direction
+from inbox.webhook_queue import queue_payload
 from inbox.storage import attachment_store
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # once. The old token is still accepted until its cache entry expires.
 AUTH_TOKEN_CACHE_SECONDS = 30.0
 _MEDIA_TOKEN_SALT = "switchboard.twilio-media"
-_WRITER_LOCK_KEY = "switchboard.sqlite_writer_lock"
 
 
 def signed_url(public_url: str | None) -> str:
@@ -60,22 +59,6 @@ def signed_url(public_url: str | None) -> str:
 def _form(raw: bytes) -> dict[str, str]:
     # Parsed from the kept bytes, so the stored raw payload is exactly what was signed.
     return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-def _writer_turn(state: Any) -> Any:
-    """Return a context in which this thread is the process's only webhook writer on SQLite.
-
-    SQLite lets one transaction write at a time, and a thread that finds the database locked
-    sleeps in SQLite's busy handler, in steps of up to 100 ms, however soon the lock is free.
-    Webhook threads that queue on a mutex instead take their turn the moment it comes.
-    PostgreSQL needs no turn: it writes concurrently and locks only the rows involved.
-    """
-    if state.engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    lock = current_app.extensions.get(_WRITER_LOCK_KEY)
-    if lock is None:
-        lock = current_app.extensions.setdefault(_WRITER_LOCK_KEY, threading.Lock())
-    return lock
 
 
 def _auth_token(channel_id: int, *, refresh: bool = False) -> str | None:
@@ -135,25 +118,23 @@ def twilio_message(channel_id: int) -> Any:
         inbound = parse_inbound(form, raw)
     except ParseError as error:
         with state.session_factory() as session:
-            payload_id = record_failed_payload(session, channel_id, raw, "twilio-form", str(error))
+            payload_id = record_failed_payload(session, channel_id, raw, RAW_FORMAT, str(error))
         log.warning("unparseable Twilio message on channel %s kept as payload %s: %s", channel_id, payload_id, error)
         return error_response(400, "invalid_payload", str(error))
 
+    # Stored, answered, and ingested by the webhook worker (see inbox.webhook_queue).
     try:
         with state.session_factory() as session:
-            with _writer_turn(state):
-                result = ingest_message(session, channel_id, inbound)
-    except Exception as error:
-        # Keep the payload for an admin, and answer 500 so that Twilio retries; a retry of
-        # a payload that failed is processed again, not taken for a duplicate.
+            with writer_turn(state):
+                queued = queue_payload(session, channel_id, raw, RAW_FORMAT)
+    except Exception:
+        # Nothing was stored, so Twilio must retry: it does on a 5xx.
         log.exception("storing Twilio message %s on channel %s failed", inbound.provider_message_id, channel_id)
-        with state.session_factory() as session:
-            record_failed_payload(session, channel_id, raw, "twilio-form", f"storing failed: {error}")
-        return error_response(500, "storing_failed", "The message could not be stored; it was kept for retry.")
-    if result.duplicate:
+        return error_response(500, "storing_failed", "The message could not be stored; send it again.")
+    if queued:
+        webhook_wakeup(state).set()
+    else:
         log.info("replayed Twilio message %s on channel %s ignored", inbound.provider_message_id, channel_id)
-    elif inbound.media:
-        state.media_wakeup.set()  # downloads run in the workers, after this answer
     return Response(EMPTY_TWIML, mimetype="text/xml")
 
 
@@ -170,7 +151,7 @@ def twilio_status(channel_id: int) -> Any:
         return error_response(400, "invalid_payload", str(error))
     state = current_app.extensions["switchboard"]
     with state.session_factory() as session:
-        with _writer_turn(state):
+        with writer_turn(state):
             changed = record_delivery_status(session, channel_id, status)
     log.info(
         "Twilio status %s for %s on channel %s %s",

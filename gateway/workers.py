@@ -1,4 +1,4 @@
-"""Background workers: IMAP readers, the outbox dispatcher, APScheduler and the proactive scheduler.
+"""Background workers: IMAP readers, the outbox dispatcher, the webhook worker, APScheduler and the proactive scheduler.
 
 ``switchboard run`` starts them inside the web process; ``switchboard worker`` runs them
 alone. Each loop isolates its items: one bad mail or one failed send is recorded and logged
@@ -50,6 +50,7 @@ from gateway.channel_settings import (
 from gateway.media import MediaFetcher
 from gateway.scheduler import ProactiveScheduler
 from inbox.channel_config import email_folders, sent_folder
+from gateway.webhook_worker import WebhookWorker
 from gateway.webhooks import media_url
 from inbox.ingest import ingest_batch, record_failed_payload
 from inbox.mailboxes import (
@@ -746,6 +747,7 @@ class Workers:
         )
         self.dispatcher = OutboxDispatcher(state, self.stop_event)
         self.media_fetcher = MediaFetcher(state, self.stop_event)
+        self.webhook_worker = WebhookWorker(state, self.stop_event)
         # Proactive updates: a scheduler of its own, with a persistent job store and a leader.
         self.proactive = ProactiveScheduler(state, self.stop_event) if state.config.proactive_enabled else None
 
@@ -780,6 +782,7 @@ class Workers:
     def start(self) -> None:
         self._start_thread("outbox", self.dispatcher.run)
         self._start_thread("media", self.media_fetcher.run)
+        self._start_thread("webhooks", self.webhook_worker.run)
         self.refresh_mailboxes()
         self.scheduler.add_job(
             self.refresh_mailboxes, "interval", seconds=CHANNEL_REFRESH_SECONDS, id="refresh_mailboxes",
@@ -797,6 +800,7 @@ class Workers:
         self.stop_event.set()
         self.state.outbox_wakeup.set()
         self.state.media_wakeup.set()
+        self.webhook_worker.wakeup.set()
         self.scheduler.shutdown(wait=False)
         if self.proactive is not None:
             self.proactive.stop(timeout)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
     TypeDecorator,
     Unicode,
     UniqueConstraint,
@@ -124,6 +125,8 @@ class HoldReason(str, enum.Enum):
 
 
 class PayloadStatus(str, enum.Enum):
+    # Acknowledged to the provider and waiting for the webhook worker to ingest it.
+    PENDING = "pending"
     PROCESSED = "processed"
     FAILED = "failed"
 
@@ -520,11 +523,21 @@ class RawPayload(Base):
     """An inbound payload exactly as received, kept for audit and re-processing.
 
     Unique per channel by the SHA-256 of its bytes, so a replayed webhook or re-fetched
-    mail is stored once. A payload that failed to parse keeps the error for an admin.
+    mail is stored once. A payload that failed to parse keeps the error for an admin. A
+    Twilio webhook is stored ``pending`` before it is answered, and the webhook worker
+    ingests it later (``inbox.webhook_queue``); a partial index finds those rows.
     """
 
     __tablename__ = "raw_payloads"
-    __table_args__ = (UniqueConstraint("channel_id", "digest"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "digest"),
+        Index(
+            "ix_raw_payloads_pending",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))

@@ -223,6 +223,7 @@ def _sign_in(page, base_url: str, email: str) -> None:
 
 def _whatsapp_from(state, config, live_server, number: str, name: str, text: str) -> None:
     send_simulated_whatsapp(state.session_factory, config, live_server.url, number, text, profile_name=name)
+    live_server.wait_until_ingested()
 
 
 def _email_bytes(message_id: str, subject: str, text: str, html: str | None = None,

@@ -27,6 +27,7 @@ def test_closed_window_composer_sends_chosen_template(
     twilio.add_template("Awaiting review", name="not_yet_approved", status="pending")
     send_simulated_whatsapp(state.session_factory, config, live_server.url, "+15551230000",
                             "Where is my order?", profile_name="Grace")
+    live_server.wait_until_ingested()
     with state.session_factory() as session:
         session.execute(update(Conversation).values(last_inbound_at=utcnow() - timedelta(hours=25)))
         session.commit()

@@ -42,6 +42,7 @@ def _post(live_server, channel, **fields: str) -> str:
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(url, form)
     response = requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
     assert response.status_code == 200, response.text
+    live_server.wait_until_ingested()
     return sid
 
 

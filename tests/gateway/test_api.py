@@ -7,9 +7,11 @@ import re
 import pytest
 from twilio.request_validator import RequestValidator
 
+from gateway import get_state
 from gateway.openapi import OPENAPI, ROUTE_ROLES
 from gateway.simulate import build_message_form
 from tests.conftest import TWILIO_AUTH_TOKEN, login
+from tests.support.whatsapp import ingest_webhooks
 
 
 def _concrete(path: str) -> str:
@@ -129,6 +131,7 @@ def _inbound(app, channel, sender="+15551230000", text="hello"):
     path = f"/webhooks/twilio/{channel.id}/messages"
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature("http://localhost" + path, form)
     assert app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature}).status_code == 200
+    ingest_webhooks(get_state(app))
 
 
 def test_session_write_without_csrf_header_is_refused(app, agent, whatsapp_channel):

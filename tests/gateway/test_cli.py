@@ -153,6 +153,7 @@ def test_simulate_posts_to_live_server(run, live_server, state):
                  "--name", "Grace", "Is my order late?")
 
     assert result.exit_code == 0, result.output
+    live_server.wait_until_ingested()
     with state.session_factory() as session:
         assert session.scalar(select(Message.text)) == "Is my order late?"
 

@@ -109,6 +109,8 @@ def _disconnect_after_first_message(live_server, agent, channel, recorder) -> tu
 
 
 def _reconnected(live_server, cookie: str, last_seen: int) -> Recorder:
+    # The missed messages are all stored before the client comes back.
+    live_server.wait_until_ingested()
     again = Recorder()
     again.client.connect(
         live_server.url, headers={"Cookie": cookie}, auth={"last_event_id": last_seen}, transports=["websocket"]

@@ -8,6 +8,7 @@ from twilio.request_validator import RequestValidator
 from gateway.simulate import build_message_form
 from inbox.models import Contact, Conversation, Message, RawPayload
 from tests.conftest import TWILIO_AUTH_TOKEN
+from tests.support.whatsapp import ingest_webhooks
 
 LOCAL = "http://localhost"
 
@@ -33,6 +34,7 @@ def test_signed_webhook_creates_conversation(app, state, whatsapp_channel):
 
     assert response.status_code == 200
     assert b"<Response>" in response.data
+    assert ingest_webhooks(state) == 1
     with state.session_factory() as session:
         message = session.scalar(select(Message))
         assert message.provider_message_id == form["MessageSid"]
@@ -50,11 +52,13 @@ def test_replayed_webhook_changes_nothing(app, state, whatsapp_channel):
     path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
     client = app.test_client()
     assert _post_signed(client, path, form).status_code == 200
+    ingest_webhooks(state)
     before = _counts(state)
 
     replay = _post_signed(client, path, form)
 
     assert replay.status_code == 200
+    assert ingest_webhooks(state) == 0
     assert _counts(state) == before == (1, 1, 1, 1)
 
 
@@ -64,6 +68,7 @@ def test_second_message_joins_open_conversation(app, state, whatsapp_channel):
     for text in ("first", "second"):
         form = build_message_form(whatsapp_channel, "+15551230000", text, None)
         assert _post_signed(client, path, form).status_code == 200
+    ingest_webhooks(state)
 
     with state.session_factory() as session:
         conversations = session.scalars(select(Conversation)).all()
@@ -163,6 +168,7 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
     client = app.test_client()
     inbound = build_message_form(whatsapp_channel, "+15551230000", "hi", None)
     _post_signed(client, f"/webhooks/twilio/{whatsapp_channel.id}/messages", inbound)
+    ingest_webhooks(state)
     with state.session_factory() as session:
         conversation_id = session.scalar(select(Conversation.id))
         reply = create_reply(session, conversation_id, agent.id, "Hello!")
@@ -204,6 +210,7 @@ def test_nul_characters_are_removed_from_text(app, state, whatsapp_channel):
     response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
 
     assert response.status_code == 200
+    ingest_webhooks(state)
     with state.session_factory() as session:
         message = session.scalar(select(Message))
         assert message.text == "hello"
@@ -238,6 +245,7 @@ def test_failed_payload_is_retried_by_a_replay(app, state, whatsapp_channel):
     )
 
     assert response.status_code == 200
+    assert ingest_webhooks(state) == 1
     with state.session_factory() as session:
         assert session.scalar(select(Message.text)) == "retry me"
         assert session.scalars(select(RawPayload.status)).all() == ["processed"]

@@ -8,10 +8,12 @@ import secrets
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+from gateway import get_state
 from inbox.channel_config import add_channel
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
+from tests.support.whatsapp import ingest_webhooks
 
 LOCAL = "http://localhost"
 CUSTOMER = "+4915123456789"
@@ -37,6 +39,7 @@ def _webhook(client, channel_id: int, **fields: str) -> tuple[str, object]:
     path = f"/webhooks/twilio/{channel_id}/messages"
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
     response = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+    ingest_webhooks(get_state(client.application))
     return sid, response
 
 

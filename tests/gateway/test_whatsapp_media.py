@@ -24,6 +24,7 @@ from inbox.models import Attachment, Channel, utcnow
 from inbox.storage import attachment_store
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.support.twilio_media_server import TwilioMediaServer
+from tests.support.whatsapp import ingest_webhooks
 
 PHOTO = b"\xff\xd8\xff\xe0 a photo of the broken parcel" + bytes(range(256)) * 20
 VCARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Grace Hopper\r\nTEL:+15551239999\r\nEND:VCARD\r\n"
@@ -69,6 +70,7 @@ def _post_with_media(app, channel: Channel, media: list[tuple[str, str]], text: 
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature("http://localhost" + path, form)
     response = app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200
+    ingest_webhooks(get_state(app))
 
 
 def _attachments(state) -> list[Attachment]:
@@ -201,9 +203,13 @@ def test_workers_download_and_publish(media_app, media_state, channel, media_ser
     workers = Workers(media_state)
     workers.start()
     try:
+        # The running webhook worker may claim the webhook before this test's own ingestion
+        # pass, which then finds nothing: wait for the attachment row as well as its download.
         _post_with_media(media_app, channel, [(url, "image/jpeg")], "photo attached")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _attachments(media_state)[0].fetch_status == "pending":
+        while time.monotonic() < deadline:
+            if [row.fetch_status for row in _attachments(media_state)] not in ([], ["pending"]):
+                break
             time.sleep(0.1)
     finally:
         workers.stop(timeout=5)

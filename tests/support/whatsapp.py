@@ -19,6 +19,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway import Switchboard, create_app, get_state
 from gateway.simulate import build_message_form
+from gateway.webhook_worker import WebhookWorker
 from gateway.workers import OutboxDispatcher
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, Conversation, utcnow
@@ -48,13 +49,20 @@ def client(app, api_token):
 
 
 def post_inbound(client, channel, text: str, form: dict[str, str] | None = None):
-    """Post a customer's WhatsApp message as Twilio would, signed with the channel's token."""
+    """Post a customer's WhatsApp message as Twilio would, signed with the channel's token,
+    and ingest it as the webhook worker does."""
     form = form or build_message_form(channel, CUSTOMER, text, "Grace")
     path = f"/webhooks/twilio/{channel.id}/messages"
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
     response = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200, response.data
+    ingest_webhooks(get_state(client.application))
     return form
+
+
+def ingest_webhooks(state) -> int:
+    """Ingest every stored webhook, as one pass of the webhook worker. Returns the messages stored."""
+    return WebhookWorker(state, threading.Event()).ingest_all()
 
 
 def post_status(client, channel, sid: str, status: str, error_code: str | None = None):

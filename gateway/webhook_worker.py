@@ -1,0 +1,183 @@
+"""The webhook worker: ingests the Twilio webhooks acknowledged once stored.
+
+The webhook view stores a signed webhook as a pending raw payload and answers Twilio at
+once (see ``inbox.webhook_queue``). This worker ingests the pending payloads a batch per
+transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``);
+a worker in another process (``switchboard worker`` beside ``switchboard web``) finds new
+payloads by polling every ``POLL_SECONDS``. Each process runs one; on PostgreSQL several
+share the queue without taking the same payload.
+
+On SQLite one transaction writes at a time, and a thread that finds the database locked
+sleeps in SQLite's busy handler for up to 100 ms at a step. So the webhook views and this
+worker take turns on a mutex of the process (``writer_turn``), and a view waiting to store
+a webhook goes before the worker's next batch: the response to Twilio waits for one batch at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from gateway import Switchboard
+from gateway.reprocess import parse_raw
+from inbox.webhook_queue import QueueBatch, ingest_pending
+
+log = logging.getLogger(__name__)
+
+# How often a worker looks for payloads that another process stored.
+POLL_SECONDS = 0.5
+# Payloads per transaction. On SQLite the response to a webhook may wait for one batch, so the
+# batch stays small there. PostgreSQL lets the views store webhooks beside it, but every
+# transaction that records an event takes one advisory lock and keeps it until it ends
+# (inbox.events). A batch keeps it from its first message to its commit. So a status callback,
+# an agent's reply or another worker's batch waits for the whole batch. With 20 per batch
+# that wait is about 0.1 s (an estimate, at about 5 ms per message), and the extra commits
+# cost little.
+SQLITE_BATCH_SIZE = 4
+BATCH_SIZE = 20
+# After a database error the worker waits this long, doubling up to the maximum.
+RETRY_SECONDS = 1.0
+RETRY_SECONDS_MAX = 30.0
+
+_WAKEUP_KEY = "_webhook_wakeup"
+_TURN_KEY = "_sqlite_writer_turn"
+
+
+def webhook_wakeup(state: Switchboard) -> threading.Event:
+    """Return the event that wakes this process's webhook worker, set when a webhook is stored."""
+    # NOTE: kept on the instance until Switchboard has a field for it, as for media_wakeup.
+    return state.__dict__.setdefault(_WAKEUP_KEY, threading.Event())
+
+
+class WriterTurn:
+    """One writer at a time, and the webhook views before the worker.
+
+    A plain mutex does not hand over: the worker that releases it takes it back for its next
+    batch before a waiting view runs. Here the worker waits while a view waits, and until
+    the views have been quiet for ``quiet`` seconds, so that during a burst of webhooks it
+    does not hold the interpreter and the database while Twilio waits for responses. It waits
+    ``max_defer`` seconds at most, so a steady stream of webhooks still gets ingested.
+    """
+
+    def __init__(self, quiet: float = 0.005, max_defer: float = 0.25) -> None:
+        self._condition = threading.Condition()
+        self._busy = False
+        self._waiting = 0
+        self._last_foreground = 0.0
+        self.quiet = quiet
+        self.max_defer = max_defer
+
+    @contextlib.contextmanager
+    def foreground(self) -> Iterator[None]:
+        with self._condition:
+            self._waiting += 1
+            while self._busy:
+                self._condition.wait()
+            self._waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release(foreground=True)
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        deadline = time.monotonic() + self.max_defer
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                quiet_at = self._last_foreground + self.quiet
+                if not self._busy and not self._waiting and (now >= quiet_at or now >= deadline):
+                    break
+                self._condition.wait(max(min(quiet_at, deadline) - now, 0.001))
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release(foreground=False)
+
+    def _release(self, *, foreground: bool) -> None:
+        with self._condition:
+            self._busy = False
+            if foreground:
+                self._last_foreground = time.monotonic()
+            self._condition.notify_all()
+
+
+def writer_turn(state: Switchboard, *, background: bool = False) -> Any:
+    """Return a context in which this thread is the process's only webhook writer on SQLite.
+
+    PostgreSQL needs no turn: it writes concurrently and locks only the rows involved.
+    """
+    if state.engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    turn = state.__dict__.setdefault(_TURN_KEY, WriterTurn())
+    return turn.background() if background else turn.foreground()
+
+
+class WebhookWorker:
+    """Ingests pending webhook payloads until stopped: woken by a stored webhook, else polling."""
+
+    def __init__(self, state: Switchboard, stop: threading.Event, *, batch_size: int | None = None):
+        self.state = state
+        self.stop = stop
+        if batch_size is None:
+            batch_size = SQLITE_BATCH_SIZE if state.engine.dialect.name == "sqlite" else BATCH_SIZE
+        self.batch_size = batch_size
+        self.wakeup = webhook_wakeup(state)
+
+    def run(self) -> None:
+        log.info("webhook worker started")
+        retry = RETRY_SECONDS
+        while not self.stop.is_set():
+            # Cleared before the queue is read, so a webhook stored meanwhile wakes the next round.
+            self.wakeup.clear()
+            try:
+                self.ingest_all()
+                retry = RETRY_SECONDS
+            except (OperationalError, InterfaceError) as error:
+                log.warning("webhook worker: database error, retrying in %.0f s: %s", retry, error)
+                self.stop.wait(retry)
+                retry = min(retry * 2, RETRY_SECONDS_MAX)
+                continue
+            except Exception:
+                log.exception("webhook worker: ingest round failed; retrying in %.0f s", retry)
+                self.stop.wait(retry)
+                retry = min(retry * 2, RETRY_SECONDS_MAX)
+                continue
+            self.wakeup.wait(POLL_SECONDS)
+        log.info("webhook worker stopped")
+
+    def ingest_all(self) -> int:
+        """Ingest batches until no payload is pending or the worker stops. Returns the messages stored."""
+        stored = 0
+        while not self.stop.is_set():
+            batch = self.ingest_batch()
+            stored += len(batch.message_ids)
+            if batch.taken < self.batch_size:
+                break
+        return stored
+
+    def ingest_batch(self) -> QueueBatch:
+        """Ingest one batch of pending payloads in one transaction. Returns what it did."""
+        started = time.perf_counter()
+        with self.state.session_factory() as session:
+            with writer_turn(self.state, background=True):
+                batch = ingest_pending(session, parse_raw, self.batch_size)
+        if batch.media:
+            self.state.media_wakeup.set()  # downloads run in the media fetcher, after the commit
+        for payload_id, error in batch.failures:
+            log.warning("webhook payload %s kept as failed: %s", payload_id, error)
+        if batch.taken:
+            log.debug(
+                "webhook worker: %s payloads, %s stored, %s duplicates, %s failed in %.0f ms",
+                batch.taken, len(batch.message_ids), batch.duplicates, len(batch.failures),
+                (time.perf_counter() - started) * 1000,
+            )
+        return batch

@@ -1,0 +1,182 @@
+"""The webhook queue: Twilio webhooks answered once stored, ingested afterwards in batches.
+
+A webhook whose signature checks out is stored as a ``pending`` raw payload, in one insert
+and one commit, and only then answered (``queue_payload``). The webhook worker
+(``gateway.webhook_worker``) takes pending payloads in id order and ingests a batch of them
+per transaction (``ingest_pending``). Each payload's pending row is replaced by what
+``ingest_batch`` stores, in that same transaction, so:
+
+- a crash before the commit leaves the payloads pending, and the next run ingests them;
+- a crash after it leaves nothing pending, so nothing is ingested twice;
+- a payload that fails to parse or to store stays, marked ``failed`` with its error, where
+  admins see failed payloads, and the rest of its batch commits.
+
+A replay is a no-op through the unique (channel, digest) key: the same bytes insert nothing
+while they are pending or processed. A replay of a payload that failed queues it again, as
+the webhook path always treated a retry of a failed payload. A replay with other bytes but
+the same ``MessageSid`` is queued, and ``ingest_batch`` finds the message and drops it.
+
+On PostgreSQL several workers can share the queue: each claims its batch with ``FOR UPDATE
+SKIP LOCKED``. On SQLite every transaction holds the database's write lock, which does the
+same.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Insert, bindparam, delete, func, literal_column, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from channels.errors import ParseError
+from channels.types import InboundMessage
+from inbox.ingest import ingest_batch, payload_digest
+from inbox.models import PayloadStatus, RawPayload, utcnow
+
+log = logging.getLogger(__name__)
+
+# Written as a literal, not a bound parameter, so that SQLite's planner can match the
+# partial index ``ix_raw_payloads_pending``, whose condition is this same text.
+_IS_PENDING = RawPayload.status == literal_column(f"'{PayloadStatus.PENDING.value}'")
+_MAX_ERROR_LENGTH = 2000
+
+# Turns a stored payload (its format and bytes) into the message to ingest; raises on a
+# payload that cannot be parsed.
+Parser = Callable[[str, bytes], InboundMessage]
+
+
+@dataclass
+class QueueBatch:
+    """What one ``ingest_pending`` call did."""
+
+    # Pending payloads taken from the queue.
+    taken: int = 0
+    # Ids of the messages stored.
+    message_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    # (payload id, error) of each payload kept as failed.
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    # Whether a stored message has media to download.
+    media: bool = False
+
+
+def queue_payload(session: Session, channel_id: int, raw: bytes, raw_format: str) -> bool:
+    """Store ``raw`` as a pending payload of the channel, and commit.
+
+    The session must have no transaction in progress. Returns True when the payload was
+    queued, and False when the same bytes are already pending or processed (a replay).
+    A payload with the same bytes that failed before is queued again.
+    """
+    statement = _queue_statement(session.get_bind().dialect.name)
+    values = {
+        "channel_id": channel_id,
+        "format": raw_format,
+        "digest": payload_digest(raw),
+        "body": raw,
+        "received_at": utcnow(),
+    }
+    with session.begin():
+        return session.connection().execute(statement, values).first() is not None
+
+
+@functools.cache
+def _queue_statement(dialect: str) -> Insert:
+    """Return the insert of a pending payload, built once: it runs for every webhook."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = RawPayload.__table__
+    pending = PayloadStatus.PENDING.value
+    return (
+        insert(table)
+        .values(
+            channel_id=bindparam("channel_id"),
+            format=bindparam("format"),
+            digest=bindparam("digest"),
+            body=bindparam("body"),
+            status=pending,
+            received_at=bindparam("received_at"),
+        )
+        .on_conflict_do_update(
+            index_elements=[table.c.channel_id, table.c.digest],
+            set_={"status": pending, "error": None, "received_at": bindparam("received_at")},
+            where=table.c.status == PayloadStatus.FAILED.value,
+        )
+        .returning(table.c.id)
+    )
+
+
+def count_pending(session: Session) -> int:
+    """Return how many payloads wait for the webhook worker."""
+    return session.scalar(select(func.count()).select_from(RawPayload).where(_IS_PENDING)) or 0
+
+
+def ingest_pending(session: Session, parse: Parser, limit: int) -> QueueBatch:
+    """Ingest up to ``limit`` pending payloads, oldest first, in one transaction, and commit.
+
+    The session must have no transaction in progress. A payload that ``parse`` rejects, or
+    that ``ingest_batch`` cannot store, is marked failed with the error, and the others
+    still commit. Database errors propagate and roll the whole batch back, leaving every
+    payload of it pending. Returns what the batch did.
+    """
+    batch = QueueBatch()
+    with session.begin():
+        rows = session.execute(
+            select(RawPayload.id, RawPayload.channel_id, RawPayload.format, RawPayload.body)
+            .where(_IS_PENDING)
+            .order_by(RawPayload.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        batch.taken = len(rows)
+
+        by_channel: dict[int, list[tuple[int, InboundMessage]]] = {}
+        for payload_id, channel_id, raw_format, body in rows:
+            try:
+                inbound = parse(raw_format, body)
+            except Exception as error:  # noqa: BLE001 - one bad payload must not stop the queue
+                batch.failures.append((payload_id, _parse_error(error)))
+                continue
+            by_channel.setdefault(channel_id, []).append((payload_id, inbound))
+
+        done: list[int] = []
+        for channel_id, items in by_channel.items():
+            results = ingest_batch(session, channel_id, [inbound for _, inbound in items])
+            for (payload_id, inbound), result in zip(items, results):
+                if result.error:
+                    batch.failures.append((payload_id, result.error))
+                    continue
+                done.append(payload_id)
+                if result.duplicate:
+                    batch.duplicates += 1
+                elif result.message_id is not None:
+                    batch.message_ids.append(result.message_id)
+                    batch.media = batch.media or bool(inbound.media)
+
+        _finish(session, done, batch.failures)
+    return batch
+
+
+def _finish(session: Session, done: Sequence[int], failures: Sequence[tuple[int, str]]) -> None:
+    """Drop what is left pending of the ingested payloads, and mark the failed ones."""
+    if done:
+        # ingest_batch replaced each stored payload's row already; a duplicate's row is left,
+        # and carries nothing that is not stored.
+        session.execute(
+            delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
+        )
+    for payload_id, error in failures:
+        session.execute(
+            update(RawPayload)
+            .where(RawPayload.id == payload_id)
+            .values(status=PayloadStatus.FAILED.value, error=error[:_MAX_ERROR_LENGTH])
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _parse_error(error: Exception) -> str:
+    if isinstance(error, ParseError):
+        return str(error)
+    return f"parsing failed: {type(error).__name__}: {error}"
