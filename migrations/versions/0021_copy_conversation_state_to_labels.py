@@ -1,7 +1,7 @@
 """Copy each conversation's status, priority and activity to its labels, for labelled views
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-05 14:00:00.000000
 
 A view filtered by a label (with a status and a priority, or without) used to walk the
@@ -26,7 +26,7 @@ from alembic import op
 import inbox.models
 
 revision = '0021'
-down_revision = '0019'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

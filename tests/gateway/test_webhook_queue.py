@@ -186,11 +186,6 @@ def test_replay_of_a_failed_payload_queues_it_again(app, state, whatsapp_channel
     assert _payloads(state) == [("processed", None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLAlchemy fires after_commit when a SAVEPOINT is released, and inbox.events publishes "
-    "on it, so ingest_batch publishes each message's events before the batch commits",
-)
 def test_batch_events_are_published_after_the_batch_commits(app, state, whatsapp_channel):
     client = app.test_client()
     for text in ("first", "second"):
