@@ -1,6 +1,6 @@
 """The webhook worker: ingests the Twilio webhooks acknowledged once stored.
 
-The webhook view stores a signed webhook as a pending raw payload and answers Twilio at
+The webhook view stores a signed webhook as a pending raw payload and responds to Twilio at
 once (see ``inbox.webhook_queue``). This worker ingests the pending payloads a batch per
 transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``);
 a worker in another process (``switchboard worker`` beside ``switchboard web``) finds new

@@ -122,7 +122,7 @@ def twilio_message(channel_id: int) -> Any:
         log.warning("unparseable Twilio message on channel %s kept as payload %s: %s", channel_id, payload_id, error)
         return error_response(400, "invalid_payload", str(error))
 
-    # Stored, answered, and ingested by the webhook worker (see inbox.webhook_queue).
+    # Stored and acknowledged here, then ingested by the webhook worker (see inbox.webhook_queue).
     try:
         with state.session_factory() as session:
             with writer_turn(state):

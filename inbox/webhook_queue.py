@@ -1,7 +1,7 @@
-"""The webhook queue: Twilio webhooks answered once stored, ingested afterwards in batches.
+"""The webhook queue: Twilio webhooks acknowledged once stored, ingested afterwards in batches.
 
 A webhook whose signature checks out is stored as a ``pending`` raw payload, in one insert
-and one commit, and only then answered (``queue_payload``). The webhook worker
+and one commit, and only then acknowledged (``queue_payload``). The webhook worker
 (``gateway.webhook_worker``) takes pending payloads in id order and ingests a batch of them
 per transaction (``ingest_pending``). Each payload's pending row is replaced by what
 ``ingest_batch`` stores, in that same transaction, so:
@@ -51,7 +51,7 @@ Parser = Callable[[str, bytes], InboundMessage]
 
 @dataclass
 class QueueBatch:
-    """What one ``ingest_pending`` call did."""
+    """The outcome of one ``ingest_pending`` call."""
 
     # Pending payloads taken from the queue.
     taken: int = 0

@@ -49,7 +49,7 @@ state = get_state(create_app(Config(
 )))
 
 # The fifth batch stops inside its transaction, after its rows are written and before the
-# commit, and says so in a marker file; the test kills the reader there. A fast machine cannot
+# commit, and creates a marker file. The test kills the reader there. A fast machine cannot
 # finish the folder first, and the kill always cuts an open batch.
 import time
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The webhook queue: Twilio webhooks answered once stored, then ingested by the webhook worker."""
+"""The webhook queue: Twilio webhooks acknowledged once stored, then ingested by the webhook worker."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _wait_until(condition, timeout: float = 15.0) -> bool:
     return True
 
 
-def test_webhook_is_answered_before_the_worker_ingests_it(app, state, whatsapp_channel):
+def test_webhook_acknowledged_before_ingestion(app, state, whatsapp_channel):
     client = app.test_client()
 
     _post(client, whatsapp_channel, "where is my parcel?")
@@ -77,7 +77,7 @@ def test_webhook_is_answered_before_the_worker_ingests_it(app, state, whatsapp_c
     assert _payloads(state) == [("processed", None)]
 
 
-def test_replay_of_a_webhook_not_yet_ingested_is_a_no_op(app, state, whatsapp_channel):
+def test_replay_before_ingestion_is_no_op(app, state, whatsapp_channel):
     client = app.test_client()
     form = _post(client, whatsapp_channel, "hello")
     path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
@@ -95,7 +95,7 @@ def test_replay_of_a_webhook_not_yet_ingested_is_a_no_op(app, state, whatsapp_ch
     assert _payloads(state) == [("processed", None)]
 
 
-def test_same_message_sid_in_other_bytes_is_dropped_by_the_worker(app, state, whatsapp_channel):
+def test_same_sid_other_bytes_dropped(app, state, whatsapp_channel):
     client = app.test_client()
     form = _post(client, whatsapp_channel, "first copy")
     ingest_webhooks(state)
@@ -110,7 +110,7 @@ def test_same_message_sid_in_other_bytes_is_dropped_by_the_worker(app, state, wh
     assert _payloads(state) == [("processed", None)]
 
 
-def test_restarted_worker_ingests_pending_payloads_exactly_once(app, config, state, whatsapp_channel):
+def test_restarted_worker_ingests_once(app, config, state, whatsapp_channel):
     client = app.test_client()
     for text in ("one", "two", "three"):
         _post(client, whatsapp_channel, text)
@@ -137,7 +137,7 @@ def test_restarted_worker_ingests_pending_payloads_exactly_once(app, config, sta
         assert count_pending(session) == 0
 
 
-def test_payload_that_fails_ingestion_is_kept_with_its_error(app, state, whatsapp_channel, monkeypatch):
+def test_failed_ingestion_keeps_error(app, state, whatsapp_channel, monkeypatch):
     client = app.test_client()
     original = inbox.ingest.resolve_identity
 
@@ -155,11 +155,12 @@ def test_payload_that_fails_ingestion_is_kept_with_its_error(app, state, whatsap
     assert _texts(state) == ["message 1", "message 3"]
     statuses = _payloads(state)
     failed = [error for status, error in statuses if status == "failed"]
-    assert len(failed) == 1 and "contact store broken" in failed[0]
+    assert len(failed) == 1
+    assert "contact store broken" in failed[0]
     assert sorted(status for status, _ in statuses) == ["failed", "processed", "processed"]
 
 
-def test_unparseable_stored_payload_is_failed_and_the_next_goes_through(app, state, whatsapp_channel):
+def test_unparseable_payload_marked_failed(app, state, whatsapp_channel):
     broken = urlencode({"MessageSid": "SM" + "a" * 32, "Body": "no sender"}).encode()
     with state.session_factory() as session:
         assert queue_payload(session, whatsapp_channel.id, broken, "twilio-form")
@@ -169,11 +170,12 @@ def test_unparseable_stored_payload_is_failed_and_the_next_goes_through(app, sta
 
     assert _texts(state) == ["after the broken one"]
     statuses = _payloads(state)
-    assert statuses[0][0] == "failed" and "From" in statuses[0][1]
+    assert statuses[0][0] == "failed"
+    assert "From" in statuses[0][1]
     assert statuses[1] == ("processed", None)
 
 
-def test_replay_of_a_failed_payload_queues_it_again(app, state, whatsapp_channel):
+def test_failed_payload_replay_requeued(app, state, whatsapp_channel):
     form = build_message_form(whatsapp_channel, "+15551230000", "try again", None)
     raw = urlencode(form).encode()
     with state.session_factory() as session:
@@ -186,7 +188,7 @@ def test_replay_of_a_failed_payload_queues_it_again(app, state, whatsapp_channel
     assert _payloads(state) == [("processed", None)]
 
 
-def test_batch_events_are_published_after_the_batch_commits(app, state, whatsapp_channel):
+def test_batch_events_follow_commit(app, state, whatsapp_channel):
     client = app.test_client()
     for text in ("first", "second"):
         _post(client, whatsapp_channel, text)
@@ -200,7 +202,7 @@ def test_batch_events_are_published_after_the_batch_commits(app, state, whatsapp
     assert order[0] == "commit"
 
 
-def test_message_created_reaches_socket_client_after_ingestion(live_server, api_token, whatsapp_channel, state):
+def test_message_created_reaches_socket_client(live_server, api_token, whatsapp_channel, state):
     events: queue.Queue[dict] = queue.Queue()
     client = socketio.Client(reconnection=False)
     client.on("message.created", events.put)

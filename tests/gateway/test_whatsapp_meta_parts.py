@@ -55,11 +55,17 @@ def _reply_with_files(service, agent: AgentClient, conversation_id: int, text: s
     )
 
 
-def test_meta_files_uploaded_then_sent(meta_app, meta_server, service, channel_and_token):
+def _greeted_customer(meta_app, meta_server, service, channel_and_token) -> tuple[int, AgentClient, int]:
+    """Return the channel, the agent and a conversation whose first reply was sent."""
     channel_id, token = channel_and_token
     agent = AgentClient(service.url, token)
     conversation_id, _ = _reply_to_new_customer(meta_server, service, channel_id, agent, "Hello")
     _dispatch(meta_app)
+    return channel_id, agent, conversation_id
+
+
+def test_meta_files_uploaded_then_sent(meta_app, meta_server, service, channel_and_token):
+    channel_id, agent, conversation_id = _greeted_customer(meta_app, meta_server, service, channel_and_token)
 
     response = _reply_with_files(
         service, agent, conversation_id, "Here is the label.",
@@ -89,10 +95,7 @@ def test_meta_files_uploaded_then_sent(meta_app, meta_server, service, channel_a
 
 
 def test_meta_audio_without_caption(meta_app, meta_server, service, channel_and_token):
-    channel_id, token = channel_and_token
-    agent = AgentClient(service.url, token)
-    conversation_id, _ = _reply_to_new_customer(meta_server, service, channel_id, agent, "Hello")
-    _dispatch(meta_app)
+    _, agent, conversation_id = _greeted_customer(meta_app, meta_server, service, channel_and_token)
 
     response = _reply_with_files(
         service, agent, conversation_id, "Listen to this.", [("note.ogg", b"OggS" + b"\x00" * 40, "audio/ogg")],
@@ -109,10 +112,7 @@ def test_meta_audio_without_caption(meta_app, meta_server, service, channel_and_
 
 
 def test_meta_upload_outage_is_retried(meta_app, meta_server, service, channel_and_token):
-    channel_id, token = channel_and_token
-    agent = AgentClient(service.url, token)
-    conversation_id, _ = _reply_to_new_customer(meta_server, service, channel_id, agent, "Hello")
-    _dispatch(meta_app)
+    channel_id, agent, conversation_id = _greeted_customer(meta_app, meta_server, service, channel_and_token)
     meta_server.fail_uploads = 1
 
     response = _reply_with_files(service, agent, conversation_id, "", [("label.png", PNG, "image/png")])

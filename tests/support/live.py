@@ -15,7 +15,7 @@ from inbox.webhook_queue import count_pending
 
 class LiveServer:
     """Serves ``app`` (HTTP and Socket.IO) on 127.0.0.1 until ``stop``, with the webhook
-    worker that ingests the webhooks it answers, as ``switchboard run`` has."""
+    worker that ingests the webhooks it acknowledges, as ``switchboard run`` has."""
 
     def __init__(self, app: Flask, port: int = 0):
         self.app = app
@@ -40,7 +40,7 @@ class LiveServer:
         self._worker_thread.join(10)
 
     def wait_until_ingested(self, timeout: float = 15.0) -> None:
-        """Wait until the webhook worker has stored every webhook the server answered."""
+        """Wait until the webhook worker has stored every webhook the server acknowledged."""
         state = get_state(self.app)
         deadline = time.monotonic() + timeout
         while True:

@@ -15,7 +15,7 @@ Message templates belong to the WhatsApp Business Account (WABA), not to the pho
 ``paging.cursors.after`` naming the next page while ``paging.next`` is present.
 
 An attachment is first uploaded, ``POST {base}/{version}/{phone_number_id}/media`` as
-multipart form data, which answers with a media id; the message then names that id, so the
+multipart form data, which returns a media id; the message then names that id, so the
 file never needs a public URL of ours.
 """
 
