@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inbox.activity import activity_to_dict
 from inbox.contacts import RENAME_EVENT_LIMIT, contact_to_dict, merge_to_dict
+from inbox.conversations import lock_conversations
 from inbox.errors import Conflict, InboxError, NotFound
 from inbox.events import record_event
 from inbox.models import (
@@ -184,12 +185,11 @@ def _combine_into(kept: Contact, merged: Contact) -> None:
 
 
 def _record_activities(session: Session, actor: Agent, record: ContactMerge, moved_ids: set[int]) -> None:
-    conversations = list(
-        session.scalars(
-            select(Conversation)
-            .where(Conversation.contact_id == record.kept_contact_id)
-            .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-        )
+    locked = lock_conversations(
+        session, session.scalars(select(Conversation.id).where(Conversation.contact_id == record.kept_contact_id))
+    )
+    conversations = sorted(
+        locked.values(), key=lambda conversation: (conversation.last_message_at, conversation.id), reverse=True
     )
     now = utcnow()
     rows = []

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from channels.errors import ParseError
 from channels.types import Address, AddressKind
 from channels.whatsapp.phone import normalize_phone
-from inbox.conversations import ConversationFilter, Page, list_conversations
+from inbox.conversations import ConversationFilter, Page, list_conversations, lock_conversations
 from inbox.errors import Conflict, InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import Contact, ContactIdentity, ContactMerge, Conversation
@@ -148,13 +148,14 @@ def rename_contact(session: Session, contact_id: int, name: str | None) -> Conta
     contact.name_set_by_agent = bool(name)
     session.flush()
 
-    conversations = session.scalars(
-        select(Conversation)
+    newest = session.scalars(
+        select(Conversation.id)
         .where(Conversation.contact_id == contact.id)
         .order_by(Conversation.id.desc())
         .limit(RENAME_EVENT_LIMIT)
-    )
-    for conversation in conversations:
+    ).all()
+    locked = lock_conversations(session, newest)
+    for conversation in (locked[conversation_id] for conversation_id in newest):
         record_event(
             session, "conversation.updated", {"conversation": conversation_to_dict(conversation)}, conversation.id
         )

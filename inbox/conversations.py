@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -251,11 +251,35 @@ def parse_before(value: str | None) -> int | None:
     return None if not value else _id_arg(value, "before", "a message id from a previous page's before")
 
 
+def lock_conversations(session: Session, conversation_ids: Iterable[int]) -> dict[int, Conversation]:
+    """Lock the conversations' rows in id order and reload them; returns them by id.
+
+    An event carries a snapshot of the whole conversation, so a transaction that publishes one
+    must read it under the row lock. Read without it, a change another agent commits meanwhile
+    (an assignment, say) would be undone on every screen by this transaction's older copy.
+    Locking in id order keeps two such transactions from deadlocking.
+    """
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(Conversation)
+        .where(Conversation.id.in_(ids))
+        .order_by(Conversation.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {conversation.id: conversation for conversation in rows}
+
+
 def mark_conversation_read(session: Session, conversation_id: int) -> Conversation:
     """Reset the unread count; adds a ``conversation.updated`` event when it changes."""
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"Conversation {conversation_id} not found.", field="conversation_id")
+    if not conversation.unread_count:
+        return conversation
+    conversation = lock_conversations(session, [conversation_id])[conversation_id]
     if conversation.unread_count:
         conversation.unread_count = 0
         session.flush()

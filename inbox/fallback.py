@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from channels.types import DeliveryState
+from inbox.conversations import lock_conversations
 from inbox.errors import Conflict, NotFound
 from inbox.events import record_event
 from inbox.models import (
@@ -191,7 +192,7 @@ def _email_conversation(session: Session, original: Message, now: datetime) -> t
     contact_id = original.conversation.contact_id
     existing = _newest_email_conversation(session, contact_id)
     if existing is not None:
-        return existing, False
+        return lock_conversations(session, [existing.id])[existing.id], False
     channel = _email_channel(session, contact_id)
     if channel is None:
         return None, False

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.types import DeliveryState
 from inbox.channel_config import whatsapp_provider
+from inbox.conversations import lock_conversations
 from inbox.events import record_event
 from inbox.models import (
     Conversation,
@@ -235,7 +236,7 @@ def handle_occurrence(
         try:
             with session.begin():
                 template = session.get(UpdateTemplate, template_id)
-                conversation = session.get(Conversation, occurrence.conversation_id)
+                conversation = lock_conversations(session, [occurrence.conversation_id]).get(occurrence.conversation_id)
                 if template is None or conversation is None or not template_applies(template, conversation):
                     return None
                 # The row goes in first: its unique key is the once-only guard.
