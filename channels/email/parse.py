@@ -103,7 +103,7 @@ def _parse(raw: bytes) -> InboundMessage:
     if not senders:
         raise ParseError("invalid or missing From header: the message has no sender address")
 
-    message_id = strip_brackets(_header_text(message, "Message-ID") or "")
+    message_id = strip_brackets(_id_header(message, "Message-ID") or "")
     if not message_id:
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     elif len(message_id) > _MAX_MESSAGE_ID_LENGTH:
@@ -115,7 +115,7 @@ def _parse(raw: bytes) -> InboundMessage:
             text = html_to_text(html)
         html = sanitize_html(html).strip()
 
-    in_reply_to = _message_ids(_header_text(message, "In-Reply-To"))
+    in_reply_to = _message_ids(_id_header(message, "In-Reply-To"))
     loop_check = classify_automatic(message)
     return InboundMessage(
         channel_kind=ChannelKind.EMAIL,
@@ -130,11 +130,11 @@ def _parse(raw: bytes) -> InboundMessage:
         html=html,
         sent_at=_sent_at(message),
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=_message_ids(_header_text(message, "References")),
+        references=_message_ids(_id_header(message, "References")),
         attachments=attachments,
         automatic=loop_check.automatic,
         bounce=loop_check.bounce(),
-        thread_index=_header_text(message, "Thread-Index"),
+        thread_index=_id_header(message, "Thread-Index"),
     )
 
 
@@ -231,6 +231,18 @@ def _header_text(part: Message, name: str) -> str | None:
             return _decode_raw_header(raw)
     # Encoded words can smuggle CR/LF in; a header value is one line.
     return " ".join(_clean_text(text).split())
+
+
+def _id_header(part: Message, name: str) -> str | None:
+    """Return a header that holds ids or tokens, such as Message-ID, as one line of text.
+
+    Ids cannot contain encoded words, so the raw value serves, and it skips the header
+    registry, whose Message-ID parser took about a sixth of a mail's parse time.
+    """
+    raw = _raw_header(part, name)
+    if raw is None:
+        return None
+    return " ".join(_clean_text(raw).split())
 
 
 def _raw_header(part: Message, name: str) -> str | None:
