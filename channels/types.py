@@ -88,6 +88,10 @@ class InboundMessage:
     # "contacts", "button", "list" or "reaction" (see channels.whatsapp.webhooks). A
     # WhatsApp reply or reaction names the message it refers to in ``in_reply_to``.
     content: dict[str, Any] | None = None
+    # An email's reply without its quoted history and signature, when part of ``text``
+    # folds away; None when the whole text shows. The parser finds it, so a large import
+    # does that work in its parser process.
+    visible_text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -729,7 +729,7 @@ def _oversize_stub(inbound: InboundMessage, size: int) -> InboundMessage:
         f"This message is {size / 1_000_000:.1f} MB, larger than this mailbox's import limit, so "
         "only its sender and subject were imported. Open it in the mailbox itself to read it."
     )
-    return dataclasses.replace(inbound, text=note, html=None, attachments=[])
+    return dataclasses.replace(inbound, text=note, html=None, attachments=[], visible_text=None)
 
 
 class Workers:

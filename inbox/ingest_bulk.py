@@ -124,6 +124,7 @@ class _NewMessage:
     automatic: str | None
     content: dict[str, Any] | None
     attachments: list[Attachment]
+    visible_text: str | None
     direction: str = Direction.INBOUND.value
     delivery_status: str | None = None
     delivery_error: str | None = None
@@ -573,6 +574,7 @@ def _record_events_in_order(
             item.message_id, conversation.id, channel, item.identity.contact, item.identity.contact.id,
             clip(item.inbound.subject, 998), item.inbound.text or "", item.inbound.html, item.now,
             item.reason.value, item.inbound.automatic, item.inbound.content, item.attachments,
+            item.inbound.visible_text,
         )
         conversation_data = conversation_to_dict(conversation)  # type: ignore[arg-type]
         kind = "conversation.created" if item.created else "conversation.updated"

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from channels.email.quotes import split_reply
+from channels.email.quotes import visible_reply
 from inbox.models import (
     Agent, Attachment, ContactIdentity, Conversation, Label, Message, MessagePart, OutboxStatus, Team,
 )
@@ -263,12 +263,12 @@ def _visible_text(message: Message) -> str | None:
     None means the whole text is to be shown: nothing folds, the message is not an email, or the
     text is all quote, such as a forward with nothing written above it.
     """
-    if message.channel.kind != "email" or not message.text:
+    if not isinstance(message, Message):
+        # The bulk import's stand-in carries what the parser found.
+        return message.visible_text
+    if message.channel.kind != "email":
         return None
-    visible, folded = split_reply(message.text)
-    if not folded or not visible:
-        return None
-    return visible
+    return visible_reply(message.text)
 
 
 def _retry_to_dict(message: Message) -> dict[str, Any] | None:

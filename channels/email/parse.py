@@ -28,6 +28,7 @@ from email.message import EmailMessage, Message
 
 from channels.email.html import html_to_text, sanitize_html
 from channels.email.loops import classify as classify_automatic
+from channels.email.quotes import visible_reply
 from channels.email.tnef import TnefContent, TnefError, is_tnef, read_tnef
 from channels.errors import ParseError
 from channels.types import Address, AddressKind, Attachment, ChannelKind, InboundMessage
@@ -135,6 +136,7 @@ def _parse(raw: bytes) -> InboundMessage:
         automatic=loop_check.automatic,
         bounce=loop_check.bounce(),
         thread_index=_id_header(message, "Thread-Index"),
+        visible_text=visible_reply(text),
     )
 
 

@@ -179,6 +179,20 @@ def split_reply(text: str) -> tuple[str, str]:
     return visible, "\n\n".join(folded)
 
 
+def visible_reply(text: str | None) -> str | None:
+    """Return the reply that ``split_reply`` finds when something folds, else None.
+
+    None means the whole text is to be shown: it is empty, nothing folds, or it is all quote,
+    such as a forward with nothing written above it.
+    """
+    if not text:
+        return None
+    visible, folded = split_reply(text)
+    if not folded or not visible:
+        return None
+    return visible
+
+
 def reply_span(text: str) -> tuple[int, int]:
     """Return the offsets ``(start, end)`` of the visible reply in ``text``, at line starts.
 

@@ -288,6 +288,7 @@ def test_batch_events_show_what_was_stored(state, channel_id, published):
             stored = session.get(Conversation, event["conversation"]["id"])
             assert event["conversation"] == conversation_to_dict(stored)
     assert messages[0]["conversation"]["unread_count"] == 1
+    assert messages[3]["message"]["visible_text"] == "See the attached invoice."
     assert messages[3]["message"]["attachments"][0]["filename"] == "invoice.pdf"
     assert messages[3]["message"]["attachments"][0]["status"] == "stored"
 
