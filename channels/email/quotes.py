@@ -157,6 +157,9 @@ _MOBILE_SIGNATURE = re.compile(
 # "2013/7/20 Name <address>": an attribution of old Gmail versions, without any verb.
 _DATED_ADDRESS_LINE = re.compile(r"^\d{4}[/-]\d{1,2}[/-]\d{1,2}\b.*@")
 
+# A digit or "@": every attribution names a date or an address.
+_DATE_OR_ADDRESS = re.compile(r"\d|@")
+
 # A line of underscores or dashes that Outlook and others draw above the quoted header block.
 _RULE_LINE = re.compile(r"^[_\-=*]{5,}$")
 
@@ -254,7 +257,7 @@ def _find_cut(lines: list[str]) -> int:
                 continue
             cut = attribution
             break
-        if _is_signature_delimiter(lines[index]) or _starts_tail(stripped, index):
+        if _is_signature_delimiter(lines[index]) or _starts_tail_unattributed(stripped, index):
             cut = index
             break
 
@@ -272,10 +275,13 @@ def _is_quoted(line: str) -> bool:
 
 
 def _starts_tail(stripped: list[str], index: int) -> bool:
+    return _attribution_start(stripped, index) is not None or _starts_tail_unattributed(stripped, index)
+
+
+def _starts_tail_unattributed(stripped: list[str], index: int) -> bool:
+    """Tell whether line ``index`` starts a tail other than an attribution."""
     line = stripped[index]
     if _is_separator(line) or _is_header_block(stripped, index):
-        return True
-    if _attribution_start(stripped, index) is not None:
         return True
     if line == "--":
         remaining = sum(1 for later in stripped[index + 1:] if later)
@@ -320,9 +326,15 @@ def _answers_follow_quote(stripped: list[str], index: int) -> bool:
 
 def _attribution_start(stripped: list[str], index: int) -> int | None:
     """Return the first line of an attribution that starts at or wraps into line ``index``."""
-    for end in range(index, min(index + _MAX_ATTRIBUTION_LINES, len(stripped))):
-        if not stripped[end] or _is_quoted(stripped[end]):
-            return None
+    window = []
+    for line in stripped[index:index + _MAX_ATTRIBUTION_LINES]:
+        if not line or _is_quoted(line):
+            break
+        window.append(line)
+    # Most lines of a reply have neither, so this ends the search for most of them.
+    if not any(_DATE_OR_ADDRESS.search(line) for line in window):
+        return None
+    for end in range(index, index + len(window)):
         if not _is_attribution_text(" ".join(stripped[index:end + 1])):
             continue
         # The lines above an attribution can end a paragraph of the reply with no blank line
@@ -339,7 +351,7 @@ def _attribution_start(stripped: list[str], index: int) -> int | None:
 
 def _is_attribution_text(text: str) -> bool:
     # A date or an address is what tells an attribution from a sentence such as "Anna wrote:".
-    if not re.search(r"\d|@", text):
+    if not _DATE_OR_ADDRESS.search(text):
         return False
     return any(pattern.match(text) for pattern in _ATTRIBUTION_PATTERNS)
 
