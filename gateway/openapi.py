@@ -355,6 +355,7 @@ OPENAPI: dict[str, Any] = {
                     "unread_count": {"type": "integer"},
                     "last_message_at": {"type": "string", "format": "date-time"},
                     "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time", "description": "When the conversation row last changed. Of two copies, the later one is current."},
                 },
             },
             "ConversationPage": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Conversation")}, "next_cursor": {"type": ["string", "null"]}, "last_event_id": {"type": "integer", "description": "The newest event id when the page was read; replay events after it."}}},

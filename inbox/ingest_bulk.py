@@ -96,6 +96,7 @@ class _NewConversation:
     created_at: datetime
     id: int | None = None
     contact_id: int | None = None
+    updated_at: datetime | None = None
     status: str = ConversationStatus.OPEN.value
     priority: str = Priority.NORMAL.value
     snippet: str = ""
@@ -568,6 +569,7 @@ def _record_events_in_order(
         conversation = item.conversation
         conversation.last_message_at = item.now
         conversation.last_inbound_at = item.now
+        conversation.updated_at = item.now
         conversation.unread_count = (conversation.unread_count or 0) + 1
         conversation.snippet = _snippet(item.inbound)
         message = _NewMessage(

@@ -106,6 +106,7 @@ def conversation_to_dict(conversation: Conversation, window_closes_at: datetime 
         "unread_count": conversation.unread_count,
         "last_message_at": isoformat(conversation.last_message_at),
         "created_at": isoformat(conversation.created_at),
+        "updated_at": isoformat(conversation.updated_at),
     }
 
 

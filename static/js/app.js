@@ -807,9 +807,8 @@ export class InboxApp {
       if (!shouldInsert) return;
       this.conversations.set(conversation.id, conversation);
     } else {
-      const older = parseTimestamp(conversation.last_message_at) < parseTimestamp(existing.last_message_at);
-      // A page fetched before a live event must not undo it, so only a newer copy replaces it.
-      this.conversations.set(conversation.id, older ? existing : { ...existing, ...conversation });
+      // A page fetched before a live change must not undo it, so only a newer copy replaces it.
+      this.conversations.set(conversation.id, isOlderCopy(conversation, existing) ? existing : { ...existing, ...conversation });
     }
 
     if (conversation.id === this.selectedId) {
@@ -1028,6 +1027,16 @@ function mergeIntoCache(cache, message, { fromEvent = false } = {}) {
       email_fallback: existing.email_fallback,
     }
     : { ...existing, ...message });
+}
+
+/**
+ * True when `copy` of a conversation is older than the `shown` one: the server changed it
+ * earlier, or, between copies changed at the same time, its last message is older.
+ */
+function isOlderCopy(copy, shown) {
+  const changed = parseTimestamp(copy.updated_at) - parseTimestamp(shown.updated_at);
+  if (!Number.isNaN(changed) && changed !== 0) return changed < 0;
+  return parseTimestamp(copy.last_message_at) < parseTimestamp(shown.last_message_at);
 }
 
 /** True when `incoming` shows an earlier delivery state than `existing`: a lower status or fewer failed attempts. */

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from inbox.models import Conversation, utcnow
 from inbox.teams import create_label
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.browser
 REJECTED_BULK_CHANGE = re.compile(r"status of 403 \(FORBIDDEN\)")
 # The second agent's page loads while the first one works, which can take a while on a busy machine.
 PAGE_LOAD_TIMEOUT_MS = 20_000
+# How many 50 ms pauses to wait at most for the page to request a conversation.
+HOLD_POLLS = 200
 
 
 def _view(page, name: str):
@@ -199,3 +201,32 @@ def test_resolve_shortcut_and_labels(page, live_server, state, config, agent, wh
     )
     expect(thread.locator(".activity").last).to_have_text(re.compile("^Mia Manager set the status to Resolved"))
     assert page.console_errors == []
+
+
+
+def test_stale_load_keeps_newer_assignment(page, live_server, state, config, agent, whatsapp_channel):
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
+    with state.session_factory() as session:
+        # Read already, so that opening it publishes no fresh copy that would hide a stale one.
+        session.execute(update(Conversation).values(unread_count=0))
+        session.commit()
+    _sign_in(page, live_server.url, agent.email)
+    detail = re.compile(r"/api/v1/conversations/\d+$")
+    held_requests = []
+    # The conversation's copy is read before the assignment and delivered after it.
+    page.route(detail, lambda route: held_requests.append((route, route.fetch())))
+
+    _conversation(page, "Grace").click()
+    for _ in range(HOLD_POLLS):
+        if held_requests:
+            break
+        page.wait_for_timeout(50)
+    assert len(held_requests) == 1
+    page.keyboard.press("a")
+    expect(page.get_by_label("Assignee")).to_have_value(str(agent.id))
+    route, response = held_requests[0]
+    route.fulfill(response=response)
+
+    expect(page.locator("#thread")).to_contain_text("Where is my order?")
+    expect(page.get_by_label("Assignee")).to_have_value(str(agent.id))
+    page.unroute(detail)
