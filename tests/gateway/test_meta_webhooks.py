@@ -280,6 +280,22 @@ def test_unparseable_message_is_kept_and_others_are_stored(client, state, meta_c
         assert json.loads(failed.body)["entry"][0]["changes"][0]["value"]["messages"][0]["from"] == "12"
 
 
+def test_message_id_long_in_bytes_is_rejected(client, state, meta_channel):
+    # 990 CJK characters are within the id's 998 characters, but 2,970 bytes in UTF-8.
+    long_id = "wamid." + "".join(chr(0x4E00 + (index * 7919) % 20000) for index in range(990))
+
+    rejected = _post(client, meta_channel.id, _inbound("odd id", message_id=long_id))
+    accepted = _post(client, meta_channel.id, _inbound("next one"))
+
+    assert rejected.status_code == 200
+    assert accepted.status_code == 200
+    with state.session_factory() as session:
+        assert session.scalars(select(Message.text)).all() == ["next one"]
+        payloads = session.execute(select(RawPayload.status, RawPayload.error).order_by(RawPayload.id)).all()
+    assert payloads[0] == ("failed", "missing or over-long message id")
+    assert payloads[1] == ("processed", None)
+
+
 @pytest.mark.parametrize("body", [b"not json", b'{"object": "whatsapp_business_account"}'])
 def test_malformed_body_kept_as_failed(client, state, meta_channel, body):
     response = _post(client, meta_channel.id, body=body)

@@ -55,7 +55,8 @@ _STATUS_STATES: dict[str, DeliveryState] = {
     "failed": DeliveryState.FAILED,
 }
 
-# The length of the messages.provider_message_id column.
+# The length of the messages.provider_message_id column, counted in UTF-8 bytes because an
+# entry of its unique index (a PostgreSQL btree) can be at most 2,704 bytes long.
 _MAX_ID_LENGTH = 998
 # Meta's challenges are short numbers; anything far longer is not a verification request.
 _MAX_CHALLENGE_LENGTH = 200
@@ -264,7 +265,7 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
     if not isinstance(message, dict):
         raise ParseError("a message that is not an object")
     message_id = _text(message.get("id"))
-    if not message_id or len(message_id) > _MAX_ID_LENGTH:
+    if not message_id or len(message_id.encode()) > _MAX_ID_LENGTH:
         raise ParseError("missing or over-long message id")
     sender_id = _text(message.get("from"))
     if not sender_id:
