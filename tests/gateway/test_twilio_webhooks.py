@@ -187,6 +187,20 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
     assert seen == ["sent", "delivered", "read", "read", "read"]
 
 
+def test_status_for_id_long_in_bytes_is_ignored(app, state, whatsapp_channel):
+    from inbox.models import EarlyDeliveryReport
+
+    # 990 CJK characters are within an id's 998 characters, but 2,970 bytes in UTF-8.
+    long_sid = "".join(chr(0x4E00 + (index * 7919) % 20000) for index in range(990))
+    form = {"MessageSid": long_sid, "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/status", form)
+
+    assert response.status_code == 204
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(EarlyDeliveryReport)) == 0
+
+
 def test_channel_without_auth_token_rejects_everything(app, state):
     from inbox.models import Channel
 
