@@ -231,6 +231,20 @@ def test_nul_characters_are_removed_from_text(app, state, whatsapp_channel):
         assert message.contact.name == "Grace"
 
 
+def test_nul_characters_are_removed_from_media(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "photo", None)
+    form.update(NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME\x001", MediaContentType0="image/jpeg\x00")
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
+
+    assert response.status_code == 200
+    assert ingest_webhooks(state) == 1
+    with state.session_factory() as session:
+        attachment = session.scalar(select(Message)).attachments[0]
+        assert attachment.source_url == "https://api.twilio.com/media/ME1"
+        assert attachment.content_type == "image/jpeg"
+
+
 def test_oversized_message_sid_is_kept_as_failed(app, state, whatsapp_channel):
     form = build_message_form(whatsapp_channel, "+15551230000", "hello", None)
     form["MessageSid"] = "SM" + "a" * 2000
