@@ -296,6 +296,24 @@ def test_message_id_long_in_bytes_is_rejected(client, state, meta_channel):
     assert payloads[1] == ("processed", None)
 
 
+def test_lone_surrogate_escape_is_replaced(client, state, meta_channel):
+    # A JSON escape of half a surrogate pair, such as from text cut inside an emoji.
+    document = webhook_body(entry(change(
+        messages=[text_message(CUSTOMER, "cut \ud83d"), text_message(CUSTOMER, "next one")],
+        contacts=[contact(CUSTOMER, "Grace \udc00")],
+    )))
+
+    first = _post(client, meta_channel.id, document)
+    replay = _post(client, meta_channel.id, document)
+
+    assert first.status_code == 200
+    assert replay.status_code == 200
+    with state.session_factory() as session:
+        assert session.scalars(select(Message.text).order_by(Message.id)).all() == ["cut \ufffd", "next one"]
+        assert session.scalar(select(Contact.name)) == "Grace \ufffd"
+        assert session.scalar(select(func.count()).select_from(RawPayload)) == 2
+
+
 @pytest.mark.parametrize("body", [b"not json", b'{"object": "whatsapp_business_account"}'])
 def test_malformed_body_kept_as_failed(client, state, meta_channel, body):
     response = _post(client, meta_channel.id, body=body)

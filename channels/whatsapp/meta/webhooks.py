@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -58,6 +59,9 @@ _STATUS_STATES: dict[str, DeliveryState] = {
 # The length of the messages.provider_message_id column, counted in UTF-8 bytes because an
 # entry of its unique index (a PostgreSQL btree) can be at most 2,704 bytes long.
 _MAX_ID_LENGTH = 998
+# json.loads turns an unpaired escape such as "\ud83d" into a lone surrogate, which cannot
+# be encoded as UTF-8. Paired escapes arrive already joined into one character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Meta's challenges are short numbers; anything far longer is not a verification request.
 _MAX_CHALLENGE_LENGTH = 200
 
@@ -216,7 +220,7 @@ def _parse_change(entry: dict[str, Any], change: Any, events: WebhookEvents) -> 
         events.ignored.append("a messages change without a value object")
         return
     metadata = value.get("metadata")
-    phone_number_id = str(metadata.get("phone_number_id") or "") if isinstance(metadata, dict) else ""
+    phone_number_id = _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else ""
     if not phone_number_id:
         events.ignored.append("a messages change without metadata.phone_number_id")
         return
@@ -255,7 +259,10 @@ def _narrowed_payload(entry: dict[str, Any], value: dict[str, Any], message: Any
         "entry": [{"id": entry.get("id"), "changes": [{"field": "messages", "value": narrowed_value}]}],
     }
     # Sorted keys make the bytes, and so the stored digest, the same for every copy Meta sends.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    # A lone surrogate can only be inside a JSON string, where backslashreplace writes it
+    # back as the escape it came from, so the bytes are UTF-8 and parse to the same message.
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8", "backslashreplace")
 
 
 # Messages
@@ -427,10 +434,11 @@ def _list(value: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str:
-    """Return a JSON scalar as stripped text without NUL (PostgreSQL text rejects it)."""
+    """Return a JSON scalar as stripped text without NUL (PostgreSQL text rejects it), and
+    with U+FFFD for each lone surrogate, which no UTF-8 text can contain."""
     if value is None or isinstance(value, (dict, list)):
         return ""
-    return str(value).replace("\x00", "").strip()
+    return _LONE_SURROGATE.sub("\ufffd", str(value).replace("\x00", "")).strip()
 
 
 def _timestamp(value: Any) -> datetime | None:
