@@ -55,7 +55,7 @@ def test_signature_accepts_upper_case_hex():
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=", "sha1=abc", "0123abcd", "sha256=" + "0" * 64],
+    [None, "", "sha256=", "sha1=abc", "0123abcd", "sha256=" + "0" * 64, "sha256=" + "\u00e9" * 64],
 )
 def test_missing_or_wrong_signature_is_rejected(header):
     with pytest.raises(SignatureError):

@@ -181,7 +181,7 @@ def test_meta_message_looks_like_twilio(client, state, meta_channel):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=" + "0" * 64, "sha1=0123"],
+    [None, "", "sha256=" + "0" * 64, "sha1=0123", "sha256=" + "\u00e9" * 64],
 )
 def test_bad_signature_forbidden_stores_nothing(client, state, meta_channel, header):
     body = encode(_inbound())

@@ -120,8 +120,9 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> None:
     algorithm, _, received = header.strip().partition("=")
     if algorithm.lower() != "sha256" or not received:
         raise SignatureError(f"{SIGNATURE_HEADER} must be sha256= followed by the hex digest")
-    expected = signature(app_secret, body).partition("=")[2]
-    if not hmac.compare_digest(expected, received.strip().lower()):
+    expected = signature(app_secret, body).partition("=")[2].encode()
+    # Compared as bytes: compare_digest raises TypeError for str with non-ASCII characters.
+    if not hmac.compare_digest(expected, received.strip().lower().encode("utf-8", "replace")):
         raise SignatureError(
             f"invalid {SIGNATURE_HEADER}: check that the channel's app secret is the one of "
             "the Meta app that sends the webhooks"
