@@ -164,7 +164,8 @@ def parse_webhook(body: bytes) -> WebhookEvents:
     """
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and a number of too many digits.
         raise ParseError(f"the webhook body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise ParseError("the webhook body is not a JSON object")
@@ -316,7 +317,7 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
     if message_type in _MEDIA_TYPES:
         media_id_value = _text(body.get("id"))
         if not media_id_value:
-            raise ParseError(f"{message_type} message {message.get('id')} has no media id")
+            raise ParseError(f"{message_type} message {_text(message.get('id'))} has no media id")
         content_type = _text(body.get("mime_type")) or "application/octet-stream"
         return _text(body.get("caption")), [MediaReference(MEDIA_URL_PREFIX + media_id_value, content_type)]
     if message_type == "location":
@@ -339,8 +340,8 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
 
 
 def _describe_location(body: dict[str, Any]) -> str:
-    latitude, longitude = body.get("latitude"), body.get("longitude")
-    if latitude is None or longitude is None:
+    latitude, longitude = _text(body.get("latitude")), _text(body.get("longitude"))
+    if not latitude or not longitude:
         return "Shared a location"
     text = f"Shared location: {latitude}, {longitude}"
     details = [_text(body.get(key)) for key in ("name", "address") if _text(body.get(key))]
