@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
-from channels.whatsapp import RAW_FORMAT, parse_inbound, parse_status, validate_signature
+from channels.whatsapp import RAW_FORMAT, is_status_callback, parse_inbound, parse_status, validate_signature
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
@@ -112,6 +112,11 @@ def twilio_message(channel_id: int) -> Any:
     problem = _signature_problem(channel_id, form)
     if problem is not None:
         return problem
+    if is_status_callback(form):
+        # A sender or Messaging Service whose status callback URL is this one posts the
+        # delivery reports here. Parsed as messages they would come from our own number.
+        log.info("Twilio status callback posted to the messages URL of channel %s", channel_id)
+        return _record_twilio_status(channel_id, form)
     state = current_app.extensions["switchboard"]
 
     try:
@@ -144,6 +149,11 @@ def twilio_status(channel_id: int) -> Any:
     problem = _signature_problem(channel_id, form)
     if problem is not None:
         return problem
+    return _record_twilio_status(channel_id, form)
+
+
+def _record_twilio_status(channel_id: int, form: dict[str, str]) -> Any:
+    """Apply a signed status callback through the delivery state machine and return the response."""
     try:
         status = parse_status(form)
     except ParseError as error:

@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 # First key of the two-key advisory locks on (channel, provider message id). PostgreSQL keeps
 # two-key locks apart from the one-key lock that inbox.events takes.
 _REPORT_LOCK_NAMESPACE = 7316202
-# The length of Message.provider_message_id. A longer id cannot belong to a message we sent.
-_MAX_PROVIDER_ID_LENGTH = 998
+# The length of Message.provider_message_id, in UTF-8 bytes. A longer id cannot belong to a
+# message we sent. Storing it as an early report would also fail, because an entry of the
+# report's unique index (a PostgreSQL btree) can be at most 2,704 bytes long.
+_MAX_PROVIDER_ID_BYTES = 998
 
 
 def record_delivery_status(session: Session, channel_id: int, status: DeliveryStatus) -> bool:
@@ -51,7 +53,7 @@ def record_delivery_status(session: Session, channel_id: int, status: DeliverySt
     the report was stale or was stored for later.
     """
     provider_id = status.provider_message_id
-    if len(provider_id) > _MAX_PROVIDER_ID_LENGTH or "\x00" in provider_id:
+    if len(provider_id.encode()) > _MAX_PROVIDER_ID_BYTES or "\x00" in provider_id:
         log.warning("status %s for an invalid provider message id ignored", status.state.value)
         return False
 

@@ -141,12 +141,26 @@ def ingest_batch(
             if channel is not None and channel.kind == ChannelKind.EMAIL.value:
                 return ingest_email_batch(session, channel, inbounds)
             return [_ingest(session, channel_id, inbound) for inbound in inbounds]
-    except (OperationalError, InterfaceError):
-        raise
     except Exception as failure:  # noqa: BLE001 - retried below, one message at a time
+        if _is_database_fault(failure):
+            raise
         log.info("channel %s: batch of %s messages failed (%s); storing them one by one",
                  channel_id, len(inbounds), type(failure).__name__)
     return [_ingest_in_savepoint(session, channel_id, inbound) for inbound in inbounds]
+
+
+def _is_database_fault(error: BaseException) -> bool:
+    """Return whether ``error`` is a fault of the database, such as a lost connection, a lock
+    or a full disk, which a later retry of the same message can get past.
+
+    psycopg raises these as OperationalError, and PostgreSQL's class 54 (program limit
+    exceeded) too. That error comes from the message itself, such as an index entry too
+    large, so it fails the same way on every retry.
+    """
+    if not isinstance(error, (OperationalError, InterfaceError)):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return not sqlstate.startswith("54")
 
 
 def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMessage) -> IngestResult:
@@ -154,8 +168,6 @@ def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMess
         try:
             with savepoint(session):
                 return _ingest(session, channel_id, inbound)
-        except (OperationalError, InterfaceError):
-            raise
         except IntegrityError as conflict:
             # A concurrent transaction stored the same message or contact identity first.
             if _find_duplicate(session, channel_id, inbound, _lookup(session, channel_id, inbound)):
@@ -164,6 +176,8 @@ def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMess
                 error = f"storing failed: {conflict.orig}"
                 break
         except Exception as failure:  # noqa: BLE001 - one bad message must not stop the batch
+            if _is_database_fault(failure):
+                raise
             log.exception("channel %s message %s could not be stored", channel_id, inbound.provider_message_id)
             error = f"storing failed: {type(failure).__name__}: {failure}"
             break

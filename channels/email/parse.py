@@ -43,8 +43,9 @@ _ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?
 _ANGLE_ITEM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>\s*$")
 # RFC 5321 limits a path to 256 octets, angle brackets included.
 _MAX_ADDRESS_LENGTH = 254
-# RFC 5322 limits a line to 998 characters; a longer id is replaced by its hash.
-_MAX_MESSAGE_ID_LENGTH = 998
+# RFC 5322 limits a line to 998 characters. The limit is counted in UTF-8 bytes because a
+# PostgreSQL btree entry holds at most 2,704 bytes. A longer id is replaced by its hash.
+_MAX_MESSAGE_ID_BYTES = 998
 # The name length limit of common file systems (ext4, NTFS, APFS).
 _MAX_FILENAME_LENGTH = 255
 # Mail clients often label windows-1252 text as ISO-8859-1, which is why the WHATWG
@@ -107,7 +108,7 @@ def _parse(raw: bytes) -> InboundMessage:
     message_id = strip_brackets(_id_header(message, "Message-ID") or "")
     if not message_id:
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    elif len(message_id) > _MAX_MESSAGE_ID_LENGTH:
+    elif len(message_id.encode()) > _MAX_MESSAGE_ID_BYTES:
         message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
     text, html, attachments = _split_body_leniently(message, raw)

@@ -217,11 +217,11 @@ def _parse_media(form: Mapping[str, str]) -> list[MediaReference]:
 
     media = []
     for index in range(count):
-        url = form.get(f"MediaUrl{index}")
+        url = _clean(form.get(f"MediaUrl{index}"))
         if not url:
             raise ParseError(f"NumMedia is {count} but MediaUrl{index} is missing")
         # Twilio always sends the type; the fallback only keeps a damaged form usable.
-        content_type = form.get(f"MediaContentType{index}") or "application/octet-stream"
+        content_type = _clean(form.get(f"MediaContentType{index}")) or "application/octet-stream"
         media.append(MediaReference(url=url, content_type=content_type))
     return media
 

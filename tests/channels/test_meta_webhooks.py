@@ -55,7 +55,7 @@ def test_signature_accepts_upper_case_hex():
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=", "sha1=abc", "0123abcd", "sha256=" + "0" * 64],
+    [None, "", "sha256=", "sha1=abc", "0123abcd", "sha256=" + "0" * 64, "sha256=" + "\u00e9" * 64],
 )
 def test_missing_or_wrong_signature_is_rejected(header):
     with pytest.raises(SignatureError):
@@ -194,6 +194,19 @@ def test_other_message_types_get_a_readable_text():
     assert "unsupported" in texts["wamid.unsupported.1"]
 
 
+def test_text_of_odd_location_fields_is_storable():
+    location = {"latitude": "52.5\x00", "longitude": {"degrees": 13}, "name": "Dock \ud83d"}
+    body = webhook_body(entry(change(PHONE_NUMBER_ID, messages=[message("15551230000", "location", location)])))
+
+    (parsed,) = parse_webhook(encode(body)).messages
+
+    # A field that is not a number or text reads as missing, and text loses what UTF-8 cannot carry.
+    assert parsed.message.text == "Shared a location"
+    location["longitude"] = "13.4"
+    (parsed,) = parse_webhook(encode(body)).messages
+    assert parsed.message.text == "Shared location: 52.5, 13.4 (Dock \ufffd)"
+
+
 def test_media_message_without_id_is_rejected_alone():
     body = webhook_body(entry(change(
         PHONE_NUMBER_ID,
@@ -321,6 +334,9 @@ def test_status_without_id_is_ignored():
     [
         (b"not json", "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
+        # Python's int() takes at most 4,300 digits, and the parser recurses per nesting level.
+        (b'{"entry": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
         (b"[]", "not a JSON object"),
         (b'{"object": "whatsapp_business_account"}', "no entry list"),
     ],

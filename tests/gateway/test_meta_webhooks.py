@@ -181,7 +181,7 @@ def test_meta_message_looks_like_twilio(client, state, meta_channel):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=" + "0" * 64, "sha1=0123"],
+    [None, "", "sha256=" + "0" * 64, "sha1=0123", "sha256=" + "\u00e9" * 64],
 )
 def test_bad_signature_forbidden_stores_nothing(client, state, meta_channel, header):
     body = encode(_inbound())
@@ -278,6 +278,40 @@ def test_unparseable_message_is_kept_and_others_are_stored(client, state, meta_c
         assert failed.format == "meta-json"
         assert "invalid phone number" in failed.error
         assert json.loads(failed.body)["entry"][0]["changes"][0]["value"]["messages"][0]["from"] == "12"
+
+
+def test_message_id_long_in_bytes_is_rejected(client, state, meta_channel):
+    # 990 CJK characters are within the id's 998 characters, but 2,970 bytes in UTF-8.
+    long_id = "wamid." + "".join(chr(0x4E00 + (index * 7919) % 20000) for index in range(990))
+
+    rejected = _post(client, meta_channel.id, _inbound("odd id", message_id=long_id))
+    accepted = _post(client, meta_channel.id, _inbound("next one"))
+
+    assert rejected.status_code == 200
+    assert accepted.status_code == 200
+    with state.session_factory() as session:
+        assert session.scalars(select(Message.text)).all() == ["next one"]
+        payloads = session.execute(select(RawPayload.status, RawPayload.error).order_by(RawPayload.id)).all()
+    assert payloads[0] == ("failed", "missing or over-long message id")
+    assert payloads[1] == ("processed", None)
+
+
+def test_lone_surrogate_escape_is_replaced(client, state, meta_channel):
+    # A JSON escape of half a surrogate pair, such as from text cut inside an emoji.
+    document = webhook_body(entry(change(
+        messages=[text_message(CUSTOMER, "cut \ud83d"), text_message(CUSTOMER, "next one")],
+        contacts=[contact(CUSTOMER, "Grace \udc00")],
+    )))
+
+    first = _post(client, meta_channel.id, document)
+    replay = _post(client, meta_channel.id, document)
+
+    assert first.status_code == 200
+    assert replay.status_code == 200
+    with state.session_factory() as session:
+        assert session.scalars(select(Message.text).order_by(Message.id)).all() == ["cut \ufffd", "next one"]
+        assert session.scalar(select(Contact.name)) == "Grace \ufffd"
+        assert session.scalar(select(func.count()).select_from(RawPayload)) == 2
 
 
 @pytest.mark.parametrize("body", [b"not json", b'{"object": "whatsapp_business_account"}'])

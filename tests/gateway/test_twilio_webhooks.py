@@ -162,19 +162,24 @@ def test_unknown_channel_is_not_found(app):
     assert response.status_code == 404
 
 
-def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
+def _sent_reply(client, state, channel, agent, provider_message_id: str) -> int:
+    """Store a customer's message and a reply that Twilio accepted as ``provider_message_id``."""
     from inbox.replies import create_reply
 
-    client = app.test_client()
-    inbound = build_message_form(whatsapp_channel, "+15551230000", "hi", None)
-    _post_signed(client, f"/webhooks/twilio/{whatsapp_channel.id}/messages", inbound)
+    inbound = build_message_form(channel, "+15551230000", "hi", None)
+    _post_signed(client, f"/webhooks/twilio/{channel.id}/messages", inbound)
     ingest_webhooks(state)
     with state.session_factory() as session:
         conversation_id = session.scalar(select(Conversation.id))
         reply = create_reply(session, conversation_id, agent.id, "Hello!")
-        reply.provider_message_id = "SM" + "f" * 32
+        reply.provider_message_id = provider_message_id
         session.commit()
-        reply_id = reply.id
+        return reply.id
+
+
+def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
+    client = app.test_client()
+    reply_id = _sent_reply(client, state, whatsapp_channel, agent, "SM" + "f" * 32)
 
     path = f"/webhooks/twilio/{whatsapp_channel.id}/status"
     seen = []
@@ -185,6 +190,43 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
             seen.append(session.get(Message, reply_id).delivery_status)
 
     assert seen == ["sent", "delivered", "read", "read", "read"]
+
+
+def test_status_callback_on_messages_url_is_applied(app, state, whatsapp_channel, agent):
+    client = app.test_client()
+    reply_id = _sent_reply(client, state, whatsapp_channel, agent, "SM" + "e" * 32)
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    # What Twilio posts when the sender's status callback URL is the messages URL, for this
+    # reply and for a send that is not recorded yet.
+    responses = []
+    for sid in ("SM" + "e" * 32, "SM" + "d" * 32):
+        form = {
+            "MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32,
+            "From": f"whatsapp:{whatsapp_channel.address}", "To": "whatsapp:+15551230000",
+            "MessageStatus": "delivered", "SmsStatus": "delivered", "ApiVersion": "2010-04-01",
+        }
+        responses.append(_post_signed(client, path, form).status_code)
+
+    assert responses == [204, 204]
+    assert ingest_webhooks(state) == 0
+    with state.session_factory() as session:
+        assert session.get(Message, reply_id).delivery_status == "delivered"
+        assert session.scalar(select(func.count()).select_from(Message)) == 2
+        assert session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def test_status_for_id_long_in_bytes_is_ignored(app, state, whatsapp_channel):
+    from inbox.models import EarlyDeliveryReport
+
+    # 990 CJK characters are within an id's 998 characters, but 2,970 bytes in UTF-8.
+    long_sid = "".join(chr(0x4E00 + (index * 7919) % 20000) for index in range(990))
+    form = {"MessageSid": long_sid, "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/status", form)
+
+    assert response.status_code == 204
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(EarlyDeliveryReport)) == 0
 
 
 def test_channel_without_auth_token_rejects_everything(app, state):
@@ -215,6 +257,20 @@ def test_nul_characters_are_removed_from_text(app, state, whatsapp_channel):
         message = session.scalar(select(Message))
         assert message.text == "hello"
         assert message.contact.name == "Grace"
+
+
+def test_nul_characters_are_removed_from_media(app, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "photo", None)
+    form.update(NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME\x001", MediaContentType0="image/jpeg\x00")
+
+    response = _post_signed(app.test_client(), f"/webhooks/twilio/{whatsapp_channel.id}/messages", form)
+
+    assert response.status_code == 200
+    assert ingest_webhooks(state) == 1
+    with state.session_factory() as session:
+        attachment = session.scalar(select(Message)).attachments[0]
+        assert attachment.source_url == "https://api.twilio.com/media/ME1"
+        assert attachment.content_type == "image/jpeg"
 
 
 def test_oversized_message_sid_is_kept_as_failed(app, state, whatsapp_channel):

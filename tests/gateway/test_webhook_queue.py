@@ -11,7 +11,7 @@ import pytest
 import requests
 import socketio
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
 
 import inbox.ingest
@@ -220,3 +220,40 @@ def test_message_created_reaches_socket_client(live_server, api_token, whatsapp_
     assert event["message"]["text"] == "live through the queue"
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(RawPayload).where(RawPayload.status == "pending")) == 0
+
+
+@pytest.fixture
+def size_limited_database(state):
+    """Make PostgreSQL refuse one message text with program_limit_exceeded (SQLSTATE 54000),
+    the error of an index entry too large, which psycopg raises as an OperationalError."""
+    if state.engine.dialect.name != "postgresql":
+        pytest.skip("SQLSTATE classes are PostgreSQL's; the PostgreSQL pass runs this test")
+    with state.engine.begin() as connection:
+        connection.execute(text(
+            "CREATE FUNCTION refuse_message() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.text = 'too large' THEN RAISE EXCEPTION 'index row size exceeds maximum' "
+            "USING ERRCODE = 'program_limit_exceeded'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ))
+        connection.execute(text(
+            "CREATE TRIGGER refuse_message BEFORE INSERT ON messages "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_message()"
+        ))
+    yield
+    with state.engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER refuse_message ON messages"))
+        connection.execute(text("DROP FUNCTION refuse_message()"))
+
+
+def test_payload_over_database_limit_fails_alone(app, state, whatsapp_channel, size_limited_database):
+    client = app.test_client()
+    for index, body in enumerate(("before", "too large", "after")):
+        _post(client, whatsapp_channel, body, sender=f"+1555000000{index}")
+
+    assert ingest_webhooks(state) == 2
+
+    assert _texts(state) == ["before", "after"]
+    statuses = _payloads(state)
+    assert sorted(status for status, _ in statuses) == ["failed", "processed", "processed"]
+    assert any("index row size" in (error or "") for _, error in statuses)
+    with state.session_factory() as session:
+        assert count_pending(session) == 0

@@ -324,3 +324,22 @@ def test_batch_stores_a_payload_that_failed_before(state, channel_id):
     with state.session_factory() as session:
         statuses = session.scalars(select(RawPayload.status)).all()
     assert statuses == [PayloadStatus.PROCESSED.value]
+
+
+def test_batch_hashes_message_id_long_in_bytes(state, channel_id):
+    # 900 CJK characters fit in a header line of 998 characters, but they take 2,700 bytes
+    # in UTF-8, more than an entry of a PostgreSQL btree index can hold with its key.
+    long_id = "".join(chr(0x4E00 + (index * 7919) % 20000) for index in range(900)) + "@example.com"
+    raw = (
+        f"From: customer@example.com\r\nTo: {SUPPORT}\r\nSubject: Unicode id\r\n"
+        f"Message-ID: <{long_id}>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello.\r\n"
+    ).encode()
+    with state.session_factory() as session:
+        with session.begin():
+            results = ingest_batch(session, channel_id, [parse_email(raw), _mail(2)])
+
+    assert all(result.message_id is not None for result in results)
+    with state.session_factory() as session:
+        ids = session.scalars(select(Message.provider_message_id).order_by(Message.id)).all()
+    assert ids[0].startswith("sha256:")
+    assert ids[1] == "batch-2@example.com"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,8 +56,12 @@ _STATUS_STATES: dict[str, DeliveryState] = {
     "failed": DeliveryState.FAILED,
 }
 
-# The length of the messages.provider_message_id column.
+# The length of the messages.provider_message_id column, counted in UTF-8 bytes because an
+# entry of its unique index (a PostgreSQL btree) can be at most 2,704 bytes long.
 _MAX_ID_LENGTH = 998
+# json.loads turns an unpaired escape such as "\ud83d" into a lone surrogate, which cannot
+# be encoded as UTF-8. Paired escapes arrive already joined into one character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Meta's challenges are short numbers; anything far longer is not a verification request.
 _MAX_CHALLENGE_LENGTH = 200
 
@@ -115,8 +120,9 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> None:
     algorithm, _, received = header.strip().partition("=")
     if algorithm.lower() != "sha256" or not received:
         raise SignatureError(f"{SIGNATURE_HEADER} must be sha256= followed by the hex digest")
-    expected = signature(app_secret, body).partition("=")[2]
-    if not hmac.compare_digest(expected, received.strip().lower()):
+    expected = signature(app_secret, body).partition("=")[2].encode()
+    # Compared as bytes: compare_digest raises TypeError for str with non-ASCII characters.
+    if not hmac.compare_digest(expected, received.strip().lower().encode("utf-8", "replace")):
         raise SignatureError(
             f"invalid {SIGNATURE_HEADER}: check that the channel's app secret is the one of "
             "the Meta app that sends the webhooks"
@@ -158,7 +164,8 @@ def parse_webhook(body: bytes) -> WebhookEvents:
     """
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and a number of too many digits.
         raise ParseError(f"the webhook body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise ParseError("the webhook body is not a JSON object")
@@ -215,7 +222,7 @@ def _parse_change(entry: dict[str, Any], change: Any, events: WebhookEvents) -> 
         events.ignored.append("a messages change without a value object")
         return
     metadata = value.get("metadata")
-    phone_number_id = str(metadata.get("phone_number_id") or "") if isinstance(metadata, dict) else ""
+    phone_number_id = _text(metadata.get("phone_number_id")) if isinstance(metadata, dict) else ""
     if not phone_number_id:
         events.ignored.append("a messages change without metadata.phone_number_id")
         return
@@ -254,7 +261,10 @@ def _narrowed_payload(entry: dict[str, Any], value: dict[str, Any], message: Any
         "entry": [{"id": entry.get("id"), "changes": [{"field": "messages", "value": narrowed_value}]}],
     }
     # Sorted keys make the bytes, and so the stored digest, the same for every copy Meta sends.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    # A lone surrogate can only be inside a JSON string, where backslashreplace writes it
+    # back as the escape it came from, so the bytes are UTF-8 and parse to the same message.
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8", "backslashreplace")
 
 
 # Messages
@@ -264,7 +274,7 @@ def _parse_message(message: Any, value: dict[str, Any], raw: bytes) -> InboundMe
     if not isinstance(message, dict):
         raise ParseError("a message that is not an object")
     message_id = _text(message.get("id"))
-    if not message_id or len(message_id) > _MAX_ID_LENGTH:
+    if not message_id or len(message_id.encode()) > _MAX_ID_LENGTH:
         raise ParseError("missing or over-long message id")
     sender_id = _text(message.get("from"))
     if not sender_id:
@@ -307,7 +317,7 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
     if message_type in _MEDIA_TYPES:
         media_id_value = _text(body.get("id"))
         if not media_id_value:
-            raise ParseError(f"{message_type} message {message.get('id')} has no media id")
+            raise ParseError(f"{message_type} message {_text(message.get('id'))} has no media id")
         content_type = _text(body.get("mime_type")) or "application/octet-stream"
         return _text(body.get("caption")), [MediaReference(MEDIA_URL_PREFIX + media_id_value, content_type)]
     if message_type == "location":
@@ -330,8 +340,8 @@ def _content(message: dict[str, Any], message_type: str) -> tuple[str, list[Medi
 
 
 def _describe_location(body: dict[str, Any]) -> str:
-    latitude, longitude = body.get("latitude"), body.get("longitude")
-    if latitude is None or longitude is None:
+    latitude, longitude = _text(body.get("latitude")), _text(body.get("longitude"))
+    if not latitude or not longitude:
         return "Shared a location"
     text = f"Shared location: {latitude}, {longitude}"
     details = [_text(body.get(key)) for key in ("name", "address") if _text(body.get(key))]
@@ -426,10 +436,11 @@ def _list(value: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str:
-    """Return a JSON scalar as stripped text without NUL (PostgreSQL text rejects it)."""
+    """Return a JSON scalar as stripped text without NUL (PostgreSQL text rejects it), and
+    with U+FFFD for each lone surrogate, which no UTF-8 text can contain."""
     if value is None or isinstance(value, (dict, list)):
         return ""
-    return str(value).replace("\x00", "").strip()
+    return _LONE_SURROGATE.sub("\ufffd", str(value).replace("\x00", "")).strip()
 
 
 def _timestamp(value: Any) -> datetime | None:
