@@ -9,7 +9,6 @@ stored in the session. ``/reset-password/<token>`` is the only page open without
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
@@ -26,7 +25,7 @@ from gateway.admin_api import (
     reset_link_to_dict,
     signed_in_agent,
 )
-from gateway.auth import ROLE_RANK, csrf_token, current_agent, db, session_limits
+from gateway.auth import ROLE_RANK, csrf_token, csrf_token_matches, current_agent, db, session_limits
 from gateway.pages import page_role
 from inbox.agents import (
     MIN_PASSWORD_LENGTH,
@@ -209,7 +208,7 @@ def reset_password(token: str) -> Any:
     # A public form, so the guard does not check its CSRF token; this view does.
     sent = request.form.get("csrf_token", "")
     error = None
-    if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
+    if not csrf_token_matches(sent):
         error = "The form expired. Please try again."
     elif request.form.get("new_password", "") != request.form.get("confirm_password", ""):
         error = "The new password and its confirmation differ."

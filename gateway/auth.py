@@ -205,6 +205,16 @@ def csrf_token() -> str:
     return token
 
 
+def csrf_token_matches(sent: str) -> bool:
+    """Tell whether ``sent`` is this session's CSRF token, in constant time.
+
+    Compared as bytes: ``hmac.compare_digest`` refuses strings with non-ASCII characters,
+    which anyone can send.
+    """
+    expected = session.get("csrf_token", "")
+    return bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def current_agent() -> Agent | None:
     """Return the agent of this request (session cookie or bearer token), or None."""
     if "agent" in g:
@@ -261,7 +271,7 @@ def _guard() -> Any:
         abort(403, description=SIGN_IN_REQUIRED_MESSAGE)
     if request.method not in SAFE_METHODS and not g.get("token_auth"):
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
-        if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
+        if not csrf_token_matches(sent):
             log.warning("CSRF check failed for agent %s on %s", agent.id, request.path)
             if _wants_json():
                 return error_response(403, "csrf_failed", "The CSRF token is missing or wrong; reload the page.")
@@ -342,7 +352,7 @@ def login() -> Any:
 
     next_url = request.form.get("next")
     sent = request.form.get("csrf_token", "")
-    if not sent or not hmac.compare_digest(sent, session.get("csrf_token", "")):
+    if not csrf_token_matches(sent):
         return render_template(
             "login.html", error="Your session expired. Please sign in again.", next_url=next_url,
             csrf_token=csrf_token(),

@@ -145,6 +145,28 @@ def test_session_write_without_csrf_header_is_refused(app, agent, whatsapp_chann
     assert response.json["error"]["code"] == "csrf_failed"
 
 
+def test_non_ascii_csrf_token_is_refused(app, agent, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    client = app.test_client()
+    login(client)
+
+    response = client.post("/api/v1/conversations/1/messages", json={"text": "hi"}, headers={"X-CSRF-Token": "jeton-é"})
+
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "csrf_failed"
+
+
+def test_login_with_non_ascii_csrf_token_is_refused(app, agent):
+    from tests.conftest import AGENT_PASSWORD
+
+    client = app.test_client()
+    client.get("/login")
+    response = client.post("/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": "jeton-€"})
+
+    assert response.status_code == 400
+    assert client.get("/api/v1/me").status_code == 401
+
+
 def test_reply_with_session_and_csrf_is_queued(app, agent, whatsapp_channel):
     _inbound(app, whatsapp_channel)
     client = app.test_client()
