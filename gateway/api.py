@@ -390,7 +390,8 @@ def channels() -> Any:
 def payloads() -> Any:
     status = request.args.get("status", PayloadStatus.FAILED.value)
     if status not in {s.value for s in PayloadStatus}:
-        raise InvalidInput(f"Unknown status {status!r}; use failed or processed.", field="status")
+        known = ", ".join(sorted(s.value for s in PayloadStatus))
+        raise InvalidInput(f"Unknown status {status!r}; use one of {known}.", field="status")
     rows = db().scalars(
         select(RawPayload)
         .where(RawPayload.status == status)
