@@ -193,6 +193,8 @@ class ConversationMatches(ColumnElement[Any]):
 # The message ids that an FTS5 query matches. SQLite builds this list once per statement and
 # probes it for each message. The unary + on messages.id keeps SQLite from doing the reverse:
 # one index search per match.
+# NOTE: building the list takes time in proportion to all matches, however few conversations
+# the page tests (about 8 ms for 50,000 in bench/inbox_scale.py, see docs/benchmarks.md).
 _SQLITE_MATCHING = "+messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search_fts)"
 
 # The id of a conversation's newest matching message, read from the conversation's messages
@@ -298,7 +300,7 @@ def search_highlights(
     Meant for one page of results: the database finds the newest matching message of each
     conversation in one query, and the words are marked here. ``hits`` saves that query
     when the list statement found those messages already: the newest matching message id
-    per conversation id, without the conversations that match by their contact only.
+    per conversation id. A conversation that only its contact matches has no entry.
     """
     if not query.terms or not conversations:
         return {}
