@@ -21,8 +21,12 @@ and of the slowest statement of each request.
     .venv/bin/python -m bench.inbox_scale [--database sqlite|postgresql|both]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/sb_bench]
         [--conversations 100000] [--messages 1000000] [--samples 200] [--plans]
+        [--requests list,filtered,...] [--keep DIR]
 
-The PostgreSQL database named by ``--postgres-url`` is dropped and created anew.
+The PostgreSQL database named by ``--postgres-url`` is dropped and created anew. With
+``--keep DIR`` the generated databases stay (SQLite files in DIR, PostgreSQL databases named
+after the URL's with the size appended), and a later run with the same DIR and sizes measures
+them again without generating: the code under test changes, the data stays the same.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ RARE_WORD = "thermostat"
 RARE_SHARE = 0.001
 COMMON_WORD = "delivery"
 COMMON_SHARE = 0.05
+# The labelled conversations (a fifth) that carry the first label, the one the filtered view
+# shows. Enough that its open high-priority conversations fill a page at a tenth of the size
+# too (about 70 of them), so both sizes serialize the same 50 conversations.
+COMMON_LABEL_SHARE = 0.75
+REQUESTS = ("list", "filtered", "search rare", "search common", "thread")
 AIM_P99_MS = 50.0
 AIM_RATIO = 1.5
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -111,6 +120,8 @@ def generate(dataset: Dataset, channel_ids: dict[str, int], label_ids: list[int]
              agent_ids: list[int]) -> Iterator[dict[str, list[tuple]]]:
     """Yield chunks of rows for contacts, identities, conversations, labels links and messages."""
     rng = random.Random(dataset.seed)
+    # A stream of its own, so that every other row stays as the main stream generated it.
+    label_rng = random.Random(dataset.seed + 1)
     vocabulary = _vocabulary(rng)
     weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
     sizes = dataset.sizes(rng)
@@ -156,7 +167,10 @@ def generate(dataset: Dataset, channel_ids: dict[str, int], label_ids: list[int]
         if size == LONG_LENGTH:
             dataset.long_ids.append(conversation_id)
         if rng.random() < 0.2:
-            chunk["labels"].append((conversation_id, rng.choice(label_ids)))
+            label_id = rng.choice(label_ids)
+            if label_rng.random() < COMMON_LABEL_SHARE:
+                label_id = label_ids[0]
+            chunk["labels"].append((conversation_id, label_id))
         if len(chunk["messages"]) >= 50_000:
             yield chunk
             chunk = {name: [] for name in chunk}
@@ -239,16 +253,28 @@ def _setup_rows(engine: Engine) -> tuple[dict[str, int], list[int], list[int]]:
     return channel_ids, agent_ids, label_ids
 
 
-def _fresh_database(kind: str, postgres_url: str, workdir: Path, tag: str) -> str:
+def _database_url(kind: str, postgres_url: str, workdir: Path, tag: str, keep: bool) -> str:
+    """Return the URL of the database for one size: a file in ``workdir`` on SQLite, and on
+    PostgreSQL the URL's database, or one per size when the databases are kept."""
     if kind == "sqlite":
         return f"sqlite:///{workdir / f'{tag}.db'}"
     url = make_url(postgres_url)
+    if keep:
+        url = url.set(database=f"{url.database}_{tag.split('-')[-1]}")
+    return url.render_as_string(hide_password=False)
+
+
+def _create_database(kind: str, database_url: str) -> None:
+    """Remove the database if it exists and create it empty."""
+    if kind == "sqlite":
+        Path(make_url(database_url).database).unlink(missing_ok=True)
+        return
+    url = make_url(database_url)
     admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{url.database}"'))
     admin.dispose()
-    return postgres_url
 
 
 @dataclass
@@ -340,11 +366,12 @@ def _plans(engine: Engine, entries: list[tuple[float, str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, workdir: Path) -> list[Result]:
+def measure(kind: str, url: str, long_ids: list[int], args: argparse.Namespace, workdir: Path) -> list[Result]:
     app = create_app(Config(database_url=url, secret_key="bench", instance_dir=str(workdir / "instance")))
     state = get_state(app)
     with state.session_factory() as session:
-        agent = create_agent(session, "bench@example.com", "Bench", "bench password")
+        # A new agent per run, because a kept database still has the previous runs' agents.
+        agent = create_agent(session, f"bench-{time.time_ns()}@example.com", "Bench", "bench password")
         token = create_api_token(session, agent, "bench")
         session.commit()
         label_id = session.execute(text("SELECT min(id) FROM labels")).scalar_one()
@@ -359,20 +386,22 @@ def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, wo
         "filtered": lambda n: f"/api/v1/conversations?limit={PAGE}&status=open&priority=high&label={label_id}",
         "search rare": lambda n: f"/api/v1/conversations?limit={PAGE}&q={RARE_WORD}",
         "search common": lambda n: f"/api/v1/conversations?limit={PAGE}&q={COMMON_WORD}",
-        "thread": lambda n: f"/api/v1/conversations/{dataset.long_ids[n % len(dataset.long_ids)]}",
+        "thread": lambda n: f"/api/v1/conversations/{long_ids[n % len(long_ids)]}",
     }
     results = []
     for name, path in requests.items():
+        if name not in args.requests:
+            continue
         for number in range(5):
             assert client.get(path(number), headers=headers).status_code == 200
         times = []
-        for number in range(samples):
+        for number in range(args.samples):
             started = time.perf_counter()
             response = client.get(path(number), headers=headers)
             times.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, response.data[:300]
         result = Result(name, times)
-        if plans:
+        if args.plans:
             statements.entries.clear()
             statements.active = True
             client.get(path(0), headers=headers)
@@ -385,13 +414,23 @@ def measure(kind: str, url: str, dataset: Dataset, samples: int, plans: bool, wo
 
 def run_size(kind: str, args: argparse.Namespace, conversations: int, messages: int, workdir: Path) -> list[Result]:
     tag = f"{kind}-{conversations}"
-    url = _fresh_database(kind, args.postgres_url, workdir, tag)
-    started = time.perf_counter()
-    dataset, timings = build(kind, url, conversations, messages)
-    print(f"{kind}: {conversations:,} conversations, {messages:,} messages: generated and inserted in "
-          f"{timings['insert_s']:.0f} s, upgraded to the search schema in {timings['upgrade_s']:.0f} s, "
-          f"ANALYZE {timings['analyze_s']:.0f} s (total {time.perf_counter() - started:.0f} s)", flush=True)
-    results = measure(kind, url, dataset, args.samples, args.plans, workdir / tag)
+    url = _database_url(kind, args.postgres_url, workdir, tag, keep=args.keep is not None)
+    # Written after a complete build, so a kept database without it is built again.
+    built = workdir / f"{tag}-{messages}.json"
+    if built.exists():
+        long_ids = json.loads(built.read_text())["long_ids"]
+        print(f"{kind}: {conversations:,} conversations, {messages:,} messages: kept from a previous run", flush=True)
+    else:
+        _create_database(kind, url)
+        started = time.perf_counter()
+        dataset, timings = build(kind, url, conversations, messages)
+        long_ids = dataset.long_ids
+        print(f"{kind}: {conversations:,} conversations, {messages:,} messages: generated and inserted in "
+              f"{timings['insert_s']:.0f} s, upgraded to the search schema in {timings['upgrade_s']:.0f} s, "
+              f"ANALYZE {timings['analyze_s']:.0f} s (total {time.perf_counter() - started:.0f} s)", flush=True)
+        if args.keep is not None:
+            built.write_text(json.dumps({"long_ids": long_ids}))
+    results = measure(kind, url, long_ids, args, workdir / tag)
     for result in results:
         print(f"  {result.name:14} p50 {result.p50:7.1f} ms   p99 {result.p99:7.1f} ms", flush=True)
         if result.plan:
@@ -409,10 +448,20 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="requests timed per figure (default 200)")
     parser.add_argument("--only-small", action="store_true", help="run the tenth size only")
     parser.add_argument("--plans", action="store_true", help="print the plans of each request's main and slowest statements")
+    parser.add_argument("--requests", default=",".join(REQUESTS),
+                        help=f"comma-separated requests to time (default: all of {','.join(REQUESTS)})")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="keep the generated databases, and reuse the ones a previous run kept in DIR")
     args = parser.parse_args()
+    args.requests = [name.strip() for name in args.requests.split(",") if name.strip()]
+    unknown = sorted(set(args.requests) - set(REQUESTS))
+    if unknown:
+        parser.error(f"unknown requests {', '.join(unknown)}; choose from {', '.join(REQUESTS)}")
 
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    workdir = Path(tempfile.mkdtemp(prefix="sb-scale-"))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    workdir = args.keep if args.keep is not None else Path(tempfile.mkdtemp(prefix="sb-scale-"))
     summary: dict[str, Any] = {}
     try:
         for kind in kinds:
@@ -430,7 +479,8 @@ def main() -> None:
         if summary:
             print("\n" + json.dumps(summary, indent=1))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def conversations() -> Any:
     page = list_conversations(session, limit=_int_arg("limit", 50), cursor=request.args.get("cursor"), where=where)
     items = conversations_to_dicts(session, page.items)
     if page.search is not None:
-        highlights = search_highlights(session, page.search, page.items)
+        highlights = search_highlights(session, page.search, page.items, page.search_hits)
         for item in items:
             item["search"] = highlights[item["id"]].to_dict()
     return jsonify(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from inbox.errors import InvalidInput, NotFound
 from inbox.events import record_event
 from inbox.models import Contact, Conversation, ConversationStatus, Message, Priority, conversation_labels
-from inbox.search import ConversationMatches, SearchQuery, measure_density, parse_query
+from inbox.search import ConversationMatches, SearchQuery, join_newest_match, measure_density, parse_query
 from inbox.serialize import conversation_to_dict
 
 MAX_PAGE_SIZE = 200
@@ -133,12 +133,14 @@ def _id_arg(value: str, name: str, expected: str) -> int:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of conversations. ``search`` is the filter's search as it ran, for
-    ``inbox.search.search_highlights``."""
+    """One page of conversations. ``search`` is the filter's search as it ran, and
+    ``search_hits`` the newest matching message id per conversation when the list statement
+    found them (a dense search on SQLite), both for ``inbox.search.search_highlights``."""
 
     items: list[Conversation]
     next_cursor: str | None
     search: SearchQuery | None = None
+    search_hits: dict[int, int] | None = None
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -189,10 +191,19 @@ def list_conversations(
         query = query.where(
             or_(last_message_at < last_at, and_(last_message_at == last_at, conversation_id < last_id))
         )
-    rows = list(session.scalars(query))
+
+    hits: dict[int, int] | None = None
+    if where.search is not None and where.search.dense and session.get_bind().dialect.name == "sqlite":
+        # The dense test on SQLite finds each conversation's newest matching message, which the
+        # snippets show, so the statement returns it and the snippets need no list of matches.
+        found = session.execute(join_newest_match(query, where.search)).all()
+        rows = [conversation for conversation, _ in found]
+        hits = {conversation.id: hit for conversation, hit in found[:limit] if hit is not None}
+    else:
+        rows = list(session.scalars(query))
     has_more = len(rows) > limit
     items = rows[:limit]
-    return Page(items, encode_cursor(items[-1]) if has_more else None, where.search)
+    return Page(items, encode_cursor(items[-1]) if has_more else None, where.search, hits)
 
 
 def get_conversation_or_404(session: Session, conversation_id: int) -> Conversation:

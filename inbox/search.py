@@ -20,11 +20,11 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
@@ -90,6 +90,10 @@ class SearchQuery:
         """Return the FTS5 query: every term quoted as a string and matched as a prefix."""
         return " ".join(f'"{term}"*' for term in self.terms)
 
+    def fts5_words(self) -> str:
+        """Return the FTS5 query of the terms as whole words. It matches a subset of ``fts5()``."""
+        return " ".join(f'"{term}"' for term in self.terms)
+
     def tsquery(self) -> str:
         """Return the ``to_tsquery`` text: every term quoted, matched as a prefix, all required."""
         return " & ".join(f"'{term}':*" for term in self.terms)
@@ -154,11 +158,17 @@ def _sqlite_is_dense(session: Session, query: SearchQuery) -> bool:
     enough = max(
         SQLITE_SPARSE_MATCHES, math.ceil(SQLITE_DENSE_SHARE * (session.scalar(text("SELECT max(id) FROM messages")) or 0))
     )
-    found = session.scalar(
-        text("SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts LIMIT :enough)"),
-        {"search_fts": query.fts5(), "enough": enough},
-    )
-    return found >= enough
+    # The whole words first, because every message they match the prefixes match too. FTS5
+    # reads a whole word's matches as stored and can stop at the limit. A prefix term first
+    # merges the matches of all its words, in time that grows with all of them.
+    for fts5 in (query.fts5_words(), query.fts5()):
+        found = session.scalar(
+            text("SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts MATCH :search_fts LIMIT :enough)"),
+            {"search_fts": fts5, "enough": enough},
+        )
+        if found >= enough:
+            return True
+    return False
 
 
 class ConversationMatches(ColumnElement[Any]):
@@ -166,7 +176,8 @@ class ConversationMatches(ColumnElement[Any]):
 
     Compiled per dialect, so ``ConversationFilter.condition`` stays free of a session. A
     sparse query collects the conversations of every matching message first. A dense one
-    is tested per conversation while the list is read in order.
+    is tested per conversation while the list is read in order. On SQLite that test is the
+    ``search_hit`` join that ``join_newest_match`` adds, which the statement must contain.
     """
 
     # Not Boolean: SQLAlchemy would append "= 1" on SQLite, which hides the IN list from
@@ -182,7 +193,20 @@ class ConversationMatches(ColumnElement[Any]):
 # The message ids that an FTS5 query matches. SQLite builds this list once per statement and
 # probes it for each message. The unary + on messages.id keeps SQLite from doing the reverse:
 # one index search per match.
+# NOTE: building the list takes time in proportion to all matches, however few conversations
+# the page tests (about 8 ms for 50,000 in bench/inbox_scale.py, see docs/benchmarks.md).
 _SQLITE_MATCHING = "+messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search_fts)"
+
+# The id of a conversation's newest matching message, read from the conversation's messages
+# newest first, or NULL when none matches.
+_SQLITE_NEWEST_MATCH = (
+    "(SELECT messages.id FROM messages INDEXED BY ix_messages_conversation"
+    f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING}"
+    " ORDER BY messages.id DESC LIMIT 1)"
+)
+
+# The outer join of each conversation's newest matching message on SQLite (``join_newest_match``).
+_SEARCH_HIT = Message.__table__.alias("search_hit")
 
 # Per dialect: the conversation ids of the matching messages, the test of one conversation's
 # messages (for a dense query), the ids of the matching contacts, and the bind parameter that
@@ -192,8 +216,9 @@ _MATCH_SQL = {
         "SELECT messages.conversation_id FROM messages_fts"
         " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
         " WHERE messages_fts MATCH :search_fts",
-        "EXISTS (SELECT 1 FROM messages INDEXED BY ix_messages_conversation"
-        f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING})",
+        # The test is in the join's ON clause, so this statement builds the list of matches once
+        # for the test and for the snippets.
+        "search_hit.id IS NOT NULL",
         "SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH :search_fts",
         "search_fts",
     ),
@@ -229,6 +254,32 @@ def _compile_matches(element: ConversationMatches, compiler: Any, **kw: Any) -> 
     return compiler.process(text(sql).bindparams(bindparam(parameter, value)), **kw)
 
 
+class _NewestMatch(ColumnElement[Any]):
+    """The id of the newest message of ``conversations`` that ``query`` matches, on SQLite."""
+
+    type = NullType()
+    inherit_cache = False
+
+    def __init__(self, query: SearchQuery):
+        self.query = query
+
+
+@compiles(_NewestMatch, "sqlite")
+def _compile_newest_match(element: _NewestMatch, compiler: Any, **kw: Any) -> str:
+    statement = text(_SQLITE_NEWEST_MATCH).bindparams(bindparam("search_fts", element.query.fts5()))
+    return compiler.process(statement, **kw)
+
+
+def join_newest_match(statement: Select[Any], query: SearchQuery) -> Select[Any]:
+    """Return ``statement`` with each conversation's newest message that ``query`` matches
+    outer-joined as ``search_hit``, and that message's id (None without one) as a last column.
+
+    Meant for a dense query on SQLite, whose ``ConversationMatches`` tests that join. The
+    ids are the ``hits`` that ``search_highlights`` takes.
+    """
+    return statement.outerjoin(_SEARCH_HIT, _SEARCH_HIT.c.id == _NewestMatch(query)).add_columns(_SEARCH_HIT.c.id)
+
+
 @dataclass(frozen=True)
 class Highlight:
     """The place where a conversation matched, as text parts with ``match`` true on the found
@@ -242,17 +293,21 @@ class Highlight:
 
 
 def search_highlights(
-    session: Session, query: SearchQuery, conversations: Sequence[Conversation]
+    session: Session, query: SearchQuery, conversations: Sequence[Conversation], hits: Mapping[int, int] | None = None
 ) -> dict[int, Highlight]:
     """Return, per conversation id, the snippet around the words ``query`` found.
 
     Meant for one page of results: the database finds the newest matching message of each
-    conversation in one query, and the words are marked here.
+    conversation in one query, and the words are marked here. ``hits`` saves that query
+    when the list statement found those messages already: the newest matching message id
+    per conversation id. A conversation that only its contact matches has no entry.
     """
     if not query.terms or not conversations:
         return {}
     ids = [conversation.id for conversation in conversations]
-    if session.get_bind().dialect.name == "postgresql":
+    if hits is not None:
+        hits = {conversation_id: hits[conversation_id] for conversation_id in ids if conversation_id in hits}
+    elif session.get_bind().dialect.name == "postgresql":
         hits = _postgres_hits(session, query, ids)
     else:
         hits = _sqlite_hits(session, query, ids)
@@ -283,9 +338,8 @@ def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[in
     if query.dense:
         # Each page conversation's messages newest first, probed in the list of matches.
         statement = (
-            "SELECT conversations.id, (SELECT messages.id FROM messages INDEXED BY ix_messages_conversation"
-            f" WHERE messages.conversation_id = conversations.id AND {_SQLITE_MATCHING}"
-            " ORDER BY messages.id DESC LIMIT 1) FROM conversations WHERE conversations.id IN :conversation_ids"
+            f"SELECT conversations.id, {_SQLITE_NEWEST_MATCH} FROM conversations"
+            " WHERE conversations.id IN :conversation_ids"
         )
     else:
         statement = (

@@ -16,10 +16,12 @@ from inbox.contacts import rename_contact
 from inbox.conversations import ConversationFilter, list_conversations, list_messages, parse_filter
 from inbox.ingest import ingest_message
 from inbox.merge import merge_conversations
-from inbox.models import Agent, Conversation, Message, utcnow
+from inbox.models import Agent, Conversation, Label, Message, utcnow
 from inbox.replies import create_reply
+from inbox.teams import create_label
 from inbox import search
 from inbox.search import SearchQuery, measure_density, parse_query, search_highlights
+from tests.inbox.test_label_views import _change
 from tests.support.conversations import receive
 
 _MAIL_IDS = itertools.count(1)
@@ -287,13 +289,83 @@ def test_many_matches_page_by_activity(state, whatsapp_channel):
         while True:
             where = ConversationFilter(search=parse_query("parc"))
             page = list_conversations(session, limit=5, cursor=cursor, where=where)
-            hits = search_highlights(session, page.search, page.items)
+            hits = search_highlights(session, page.search, page.items, page.search_hits)
             assert {c.id: hits[c.id].message_id for c in page.items} == {c.id: newest_hits[c.id] for c in page.items}
+            # The hits the list statement returned equal the ones the highlights look up alone.
+            looked_up = search_highlights(session, page.search, page.items)
+            assert {c.id: looked_up[c.id] for c in page.items} == {c.id: hits[c.id] for c in page.items}
             seen.extend(c.id for c in page.items)
             cursor = page.next_cursor
             if cursor is None:
                 break
     assert seen == expected
+
+
+def test_search_pages_with_label_and_status(state, whatsapp_channel, agent):
+    # Sixteen conversations contain the word, and eight of them carry the label. Some of
+    # those are resolved. Two more are labelled and match by their contact's name only.
+    conversation_ids = [
+        receive(state, whatsapp_channel.id, f"+49151777{number:04d}", f"the blender {number} is noisy").conversation_id
+        for number in range(16)
+    ]
+    by_name = [receive(state, whatsapp_channel.id, f"+49151888{number:04d}", "Hello").conversation_id for number in range(2)]
+    contact_ids = [_contact_id(state, conversation_id) for conversation_id in by_name]
+    with state.session_factory() as session:
+        for contact_id in contact_ids:
+            rename_contact(session, contact_id, f"Blenderhaus {contact_id}")
+        session.commit()
+    labelled = conversation_ids[::2] + by_name
+    with state.session_factory() as session:
+        create_label(session, "Kitchen")
+        session.commit()
+    _change(state, agent.id, labelled, {"add_labels": ["Kitchen"]})
+    _change(state, agent.id, conversation_ids[::4], {"status": "resolved"})
+    with state.session_factory() as session:
+        # Equal activity on three labelled ones: the id breaks the tie across page ends.
+        same = utcnow() + timedelta(minutes=5)
+        for conversation_id in labelled[1:4]:
+            session.get(Conversation, conversation_id).last_message_at = same
+        session.commit()
+        label_id = session.scalar(select(Label.id).where(Label.name_key == "kitchen"))
+        conversations = [session.get(Conversation, conversation_id) for conversation_id in labelled]
+        newest = sorted(conversations, key=lambda c: (c.last_message_at, c.id), reverse=True)
+        expected_any = [c.id for c in newest]
+        expected_open = [c.id for c in newest if c.status == "open"]
+
+    for status, expected in ((None, expected_any), ("open", expected_open)):
+        seen: list[int] = []
+        message_hits: dict[int, int | None] = {}
+        cursor = None
+        with state.session_factory() as session:
+            while True:
+                where = ConversationFilter(label_id=label_id, status=status, search=parse_query("blend"))
+                page = list_conversations(session, limit=3, cursor=cursor, where=where)
+                highlights = search_highlights(session, page.search, page.items, page.search_hits)
+                message_hits.update({c.id: highlights[c.id].message_id for c in page.items})
+                seen.extend(c.id for c in page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        assert seen == expected
+        # A conversation found by its contact's name has no message to show.
+        assert all(message_hits[conversation_id] is None for conversation_id in by_name if conversation_id in seen)
+        assert all(message_hits[conversation_id] is not None for conversation_id in seen if conversation_id not in by_name)
+
+
+def test_sqlite_density_counts_prefix_matches(state, whatsapp_channel, monkeypatch):
+    if state.engine.dialect.name != "sqlite":
+        pytest.skip("the count of matches is SQLite's estimate")
+    monkeypatch.setattr(search, "SQLITE_DENSE_SHARE", 0.5)
+    monkeypatch.setattr(search, "SQLITE_SPARSE_MATCHES", 3)
+    for number in range(4):
+        receive(state, whatsapp_channel.id, f"+49151999{number:04d}", f"kettles {number}")
+    receive(state, whatsapp_channel.id, "+4915199990009", "kettle")
+    with state.session_factory() as session:
+        # Four of five messages match "kettl" as a prefix and none as a whole word.
+        assert measure_density(session, parse_query("kettl")).dense is True
+        # One message contains the whole word and four more start with it.
+        assert measure_density(session, parse_query("kettle")).dense is True
+        assert measure_density(session, parse_query("kettles 2")).dense is False
 
 
 def test_message_pages_run_newest_first(state, whatsapp_channel):
