@@ -35,12 +35,12 @@ POLL_SECONDS = 0.5
 # Payloads per transaction. On SQLite the response to a webhook may wait for one batch, so the
 # batch stays small there. PostgreSQL lets the views store webhooks beside it, but every
 # transaction that records an event takes one advisory lock and keeps it until it ends
-# (inbox.events). A batch keeps it from its first message to its commit. So a status callback,
-# an agent's reply or another worker's batch waits for the whole batch. With 20 per batch
-# that wait is about 0.1 s (an estimate, at about 5 ms per message), and the extra commits
-# cost little.
+# (inbox.events), so a status callback, an agent's reply or another worker's batch waits for
+# the rest of a batch. A batch of WhatsApp messages is stored in bulk (inbox.ingest_bulk_whatsapp)
+# and records its events after its rows, so it holds that lock only for its last statements,
+# unless one of its messages took the per-message path, which records events at once.
 SQLITE_BATCH_SIZE = 4
-BATCH_SIZE = 20
+BATCH_SIZE = 100
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
 RETRY_SECONDS_MAX = 30.0

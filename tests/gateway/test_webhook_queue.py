@@ -23,6 +23,7 @@ from inbox.events import add_publisher
 from inbox.models import Message, RawPayload
 from inbox.webhook_queue import count_pending, ingest_pending, queue_payload
 from tests.conftest import TWILIO_AUTH_TOKEN
+from tests.support.database import messages_rejected
 from tests.support.whatsapp import ingest_webhooks
 
 LOCAL = "http://localhost"
@@ -137,26 +138,19 @@ def test_restarted_worker_ingests_once(app, config, state, whatsapp_channel):
         assert count_pending(session) == 0
 
 
-def test_failed_ingestion_keeps_error(app, state, whatsapp_channel, monkeypatch):
+def test_failed_ingestion_keeps_error(app, state, whatsapp_channel):
     client = app.test_client()
-    original = inbox.ingest.resolve_identity
-
-    def failing_for_one_sender(session, address):
-        if address.value == "+15550000002":
-            raise RuntimeError("contact store broken")
-        return original(session, address)
-
-    monkeypatch.setattr(inbox.ingest, "resolve_identity", failing_for_one_sender)
     for index in (1, 2, 3):
         _post(client, whatsapp_channel, f"message {index}", sender=f"+1555000000{index}")
 
-    assert ingest_webhooks(state) == 2
+    with messages_rejected(state.engine, "text", "message 2"):
+        assert ingest_webhooks(state) == 2
 
     assert _texts(state) == ["message 1", "message 3"]
     statuses = _payloads(state)
     failed = [error for status, error in statuses if status == "failed"]
     assert len(failed) == 1
-    assert "contact store broken" in failed[0]
+    assert "rejected by trigger" in failed[0]
     assert sorted(status for status, _ in statuses) == ["failed", "processed", "processed"]
 
 
