@@ -1,7 +1,8 @@
 """The webhook worker: ingests the Twilio webhooks acknowledged once stored.
 
-The webhook view stores a signed webhook as a pending raw payload and responds to Twilio at
-once (see ``inbox.webhook_queue``). This worker ingests the pending payloads a batch per
+The webhook views store a signed message or status callback as a pending raw payload and
+respond to Twilio at once (see ``inbox.webhook_queue``). This worker ingests the pending
+messages a batch per transaction, and applies the pending status callbacks a batch per
 transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``);
 a worker in another process (``switchboard worker`` beside ``switchboard web``) finds new
 payloads by polling every ``POLL_SECONDS``. Each process runs one; on PostgreSQL several
@@ -25,8 +26,9 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gateway import Switchboard
-from gateway.reprocess import parse_raw
-from inbox.webhook_queue import QueueBatch, ingest_pending
+from channels.whatsapp import STATUS_RAW_FORMAT
+from gateway.reprocess import MESSAGE_FORMATS, parse_raw, parse_status_raw
+from inbox.webhook_queue import QueueBatch, StatusBatch, apply_pending_statuses, ingest_pending
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,14 @@ POLL_SECONDS = 0.5
 # transaction that records an event takes one advisory lock and keeps it until it ends
 # (inbox.events), so a status callback, an agent's reply or another worker's batch waits for
 # the rest of a batch. A batch of WhatsApp messages is stored in bulk (inbox.ingest_bulk_whatsapp)
-# and records its events after its rows, so it holds that lock only for its last statements,
-# unless one of its messages took the per-message path, which records events at once.
+# and records its events after its rows, so it holds that lock only for its last statements.
+# A message that takes the per-message path records its events at once, though.
 SQLITE_BATCH_SIZE = 4
 BATCH_SIZE = 100
+# Status callbacks per transaction. Applying one costs a few row updates, far less than
+# storing a message, so the batches are larger (sizes chosen by estimate, as above).
+SQLITE_STATUS_BATCH_SIZE = 20
+STATUS_BATCH_SIZE = 200
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
 RETRY_SECONDS_MAX = 30.0
@@ -127,9 +133,11 @@ class WebhookWorker:
     def __init__(self, state: Switchboard, stop: threading.Event, *, batch_size: int | None = None):
         self.state = state
         self.stop = stop
+        sqlite = state.engine.dialect.name == "sqlite"
         if batch_size is None:
-            batch_size = SQLITE_BATCH_SIZE if state.engine.dialect.name == "sqlite" else BATCH_SIZE
+            batch_size = SQLITE_BATCH_SIZE if sqlite else BATCH_SIZE
         self.batch_size = batch_size
+        self.status_batch_size = SQLITE_STATUS_BATCH_SIZE if sqlite else STATUS_BATCH_SIZE
         self.wakeup = webhook_wakeup(state)
 
     def run(self) -> None:
@@ -155,12 +163,14 @@ class WebhookWorker:
         log.info("webhook worker stopped")
 
     def ingest_all(self) -> int:
-        """Ingest batches until no payload is pending or the worker stops. Returns the messages stored."""
+        """Ingest messages and apply status callbacks, a batch of each in turn, until none is
+        pending or the worker stops. Returns the messages stored."""
         stored = 0
         while not self.stop.is_set():
             batch = self.ingest_batch()
             stored += len(batch.message_ids)
-            if batch.taken < self.batch_size:
+            statuses = self.apply_status_batch()
+            if batch.taken < self.batch_size and statuses.taken < self.status_batch_size:
                 break
         return stored
 
@@ -169,7 +179,7 @@ class WebhookWorker:
         started = time.perf_counter()
         with self.state.session_factory() as session:
             with writer_turn(self.state, background=True):
-                batch = ingest_pending(session, parse_raw, self.batch_size)
+                batch = ingest_pending(session, parse_raw, self.batch_size, formats=MESSAGE_FORMATS)
         if batch.media:
             self.state.media_wakeup.set()  # downloads run in the media fetcher, after the commit
         for payload_id, error in batch.failures:
@@ -179,5 +189,20 @@ class WebhookWorker:
                 "webhook worker: %s payloads, %s stored, %s duplicates, %s failed in %.0f ms",
                 batch.taken, len(batch.message_ids), batch.duplicates, len(batch.failures),
                 (time.perf_counter() - started) * 1000,
+            )
+        return batch
+
+    def apply_status_batch(self) -> StatusBatch:
+        """Apply one batch of pending status callbacks in one transaction. Returns what it did."""
+        started = time.perf_counter()
+        with self.state.session_factory() as session:
+            with writer_turn(self.state, background=True):
+                batch = apply_pending_statuses(session, parse_status_raw, STATUS_RAW_FORMAT, self.status_batch_size)
+        for payload_id, error in batch.failures:
+            log.warning("status callback payload %s kept as failed: %s", payload_id, error)
+        if batch.taken:
+            log.debug(
+                "webhook worker: %s status callbacks, %s changed a message, %s failed in %.0f ms",
+                batch.taken, batch.changed, len(batch.failures), (time.perf_counter() - started) * 1000,
             )
         return batch

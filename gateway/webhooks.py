@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
-from channels.whatsapp import RAW_FORMAT, parse_inbound, parse_status, validate_signature
+from channels.whatsapp import RAW_FORMAT, STATUS_RAW_FORMAT, parse_inbound, parse_status, validate_signature
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
@@ -149,15 +149,22 @@ def twilio_status(channel_id: int) -> Any:
     except ParseError as error:
         log.warning("unparseable Twilio status callback on channel %s: %s", channel_id, error)
         return error_response(400, "invalid_payload", str(error))
+    # Stored and acknowledged here, then applied by the webhook worker (see inbox.webhook_queue).
     state = current_app.extensions["switchboard"]
-    with state.session_factory() as session:
-        with writer_turn(state):
-            changed = record_delivery_status(session, channel_id, status)
-    log.info(
-        "Twilio status %s for %s on channel %s %s",
-        status.state.value, status.provider_message_id, channel_id,
-        "applied" if changed else "not applied (stale, or kept until the send is recorded)",
-    )
+    try:
+        with state.session_factory() as session:
+            with writer_turn(state):
+                queued = queue_payload(session, channel_id, request.get_data(), STATUS_RAW_FORMAT)
+    except Exception:
+        # Nothing was stored, so Twilio must retry: it does on a 5xx.
+        log.exception("storing Twilio status %s for %s on channel %s failed",
+                      status.state.value, status.provider_message_id, channel_id)
+        return error_response(500, "storing_failed", "The status could not be stored; send it again.")
+    if queued:
+        webhook_wakeup(state).set()
+    else:
+        log.info("replayed Twilio status %s for %s on channel %s ignored",
+                 status.state.value, status.provider_message_id, channel_id)
     return Response(status=204)
 
 

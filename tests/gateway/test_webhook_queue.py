@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 import inbox.ingest
 from gateway import create_app, get_state
-from gateway.reprocess import parse_raw
+from gateway.reprocess import MESSAGE_FORMATS, parse_raw
 from gateway.simulate import build_message_form
 from gateway.webhook_worker import WebhookWorker
 from inbox.events import add_publisher
@@ -124,7 +124,7 @@ def test_restarted_worker_ingests_once(app, config, state, whatsapp_channel):
 
     with state.session_factory() as session:
         with pytest.raises(SystemExit):
-            ingest_pending(session, crash_after_first, limit=10)
+            ingest_pending(session, crash_after_first, limit=10, formats=MESSAGE_FORMATS)
     assert _texts(state) == []
 
     restarted = get_state(create_app(config))
