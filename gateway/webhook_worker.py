@@ -3,10 +3,13 @@
 The webhook views store a signed message or status callback as a pending raw payload and
 respond to Twilio at once (see ``inbox.webhook_queue``). This worker ingests the pending
 messages a batch per transaction, and applies the pending status callbacks a batch per
-transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``);
-a worker in another process (``switchboard worker`` beside ``switchboard web``) finds new
-payloads by polling every ``POLL_SECONDS``. Each process runs one; on PostgreSQL several
-share the queue without taking the same payload.
+transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``).
+On PostgreSQL a worker in another process (``switchboard worker`` beside ``switchboard
+web``) wakes on the notification that a web process sends on ``WAKEUP_CHANNEL`` after it
+stored a payload (``wake_webhook_workers``). Besides, every worker polls every
+``POLL_SECONDS``, which also covers the time a lost listening connection takes to come back.
+Each process runs one worker; on PostgreSQL several share the queue without taking the same
+payload.
 
 On SQLite one transaction writes at a time, and a thread that finds the database locked
 sleeps in SQLite's busy handler for up to 100 ms at a step. So the webhook views and this
@@ -23,12 +26,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+import psycopg
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway import Switchboard
 from channels.whatsapp import STATUS_RAW_FORMAT
 from gateway.reprocess import MESSAGE_FORMATS, parse_raw, parse_status_raw
-from inbox.webhook_queue import QueueBatch, StatusBatch, apply_pending_statuses, ingest_pending
+from inbox.webhook_queue import (
+    WAKEUP_CHANNEL,
+    QueueBatch,
+    StatusBatch,
+    apply_pending_statuses,
+    ingest_pending,
+    notify_workers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +58,22 @@ BATCH_SIZE = 100
 # storing a message, so the batches are larger (sizes chosen by estimate, as above).
 SQLITE_STATUS_BATCH_SIZE = 20
 STATUS_BATCH_SIZE = 200
+# How long a woken worker on PostgreSQL waits for more webhooks before its round. It adds up
+# to this much to a message's latency and spares a transaction per webhook in a burst.
+GATHER_SECONDS = 0.1
+# How long the listening connection waits for a notification before it checks for a stop.
+LISTEN_SECONDS = 1.0
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
 RETRY_SECONDS_MAX = 30.0
 
+# A web process notifies the other processes' workers at most once per this many seconds.
+# It must stay below GATHER_SECONDS (see wake_webhook_workers), which the assert checks.
+NOTIFY_INTERVAL_SECONDS = 0.05
+assert NOTIFY_INTERVAL_SECONDS < GATHER_SECONDS
+
 _WAKEUP_KEY = "_webhook_wakeup"
+_NOTIFIED_KEY = "_webhook_notified"
 _TURN_KEY = "_sqlite_writer_turn"
 
 
@@ -59,6 +81,44 @@ def webhook_wakeup(state: Switchboard) -> threading.Event:
     """Return the event that wakes this process's webhook worker, set when a webhook is stored."""
     # NOTE: kept on the instance until Switchboard has a field for it, as for media_wakeup.
     return state.__dict__.setdefault(_WAKEUP_KEY, threading.Event())
+
+
+class _NotifyThrottle:
+    """When this process last notified the webhook workers of other processes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = -NOTIFY_INTERVAL_SECONDS
+
+    def take_turn(self) -> bool:
+        """Return whether to notify now, and if so, count this moment as the last notification."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < NOTIFY_INTERVAL_SECONDS:
+                return False
+            self._last = now
+            return True
+
+
+def wake_webhook_workers(state: Switchboard) -> None:
+    """Wake this process's webhook worker and, on PostgreSQL, those of the other processes.
+
+    Call it after the payload's commit. A payload committed within ``NOTIFY_INTERVAL_SECONDS``
+    after a notification sends none of its own: the worker that the earlier notification
+    woke waits ``GATHER_SECONDS`` before its round, so that round finds this payload too.
+    """
+    webhook_wakeup(state).set()
+    if state.engine.dialect.name != "postgresql":
+        return
+    throttle = state.__dict__.setdefault(_NOTIFIED_KEY, _NotifyThrottle())
+    if not throttle.take_turn():
+        return
+    try:
+        with state.session_factory() as session:
+            notify_workers(session)
+    except SQLAlchemyError as error:
+        # The payload is stored, and the workers' polling finds it.
+        log.warning("notifying the webhook workers failed; they find the payload by polling: %s", error)
 
 
 class WriterTurn:
@@ -138,10 +198,16 @@ class WebhookWorker:
             batch_size = SQLITE_BATCH_SIZE if sqlite else BATCH_SIZE
         self.batch_size = batch_size
         self.status_batch_size = SQLITE_STATUS_BATCH_SIZE if sqlite else STATUS_BATCH_SIZE
+        # On SQLite the views and the worker take turns (WriterTurn), which gathers bursts.
+        self.gather_seconds = 0.0 if sqlite else GATHER_SECONDS
         self.wakeup = webhook_wakeup(state)
+        # Set while the PostgreSQL listening connection is up.
+        self.listening = threading.Event()
 
     def run(self) -> None:
         log.info("webhook worker started")
+        if self.state.engine.dialect.name == "postgresql":
+            threading.Thread(target=self.listen, name="webhook-listener", daemon=True).start()
         retry = RETRY_SECONDS
         while not self.stop.is_set():
             # Cleared before the queue is read, so a webhook stored meanwhile wakes the next round.
@@ -159,8 +225,34 @@ class WebhookWorker:
                 self.stop.wait(retry)
                 retry = min(retry * 2, RETRY_SECONDS_MAX)
                 continue
-            self.wakeup.wait(POLL_SECONDS)
+            if self.wakeup.wait(POLL_SECONDS) and self.gather_seconds:
+                # Let a burst gather into one batch: a round per webhook would spend the CPU
+                # that the web processes need to acknowledge the next ones.
+                self.stop.wait(self.gather_seconds)
         log.info("webhook worker stopped")
+
+    def listen(self) -> None:
+        """Wake the worker on each payload that any process queues, until stopped (PostgreSQL)."""
+        url = self.state.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        retry = RETRY_SECONDS
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    log.info("webhook worker listening for queued webhooks")
+                    # Whatever was queued before the LISTEN took effect is found by this round.
+                    self.wakeup.set()
+                    self.listening.set()
+                    retry = RETRY_SECONDS
+                    while not self.stop.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_SECONDS):
+                            self.wakeup.set()
+            except psycopg.Error as error:
+                self.listening.clear()
+                log.warning("webhook worker: listening failed, polling until it listens again in %.0f s: %s",
+                            retry, error)
+                self.stop.wait(retry)
+                retry = min(retry * 2, RETRY_SECONDS_MAX)
 
     def ingest_all(self) -> int:
         """Ingest messages and apply status callbacks, a batch of each in turn, until none is

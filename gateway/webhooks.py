@@ -28,7 +28,7 @@ from channels.whatsapp import RAW_FORMAT, STATUS_RAW_FORMAT, parse_inbound, pars
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
-from gateway.webhook_worker import webhook_wakeup, writer_turn
+from gateway.webhook_worker import wake_webhook_workers, writer_turn
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
@@ -132,7 +132,7 @@ def twilio_message(channel_id: int) -> Any:
         log.exception("storing Twilio message %s on channel %s failed", inbound.provider_message_id, channel_id)
         return error_response(500, "storing_failed", "The message could not be stored; send it again.")
     if queued:
-        webhook_wakeup(state).set()
+        wake_webhook_workers(state)
     else:
         log.info("replayed Twilio message %s on channel %s ignored", inbound.provider_message_id, channel_id)
     return Response(EMPTY_TWIML, mimetype="text/xml")
@@ -161,7 +161,7 @@ def twilio_status(channel_id: int) -> Any:
                       status.state.value, status.provider_message_id, channel_id)
         return error_response(500, "storing_failed", "The status could not be stored; send it again.")
     if queued:
-        webhook_wakeup(state).set()
+        wake_webhook_workers(state)
     else:
         log.info("replayed Twilio status %s for %s on channel %s ignored",
                  status.state.value, status.provider_message_id, channel_id)

@@ -310,8 +310,8 @@ def _lock_provider_messages(session: Session, keys: Sequence[tuple[int, str]]) -
     their order, with one statement."""
     if not keys or session.get_bind().dialect.name != "postgresql":
         return
-    # NOTE: PostgreSQL evaluates the lock calls as unnest returns the array's elements, which
-    # is the array's order; no ORDER BY, because a sort could run after the calls.
+    # NOTE: PostgreSQL calls the lock function as unnest returns the array's elements, in the
+    # array's order. The statement has no ORDER BY, because a sort could run after the calls.
     session.execute(
         text("SELECT pg_advisory_xact_lock(:namespace, key) FROM unnest(CAST(:keys AS integer[])) AS key"),
         {"namespace": _REPORT_LOCK_NAMESPACE, "keys": [_lock_key(*key) for key in keys]},

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # partial index ``ix_raw_payloads_pending``, whose condition is this same text.
 _IS_PENDING = RawPayload.status == literal_column(f"'{PayloadStatus.PENDING.value}'")
 _MAX_ERROR_LENGTH = 2000
+# The PostgreSQL notification channel on which queued payloads wake the webhook workers.
+WAKEUP_CHANNEL = "switchboard_webhooks"
 
 # Turns a stored payload (its format and bytes) into the message to ingest; raises on a
 # payload that cannot be parsed.
@@ -129,6 +131,20 @@ def _queue_statement(dialect: str) -> Insert:
         )
         .returning(table.c.id)
     )
+
+
+def notify_workers(session: Session) -> None:
+    """Wake the webhook workers of every process that listens on ``WAKEUP_CHANNEL``, and commit.
+
+    The session must have no transaction in progress. Call it after the payload's own
+    commit: PostgreSQL serializes the commits of transactions that notify, so a notification
+    in the transaction that inserts would make every webhook wait for the commits before it.
+    Does nothing on other databases.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    with session.begin():
+        session.execute(select(func.pg_notify(WAKEUP_CHANNEL, "")))
 
 
 def count_pending(session: Session) -> int:

@@ -14,11 +14,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+import gateway.webhook_worker
 import inbox.ingest
 from gateway import create_app, get_state
 from gateway.reprocess import MESSAGE_FORMATS, parse_raw
 from gateway.simulate import build_message_form
-from gateway.webhook_worker import WebhookWorker
+from gateway.webhook_worker import WebhookWorker, wake_webhook_workers
 from inbox.events import add_publisher
 from inbox.models import Message, RawPayload
 from inbox.webhook_queue import count_pending, ingest_pending, queue_payload
@@ -214,3 +215,31 @@ def test_message_created_reaches_socket_client(live_server, api_token, whatsapp_
     assert event["message"]["text"] == "live through the queue"
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(RawPayload).where(RawPayload.status == "pending")) == 0
+
+
+def test_queued_webhook_wakes_other_process_worker(config, state, whatsapp_channel, monkeypatch):
+    if not config.database_url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's; the PostgreSQL pass of the suite runs this test")
+    # A poll this long would leave the payload pending for the whole test.
+    monkeypatch.setattr(gateway.webhook_worker, "POLL_SECONDS", 600.0)
+    # The worker of another process: its own app, so the view's in-process wakeup misses it.
+    other = get_state(create_app(config))
+    stop = threading.Event()
+    worker = WebhookWorker(other, stop)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        # Once it listens and its round after that is over, only a notification can wake it.
+        assert worker.listening.wait(15)
+        assert _wait_until(lambda: not worker.wakeup.is_set())
+        form = build_message_form(whatsapp_channel, "+15551230000", "wake up", None)
+        with state.session_factory() as session:
+            assert queue_payload(session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form")
+        wake_webhook_workers(state)
+
+        assert _wait_until(lambda: _texts(state) == ["wake up"])
+    finally:
+        stop.set()
+        worker.wakeup.set()
+        thread.join(10)
+        other.engine.dispose()
