@@ -90,10 +90,10 @@ class _NotifyThrottle:
         self._lock = threading.Lock()
         self._last = -NOTIFY_INTERVAL_SECONDS
 
-    def take_turn(self) -> bool:
-        """Return whether to notify now, and if so, count this moment as the last notification."""
+    def take_turn(self, now: float) -> bool:
+        """Return whether to notify at ``now`` (``time.monotonic``), and if so, count it as the
+        last notification."""
         with self._lock:
-            now = time.monotonic()
             if now - self._last < NOTIFY_INTERVAL_SECONDS:
                 return False
             self._last = now
@@ -111,7 +111,7 @@ def wake_webhook_workers(state: Switchboard) -> None:
     if state.engine.dialect.name != "postgresql":
         return
     throttle = state.__dict__.setdefault(_NOTIFIED_KEY, _NotifyThrottle())
-    if not throttle.take_turn():
+    if not throttle.take_turn(time.monotonic()):
         return
     try:
         with state.session_factory() as session:
