@@ -6,7 +6,8 @@ messages a batch per transaction, and applies the pending status callbacks a bat
 transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``).
 On PostgreSQL a worker in another process (``switchboard worker`` beside ``switchboard
 web``) wakes on the notification that a web process sends on ``WAKEUP_CHANNEL`` after it
-stored a payload (``wake_webhook_workers``). Besides, every worker polls every
+stored a payload (``wake_webhook_workers``), and waits ``GATHER_SECONDS`` for more before
+its round. Besides, every worker polls every
 ``POLL_SECONDS``, which also covers the time a lost listening connection takes to come back.
 Each process runs one worker; on PostgreSQL several share the queue without taking the same
 payload.
@@ -67,13 +68,14 @@ LISTEN_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 RETRY_SECONDS_MAX = 30.0
 
-# A web process notifies the other processes' workers at most once per this many seconds.
-# It must stay below GATHER_SECONDS (see wake_webhook_workers), which the assert checks.
+# A web process sends at most one notification to the other processes' workers per this many
+# seconds, from a thread of its own (_WorkerNotifier).
 NOTIFY_INTERVAL_SECONDS = 0.05
-assert NOTIFY_INTERVAL_SECONDS < GATHER_SECONDS
+# The notifying thread ends after this long without a webhook, and starts again on the next.
+NOTIFIER_IDLE_SECONDS = 60.0
 
 _WAKEUP_KEY = "_webhook_wakeup"
-_NOTIFIED_KEY = "_webhook_notified"
+_NOTIFIER_KEY = "_webhook_notifier"
 _TURN_KEY = "_sqlite_writer_turn"
 
 
@@ -83,42 +85,60 @@ def webhook_wakeup(state: Switchboard) -> threading.Event:
     return state.__dict__.setdefault(_WAKEUP_KEY, threading.Event())
 
 
-class _NotifyThrottle:
-    """When this process last notified the webhook workers of other processes."""
+class _WorkerNotifier:
+    """Sends the notification that wakes the other processes' webhook workers.
 
-    def __init__(self) -> None:
+    A thread of its own sends it, so that no response to Twilio waits for it. Every request
+    is followed by a notification that starts after the request was made, and so after the
+    payload's commit. Requests made while one is being sent, or within
+    ``NOTIFY_INTERVAL_SECONDS`` after it, share the next notification.
+    """
+
+    def __init__(self, state: Switchboard) -> None:
+        self._state = state
+        self._requested = threading.Event()
         self._lock = threading.Lock()
-        self._last = -NOTIFY_INTERVAL_SECONDS
+        self._thread: threading.Thread | None = None
 
-    def take_turn(self, now: float) -> bool:
-        """Return whether to notify at ``now`` (``time.monotonic``), and if so, count it as the
-        last notification."""
+    def request(self) -> None:
+        self._requested.set()
         with self._lock:
-            if now - self._last < NOTIFY_INTERVAL_SECONDS:
-                return False
-            self._last = now
-            return True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="webhook-notifier", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._requested.wait(NOTIFIER_IDLE_SECONDS):
+                with self._lock:
+                    # A request made after the wait timed out still finds this thread running.
+                    if not self._requested.is_set():
+                        self._thread = None
+                        return
+                continue
+            self._requested.clear()
+            try:
+                with self._state.session_factory() as session:
+                    notify_workers(session)
+            except SQLAlchemyError as error:
+                # The payloads are stored, and the workers' polling finds them.
+                log.warning("notifying the webhook workers failed; they find new payloads by polling: %s", error)
+            time.sleep(NOTIFY_INTERVAL_SECONDS)
 
 
 def wake_webhook_workers(state: Switchboard) -> None:
     """Wake this process's webhook worker and, on PostgreSQL, those of the other processes.
 
-    Call it after the payload's commit. A payload committed within ``NOTIFY_INTERVAL_SECONDS``
-    after a notification sends none of its own: the worker that the earlier notification
-    woke waits ``GATHER_SECONDS`` before its round, so that round finds this payload too.
+    Call it after the payload's commit. The notification to other processes goes out from a
+    thread of its own (see ``_WorkerNotifier``), so this returns without waiting for it.
     """
     webhook_wakeup(state).set()
     if state.engine.dialect.name != "postgresql":
         return
-    throttle = state.__dict__.setdefault(_NOTIFIED_KEY, _NotifyThrottle())
-    if not throttle.take_turn(time.monotonic()):
-        return
-    try:
-        with state.session_factory() as session:
-            notify_workers(session)
-    except SQLAlchemyError as error:
-        # The payload is stored, and the workers' polling finds it.
-        log.warning("notifying the webhook workers failed; they find the payload by polling: %s", error)
+    notifier = state.__dict__.get(_NOTIFIER_KEY)
+    if notifier is None:
+        notifier = state.__dict__.setdefault(_NOTIFIER_KEY, _WorkerNotifier(state))
+    notifier.request()
 
 
 class WriterTurn:

@@ -244,14 +244,3 @@ def test_queued_webhook_wakes_other_process_worker(config, state, whatsapp_chann
         thread.join(10)
         other.engine.dispose()
 
-
-def test_notify_throttle_skips_within_interval():
-    throttle = gateway.webhook_worker._NotifyThrottle()
-    interval = gateway.webhook_worker.NOTIFY_INTERVAL_SECONDS
-
-    assert throttle.take_turn(100.0)
-    assert not throttle.take_turn(100.0 + interval / 2)
-    # The skipped moment did not count as a notification.
-    assert throttle.take_turn(100.0 + interval * 1.1)
-    assert not throttle.take_turn(100.0 + interval * 1.6)
-    assert gateway.webhook_worker.NOTIFY_INTERVAL_SECONDS < gateway.webhook_worker.GATHER_SECONDS
