@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.email.parse import parse_email
 from channels.errors import ParseError
-from channels.types import InboundMessage
-from channels.whatsapp import parse_inbound
+from channels.types import DeliveryStatus, InboundMessage
+from channels.whatsapp import RAW_FORMAT, STATUS_RAW_FORMAT, parse_inbound, parse_status
 from channels.whatsapp import meta
 from inbox.errors import InvalidInput, NotFound
 from inbox.ingest import ingest_message
@@ -20,11 +20,20 @@ from inbox.models import PayloadStatus, RawPayload
 log = logging.getLogger(__name__)
 
 
+# The stored formats of inbound messages, which ``parse_raw`` reads.
+MESSAGE_FORMATS = ("rfc822", RAW_FORMAT, meta.RAW_FORMAT)
+
+
+def parse_status_raw(body: bytes) -> DeliveryStatus:
+    """Parse a stored Twilio status callback's form. Raises ``ParseError``."""
+    return parse_status(dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)))
+
+
 def parse_raw(raw_format: str, body: bytes) -> InboundMessage:
     """Parse a stored raw payload by its format. Raises ``ParseError``."""
     if raw_format == "rfc822":
         return parse_email(body)
-    if raw_format == "twilio-form":
+    if raw_format == RAW_FORMAT:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         return parse_inbound(form, body)
     if raw_format == meta.RAW_FORMAT:
@@ -35,6 +44,8 @@ def parse_raw(raw_format: str, body: bytes) -> InboundMessage:
 def reprocess_payload(session_factory: sessionmaker[Session], payload_id: int) -> dict[str, Any]:
     """Parse a failed payload again and ingest it. Returns the outcome as a dict.
 
+    A failed status callback is queued again for the webhook worker, which applies it.
+
     Raises ``NotFound`` when there is no such failed payload and ``InvalidInput`` when it
     still does not parse (the stored error is updated).
     """
@@ -43,6 +54,8 @@ def reprocess_payload(session_factory: sessionmaker[Session], payload_id: int) -
         if payload is None or payload.status != PayloadStatus.FAILED.value:
             raise NotFound(f"No failed payload {payload_id}.", field="payload_id")
         channel_id, raw_format, body = payload.channel_id, payload.format, payload.body
+        if raw_format == STATUS_RAW_FORMAT:
+            return _queue_status_again(session, payload)
         try:
             inbound = parse_raw(raw_format, body)
         except ParseError as error:
@@ -58,3 +71,18 @@ def reprocess_payload(session_factory: sessionmaker[Session], payload_id: int) -
         "conversation_id": result.conversation_id,
         "duplicate": result.duplicate,
     }
+
+
+def _queue_status_again(session: Session, payload: RawPayload) -> dict[str, Any]:
+    """Queue a failed status callback again for the webhook worker, once it parses."""
+    try:
+        parse_status_raw(payload.body)
+    except ParseError as error:
+        payload.error = str(error)[:2000]
+        session.commit()
+        raise InvalidInput(f"Payload {payload.id} still does not parse: {error}") from error
+    payload.status = PayloadStatus.PENDING.value
+    payload.error = None
+    session.commit()
+    log.info("status callback payload %s queued again", payload.id)
+    return {"payload_id": payload.id, "message_id": None, "conversation_id": None, "duplicate": False}

@@ -1,11 +1,16 @@
 """The webhook worker: ingests the Twilio webhooks acknowledged once stored.
 
-The webhook view stores a signed webhook as a pending raw payload and responds to Twilio at
-once (see ``inbox.webhook_queue``). This worker ingests the pending payloads a batch per
-transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``);
-a worker in another process (``switchboard worker`` beside ``switchboard web``) finds new
-payloads by polling every ``POLL_SECONDS``. Each process runs one; on PostgreSQL several
-share the queue without taking the same payload.
+The webhook views store a signed message or status callback as a pending raw payload and
+respond to Twilio at once (see ``inbox.webhook_queue``). This worker ingests the pending
+messages a batch per transaction, and applies the pending status callbacks a batch per
+transaction. In the process that stored a payload it wakes at once (``webhook_wakeup``).
+On PostgreSQL a worker in another process (``switchboard worker`` beside ``switchboard
+web``) wakes on the notification that a web process sends on ``WAKEUP_CHANNEL`` after it
+stored a payload (``wake_webhook_workers``), and waits ``GATHER_SECONDS`` for more before
+its round. Besides, every worker polls every
+``POLL_SECONDS``, which also covers the time a lost listening connection takes to come back.
+Each process runs one worker; on PostgreSQL several share the queue without taking the same
+payload.
 
 On SQLite one transaction writes at a time, and a thread that finds the database locked
 sleeps in SQLite's busy handler for up to 100 ms at a step. So the webhook views and this
@@ -22,11 +27,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+import psycopg
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway import Switchboard
-from gateway.reprocess import parse_raw
-from inbox.webhook_queue import QueueBatch, ingest_pending
+from channels.whatsapp import STATUS_RAW_FORMAT
+from gateway.reprocess import MESSAGE_FORMATS, parse_raw, parse_status_raw
+from inbox.webhook_queue import (
+    WAKEUP_CHANNEL,
+    QueueBatch,
+    StatusBatch,
+    apply_pending_statuses,
+    ingest_pending,
+    notify_workers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +49,33 @@ POLL_SECONDS = 0.5
 # Payloads per transaction. On SQLite the response to a webhook may wait for one batch, so the
 # batch stays small there. PostgreSQL lets the views store webhooks beside it, but every
 # transaction that records an event takes one advisory lock and keeps it until it ends
-# (inbox.events). A batch keeps it from its first message to its commit. So a status callback,
-# an agent's reply or another worker's batch waits for the whole batch. With 20 per batch
-# that wait is about 0.1 s (an estimate, at about 5 ms per message), and the extra commits
-# cost little.
+# (inbox.events), so a status callback, an agent's reply or another worker's batch waits for
+# the rest of a batch. A batch of WhatsApp messages is stored in bulk (inbox.ingest_bulk_whatsapp)
+# and records its events after its rows, so it holds that lock only for its last statements.
+# A message that takes the per-message path records its events at once, though.
 SQLITE_BATCH_SIZE = 4
-BATCH_SIZE = 20
+BATCH_SIZE = 100
+# Status callbacks per transaction. Applying one costs a few row updates, far less than
+# storing a message, so the batches are larger (sizes chosen by estimate, as above).
+SQLITE_STATUS_BATCH_SIZE = 20
+STATUS_BATCH_SIZE = 200
+# How long a woken worker on PostgreSQL waits for more webhooks before its round. It adds up
+# to this much to a message's latency and spares a transaction per webhook in a burst.
+GATHER_SECONDS = 0.1
+# How long the listening connection waits for a notification before it checks for a stop.
+LISTEN_SECONDS = 1.0
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
 RETRY_SECONDS_MAX = 30.0
 
+# A web process sends at most one notification to the other processes' workers per this many
+# seconds, from a thread of its own (_WorkerNotifier).
+NOTIFY_INTERVAL_SECONDS = 0.05
+# The notifying thread ends after this long without a webhook, and starts again on the next.
+NOTIFIER_IDLE_SECONDS = 60.0
+
 _WAKEUP_KEY = "_webhook_wakeup"
+_NOTIFIER_KEY = "_webhook_notifier"
 _TURN_KEY = "_sqlite_writer_turn"
 
 
@@ -53,6 +83,62 @@ def webhook_wakeup(state: Switchboard) -> threading.Event:
     """Return the event that wakes this process's webhook worker, set when a webhook is stored."""
     # NOTE: kept on the instance until Switchboard has a field for it, as for media_wakeup.
     return state.__dict__.setdefault(_WAKEUP_KEY, threading.Event())
+
+
+class _WorkerNotifier:
+    """Sends the notification that wakes the other processes' webhook workers.
+
+    A thread of its own sends it, so that no response to Twilio waits for it. Every request
+    is followed by a notification that starts after the request was made, and so after the
+    payload's commit. Requests made while one is being sent, or within
+    ``NOTIFY_INTERVAL_SECONDS`` after it, share the next notification.
+    """
+
+    def __init__(self, state: Switchboard) -> None:
+        self._state = state
+        self._requested = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        self._requested.set()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="webhook-notifier", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._requested.wait(NOTIFIER_IDLE_SECONDS):
+                with self._lock:
+                    # A request made after the wait timed out still finds this thread running.
+                    if not self._requested.is_set():
+                        self._thread = None
+                        return
+                continue
+            self._requested.clear()
+            try:
+                with self._state.session_factory() as session:
+                    notify_workers(session)
+            except SQLAlchemyError as error:
+                # The payloads are stored, and the workers' polling finds them.
+                log.warning("notifying the webhook workers failed; they find new payloads by polling: %s", error)
+            time.sleep(NOTIFY_INTERVAL_SECONDS)
+
+
+def wake_webhook_workers(state: Switchboard) -> None:
+    """Wake this process's webhook worker and, on PostgreSQL, those of the other processes.
+
+    Call it after the payload's commit. The notification to other processes goes out from a
+    thread of its own (see ``_WorkerNotifier``), so this returns without waiting for it.
+    """
+    webhook_wakeup(state).set()
+    if state.engine.dialect.name != "postgresql":
+        return
+    notifier = state.__dict__.get(_NOTIFIER_KEY)
+    if notifier is None:
+        notifier = state.__dict__.setdefault(_NOTIFIER_KEY, _WorkerNotifier(state))
+    notifier.request()
 
 
 class WriterTurn:
@@ -127,13 +213,21 @@ class WebhookWorker:
     def __init__(self, state: Switchboard, stop: threading.Event, *, batch_size: int | None = None):
         self.state = state
         self.stop = stop
+        sqlite = state.engine.dialect.name == "sqlite"
         if batch_size is None:
-            batch_size = SQLITE_BATCH_SIZE if state.engine.dialect.name == "sqlite" else BATCH_SIZE
+            batch_size = SQLITE_BATCH_SIZE if sqlite else BATCH_SIZE
         self.batch_size = batch_size
+        self.status_batch_size = SQLITE_STATUS_BATCH_SIZE if sqlite else STATUS_BATCH_SIZE
+        # On SQLite the views and the worker take turns (WriterTurn), which gathers bursts.
+        self.gather_seconds = 0.0 if sqlite else GATHER_SECONDS
         self.wakeup = webhook_wakeup(state)
+        # Set while the PostgreSQL listening connection is up.
+        self.listening = threading.Event()
 
     def run(self) -> None:
         log.info("webhook worker started")
+        if self.state.engine.dialect.name == "postgresql":
+            threading.Thread(target=self.listen, name="webhook-listener", daemon=True).start()
         retry = RETRY_SECONDS
         while not self.stop.is_set():
             # Cleared before the queue is read, so a webhook stored meanwhile wakes the next round.
@@ -151,16 +245,44 @@ class WebhookWorker:
                 self.stop.wait(retry)
                 retry = min(retry * 2, RETRY_SECONDS_MAX)
                 continue
-            self.wakeup.wait(POLL_SECONDS)
+            if self.wakeup.wait(POLL_SECONDS) and self.gather_seconds:
+                # Let a burst gather into one batch: a round per webhook would spend the CPU
+                # that the web processes need to acknowledge the next ones.
+                self.stop.wait(self.gather_seconds)
         log.info("webhook worker stopped")
 
+    def listen(self) -> None:
+        """Wake the worker on each payload that any process queues, until stopped (PostgreSQL)."""
+        url = self.state.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        retry = RETRY_SECONDS
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    log.info("webhook worker listening for queued webhooks")
+                    # Whatever was queued before the LISTEN took effect is found by this round.
+                    self.wakeup.set()
+                    self.listening.set()
+                    retry = RETRY_SECONDS
+                    while not self.stop.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_SECONDS):
+                            self.wakeup.set()
+            except psycopg.Error as error:
+                self.listening.clear()
+                log.warning("webhook worker: listening failed, polling until it listens again in %.0f s: %s",
+                            retry, error)
+                self.stop.wait(retry)
+                retry = min(retry * 2, RETRY_SECONDS_MAX)
+
     def ingest_all(self) -> int:
-        """Ingest batches until no payload is pending or the worker stops. Returns the messages stored."""
+        """Ingest messages and apply status callbacks, a batch of each in turn, until none is
+        pending or the worker stops. Returns the messages stored."""
         stored = 0
         while not self.stop.is_set():
             batch = self.ingest_batch()
             stored += len(batch.message_ids)
-            if batch.taken < self.batch_size:
+            statuses = self.apply_status_batch()
+            if batch.taken < self.batch_size and statuses.taken < self.status_batch_size:
                 break
         return stored
 
@@ -169,7 +291,7 @@ class WebhookWorker:
         started = time.perf_counter()
         with self.state.session_factory() as session:
             with writer_turn(self.state, background=True):
-                batch = ingest_pending(session, parse_raw, self.batch_size)
+                batch = ingest_pending(session, parse_raw, self.batch_size, formats=MESSAGE_FORMATS)
         if batch.media:
             self.state.media_wakeup.set()  # downloads run in the media fetcher, after the commit
         for payload_id, error in batch.failures:
@@ -179,5 +301,20 @@ class WebhookWorker:
                 "webhook worker: %s payloads, %s stored, %s duplicates, %s failed in %.0f ms",
                 batch.taken, len(batch.message_ids), batch.duplicates, len(batch.failures),
                 (time.perf_counter() - started) * 1000,
+            )
+        return batch
+
+    def apply_status_batch(self) -> StatusBatch:
+        """Apply one batch of pending status callbacks in one transaction. Returns what it did."""
+        started = time.perf_counter()
+        with self.state.session_factory() as session:
+            with writer_turn(self.state, background=True):
+                batch = apply_pending_statuses(session, parse_status_raw, STATUS_RAW_FORMAT, self.status_batch_size)
+        for payload_id, error in batch.failures:
+            log.warning("status callback payload %s kept as failed: %s", payload_id, error)
+        if batch.taken:
+            log.debug(
+                "webhook worker: %s status callbacks, %s changed a message, %s failed in %.0f ms",
+                batch.taken, batch.changed, len(batch.failures), (time.perf_counter() - started) * 1000,
             )
         return batch

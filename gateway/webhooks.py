@@ -24,11 +24,18 @@ from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from channels.errors import ParseError, SignatureError
-from channels.whatsapp import RAW_FORMAT, is_status_callback, parse_inbound, parse_status, validate_signature
+from channels.whatsapp import (
+    RAW_FORMAT,
+    STATUS_RAW_FORMAT,
+    is_status_callback,
+    parse_inbound,
+    parse_status,
+    validate_signature,
+)
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
-from gateway.webhook_worker import webhook_wakeup, writer_turn
+from gateway.webhook_worker import wake_webhook_workers, writer_turn
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
@@ -116,7 +123,7 @@ def twilio_message(channel_id: int) -> Any:
         # A sender or Messaging Service whose status callback URL is this one posts the
         # delivery reports here. Parsed as messages they would come from our own number.
         log.info("Twilio status callback posted to the messages URL of channel %s", channel_id)
-        return _record_twilio_status(channel_id, form)
+        return _queue_twilio_status(channel_id, raw, form)
     state = current_app.extensions["switchboard"]
 
     try:
@@ -137,7 +144,7 @@ def twilio_message(channel_id: int) -> Any:
         log.exception("storing Twilio message %s on channel %s failed", inbound.provider_message_id, channel_id)
         return error_response(500, "storing_failed", "The message could not be stored; send it again.")
     if queued:
-        webhook_wakeup(state).set()
+        wake_webhook_workers(state)
     else:
         log.info("replayed Twilio message %s on channel %s ignored", inbound.provider_message_id, channel_id)
     return Response(EMPTY_TWIML, mimetype="text/xml")
@@ -145,29 +152,37 @@ def twilio_message(channel_id: int) -> Any:
 
 @blueprint.post("/twilio/<id:channel_id>/status")
 def twilio_status(channel_id: int) -> Any:
-    form = _form(request.get_data())
+    raw = request.get_data()
+    form = _form(raw)
     problem = _signature_problem(channel_id, form)
     if problem is not None:
         return problem
-    return _record_twilio_status(channel_id, form)
+    return _queue_twilio_status(channel_id, raw, form)
 
 
-def _record_twilio_status(channel_id: int, form: dict[str, str]) -> Any:
-    """Apply a signed status callback through the delivery state machine and return the response."""
+def _queue_twilio_status(channel_id: int, raw: bytes, form: dict[str, str]) -> Any:
+    """Store a signed status callback for the webhook worker and answer it."""
     try:
         status = parse_status(form)
     except ParseError as error:
         log.warning("unparseable Twilio status callback on channel %s: %s", channel_id, error)
         return error_response(400, "invalid_payload", str(error))
+    # Stored and acknowledged here, then applied by the webhook worker (see inbox.webhook_queue).
     state = current_app.extensions["switchboard"]
-    with state.session_factory() as session:
-        with writer_turn(state):
-            changed = record_delivery_status(session, channel_id, status)
-    log.info(
-        "Twilio status %s for %s on channel %s %s",
-        status.state.value, status.provider_message_id, channel_id,
-        "applied" if changed else "not applied (stale, or kept until the send is recorded)",
-    )
+    try:
+        with state.session_factory() as session:
+            with writer_turn(state):
+                queued = queue_payload(session, channel_id, raw, STATUS_RAW_FORMAT)
+    except Exception:
+        # Nothing was stored, so Twilio must retry: it does on a 5xx.
+        log.exception("storing Twilio status %s for %s on channel %s failed",
+                      status.state.value, status.provider_message_id, channel_id)
+        return error_response(500, "storing_failed", "The status could not be stored; send it again.")
+    if queued:
+        wake_webhook_workers(state)
+    else:
+        log.info("replayed Twilio status %s for %s on channel %s ignored",
+                 status.state.value, status.provider_message_id, channel_id)
     return Response(status=204)
 
 

@@ -118,10 +118,18 @@ def _lock_current_owner(session: Session, identity: ContactIdentity) -> Contact:
     raise Conflict(f"Contact {identity.contact_id} is part of a merge chain that does not end.")
 
 
-def _update_channel_name(contact: Contact, kind: AddressKind, display_name: str | None) -> None:
+def takes_channel_name(contact: Any, kind: AddressKind, display_name: str | None) -> bool:
+    """Return whether a message from an address of ``kind`` with ``display_name`` renames ``contact``.
+
+    ``contact`` is a ``Contact`` or a row with its ``name`` and ``name_set_by_agent``.
+    """
     if contact.name_set_by_agent or not display_name or contact.name == display_name:
-        return
-    if contact.name and kind is not AddressKind.PHONE:
+        return False
+    return not contact.name or kind is AddressKind.PHONE
+
+
+def _update_channel_name(contact: Contact, kind: AddressKind, display_name: str | None) -> None:
+    if not takes_channel_name(contact, kind, display_name):
         return
     log.info("contact %s takes the name its %s address now shows", contact.id, kind.value)
     contact.name = display_name

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Sequence
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from channels.delivery import FINAL_STATES, STATUS_ORDER, advances
 from channels.types import DeliveryState, DeliveryStatus
-from inbox.events import record_event
+from inbox.events import record_events
 from inbox.held import react_to_failed_delivery
 from inbox.models import EarlyDeliveryReport, Message, MessagePart
 from inbox.serialize import message_to_dict
@@ -52,41 +53,122 @@ def record_delivery_status(session: Session, channel_id: int, status: DeliverySt
     dispatcher records that send. Returns True when the message changed, and False when
     the report was stale or was stored for later.
     """
-    provider_id = status.provider_message_id
-    if len(provider_id.encode()) > _MAX_PROVIDER_ID_BYTES or "\x00" in provider_id:
-        log.warning("status %s for an invalid provider message id ignored", status.state.value)
-        return False
-
     with session.begin():
-        lock_provider_message(session, channel_id, provider_id)
-        part = session.scalar(
-            select(MessagePart)
-            .where(MessagePart.channel_id == channel_id, MessagePart.provider_message_id == provider_id)
-            .with_for_update()
-        )
-        if part is not None:
-            return _apply_part_report(session, part, status)
-        message = session.scalar(
-            select(Message)
-            .where(Message.channel_id == channel_id, Message.provider_message_id == provider_id)
-            .with_for_update()
-        )
+        return apply_delivery_statuses(session, [(channel_id, status)])[0]
+
+
+def apply_delivery_statuses(session: Session, reports: Sequence[tuple[int, DeliveryStatus]]) -> list[bool]:
+    """Apply delivery reports, each a (channel id, status), in the caller's transaction.
+
+    Each report goes through the state machine as in ``record_delivery_status``, in the
+    order given. Every message the reports are about is locked before any event is recorded:
+    first the advisory locks on (channel, provider message id) in sorted order, then the part
+    and message rows in id order. This order keeps two batches from deadlocking, and a batch
+    and the outbox dispatcher too, which takes one message's locks and then the event lock. A message
+    that changed gets one ``message.updated`` event with its final state, after all reports.
+    Returns for each report whether it changed its message.
+    """
+    results = [False] * len(reports)
+    valid = [
+        (index, channel_id, status) for index, (channel_id, status) in enumerate(reports)
+        if _is_valid_provider_id(status)
+    ]
+    keys = sorted({(channel_id, status.provider_message_id) for _, channel_id, status in valid})
+    _lock_provider_messages(session, keys)
+    parts = _lock_parts(session, keys)
+    messages = _lock_messages(session, [key for key in keys if key not in parts])
+
+    changed: dict[int, Message] = {}
+    for index, channel_id, status in valid:
+        key = (channel_id, status.provider_message_id)
+        part = parts.get(key)
+        message = part.message if part is not None else messages.get(key)
         if message is None:
             _store_early_report(session, channel_id, status)
             log.info(
                 "status %s for %s on channel %s arrived before its send was recorded, so it is stored",
-                status.state.value, provider_id, channel_id,
+                status.state.value, status.provider_message_id, channel_id,
             )
-            return False
-        if not apply_report(message, status.state, status.error_code, status.error_message):
-            return False
+            continue
+        if part is not None:
+            results[index] = _apply_part_report(session, part, status)
+        else:
+            results[index] = _apply_message_report(session, message, status)
+        if results[index]:
+            changed[message.id] = message
+
+    if changed:
         session.flush()
-        if status.state in FINAL_STATES:
-            react_to_failed_delivery(session, message, status.error_code)
-        record_event(
-            session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
+        record_events(session, [
+            ("message.updated", {"message": message_to_dict(message)}, message.conversation_id)
+            for _, message in sorted(changed.items())
+        ])
+    return results
+
+
+def _is_valid_provider_id(status: DeliveryStatus) -> bool:
+    provider_id = status.provider_message_id
+    if len(provider_id.encode()) > _MAX_PROVIDER_ID_BYTES or "\x00" in provider_id:
+        log.warning("status %s for an invalid provider message id ignored", status.state.value)
+        return False
+    return True
+
+
+def _by_channel(keys: Sequence[tuple[int, str]]) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for channel_id, provider_id in keys:
+        grouped.setdefault(channel_id, []).append(provider_id)
+    return grouped
+
+
+def _lock_parts(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], MessagePart]:
+    """Lock and return the message parts with the (channel, provider message id) ``keys``."""
+    if not keys:
+        return {}
+    query = (
+        select(MessagePart)
+        .where(or_(*(
+            and_(MessagePart.channel_id == channel_id, MessagePart.provider_message_id.in_(provider_ids))
+            for channel_id, provider_ids in _by_channel(keys).items()
+        )))
+        .order_by(MessagePart.id)
+        .with_for_update()
+    )
+    return {(part.channel_id, part.provider_message_id): part for part in session.scalars(query)}
+
+
+def _lock_messages(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+    """Lock and return the messages with the (channel, provider message id) ``keys``, with
+    what their events serialize loaded."""
+    if not keys:
+        return {}
+    query = (
+        select(Message)
+        .where(or_(*(
+            and_(Message.channel_id == channel_id, Message.provider_message_id.in_(provider_ids))
+            for channel_id, provider_ids in _by_channel(keys).items()
+        )))
+        .order_by(Message.id)
+        .with_for_update()
+        # Loaded by separate queries, because PostgreSQL does not lock the nullable side
+        # of an outer join.
+        .options(
+            selectinload(Message.channel), selectinload(Message.contact), selectinload(Message.agent),
+            selectinload(Message.outbox_item), selectinload(Message.attachments), selectinload(Message.parts),
+            selectinload(Message.email_fallback), selectinload(Message.reply_to),
         )
-        return True
+    )
+    return {(message.channel_id, message.provider_message_id): message for message in session.scalars(query)}
+
+
+def _apply_message_report(session: Session, message: Message, status: DeliveryStatus) -> bool:
+    """Apply a report to a message of one provider message. Returns whether it moved."""
+    if not apply_report(message, status.state, status.error_code, status.error_message):
+        return False
+    if status.state in FINAL_STATES:
+        session.flush()
+        react_to_failed_delivery(session, message, status.error_code)
+    return True
 
 
 def _apply_part_report(session: Session, part: MessagePart, status: DeliveryStatus) -> bool:
@@ -97,15 +179,12 @@ def _apply_part_report(session: Session, part: MessagePart, status: DeliveryStat
     item = message.outbox_item
     was_final = message.delivery_status and DeliveryState(message.delivery_status) in FINAL_STATES
     refresh_parts_status(message, more_parts=item is not None and item.status == "pending")
-    session.flush()
     if not was_final and DeliveryState(message.delivery_status) in FINAL_STATES:
+        session.flush()
         # NOTE: a reply held for the 24-hour window resumes after its accepted parts, and here
         # they all were, so a part's window error gets the treatment of any other failure.
         code = None if is_window_error(status.error_code) else status.error_code
         react_to_failed_delivery(session, message, code)
-    record_event(
-        session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
-    )
     return True
 
 
@@ -222,13 +301,29 @@ def lock_provider_message(session: Session, channel_id: int, provider_message_id
     """Serialize, until commit, transactions about one provider message id (PostgreSQL only)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    digest = zlib.crc32(f"{channel_id}:{provider_message_id}".encode())
-    # pg_advisory_xact_lock(int, int) takes signed 32-bit keys.
-    key = digest - 2**32 if digest >= 2**31 else digest
     session.execute(
         text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-        {"namespace": _REPORT_LOCK_NAMESPACE, "key": key},
+        {"namespace": _REPORT_LOCK_NAMESPACE, "key": _lock_key(channel_id, provider_message_id)},
     )
+
+
+def _lock_provider_messages(session: Session, keys: Sequence[tuple[int, str]]) -> None:
+    """Take ``lock_provider_message`` for each (channel, provider message id) of ``keys``, in
+    their order, with one statement."""
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    # NOTE: PostgreSQL calls the lock function as unnest returns the array's elements, in the
+    # array's order. The statement has no ORDER BY, because a sort could run after the calls.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, key) FROM unnest(CAST(:keys AS integer[])) AS key"),
+        {"namespace": _REPORT_LOCK_NAMESPACE, "keys": [_lock_key(*key) for key in keys]},
+    )
+
+
+def _lock_key(channel_id: int, provider_message_id: str) -> int:
+    digest = zlib.crc32(f"{channel_id}:{provider_message_id}".encode())
+    # pg_advisory_xact_lock(int, int) takes signed 32-bit keys.
+    return digest - 2**32 if digest >= 2**31 else digest
 
 
 def _store_early_report(session: Session, channel_id: int, status: DeliveryStatus) -> None:

@@ -122,24 +122,28 @@ def ingest_batch(
 ) -> list[IngestResult]:
     """Store ``inbounds`` in one transaction of the caller's and return a result for each, in order.
 
-    One commit for a whole IMAP fetch batch is what makes a large mailbox import fast, and
-    mail is stored with a few bulk statements for the batch (see ``inbox.ingest_bulk``). A
+    One commit for a whole IMAP fetch batch or webhook worker batch is what makes a large
+    mailbox import and a burst of webhooks fast, and mail and WhatsApp messages are stored
+    with a few bulk statements for the batch (see ``inbox.ingest_bulk``). A
     message that fails to store rolls back alone and is kept as a failed payload with the
     error, so the rest of the batch still commits. Database connection errors propagate and
     the caller's transaction rolls back whole, so nothing is half stored.
     """
-    # Imported here because the bulk path builds on this module's helpers.
+    # Imported here because the bulk paths build on this module's helpers.
     from inbox.ingest_bulk import ingest_email_batch
+    from inbox.ingest_bulk_whatsapp import ingest_whatsapp_batch
 
     # A savepoint per message costs two statements and a flush each, and most batches
-    # store cleanly, so the whole batch first goes in one savepoint: mail in bulk (see
-    # inbox.ingest_bulk), other messages one after the other. Only when something in the
-    # batch fails is it stored again message by message, to isolate the failure.
+    # store cleanly, so the whole batch first goes in one savepoint, stored in bulk (see
+    # inbox.ingest_bulk). Only when something in the batch fails is it stored again
+    # message by message, to isolate the failure.
     try:
         with savepoint(session):
             channel = session.get(Channel, channel_id)
             if channel is not None and channel.kind == ChannelKind.EMAIL.value:
                 return ingest_email_batch(session, channel, inbounds)
+            if channel is not None and channel.kind == ChannelKind.WHATSAPP.value:
+                return ingest_whatsapp_batch(session, channel, inbounds)
             return [_ingest(session, channel_id, inbound) for inbound in inbounds]
     except Exception as failure:  # noqa: BLE001 - retried below, one message at a time
         if _is_database_fault(failure):

@@ -1,6 +1,8 @@
 """Bulk ingestion of a batch of inbound mail: a few statements for the whole batch.
 
-``ingest_batch`` in ``inbox.ingest`` stores an IMAP fetch batch through here. The per-message
+``ingest_batch`` in ``inbox.ingest`` stores an IMAP fetch batch through here, and a batch of
+WhatsApp messages through ``inbox.ingest_bulk_whatsapp``, which plans its messages by the
+WhatsApp threading rules and stores them with this module's ``ingest_planned``. The per-message
 path costs about a dozen statements and an ORM flush for each mail, because the threading
 lookups of one mail must see the rows of the mail before it. Here the lookups of a whole
 batch are read with a few IN-queries, threading between mails of the same batch is decided
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,7 @@ from inbox.bulk import insert_rows
 from inbox.contacts import NAME_LENGTH, identity_value
 from inbox.events import record_events
 from inbox.ingest import IngestResult, _ingest, _media_label, _rfc_message_id, _store_attachments, clip, payload_digest
+from inbox.media import pending_media_rows
 from inbox.models import (
     Attachment,
     Channel,
@@ -57,6 +60,7 @@ from inbox.threader import (
     ThreadReason,
     thread_index_root,
 )
+from inbox.window import WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +179,38 @@ def ingest_email_batch(
 
     Raises what a statement raises; the caller then stores the batch again mail by mail.
     """
+    return ingest_planned(session, channel, inbounds, _read_known, _plan)
+
+
+# Reads the stored rows that messages refer to: (session, channel, inbounds, digests).
+KnownReader = Callable[[Session, Channel, Sequence[InboundMessage], Sequence[str]], Any]
+# Plans the messages from an index on, given (channel, inbounds, digests, start, known). It
+# returns the planned messages by index, and the index of the first one left to the
+# per-message path, or None.
+Planner = Callable[
+    [Channel, Sequence[InboundMessage], Sequence[str], int, Any], tuple[dict[int, "_Planned"], int | None]
+]
+
+
+def ingest_planned(
+    session: Session,
+    channel: Channel,
+    inbounds: Sequence[InboundMessage],
+    read_known: KnownReader,
+    plan: Planner,
+) -> list[IngestResult]:
+    """Store ``inbounds`` in bulk as ``plan`` decides, in the caller's transaction.
+
+    A message that ``plan`` leaves to the per-message path is stored there, in its place, and
+    the messages after it are planned again so that their lookups see it. Returns a result
+    per message, in order. Raises what a statement raises.
+    """
     digests = [payload_digest(inbound.raw) for inbound in inbounds]
     results: list[IngestResult | None] = [None] * len(inbounds)
     start = 0
     while start < len(inbounds):
-        known = _read_known(session, channel, inbounds[start:], digests[start:])
-        planned, stop = _plan(channel, inbounds, digests, start, known)
+        known = read_known(session, channel, inbounds[start:], digests[start:])
+        planned, stop = plan(channel, inbounds, digests, start, known)
         _store(session, channel, planned, known)
         for index, item in planned.items():
             results[index] = IngestResult(
@@ -192,15 +222,17 @@ def ingest_email_batch(
         start = stop + 1
     done = [result or IngestResult(None, None, duplicate=True) for result in results]
     log.info(
-        "channel %s: stored %s of %s mails of a batch",
+        "channel %s: stored %s of %s messages of a batch",
         channel.id, sum(1 for result in done if result.message_id is not None), len(inbounds),
     )
     return done
 
 
-def _read_known(
+def read_stored(
     session: Session, channel: Channel, inbounds: Sequence[InboundMessage], digests: Sequence[str]
-) -> _Known:
+) -> tuple[dict[str, tuple[int, str]], dict[str, str | None]]:
+    """Return the stored payloads of ``digests`` (digest -> id, status) and the sender of
+    each stored message with a provider id of ``inbounds``."""
     payloads = {
         digest: (payload_id, status)
         for payload_id, digest, status in session.execute(
@@ -218,8 +250,33 @@ def _read_known(
             )
         )
     }
+    return payloads, senders
 
-    identities = _read_identities(
+
+def load_conversations(session: Session, ids: set[int]) -> dict[int, Conversation]:
+    """Return the conversations of ``ids`` with everything their events serialize."""
+    if not ids:
+        return {}
+    return {
+        conversation.id: conversation
+        for conversation in session.scalars(
+            select(Conversation)
+            .where(Conversation.id.in_(ids))
+            .options(
+                selectinload(Conversation.labels),
+                joinedload(Conversation.assignee),
+                joinedload(Conversation.team),
+                joinedload(Conversation.contact).selectinload(Contact.identities),
+            )
+        )
+    }
+
+
+def _read_known(
+    session: Session, channel: Channel, inbounds: Sequence[InboundMessage], digests: Sequence[str]
+) -> _Known:
+    payloads, senders = read_stored(session, channel, inbounds, digests)
+    identities = read_identities(
         session, {(inbound.sender.kind.value, identity_value(inbound.sender)) for inbound in inbounds}
     )
 
@@ -238,19 +295,7 @@ def _read_known(
             references.setdefault(rfc_id, []).append((direction, conversation_id, contact_id))
         ids = {row[1] for rows in references.values() for row in rows}
         if ids:
-            conversations = {
-                conversation.id: conversation
-                for conversation in session.scalars(
-                    select(Conversation)
-                    .where(Conversation.id.in_(ids))
-                    .options(
-                        selectinload(Conversation.labels),
-                        joinedload(Conversation.assignee),
-                        joinedload(Conversation.team),
-                        joinedload(Conversation.contact).selectinload(Contact.identities),
-                    )
-                )
-            }
+            conversations = load_conversations(session, ids)
             followed_up = {
                 previous_id
                 for previous_id, contact_id in session.execute(
@@ -263,7 +308,7 @@ def _read_known(
     return _Known(payloads, senders, identities, references, conversations, followed_up)
 
 
-def _read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _IdentityRow]:
+def read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _IdentityRow]:
     """Return the stored identities among ``keys`` (kind, value), each with its contact.
 
     On PostgreSQL the contacts are locked, as ``resolve_identity`` locks them, so that a
@@ -338,18 +383,10 @@ def _plan(
     contacts: dict[tuple[str, str], _IdentityRow] = {}
     by_rfc_id: dict[str, _Planned] = {}
     for index in range(start, len(inbounds)):
-        inbound = inbounds[index]
         digest = digests[index]
-        payload = known.payloads.get(digest)
-        if digest in stored_digests or (payload is not None and payload[1] == PayloadStatus.PROCESSED.value):
+        inbound = deduplicate(channel, inbounds[index], digest, known, stored_digests, senders)
+        if inbound is None:
             continue
-        sender = senders.get(inbound.provider_message_id, known.senders.get(inbound.provider_message_id, _MISSING))
-        if sender is not _MISSING:
-            if sender == inbound.sender.value or (sender is None and inbound.sender.value == channel.address):
-                continue
-            # Another sender used this Message-ID already: keep the mail under its content
-            # hash, as the per-message path does.
-            inbound = dataclasses.replace(inbound, provider_message_id="sha256:" + digest)
 
         key = (inbound.sender.kind.value, identity_value(inbound.sender))
         identity = contacts.get(key) or known.identities.get(key)
@@ -387,6 +424,32 @@ def _plan(
         if not inbound.provider_message_id.startswith("sha256:"):
             by_rfc_id[inbound.provider_message_id] = item
     return planned, None
+
+
+def deduplicate(
+    channel: Channel,
+    inbound: InboundMessage,
+    digest: str,
+    known: Any,
+    stored_digests: set[str],
+    senders: dict[str, str | None],
+) -> InboundMessage | None:
+    """Return the message to store, or None when it is stored already or earlier in the batch.
+
+    ``known`` carries the stored ``payloads`` and ``senders``; ``stored_digests`` and
+    ``senders`` are those of the messages planned before this one. A message whose provider
+    id another sender used already is returned under its content hash, as the per-message
+    path stores it.
+    """
+    payload = known.payloads.get(digest)
+    if digest in stored_digests or (payload is not None and payload[1] == PayloadStatus.PROCESSED.value):
+        return None
+    sender = senders.get(inbound.provider_message_id, known.senders.get(inbound.provider_message_id, _MISSING))
+    if sender is _MISSING:
+        return inbound
+    if sender == inbound.sender.value or (sender is None and inbound.sender.value == channel.address):
+        return None
+    return dataclasses.replace(inbound, provider_message_id="sha256:" + digest)
 
 
 def _thread(
@@ -442,8 +505,11 @@ def _may_match_later_rules(channel: Channel, inbound: InboundMessage) -> bool:
     return False
 
 
-def _store(session: Session, channel: Channel, planned: dict[int, _Planned], known: _Known) -> None:
-    """Write the rows of the planned mails, a statement per table, and record their events."""
+def _store(session: Session, channel: Channel, planned: dict[int, _Planned], known: Any) -> None:
+    """Write the rows of the planned messages, a statement per table, and record their events.
+
+    ``known.payloads`` names the stored payloads of the messages' digests (see ``read_stored``).
+    """
     if not planned:
         return
     items = list(planned.values())
@@ -509,9 +575,13 @@ def _insert_conversations(session: Session, channel: Channel, items: list[_Plann
 
 
 def _insert_messages(session: Session, channel: Channel, items: list[_Planned], payload_ids: list[int]) -> None:
-    """Store the attachment files, then insert the messages and attachment rows."""
+    """Store the attachment files, then insert the messages and attachment rows.
+
+    WhatsApp media get pending rows, which the media fetcher downloads after the commit.
+    """
     for item in items:
         item.attachments = _store_attachments(session, channel, item.inbound)
+        item.attachments += pending_media_rows(item.inbound.media, item.now)
     message_ids = _insert(session, Message, [
         {
             "conversation_id": item.conversation.id,
@@ -543,6 +613,7 @@ def _insert_messages(session: Session, channel: Channel, items: list[_Planned], 
                 "message_id": message_id, "filename": row.filename, "content_type": row.content_type,
                 "size": row.size, "content_id": row.content_id, "inline": bool(row.inline),
                 "storage_key": row.storage_key, "omitted_reason": row.omitted_reason, "fetch_attempts": 0,
+                "source_url": row.source_url, "fetch_status": row.fetch_status, "next_fetch_at": row.next_fetch_at,
             }
             for message_id, row in attachments
         ])
@@ -578,7 +649,11 @@ def _record_events_in_order(
             item.reason.value, item.inbound.automatic, item.inbound.content, item.attachments,
             item.inbound.visible_text,
         )
-        conversation_data = conversation_to_dict(conversation)  # type: ignore[arg-type]
+        # The message is the contact's newest, so a WhatsApp window closes a day after it,
+        # which saves the window's query.
+        conversation_data = conversation_to_dict(
+            conversation, item.now + WINDOW, session=session  # type: ignore[arg-type]
+        )
         kind = "conversation.created" if item.created else "conversation.updated"
         events.append((kind, {"conversation": conversation_data}, conversation.id))
         events.append((

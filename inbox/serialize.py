@@ -74,9 +74,16 @@ def _closes_at(last_inbound: datetime | None) -> datetime | None:
 _UNKNOWN: Any = object()
 
 
-def conversation_to_dict(conversation: Conversation, window_closes_at: datetime | None = _UNKNOWN) -> dict[str, Any]:
+def conversation_to_dict(
+    conversation: Conversation,
+    window_closes_at: datetime | None = _UNKNOWN,
+    *,
+    session: Session | None = None,
+) -> dict[str, Any]:
     """Return the JSON shape of a conversation. ``window_closes_at`` saves the WhatsApp
-    window's query when the caller read it already (see ``conversations_to_dicts``)."""
+    window's query when the caller read it already (see ``conversations_to_dicts``).
+    ``session`` supplies the workspace settings for a row that no session holds, such as
+    the plain rows of ``inbox.ingest_bulk``."""
     channel = conversation.channel
     contact = conversation.contact
     return {
@@ -93,7 +100,7 @@ def conversation_to_dict(conversation: Conversation, window_closes_at: datetime 
                 if contact.opted_out_at else None
             ),
         },
-        "whatsapp": _whatsapp_to_dict(conversation, window_closes_at),
+        "whatsapp": _whatsapp_to_dict(conversation, window_closes_at, session),
         "subject": conversation.subject,
         "snippet": conversation.snippet,
         "status": conversation.status,
@@ -110,11 +117,14 @@ def conversation_to_dict(conversation: Conversation, window_closes_at: datetime 
     }
 
 
-def _whatsapp_to_dict(conversation: Conversation, known_closes_at: datetime | None) -> dict[str, Any] | None:
+def _whatsapp_to_dict(
+    conversation: Conversation, known_closes_at: datetime | None, session: Session | None
+) -> dict[str, Any] | None:
     """Return when the 24-hour window closes and what a free-text reply after it does."""
     if conversation.channel.kind != "whatsapp":
         return None
-    session = object_session(conversation)
+    if session is None:
+        session = object_session(conversation)
     if session is not None:
         closes_at = window_closes_at(session, conversation) if known_closes_at is _UNKNOWN else known_closes_at
         outside_window = workspace_settings(session).outside_window.value

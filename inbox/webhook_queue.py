@@ -16,6 +16,13 @@ while they are pending or processed. A replay of a payload that failed queues it
 the webhook path always treated a retry of a failed payload. A replay with other bytes but
 the same ``MessageSid`` is queued, and ``ingest_batch`` finds the message and drops it.
 
+Delivery-status callbacks wait in the same queue under their own format, and the worker
+applies a batch of them per transaction (``apply_pending_statuses``) through the delivery
+state machine (``inbox.delivery.apply_delivery_statuses``), so a late or repeated callback
+never moves a message back. An applied callback's row is deleted, because the message's
+state and its ``message.updated`` event record what it did. A replay while it is pending is
+a no-op, and a replay after it was applied changes nothing.
+
 On PostgreSQL several workers can share the queue: each claims its batch with ``FOR UPDATE
 SKIP LOCKED``. On SQLite every transaction holds the database's write lock, which does the
 same.
@@ -25,15 +32,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Insert, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from channels.errors import ParseError
-from channels.types import InboundMessage
+from channels.types import DeliveryStatus, InboundMessage
+from inbox.delivery import apply_delivery_statuses
 from inbox.ingest import ingest_batch, payload_digest
 from inbox.models import PayloadStatus, RawPayload, utcnow
 
@@ -43,10 +52,14 @@ log = logging.getLogger(__name__)
 # partial index ``ix_raw_payloads_pending``, whose condition is this same text.
 _IS_PENDING = RawPayload.status == literal_column(f"'{PayloadStatus.PENDING.value}'")
 _MAX_ERROR_LENGTH = 2000
+# The PostgreSQL notification channel on which queued payloads wake the webhook workers.
+WAKEUP_CHANNEL = "switchboard_webhooks"
 
 # Turns a stored payload (its format and bytes) into the message to ingest; raises on a
 # payload that cannot be parsed.
 Parser = Callable[[str, bytes], InboundMessage]
+# Turns a stored status callback's bytes into its report; raises on one that cannot be parsed.
+StatusParser = Callable[[bytes], DeliveryStatus]
 
 
 @dataclass
@@ -62,6 +75,18 @@ class QueueBatch:
     failures: list[tuple[int, str]] = field(default_factory=list)
     # Whether a stored message has media to download.
     media: bool = False
+
+
+@dataclass
+class StatusBatch:
+    """The outcome of one ``apply_pending_statuses`` call."""
+
+    # Pending status callbacks taken from the queue.
+    taken: int = 0
+    # How many of them changed their message.
+    changed: int = 0
+    # (payload id, error) of each callback kept as failed.
+    failures: list[tuple[int, str]] = field(default_factory=list)
 
 
 def queue_payload(session: Session, channel_id: int, raw: bytes, raw_format: str) -> bool:
@@ -108,13 +133,27 @@ def _queue_statement(dialect: str) -> Insert:
     )
 
 
+def notify_workers(session: Session) -> None:
+    """Wake the webhook workers of every process that listens on ``WAKEUP_CHANNEL``, and commit.
+
+    The session must have no transaction in progress. Call it after the payload's own
+    commit: PostgreSQL serializes the commits of transactions that notify, so a notification
+    in the transaction that inserts would make every webhook wait for the commits before it.
+    Does nothing on other databases.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    with session.begin():
+        session.execute(select(func.pg_notify(WAKEUP_CHANNEL, "")))
+
+
 def count_pending(session: Session) -> int:
     """Return how many payloads wait for the webhook worker."""
     return session.scalar(select(func.count()).select_from(RawPayload).where(_IS_PENDING)) or 0
 
 
-def ingest_pending(session: Session, parse: Parser, limit: int) -> QueueBatch:
-    """Ingest up to ``limit`` pending payloads, oldest first, in one transaction, and commit.
+def ingest_pending(session: Session, parse: Parser, limit: int, *, formats: Collection[str]) -> QueueBatch:
+    """Ingest up to ``limit`` pending payloads of ``formats``, oldest first, in one transaction, and commit.
 
     The session must have no transaction in progress. A payload that ``parse`` rejects, or
     that ``ingest_batch`` cannot store, is marked failed with the error, and the others
@@ -123,13 +162,7 @@ def ingest_pending(session: Session, parse: Parser, limit: int) -> QueueBatch:
     """
     batch = QueueBatch()
     with session.begin():
-        rows = session.execute(
-            select(RawPayload.id, RawPayload.channel_id, RawPayload.format, RawPayload.body)
-            .where(_IS_PENDING)
-            .order_by(RawPayload.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        rows = _claim(session, formats, limit)
         batch.taken = len(rows)
 
         by_channel: dict[int, list[tuple[int, InboundMessage]]] = {}
@@ -159,11 +192,49 @@ def ingest_pending(session: Session, parse: Parser, limit: int) -> QueueBatch:
     return batch
 
 
+def apply_pending_statuses(session: Session, parse: StatusParser, status_format: str, limit: int) -> StatusBatch:
+    """Apply up to ``limit`` pending status callbacks, oldest first, in one transaction, and commit.
+
+    The session must have no transaction in progress. A callback that ``parse`` rejects is
+    marked failed with the error. The applied ones are deleted. Database errors propagate
+    and roll the whole batch back, leaving every callback of it pending. Returns what the
+    batch did.
+    """
+    batch = StatusBatch()
+    with session.begin():
+        rows = _claim(session, [status_format], limit)
+        batch.taken = len(rows)
+        parsed: list[int] = []
+        reports: list[tuple[int, DeliveryStatus]] = []
+        for payload_id, channel_id, _, body in rows:
+            try:
+                reports.append((channel_id, parse(body)))
+            except Exception as error:  # noqa: BLE001 - one bad callback must not stop the queue
+                batch.failures.append((payload_id, _parse_error(error)))
+                continue
+            parsed.append(payload_id)
+        batch.changed = sum(apply_delivery_statuses(session, reports))
+        _finish(session, parsed, batch.failures)
+    return batch
+
+
+def _claim(session: Session, formats: Collection[str], limit: int) -> Sequence[Any]:
+    """Lock and return up to ``limit`` pending payloads of ``formats`` (id, channel id,
+    format, body), oldest first, skipping those another worker has claimed."""
+    return session.execute(
+        select(RawPayload.id, RawPayload.channel_id, RawPayload.format, RawPayload.body)
+        .where(_IS_PENDING, RawPayload.format.in_(formats))
+        .order_by(RawPayload.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
 def _finish(session: Session, done: Sequence[int], failures: Sequence[tuple[int, str]]) -> None:
-    """Drop what is left pending of the ingested payloads, and mark the failed ones."""
+    """Drop what is left pending of the processed payloads, and mark the failed ones."""
     if done:
         # ingest_batch replaced each stored payload's row already; a duplicate's row is left,
-        # and carries nothing that is not stored.
+        # and carries nothing that is not stored. An applied status callback's row is left too.
         session.execute(
             delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
         )

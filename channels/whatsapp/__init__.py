@@ -3,6 +3,7 @@
 from channels.whatsapp.phone import normalize_phone
 from channels.whatsapp.twilio import (
     RAW_FORMAT,
+    STATUS_RAW_FORMAT,
     TwilioSettings,
     is_status_callback,
     parse_inbound,
@@ -14,6 +15,7 @@ from channels.whatsapp.twilio import (
 
 __all__ = [
     "RAW_FORMAT",
+    "STATUS_RAW_FORMAT",
     "TwilioSettings",
     "is_status_callback",
     "normalize_phone",

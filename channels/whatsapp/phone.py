@@ -9,6 +9,7 @@ a message from a real customer must not be rejected because a new range is missi
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -27,6 +28,9 @@ _ALLOWED = re.compile(r"[0-9+\s\-().]+")
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
+# A webhook's number is normalized several times on its way in (its From and WaId fields, its
+# contact lookup), and phonenumbers takes most of the parsing time, so results are kept.
+@functools.lru_cache(maxsize=4096)
 def normalize_phone(value: str) -> str:
     """Normalize a phone number or a Twilio ``whatsapp:`` address to E.164.
 

@@ -42,6 +42,7 @@ from channels.whatsapp.parts import MAX_BODY_UNITS, utf16_length
 from channels.whatsapp.phone import normalize_phone
 from channels.whatsapp.webhooks import (
     RAW_FORMAT,
+    STATUS_RAW_FORMAT,
     is_status_callback,
     parse_inbound,
     parse_status,
@@ -324,6 +325,7 @@ def _send_result(sid: str | None, status: str | None) -> SendResult:
 
 __all__ = [
     "RAW_FORMAT",
+    "STATUS_RAW_FORMAT",
     "ContentApiError",
     "ContentTemplate",
     "TwilioSettings",

@@ -45,6 +45,8 @@ from channels.whatsapp.phone import normalize_phone, normalize_wa_id
 log = logging.getLogger(__name__)
 
 RAW_FORMAT = "twilio-form"
+# The stored format of a status callback's form, which the webhook worker applies later.
+STATUS_RAW_FORMAT = "twilio-status-form"
 
 # Twilio's message statuses (Messages API, 2010-04-01). Twilio's own intermediate
 # states before the hand-over to WhatsApp all count as queued for us. "canceled" only

@@ -35,6 +35,7 @@ from inbox.outbox import LEASE, UNKNOWN_OUTCOME_ERROR, claim_next, mark_attempt_
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 from tests.support.smtp_server import SmtpTestServer
+from tests.support.whatsapp import ingest_webhooks
 from tests.support.twilio_server import TwilioTestServer
 
 PUBLIC_URL = "https://support.example.com"
@@ -127,7 +128,9 @@ def _post_status(app, channel_id: int, sid: str, status: str, **extra: str):
     path = f"/webhooks/twilio/{channel_id}/status"
     form = {"MessageSid": sid, "MessageStatus": status, "AccountSid": TWILIO_ACCOUNT_SID, **extra}
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
-    return app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
+    response = app.test_client().post(path, data=form, headers={"X-Twilio-Signature": signature})
+    ingest_webhooks(get_state(app))
+    return response
 
 
 def _wait_until(condition, timeout: float, description: str) -> None:

@@ -186,6 +186,7 @@ def test_status_callbacks_never_regress(app, state, whatsapp_channel, agent):
     for status in ("sent", "delivered", "read", "sent", "delivered"):
         form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
         assert _post_signed(client, path, form).status_code == 204
+        ingest_webhooks(state)
         with state.session_factory() as session:
             seen.append(session.get(Message, reply_id).delivery_status)
 

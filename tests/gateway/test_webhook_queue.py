@@ -14,15 +14,17 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
 
+import gateway.webhook_worker
 import inbox.ingest
 from gateway import create_app, get_state
-from gateway.reprocess import parse_raw
+from gateway.reprocess import MESSAGE_FORMATS, parse_raw
 from gateway.simulate import build_message_form
-from gateway.webhook_worker import WebhookWorker
+from gateway.webhook_worker import WebhookWorker, wake_webhook_workers
 from inbox.events import add_publisher
 from inbox.models import Message, RawPayload
 from inbox.webhook_queue import count_pending, ingest_pending, queue_payload
 from tests.conftest import TWILIO_AUTH_TOKEN
+from tests.support.database import messages_rejected
 from tests.support.whatsapp import ingest_webhooks
 
 LOCAL = "http://localhost"
@@ -123,7 +125,7 @@ def test_restarted_worker_ingests_once(app, config, state, whatsapp_channel):
 
     with state.session_factory() as session:
         with pytest.raises(SystemExit):
-            ingest_pending(session, crash_after_first, limit=10)
+            ingest_pending(session, crash_after_first, limit=10, formats=MESSAGE_FORMATS)
     assert _texts(state) == []
 
     restarted = get_state(create_app(config))
@@ -137,26 +139,19 @@ def test_restarted_worker_ingests_once(app, config, state, whatsapp_channel):
         assert count_pending(session) == 0
 
 
-def test_failed_ingestion_keeps_error(app, state, whatsapp_channel, monkeypatch):
+def test_failed_ingestion_keeps_error(app, state, whatsapp_channel):
     client = app.test_client()
-    original = inbox.ingest.resolve_identity
-
-    def failing_for_one_sender(session, address):
-        if address.value == "+15550000002":
-            raise RuntimeError("contact store broken")
-        return original(session, address)
-
-    monkeypatch.setattr(inbox.ingest, "resolve_identity", failing_for_one_sender)
     for index in (1, 2, 3):
         _post(client, whatsapp_channel, f"message {index}", sender=f"+1555000000{index}")
 
-    assert ingest_webhooks(state) == 2
+    with messages_rejected(state.engine, "text", "message 2"):
+        assert ingest_webhooks(state) == 2
 
     assert _texts(state) == ["message 1", "message 3"]
     statuses = _payloads(state)
     failed = [error for status, error in statuses if status == "failed"]
     assert len(failed) == 1
-    assert "contact store broken" in failed[0]
+    assert "rejected by trigger" in failed[0]
     assert sorted(status for status, _ in statuses) == ["failed", "processed", "processed"]
 
 
@@ -257,3 +252,32 @@ def test_payload_over_database_limit_fails_alone(app, state, whatsapp_channel, s
     assert any("index row size" in (error or "") for _, error in statuses)
     with state.session_factory() as session:
         assert count_pending(session) == 0
+
+
+def test_queued_webhook_wakes_other_process_worker(config, state, whatsapp_channel, monkeypatch):
+    if not config.database_url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's; the PostgreSQL pass of the suite runs this test")
+    # A poll this long would leave the payload pending for the whole test.
+    monkeypatch.setattr(gateway.webhook_worker, "POLL_SECONDS", 600.0)
+    # The worker of another process: its own app, so the view's in-process wakeup misses it.
+    other = get_state(create_app(config))
+    stop = threading.Event()
+    worker = WebhookWorker(other, stop)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        # Once it listens and its round after that is over, only a notification can wake it.
+        assert worker.listening.wait(15)
+        assert _wait_until(lambda: not worker.wakeup.is_set())
+        form = build_message_form(whatsapp_channel, "+15551230000", "wake up", None)
+        with state.session_factory() as session:
+            assert queue_payload(session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form")
+        wake_webhook_workers(state)
+
+        assert _wait_until(lambda: _texts(state) == ["wake up"])
+    finally:
+        stop.set()
+        worker.wakeup.set()
+        thread.join(10)
+        other.engine.dispose()
+

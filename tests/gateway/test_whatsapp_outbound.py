@@ -51,6 +51,7 @@ def service(config, twilio):
         state = get_state(app)
         configured = replace(state.config, public_url=server.url)
         object.__setattr__(state, "config", configured)
+        twilio.after_status_callback = server.wait_until_ingested
         yield state
     get_state(app).engine.dispose()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from channels.email.parse import parse_email
 from inbox.channel_config import add_channel
@@ -15,6 +15,7 @@ from inbox.ingest import ingest_batch, ingest_message, record_failed_payload
 from inbox.models import Contact, ContactIdentity, Conversation, ConversationStatus, Message, PayloadStatus, RawPayload
 from inbox.serialize import conversation_to_dict, message_to_dict
 from inbox.workflow import set_status
+from tests.support.database import messages_rejected
 
 SUPPORT = "support@shop.example"
 REJECTED_SUBJECT = "rejected by the database"
@@ -50,36 +51,10 @@ def _mail(index: int, subject: str = "Where is my order?", sender: str | None = 
     return parse_email(message.as_bytes())
 
 
-def _reject_subject_in_database(state) -> None:
-    """Install a trigger that makes the database refuse one message, like a constraint would."""
-    with state.engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.execute(text(
-                "CREATE TRIGGER reject_message BEFORE INSERT ON messages "
-                f"WHEN NEW.subject = '{REJECTED_SUBJECT}' "
-                "BEGIN SELECT RAISE(ABORT, 'message rejected by trigger'); END"
-            ))
-        else:
-            connection.execute(text(
-                "CREATE FUNCTION reject_message() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.subject = '{REJECTED_SUBJECT}' THEN "
-                "RAISE EXCEPTION 'message rejected by trigger'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-            ))
-            connection.execute(text(
-                "CREATE TRIGGER reject_message BEFORE INSERT ON messages "
-                "FOR EACH ROW EXECUTE FUNCTION reject_message()"
-            ))
-
-
 @pytest.fixture
 def rejecting_database(state):
-    _reject_subject_in_database(state)
-    yield
-    with state.engine.begin() as connection:
-        connection.execute(text("DROP TRIGGER IF EXISTS reject_message" + (
-            "" if connection.dialect.name == "sqlite" else " ON messages")))
-        if connection.dialect.name != "sqlite":
-            connection.execute(text("DROP FUNCTION IF EXISTS reject_message()"))
+    with messages_rejected(state.engine, "subject", REJECTED_SUBJECT):
+        yield
 
 
 def test_batch_stores_each_message(state, channel_id, published):

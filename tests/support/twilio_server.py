@@ -93,6 +93,9 @@ class TwilioTestServer:
         self._media_fetches: list[MediaFetch] = []
         # Seconds each message request waits, after the message is created, before it answers.
         self.response_delay = 0.0
+        # Called after each accepted status callback, such as a live server's wait for its
+        # webhook worker, so that a test reads the applied status.
+        self.after_status_callback: Callable[[], None] | None = None
         # Cleared by hold_responses(): created messages wait for release_responses().
         self._responses_open = threading.Event()
         self._responses_open.set()
@@ -230,6 +233,8 @@ class TwilioTestServer:
         url = resource["status_callback"]
         signature = RequestValidator(self.auth_token).compute_signature(url, form)
         response = requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=timeout)
+        if response.status_code == 204 and self.after_status_callback is not None:
+            self.after_status_callback()
         return response.status_code
 
     def add_template(

@@ -73,6 +73,7 @@ def post_status(client, channel, sid: str, status: str, error_code: str | None =
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
     response = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 204, response.data
+    ingest_webhooks(get_state(client.application))
 
 
 def close_window(state, hours: float = 25) -> None:
