@@ -30,17 +30,20 @@ def _postgres_only(state) -> None:
         pytest.skip("SQLite serializes writers at BEGIN; the PostgreSQL pass runs these tests")
 
 
-def _wait_for_lock_waiter(state) -> None:
+def _wait_for_lock_waiter(state, thread: threading.Thread, failures: list[BaseException]) -> None:
     """Return once another connection of this database waits for a lock."""
     deadline = time.monotonic() + LOCK_WAIT_LIMIT_SECONDS
     with state.engine.connect() as connection:
         while time.monotonic() < deadline:
+            assert thread.is_alive(), f"the second transaction ended without waiting: {failures}"
             waiting = connection.scalar(text(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ))
             if waiting:
                 return
+            # PostgreSQL keeps one snapshot of the activity view per transaction.
+            connection.rollback()
             time.sleep(0.01)
     raise AssertionError("the second transaction never waited for the first one's lock")
 
@@ -62,7 +65,7 @@ def _run_during_assignment(state, agent: Agent, conversation_id: int, change: Ca
         change_conversation(session, actor, conversation_id, parse_changes({"assignee_id": agent.id}, utcnow()))
         thread = threading.Thread(target=second)
         thread.start()
-        _wait_for_lock_waiter(state)
+        _wait_for_lock_waiter(state, thread, failures)
         session.commit()
     thread.join(LOCK_WAIT_LIMIT_SECONDS)
     assert not thread.is_alive()
