@@ -135,7 +135,10 @@ class SplitProcesses:
     """``web_processes`` ``switchboard web`` processes (with the bare endpoint) and ``workers``
     ``switchboard worker`` processes."""
 
-    def __init__(self, config: Config, redis_url: str, web_processes: int, workers: int, log_dir: Path) -> None:
+    def __init__(
+        self, config: Config, redis_url: str, web_processes: int, workers: int, log_dir: Path,
+        worker_nice: int | None = None,
+    ) -> None:
         env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCHBOARD_")}
         env.update({
             "SWITCHBOARD_DATABASE_URL": config.database_url,
@@ -155,7 +158,8 @@ class SplitProcesses:
                 self._start(f"web{index + 1}", ["-m", "bench.bare_web", "web", "--port", str(port)], env)
                 self.base_urls.append(f"http://127.0.0.1:{port}")
             for index in range(workers):
-                self._start(f"worker{index + 1}", ["-m", "gateway.cli", "worker"], env)
+                nice = [] if worker_nice is None else ["--nice", str(worker_nice)]
+                self._start(f"worker{index + 1}", ["-m", "gateway.cli", "worker", *nice], env)
             for base_url in self.base_urls:
                 self._wait_until_serving(base_url)
             for index in range(workers):
@@ -474,6 +478,7 @@ def main() -> None:
                         help="one switchboard run process, or web processes and a worker")
     parser.add_argument("--web-processes", type=int, default=2, help="switchboard web processes (split)")
     parser.add_argument("--workers", type=int, default=1, help="switchboard worker processes (split)")
+    parser.add_argument("--worker-nice", type=int, help="the workers' --nice (split; default the command's own)")
     parser.add_argument("--messages", type=int, default=2000, help="webhooks for the throughput runs")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (connections)")
     parser.add_argument("--rate", type=float, default=320.0, help="requests per second of the paced run")
@@ -497,7 +502,7 @@ def main() -> None:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
 
     if args.topology == "split":
-        service = SplitProcesses(config, redis_url, args.web_processes, args.workers, workdir)
+        service = SplitProcesses(config, redis_url, args.web_processes, args.workers, workdir, args.worker_nice)
     else:
         service = SingleProcess(config)
     base_urls = service.base_urls

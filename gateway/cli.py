@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard")
 
+# How much `switchboard worker` lowers its CPU priority by default. Answering a webhook within
+# Twilio's timeout, and an agent's click, matter more than how soon a batch is stored.
+WORKER_NICENESS = 10
+
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -151,13 +155,21 @@ def web(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option(
+    "--nice", "niceness", type=click.IntRange(0, 19), default=WORKER_NICENESS, show_default=True,
+    envvar="SWITCHBOARD_WORKER_NICE",
+    help="Lower this process's CPU priority by this much, so that web processes on the same host "
+    "answer webhooks and agents first; 0 keeps it (also SWITCHBOARD_WORKER_NICE).",
+)
+def worker(niceness: int) -> None:
     """Run only the background workers: IMAP readers, outbox dispatcher, scheduler."""
     from gateway import create_app, freeze_start_up_objects, get_state
     from gateway.workers import Workers
 
     config = _load_config()
     _configure_logging(config.log_level)
+    if niceness:
+        os.nice(niceness)
     state = get_state(create_app(config))
     workers = Workers(state)
     stopped = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError
+from tests.support.processes import ServiceProcess, service_environment
 
 SID = "AC" + "1" * 32
 
@@ -258,3 +260,15 @@ def test_agent_password_prompts_for_known_agent(run):
     assert changed.exit_code == 0
     assert "New password" in changed.output
     assert "Password of A <a@example.com> changed." in changed.output
+
+
+def test_worker_lowers_its_priority(database_url, tmp_path):
+    env = service_environment(database_url=database_url, instance_dir=str(tmp_path), worker_nice="7")
+    worker = ServiceProcess("worker", ["worker"], env, tmp_path).start()
+    try:
+        worker.wait_for_output("Switchboard worker running")
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+        assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == expected
+        assert "ignoring unknown environment variables" not in worker.output()
+    finally:
+        worker.stop()
