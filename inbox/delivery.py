@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,7 +31,7 @@ from channels.delivery import FINAL_STATES, STATUS_ORDER, advances
 from channels.types import DeliveryState, DeliveryStatus
 from inbox.events import record_events
 from inbox.held import react_to_failed_delivery
-from inbox.models import EarlyDeliveryReport, Message, MessagePart
+from inbox.models import EarlyDeliveryReport, Message, MessagePart, utcnow
 from inbox.serialize import message_to_dict
 from inbox.window import is_window_error
 
@@ -43,6 +44,9 @@ _REPORT_LOCK_NAMESPACE = 7316202
 # message we sent. Storing it as an early report would also fail, because an entry of the
 # report's unique index (a PostgreSQL btree) can be at most 2,704 bytes long.
 _MAX_PROVIDER_ID_BYTES = 998
+# How long a report waits for its send to be recorded. Meta posts the statuses of every
+# message sent from the app's numbers, also those of other tools, and those never match.
+EARLY_REPORT_LIFETIME = timedelta(days=1)
 
 
 def record_delivery_status(session: Session, channel_id: int, status: DeliveryStatus) -> bool:
@@ -327,7 +331,14 @@ def _lock_key(channel_id: int, provider_message_id: str) -> int:
 
 
 def _store_early_report(session: Session, channel_id: int, status: DeliveryStatus) -> None:
-    """Insert the report unless the same (channel, id, state) is already stored."""
+    """Insert the report unless the same (channel, id, state) is already stored.
+
+    Reports older than ``EARLY_REPORT_LIFETIME`` go first: a send is recorded seconds after the
+    provider accepts it, so they describe sends that no dispatcher will ever record.
+    """
+    session.execute(
+        delete(EarlyDeliveryReport).where(EarlyDeliveryReport.received_at < utcnow() - EARLY_REPORT_LIFETIME)
+    )
     values = {
         "channel_id": channel_id,
         "provider_message_id": status.provider_message_id,

@@ -627,6 +627,8 @@ class EarlyDeliveryReport(Base):
     A provider can call back before the dispatcher has stored the provider message id.
     The report waits here until ``mark_sent`` stores that id, which applies and deletes it.
     Unique per (channel, provider message id, state), so a repeated callback is kept once.
+    Reports about sends of other tools on the same number never match, so they are deleted
+    after ``EARLY_REPORT_LIFETIME`` (see ``inbox.delivery``).
     """
 
     __tablename__ = "early_delivery_reports"
@@ -638,7 +640,8 @@ class EarlyDeliveryReport(Base):
     state: Mapped[str] = mapped_column(String(20))
     error_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Indexed so that reports no send ever claimed can be deleted once they are old.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class ContactMerge(Base):

@@ -414,10 +414,6 @@ def test_report_with_oversized_id_is_not_stored(twilio_state, channel):
     assert _early_report_count(twilio_state) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "early reports are deleted only when their send is recorded; reports about sends of other "
-    "tools on the same number (Meta posts every status of the app's numbers) stay forever"
-))
 def test_unmatched_early_report_expires(twilio_state, channel):
     with twilio_state.session_factory() as session:
         record_delivery_status(session, channel.id, DeliveryStatus("wamid.other.tool.1", DeliveryState.SENT))
