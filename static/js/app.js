@@ -1030,13 +1030,13 @@ function mergeIntoCache(cache, message, { fromEvent = false } = {}) {
 }
 
 /**
- * True when `copy` of a conversation is older than the `shown` one: the server changed it
+ * True when `copy` of a conversation is older than the `current` one: the server changed it
  * earlier, or, between copies changed at the same time, its last message is older.
  */
-function isOlderCopy(copy, shown) {
-  const changed = parseTimestamp(copy.updated_at) - parseTimestamp(shown.updated_at);
+function isOlderCopy(copy, current) {
+  const changed = parseTimestamp(copy.updated_at) - parseTimestamp(current.updated_at);
   if (!Number.isNaN(changed) && changed !== 0) return changed < 0;
-  return parseTimestamp(copy.last_message_at) < parseTimestamp(shown.last_message_at);
+  return parseTimestamp(copy.last_message_at) < parseTimestamp(current.last_message_at);
 }
 
 /** True when `incoming` shows an earlier delivery state than `existing`: a lower status or fewer failed attempts. */
