@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard")
 
-# How much `switchboard worker` lowers its CPU priority by default. Answering a webhook within
-# Twilio's timeout, and an agent's click, matter more than how soon a batch is stored.
+# How much `switchboard worker` lowers its CPU priority by default. A response to a webhook
+# within Twilio's timeout, and to an agent's click, matters more than how soon a batch is stored.
 WORKER_NICENESS = 10
 
 

@@ -161,7 +161,7 @@ def twilio_status(channel_id: int) -> Any:
 
 
 def _queue_twilio_status(channel_id: int, raw: bytes, form: dict[str, str]) -> Any:
-    """Store a signed status callback for the webhook worker and answer it."""
+    """Store a signed status callback for the webhook worker and return the response to Twilio."""
     try:
         status = parse_status(form)
     except ParseError as error:

@@ -44,7 +44,7 @@ _ANGLE_ITEM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>\s*$")
 # RFC 5321 limits a path to 256 octets, angle brackets included.
 _MAX_ADDRESS_LENGTH = 254
 # RFC 5322 limits a line to 998 characters. The limit is counted in UTF-8 bytes because a
-# PostgreSQL btree entry holds at most 2,704 bytes. A longer id is replaced by its hash.
+# PostgreSQL btree entry is at most 2,704 bytes long. A longer id is replaced by its hash.
 _MAX_MESSAGE_ID_BYTES = 998
 # The name length limit of common file systems (ext4, NTFS, APFS).
 _MAX_FILENAME_LENGTH = 255
@@ -239,7 +239,7 @@ def _header_text(part: Message, name: str) -> str | None:
 
 
 def _id_header(part: Message, name: str) -> str | None:
-    """Return a header that holds ids or tokens, such as Message-ID, as one line of text.
+    """Return a header that contains ids or tokens, such as Message-ID, as one line of text.
 
     Ids cannot contain encoded words, so the raw value serves, and it skips the header
     registry, whose Message-ID parser took about a sixth of the parse time of the import

@@ -1,6 +1,6 @@
 """Events carry a whole conversation, so a transaction that publishes one must read it under the
-row lock. Each test holds an assignment uncommitted in one transaction, starts another change in
-a second one, commits the assignment once the second waits, and checks that the second's event
+row lock. Each test leaves an assignment uncommitted in one transaction, starts another change
+in a second one, commits the assignment once the second waits, and checks that the second's event
 still shows the assignee. On SQLite every transaction takes the write lock at BEGIN, so the
 interleaving cannot happen there; these tests run on PostgreSQL."""
 
