@@ -163,7 +163,8 @@ def rename_contact(session: Session, contact_id: int, name: str | None) -> Conta
         .limit(RENAME_EVENT_LIMIT)
     ).all()
     locked = lock_conversations(session, newest)
-    for conversation in (locked[conversation_id] for conversation_id in newest):
+    for conversation_id in newest:
+        conversation = locked[conversation_id]
         record_event(
             session, "conversation.updated", {"conversation": conversation_to_dict(conversation)}, conversation.id
         )
