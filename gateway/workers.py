@@ -80,7 +80,8 @@ from inbox.workflow import wake_snoozed_conversations
 
 log = logging.getLogger(__name__)
 
-# How long an IDLE (or a poll pause) lasts before the reader checks its stop flag again.
+# How long an IDLE lasts before the reader checks its channel's settings again (a stop
+# request ends it at once).
 IDLE_SLICE_SECONDS = 60.0
 RECONNECT_BACKOFF_MAX = 300.0
 # A dispatch round waits for a sender's pacing slot up to this long instead of ending.
@@ -500,7 +501,7 @@ class MailboxReader:
                 return
             self.import_new(reader, settings.folder)
             if idle:
-                reader.wait_for_changes(IDLE_SLICE_SECONDS)
+                reader.wait_for_changes(IDLE_SLICE_SECONDS, self.stop)
             elif not reader.wait_for_changes(0):
                 # Without IDLE, wait_for_changes sends one NOOP and returns, so the pause is ours.
                 self.stop.wait(self.state.config.imap_poll_interval)

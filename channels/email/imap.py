@@ -37,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # RFC 2177 lets servers log out a client idle for 30 minutes, so IDLE is renewed sooner.
 MAX_IDLE_SECONDS = 25 * 60
+# While idling, the reader wakes this often to check whether a stop was requested.
+STOP_CHECK_SECONDS = 0.5
 
 
 class MailboxError(ChannelError):
@@ -238,14 +242,15 @@ class ImapReader:
                 if batch:
                     yield batch
 
-    def wait_for_changes(self, timeout: float) -> bool:
+    def wait_for_changes(self, timeout: float, stop: threading.Event | None = None) -> bool:
         """Wait until the server reports new mail, for at most ``timeout`` seconds.
 
         Returns True at once when mail arrived since the last ``fetch_new``. Otherwise,
-        with IDLE it idles up to ``min(timeout, MAX_IDLE_SECONDS)`` and returns whether
-        the server reported EXISTS or RECENT. Without IDLE it sends one NOOP and returns
-        whether that reported new mail, without waiting; the caller then polls on its
-        own schedule. Raises ``MailboxError`` from the server or network.
+        with IDLE it idles up to ``min(timeout, MAX_IDLE_SECONDS)``, or until ``stop`` is
+        set, and returns whether the server reported EXISTS or RECENT. Without IDLE it
+        sends one NOOP and returns whether that reported new mail, without waiting; the
+        caller then polls on its own schedule. Raises ``MailboxError`` from the server
+        or network.
         """
         client = self._connected()
         if self._arrived_since_fetch():
@@ -261,7 +266,7 @@ class ImapReader:
         with self._errors("idle"):
             client.idle()
             try:
-                responses = client.idle_check(timeout=min(timeout, MAX_IDLE_SECONDS))
+                responses = _idle_responses(client, min(timeout, MAX_IDLE_SECONDS), stop)
             finally:
                 _, done_responses = client.idle_done()
         return _reports_new_mail([*responses, *done_responses])
@@ -400,6 +405,18 @@ def _split_by_bytes(
         total += size
     if group:
         yield group
+
+
+def _idle_responses(client: IMAPClient, timeout: float, stop: threading.Event | None) -> list:
+    # The server sees one IDLE command for the whole wait. Only the local wait is sliced.
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or (stop is not None and stop.is_set()):
+            return []
+        responses = client.idle_check(timeout=min(remaining, STOP_CHECK_SECONDS))
+        if responses:
+            return responses
 
 
 def _reports_new_mail(responses: list[tuple[object, ...]]) -> bool:

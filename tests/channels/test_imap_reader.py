@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -235,6 +236,23 @@ def test_wait_for_changes_returns_true_after_append_elsewhere(dovecot, folder, r
 
     assert appended.is_set()
     assert changed is True
+
+
+def test_stop_ends_idle_before_its_timeout(dovecot, folder, reader):
+    stop = threading.Event()
+    stopper = threading.Timer(0.3, stop.set)
+    started = time.monotonic()
+    stopper.start()
+    try:
+        changed = reader.wait_for_changes(timeout=600, stop=stop)
+    finally:
+        stopper.cancel()
+
+    assert changed is False
+    assert time.monotonic() - started < 60
+    # IDLE ended cleanly, so the connection still works.
+    dovecot.append(make_mail(1), folder)
+    assert uids_of(fetch_batches(reader, Checkpoint(None, 0))) == [[1]]
 
 
 def test_wait_sees_mail_since_fetch(dovecot, folder, reader):

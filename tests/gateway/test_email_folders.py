@@ -75,7 +75,7 @@ def sent_folders(dovecot: DovecotServer, folders: tuple[str, str]) -> tuple[str,
 def workers(state: Switchboard, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workers]:
     """Background workers, not yet started, whose readers leave IDLE every second.
 
-    The short IDLE lets every reader see the stop flag, so none outlives its test.
+    The short IDLE lets every reader see a change of its channel's folders within a second.
     """
     monkeypatch.setattr(gateway.workers, "IDLE_SLICE_SECONDS", 1.0)
     running = Workers(state)

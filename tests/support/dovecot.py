@@ -192,11 +192,9 @@ class DovecotServer:
     def stop(self) -> None:
         """Stop Dovecot and delete its folder. Calling it twice is harmless."""
         if self._process is not None:
-            subprocess.run(
-                [_find_binary("doveadm") or "doveadm", "-c", str(self.config_file), "stop"],
-                check=False,
-                capture_output=True,
-            )
+            # SIGTERM to the master stops it as `doveadm stop` does, without that
+            # command's wait of about three seconds before it returns.
+            self._process.terminate()
             try:
                 self._process.wait(timeout=_STARTUP_TIMEOUT)
             except subprocess.TimeoutExpired:

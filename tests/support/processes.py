@@ -25,6 +25,8 @@ import socketio
 # The console script that pip installed beside the interpreter running the tests.
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
 START_TIMEOUT = 30.0
+# A deployment's service manager waits this long or longer before it kills a process.
+STOP_TIMEOUT = 10.0
 
 
 def free_port() -> int:
@@ -100,10 +102,12 @@ class ServiceProcess:
             return
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(10)
+            self.process.wait(STOP_TIMEOUT)
+            pytest.fail(f"switchboard {self.name} did not exit within {STOP_TIMEOUT} s of SIGTERM:\n{self.output()}",
+                        pytrace=False)
 
 
 def service_environment(**settings: str | None) -> dict[str, str]:
