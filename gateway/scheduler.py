@@ -27,12 +27,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from gateway import Switchboard
 from gateway.config import proactive_settings_from
+from gateway.locks import AdvisoryLock
 from inbox.models import utcnow
 from inbox.proactive.sending import SweepReport, sweep
 
@@ -59,97 +57,6 @@ def run_sweep_job(runner_key: str) -> None:
     runner.run_sweep()
 
 
-class LeaderLock:
-    """A PostgreSQL session-level advisory lock on a connection of its own."""
-
-    def __init__(self, engine: Engine, key: int = LEADER_LOCK_KEY):
-        # NullPool: closing the connection really closes it, so a lock never stays behind
-        # on a pooled connection.
-        self._engine = create_engine(engine.url, poolclass=NullPool)
-        self.key = key
-        self._connection: Connection | None = None
-        # The election thread and the sweep job both use the lock's one connection.
-        self._guard = threading.RLock()
-
-    @property
-    def held(self) -> bool:
-        return self._connection is not None
-
-    def try_acquire(self) -> bool:
-        """Take the lock unless another session has it. Returns whether this session has it now."""
-        with self._guard:
-            return self._try_acquire()
-
-    def _try_acquire(self) -> bool:
-        if self._connection is not None:
-            return True
-        try:
-            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        except DBAPIError as error:
-            log.warning("scheduler leader election: cannot connect to the database: %s", error)
-            return False
-        try:
-            taken = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
-        except DBAPIError as error:
-            log.warning("scheduler leader election failed: %s", error)
-            connection.close()
-            return False
-        if not taken:
-            connection.close()
-            return False
-        self._connection = connection
-        return True
-
-    def still_held(self) -> bool:
-        """Return whether the lock's connection is alive and still holds the lock."""
-        with self._guard:
-            return self._still_held()
-
-    def _still_held(self) -> bool:
-        if self._connection is None:
-            return False
-        try:
-            held = self._connection.execute(
-                text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND pid = pg_backend_pid() AND objid = :key"
-                ),
-                {"key": self.key},
-            ).scalar()
-        except DBAPIError as error:
-            log.warning("scheduler leader lock lost with its connection: %s", error)
-            self._drop()
-            return False
-        if not held:
-            self._drop()
-        return bool(held)
-
-    def release(self) -> None:
-        with self._guard:
-            self._release()
-
-    def _release(self) -> None:
-        if self._connection is None:
-            return
-        try:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
-        except DBAPIError as error:
-            log.warning("scheduler leader lock: unlock failed, closing its connection instead: %s", error)
-        self._drop()
-
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except DBAPIError:
-                pass  # the connection is gone already, and with it the lock
-
-    def dispose(self) -> None:
-        self.release()
-        self._engine.dispose()
-
-
 class ProactiveScheduler:
     """Runs the proactive sweep in this process whenever this process is the leader.
 
@@ -171,7 +78,7 @@ class ProactiveScheduler:
         self.settings = proactive_settings_from(state.config)
         self.runner_key = state.engine.url.render_as_string(hide_password=True)
         self.uses_lock = state.engine.dialect.name == "postgresql"
-        self.lock = LeaderLock(state.engine) if self.uses_lock else None
+        self.lock = AdvisoryLock(state.engine, LEADER_LOCK_KEY, "scheduler leader lock") if self.uses_lock else None
         self.scheduler: BackgroundScheduler | None = None
         self.became_leader = threading.Event()
         self._thread: threading.Thread | None = None

@@ -13,6 +13,7 @@ import multiprocessing
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +48,7 @@ from gateway.channel_settings import (
     smtp_settings,
     twilio_settings,
 )
+from gateway.locks import AdvisoryLock
 from gateway.media import MediaFetcher
 from gateway.scheduler import ProactiveScheduler
 from inbox.channel_config import email_folders, sent_folder
@@ -80,6 +82,8 @@ from inbox.workflow import wake_snoozed_conversations
 
 log = logging.getLogger(__name__)
 
+# How often a reader waiting for another process's mailbox lease tries to acquire it.
+MAILBOX_LEASE_RETRY_SECONDS = 15.0
 # How long an IDLE lasts before the reader checks its channel's settings again (a stop
 # request ends it at once).
 IDLE_SLICE_SECONDS = 60.0
@@ -391,6 +395,16 @@ class OutboxDispatcher:
             log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
 
 
+def mailbox_lease_key(channel_id: int, folder: str) -> int:
+    """Return the advisory lock key of one folder of an email channel.
+
+    The channel id fills the upper 32 bits, so keys of different channels never collide
+    and stay above the scheduler's and the event lock's small constants. Two folders of
+    one channel share a key only when their names have the same CRC-32.
+    """
+    return (channel_id << 32) | zlib.crc32(folder.encode("utf-8"))
+
+
 class MailboxReader:
     """Imports one folder of an email channel: fetch after the checkpoint, ingest, advance.
 
@@ -416,6 +430,8 @@ class MailboxReader:
         self.stop = stop
         # None reads the channel's first folder.
         self.folder = folder
+        self._lease: AdvisoryLock | None = None
+        self._standing_by = False
 
     def run(self) -> None:
         backoff = 5.0
@@ -463,25 +479,63 @@ class MailboxReader:
         """Read the folder until the stop flag is set, or the channel is disabled or stops reading it.
 
         A change of the channel's IMAP settings closes the connection and opens one with the new settings.
+        On PostgreSQL the reader reads only while it holds the folder's lease (see ``_hold_lease``).
         """
-        while not self.stop.is_set():
-            channel = self._channel()
-            if channel is None or not channel.is_active:
-                return
-            if self.folder is None:
-                self.folder = email_folders(channel.settings)[0]
-            if self.folder not in email_folders(channel.settings):
-                log.info("mailbox channel %s no longer reads folder %r; its reader stops", self.channel_id, self.folder)
-                return
-            settings = self._imap_settings(channel)
-            with ImapReader(settings) as reader:
-                idle = reader.supports_idle
-                log.info(
-                    "mailbox channel %s connected to %s:%s folder %r (IDLE %s)",
-                    self.channel_id, settings.host, settings.port, settings.folder,
-                    "supported" if idle else "not supported, polling",
-                )
-                self._read_while_unchanged(reader, settings, idle)
+        try:
+            while not self.stop.is_set():
+                channel = self._channel()
+                if channel is None or not channel.is_active:
+                    return
+                if self.folder is None:
+                    self.folder = email_folders(channel.settings)[0]
+                if self.folder not in email_folders(channel.settings):
+                    log.info("mailbox channel %s no longer reads folder %r; its reader stops", self.channel_id, self.folder)
+                    return
+                if not self._hold_lease():
+                    self.stop.wait(MAILBOX_LEASE_RETRY_SECONDS)
+                    continue
+                self._read_connected(channel)
+        finally:
+            if self._lease is not None:
+                self._lease.dispose()
+                self._lease = None
+
+    def _hold_lease(self) -> bool:
+        """Return whether this reader may read its folder now.
+
+        Several worker processes each start a reader for every folder. On PostgreSQL only
+        the one holding the folder's advisory lock reads it; the others wait and take over
+        when its process ends. SQLite serves one process, whose reader needs no lease.
+        """
+        if self.state.engine.dialect.name != "postgresql":
+            return True
+        if self._lease is None:
+            self._lease = AdvisoryLock(
+                self.state.engine, mailbox_lease_key(self.channel_id, self.folder),
+                f"mailbox channel {self.channel_id} folder {self.folder!r} lease",
+            )
+        if self._lease.held:
+            return self._lease.still_held()
+        if self._lease.try_acquire():
+            log.info("mailbox channel %s folder %r: this process reads it", self.channel_id, self.folder)
+            self._standing_by = False
+            return True
+        if not self._standing_by:
+            log.info("mailbox channel %s folder %r: another process reads it; standing by",
+                     self.channel_id, self.folder)
+        self._standing_by = True
+        return False
+
+    def _read_connected(self, channel: Channel) -> None:
+        settings = self._imap_settings(channel)
+        with ImapReader(settings) as reader:
+            idle = reader.supports_idle
+            log.info(
+                "mailbox channel %s connected to %s:%s folder %r (IDLE %s)",
+                self.channel_id, settings.host, settings.port, settings.folder,
+                "supported" if idle else "not supported, polling",
+            )
+            self._read_while_unchanged(reader, settings, idle)
 
     def _imap_settings(self, channel: Channel) -> ImapSettings:
         tokens = channel_tokens(self.state.session_factory, channel.id, channel.settings)
@@ -498,6 +552,9 @@ class MailboxReader:
                 self._imap_settings(current), settings
             ):
                 log.info("mailbox channel %s settings changed; reader of %r reconnects", self.channel_id, self.folder)
+                return
+            if self._lease is not None and not self._lease.still_held():
+                log.warning("mailbox channel %s folder %r: lease lost; standing by", self.channel_id, self.folder)
                 return
             self.import_new(reader, settings.folder)
             if idle:
