@@ -376,6 +376,8 @@ def _postgres_hits(session: Session, query: SearchQuery, conversation_ids: list[
 
 def _fold(word: str) -> str:
     """Return ``word`` lower-cased and without accents, as SQLite's tokenizer compares words."""
+    if word.isascii():
+        return word.lower()  # ASCII has no accents to remove, and most words are ASCII
     return "".join(char for char in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(char))
 
 
