@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway import Switchboard
@@ -253,6 +252,9 @@ class WebhookWorker:
 
     def listen(self) -> None:
         """Wake the worker on each payload that any process queues, until stopped (PostgreSQL)."""
+        # Imported here, because psycopg comes only with the postgres extra and SQLite never listens.
+        import psycopg
+
         url = self.state.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         retry = RETRY_SECONDS
         while not self.stop.is_set():

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError
-from tests.support.processes import ServiceProcess, service_environment
+from tests.support.processes import ServiceProcess, free_port, service_environment
 
 SID = "AC" + "1" * 32
 
@@ -272,3 +276,43 @@ def test_worker_lowers_its_priority(database_url, tmp_path):
         assert "ignoring unknown environment variables" not in worker.output()
     finally:
         worker.stop()
+
+
+# `make run` installs the package without extras, so these must not be needed on SQLite.
+OPTIONAL_PACKAGES = ("psycopg", "psycopg_binary", "redis", "pytest", "playwright", "hypothesis", "aiosmtpd")
+RUN_WITHOUT_EXTRAS = """
+import sys
+for name in {packages!r}:
+    sys.modules[name] = None  # makes `import name` raise ImportError
+import importlib, pkgutil
+import channels, gateway, inbox
+for package in (channels, gateway, inbox):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+from gateway.cli import main
+sys.argv = ["switchboard", "run", "--port", "{port}"]
+main()
+"""
+
+
+def test_run_needs_no_optional_package(tmp_path):
+    port = free_port()
+    env = service_environment(database_url=f"sqlite:///{tmp_path / 'switchboard.db'}", instance_dir=str(tmp_path))
+    script = RUN_WITHOUT_EXTRAS.format(packages=OPTIONAL_PACKAGES, port=port)
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "Switchboard is running" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.1)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        exit_code = process.wait(15)
+
+    output = log_path.read_text(errors="replace")
+    assert exit_code == 0, output
+    assert "Traceback" not in output
