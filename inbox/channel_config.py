@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from datetime import datetime
@@ -218,8 +219,20 @@ def set_channel_active(session: Session, channel_id: int, active: bool) -> Chann
 _INTEGER_SETTINGS = frozenset({"imap_port", "smtp_port", "max_message_bytes", "max_attachment_bytes",
                                "reopen_window_days"})
 _BOOLEAN_SETTINGS = frozenset({"imap_ssl"})
-# Optional settings of Meta channels that "channel set" may add to a channel created without them.
-_OPTIONAL_META_SETTINGS = frozenset({"waba_id"})
+# Settings that "channel set" may add to a channel that lacks them, by kind or provider.
+_ADDABLE_EMAIL_SETTINGS = frozenset({
+    "imap_host", "imap_port", "imap_username", "imap_password", "imap_ssl",
+    "smtp_host", "smtp_port", "smtp_username", "smtp_password", "smtp_security",
+    "oauth_client_secret", "oauth_refresh_token", "oauth_access_token",
+})
+_ADDABLE_TWILIO_SETTINGS = frozenset({"auth_token"})
+_ADDABLE_META_SETTINGS = frozenset({"app_secret", "access_token", "verify_token", "waba_id"})
+
+
+def _addable_settings(channel: Channel) -> frozenset[str]:
+    if channel.kind == "email":
+        return _ADDABLE_EMAIL_SETTINGS
+    return _ADDABLE_META_SETTINGS if whatsapp_provider(channel) == "meta" else _ADDABLE_TWILIO_SETTINGS
 
 
 def update_channel_settings(session: Session, channel_id: int, changes: dict[str, str]) -> Channel:
@@ -250,16 +263,16 @@ def update_channel_settings(session: Session, channel_id: int, changes: dict[str
             if text.lower() not in ("true", "false", "yes", "no"):
                 raise InvalidInput(f"The setting {key} must be true or false, not {text!r}.", field=key)
             settings[key] = text.lower() in ("true", "yes")
-        elif (
-            key in settings
-            or key in SECRET_SETTINGS
-            or key.startswith(("imap_", "smtp_"))
-            or (key in _OPTIONAL_META_SETTINGS and whatsapp_provider(channel) == "meta")
-        ):
+        elif key in settings or key in _addable_settings(channel):
             settings[key] = text
         else:
-            known = ", ".join(sorted(channel.settings))
-            raise InvalidInput(f"Unknown setting {key!r} for this channel; its settings are: {known}.", field=key)
+            known = sorted(set(channel.settings) | _addable_settings(channel))
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise InvalidInput(
+                f"Unknown setting {key!r} for this {channel.kind} channel.{hint} Its settings are: {', '.join(known)}.",
+                field=key,
+            )
     validate_channel(channel.kind, channel.address, settings)
     # A new dict, because SQLAlchemy does not notice changes inside a JSON value.
     channel.settings = settings

@@ -234,6 +234,7 @@ def test_channel_set_fixes_a_wrong_setting(run, state, database_url):
         ("smtp_port=abc", "must be a whole number"),
         ("smtp_security=tls", "starttls, ssl or none"),
         ("colour=blue", "Unknown setting 'colour'"),
+        ("imap_sll=false", "Did you mean imap_ssl?"),
         ("nokey", "is not KEY=VALUE"),
         ("imap_folders=x", "cannot be changed with this command"),
     ],
@@ -247,6 +248,17 @@ def test_channel_set_rejects_bad_values(run, assignment, message):
 
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_channel_set_rejects_email_settings_on_whatsapp(run):
+    run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+        "--account-sid", SID, "--auth-token", "token")
+
+    result = run("channel", "set", "1", "imap_host=imap.example.com")
+
+    assert result.exit_code != 0
+    assert "Unknown setting 'imap_host' for this whatsapp channel" in result.output
+    assert "auth_token" in result.output
 
 
 def test_agent_password_unknown_email_asks_nothing(run):
