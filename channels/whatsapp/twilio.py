@@ -30,7 +30,14 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
+from channels.errors import (
+    ChannelError,
+    ParseError,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    unreachable,
+)
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
 from channels.whatsapp.errors import (
     RateLimitedError,
@@ -127,9 +134,12 @@ def send_whatsapp(
         raise PermanentSendError(
             f"invalid Twilio API URL {settings.api_base_url!r}: {error}"
         ) from error
-    except (requests.RequestException, TwilioException) as error:
+    except requests.RequestException as error:
         # NOTE: after a read timeout Twilio may have created the message anyway, so a
         # retry can deliver it twice. The Messages API offers no idempotency key.
+        logger.warning("Twilio request failed: %s", error)
+        raise TransientSendError(unreachable("Twilio", error)) from error
+    except TwilioException as error:
         raise TransientSendError(f"Twilio request failed: {error}") from error
     except json.JSONDecodeError as error:
         # A retry could send a second copy, so this is not marked transient.

@@ -141,14 +141,14 @@ def test_refused_connection_is_transient(settings):
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
 
-    with pytest.raises(TransientSendError, match="request failed"):
+    with pytest.raises(TransientSendError, match="could not be reached: the connection was refused"):
         send_text(replace(settings, api_base_url=f"http://127.0.0.1:{port}"), _text())
 
 
 def test_read_timeout_is_transient(server, settings):
     server.response_delay = 1.0
 
-    with pytest.raises(TransientSendError, match="Timeout"):
+    with pytest.raises(TransientSendError, match="could not be reached: it did not answer in time"):
         send_text(replace(settings, timeout_seconds=0.2), _text())
 
 

@@ -184,8 +184,10 @@ def test_send_with_wrong_auth_token_is_permanent(twilio_server, settings):
 def test_send_to_stopped_server_is_transient(twilio_server, settings):
     twilio_server.stop()
 
-    with pytest.raises(TransientSendError, match="Twilio request failed"):
+    with pytest.raises(TransientSendError) as caught:
         send_whatsapp(settings, reply())
+
+    assert str(caught.value) == "Twilio at 127.0.0.1 could not be reached: the connection was refused."
 
 
 def test_send_read_timeout_is_transient():
@@ -206,6 +208,7 @@ def test_send_read_timeout_is_transient():
             send_whatsapp(settings, reply())
 
     assert isinstance(caught.value.__cause__, requests.Timeout)
+    assert str(caught.value) == "Twilio at 127.0.0.1 could not be reached: it did not answer in time."
 
 
 def test_send_base_url_without_scheme_is_permanent(settings):

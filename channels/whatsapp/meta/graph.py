@@ -32,7 +32,14 @@ from urllib.parse import quote
 
 import requests
 
-from channels.errors import ChannelError, ParseError, PermanentSendError, SendError, TransientSendError
+from channels.errors import (
+    ChannelError,
+    ParseError,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    unreachable,
+)
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
 from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size
 from channels.whatsapp.phone import normalize_phone
@@ -446,9 +453,8 @@ def _request_json(
     except requests.RequestException as error:
         # NOTE: after a read timeout Meta may have accepted the message anyway, so a retry
         # can deliver it twice. The Cloud API offers no idempotency key.
-        raise TransientSendError(
-            f"WhatsApp Cloud API request failed: {type(error).__name__}: {error}"
-        ) from error
+        logger.warning("WhatsApp Cloud API request failed: %s: %s", type(error).__name__, error)
+        raise TransientSendError(unreachable("The WhatsApp Cloud API", error)) from error
 
     if response.status_code >= 400:
         raise _error_from_response(response)
