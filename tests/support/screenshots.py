@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import tempfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,7 @@ from gateway import create_app, get_state
 from gateway.config import Config
 from gateway.database import upgrade_database
 from gateway.simulate import send_simulated_whatsapp
+from gateway.webhook_worker import WebhookWorker
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
@@ -103,6 +105,8 @@ def _fill_demo_data(state, config: Config, base_url: str) -> str:
         for text in texts:
             send_simulated_whatsapp(state.session_factory, config, base_url, number, text,
                                     channel_id=whatsapp_id, profile_name=name)
+    # The webhooks wait as pending payloads; no worker runs here, so they are stored now.
+    WebhookWorker(state, threading.Event()).ingest_all()
     for index, (sender, subject, text) in enumerate(EMAILS):
         mail = EmailMessage()
         mail["From"] = sender
