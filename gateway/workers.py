@@ -568,6 +568,8 @@ class MailboxReader:
 
         ``reader`` must have ``folder`` open. Returns how many new messages were stored.
         Large batches are parsed in a worker process while the batch before is stored.
+        A stop request ends a long import once the batches fetched so far are stored, so
+        the process exits promptly. The next reader goes on from the checkpoint.
         """
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
@@ -580,7 +582,7 @@ class MailboxReader:
                 reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}", self.PARSE_IN_WORKER_FROM
             )
             try:
-                while True:
+                while not self.stop.is_set():
                     try:
                         batch = next(batches, None)
                     except Exception:
@@ -598,7 +600,8 @@ class MailboxReader:
                     stored += self._store_fetched(session, folder, *waiting)
             finally:
                 batches.close()
-            record_folder_synced(session, self.channel_id, folder)
+            if not self.stop.is_set():
+                record_folder_synced(session, self.channel_id, folder)
             return stored
 
     def _store_fetched(
