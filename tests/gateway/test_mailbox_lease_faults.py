@@ -1,7 +1,8 @@
-"""Mailbox readers under stop requests, on a real Dovecot.
+"""Mailbox readers under stop requests, and the keys of their leases.
 
 A worker that is asked to stop must end promptly even in a long import, and the reader
 that takes the folder over next must go on from the checkpoint without losing mail.
+Each folder needs a lease of its own, or one of two folders would never be read.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from sqlalchemy import func, select
 from channels.email.imap import FetchedMail, ImapReader
 from gateway import Switchboard
 from gateway.channel_settings import imap_settings
-from gateway.workers import MailboxReader
+from gateway.workers import MailboxReader, mailbox_lease_key
 from inbox.mailboxes import load_checkpoint
 from inbox.models import Channel, MailboxCheckpoint, Message
 from tests.gateway.conftest import SUPPORT
 from tests.support.dovecot import DovecotServer
 
-pytestmark = pytest.mark.dovecot
 
 
 def _mail(number: int) -> bytes:
@@ -50,6 +50,7 @@ def _messages(state: Switchboard) -> int:
         return session.scalar(select(func.count()).select_from(Message))
 
 
+@pytest.mark.dovecot
 def test_stop_ends_long_import_early(
     state: Switchboard, mailbox: DovecotServer, email_channel: Channel
 ):
@@ -83,3 +84,12 @@ def test_stop_ends_long_import_early(
     with ImapReader(settings) as connection:
         assert MailboxReader(state, email_channel.id, threading.Event()).import_new(connection, "INBOX") == 3
     assert _messages(state) == 9
+
+
+def test_folders_with_equal_crc32_get_own_leases():
+    # "plumless" and "buckeroo" have the same CRC-32. Folder names are free text, so a
+    # channel may read both, and sharing a key would leave one of them unread.
+    first = mailbox_lease_key(1, "plumless")
+    second = mailbox_lease_key(1, "buckeroo")
+
+    assert first != second
