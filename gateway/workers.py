@@ -8,12 +8,12 @@ with its ids, and the loop goes on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -398,11 +398,14 @@ class OutboxDispatcher:
 def mailbox_lease_key(channel_id: int, folder: str) -> int:
     """Return the advisory lock key of one folder of an email channel.
 
-    The channel id fills the upper 32 bits, so keys of different channels never collide
-    and stay above the scheduler's and the event lock's small constants. Two folders of
-    one channel share a key only when their names have the same CRC-32.
+    The key is a 64-bit BLAKE2b hash of the channel id and folder name, moved into
+    [2**62, 2**63) so that it stays above the scheduler's and the event lock's small
+    constants. Two folders that shared a key would leave one of them unread. For two
+    given names the chance of that is about 2**-62 (estimated for a uniform hash). With
+    CRC-32, names such as "plumless" and "buckeroo" collide.
     """
-    return (channel_id << 32) | zlib.crc32(folder.encode("utf-8"))
+    digest = hashlib.blake2b(f"{channel_id}\0{folder}".encode("utf-8"), digest_size=8).digest()
+    return (1 << 62) | (int.from_bytes(digest, "big") >> 2)
 
 
 class MailboxReader:
@@ -568,6 +571,8 @@ class MailboxReader:
 
         ``reader`` must have ``folder`` open. Returns how many new messages were stored.
         Large batches are parsed in a worker process while the batch before is stored.
+        A stop request ends a long import once the batches fetched so far are stored, so
+        the process exits promptly. The next reader goes on from the checkpoint.
         """
         with self.state.session_factory() as session:
             uidvalidity, last_uid = load_checkpoint(session, self.channel_id, folder)
@@ -580,7 +585,7 @@ class MailboxReader:
                 reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}", self.PARSE_IN_WORKER_FROM
             )
             try:
-                while True:
+                while not self.stop.is_set():
                     try:
                         batch = next(batches, None)
                     except Exception:
@@ -598,7 +603,8 @@ class MailboxReader:
                     stored += self._store_fetched(session, folder, *waiting)
             finally:
                 batches.close()
-            record_folder_synced(session, self.channel_id, folder)
+            if not self.stop.is_set():
+                record_folder_synced(session, self.channel_id, folder)
             return stored
 
     def _store_fetched(
