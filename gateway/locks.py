@@ -51,6 +51,13 @@ class AdvisoryLock:
             log.warning("%s: cannot connect to the database: %s", self.name, error)
             return False
         try:
+            # Keepalives let the server notice a vanished holder within about a minute, not
+            # Linux's default two hours, and free the lock. A Unix socket ignores them.
+            connection.execute(text(
+                "SELECT set_config('tcp_keepalives_idle', '30', false),"
+                " set_config('tcp_keepalives_interval', '10', false),"
+                " set_config('tcp_keepalives_count', '3', false)"
+            ))
             taken = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
         except DBAPIError as error:
             log.warning("%s: acquiring failed: %s", self.name, error)

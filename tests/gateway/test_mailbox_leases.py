@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 
 import gateway.workers
 from gateway import Switchboard
+from gateway.locks import AdvisoryLock
 from gateway.workers import MailboxReader, mailbox_lease_key
 from inbox.models import Channel, Message, RawPayload
 from tests.gateway.conftest import SUPPORT
@@ -149,3 +150,17 @@ def test_lost_lease_is_taken_again(
 
     assert connected == [only, only]
     assert _count(state, RawPayload) == 2
+
+
+def test_lease_connection_uses_keepalives(postgres_only, state):
+    lease = AdvisoryLock(state.engine, mailbox_lease_key(1, "INBOX"), "test lease")
+    try:
+        assert lease.try_acquire()
+        settings = lease._connection.execute(text(
+            "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'),"
+            " current_setting('tcp_keepalives_count')"
+        )).one()
+    finally:
+        lease.dispose()
+
+    assert tuple(settings) == ("30", "10", "3")
