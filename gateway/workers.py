@@ -87,6 +87,7 @@ MAILBOX_LEASE_RETRY_SECONDS = 15.0
 # How long an IDLE lasts before the reader checks its channel's settings again (a stop
 # request ends it at once).
 IDLE_SLICE_SECONDS = 60.0
+RECONNECT_BACKOFF_START = 5.0
 RECONNECT_BACKOFF_MAX = 300.0
 # A dispatch round waits for a sender's pacing slot up to this long instead of ending.
 PACING_WAIT_SECONDS = 1.0
@@ -437,7 +438,7 @@ class MailboxReader:
         self._standing_by = False
 
     def run(self) -> None:
-        backoff = 5.0
+        backoff = RECONNECT_BACKOFF_START
         while not self.stop.is_set():
             try:
                 self.read_until_stopped()
@@ -450,10 +451,22 @@ class MailboxReader:
                 self._record_error(error)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+            except (OperationalError, InterfaceError) as error:
+                # The database is unreachable, so the error cannot be stored either.
+                log.warning(
+                    "mailbox channel %s folder %r: database unavailable; retrying in %.0f s: %s",
+                    self.channel_id, self.folder, backoff, error,
+                )
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
             except Exception as error:
                 log.exception("mailbox channel %s folder %r: reader crashed; restarting", self.channel_id, self.folder)
-                with self.state.session_factory() as session:
-                    record_channel_error(session, self.channel_id, f"Internal error: {error}")
+                try:
+                    with self.state.session_factory() as session:
+                        record_channel_error(session, self.channel_id, f"Internal error: {error}")
+                except (OperationalError, InterfaceError) as failure:
+                    log.error("mailbox channel %s folder %r: could not store the error: %s",
+                              self.channel_id, self.folder, failure)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
 

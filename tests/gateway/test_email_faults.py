@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+import gateway.workers
 from channels.email.imap import Checkpoint, FetchedMail, ImapReader, MailboxError
 from gateway import Switchboard
 from gateway.channel_settings import imap_settings
@@ -314,3 +316,38 @@ def test_thirty_megabyte_mail_between_small_ones(state, mailbox, email_channel):
         assert raw.replace(b"\r\n", b"\n") == big.replace(b"\r\n", b"\n")
     assert _checkpoint(state)[1] == last
     assert first < last
+
+
+def test_reader_outlives_a_database_outage(state, mailbox, email_channel, monkeypatch):
+    """While the database is down the reader can neither read its channel nor store the error;
+    it waits and tries again instead of ending its thread."""
+    monkeypatch.setattr(gateway.workers, "RECONNECT_BACKOFF_START", 0.1)
+    failures = []
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        failures.append(args)
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database unavailable"))
+
+    stop = threading.Event()
+    reader = MailboxReader(state, email_channel.id, stop)
+    read_channel = reader._channel
+    reader._channel = lambda: unavailable() if len(failures) < 3 else read_channel()
+    monkeypatch.setattr(gateway.workers, "record_channel_error", unavailable)
+    mailbox.append(_mail(1))
+    thread = threading.Thread(target=reader.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _message_count(state) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(15)
+
+    assert len(failures) >= 3
+    assert _message_count(state) == 1
+
+
+def _message_count(state: Switchboard) -> int:
+    with state.session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Message))
