@@ -178,7 +178,10 @@ def worker(niceness: int) -> None:
     workers.start()
     freeze_start_up_objects()
     click.echo("Switchboard worker running; Ctrl+C stops it.")
-    stopped.wait()
+    # Python runs signal handlers in the main thread only, and the kernel may deliver SIGTERM
+    # to any worker thread. A wait without a timeout would then never return to run the handler.
+    while not stopped.wait(0.5):
+        pass
     workers.stop()
 
 

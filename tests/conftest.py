@@ -102,10 +102,20 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
 
     engine = make_engine(migrated_template)
     tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
     assert set(tables) == set(Base.metadata.tables)
+    with engine.begin() as connection:
+        # A TRUNCATE of all the tables took about 50 ms per test, so only tables with rows get one.
+        used = connection.execute(text(" UNION ALL ".join(
+            f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})" for table in tables
+        ))).scalars().all()
+        if used:
+            connection.execute(text(f"TRUNCATE {', '.join(used)} CASCADE"))
+        # Every sequence starts again at 1, also that of a table whose rows a test deleted.
+        connection.execute(text(
+            "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+        ))
+    engine.dispose()
     return migrated_template
 
 
