@@ -54,9 +54,9 @@ def unreachable(service: str, error: requests.RequestException) -> str:
     if isinstance(error, requests.exceptions.SSLError):
         reason = "the TLS handshake failed"
     elif isinstance(error, requests.exceptions.ConnectTimeout):
-        reason = "connecting timed out"
+        reason = "the connection timed out"
     elif isinstance(error, requests.exceptions.ReadTimeout):
-        reason = "it did not answer in time"
+        reason = "the response timed out"
     elif isinstance(error, requests.exceptions.ConnectionError):
         if "refused" in detail:
             reason = "the connection was refused"

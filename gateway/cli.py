@@ -178,8 +178,8 @@ def worker(niceness: int) -> None:
     workers.start()
     freeze_start_up_objects()
     click.echo("Switchboard worker running; Ctrl+C stops it.")
-    # Python runs signal handlers in the main thread only, and the kernel may deliver SIGTERM
-    # to any worker thread. A wait without a timeout would then never return to run the handler.
+    # Python runs a signal handler only when the main thread executes bytecode, so it waits in
+    # steps. NOTE: once, with an untimed wait here, SIGTERM went unhandled for 10 s (cause unconfirmed).
     while not stopped.wait(0.5):
         pass
     workers.stop()

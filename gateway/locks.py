@@ -58,12 +58,12 @@ class AdvisoryLock:
                 " set_config('tcp_keepalives_interval', '10', false),"
                 " set_config('tcp_keepalives_count', '3', false)"
             ))
-            taken = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
+            acquired = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar())
         except DBAPIError as error:
             log.warning("%s: acquiring failed: %s", self.name, error)
             connection.close()
             return False
-        if not taken:
+        if not acquired:
             connection.close()
             return False
         self._connection = connection

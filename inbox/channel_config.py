@@ -270,7 +270,7 @@ def update_channel_settings(session: Session, channel_id: int, changes: dict[str
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
             raise InvalidInput(
-                f"Unknown setting {key!r} for this {channel.kind} channel.{hint} Its settings are: {', '.join(known)}.",
+                f"Unknown setting {key!r} for this {channel.kind} channel.{hint} Known settings: {', '.join(known)}.",
                 field=key,
             )
     validate_channel(channel.kind, channel.address, settings)

@@ -408,7 +408,7 @@ def _split_by_bytes(
 
 
 def _idle_responses(client: IMAPClient, timeout: float, stop: threading.Event | None) -> list:
-    # The server sees one IDLE command for the whole wait. Only the local wait is sliced.
+    # One IDLE command covers the whole wait. Only the local wait is cut into slices.
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()

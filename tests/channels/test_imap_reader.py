@@ -238,7 +238,7 @@ def test_wait_for_changes_returns_true_after_append_elsewhere(dovecot, folder, r
     assert changed is True
 
 
-def test_stop_ends_idle_before_its_timeout(dovecot, folder, reader):
+def test_stop_ends_idle_early(dovecot, folder, reader):
     stop = threading.Event()
     stopper = threading.Timer(0.3, stop.set)
     started = time.monotonic()

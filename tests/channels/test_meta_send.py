@@ -148,7 +148,7 @@ def test_refused_connection_is_transient(settings):
 def test_read_timeout_is_transient(server, settings):
     server.response_delay = 1.0
 
-    with pytest.raises(TransientSendError, match="could not be reached: it did not answer in time"):
+    with pytest.raises(TransientSendError, match="could not be reached: the response timed out"):
         send_text(replace(settings, timeout_seconds=0.2), _text())
 
 

@@ -208,7 +208,7 @@ def test_send_read_timeout_is_transient():
             send_whatsapp(settings, reply())
 
     assert isinstance(caught.value.__cause__, requests.Timeout)
-    assert str(caught.value) == "Twilio at 127.0.0.1 could not be reached: it did not answer in time."
+    assert str(caught.value) == "Twilio at 127.0.0.1 could not be reached: the response timed out."
 
 
 def test_send_base_url_without_scheme_is_permanent(settings):

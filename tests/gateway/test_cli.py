@@ -250,7 +250,7 @@ def test_channel_set_rejects_bad_values(run, assignment, message):
     assert message in result.output
 
 
-def test_channel_set_rejects_email_settings_on_whatsapp(run):
+def test_whatsapp_rejects_email_settings(run):
     run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
         "--account-sid", SID, "--auth-token", "token")
 

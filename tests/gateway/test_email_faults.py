@@ -318,7 +318,7 @@ def test_thirty_megabyte_mail_between_small_ones(state, mailbox, email_channel):
     assert first < last
 
 
-def test_reader_outlives_a_database_outage(state, mailbox, email_channel, monkeypatch):
+def test_reader_outlives_database_outage(state, mailbox, email_channel, monkeypatch):
     """While the database is down, the reader can read neither its channel nor store the error.
     It waits and tries again instead of ending its thread."""
     monkeypatch.setattr(gateway.workers, "RECONNECT_BACKOFF_START", 0.1)

@@ -24,7 +24,6 @@ from tests.gateway.conftest import SUPPORT
 from tests.support.dovecot import DovecotServer
 
 
-
 def _mail(number: int) -> bytes:
     message = EmailMessage()
     message["From"] = f"customer{number}@customer.example"
@@ -77,7 +76,7 @@ def test_stop_ends_long_import_early(
     assert imported == 6
     with state.session_factory() as session:
         assert load_checkpoint(session, email_channel.id, "INBOX")[1] == 6
-        # The folder was not read through, so it does not say so.
+        # Its last sync time stays unset, because the folder was not read to the end.
         assert session.scalar(select(MailboxCheckpoint.last_sync_at)) is None
 
     # The next reader (after a restart, or a standby) imports the rest, each mail once.

@@ -36,11 +36,11 @@ def _mail(number: int) -> bytes:
     return message.as_bytes()
 
 
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def _wait_until(condition: Callable[[], bool], description: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
+            pytest.fail(f"timed out waiting until {description}")
         time.sleep(0.05)
 
 
@@ -105,7 +105,7 @@ def test_lease_keys_differ_per_channel_and_folder():
     assert all(0 < key < 2**63 for key in keys)
 
 
-def test_one_reader_reads_and_standby_takes_over(
+def test_standby_takes_over_lease(
     postgres_only, quick_leases, state, mailbox: DovecotServer, readers
 ):
     pair, connected = readers

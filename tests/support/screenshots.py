@@ -105,7 +105,7 @@ def _fill_demo_data(state, config: Config, base_url: str) -> str:
         for text in texts:
             send_simulated_whatsapp(state.session_factory, config, base_url, number, text,
                                     channel_id=whatsapp_id, profile_name=name)
-    # The webhooks wait as pending payloads; no worker runs here, so they are stored now.
+    # The webhooks wait as pending payloads. No worker runs here, so they are stored now.
     WebhookWorker(state, threading.Event()).ingest_all()
     for index, (sender, subject, text) in enumerate(EMAILS):
         mail = EmailMessage()
