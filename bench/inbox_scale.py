@@ -26,7 +26,8 @@ and of the slowest statement of each request.
 The PostgreSQL database named by ``--postgres-url`` is dropped and created anew. With
 ``--keep DIR`` the generated databases stay (SQLite files in DIR, PostgreSQL databases named
 after the URL's with the size appended), and a later run with the same DIR and sizes measures
-them again without generating: the code under test changes, the data stays the same.
+them again without generating: the code under test changes, the data stays the same. A kept
+database that a newer migration left behind is upgraded first.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -322,6 +325,26 @@ def build(kind: str, url: str, conversations: int, messages: int) -> tuple[Datas
     return dataset, timings
 
 
+def upgrade_kept(url: str) -> float | None:
+    """Upgrade a kept database that a later migration left behind, and run ANALYZE after it.
+    Return the seconds that took, or None when the database was at the newest revision."""
+    engine = make_engine(url)
+    config = alembic_config(url)
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == ScriptDirectory.from_config(config).get_current_head():
+        engine.dispose()
+        return None
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
+    engine.dispose()
+    return time.perf_counter() - started
+
+
 class StatementLog:
     """Records the statements one request runs, with their durations."""
 
@@ -419,7 +442,10 @@ def run_size(kind: str, args: argparse.Namespace, conversations: int, messages: 
     built = workdir / f"{tag}-{messages}.json"
     if built.exists():
         long_ids = json.loads(built.read_text())["long_ids"]
-        print(f"{kind}: {conversations:,} conversations, {messages:,} messages: kept from a previous run", flush=True)
+        upgrade_s = upgrade_kept(url)
+        upgraded = f", upgraded to the newest revision in {upgrade_s:.0f} s" if upgrade_s is not None else ""
+        print(f"{kind}: {conversations:,} conversations, {messages:,} messages: kept from a previous run{upgraded}",
+              flush=True)
     else:
         _create_database(kind, url)
         started = time.perf_counter()

@@ -2,8 +2,10 @@
 
 The database does the searching, with no search server: SQLite through the FTS5 tables
 ``messages_fts`` and ``contacts_fts`` (triggers keep them in step with their tables), and
-PostgreSQL through GIN indexes on ``to_tsvector('simple', ...)`` expressions. Migration 0019
-creates both, and the SQL expressions below must stay identical to the ones it indexes.
+PostgreSQL through GIN indexes on ``to_tsvector('simple', ...)``: of the generated column
+``messages.search_vector`` (migration 0023) and of expressions on contacts and their
+addresses. Migration 0019 creates the rest, and the contact expressions below must stay
+identical to the ones it indexes.
 
 A query is never passed through as search syntax. ``parse_query`` keeps only its words (runs
 of letters and digits), so quotes, operators, ``*`` and ``-`` cannot cause a syntax error.
@@ -52,19 +54,20 @@ SQLITE_DENSE_SHARE = 0.005
 SQLITE_SPARSE_MATCHES = 200
 
 # SQLite's FTS5 tables and their shadow tables (messages_fts_data, ...), its index from
-# message to conversation, and PostgreSQL's expression indexes, which the models do not declare.
+# message to conversation, and PostgreSQL's text indexes and generated vector column, which
+# the models do not declare.
 SEARCH_TABLE_PREFIXES = ("messages_fts", "contacts_fts")
 SEARCH_INDEXES = (
     "ix_messages_search", "ix_contacts_search", "ix_contact_identities_search", "ix_messages_id_conversation",
 )
+SEARCH_COLUMNS = ("search_vector",)
 
 _WORD = re.compile(r"[^\W_]+")
 _PHONE_QUERY = re.compile(r"[\d\s+().\-/]+")
 
-# The PostgreSQL expressions of migration 0019's indexes.
-_PG_MESSAGE_VECTOR = (
-    "to_tsvector('simple'::regconfig, left(coalesce(messages.subject, '') || ' ' || messages.text, 100000))"
-)
+# The vectors that PostgreSQL's GIN indexes cover: the stored one of a message's subject and
+# text (migration 0023), and the expressions of migration 0019 for contacts and addresses.
+_PG_MESSAGE_VECTOR = "messages.search_vector"
 _PG_CONTACT_VECTOR = "to_tsvector('simple'::regconfig, coalesce(contacts.name, ''))"
 _PG_ADDRESS_VECTOR = (
     "to_tsvector('simple'::regconfig, contact_identities.value || ' '"
@@ -119,12 +122,14 @@ def parse_query(raw: str) -> SearchQuery:
 
 
 def is_model_object(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Tell Alembic's ``include_name`` hook to leave out the search tables and indexes when
-    it compares the database with the models."""
+    """Tell Alembic's ``include_name`` hook to leave out the search tables, indexes and
+    columns when it compares the database with the models."""
     if name is None:
         return True
     if type_ == "table":
         return not name.startswith(SEARCH_TABLE_PREFIXES)
+    if type_ == "column":
+        return name not in SEARCH_COLUMNS
     return not (type_ == "index" and name in SEARCH_INDEXES)
 
 

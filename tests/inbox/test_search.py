@@ -7,9 +7,11 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 
 from channels.email.parse import parse_email
+from gateway.database import alembic_config
 from inbox.channel_config import add_channel
 from inbox.contact_merge import merge_contacts
 from inbox.contacts import rename_contact
@@ -410,3 +412,25 @@ def test_search_schema_exists_at_head(state):
                 "contact_identities_fts_insert", "contact_identities_fts_delete", "contact_identities_fts_update",
             }
     assert expected <= names
+
+
+def test_stored_vectors_cover_earlier_messages(state, whatsapp_channel):
+    # Migration 0023 replaces the expression index with a generated column. A message stored
+    # before it must be found after it, and downgrading must bring the expression index back.
+    if state.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's FTS5 tables did not change")
+    expected_id = receive(state, whatsapp_channel.id, "+4915112345678", "The thermostat arrived broken").conversation_id
+    config = alembic_config(state.engine.url.render_as_string(hide_password=False))
+    state.engine.dispose()
+
+    def migrate(step, revision: str) -> str:
+        with state.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step(config, revision)
+            return connection.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_search'"))
+
+    try:
+        assert "to_tsvector" in migrate(command.downgrade, "0022")
+    finally:
+        assert "(search_vector)" in migrate(command.upgrade, "head")
+    assert _search(state, "thermo") == [expected_id]
