@@ -8,6 +8,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Up to this much of the database file is read through a memory map, which all connections
+# share with the operating system's page cache. Without it, each page is read with a system
+# call and copied into the connection's own 2 MB cache. At a million messages, looking up the
+# conversations of 1,000 search matches took 1.3 ms that way and 0.5 ms through the map.
+SQLITE_MMAP_BYTES = 1 << 30
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -35,6 +40,7 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 

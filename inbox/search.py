@@ -340,20 +340,13 @@ def search_highlights(
 
 
 def _sqlite_hits(session: Session, query: SearchQuery, conversation_ids: list[int]) -> dict[int, int]:
-    if query.dense:
-        # Each page conversation's messages newest first, probed in the list of matches.
-        statement = (
-            f"SELECT conversations.id, {_SQLITE_NEWEST_MATCH} FROM conversations"
-            " WHERE conversations.id IN :conversation_ids"
-        )
-    else:
-        statement = (
-            "SELECT messages.conversation_id, max(messages.id) FROM messages_fts"
-            " JOIN messages INDEXED BY ix_messages_id_conversation ON messages.id = messages_fts.rowid"
-            # The unary + keeps SQLite from probing the index once per page conversation and match.
-            " WHERE messages_fts MATCH :search_fts"
-            " AND +messages.conversation_id IN :conversation_ids GROUP BY messages.conversation_id"
-        )
+    # Each page conversation's messages newest first, probed in the list of matches. Only
+    # the list grows with the matches. Mapping every match to its conversation instead took
+    # an index search per match: 1 ms for 1,000 matches at a million messages.
+    statement = (
+        f"SELECT conversations.id, {_SQLITE_NEWEST_MATCH} FROM conversations"
+        " WHERE conversations.id IN :conversation_ids"
+    )
     rows = session.execute(
         text(statement).bindparams(bindparam("conversation_ids", expanding=True)),
         {"search_fts": query.fts5(), "conversation_ids": conversation_ids},
