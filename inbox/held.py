@@ -29,6 +29,7 @@ from inbox.serialize import message_to_dict
 from inbox.fallback import send_by_email_automatically
 from inbox.send_failures import record_send_failure
 from inbox.window import is_window_error, last_inbound_at
+from inbox.workflow import reopen_for_failed_reply
 from inbox.workspace import OutsideWindow, workspace_settings
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,10 @@ def react_to_failed_delivery(session: Session, message: Message, error_code: str
     Twilio (error 63016) and Meta (error 131047) can report a free-text WhatsApp message
     outside the 24-hour window after accepting the send, so such a reply gets the same treatment as a send rejected
     at once (``apply_window_error``). Any other failure is resent by email when the
-    workspace's email fallback is automatic (``inbox.fallback``). Every such report counts
-    as a send failure of the channel. The caller records the event.
+    workspace's email fallback is automatic (``inbox.fallback``). A reply that neither holds
+    nor resends opens its conversation again (``inbox.workflow.reopen_for_failed_reply``).
+    Every such report counts as a send failure of the channel. The caller records the
+    message's event.
     """
     record_send_failure(
         session, message.channel_id, message.delivery_error or "The provider reported the message failed.",
@@ -177,10 +180,13 @@ def react_to_failed_delivery(session: Session, message: Message, error_code: str
     )
     item = message.outbox_item
     if message.channel.kind != "whatsapp" or item is None:
+        reopen_for_failed_reply(session, message)
         return
     if is_window_error(error_code) and item.status == OutboxStatus.SENT.value:
         error = message.delivery_error or f"error {error_code}"
-        apply_window_error(session, item, error, utcnow())
+        if apply_window_error(session, item, error, utcnow()) is OutboxStatus.FAILED:
+            reopen_for_failed_reply(session, message)
         session.flush()
         return
-    send_by_email_automatically(session, message)
+    if send_by_email_automatically(session, message) is None:
+        reopen_for_failed_reply(session, message)

@@ -53,6 +53,7 @@ from inbox.models import Channel, EarlyDeliveryReport, Message, MessagePart, Out
 from inbox.replies import reply_to_address
 from inbox.send_failures import record_send_failure
 from inbox.serialize import contact_address, message_to_dict
+from inbox.workflow import reopen_for_failed_reply
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ def _mark_outcome_unknown(session: Session, item: OutboxItem) -> None:
     record_event(
         session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
     )
+    reopen_for_failed_reply(session, message)
     log.error(
         "outbox item %s (message %s): the send attempt started at %s never finished, "
         "so it is marked failed with an unknown outcome and not sent again",
@@ -496,7 +498,8 @@ def mark_attempt_failed(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
         log.error("outbox item %s failed after %s attempts: %s", item_id, item.attempts, error)
-        send_by_email_automatically(session, message)
+        if send_by_email_automatically(session, message) is None:
+            reopen_for_failed_reply(session, message)
         return False
 
 
@@ -539,6 +542,8 @@ def record_window_error(
             session, "message.updated", {"message": message_to_dict(item.message)},
             item.message.conversation_id,
         )
+        if status is OutboxStatus.FAILED:
+            reopen_for_failed_reply(session, item.message)
         return status
 
 

@@ -9,7 +9,8 @@ Statuses and their transitions (``TRANSITIONS`` is the one place that allows the
 - ``closed``: merged into another conversation (``inbox.merge``). Final: nothing changes it.
 
 Agents move a conversation between the first four freely. A customer's message opens a
-pending, snoozed or resolved conversation (``reopen_for_customer_message``, called by ingest).
+pending, snoozed or resolved conversation (``reopen_for_customer_message``, called by ingest),
+and so does an agent's reply that failed for good (``reopen_for_failed_reply``).
 
 Who may change what: any agent may change a conversation that is unassigned or assigned to
 them; one assigned to another agent only that agent, a manager or an admin. A change to many
@@ -38,6 +39,7 @@ from inbox.models import (
     ConversationActivity,
     ConversationStatus,
     Label,
+    Message,
     Priority,
     Team,
     utcnow,
@@ -489,3 +491,18 @@ def reopen_for_customer_message(session: Session, conversation: Conversation) ->
     """
     if conversation.status in (PENDING, SNOOZED, RESOLVED):
         set_status(session, conversation, OPEN, None, reason="customer_message")
+
+
+def reopen_for_failed_reply(session: Session, message: Message) -> None:
+    """Open the pending, snoozed or resolved conversation of an agent's reply that failed for
+    good, so that the failure shows in the open queue and not only in a conversation that is
+    out of view. Records the ``conversation.updated`` event. The caller records the message's.
+
+    Automatic messages, such as proactive updates, have no agent and reopen nothing.
+    """
+    conversation = message.conversation
+    if message.agent_id is None or conversation.status not in (PENDING, SNOOZED, RESOLVED):
+        return
+    activity = set_status(session, conversation, OPEN, None, reason="reply_failed")
+    record_conversation_change(session, conversation, [activity])
+    log.info("conversation %s reopened: reply %s failed", conversation.id, message.id)

@@ -93,6 +93,7 @@ function describeStatus(who, details) {
   const status = STATUS_LABELS[details.to] ?? details.to;
   if (details.reason === 'snooze_ended') return 'The snooze ended, so this is open again';
   if (details.reason === 'customer_message') return `The customer wrote, so this is open again (was ${(STATUS_LABELS[details.from] ?? details.from).toLowerCase()})`;
+  if (details.reason === 'reply_failed') return `A reply could not be delivered, so this is open again (was ${(STATUS_LABELS[details.from] ?? details.from).toLowerCase()})`;
   if (details.to === 'snoozed') return `${who ?? 'Switchboard'} snoozed this until ${formatSnooze(details.snoozed_until)}`;
   return `${who ?? 'Switchboard'} set the status to ${status}`;
 }
