@@ -34,6 +34,7 @@ from inbox.agents import SessionLimits, agent_for_session, agent_for_token
 from inbox.assignment import OnlineAgents, use_online_agents
 from inbox.events import add_publisher, event_message, events_after
 from inbox.models import Agent
+from inbox.presence import HEARTBEAT_SECONDS, new_process_id, publish_presence
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,47 @@ class ConnectionChecker:
                 log.info("closed %d Socket.IO connection(s) whose sign-in or token ended", closed)
 
 
+class PresenceHeartbeat:
+    """Writes the agents connected to this process to the database (``inbox.presence``).
+
+    A thread writes soon after an agent connects or disconnects, and every
+    ``HEARTBEAT_SECONDS`` while agents are connected, so that other processes, a worker
+    among them, see who is online. It starts with the first connection, and while no agent is
+    connected it only waits for the next change.
+    """
+
+    def __init__(self, online: OnlineAgents, session_factory: sessionmaker[Session]) -> None:
+        self.process_id = new_process_id()
+        self._online = online
+        self._session_factory = session_factory
+        self._changed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def changed(self) -> None:
+        """Note that an agent connected or disconnected; the thread writes it."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="presence-heartbeat", daemon=True)
+                self._thread.start()
+        self._changed.set()
+
+    def publish(self) -> None:
+        """Write this process's connected agents now."""
+        with self._session_factory() as db:
+            publish_presence(db, self.process_id, self._online.counts())
+
+    def _run(self) -> None:
+        while True:
+            # Without connections there is nothing to renew, so only a change wakes the thread.
+            self._changed.wait(HEARTBEAT_SECONDS if self._online.ids() else None)
+            self._changed.clear()
+            try:
+                self.publish()
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive a database outage
+                log.exception("failed to write the presence of process %s", self.process_id)
+
+
 def _replay(session_factory: sessionmaker[Session], auth: Any, agent_id: int) -> None:
     last = auth.get("last_event_id") if isinstance(auth, dict) else None
     if last is None:
@@ -247,6 +289,8 @@ def init_app(app: Flask, state: Any) -> None:
     # Automatic assignment gives conversations only to agents connected here.
     online = OnlineAgents()
     use_online_agents(session_factory, online)
+    heartbeat = PresenceHeartbeat(online, session_factory)
+    app.extensions["switchboard.presence_heartbeat"] = heartbeat
 
     def disconnect_sign_in(sign_in: str) -> None:
         # Only sockets on this process close at once; other web processes close theirs at
@@ -283,6 +327,7 @@ def init_app(app: Flask, state: Any) -> None:
         presence.add(request.sid, agent, None if token else sign_in, token)
         checker.ensure_running()
         online.connected(agent["id"])
+        heartbeat.changed()
         join_room(AGENTS_ROOM)
         join_room(agent_room(agent["id"]))
         _replay(session_factory, auth, agent["id"])
@@ -295,6 +340,7 @@ def init_app(app: Flask, state: Any) -> None:
         agent = presence.remove(request.sid)
         if agent is not None:
             online.disconnected(agent["id"])
+            heartbeat.changed()
         if agent is not None and agent["id"] not in {a["id"] for a in presence.online()}:
             # Not to the leaving socket itself, which is already closing.
             emit(

@@ -7,8 +7,10 @@ around. When nobody qualifies, the conversation stays unassigned in the team's q
 with ``round_robin`` off only queues: nobody is chosen and a current assignee stays.
 
 Who is online comes from ``OnlineAgents``, which the Socket.IO layer keeps up to date in the
-web process. The team row is locked while choosing (on PostgreSQL), so two conversations
-arriving at once cannot both take an agent's last free place.
+web process, and from the presence that every web process shares through the database
+(``inbox.presence``), so a worker process assigns too. The team row is locked while
+choosing (on PostgreSQL), so two conversations arriving at once cannot both take an agent's
+last free place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inbox.activity import Action, add_activity
 from inbox.models import Agent, Conversation, ConversationActivity, ConversationStatus, Team
+from inbox.presence import shared_online_agent_ids
 from inbox.serialize import agent_ref, team_ref
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,11 @@ class OnlineAgents:
         with self._lock:
             return frozenset(self._connections)
 
+    def counts(self) -> dict[int, int]:
+        """Return the number of connections per connected agent id."""
+        with self._lock:
+            return dict(self._connections)
+
 
 def use_online_agents(session_factory: sessionmaker[Session], online: OnlineAgents) -> None:
     """Make ``online`` the presence that sessions of this factory assign by."""
@@ -58,13 +66,11 @@ def use_online_agents(session_factory: sessionmaker[Session], online: OnlineAgen
 
 
 def online_agent_ids(session: Session) -> frozenset[int]:
-    """Return the ids of the agents online, or none when no presence is bound to the session.
-
-    NOTE: presence is per process. A separate ``switchboard worker`` process has no
-    connections, so the mail it imports waits in the team queue instead of being assigned.
-    """
+    """Return the ids of the agents online: those connected to this process, if a presence
+    is bound to the session, and those that any process reported (``inbox.presence``)."""
     online: OnlineAgents | None = session.info.get(_ONLINE_KEY)
-    return online.ids() if online is not None else frozenset()
+    local = online.ids() if online is not None else frozenset()
+    return local | shared_online_agent_ids(session)
 
 
 def open_assigned_counts(session: Session, agent_ids: list[int]) -> dict[int, int]:

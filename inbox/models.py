@@ -938,3 +938,19 @@ class CannedResponse(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # The agent who last saved it; None once that agent is deleted.
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class AgentPresence(Base):
+    """The agents connected to one web process, which that process keeps up to date.
+
+    It lets every process, a ``switchboard worker`` among them, tell who is online
+    (``inbox.presence``). ``seen_at`` is the process's last heartbeat, so the rows of a
+    process that died stop counting once they are older than ``inbox.presence.FRESH_FOR``.
+    """
+
+    __tablename__ = "agent_presence"
+
+    process_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True)
+    connections: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

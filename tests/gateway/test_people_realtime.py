@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, ApiToken
+from inbox.presence import shared_online_agent_ids
 from tests.conftest import AGENT_PASSWORD
 from tests.gateway.test_realtime import _session_cookie
 
@@ -108,3 +110,27 @@ def test_temporary_password_sign_in_cannot_connect(live_server, agent, admin_tok
     assert reset.status_code == 200
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(live_server.url, headers={"Cookie": cookie}, transports=["websocket"])
+
+
+def _shared_online(state) -> frozenset[int]:
+    with state.session_factory() as session:
+        return shared_online_agent_ids(session)
+
+
+def _wait_until(condition) -> bool:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_connection_is_shared_with_other_processes(live_server, state, agent, api_token):
+    client, _ = _connected_client(live_server.url, auth={"token": api_token})
+    try:
+        assert _wait_until(lambda: agent.id in _shared_online(state))
+    finally:
+        client.disconnect()
+
+    assert _wait_until(lambda: agent.id not in _shared_online(state))

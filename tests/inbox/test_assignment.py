@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from inbox.activity import list_activities
 from inbox.assignment import OnlineAgents, online_agent_ids, use_online_agents
 from inbox.errors import InvalidInput, NotFound
-from inbox.models import Agent, Channel, Conversation, Team, utcnow
+from inbox.models import Agent, AgentPresence, Channel, Conversation, Team, utcnow
+from inbox.presence import FRESH_FOR, publish_presence, shared_online_agent_ids
 from inbox.teams import create_team, set_channel_default_team
 from inbox.workflow import change_conversation, parse_changes
 from tests.support.conversations import add_agent, receive
@@ -177,3 +180,35 @@ def test_default_team_setting_is_checked(state, whatsapp_channel):
         with pytest.raises(InvalidInput):
             set_channel_default_team(session, whatsapp_channel.id, "Support")
         assert session.scalar(select(Channel.default_team_id)) is None
+
+
+def test_worker_assigns_agent_online_elsewhere(state, members, team_id, whatsapp_channel):
+    # No presence is bound to this process's sessions, as in a worker: only the rows that a
+    # web process wrote tell who is online.
+    amy = members[0]
+    with state.session_factory() as session:
+        publish_presence(session, "web-1", {amy.id: 1})
+
+    conversation_id = receive(state, whatsapp_channel.id, "+15550001111").conversation_id
+
+    assert _assignee(state, conversation_id) == amy.id
+
+
+def test_stale_presence_counts_nobody(state, members, team_id, whatsapp_channel):
+    with state.session_factory() as session:
+        publish_presence(session, "web-1", {members[0].id: 1}, now=utcnow() - FRESH_FOR - timedelta(seconds=1))
+
+    conversation_id = receive(state, whatsapp_channel.id, "+15550001111").conversation_id
+
+    assert _assignee(state, conversation_id) is None
+
+
+def test_presence_rows_replaced_per_process(state, members):
+    amy, ben, cat = members
+    with state.session_factory() as session:
+        publish_presence(session, "web-1", {amy.id: 2, ben.id: 1})
+        publish_presence(session, "web-2", {cat.id: 1})
+        publish_presence(session, "web-1", {ben.id: 1})
+
+        assert shared_online_agent_ids(session) == {ben.id, cat.id}
+        assert session.scalars(select(AgentPresence.process_id).where(AgentPresence.agent_id == ben.id)).all() == ["web-1"]
