@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Flask, request, session
 from flask_socketio import SocketIO, emit, join_room
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +35,7 @@ from inbox.agents import SessionLimits, agent_for_session, agent_for_token
 from inbox.assignment import OnlineAgents, use_online_agents
 from inbox.events import add_publisher, event_message, events_after
 from inbox.models import Agent
-from inbox.presence import HEARTBEAT_SECONDS, new_process_id, publish_presence
+from inbox.presence import HEARTBEAT_SECONDS, new_process_id, publish_presence, shared_online_agent_ids
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,32 @@ class PresenceHeartbeat:
                 log.exception("failed to write the presence of process %s", self.process_id)
 
 
+def _online_agents(
+    session_factory: sessionmaker[Session], presence: Presence, heartbeat: PresenceHeartbeat
+) -> list[dict[str, Any]]:
+    """Return the agents connected to this process and those other processes reported."""
+    agents = {agent["id"]: agent for agent in presence.online()}
+    try:
+        with session_factory() as db:
+            elsewhere = shared_online_agent_ids(db, exclude_process=heartbeat.process_id) - agents.keys()
+            if elsewhere:
+                rows = db.execute(select(Agent.id, Agent.name).where(Agent.id.in_(elsewhere), Agent.is_active))
+                agents.update({agent_id: {"id": agent_id, "name": name} for agent_id, name in rows})
+    except SQLAlchemyError:
+        log.exception("failed to read the agents online in other processes")
+    return list(agents.values())
+
+
+def _online_elsewhere(session_factory: sessionmaker[Session], heartbeat: PresenceHeartbeat, agent_id: int) -> bool:
+    """Return whether another process reported the agent connected."""
+    try:
+        with session_factory() as db:
+            return agent_id in shared_online_agent_ids(db, exclude_process=heartbeat.process_id)
+    except SQLAlchemyError:
+        log.exception("failed to read whether agent %s is online in other processes", agent_id)
+        return False
+
+
 def _replay(session_factory: sessionmaker[Session], auth: Any, agent_id: int) -> None:
     last = auth.get("last_event_id") if isinstance(auth, dict) else None
     if last is None:
@@ -332,7 +359,7 @@ def init_app(app: Flask, state: Any) -> None:
         join_room(agent_room(agent["id"]))
         _replay(session_factory, auth, agent["id"])
         emit("presence", {"event_id": None, "agent": agent, "online": True}, to=AGENTS_ROOM)
-        emit("presence.snapshot", {"agents": presence.online()})
+        emit("presence.snapshot", {"agents": _online_agents(session_factory, presence, heartbeat)})
         return True
 
     @socketio.on("disconnect")
@@ -341,7 +368,11 @@ def init_app(app: Flask, state: Any) -> None:
         if agent is not None:
             online.disconnected(agent["id"])
             heartbeat.changed()
-        if agent is not None and agent["id"] not in {a["id"] for a in presence.online()}:
+        if (
+            agent is not None
+            and agent["id"] not in {a["id"] for a in presence.online()}
+            and not _online_elsewhere(session_factory, heartbeat, agent["id"])
+        ):
             # Not to the leaving socket itself, which is already closing.
             emit(
                 "presence", {"event_id": None, "agent": agent, "online": False},

@@ -1,6 +1,6 @@
 """Which agents are online, shared between processes through the database.
 
-A web process tracks the agents whose Socket.IO connections it holds in ``OnlineAgents``
+A web process tracks the agents with Socket.IO connections to it in ``OnlineAgents``
 (``inbox.assignment``). It writes them to ``agent_presence`` when an agent comes or goes and
 every ``HEARTBEAT_SECONDS`` while it has connections (``publish_presence``). Any process
 reads the agents online from rows younger than ``FRESH_FOR`` (``shared_online_agent_ids``),
@@ -65,9 +65,13 @@ def publish_presence(
                 row.seen_at = now
 
 
-def shared_online_agent_ids(session: Session, now: datetime | None = None) -> frozenset[int]:
-    """Return the ids of the agents that some process reported connected within ``FRESH_FOR``."""
+def shared_online_agent_ids(
+    session: Session, now: datetime | None = None, exclude_process: str | None = None
+) -> frozenset[int]:
+    """Return the ids of the agents that some process, other than ``exclude_process``,
+    reported connected within ``FRESH_FOR``."""
     now = now or utcnow()
-    return frozenset(session.scalars(
-        select(AgentPresence.agent_id).where(AgentPresence.seen_at >= now - FRESH_FOR).distinct()
-    ))
+    query = select(AgentPresence.agent_id).where(AgentPresence.seen_at >= now - FRESH_FOR)
+    if exclude_process is not None:
+        query = query.where(AgentPresence.process_id != exclude_process)
+    return frozenset(session.scalars(query.distinct()))

@@ -11,11 +11,13 @@ import requests
 import socketio
 from sqlalchemy import select
 
+from gateway import create_app, get_state
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, ApiToken
 from inbox.presence import shared_online_agent_ids
 from tests.conftest import AGENT_PASSWORD
 from tests.gateway.test_realtime import _session_cookie
+from tests.support.live import LiveServer
 
 WAIT_SECONDS = 10
 
@@ -134,3 +136,24 @@ def test_connection_is_shared_with_other_processes(live_server, state, agent, ap
         client.disconnect()
 
     assert _wait_until(lambda: agent.id not in _shared_online(state))
+
+
+def test_snapshot_lists_agents_of_other_processes(live_server, config, state, agent, api_token, admin_token):
+    other_app = create_app(config)
+    with LiveServer(other_app) as other_server:
+        first, _ = _connected_client(live_server.url, auth={"token": api_token})
+        try:
+            assert _wait_until(lambda: agent.id in _shared_online(state))
+            snapshots: list[dict] = []
+            second = socketio.Client(reconnection=False)
+            second.on("presence.snapshot", snapshots.append)
+            second.connect(other_server.url, transports=["websocket"], auth={"token": admin_token})
+            try:
+                assert _wait_until(lambda: bool(snapshots))
+            finally:
+                second.disconnect()
+        finally:
+            first.disconnect()
+    get_state(other_app).engine.dispose()
+
+    assert agent.id in {entry["id"] for entry in snapshots[0]["agents"]}
