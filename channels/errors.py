@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import ssl
 from urllib.parse import urlsplit
 
 import requests
@@ -67,3 +70,36 @@ def unreachable(service: str, error: requests.RequestException) -> str:
     else:
         reason = f"the request failed ({type(error).__name__})"
     return f"{service}{where} could not be reached: {reason}."
+
+
+# OpenSSL's reasons for a handshake with a server that replied in plain text, as when the
+# port is a STARTTLS or plain one while implicit TLS is configured.
+# NOTE: the tests see WRONG_VERSION_NUMBER from OpenSSL 3.0. The other two are what other
+# OpenSSL versions are known to report for such a reply, untested here.
+_PLAIN_TEXT_REPLIES = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+
+
+def describe_network_error(error: OSError) -> str:
+    """Return the plain-words reason why a connection to a mail server failed.
+
+    Says what a person can check for the common causes (a refused port, an unknown host, a
+    TLS setting that does not match the port, an untrusted certificate). Other errors keep
+    their own text.
+    """
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"the server's TLS certificate could not be verified ({error.verify_message}); check the host name"
+    if isinstance(error, ssl.SSLError):
+        if error.reason in _PLAIN_TEXT_REPLIES:
+            return "the server did not answer in TLS; check that the port and the TLS setting belong together"
+        return f"the TLS handshake failed ({error.reason or error})"
+    if isinstance(error, socket.gaierror):
+        return "the host name could not be resolved; check its spelling"
+    if isinstance(error, ConnectionRefusedError):
+        return "the connection was refused; check the host and port, and that the server is running"
+    if isinstance(error, TimeoutError):
+        return "the connection timed out; check the host and port, and any firewall in between"
+    if isinstance(error, ConnectionResetError):
+        return "the server closed the connection"
+    if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "the host cannot be reached from this machine"
+    return str(error) or type(error).__name__

@@ -48,7 +48,7 @@ from imapclient import SEEN, IMAPClient
 from imapclient.exceptions import LoginError
 
 from channels.email.oauth import AccessTokenSource, sign_in_with_token
-from channels.errors import ChannelError
+from channels.errors import ChannelError, describe_network_error
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +378,8 @@ def _mailbox_errors(
 
 
 def _describe(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return describe_network_error(error)
     # imaplib passes the server's reply as bytes; show it as text, not as b'...'.
     if len(error.args) == 1 and isinstance(error.args[0], bytes):
         return error.args[0].decode("utf-8", "replace")

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 
 from channels.email.oauth import AccessTokenSource, OAuthError, sign_in_with_token, xoauth2_response
 from channels.email.parse import strip_brackets
-from channels.errors import PermanentSendError, SendError, TransientSendError
+from channels.errors import PermanentSendError, SendError, TransientSendError, describe_network_error
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
 
 logger = logging.getLogger(__name__)
@@ -315,7 +315,9 @@ def _classify(error: Exception, settings: SmtpSettings) -> SendError:
     if isinstance(error, smtplib.SMTPNotSupportedError):
         return PermanentSendError(f"SMTP server {where} lacks a required extension: {text}")
     if isinstance(error, ssl.SSLCertVerificationError):
-        return PermanentSendError(f"TLS certificate of {where} failed verification: {text}")
+        return PermanentSendError(f"SMTP connection to {where} failed: {describe_network_error(error)}")
+    if isinstance(error, OSError):
+        text = describe_network_error(error)
     return TransientSendError(f"SMTP connection to {where} failed: {text or type(error).__name__}")
 
 
