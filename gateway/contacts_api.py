@@ -17,6 +17,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import OperationalError
 
 from gateway.auth import current_agent, db, error_response
+from gateway.reprocess import newest_channel_name
 from inbox.contact_merge import CannotMerge, merge_contacts
 from inbox.contacts import (
     contact_to_dict,
@@ -127,7 +128,9 @@ def conversations(contact_id: int) -> Any:
 def edit(contact_id: int) -> Any:
     body = _json_object()
     session = db()
-    contact = update_contact(session, contact_id, body)
+    cleared = "name" in body and isinstance(body["name"], str | None) and not (body["name"] or "").strip()
+    channel_name = newest_channel_name(session, contact_id) if cleared else None
+    contact = update_contact(session, contact_id, body, channel_name)
     # The id and what the request changed; the whole contact is at GET and in contact.updated.
     data: dict[str, Any] = {"id": contact.id}
     if "name" in body:

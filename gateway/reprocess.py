@@ -6,6 +6,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.email.parse import parse_email
@@ -15,7 +16,7 @@ from channels.whatsapp import RAW_FORMAT, STATUS_RAW_FORMAT, parse_inbound, pars
 from channels.whatsapp import meta
 from inbox.errors import InvalidInput, NotFound
 from inbox.ingest import ingest_message
-from inbox.models import PayloadStatus, RawPayload
+from inbox.models import Conversation, Direction, Message, PayloadStatus, RawPayload
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,35 @@ def parse_raw(raw_format: str, body: bytes) -> InboundMessage:
     if raw_format == meta.RAW_FORMAT:
         return meta.parse_stored_message(body)
     raise ParseError(f"unknown payload format {raw_format!r}")
+
+
+def newest_channel_name(session: Session, contact_id: int, tries: int = 5) -> str | None:
+    """Return the display name that the contact's newest inbound message carried, or None.
+
+    Reads it from the stored raw payloads, newest first, because the contact row keeps only
+    the current name. Looks at up to ``tries`` messages, for a newest one without a name.
+    """
+    payload_ids = session.scalars(
+        select(Message.raw_payload_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(RawPayload, RawPayload.id == Message.raw_payload_id)
+        .where(
+            Conversation.contact_id == contact_id,
+            Message.direction == Direction.INBOUND.value,
+            RawPayload.format.in_(MESSAGE_FORMATS),
+        )
+        .order_by(Message.id.desc())
+        .limit(tries)
+    ).all()
+    for payload_id in payload_ids:
+        payload = session.get(RawPayload, payload_id)
+        try:
+            name = parse_raw(payload.format, payload.body).sender.display_name
+        except ParseError:
+            continue
+        if name and name.strip():
+            return name.strip()
+    return None
 
 
 def reprocess_payload(session_factory: sessionmaker[Session], payload_id: int) -> dict[str, Any]:

@@ -135,11 +135,14 @@ def _update_channel_name(contact: Contact, kind: AddressKind, display_name: str 
     contact.name = display_name
 
 
-def rename_contact(session: Session, contact_id: int, name: str | None) -> Contact:
+def rename_contact(
+    session: Session, contact_id: int, name: str | None, channel_name: str | None = None
+) -> Contact:
     """Set the name an agent gave a contact, which channel names never overwrite after.
 
-    An empty or None ``name`` clears the agent's name, so that the channel's display name
-    fills it again with the next message. Records a ``conversation.updated`` event for the
+    An empty or None ``name`` clears the agent's name: the contact takes ``channel_name``,
+    the display name of the customer's newest message, and the channel's display name
+    replaces it again with each message. Records a ``conversation.updated`` event for the
     contact's newest conversations. The caller commits. Returns the contact. Raises
     ``NotFound`` for an unknown contact and ``InvalidInput`` for a name that is too long.
     """
@@ -152,7 +155,7 @@ def rename_contact(session: Session, contact_id: int, name: str | None) -> Conta
             f"The name has {len(name)} characters; a contact name allows at most {NAME_LENGTH}.",
             field="name",
         )
-    contact.name = name or None
+    contact.name = name or (channel_name or "").strip()[:NAME_LENGTH] or None
     contact.name_set_by_agent = bool(name)
     session.flush()
 
@@ -271,10 +274,12 @@ def conversation_summary(conversation: Conversation) -> dict[str, Any]:
 # ---- Editing ----------------------------------------------------------------------------------
 
 
-def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]) -> Contact:
+def update_contact(
+    session: Session, contact_id: int, changes: Mapping[str, Any], channel_name: str | None = None
+) -> Contact:
     """Apply an agent's edit of ``name``, ``notes`` and/or ``time_zone`` and return the contact.
 
-    ``name`` follows ``rename_contact``; ``notes`` is free text (None or empty clears it);
+    ``name`` and ``channel_name`` follow ``rename_contact``; ``notes`` is free text (None or empty clears it);
     ``time_zone`` is an IANA zone name such as "Europe/Berlin" (None or empty clears it).
     Records a ``contact.updated`` event, and for a new name the ``conversation.updated``
     events of ``rename_contact``. The caller commits. Raises ``InvalidInput`` for unknown or
@@ -307,7 +312,7 @@ def update_contact(session: Session, contact_id: int, changes: Mapping[str, Any]
             field="contact_id", code="contact_merged",
         )
     if "name" in changes:
-        rename_contact(session, contact_id, changes["name"])
+        rename_contact(session, contact_id, changes["name"], channel_name)
     if "notes" in changes:
         contact.notes = notes or None
     if "time_zone" in changes:

@@ -9,6 +9,7 @@ from inbox.models import Contact, ContactIdentity, ContactMerge, Role, utcnow
 from tests.conftest import login
 from tests.support.contacts import add_email_channel, contact_of, receive_mail
 from tests.support.conversations import add_agent, receive
+from tests.support.whatsapp import post_inbound
 
 PHONE = "+15551230042"
 EMAIL = "grace@example.org"
@@ -228,3 +229,28 @@ def test_merge_needs_an_other_id(app, grace, bearer, body):
 
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid"
+
+
+def test_cleared_name_returns_to_the_profile_name(app, state, whatsapp_channel, bearer):
+    client = app.test_client()
+    post_inbound(client, whatsapp_channel, "Where is my order?")  # the profile name is Grace
+    with state.session_factory() as session:
+        contact_id = session.scalar(select(Contact.id))
+    path = f"/api/v1/contacts/{contact_id}"
+
+    renamed = client.patch(path, json={"name": "Grace from Leeds"}, headers=bearer)
+    cleared = client.patch(path, json={"name": ""}, headers=bearer)
+
+    assert renamed.get_json()["name"] == "Grace from Leeds"
+    assert cleared.get_json() == {"id": contact_id, "name": "Grace", "name_set_by_agent": False}
+    assert client.get(path, headers=bearer).get_json()["name"] == "Grace"
+
+
+def test_cleared_name_without_a_named_message_is_empty(app, grace, bearer):
+    # The stored payload of this WhatsApp message carries no profile name.
+    path = f"/api/v1/contacts/{grace['phone_contact']}"
+    app.test_client().patch(path, json={"name": "Grace H."}, headers=bearer)
+
+    cleared = app.test_client().patch(path, json={"name": None}, headers=bearer)
+
+    assert cleared.get_json() == {"id": grace["phone_contact"], "name": None, "name_set_by_agent": False}
