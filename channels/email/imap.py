@@ -34,6 +34,7 @@ one write is ``append``, which files a copy of mail we sent.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import logging
@@ -368,7 +369,10 @@ def _mailbox_errors(
     try:
         yield
     except LoginError as error:
-        raise MailboxAuthError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
+        raise MailboxAuthError(
+            f"IMAP {operation} failed on {where}: the server rejected the sign-in ({_describe(error)})."
+            " Check the username and password."
+        ) from error
     except imaplib.IMAP4.abort as error:
         raise MailboxError(f"IMAP {operation} failed on {where}: {_describe(error)}") from error
     except imaplib.IMAP4.error as error:
@@ -380,10 +384,15 @@ def _mailbox_errors(
 def _describe(error: Exception) -> str:
     if isinstance(error, OSError):
         return describe_network_error(error)
-    # imaplib passes the server's reply as bytes; show it as text, not as b'...'.
+    # imaplib passes the server's reply as bytes, and IMAPClient's LoginError carries that
+    # reply's repr, so both are shown as text, not as b'...'.
     if len(error.args) == 1 and isinstance(error.args[0], bytes):
         return error.args[0].decode("utf-8", "replace")
-    return str(error)
+    text = str(error)
+    if text[:2] in ("b'", 'b"') and text[-1:] == text[1]:
+        with contextlib.suppress(ValueError, SyntaxError):
+            return ast.literal_eval(text).decode("utf-8", "replace")
+    return text
 
 
 def _split_by_bytes(

@@ -293,6 +293,9 @@ def test_wrong_password_raises_mailbox_auth_error(dovecot):
 
     assert isinstance(raised.value, ChannelError)
     assert "login failed" in str(raised.value)
+    assert "the server rejected the sign-in ([AUTHENTICATIONFAILED]" in str(raised.value)
+    assert str(raised.value).endswith("Check the username and password.")
+    assert "b'" not in str(raised.value)
     assert "wrong" not in str(raised.value)
 
 
