@@ -23,6 +23,7 @@ from inbox.errors import Conflict, InboxError, InvalidInput
 from inbox.models import Conversation, Role, utcnow
 from inbox.proactive.context import context_values, describe_duration, sample_context
 from inbox.proactive.estimates import Estimate, estimate_for
+from inbox.proactive.sending import subject_with_reference
 from inbox.proactive.templates import (
     BODY_FIELDS,
     CONDITION_KEYS,
@@ -233,13 +234,23 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
         "applies": applies,
         "context": context,
         "rendered": {
-            "subject": rendered.subject,
+            "subject": _sent_subject(rendered.subject, conversation, context),
             "email_body": rendered.email_body,
             "whatsapp_body": rendered.whatsapp_body,
             "whatsapp_content_sid": fields.get("whatsapp_content_sid") or None,
             "whatsapp_variables": rendered.whatsapp_variables,
         },
     })
+
+
+def _sent_subject(subject: str, conversation: Conversation | None, context: dict[str, Any]) -> str:
+    """Return the subject as it is sent, with the conversation reference that sending adds."""
+    if not subject:
+        return subject
+    if conversation is not None:
+        return subject_with_reference(subject, conversation.id)
+    sample = _CONVERSATION_REFERENCE.match(str(context.get("reference", "")))
+    return subject_with_reference(subject, int(sample.group(1))) if sample else subject
 
 
 def _conversation_id(pick: object) -> int:

@@ -19,6 +19,7 @@ and the occurrence is still news (``triggers.still_applies``).
 from __future__ import annotations
 
 import logging
+import re
 import time as timer
 from collections import Counter
 from collections.abc import Callable
@@ -426,8 +427,7 @@ def _queue_message(
         with session.no_autoflush:
             add_email_headers(session, conversation, message)
         if rendered.subject:
-            reference = f"[#{conversation.id}]"
-            message.subject = rendered.subject if reference in rendered.subject else f"{rendered.subject} {reference}"
+            message.subject = subject_with_reference(rendered.subject, conversation.id)
     session.add(OutboxItem(message=message, channel=channel, next_attempt_at=now))
     conversation.last_message_at = now
     conversation.snippet = make_snippet(text)
@@ -440,6 +440,22 @@ def _queue_message(
     )
     record_event(session, "conversation.updated", {"conversation": conversation_data}, conversation.id)
     return message
+
+
+def subject_with_reference(subject: str, conversation_id: int) -> str:
+    """Return an update's email subject with the ``[#<id>]`` reference, which threads the
+    customer's reply into the conversation (see ``inbox.threader``).
+
+    A subject that shows the reference already, as ``{{ reference }}`` renders it (``#42``),
+    gets its first one bracketed rather than a second one at its end.
+    """
+    bracketed = f"[#{conversation_id}]"
+    if bracketed in subject:
+        return subject
+    bare = re.compile(rf"(?<![\w\[])#{conversation_id}(?![\w\]])")
+    if bare.search(subject):
+        return bare.sub(bracketed, subject, count=1)
+    return f"{subject} {bracketed}"
 
 
 # ---- Delivery outcomes --------------------------------------------------------------------

@@ -316,7 +316,8 @@ def test_preview_with_sample_data(app, manager_headers):
     assert response.status_code == 200
     assert data["conversation"] is None
     assert data["applies"] is None
-    assert data["rendered"]["subject"] == "Update on #1042"
+    # As sent: the reference that {{ reference }} printed becomes the one that threads replies.
+    assert data["rendered"]["subject"] == "Update on [#1042]"
     assert data["rendered"]["email_body"] == "Hello Maria,\nYou are number 3 in line."
     assert data["rendered"]["whatsapp_variables"] == {"1": "Maria", "2": "#1042"}
 
@@ -362,9 +363,9 @@ def test_preview_of_saved_template(app, state, manager_headers, whatsapp_channel
     sample = client.post(f"{BASE}/{created['id']}/preview", headers=manager_headers)
 
     assert response.status_code == 200
-    assert response.get_json()["rendered"]["subject"] == f"Update on #{conversation_id}"
+    assert response.get_json()["rendered"]["subject"] == f"Update on [#{conversation_id}]"
     assert sample.status_code == 200
-    assert sample.get_json()["rendered"]["subject"] == "Update on #1042"
+    assert sample.get_json()["rendered"]["subject"] == "Update on [#1042]"
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [

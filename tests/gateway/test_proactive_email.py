@@ -95,6 +95,20 @@ def test_email_update_threads_under_customer_mail(state, agent, mail_channel, sm
         assert row.message.rfc_message_id == message["Message-ID"].strip("<>")
 
 
+def test_subject_reference_is_not_repeated(state, agent, mail_channel, smtp):
+    add_template(
+        state, "status_changed", {"to_status": "pending"}, email_subject="We need a word from you on {{ reference }}",
+    )
+    conversation_id = receive_mail(state, mail_channel, "first@customer.example")
+    resolve_to_pending(state, agent, conversation_id)
+
+    sweep(state.session_factory, settings(), utcnow())
+    OutboxDispatcher(state, threading.Event()).dispatch_due()
+
+    [mail] = smtp.wait_for(1)
+    assert mail.message["Subject"] == f"We need a word from you on [#{conversation_id}]"
+
+
 def test_email_update_keeps_references_chain(state, agent, mail_channel, smtp):
     add_template(state, "status_changed", {"to_status": "pending"}, email_subject="")
     conversation_id = receive_mail(state, mail_channel, "first@customer.example")
