@@ -463,11 +463,15 @@ def _check_name(name: object, session: Session | None, template_id: object) -> l
     if len(name.strip()) > MAX_NAME:
         return [TemplateProblem("name", None, f"is longer than {MAX_NAME} characters")]
     if session is not None:
-        query = select(UpdateTemplate.id).where(UpdateTemplate.name == name.strip())
+        # Compared without case in Python, because SQLite's lower() folds ASCII letters only.
+        # A workspace has few templates, so reading every name is cheap.
+        query = select(UpdateTemplate.name)
         if isinstance(template_id, int):
             query = query.where(UpdateTemplate.id != template_id)
-        if session.scalar(query) is not None:
-            return [TemplateProblem("name", None, f"a template named {name.strip()!r} already exists")]
+        folded = name.strip().casefold()
+        existing = next((other for other in session.scalars(query) if other.casefold() == folded), None)
+        if existing is not None:
+            return [TemplateProblem("name", None, f"a template named {existing!r} already exists")]
     return []
 
 

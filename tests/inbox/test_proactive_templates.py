@@ -401,3 +401,14 @@ def test_new_template_starts_disabled(state, conversation):
 
     assert template.enabled is False
     assert template.created_at.tzinfo is not None
+
+
+def test_names_differing_in_case_collide(state, conversation):
+    session, _ = conversation
+    create_update_template(session, None, _with())
+    session.commit()
+
+    with pytest.raises(InvalidTemplate) as caught:
+        create_update_template(session, None, _with(name="  WAITING ON YOU "))
+
+    assert _reasons(caught.value.problems) == ["a template named 'Waiting on you' already exists"]
