@@ -334,7 +334,7 @@ def normalize_time_zone(value: str | None) -> str | None:
         return None
     message = (
         f"time_zone {name[:80]!r} is not a known IANA time zone; "
-        "give a name such as Europe/Berlin or America/New_York, or null to clear it."
+        "give a name such as Europe/Berlin or America/New_York, or leave it empty to clear it."
     )
     if len(name) > TIME_ZONE_LENGTH or name not in _available_time_zones():
         raise InvalidInput(message, field="time_zone")
