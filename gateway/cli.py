@@ -220,9 +220,16 @@ def agent() -> None:
 @click.option("--password", help="The password (at least 10 characters); asked for when omitted.")
 def agent_create(email: str, name: str, role: str, password: str | None) -> None:
     """Create an agent who can sign in to the inbox."""
-    from inbox.agents import add_agent
+    from inbox.agents import add_agent, check_new_agent
 
     if password is None:
+        # Checked first, so that a typo does not cost two password entries. The transaction
+        # ends before the prompt, because on SQLite it holds the write lock.
+        with _session() as session:
+            try:
+                check_new_agent(session, email, name, role)
+            except InboxError as error:
+                raise click.ClickException(error.message) from error
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _session() as session:
         try:
@@ -346,8 +353,10 @@ def _add_channel(kind: str, name: str, address: str, settings: dict[str, Any]) -
             created = add_channel(session, kind, name, address, settings)
         except InboxError as error:
             raise click.ClickException(error.message) from error
-        record_audit(session, None, Action.CHANNEL_ADDED, "channel", created.id, created.name,
-                     {"kind": kind, "address": created.address, "provider": settings.get("provider")})
+        details = {"kind": kind, "address": created.address}
+        if settings.get("provider"):
+            details["provider"] = settings["provider"]
+        record_audit(session, None, Action.CHANNEL_ADDED, "channel", created.id, created.name, details)
         session.commit()
         click.echo(f"Added {kind} channel {created.id}: {created.name} <{created.address}>.")
         url = webhook_url(created, _load_config().public_url or "<your public URL>")
@@ -397,8 +406,13 @@ def channel_add_email(**options: Any) -> None:
     or asked for, and checked with the token endpoint before the channel is added.
     """
     from inbox.agents import normalize_email
+    from inbox.channel_config import check_email_address
 
     address = normalize_email(options.pop("address"))
+    try:
+        check_email_address(address)  # before any password prompt
+    except InboxError as error:
+        raise click.ClickException(error.message) from error
     name = options.pop("name")
     options["max_message_bytes"] = options.pop("max_message_mb") * 1_000_000
     options["max_attachment_bytes"] = options.pop("max_attachment_mb") * 1_000_000

@@ -45,23 +45,29 @@ def create_agent(
     session: Session, email: str, name: str, password: str, role: str = Role.AGENT.value
 ) -> Agent:
     """Add a new agent to the session. Raises ``InvalidInput`` or ``Conflict``."""
-    email = normalize_email(email)
-    if not _EMAIL.match(email):
-        raise InvalidInput(f"{email!r} is not a valid email address.", field="email")
-    if not name.strip():
-        raise InvalidInput("The name is empty.", field="name")
+    email = check_new_agent(session, email, name, role)
     _check_password(password)
-    if role not in {r.value for r in Role}:
-        raise InvalidInput(f"Unknown role {role!r}; use agent, manager or admin.", field="role")
-    if session.scalar(select(Agent.id).where(Agent.email == email)) is not None:
-        raise Conflict(f"An agent with email {email} already exists.", field="email")
-
     agent = Agent(
         email=email, name=name.strip(), password_hash=generate_password_hash(password), role=role
     )
     session.add(agent)
     session.flush()
     return agent
+
+
+def check_new_agent(session: Session, email: str, name: str, role: str) -> str:
+    """Check the email address, name and role of an agent to create, but not the password,
+    and return the address as stored. Raises ``InvalidInput`` or ``Conflict``."""
+    email = normalize_email(email)
+    if not _EMAIL.match(email):
+        raise InvalidInput(f"{email!r} is not a valid email address.", field="email")
+    if not name.strip():
+        raise InvalidInput("The name is empty.", field="name")
+    if role not in {r.value for r in Role}:
+        raise InvalidInput(f"Unknown role {role!r}; use agent, manager or admin.", field="role")
+    if session.scalar(select(Agent.id).where(Agent.email == email)) is not None:
+        raise Conflict(f"An agent with email {email} already exists.", field="email")
+    return email
 
 
 def _check_password(password: object, field: str = "password") -> None:

@@ -52,11 +52,16 @@ def _require_port(settings: dict[str, Any], key: str, label: str) -> None:
         raise InvalidInput(f"{label} must be a port number from 1 to 65535, not {value!r}.", field=key)
 
 
+def check_email_address(address: str) -> None:
+    """Check the address of an email channel. Raises ``InvalidInput``."""
+    if not _EMAIL.match(address):
+        raise InvalidInput(f"{address!r} is not a valid email address.", field="address")
+
+
 def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
     """Check a channel's address and provider settings. Raises ``InvalidInput``."""
     if kind == "email":
-        if not _EMAIL.match(address):
-            raise InvalidInput(f"{address!r} is not a valid email address.", field="address")
+        check_email_address(address)
         _require_text(settings, "imap_host", "The IMAP host")
         _require_port(settings, "imap_port", "The IMAP port")
         _require_text(settings, "imap_username", "The IMAP username")

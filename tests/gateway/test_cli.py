@@ -40,6 +40,20 @@ def test_agent_create_and_duplicate(run):
     assert "already exists" in duplicate.output
 
 
+def test_agent_create_checks_fields_before_the_prompt(run):
+    run("agent", "create", "--email", "lee@example.com", "--name", "Lee", "--password", "long enough pw")
+
+    unnamed = run("agent", "create", "--email", "ann@example.com", "--name", " ", input="")
+    taken = run("agent", "create", "--email", "LEE@example.com", "--name", "Lee", input="")
+
+    assert unnamed.exit_code == 1
+    assert "The name is empty." in unnamed.output
+    assert "Password" not in unnamed.output
+    assert taken.exit_code == 1
+    assert "already exists" in taken.output
+    assert "Password" not in taken.output
+
+
 def test_agent_password_of_spaces_is_rejected(run):
     result = run("agent", "create", "--email", "a@example.com", "--name", "A", "--password", " " * 12)
     assert result.exit_code == 1
@@ -95,6 +109,15 @@ def test_email_channel_validates_address_and_port(run):
     assert "not a valid email address" in bad_address.output
     assert bad_port.exit_code == 2
     assert "99999" in bad_port.output
+
+
+def test_email_address_checked_before_the_prompt(run):
+    result = run("channel", "add", "email", "--name", "E", "--address", "not-an-address", "--imap-host", "imap.example.com",
+                 "--imap-username", "u", "--smtp-host", "smtp.example.com", input="")
+
+    assert result.exit_code == 1
+    assert "not a valid email address" in result.output
+    assert "password" not in result.output.lower()
 
 
 def test_email_channel_without_smtp_login(run, state):
