@@ -765,6 +765,56 @@ def _set_channel_active(channel_id: int, active: bool) -> None:
         click.echo(f"Channel {changed.id} ({changed.name}) is {'enabled' if active else 'disabled'}.")
 
 
+@main.group()
+def payloads() -> None:
+    """List inbound payloads that could not be imported, and import them again."""
+
+
+@payloads.command("list")
+@click.option("--status", type=click.Choice(["failed", "pending"]), default="failed", show_default=True,
+              help="failed: could not be parsed or stored; pending: waiting for a worker.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def payloads_list(status: str, limit: int) -> None:
+    """List stored inbound payloads, newest first, with the error of each failed one."""
+    from sqlalchemy import select
+
+    from inbox.models import RawPayload
+
+    with _session() as session:
+        rows = session.scalars(
+            select(RawPayload).where(RawPayload.status == status).order_by(RawPayload.id.desc()).limit(limit)
+        ).all()
+        if not rows:
+            click.echo(f"No {status} payloads.")
+            return
+        click.echo("ID\tCHANNEL\tFORMAT\tRECEIVED\tBYTES\tERROR")
+        for row in rows:
+            error = " ".join((row.error or "-").split())[:300]
+            received = row.received_at.isoformat(timespec="seconds")
+            click.echo(f"{row.id}\t{row.channel_id}\t{row.format}\t{received}\t{len(row.body)}\t{error}")
+
+
+@payloads.command("reprocess")
+@click.argument("payload_id", type=int)
+def payloads_reprocess(payload_id: int) -> None:
+    """Parse a failed payload again and import it, for example after an upgrade fixed its cause."""
+    from gateway.reprocess import reprocess_payload
+
+    try:
+        result = reprocess_payload(_session_factory(), payload_id)
+    except InboxError as error:
+        raise click.ClickException(error.message) from error
+    if result["message_id"] is None:
+        click.echo(f"Payload {payload_id} is a status callback and is queued for the worker again.")
+    elif result["duplicate"]:
+        click.echo(f"Payload {payload_id} was already imported as message {result['message_id']}.")
+    else:
+        click.echo(
+            f"Payload {payload_id} imported as message {result['message_id']}"
+            f" in conversation {result['conversation_id']}."
+        )
+
+
 # --- trying it out -------------------------------------------------------------------------
 
 

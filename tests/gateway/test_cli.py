@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -14,6 +15,8 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError
+from gateway.simulate import build_message_form
+from inbox.ingest import record_failed_payload
 from tests.support.processes import ServiceProcess, free_port, service_environment
 
 SID = "AC" + "1" * 32
@@ -351,3 +354,24 @@ def test_run_needs_no_optional_package(tmp_path):
     output = log_path.read_text(errors="replace")
     assert exit_code == 0, output
     assert "Traceback" not in output
+
+
+def test_failed_payload_listed_and_reprocessed(run, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "Where is my order?", "Grace")
+    with state.session_factory() as session:
+        payload_id = record_failed_payload(
+            session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form", "database was down"
+        )
+
+    listed = run("payloads", "list")
+    reprocessed = run("payloads", "reprocess", str(payload_id))
+    again = run("payloads", "reprocess", str(payload_id))
+
+    assert listed.exit_code == 0
+    assert f"{payload_id}\t{whatsapp_channel.id}\ttwilio-form\t" in listed.output
+    assert listed.output.rstrip().endswith("database was down")
+    assert reprocessed.exit_code == 0
+    assert f"Payload {payload_id} imported as message 1 in conversation 1." in reprocessed.output
+    assert run("payloads", "list").output.strip() == "No failed payloads."
+    assert again.exit_code == 1
+    assert f"No failed payload {payload_id}." in again.output
