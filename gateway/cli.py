@@ -710,7 +710,19 @@ def channel_enable(channel_id: int) -> None:
     _set_channel_active(channel_id, True)
 
 
-@channel.command("set")
+_CHANNEL_SET_KEYS = """\b
+Keys by kind of channel:
+  email:           imap_host imap_port imap_username imap_password imap_ssl
+                   smtp_host smtp_port smtp_username smtp_password smtp_security
+                   max_message_bytes max_attachment_bytes reopen_window_days
+                   oauth_client_secret oauth_refresh_token oauth_access_token
+  whatsapp twilio: account_sid auth_token
+  whatsapp meta:   phone_number_id app_secret access_token verify_token api_version waba_id
+Folders change on the Channels page or with PATCH /api/v1/channels/ID. A channel's name,
+address and provider do not change."""
+
+
+@channel.command("set", epilog=_CHANNEL_SET_KEYS)
 @click.argument("channel_id", type=int)
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
 def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:

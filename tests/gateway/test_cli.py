@@ -375,3 +375,11 @@ def test_failed_payload_listed_and_reprocessed(run, state, whatsapp_channel):
     assert run("payloads", "list").output.strip() == "No failed payloads."
     assert again.exit_code == 1
     assert f"No failed payload {payload_id}." in again.output
+
+
+def test_channel_set_help_lists_every_key(run):
+    from inbox.channel_config import _ADDABLE_EMAIL_SETTINGS, _ADDABLE_META_SETTINGS, _ADDABLE_TWILIO_SETTINGS
+
+    shown = set(run("channel", "set", "--help").output.split())
+
+    assert _ADDABLE_EMAIL_SETTINGS | _ADDABLE_META_SETTINGS | _ADDABLE_TWILIO_SETTINGS <= shown
