@@ -729,7 +729,8 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
     """Change settings of a channel, e.g. imap_password=- smtp_port=465 smtp_security=ssl.
 
     A value of - prompts for it without echo (for passwords and tokens). An empty value
-    removes an optional setting. Running workers pick the change up within about a minute.
+    removes an optional setting. Running workers pick the change up within about a minute, and
+    a mailbox reader waiting to reconnect after an error, such as a wrong password, within 5 s.
     """
     from inbox.audit import Action, record_audit, setting_changes
     from inbox.channel_config import SECRET_SETTINGS, public_settings, update_channel_settings

@@ -89,6 +89,8 @@ MAILBOX_LEASE_RETRY_SECONDS = 15.0
 IDLE_SLICE_SECONDS = 60.0
 RECONNECT_BACKOFF_START = 5.0
 RECONNECT_BACKOFF_MAX = 300.0
+# How often a reader waiting to reconnect looks whether its channel's settings changed.
+SETTINGS_CHECK_SECONDS = 5.0
 # A dispatch round waits for a sender's pacing slot up to this long instead of ending.
 PACING_WAIT_SECONDS = 1.0
 CHANNEL_REFRESH_SECONDS = 30
@@ -449,8 +451,10 @@ class MailboxReader:
                     self.channel_id, self.folder, error, backoff,
                 )
                 self._record_error(error)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+                if self._wait_unless_settings_change(backoff):
+                    backoff = RECONNECT_BACKOFF_START
+                else:
+                    backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
             except (OperationalError, InterfaceError) as error:
                 # The database is unreachable, so the error cannot be stored either.
                 log.warning(
@@ -469,6 +473,34 @@ class MailboxReader:
                               self.channel_id, self.folder, failure)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+
+    def _wait_unless_settings_change(self, seconds: float) -> bool:
+        """Wait ``seconds`` before reconnecting, and return True early when the channel's
+        settings change meanwhile, as when an admin corrects a password after a failed login.
+
+        The settings are read every ``SETTINGS_CHECK_SECONDS``. Without this, a fix made
+        while the backoff had grown to minutes waited for the rest of it.
+        """
+        before = self._settings()
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stop.wait(min(remaining, SETTINGS_CHECK_SECONDS)):
+                return False
+            now = self._settings()
+            if before is not None and now is not None and now != before:
+                log.info("mailbox channel %s folder %r: settings changed; reconnecting now", self.channel_id, self.folder)
+                return True
+        return False
+
+    def _settings(self) -> dict[str, Any] | None:
+        """Return the channel's settings, or None when the database cannot be read."""
+        try:
+            with self.state.session_factory() as session:
+                return session.scalar(select(Channel.settings).where(Channel.id == self.channel_id))
+        except (OperationalError, InterfaceError) as error:
+            log.warning("mailbox channel %s: could not read its settings: %s", self.channel_id, error)
+            return None
 
     def _record_error(self, error: Exception) -> None:
         """Store a reader error on the folder, and on the channel unless only this folder failed.

@@ -351,3 +351,44 @@ def test_reader_outlives_database_outage(state, mailbox, email_channel, monkeypa
 def _message_count(state: Switchboard) -> int:
     with state.session_factory() as session:
         return session.scalar(select(func.count()).select_from(Message))
+
+
+def test_corrected_password_ends_the_backoff(state, mailbox, email_channel, monkeypatch):
+    """A reader that failed to sign in waits out a long backoff, unless an admin changes the
+    channel's settings meanwhile: then it reconnects within a settings check."""
+    monkeypatch.setattr(gateway.workers, "RECONNECT_BACKOFF_START", 600.0)
+    monkeypatch.setattr(gateway.workers, "SETTINGS_CHECK_SECONDS", 0.2)
+    with state.session_factory() as session:
+        channel = session.get(Channel, email_channel.id)
+        channel.settings = {**channel.settings, "imap_password": "a wrong password"}
+        session.commit()
+    mailbox.append(_mail(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=MailboxReader(state, email_channel.id, stop).run, daemon=True)
+    thread.start()
+    try:
+        assert _wait_for(lambda: _channel_error(state) is not None)
+        assert "rejected the sign-in" in _channel_error(state)
+        with state.session_factory() as session:
+            channel = session.get(Channel, email_channel.id)
+            channel.settings = {**channel.settings, "imap_password": mailbox.password}
+            session.commit()
+
+        assert _wait_for(lambda: _message_count(state) == 1)
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+def _wait_for(condition, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _channel_error(state: Switchboard) -> str | None:
+    with state.session_factory() as session:
+        return session.scalar(select(Channel.last_error))
