@@ -46,13 +46,14 @@ OVERFLOWING_CHILDREN = """
 @pytest.fixture
 def workspace(state, config, live_server, whatsapp_channel):
     """Create an admin, an agent with a 200-character name in a team, and a conversation with
-    a 50-character label, and return the admin."""
+    a 50-character label and a reply and a note by that agent, and return the admin."""
     with state.session_factory() as session:
         admin = create_agent(session, "root@example.com", "Rita Root", AGENT_PASSWORD, "admin")
         long_named = create_agent(session, "long@example.com", LONG_NAME, AGENT_PASSWORD)
         session.flush()
         create_team(session, "Billing", [admin.id, long_named.id])
         token = create_api_token(session, admin, "tests")
+        long_named_token = create_api_token(session, long_named, "tests")
         session.commit()
 
     send_simulated_whatsapp(state.session_factory, config, live_server.url, "+15551230000",
@@ -63,6 +64,11 @@ def workspace(state, config, live_server, whatsapp_channel):
     conversation = api.get(f"{live_server.url}/api/v1/conversations", timeout=10).json()["items"][0]
     api.patch(f"{live_server.url}/api/v1/conversations/{conversation['id']}", timeout=10,
               json={"add_labels": [LONG_LABEL, "vip"], "priority": "high"}).raise_for_status()
+    long_named_api = requests.Session()
+    long_named_api.headers["Authorization"] = f"Bearer {long_named_token}"
+    for kind, text in [("messages", "It left the warehouse today."), ("notes", "Checked the warehouse.")]:
+        long_named_api.post(f"{live_server.url}/api/v1/conversations/{conversation['id']}/{kind}", timeout=10,
+                            json={"text": text}).raise_for_status()
     return admin
 
 
@@ -155,6 +161,9 @@ def test_long_label_and_name_keep_rows(browser, live_server, workspace, viewport
         chip = page.locator(".label-chip", has_text=LONG_LABEL)
         expect(chip).to_be_visible()
         assert page.locator(".controls").evaluate(OVERFLOWING_CHILDREN) == []
+        expect(page.locator(".note__author")).to_have_attribute("title", LONG_NAME)
+        expect(page.locator(".message__author", has_text=LONG_NAME)).to_have_attribute("title", LONG_NAME)
+        assert page.locator(".thread__messages").evaluate(OVERFLOWING_CHILDREN) == []
         expect(chip.locator(".label-chip__name")).to_have_attribute("title", LONG_LABEL)
 
         page.goto(live_server.url + "/updates")
