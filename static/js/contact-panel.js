@@ -3,7 +3,7 @@
 
 import { h, icon, replaceChildren } from './dom.js';
 import { channelBadge } from './conversation-list.js';
-import { channelLabel, displayAddress, formatFullTimestamp, formatRelative } from './format.js';
+import { channelLabel, displayAddress, formatDate, formatFullTimestamp, formatRelative } from './format.js';
 import { STATUS_LABELS } from './workflow.js';
 
 const CONVERSATION_PAGE = 10;
@@ -163,7 +163,7 @@ export class ContactPanel {
         : h('button', { type: 'button', class: 'button button--small contact-panel__merge', 'aria-haspopup': 'dialog', onClick: () => this.openMergeDialog() },
           'Merge with…'),
       h('p', { class: 'contact-panel__created' }, 'Contact since ',
-        h('time', { datetime: profile.created_at, title: formatFullTimestamp(profile.created_at) }, formatFullTimestamp(profile.created_at))));
+        h('time', { datetime: profile.created_at, title: formatFullTimestamp(profile.created_at) }, formatDate(profile.created_at))));
 
     if (focusedField) this.root.querySelector(`[name="${focusedField}"]`)?.focus();
     else if (focusedLabel?.startsWith('Edit ')) this.root.querySelector(`[aria-label="${focusedLabel}"]`)?.focus();

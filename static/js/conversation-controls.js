@@ -155,7 +155,7 @@ export class ConversationControls {
     this.labelSignature = signature;
 
     replaceChildren(this.labelList, labels.map((label) => h('li', { class: 'label-chip' },
-      h('span', {}, label.name),
+      h('span', { class: 'label-chip__name', title: label.name }, label.name),
       h('button', {
         type: 'button',
         class: 'label-chip__remove',

@@ -297,7 +297,7 @@ function renderTags(conversation, status, priority, labels) {
     priority ? h('span', { class: `priority-pill priority-pill--${priority}` }, PRIORITY_LABELS[priority]) : null,
     conversation.assignee ? h('span', { class: 'conversation__assignee', title: `Assigned to ${conversation.assignee.name}` },
       initials(conversation.assignee.name)) : null,
-    labels.map((label) => h('span', { class: 'label-pill' }, label)));
+    labels.map((label) => h('span', { class: 'label-pill', title: label }, label)));
 }
 
 /** Create the round avatar of a contact, with the initials or a channel icon when it has no name. */

@@ -7,6 +7,7 @@ const DAY = 24 * HOUR;
 const CHANNEL_LABELS = { whatsapp: 'WhatsApp', email: 'Email' };
 
 const fullTimestampFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+const longDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'long' });
 const shortDateFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 const shortDateWithYearFormat = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 const dayHeadingFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
@@ -46,6 +47,12 @@ export function formatRelative(iso, now = Date.now()) {
 export function formatFullTimestamp(iso) {
   const time = parseTimestamp(iso);
   return Number.isNaN(time) ? '' : fullTimestampFormat.format(time);
+}
+
+/** Format the calendar date of a timestamp, "December 5, 2026", in the browser's time zone. */
+export function formatDate(iso) {
+  const time = parseTimestamp(iso);
+  return Number.isNaN(time) ? '' : longDateFormat.format(time);
 }
 
 /** Return a key that is equal for two timestamps on the same local calendar day. */

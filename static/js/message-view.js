@@ -94,7 +94,7 @@ export function renderMessage(message, conversation, actions = {}) {
     'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`,
   },
   h('header', { class: 'message__meta' },
-    h('span', { class: 'message__author', title: THREAD_REASON_TITLE[message.thread_reason] }, author),
+    h('span', { class: 'message__author', title: THREAD_REASON_TITLE[message.thread_reason] ?? author }, author),
     channelBadge(message.channel_kind, 'channel-badge--small'),
     automaticBadge(message.automatic),
     contentBadge(message.content),

@@ -21,7 +21,7 @@ export function renderNote(note, agents) {
     },
     h('header', { class: 'note__meta' },
       h('span', { class: 'note__badge' }, 'Internal note'),
-      h('span', { class: 'note__author' }, author),
+      h('span', { class: 'note__author', title: author }, author),
       h('time', {
         class: 'note__time',
         datetime: note.created_at,

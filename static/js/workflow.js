@@ -63,7 +63,8 @@ export function describeActivity(activity) {
     case 'priority':
       return `${who ?? 'Switchboard'} set the priority to ${PRIORITY_LABELS[details.to] ?? details.to}`;
     case 'assignee': {
-      const target = details.to ? `assigned this to ${details.to.name}` : 'unassigned this';
+      let target = 'unassigned this';
+      if (details.to) target = details.to.id === activity.agent?.id ? 'assigned this to themselves' : `assigned this to ${details.to.name}`;
       if (details.automatic) return who ? `${who} ${target} automatically` : `Automatically ${target}`;
       return `${who ?? 'Switchboard'} ${target}`;
     }

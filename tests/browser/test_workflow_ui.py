@@ -59,7 +59,7 @@ def test_status_assignee_and_bulk_action(page, browser, live_server, state, conf
         expect(thread).to_contain_text("Where is my order?")
         page.keyboard.press("a")
         expect(page.get_by_label("Assignee")).to_have_value(str(agent.id))
-        expect(thread.locator(".activity")).to_contain_text(["Ada Agent assigned this to Ada Agent"])
+        expect(thread.locator(".activity")).to_contain_text(["Ada Agent assigned this to themselves"])
         _count(page, "Mine", 1)
         _count(page, "Unassigned", 1)
 

@@ -35,6 +35,7 @@ from tests.support.live import LiveServer
 PASSWORD = "demo-password-1"
 SUPPORT_ADDRESS = "support@shop.example"
 VIEWPORT = {"width": 1440, "height": 900}
+PHONE_VIEWPORT = {"width": 420, "height": 900}
 
 WHATSAPP_CUSTOMERS = [
     ("+4915112345678", "Lena Vogel", ["Hi! My order 48213 says delivered but nothing arrived 📦",
@@ -155,10 +156,7 @@ def _capture(browser, base_url: str, output: Path, token: str) -> None:
     page.goto(f"{base_url}/login")
     page.screenshot(path=str(output / "login.png"))
 
-    page.get_by_label("Email").fill("maya@shop.example")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#live-indicator")).to_contain_text("Live")
+    _sign_in(page)
 
     page.locator("#conversation-list").get_by_text("Lena Vogel").first.click()
     expect(page.locator("#thread")).to_contain_text("delivery photo")
@@ -172,6 +170,8 @@ def _capture(browser, base_url: str, output: Path, token: str) -> None:
     _settle(page)
     page.screenshot(path=str(output / "search.png"))
     page.keyboard.press("Escape")
+
+    _capture_phone(browser, base_url, output)
 
     page.locator("#conversation-list").get_by_text("Sofia Marino").first.click()
     expect(page.locator("#thread")).to_contain_text("refund")
@@ -191,6 +191,30 @@ def _capture(browser, base_url: str, output: Path, token: str) -> None:
         _settle(page)
         page.screenshot(path=str(output / f"{name}.png"))
     context.close()
+
+
+def _capture_phone(browser, base_url: str, output: Path) -> None:
+    """Save the conversation list and an open conversation at a phone's width."""
+    context = browser.new_context(viewport=PHONE_VIEWPORT)
+    page = context.new_page()
+    page.goto(f"{base_url}/login")
+    _sign_in(page)
+    _settle(page)
+    page.screenshot(path=str(output / "inbox-phone.png"))
+
+    page.locator("#conversation-list").get_by_text("Lena Vogel").first.click()
+    expect(page.locator("#thread")).to_contain_text("delivery photo")
+    _settle(page)
+    page.screenshot(path=str(output / "thread-phone.png"))
+    context.close()
+
+
+def _sign_in(page: Page) -> None:
+    """Sign in as the demo manager on the open sign-in page and wait for the live inbox."""
+    page.get_by_label("Email").fill("maya@shop.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#live-indicator")).to_contain_text("Live")
 
 
 def _settle(page: Page) -> None:
