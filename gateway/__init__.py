@@ -62,7 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
     engine = make_engine(config.database_url)
-    from gateway.realtime import client_manager_options
+    from gateway.realtime import socketio_options
 
     socketio = SocketIO(
         app,
@@ -71,7 +71,7 @@ def create_app(config: Config | None = None) -> Flask:
         manage_session=False,
         # Same-origin only: the browser's Origin must match the Host it connected to.
         cors_allowed_origins=None,
-        **client_manager_options(config.redis_url),
+        **socketio_options(config.redis_url),
     )
     state = Switchboard(config, engine, make_session_factory(engine), socketio)
     attachments_dir = config.attachments_dir or Path(config.instance_dir) / "attachments"
