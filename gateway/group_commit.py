@@ -136,16 +136,25 @@ class GroupCommitter:
             pending.queued = queued
             pending.written = True
 
+    def _connect(self) -> Connection:
+        connection = self.state.engine.connect()
+        if connection.dialect.name == "postgresql":
+            # The batch is one INSERT, which PostgreSQL runs as a transaction of its own in
+            # autocommit mode, committed when it returns. That spares the BEGIN and COMMIT
+            # round trips. SQLite keeps its BEGIN IMMEDIATE, which takes the write lock.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
     def _commit(self, payloads: list[tuple[int, bytes, str]]) -> list[bool]:
         if self._connection is None:
-            self._connection = self.state.engine.connect()
+            self._connection = self._connect()
         with self._connection.begin():
             return queue_payloads(self._connection, payloads)
 
     def _write_each(self, batch: Sequence[_Pending]) -> None:
         for pending in batch:
             try:
-                with writer_turn(self.state), self.state.engine.connect() as connection, connection.begin():
+                with writer_turn(self.state), self._connect() as connection, connection.begin():
                     payload = (pending.channel_id, pending.raw, pending.raw_format)
                     pending.queued = queue_payloads(connection, [payload])[0]
                 pending.written = True
