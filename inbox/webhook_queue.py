@@ -1,9 +1,10 @@
 """The webhook queue: Twilio webhooks acknowledged once stored, ingested afterwards in batches.
 
-A webhook whose signature checks out is stored as a ``pending`` raw payload, in one insert
-and one commit, and only then acknowledged (``queue_payload``). The webhook worker
-(``gateway.webhook_worker``) takes pending payloads in id order and ingests a batch of them
-per transaction (``ingest_pending``). Each payload's pending row is replaced by what
+A webhook whose signature checks out is stored as a ``pending`` raw payload, and only
+acknowledged once that is committed (``queue_payload``). A web process inserts the payloads
+of concurrent webhooks with one statement (``queue_payloads``, through its group commit).
+The webhook worker (``gateway.webhook_worker``) takes pending payloads in id order and
+ingests a batch of them per transaction (``ingest_pending``). Each payload's pending row is replaced by what
 ``ingest_batch`` stores, in that same transaction, so:
 
 - a crash before the commit leaves the payloads pending, and the next run ingests them;
