@@ -109,13 +109,12 @@ class GroupCommitter:
                 else:
                     self._leading = False
                     idle_connection, self._connection = self._connection, None
-            if idle_connection is not None:
-                idle_connection.close()
             for pending in batch:
                 if not pending.written and pending.error is None:
                     # Only an exception that is not an Exception (an interrupt) gets here.
                     pending.error = RuntimeError("storing the webhook payload was interrupted")
                 pending.woken.set()
+            _close_quietly(idle_connection)
 
     def _write(self, batch: Sequence[_Pending]) -> None:
         """Commit the batch in one transaction, or else each payload in its own."""
@@ -163,11 +162,17 @@ class GroupCommitter:
 
     def _discard_connection(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001 - the connection is abandoned either way
-                log.debug("closing a failed webhook connection failed", exc_info=True)
+        _close_quietly(connection)
+
+
+def _close_quietly(connection: Connection | None) -> None:
+    """Close ``connection`` when there is one; the payloads' outcomes are known already."""
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - the connection is abandoned either way
+        log.warning("closing a webhook payload connection failed", exc_info=True)
 
 
 def payload_committer(state: Switchboard) -> GroupCommitter:
