@@ -33,6 +33,10 @@ thread, and an agent's python-socketio client. It measures, in one run:
    callbacks after they are acknowledged), followed by a check that every message ends ``read``
    and that no ``message.updated`` event moved a message back.
 
+For the bare run, the end-to-end run and the storm it also prints the CPU time that the
+service's processes used, by role, divided by the requests posted (read from ``/proc``, so
+on Linux only). Rates swing with the machine's other load; CPU per operation much less.
+
     .venv/bin/python -m bench.whatsapp_webhooks [--topology single|split] [--web-processes 2] \\
         [--workers 1] [--messages 2000] [--clients 8] [--rate 320] [--seconds 10] [--callbacks-for 1000] \\
         [--database-url URL] [--redis-db 14]
@@ -94,6 +98,35 @@ AIMS = (
 
 # --- the service -----------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU seconds that process ``pid`` has used (Linux /proc)."""
+    # The command name in field 2 may contain spaces, so the fields are counted after its ")".
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds of the service's processes, by role ("web", "worker"), between two readings."""
+
+    def __init__(self, roles: dict[str, list[int]]) -> None:
+        self.roles = roles
+        self.started: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        return {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()}
+
+    def start(self) -> None:
+        self.started = self.read()
+
+    def per_operation(self, count: int) -> dict[str, float]:
+        """Return each role's CPU seconds since ``start``, divided by ``count``."""
+        now = self.read()
+        return {role: (now[role] - self.started[role]) / count for role in self.roles}
+
+
 
 def serve(config: Config, ports: multiprocessing.Queue) -> None:
     """Serve the app with the bare endpoint and the workers on a free loopback port, as
@@ -119,6 +152,9 @@ class SingleProcess:
 
     def describe(self) -> str:
         return "single (switchboard run: 1 process, web and workers)"
+
+    def cpu_roles(self) -> dict[str, list[int]]:
+        return {"service": [self.process.pid]}
 
     def stop(self) -> None:
         self.process.terminate()
@@ -172,6 +208,12 @@ class SplitProcesses:
         workers = f"{self.worker_count} switchboard worker" + ("s" if self.worker_count > 1 else "")
         return (f"split ({self.web_count} switchboard web processes, {workers}; "
                 f"PostgreSQL and Redis; logs in {self.log_dir})")
+
+    def cpu_roles(self) -> dict[str, list[int]]:
+        roles: dict[str, list[int]] = {"web": [], "worker": []}
+        for name, process in self.processes:
+            roles["web" if name.startswith("web") else "worker"].append(process.pid)
+        return roles
 
     def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         with (self.log_dir / f"{name}.log").open("wb") as log:
@@ -515,6 +557,9 @@ def main() -> None:
               lambda data: updates[data["message"]["id"]].append(data["message"]["delivery_status"]))
     poster = Poster(base_urls, args.clients)
     signer = Signer(base_urls)
+    meter = CpuMeter(service.cpu_roles())
+    # CPU seconds per operation of each of the service's roles, by measure.
+    cpu: dict[str, dict[str, float]] = {}
 
     try:
         client.connect(base_urls[0], auth={"token": token}, transports=["websocket"])
@@ -522,16 +567,22 @@ def main() -> None:
         status_path = f"/webhooks/twilio/{channel.id}/status"
 
         measure_bare(poster, 200)  # warm up connections
+        meter.start()
         bare = measure_bare(poster, args.messages)
+        cpu["bare"] = meter.per_operation(args.messages)
         generator_cpu = poster.last_cpu / args.messages, poster.last_cpu / poster.last_wall
+        meter.start()
         inbound = measure_inbound(poster, signer, inbound_path, channel, args.messages, created)
+        cpu["webhook"] = meter.per_operation(args.messages)
         paced = measure_paced(poster, signer, inbound_path, channel, args.rate, args.seconds)
         # The paced webhooks are answered; their ingestion ends before the storm starts.
         for _ in range(len(paced)):
             created.get(timeout=120)
         sent = make_sent_messages(state, channel.id, args.callbacks_for)
         storm_bare = measure_bare(poster, args.callbacks_for * len(CALLBACK_STATES) * 2)
+        meter.start()
         storm, callbacks = measure_storm(poster, signer, status_path, sent, args.seed, updates)
+        cpu["callback"] = meter.per_operation(callbacks)
         time.sleep(1.0)  # the last events are on their way to the client
         client.disconnect()
     finally:
@@ -560,6 +611,9 @@ def main() -> None:
           f"{len(problems)} problems")
     for line in problems[:10]:
         print("  " + line)
+    for measure, label in (("bare", "bare POST"), ("webhook", "webhook to event"), ("callback", "status callback")):
+        shares = ", ".join(f"{role} {seconds * 1e6:.0f}" for role, seconds in cpu[measure].items())
+        print(f"service CPU per {label + ':':18} {shares} us")
     print(AIMS)
 
 

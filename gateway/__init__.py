@@ -62,6 +62,8 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
     engine = make_engine(config.database_url)
+    from gateway.realtime import socketio_options
+
     socketio = SocketIO(
         app,
         async_mode="threading",
@@ -69,6 +71,7 @@ def create_app(config: Config | None = None) -> Flask:
         manage_session=False,
         # Same-origin only: the browser's Origin must match the Host it connected to.
         cors_allowed_origins=None,
+        **socketio_options(config.redis_url),
     )
     state = Switchboard(config, engine, make_session_factory(engine), socketio)
     attachments_dir = config.attachments_dir or Path(config.instance_dir) / "attachments"

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway import Switchboard
@@ -107,22 +108,39 @@ class _WorkerNotifier:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            if not self._requested.wait(NOTIFIER_IDLE_SECONDS):
-                with self._lock:
-                    # A request made after the wait timed out still finds this thread running.
-                    if not self._requested.is_set():
-                        self._thread = None
-                        return
-                continue
-            self._requested.clear()
-            try:
-                with self._state.session_factory() as session:
-                    notify_workers(session)
-            except SQLAlchemyError as error:
-                # The payloads are stored, and the workers' polling finds them.
-                log.warning("notifying the webhook workers failed; they find new payloads by polling: %s", error)
-            time.sleep(NOTIFY_INTERVAL_SECONDS)
+        # One autocommit connection for the thread's lifetime: a notification is then one
+        # round trip, with no pool checkout, ping or separate COMMIT.
+        connection: Connection | None = None
+        try:
+            while True:
+                if not self._requested.wait(NOTIFIER_IDLE_SECONDS):
+                    with self._lock:
+                        # A request made after the wait timed out still finds this thread running.
+                        if not self._requested.is_set():
+                            self._thread = None
+                            return
+                    continue
+                self._requested.clear()
+                try:
+                    if connection is None:
+                        connection = self._state.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                    notify_workers(connection)
+                except SQLAlchemyError as error:
+                    # The payloads are stored, and the workers' polling finds them.
+                    log.warning("notifying the webhook workers failed; they find new payloads by polling: %s", error)
+                    _close_quietly(connection)
+                    connection = None
+                time.sleep(NOTIFY_INTERVAL_SECONDS)
+        finally:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection: Connection | None) -> None:
+    if connection is not None:
+        try:
+            connection.close()
+        except SQLAlchemyError:
+            log.debug("closing the notifying connection failed", exc_info=True)
 
 
 def wake_webhook_workers(state: Switchboard) -> None:

@@ -35,12 +35,12 @@ from channels.whatsapp import (
 from channels.whatsapp import meta
 from gateway.api import content_disposition
 from gateway.auth import error_response
-from gateway.webhook_worker import wake_webhook_workers, writer_turn
+from gateway.group_commit import payload_committer
+from gateway.webhook_worker import wake_webhook_workers
 from inbox.channel_config import find_meta_channel, whatsapp_provider
 from inbox.delivery import record_delivery_status
 from inbox.ingest import ingest_message, record_failed_payload
 from inbox.models import Attachment, Channel, Direction
-from inbox.webhook_queue import queue_payload
 from inbox.storage import attachment_store
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,7 @@ def twilio_message(channel_id: int) -> Any:
 
     # Stored and acknowledged here, then ingested by the webhook worker (see inbox.webhook_queue).
     try:
-        with state.session_factory() as session:
-            with writer_turn(state):
-                queued = queue_payload(session, channel_id, raw, RAW_FORMAT)
+        queued = payload_committer(state).store(channel_id, raw, RAW_FORMAT)
     except Exception:
         # Nothing was stored, so Twilio must retry: it does on a 5xx.
         log.exception("storing Twilio message %s on channel %s failed", inbound.provider_message_id, channel_id)
@@ -170,9 +168,7 @@ def _queue_twilio_status(channel_id: int, raw: bytes, form: dict[str, str]) -> A
     # Stored and acknowledged here, then applied by the webhook worker (see inbox.webhook_queue).
     state = current_app.extensions["switchboard"]
     try:
-        with state.session_factory() as session:
-            with writer_turn(state):
-                queued = queue_payload(session, channel_id, raw, STATUS_RAW_FORMAT)
+        queued = payload_committer(state).store(channel_id, raw, STATUS_RAW_FORMAT)
     except Exception:
         # Nothing was stored, so Twilio must retry: it does on a 5xx.
         log.exception("storing Twilio status %s for %s on channel %s failed",

@@ -1,9 +1,10 @@
 """The webhook queue: Twilio webhooks acknowledged once stored, ingested afterwards in batches.
 
-A webhook whose signature checks out is stored as a ``pending`` raw payload, in one insert
-and one commit, and only then acknowledged (``queue_payload``). The webhook worker
-(``gateway.webhook_worker``) takes pending payloads in id order and ingests a batch of them
-per transaction (``ingest_pending``). Each payload's pending row is replaced by what
+A webhook whose signature checks out is stored as a ``pending`` raw payload, and only
+acknowledged once that is committed (``queue_payload``). A web process inserts the payloads
+of concurrent webhooks with one statement (``queue_payloads``, through its group commit).
+The webhook worker (``gateway.webhook_worker``) takes pending payloads in id order and
+ingests a batch of them per transaction (``ingest_pending``). Each payload's pending row is replaced by what
 ``ingest_batch`` stores, in that same transaction, so:
 
 - a crash before the commit leaves the payloads pending, and the next run ingests them;
@@ -36,7 +37,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, func, literal_column, select, update
+from sqlalchemy import Connection, Insert, bindparam, delete, func, literal_column, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -96,55 +97,73 @@ def queue_payload(session: Session, channel_id: int, raw: bytes, raw_format: str
     queued, and False when the same bytes are already pending or processed (a replay).
     A payload with the same bytes that failed before is queued again.
     """
-    statement = _queue_statement(session.get_bind().dialect.name)
-    values = {
-        "channel_id": channel_id,
-        "format": raw_format,
-        "digest": payload_digest(raw),
-        "body": raw,
-        "received_at": utcnow(),
-    }
     with session.begin():
-        return session.connection().execute(statement, values).first() is not None
+        return queue_payloads(session.connection(), [(channel_id, raw, raw_format)])[0]
+
+
+def queue_payloads(connection: Connection, payloads: Sequence[tuple[int, bytes, str]]) -> list[bool]:
+    """Insert each (channel id, raw bytes, format) as a pending payload, in one statement.
+
+    The statement runs in the connection's transaction, and the caller commits. Returns a
+    flag per payload, in the order of ``payloads``: True when it was queued, False for a
+    replay. A replay is a payload whose bytes the channel has pending or processed already,
+    or that comes earlier in ``payloads``. A payload whose same bytes failed before is
+    queued again.
+    """
+    received_at = utcnow()
+    keys: list[tuple[int, str]] = []
+    first_index: dict[tuple[int, str], int] = {}
+    rows: list[dict[str, Any]] = []
+    for index, (channel_id, raw, raw_format) in enumerate(payloads):
+        key = (channel_id, payload_digest(raw))
+        keys.append(key)
+        if key in first_index:
+            # One statement cannot insert a row and then update it as a conflict.
+            continue
+        first_index[key] = index
+        rows.append({
+            "channel_id": channel_id, "format": raw_format, "digest": key[1], "body": raw, "received_at": received_at,
+        })
+    statement = _queue_statement(connection.dialect.name)
+    inserted = {(row.channel_id, row.digest) for row in connection.execute(statement, rows)}
+    return [key in inserted and first_index[key] == index for index, key in enumerate(keys)]
 
 
 @functools.cache
 def _queue_statement(dialect: str) -> Insert:
-    """Return the insert of a pending payload, built once: it runs for every webhook."""
+    """Return the insert of pending payloads, built once: it runs for every webhook."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RawPayload.__table__
     pending = PayloadStatus.PENDING.value
-    return (
-        insert(table)
-        .values(
-            channel_id=bindparam("channel_id"),
-            format=bindparam("format"),
-            digest=bindparam("digest"),
-            body=bindparam("body"),
-            status=pending,
-            received_at=bindparam("received_at"),
-        )
-        .on_conflict_do_update(
-            index_elements=[table.c.channel_id, table.c.digest],
-            set_={"status": pending, "error": None, "received_at": bindparam("received_at")},
-            where=table.c.status == PayloadStatus.FAILED.value,
-        )
-        .returning(table.c.id)
+    statement = insert(table).values(
+        channel_id=bindparam("channel_id"),
+        format=bindparam("format"),
+        digest=bindparam("digest"),
+        body=bindparam("body"),
+        status=pending,
+        received_at=bindparam("received_at"),
     )
+    # The conflict clause binds no parameters, because SQLAlchemy sends a statement with
+    # such parameters one row at a time instead of as one multi-row INSERT.
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.channel_id, table.c.digest],
+        set_={"status": statement.excluded.status, "error": null(), "received_at": statement.excluded.received_at},
+        where=table.c.status == literal_column(f"'{PayloadStatus.FAILED.value}'"),
+    ).returning(table.c.channel_id, table.c.digest)
 
 
-def notify_workers(session: Session) -> None:
-    """Wake the webhook workers of every process that listens on ``WAKEUP_CHANNEL``, and commit.
+def notify_workers(connection: Connection) -> None:
+    """Wake the webhook workers of every process that listens on ``WAKEUP_CHANNEL``.
 
-    The session must have no transaction in progress. Call it after the payload's own
-    commit: PostgreSQL serializes the commits of transactions that notify, so a notification
-    in the transaction that inserts would make every webhook wait for the commits before it.
+    ``connection`` must be in autocommit mode, because PostgreSQL delivers a notification
+    when its transaction commits. Call it after the payload's own commit: PostgreSQL
+    serializes the commits of transactions that notify, so a notification in the
+    transaction that inserts would make every webhook wait for the commits before it.
     Does nothing on other databases.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql":
         return
-    with session.begin():
-        session.execute(select(func.pg_notify(WAKEUP_CHANNEL, "")))
+    connection.execute(select(func.pg_notify(WAKEUP_CHANNEL, "")))
 
 
 def count_pending(session: Session) -> int:

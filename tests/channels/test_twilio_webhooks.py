@@ -4,6 +4,7 @@ The payloads under data/ are form bodies in the shape Twilio posts for WhatsApp,
 signatures are made with twilio's own RequestValidator.
 """
 
+import random
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -112,6 +113,57 @@ def test_signature_accepts_multidict_with_repeated_fields():
     validate_signature(AUTH_TOKEN, WEBHOOK_URL, form, signature)
     with pytest.raises(SignatureError):
         validate_signature(AUTH_TOKEN, WEBHOOK_URL, form.to_dict(flat=True), signature)
+
+
+SIGNED_URLS = [
+    WEBHOOK_URL,
+    "https://support.example.com:443/webhooks/twilio/1/messages",
+    "https://support.example.com:8443/webhooks/twilio/1/status?attempt=2",
+    "http://127.0.0.1:5000/webhooks/twilio/1/messages",
+    "http://127.0.0.1/webhooks/twilio/1/messages?",
+    "HTTPS://Support.Example.com/webhooks/twilio/1/messages#part",
+]
+
+
+def _random_form(rng: random.Random) -> dict[str, str] | MultiDict:
+    alphabet = "aZ09 +&=%/:?é📦\n"
+    pairs = [
+        (rng.choice(["MessageSid", "Body", "From", "MediaUrl0", "Lat", ""]) + str(rng.randrange(3)),
+         "".join(rng.choice(alphabet) for _ in range(rng.randrange(12))))
+        for _ in range(rng.randrange(8))
+    ]
+    return MultiDict(pairs) if rng.random() < 0.3 else dict(pairs)
+
+
+def test_signature_check_matches_twilio_validator():
+    rng = random.Random(20)
+    for case in range(400):
+        form = _random_form(rng)
+        signed_url = rng.choice(SIGNED_URLS)
+        checked_url = rng.choice([signed_url, *SIGNED_URLS])
+        signature = sign(signed_url, form, token=rng.choice([AUTH_TOKEN, "another-token"]))
+        if rng.random() < 0.1:
+            signature = signature[:-2] + "x="
+        expected = RequestValidator(AUTH_TOKEN).validate(checked_url, form, signature)
+
+        try:
+            validate_signature(AUTH_TOKEN, checked_url, form, signature)
+            accepted = True
+        except SignatureError:
+            accepted = False
+
+        assert accepted == expected, (case, signed_url, checked_url, form)
+
+
+@pytest.mark.parametrize(("signed", "checked"), [
+    ("https://support.example.com/webhooks/twilio/1/messages", "https://support.example.com:443/webhooks/twilio/1/messages"),
+    ("https://support.example.com:443/webhooks/twilio/1/messages", "https://support.example.com/webhooks/twilio/1/messages"),
+    ("http://127.0.0.1:80/webhooks/twilio/1/messages", "http://127.0.0.1/webhooks/twilio/1/messages"),
+])
+def test_signature_with_or_without_default_port(signed, checked):
+    form, _ = load_payload("twilio_inbound_text.txt")
+
+    validate_signature(AUTH_TOKEN, checked, form, sign(signed, form))
 
 
 # Incoming messages

@@ -16,6 +16,8 @@ and a missing PostgreSQL already fails the migrated database fixture.
 
 ``test_event_from_another_process_reaches_client`` is the smaller check that runs on both
 passes: an event committed in this test process reaches a client of a web process.
+``test_event_batch_reaches_client_in_order`` checks that the events of one transaction
+travel as one Redis message and still reach the client one by one, in id order.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from channels.whatsapp import parse_inbound
-from gateway import create_app, get_state
+from gateway import Switchboard, create_app, get_state
 from gateway.simulate import build_message_form
-from inbox.ingest import ingest_message
+from gateway.realtime import BATCH_METHOD, BatchingRedisManager
+from inbox.ingest import ingest_batch, ingest_message
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.gateway.conftest import SUPPORT
 from tests.support.components import require
@@ -103,14 +106,19 @@ def _connect(stack: ExitStack, base_url: str, token: str) -> EventClient:
     return client
 
 
-def test_event_from_another_process_reaches_client(config, agent, api_token, whatsapp_channel, processes, tmp_path):
+def _web_and_sender(config, api_token, processes, tmp_path) -> tuple[EventClient, Switchboard]:
+    """Start a web process with a connected client, and return that client and the state of
+    an app in this process that shares the database and the Redis queue, not the server."""
     _require_redis()
     base_url = _start_web(processes, "web", free_port(), _base_settings(config), tmp_path)
     client = _connect(processes, base_url, api_token)
-    # This process shares the database and the Redis queue with the web process, not its server.
-    sender = create_app(replace(config, redis_url=REDIS_URL))
-    state = get_state(sender)
+    state = get_state(create_app(replace(config, redis_url=REDIS_URL)))
     processes.callback(state.engine.dispose)
+    return client, state
+
+
+def test_event_from_another_process_reaches_client(config, agent, api_token, whatsapp_channel, processes, tmp_path):
+    client, state = _web_and_sender(config, api_token, processes, tmp_path)
 
     form = build_message_form(whatsapp_channel, "+15551230000", "from the other process", None)
     with state.session_factory() as session:
@@ -118,6 +126,33 @@ def test_event_from_another_process_reaches_client(config, agent, api_token, wha
 
     received = client.wait_for("message.created", lambda p: p["message"]["text"] == "from the other process", 10)
     assert isinstance(received["event_id"], int) and received["event_id"] >= 1
+
+
+def test_event_batch_reaches_client_in_order(config, agent, api_token, whatsapp_channel, processes, tmp_path):
+    client, state = _web_and_sender(config, api_token, processes, tmp_path)
+    manager = state.socketio.server.manager
+    assert isinstance(manager, BatchingRedisManager)
+    published: list[dict] = []
+    publish = manager._publish
+    manager._publish = lambda data: (published.append(data), publish(data))[1]
+
+    texts = [f"batched {index}" for index in range(4)]
+    inbounds = [
+        parse_inbound(build_message_form(whatsapp_channel, f"+1555123000{index}", text, None), text.encode())
+        for index, text in enumerate(texts)
+    ]
+    with state.session_factory() as session, session.begin():
+        ingest_batch(session, whatsapp_channel.id, inbounds)
+
+    # One Redis message carried the transaction's events.
+    assert len(published) == 1
+    assert published[0]["method"] == BATCH_METHOD
+    received = [client.wait_for("message.created", lambda p, text=text: p["message"]["text"] == text, 10)
+                for text in texts]
+    event_ids = [payload["event_id"] for payload in received]
+    assert event_ids == sorted(event_ids)
+    order = [event["payload"]["event_id"] for event in client.events]
+    assert order == sorted(order)
 
 
 def _same_event(first: dict, second: dict) -> dict:

@@ -1,0 +1,184 @@
+"""Group commit of webhook payloads: concurrent requests share one INSERT and one COMMIT.
+
+A webhook view must not respond to Twilio before its payload is committed. Committing every
+payload in a transaction of its own costs each request a pool checkout with a ping, an
+INSERT and a COMMIT, three round trips to the database, and the database a commit each.
+Here a request hands its verified payload to ``GroupCommitter.store`` and waits. One
+request thread at a time, the leader, takes every payload that is waiting (up to
+``MAX_BATCH``), inserts them in one statement, commits, and wakes their requests. Payloads
+that arrive meanwhile wait for the next leader: the leader hands the role to the oldest
+of them, and then answers its own request. The connection passes on with the role, so a
+steady stream of webhooks skips the pool's ping, and it goes back to the pool when no
+payload waits.
+
+Each request still learns the outcome of its own payload. When a batch fails, it is
+written again one payload per transaction on a fresh connection, so a payload that the
+database rejects fails alone, and a connection that went stale while it was held costs
+no error. A payload whose own transaction failed raises in its request, which answers
+with a 5xx, so Twilio sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+
+from gateway import Switchboard
+from gateway.webhook_worker import writer_turn
+from inbox.webhook_queue import queue_payloads
+
+log = logging.getLogger(__name__)
+
+# Payloads per statement at most. A batch contains the payloads of the requests that arrived
+# while the previous one was written, so it stays far smaller unless the database stalls.
+MAX_BATCH = 100
+
+_COMMITTER_KEY = "_payload_committer"
+
+
+class _Pending:
+    """One request's payload while it waits for its commit."""
+
+    __slots__ = ("channel_id", "raw", "raw_format", "woken", "lead", "written", "queued", "error")
+
+    def __init__(self, channel_id: int, raw: bytes, raw_format: str) -> None:
+        self.channel_id = channel_id
+        self.raw = raw
+        self.raw_format = raw_format
+        # Set when the payload's outcome is known, or when this request becomes the leader.
+        self.woken = threading.Event()
+        self.lead = False
+        # Set with ``queued`` once the payload's transaction committed.
+        self.written = False
+        self.queued = False
+        self.error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Stores webhook payloads as pending, many requests' payloads per transaction."""
+
+    def __init__(self, state: Switchboard, max_batch: int = MAX_BATCH) -> None:
+        self.state = state
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._waiting: list[_Pending] = []
+        # True while a request thread is the leader; only the leader writes.
+        self._leading = False
+        # The connection that the leader passes to its successor, None when it is in the pool.
+        self._connection: Connection | None = None
+
+    def store(self, channel_id: int, raw: bytes, raw_format: str) -> bool:
+        """Store ``raw`` as a pending payload of the channel, committed when this returns.
+
+        Returns True when the payload was queued, and False for a replay (see
+        ``inbox.webhook_queue.queue_payloads``). Raises the database's error when the
+        payload could not be stored; nothing of it is then stored.
+        """
+        pending = _Pending(channel_id, raw, raw_format)
+        with self._lock:
+            self._waiting.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            pending.woken.wait()
+            lead = pending.lead
+        if lead:
+            self._lead()
+        if pending.error is not None:
+            raise pending.error
+        return pending.queued
+
+    def _lead(self) -> None:
+        """Write one batch, which contains this thread's own payload, then pass the role on."""
+        with self._lock:
+            # The leader's payload is the oldest waiting one, so it is in this batch.
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+        try:
+            self._write(batch)
+        finally:
+            idle_connection = None
+            with self._lock:
+                if self._waiting:
+                    successor = self._waiting[0]
+                    successor.lead = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
+                    idle_connection, self._connection = self._connection, None
+            for pending in batch:
+                if not pending.written and pending.error is None:
+                    # Only an exception that is not an Exception (an interrupt) gets here.
+                    pending.error = RuntimeError("storing the webhook payload was interrupted")
+                pending.woken.set()
+            _close_quietly(idle_connection)
+
+    def _write(self, batch: Sequence[_Pending]) -> None:
+        """Commit the batch in one transaction, or else each payload in its own."""
+        payloads = [(pending.channel_id, pending.raw, pending.raw_format) for pending in batch]
+        try:
+            with writer_turn(self.state):
+                flags = self._commit(payloads)
+        except Exception as error:  # noqa: BLE001 - each payload is written again below
+            self._discard_connection()
+            if len(batch) == 1 and not getattr(error, "connection_invalidated", False):
+                batch[0].error = error
+                return
+            log.warning("storing %d webhook payload(s) in one transaction failed, storing them one at a time: %s",
+                        len(batch), error)
+            self._write_each(batch)
+            return
+        for pending, queued in zip(batch, flags):
+            pending.queued = queued
+            pending.written = True
+
+    def _connect(self) -> Connection:
+        connection = self.state.engine.connect()
+        if connection.dialect.name == "postgresql":
+            # The batch is one INSERT, which PostgreSQL runs as a transaction of its own in
+            # autocommit mode, committed when it returns. That spares the BEGIN and COMMIT
+            # round trips. SQLite keeps its BEGIN IMMEDIATE, which takes the write lock.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
+    def _commit(self, payloads: list[tuple[int, bytes, str]]) -> list[bool]:
+        if self._connection is None:
+            self._connection = self._connect()
+        with self._connection.begin():
+            return queue_payloads(self._connection, payloads)
+
+    def _write_each(self, batch: Sequence[_Pending]) -> None:
+        for pending in batch:
+            try:
+                with writer_turn(self.state), self._connect() as connection, connection.begin():
+                    payload = (pending.channel_id, pending.raw, pending.raw_format)
+                    pending.queued = queue_payloads(connection, [payload])[0]
+                pending.written = True
+            except Exception as error:  # noqa: BLE001 - reported to the payload's own request
+                pending.error = error
+
+    def _discard_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        _close_quietly(connection)
+
+
+def _close_quietly(connection: Connection | None) -> None:
+    """Close ``connection`` when there is one; the payloads' outcomes are known already."""
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - the connection is abandoned either way
+        log.warning("closing a webhook payload connection failed", exc_info=True)
+
+
+def payload_committer(state: Switchboard) -> GroupCommitter:
+    """Return the process's group committer of webhook payloads."""
+    # NOTE: kept on the instance until Switchboard has a field for it, as for media_wakeup.
+    committer = state.__dict__.get(_COMMITTER_KEY)
+    if committer is None:
+        committer = state.__dict__.setdefault(_COMMITTER_KEY, GroupCommitter(state))
+    return committer
