@@ -10,13 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import multiprocessing
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -29,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader, ImapSettings
 from channels.email.parse import parse_emails
+from channels.email.parser_process import ParserProcess, ParserStopped
 from channels.email.smtp import prepare_email, send_email
 from channels.errors import ChannelError, SendError
 from channels.types import InboundMessage, SendResult
@@ -423,7 +422,7 @@ class MailboxReader:
     # storing the batch before it. A smaller one, such as new mail that IDLE reported, is
     # parsed in the reader, because the round trip to the process would only add latency.
     PARSE_IN_WORKER_FROM = 8
-    _parser: ProcessPoolExecutor | None = None
+    _parser: ParserProcess | None = None
     _parser_started: Future[list[InboundMessage | str]] | None = None
     _parser_lock = threading.Lock()
     _parser_unavailable = False
@@ -643,24 +642,30 @@ class MailboxReader:
             return None
         with cls._parser_lock:
             if cls._parser is None:
-                # Spawned, not forked: a forked child would keep copies of every socket and
-                # pipe of this process open (client connections, subprocess pipes), so their
-                # peers would never see them close.
-                # NOTE: a spawned process imports the main module again, which takes a second
-                # or more for the whole app. Until then, batches are parsed in the reader.
+                # A new interpreter, not a fork: a forked child would keep copies of every
+                # socket and pipe of this process open (client connections, subprocess
+                # pipes), so their peers would never see them close. It imports only the
+                # parser (in under half a second on the benchmark machine), and until then
+                # batches are parsed in the reader.
                 try:
-                    context = multiprocessing.get_context("spawn")
-                    cls._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
-                    cls._parser_started = cls._parser.submit(parse_emails, [])
-                except (ValueError, OSError) as error:
+                    cls._parser = ParserProcess()
+                    cls._parser_started = cls._parser.submit([])
+                except (ParserStopped, OSError) as error:
                     log.warning("could not start the mail parser process (%s), so the readers parse mail", error)
                     cls._parser_unavailable = True
                 return None
             if cls._parser_started is None or not cls._parser_started.done():
                 return None
+            if cls._parser_started.exception() is not None:
+                # A child that fails before its first reply, e.g. on an import, would fail again.
+                log.warning("the mail parser process failed to start (%s), so the readers parse mail",
+                            cls._parser_started.exception())
+                cls._discard_parser()
+                cls._parser_unavailable = True
+                return None
             try:
-                return cls._parser.submit(parse_emails, [mail.raw for mail in batch])
-            except BrokenProcessPool:
+                return cls._parser.submit([mail.raw for mail in batch])
+            except ParserStopped:
                 cls._discard_parser()
                 return None
 
@@ -675,7 +680,7 @@ class MailboxReader:
         if parsing is not None:
             try:
                 return parsing.result()
-            except BrokenProcessPool:
+            except ParserStopped:
                 # The process died (killed, out of memory): the next large batch starts a new one.
                 log.warning("the mail parser process stopped; parsing this batch in the reader")
                 with cls._parser_lock:
@@ -687,7 +692,7 @@ class MailboxReader:
     @classmethod
     def _discard_parser(cls) -> None:
         if cls._parser is not None:
-            cls._parser.shutdown(wait=False, cancel_futures=True)
+            cls._parser.close()
         cls._parser = None
         cls._parser_started = None
 
