@@ -86,6 +86,11 @@ MAILBOX_LEASE_RETRY_SECONDS = 15.0
 # How long an IDLE lasts before the reader checks its channel's settings again (a stop
 # request ends it at once).
 IDLE_SLICE_SECONDS = 60.0
+# A long import saves its checkpoint at most this often, and once more when it ends. Each
+# save is a transaction of its own, which after every batch of 50 mails took about 6% of
+# the reader's time in the import benchmark. After a crash the mail stored in the last
+# interval is fetched again, and ingestion drops it as duplicates.
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 RECONNECT_BACKOFF_START = 5.0
 RECONNECT_BACKOFF_MAX = 300.0
 # A dispatch round waits for a sender's pacing slot up to this long instead of ending.
@@ -596,6 +601,7 @@ class MailboxReader:
             batches = _fetched_ahead(
                 reader, Checkpoint(uidvalidity, last_uid), f"imap-fetch-{self.channel_id}", self.PARSE_IN_WORKER_FROM
             )
+            checkpoint = _CheckpointWriter(session, self.channel_id, folder)
             try:
                 while not self.stop.is_set():
                     try:
@@ -603,18 +609,19 @@ class MailboxReader:
                     except Exception:
                         # The connection failed: what was fetched before still gets stored.
                         if waiting is not None:
-                            self._store_fetched(session, folder, *waiting)
+                            self._store_fetched(session, folder, *waiting, checkpoint)
                         raise
                     if batch is None:
                         break
                     parsing = self._start_parsing(batch)
                     if waiting is not None:
-                        stored += self._store_fetched(session, folder, *waiting)
+                        stored += self._store_fetched(session, folder, *waiting, checkpoint)
                     waiting = (batch, parsing)
                 if waiting is not None:
-                    stored += self._store_fetched(session, folder, *waiting)
+                    stored += self._store_fetched(session, folder, *waiting, checkpoint)
             finally:
                 batches.close()
+                checkpoint.save()
             if not self.stop.is_set():
                 record_folder_synced(session, self.channel_id, folder)
             return stored
@@ -625,10 +632,11 @@ class MailboxReader:
         folder: str,
         batch: list[FetchedMail],
         parsing: Future[list[InboundMessage | str]] | None,
+        checkpoint: _CheckpointWriter,
     ) -> int:
         stored = self._import_batch(session, folder, batch, self._parsed(batch, parsing))
         # Only now is everything up to this UID committed.
-        save_checkpoint(session, self.channel_id, folder, batch[-1].uidvalidity, batch[-1].uid)
+        checkpoint.advance(batch[-1])
         return stored
 
     @classmethod
@@ -736,6 +744,34 @@ class MailboxReader:
 
 
 _FETCH_DONE = object()
+
+
+class _CheckpointWriter:
+    """The checkpoint writer of one import, which saves at most every ``CHECKPOINT_INTERVAL_SECONDS``.
+
+    ``advance`` takes the last mail of each committed batch, and ``save`` writes the
+    newest one that is not saved yet, so an import ends with its whole progress saved.
+    """
+
+    def __init__(self, session: Session, channel_id: int, folder: str) -> None:
+        self._session = session
+        self._channel_id = channel_id
+        self._folder = folder
+        self._unsaved: FetchedMail | None = None
+        self._saved_at = time.monotonic()
+
+    def advance(self, last: FetchedMail) -> None:
+        """Record that every mail up to ``last`` is committed, and save when the last save is old enough."""
+        self._unsaved = last
+        if time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        if self._unsaved is not None:
+            last = self._unsaved
+            save_checkpoint(self._session, self._channel_id, self._folder, last.uidvalidity, last.uid)
+            self._unsaved = None
+        self._saved_at = time.monotonic()
 
 
 def _fetched_ahead(
