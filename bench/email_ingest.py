@@ -6,6 +6,9 @@ Measures, in one run against the same Dovecot:
   (``parse_email``), with no database;
 - the import: ``MailboxReader.import_new`` storing every message (raw payload, contact,
   thread, message, events, checkpoint), in messages per second and as a share of the limit;
+- the CPU time per message of the limit, and of the import's reader process and parser
+  process (Linux only for the parser process, read from /proc), which vary less between
+  runs than the rates when other work shares the machine;
 - an empty poll: ``import_new`` when nothing is new, at that mailbox size;
 - new mail to event: with the reader idling (IMAP IDLE), the time from APPEND until the
   ``message.created`` event is published after commit.
@@ -18,6 +21,7 @@ Needs Debian's dovecot-imapd and root, like the tests.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -78,15 +82,34 @@ def fill_mailbox(dovecot: DovecotServer, count: int) -> int:
     return total
 
 
-def measure_limit(dovecot: DovecotServer, batch_size: int) -> tuple[int, float]:
+def measure_limit(dovecot: DovecotServer, batch_size: int) -> tuple[int, float, float]:
+    """Fetch and parse the whole mailbox. Returns the count, the seconds and the CPU seconds."""
     started = time.perf_counter()
+    cpu_started = time.process_time()
     count = 0
     with ImapReader(dovecot.settings(batch_size=batch_size)) as reader:
         for batch in reader.fetch_new(Checkpoint(None, 0)):
             for mail in batch:
                 parse_email(mail.raw)
                 count += 1
-    return count, time.perf_counter() - started
+    return count, time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """Return the CPU time (user and system) a process has used, or None without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 in proc(5), and this split starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parser_cpu_seconds() -> float:
+    parser = MailboxReader._parser
+    seconds = process_cpu_seconds(parser.pid) if parser is not None else None
+    return seconds or 0.0
 
 
 def main() -> None:
@@ -117,14 +140,18 @@ def main() -> None:
             session.expunge(channel)
         settings = imap_settings(channel)
 
-        limit_count, limit_seconds = measure_limit(dovecot, settings.batch_size)
+        limit_count, limit_seconds, limit_cpu = measure_limit(dovecot, settings.batch_size)
         limit_rate = limit_count / limit_seconds
 
         reader = MailboxReader(state, channel.id, threading.Event())
         with ImapReader(settings) as connection:
+            parser_cpu_before = parser_cpu_seconds()
             started = time.perf_counter()
+            cpu_started = time.process_time()
             stored = reader.import_new(connection, settings.folder)
             import_seconds = time.perf_counter() - started
+            reader_cpu = time.process_time() - cpu_started
+            parser_cpu = parser_cpu_seconds() - parser_cpu_before
             import_rate = stored / import_seconds
 
             polls = []
@@ -138,6 +165,8 @@ def main() -> None:
     print(f"limit (IMAP fetch + parse, no database): {limit_rate:,.0f} messages/s ({limit_count} in {limit_seconds:.1f} s)")
     print(f"import into SQLite: {import_rate:,.0f} messages/s ({stored} stored in {import_seconds:.1f} s)")
     print(f"ratio (import / limit): {import_rate / limit_rate:.2f}")
+    print(f"CPU time per message: limit {limit_cpu / limit_count * 1e6:.0f} us, import {reader_cpu / stored * 1e6:.0f} us "
+          f"in the reader and {parser_cpu / stored * 1e6:.0f} us in the parser process")
     print(f"empty poll at {args.messages} messages: median {statistics.median(polls) * 1000:.1f} ms, "
           f"max {max(polls) * 1000:.1f} ms")
     ordered = sorted(latencies)

@@ -392,3 +392,37 @@ def _wait_for(condition, seconds: float = 20) -> bool:
 def _channel_error(state: Switchboard) -> str | None:
     with state.session_factory() as session:
         return session.scalar(select(Channel.last_error))
+
+
+def _recording_checkpoint_saves(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the last UID of every checkpoint the reader saves."""
+    saves: list[int] = []
+    save = gateway.workers.save_checkpoint
+
+    def recording(session, channel_id: int, folder: str, uidvalidity: int, last_uid: int) -> None:
+        saves.append(last_uid)
+        save(session, channel_id, folder, uidvalidity, last_uid)
+
+    monkeypatch.setattr(gateway.workers, "save_checkpoint", recording)
+    return saves
+
+
+def test_import_saves_checkpoint_once_within_interval(state, mailbox, email_channel, monkeypatch):
+    uids = _append_many(mailbox, [_mail(number) for number in range(9)])
+    monkeypatch.setattr(gateway.workers, "CHECKPOINT_INTERVAL_SECONDS", 3600.0)
+    saves = _recording_checkpoint_saves(monkeypatch)
+
+    assert _import(state, email_channel, batch_size=3) == 9
+
+    assert saves == [uids[-1]]
+    assert _checkpoint(state)[1] == uids[-1]
+
+
+def test_import_saves_checkpoint_per_batch_after_interval(state, mailbox, email_channel, monkeypatch):
+    uids = _append_many(mailbox, [_mail(number) for number in range(9)])
+    monkeypatch.setattr(gateway.workers, "CHECKPOINT_INTERVAL_SECONDS", 0.0)
+    saves = _recording_checkpoint_saves(monkeypatch)
+
+    assert _import(state, email_channel, batch_size=3) == 9
+
+    assert saves == [uids[2], uids[5], uids[8]]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import signal
 from email.message import EmailMessage
 
 import pytest
@@ -75,9 +76,8 @@ def test_import_through_the_worker_process_keeps_unparseable_mail(state, mailbox
 def test_killed_parser_process_falls_back_to_the_reader():
     batch = _batch([_raw(number) for number in range(MailboxReader.PARSE_IN_WORKER_FROM)])
     _ready_parser(batch)
-    for child in multiprocessing.active_children():
-        child.kill()
-        child.join()
+    assert MailboxReader._parser is not None
+    os.kill(MailboxReader._parser.pid, signal.SIGKILL)
 
     # Whether the pool already knows that its process died or not, the batch is parsed.
     parsed = MailboxReader._parsed(batch, MailboxReader._start_parsing(batch))

@@ -59,8 +59,8 @@ def test_stop_ends_long_import_early(
     store_fetched = reader._store_fetched
     stored_batches: list[int] = []
 
-    def storing_then_stopping(session, folder: str, batch: list[FetchedMail], parsing) -> int:
-        stored = store_fetched(session, folder, batch, parsing)
+    def storing_then_stopping(session, folder: str, batch: list[FetchedMail], *parsing_and_checkpoint) -> int:
+        stored = store_fetched(session, folder, batch, *parsing_and_checkpoint)
         stored_batches.append(len(batch))
         # SIGTERM arrives while the first batch of the backlog is being stored.
         stop.set()
