@@ -73,6 +73,9 @@ RETRY_SECONDS_MAX = 30.0
 NOTIFY_INTERVAL_SECONDS = 0.05
 # The notifying thread ends after this long without a webhook, and starts again on the next.
 NOTIFIER_IDLE_SECONDS = 60.0
+# The notifying thread closes its connection after this long without a webhook, so that a
+# burst does not keep a database connection for the thread's whole idle time.
+NOTIFIER_CONNECTION_IDLE_SECONDS = 2.0
 
 _WAKEUP_KEY = "_webhook_wakeup"
 _NOTIFIER_KEY = "_webhook_notifier"
@@ -108,12 +111,17 @@ class _WorkerNotifier:
                 self._thread.start()
 
     def _run(self) -> None:
-        # One autocommit connection for the thread's lifetime: a notification is then one
+        # One autocommit connection while webhooks keep coming: a notification is then one
         # round trip, with no pool checkout, ping or separate COMMIT.
         connection: Connection | None = None
         try:
             while True:
-                if not self._requested.wait(NOTIFIER_IDLE_SECONDS):
+                idle_limit = NOTIFIER_CONNECTION_IDLE_SECONDS if connection is not None else NOTIFIER_IDLE_SECONDS
+                if not self._requested.wait(idle_limit):
+                    if connection is not None:
+                        _close_quietly(connection)
+                        connection = None
+                        continue
                     with self._lock:
                         # A request made after the wait timed out still finds this thread running.
                         if not self._requested.is_set():
