@@ -81,6 +81,7 @@ def main() -> None:
 def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
     from gateway import create_app, freeze_start_up_objects, get_state
     from gateway.database import upgrade_database
+    from gateway.realtime import stop_presence
     from inbox.agents import count_agents
 
     config = _load_config()
@@ -119,6 +120,7 @@ def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
         pass
     finally:
         server.server_close()
+        stop_presence(app)
         if workers is not None:
             workers.stop()
         click.echo("Switchboard stopped.")

@@ -296,8 +296,8 @@ class PresenceHeartbeat:
 
     A thread writes soon after an agent connects or disconnects, and every
     ``HEARTBEAT_SECONDS`` while agents are connected, so that other processes, a worker
-    among them, see who is online. It starts with the first connection, and while no agent is
-    connected it only waits for the next change.
+    among them, see who is online. It starts with the first connection and ends once no agent
+    is connected.
     """
 
     def __init__(self, online: OnlineAgents, session_factory: sessionmaker[Session]) -> None:
@@ -307,10 +307,13 @@ class PresenceHeartbeat:
         self._changed = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def changed(self) -> None:
         """Note that an agent connected or disconnected; the thread writes it."""
         with self._lock:
+            if self._stopped:
+                return
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="presence-heartbeat", daemon=True)
                 self._thread.start()
@@ -321,15 +324,48 @@ class PresenceHeartbeat:
         with self._session_factory() as db:
             publish_presence(db, self.process_id, self._online.counts())
 
+    def stop(self) -> None:
+        """Remove this process's rows and write nothing more, as the process shuts down.
+
+        Other processes then see its agents offline at once, instead of after ``FRESH_FOR``.
+        """
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        self._changed.set()
+        if thread is not None:
+            thread.join(5)
+        try:
+            with self._session_factory() as db:
+                publish_presence(db, self.process_id, {})
+        except SQLAlchemyError:
+            log.exception("failed to remove the presence of process %s", self.process_id)
+
     def _run(self) -> None:
         while True:
-            # Without connections there is nothing to renew, so only a change wakes the thread.
-            self._changed.wait(HEARTBEAT_SECONDS if self._online.ids() else None)
+            self._changed.wait(HEARTBEAT_SECONDS)
             self._changed.clear()
+            if self._stopped:
+                with self._lock:
+                    self._thread = None
+                return
             try:
                 self.publish()
             except Exception:  # noqa: BLE001 - the heartbeat must outlive a database outage
                 log.exception("failed to write the presence of process %s", self.process_id)
+            with self._lock:
+                # Nobody connected means nothing to renew, so the thread ends; the next change
+                # starts another. A thread kept waiting would keep the app's engine alive too.
+                if self._stopped or (not self._online.ids() and not self._changed.is_set()):
+                    self._thread = None
+                    return
+
+
+def stop_presence(app: Flask) -> None:
+    """Stop the app's presence heartbeat and remove its rows, when it has one."""
+    heartbeat = app.extensions.get("switchboard.presence_heartbeat")
+    if heartbeat is not None:
+        heartbeat.stop()
 
 
 def _online_agents(

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from gateway import Switchboard, create_app, get_state
 from gateway.config import Config
 from gateway.database import upgrade_database
+from gateway.realtime import stop_presence
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.db import make_engine
@@ -135,6 +136,7 @@ def app(config: Config) -> Iterator:
     app = create_app(config)
     app.config["TESTING"] = True
     yield app
+    stop_presence(app)
     get_state(app).engine.dispose()
 
 
