@@ -7,14 +7,14 @@ Here a request hands its verified payload to ``GroupCommitter.store`` and waits.
 request thread at a time, the leader, takes every payload that is waiting (up to
 ``MAX_BATCH``), inserts them in one statement, commits, and wakes their requests. Payloads
 that arrive meanwhile wait for the next leader: the leader hands the role to the oldest
-of them, and then answers its own request. The connection passes on with the role, so a
+of them, and then returns to its own request. The connection passes on with the role, so a
 steady stream of webhooks skips the pool's ping, and it goes back to the pool when no
 payload waits.
 
 Each request still learns the outcome of its own payload. When a batch fails, it is
 written again one payload per transaction on a fresh connection, so a payload that the
 database rejects fails alone, and a connection that went stale while it was held costs
-no error. A payload whose own transaction failed raises in its request, which answers
+no error. A payload whose own transaction failed raises in its request, which responds
 with a 5xx, so Twilio sends it again.
 """
 

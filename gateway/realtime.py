@@ -308,6 +308,7 @@ class PresenceHeartbeat:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._published = False
 
     def changed(self) -> None:
         """Note that an agent connected or disconnected; the thread writes it."""
@@ -321,6 +322,7 @@ class PresenceHeartbeat:
 
     def publish(self) -> None:
         """Write this process's connected agents now."""
+        self._published = True
         with self._session_factory() as db:
             publish_presence(db, self.process_id, self._online.counts())
 
@@ -335,6 +337,8 @@ class PresenceHeartbeat:
         self._changed.set()
         if thread is not None:
             thread.join(5)
+        if not self._published:
+            return  # no agent ever connected, so there are no rows to remove
         try:
             with self._session_factory() as db:
                 publish_presence(db, self.process_id, {})
@@ -354,8 +358,8 @@ class PresenceHeartbeat:
             except Exception:  # noqa: BLE001 - the heartbeat must outlive a database outage
                 log.exception("failed to write the presence of process %s", self.process_id)
             with self._lock:
-                # Nobody connected means nothing to renew, so the thread ends; the next change
-                # starts another. A thread kept waiting would keep the app's engine alive too.
+                # Without connected agents there is nothing to renew, so the thread ends and the
+                # next change starts another. A waiting thread would keep the app's engine alive.
                 if self._stopped or (not self._online.ids() and not self._changed.is_set()):
                     self._thread = None
                     return

@@ -1,4 +1,4 @@
-"""Which agents are online, shared between processes through the database.
+"""Presence shared between processes: the agents online, kept in the database.
 
 A web process tracks the agents with Socket.IO connections to it in ``OnlineAgents``
 (``inbox.assignment``). It writes them to ``agent_presence`` when an agent comes or goes and

@@ -63,8 +63,9 @@ class ParserProcess:
         self._pending: collections.deque[Future[list[InboundMessage | str]]] = collections.deque()
         self._requests: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._stopped = False
-        # Writing and reading run in two threads of their own. So the child can already hold
-        # the next batch when it finishes one, and a full pipe never blocks ``submit``.
+        # Writing and reading run in two threads of their own, so the child can already have
+        # the next batch when it finishes one. ``submit`` only puts the batch on an unbounded
+        # queue, so a full pipe does not block it.
         threading.Thread(target=self._send, name="mail-parser-send", daemon=True).start()
         threading.Thread(target=self._receive, name="mail-parser-receive", daemon=True).start()
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.config import Config, ConfigError
 from gateway.simulate import build_message_form
+from inbox.channel_config import _ADDABLE_EMAIL_SETTINGS, _ADDABLE_META_SETTINGS, _ADDABLE_TWILIO_SETTINGS
 from inbox.ingest import record_failed_payload
 from tests.support.processes import ServiceProcess, free_port, service_environment
 
@@ -47,14 +48,14 @@ def test_agent_create_checks_fields_before_the_prompt(run):
     run("agent", "create", "--email", "lee@example.com", "--name", "Lee", "--password", "long enough pw")
 
     unnamed = run("agent", "create", "--email", "ann@example.com", "--name", " ", input="")
-    taken = run("agent", "create", "--email", "LEE@example.com", "--name", "Lee", input="")
+    duplicate = run("agent", "create", "--email", "LEE@example.com", "--name", "Lee", input="")
 
     assert unnamed.exit_code == 1
     assert "The name is empty." in unnamed.output
     assert "Password" not in unnamed.output
-    assert taken.exit_code == 1
-    assert "already exists" in taken.output
-    assert "Password" not in taken.output
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+    assert "Password" not in duplicate.output
 
 
 def test_agent_password_of_spaces_is_rejected(run):
@@ -378,8 +379,6 @@ def test_failed_payload_listed_and_reprocessed(run, state, whatsapp_channel):
 
 
 def test_channel_set_help_lists_every_key(run):
-    from inbox.channel_config import _ADDABLE_EMAIL_SETTINGS, _ADDABLE_META_SETTINGS, _ADDABLE_TWILIO_SETTINGS
+    help_words = set(run("channel", "set", "--help").output.split())
 
-    shown = set(run("channel", "set", "--help").output.split())
-
-    assert _ADDABLE_EMAIL_SETTINGS | _ADDABLE_META_SETTINGS | _ADDABLE_TWILIO_SETTINGS <= shown
+    assert _ADDABLE_EMAIL_SETTINGS | _ADDABLE_META_SETTINGS | _ADDABLE_TWILIO_SETTINGS <= help_words
