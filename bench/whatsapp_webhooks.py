@@ -102,21 +102,48 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """Return the user and system CPU seconds that process ``pid`` has used (Linux /proc)."""
-    # The command name in field 2 may contain spaces, so the fields are counted after its ")".
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """Return the user and system CPU seconds that process ``pid`` and its reaped children used.
+
+    Read from Linux /proc. A PostgreSQL backend that exits between two readings counts in
+    the second one, because the postmaster has reaped it by then.
+    """
+    try:
+        # The command name in field 2 may contain spaces, so the fields are counted after its ")".
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0  # a backend that exited
+    return sum(int(field) for field in fields[11:15]) / CLOCK_TICKS
+
+
+def pids_named(command: str) -> list[int]:
+    """Return the ids of the running processes whose command name is ``command``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 class CpuMeter:
-    """CPU seconds of the service's processes, by role ("web", "worker"), between two readings."""
+    """CPU seconds of the service's processes, by role ("web", "worker"), between two readings.
 
-    def __init__(self, roles: dict[str, list[int]]) -> None:
+    A role given as a command name (``"postgres"``) counts every process of that name
+    that runs at each reading.
+    """
+
+    def __init__(self, roles: dict[str, list[int] | str]) -> None:
         self.roles = roles
         self.started: dict[str, float] = {}
 
     def read(self) -> dict[str, float]:
-        return {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()}
+        return {
+            role: sum(cpu_seconds(pid) for pid in (pids_named(pids) if isinstance(pids, str) else pids))
+            for role, pids in self.roles.items()
+        }
 
     def start(self) -> None:
         self.started = self.read()
@@ -209,10 +236,14 @@ class SplitProcesses:
         return (f"split ({self.web_count} switchboard web processes, {workers}; "
                 f"PostgreSQL and Redis; logs in {self.log_dir})")
 
-    def cpu_roles(self) -> dict[str, list[int]]:
-        roles: dict[str, list[int]] = {"web": [], "worker": []}
+    def cpu_roles(self) -> dict[str, list[int] | str]:
+        roles: dict[str, list[int] | str] = {"web": [], "worker": []}
         for name, process in self.processes:
             roles["web" if name.startswith("web") else "worker"].append(process.pid)
+        # Every PostgreSQL and Redis process on the machine, the benchmark's own connections
+        # included: on a machine that runs other databases these figures include their work.
+        roles["postgres"] = "postgres"
+        roles["redis"] = "redis-server"
         return roles
 
     def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:

@@ -403,6 +403,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "provider_message_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        # Deleting an applied status payload checks this foreign key (migration 0025).
+        Index("ix_messages_raw_payload_id", "raw_payload_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
