@@ -7,7 +7,7 @@ import secrets
 import threading
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from twilio.request_validator import RequestValidator
 
 from channels.delivery import STATUS_ORDER
@@ -239,3 +239,17 @@ def test_failed_status_reprocessed_through_queue(app, state, whatsapp_channel):
     assert _statuses(state, [message_id]) == {message_id: "read"}
     with state.session_factory() as session:
         assert session.get(RawPayload, payload_id) is None
+
+
+def test_payload_foreign_keys_are_indexed(state):
+    # Applied status payloads are deleted, and each delete checks every foreign key to
+    # raw_payloads. Without an index on the referencing column that check reads the whole table.
+    inspector = inspect(state.engine)
+    unindexed = []
+    for table in inspector.get_table_names():
+        leading = {tuple(index["column_names"][:1]) for index in inspector.get_indexes(table)}
+        leading |= {tuple(unique["column_names"][:1]) for unique in inspector.get_unique_constraints(table)}
+        for key in inspector.get_foreign_keys(table):
+            if key["referred_table"] == "raw_payloads" and tuple(key["constrained_columns"][:1]) not in leading:
+                unindexed.append(f"{table}.{key['constrained_columns'][0]}")
+    assert unindexed == []
