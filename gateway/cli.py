@@ -11,9 +11,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import click
-from werkzeug.serving import make_server
 
 from gateway.config import Config, ConfigError
+from gateway.server import make_server
 from inbox.errors import InboxError
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ def _serve(with_workers: bool, host: str | None, port: int | None) -> None:
     state = get_state(app)
     if config.database_url.startswith("sqlite"):
         upgrade_database(state.engine)  # the embedded setup keeps itself up to date
-    # Werkzeug's threaded server carries Socket.IO's WebSocket transport (simple-websocket).
-    server = make_server(host, port, app, threaded=True)
+    # Werkzeug's server, with pooled threads, carries Socket.IO's WebSocket transport (simple-websocket).
+    server = make_server(host, port, app)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 
     workers = None

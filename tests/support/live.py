@@ -6,9 +6,8 @@ import threading
 import time
 
 from flask import Flask
-from werkzeug.serving import make_server
-
 from gateway import get_state
+from gateway.server import make_server
 from gateway.webhook_worker import WebhookWorker
 from inbox.webhook_queue import count_pending
 
@@ -19,7 +18,7 @@ class LiveServer:
 
     def __init__(self, app: Flask, port: int = 0):
         self.app = app
-        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._server = make_server("127.0.0.1", port, app)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="live-server", daemon=True)
@@ -35,6 +34,7 @@ class LiveServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._thread.join(10)
+        self._server.server_close()
         self._stop_worker.set()
         self._webhook_worker.wakeup.set()
         self._worker_thread.join(10)
