@@ -27,6 +27,7 @@ from gateway.admin_api import (
 )
 from gateway.auth import ROLE_RANK, csrf_token, csrf_token_matches, current_agent, db, session_limits
 from gateway.pages import page_role
+from gateway.user_agents import summarize_user_agent
 from inbox.agents import (
     MIN_PASSWORD_LENGTH,
     change_own_password,
@@ -75,6 +76,11 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} seconds"
+
+
+@blueprint.app_template_filter("browser_summary")
+def _browser_summary(user_agent: str | None) -> str:
+    return summarize_user_agent(user_agent)
 
 
 def _render(template: str, status: int = 200, **context: Any) -> Any:

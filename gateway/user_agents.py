@@ -2,8 +2,8 @@
 
 The Account page lists sign-ins by this name and keeps the full header one click away. The
 rules cover the browsers and systems people sign in with, plus common command-line clients.
-Browsers copy each other's tokens (every Chromium browser says "Chrome" and "Safari", and
-Chrome says "Safari" too), so the more specific tokens are tried first.
+Browsers copy each other's tokens (every Chromium browser sends "Chrome" and "Safari", and
+Chrome sends "Safari" too), so the more specific tokens are tried first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ UNKNOWN_BROWSER = "Unknown browser"
 MAX_READ_LENGTH = 1000
 
 # (name, pattern): the first pattern that matches names the browser. Group 1, when the
-# pattern has one, is the version; only its leading whole number is shown.
+# pattern has one, is the major version.
 BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
@@ -34,7 +34,7 @@ BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Chrome", r"\bChrome/(\d+)?"),
         ("Internet Explorer", r"\bMSIE (\d+)"),
         ("Internet Explorer", r"\bTrident/\d+(?:\.\d+)?;.*?\brv:(\d+)"),
-        # Safari's own version is in "Version/"; its "Safari/" token is the WebKit build.
+        # Safari's own version is in "Version/", because its "Safari/" token is the WebKit build.
         ("Safari", r"\bVersion/(\d+)[^ ]* (?:Mobile/\S+ )?Safari/"),
         ("Safari", r"\bAppleWebKit/.*\bSafari/"),
         ("curl", r"^curl/(\d+)?"),
@@ -73,7 +73,7 @@ WINDOWS_RELEASES = {"5.1": "XP", "5.2": "XP", "6.0": "Vista", "6.1": "7", "6.2":
 
 @dataclass(frozen=True)
 class BrowserSummary:
-    """What a User-Agent header tells about the client: each part None when unknown."""
+    """The browser, major version and operating system named by a User-Agent header, each None when unknown."""
 
     browser: str | None = None
     version: str | None = None

@@ -260,3 +260,59 @@ def test_audit_page_filters_and_reports_bad_filters(app, state, agent):
     assert "No events match" in only_teams
     assert bad.status_code == 400
     assert "ISO 8601" in bad.data.decode()
+
+
+# ---- Sign-ins by browser name --------------------------------------------------------------
+
+FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"
+SAFARI_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                 "Version/18.5 Mobile/15E148 Safari/604.1")
+
+
+def _client_with_user_agent(app, user_agent: str):
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = user_agent
+    return client
+
+
+def test_account_names_sign_in_browsers(app, agent):
+    mine = _client_with_user_agent(app, FIREFOX_WINDOWS)
+    login(mine)
+    login(_client_with_user_agent(app, SAFARI_IPHONE))
+    login(_client_with_user_agent(app, ""))
+
+    page = mine.get("/account").get_data(as_text=True)
+    rows = re.findall(r"<tr>.*?</tr>", page.split('id="sign-ins"')[1].split("<tbody>")[1], re.S)
+
+    assert len(rows) == 3
+    assert re.search(r'<span class="sign-in__browser" title="[^"]*Firefox/140.0">Firefox 140 on Windows</span> '
+                     r'<span class="badge">this browser</span>', page)
+    assert "<code>Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0</code>" in page
+    assert ">Safari 18 on iPhone</span>" in page
+    assert 'aria-label="End the sign-in of Safari 18 on iPhone from 127.0.0.1 begun ' in page
+    assert '<span class="sign-in__browser">Unknown browser</span>' in page
+    assert page.count("<details class=\"sign-in__header\">") == 2
+    assert all(re.search(r"<time datetime=", row) for row in rows)
+    assert all("127.0.0.1" in row for row in rows)
+
+
+def test_account_escapes_user_agent(app, agent):
+    hostile = '<script>alert(1)</script>" onmouseover="alert(2)'
+    client = _client_with_user_agent(app, hostile)
+    login(client)
+
+    page = client.get("/account").get_data(as_text=True)
+
+    assert "<script>alert(1)" not in page
+    assert 'title="&lt;script&gt;alert(1)&lt;/script&gt;&#34; onmouseover=&#34;alert(2)"' in page
+    assert ">Unknown browser</span>" in page
+
+
+def test_account_shortens_stored_long_user_agent(app, agent):
+    client = _client_with_user_agent(app, FIREFOX_WINDOWS + " " + "x" * 5000)
+    login(client)
+
+    page = client.get("/account").get_data(as_text=True)
+
+    assert ">Firefox 140 on Windows</span>" in page
+    assert "x" * 301 not in page
