@@ -10,6 +10,9 @@ stored in the session. ``/reset-password/<token>`` is the only page open without
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -27,6 +30,7 @@ from gateway.admin_api import (
 )
 from gateway.auth import ROLE_RANK, csrf_token, csrf_token_matches, current_agent, db, session_limits
 from gateway.pages import page_role
+from gateway.user_agents import summarize_user_agent
 from inbox.agents import (
     MIN_PASSWORD_LENGTH,
     change_own_password,
@@ -45,12 +49,18 @@ from inbox.agents import (
     valid_reset,
 )
 from inbox.assignment import online_agent_ids, open_assigned_counts
-from inbox.audit import Action, TARGET_TYPES, list_audit_events, parse_audit_filter
+from inbox.audit import Action, SECRET_SETTING_HINTS, TARGET_TYPES, list_audit_events, parse_audit_filter
 from inbox.errors import InboxError, InvalidInput
 from inbox.models import Role
 from inbox.teams import create_team_audited, list_teams, set_agent_capacity_audited, update_team_audited
 
 log = logging.getLogger(__name__)
+
+# ISO 8601 date-times as the audit log stores them, such as 2026-01-31T09:00:00+00:00.
+ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+SECRET_NOT_SHOWN = "changed (not shown)"
+# Values nested deeper than this show as an ellipsis, so no stored row can make the page huge.
+MAX_DETAIL_DEPTH = 4
 
 blueprint = Blueprint("admin_pages", __name__)
 
@@ -75,6 +85,11 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} seconds"
+
+
+@blueprint.app_template_filter("browser_summary")
+def _browser_summary(user_agent: str | None) -> str:
+    return summarize_user_agent(user_agent)
 
 
 def _render(template: str, status: int = 200, **context: Any) -> Any:
@@ -386,6 +401,82 @@ def capacity_page(agent_id: int) -> Any:
 
 
 # ---- The audit log (admin) --------------------------------------------------------------------
+
+
+@blueprint.app_template_filter("audit_details")
+def audit_details(details: Mapping[str, Any] | None) -> list[tuple[str, list[str]]]:
+    """Turn an audit row's details into (label, lines) pairs of plain text for people.
+
+    Strings are shown as they are, lists comma-separated, booleans as Yes or No, a missing
+    value as "none", ISO 8601 times to the minute in UTC, an old and new value as
+    "old → new", and other objects as "key: value" lines. The value of a key that names a
+    secret (password, token, secret) is never shown, even if a row contains one. The
+    template escapes the text.
+    """
+    return [(_detail_label(key), _detail_lines(key, value)) for key, value in (details or {}).items()]
+
+
+def _detail_label(key: str) -> str:
+    return str(key).replace("_", " ")
+
+
+def _is_secret(key: str) -> bool:
+    return any(hint in str(key).lower() for hint in SECRET_SETTING_HINTS)
+
+
+def _detail_lines(key: str, value: Any) -> list[str]:
+    if isinstance(value, Mapping) and value and not _is_secret(key) and not _is_change(value):
+        return [f"{_detail_label(inner_key)}: {_detail_text(inner_key, inner, 1)}" for inner_key, inner in value.items()]
+    return [_detail_text(key, value, 0)]
+
+
+def _is_change(value: Mapping[str, Any]) -> bool:
+    return set(value) == {"from", "to"} or value == {"changed": True}
+
+
+def _detail_text(key: str, value: Any, depth: int) -> str:
+    """Return ``value``, stored under ``key``, as one line of text."""
+    if _is_secret(key):
+        return SECRET_NOT_SHOWN
+    if depth > MAX_DETAIL_DEPTH:
+        return "…"
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, datetime):
+        return _readable_time(value)
+    if isinstance(value, str):
+        return _readable_time_text(value) or value
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_detail_text(key, item, depth + 1) for item in value) if value else "none"
+    if isinstance(value, Mapping):
+        if not value:
+            return "none"
+        if value == {"changed": True}:
+            return "changed"
+        if set(value) == {"from", "to"}:
+            return f"{_detail_text(key, value['from'], depth + 1)} → {_detail_text(key, value['to'], depth + 1)}"
+        return "; ".join(
+            f"{_detail_label(inner_key)}: {_detail_text(inner_key, inner, depth + 1)}" for inner_key, inner in value.items()
+        )
+    return str(value)
+
+
+def _readable_time_text(text: str) -> str | None:
+    if not ISO_DATETIME.fullmatch(text):
+        return None
+    try:
+        return _readable_time(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _readable_time(value: datetime) -> str:
+    # Times without an offset are UTC, like every time the database stores.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @blueprint.get("/admin/audit")

@@ -109,6 +109,7 @@ def test_admin_adds_agent_and_agent_must_change_password(page, browser, live_ser
         newcomer.keyboard.type(CHOSEN_PASSWORD)
         newcomer.keyboard.press("Enter")
         expect(newcomer.locator("#live-indicator")).to_contain_text("Live")
+        expect(newcomer.get_by_role("status").filter(has_text="Your password is changed")).to_be_visible()
         assert newcomer.console_errors == []
     finally:
         newcomer.context.close()

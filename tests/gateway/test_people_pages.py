@@ -260,3 +260,154 @@ def test_audit_page_filters_and_reports_bad_filters(app, state, agent):
     assert "No events match" in only_teams
     assert bad.status_code == 400
     assert "ISO 8601" in bad.data.decode()
+
+
+# ---- Sign-ins by browser name --------------------------------------------------------------
+
+FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"
+SAFARI_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                 "Version/18.5 Mobile/15E148 Safari/604.1")
+
+
+def _client_with_user_agent(app, user_agent: str):
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = user_agent
+    return client
+
+
+def test_account_names_sign_in_browsers(app, agent):
+    mine = _client_with_user_agent(app, FIREFOX_WINDOWS)
+    login(mine)
+    login(_client_with_user_agent(app, SAFARI_IPHONE))
+    login(_client_with_user_agent(app, ""))
+
+    page = mine.get("/account").get_data(as_text=True)
+    rows = re.findall(r"<tr>.*?</tr>", page.split('id="sign-ins"')[1].split("<tbody>")[1], re.S)
+
+    assert len(rows) == 3
+    assert re.search(r'<span class="sign-in__browser" title="[^"]*Firefox/140.0">Firefox 140 on Windows</span> '
+                     r'<span class="badge">this browser</span>', page)
+    assert "<code>Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0</code>" in page
+    assert ">Safari 18 on iPhone</span>" in page
+    assert 'aria-label="End the sign-in of Safari 18 on iPhone from 127.0.0.1 begun ' in page
+    assert '<span class="sign-in__browser">Unknown browser</span>' in page
+    assert page.count("<details class=\"sign-in__header\">") == 2
+    assert all(re.search(r"<time datetime=", row) for row in rows)
+    assert all("127.0.0.1" in row for row in rows)
+
+
+def test_account_escapes_user_agent(app, agent):
+    hostile = '<script>alert(1)</script>" onmouseover="alert(2)'
+    client = _client_with_user_agent(app, hostile)
+    login(client)
+
+    page = client.get("/account").get_data(as_text=True)
+
+    assert "<script>alert(1)" not in page
+    assert 'title="&lt;script&gt;alert(1)&lt;/script&gt;&#34; onmouseover=&#34;alert(2)"' in page
+    assert ">Unknown browser</span>" in page
+
+
+def test_account_shortens_stored_long_user_agent(app, agent):
+    client = _client_with_user_agent(app, FIREFOX_WINDOWS + " " + "x" * 5000)
+    login(client)
+
+    page = client.get("/account").get_data(as_text=True)
+
+    assert ">Firefox 140 on Windows</span>" in page
+    assert "x" * 301 not in page
+
+
+# ---- Audit values for people -----------------------------------------------------------------
+
+AUDIT_DETAILS = [
+    ({"name": "Ada Agent", "role": "agent"}, [("name", ["Ada Agent"]), ("role", ["agent"])]),
+    ({"from": "agent", "to": "manager"}, [("from", ["agent"]), ("to", ["manager"])]),
+    ({"from": None, "to": 4}, [("from", ["none"]), ("to", ["4"])]),
+    ({"name": "Billing", "member_ids": [2, 3], "round_robin": False},
+     [("name", ["Billing"]), ("member ids", ["2, 3"]), ("round robin", ["No"])]),
+    ({"members_added": [], "round_robin": {"from": False, "to": True}},
+     [("members added", ["none"]), ("round robin", ["No → Yes"])]),
+    ({"method": "link", "expires_at": "2026-01-31T09:05:59.123456+00:00"},
+     [("method", ["link"]), ("expires at", ["2026-01-31 09:05 UTC"])]),
+    ({"at": "2026-01-31T10:05:00+01:00", "naive": "2026-01-31T09:05:00", "day": "2026-01-31", "bad": "2026-13-45T99:00"},
+     [("at", ["2026-01-31 09:05 UTC"]), ("naive", ["2026-01-31 09:05 UTC"]), ("day", ["2026-01-31"]),
+      ("bad", ["2026-13-45T99:00"])]),
+    ({"imap_folders": {"from": ["INBOX"], "to": ["INBOX", "Support"]}, "default_team_id": {"from": None, "to": 3}},
+     [("imap folders", ["INBOX → INBOX, Support"]), ("default team id", ["none → 3"])]),
+    ({"fields": ["body", "name"], "enabled": True}, [("fields", ["body, name"]), ("enabled", ["Yes"])]),
+    ({"imap_password": {"changed": True}, "reauthorized": True},
+     [("imap password", ["changed (not shown)"]), ("reauthorized", ["Yes"])]),
+    ({"oauth_client_id": {"changed": True}}, [("oauth client id", ["changed"])]),
+    ({"auth_token": "sk-live-123", "app_secret": {"from": "a", "to": "b"}, "Password": ["x"]},
+     [("auth token", ["changed (not shown)"]), ("app secret", ["changed (not shown)"]),
+      ("Password", ["changed (not shown)"])]),
+    ({"limits": {"max": 5, "hours": [9, 17], "access_token": "sk", "note": None}},
+     [("limits", ["max: 5", "hours: 9, 17", "access token: changed (not shown)", "note: none"])]),
+    ({"deep": {"a": {"b": {"c": {"d": {"e": "hidden"}}}}}}, [("deep", ["a: b: c: d: e: …"])]),
+    ({"empty": {}, "text": "", "ratio": 0.5}, [("empty", ["none"]), ("text", [""]), ("ratio", ["0.5"])]),
+    ({}, []),
+    (None, []),
+]
+
+
+@pytest.mark.parametrize(("details", "expected"), AUDIT_DETAILS)
+def test_audit_details_read_as_text(details, expected):
+    from gateway.admin_pages import audit_details
+
+    assert audit_details(details) == expected
+
+
+def test_audit_page_shows_values_readably(app, state):
+    from inbox.audit import Action, record_audit
+
+    client, _, admin = _sign_in_as(app, state, "admin")
+    with state.session_factory() as session:
+        record_audit(session, None, Action.TEAM_CHANGED, "team", 1, "Billing", {
+            "name": {"from": "Billing", "to": "Refunds & <Returns>"},
+            "members_added": [2, 3],
+            "round_robin": {"from": False, "to": True},
+        })
+        record_audit(session, None, Action.PASSWORD_RESET, "agent", admin.id, admin.email,
+                     {"method": "link", "expires_at": "2026-01-31T09:00:00+00:00"})
+        record_audit(session, None, Action.AGENT_CAPACITY_CHANGED, "agent", admin.id, admin.email, {"from": None, "to": 4})
+        session.commit()
+
+    page = client.get("/admin/audit").get_data(as_text=True)
+
+    assert "<dt>name</dt>" in page
+    assert '<span class="audit-details__line">Billing → Refunds &amp; &lt;Returns&gt;</span>' in page
+    assert '<span class="audit-details__line">2, 3</span>' in page
+    assert '<span class="audit-details__line">No → Yes</span>' in page
+    assert '<span class="audit-details__line">2026-01-31 09:00 UTC</span>' in page
+    assert '<span class="audit-details__line">none</span>' in page
+    assert "&#34;" not in page.split('id="events-heading"')[1]
+    assert "<Returns>" not in page
+
+
+def test_audit_page_never_shows_secrets(app, state, database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+    from inbox.audit import Action, record_audit
+
+    runner = CliRunner()
+    env = {"SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path)}
+    added = runner.invoke(main, ["channel", "add", "email", "--name", "Shop", "--address", "shop@example.com",
+                                 "--imap-host", "imap.example.com", "--imap-username", "shop",
+                                 "--imap-password", "first-secret-4711", "--smtp-host", "smtp.example.com"], env=env)
+    changed = runner.invoke(main, ["channel", "set", "1", "imap_password=second-secret-4712", "smtp_port=465"], env=env)
+    assert added.exit_code == 0, added.output
+    assert changed.exit_code == 0, changed.output
+    client, _, _ = _sign_in_as(app, state, "admin")
+    with state.session_factory() as session:
+        # A row written by other code with a secret in it still shows only that it changed.
+        record_audit(session, None, Action.CHANNEL_CHANGED, "channel", 1, "Shop",
+                     {"smtp_password": "third-secret-4713", "settings": {"api_token": "fourth-secret-4714"}})
+        session.commit()
+
+    page = client.get("/admin/audit").get_data(as_text=True)
+
+    assert "secret-471" not in page
+    assert page.count("changed (not shown)") == 3
+    assert '<span class="audit-details__line">587 → 465</span>' in page
