@@ -335,6 +335,8 @@ class Conversation(Base):
         # Filtered views sort by activity within one status, or one status and priority.
         Index("ix_conversations_status_activity", "status", "last_message_at", "id"),
         Index("ix_conversations_status_priority_activity", "status", "priority", "last_message_at", "id"),
+        # The trend report counts conversations created per day (inbox.reports).
+        Index("ix_conversations_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -403,6 +405,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "provider_message_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        # The trend report finds the agent replies of a range of days (inbox.reports).
+        Index("ix_messages_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -38,10 +38,10 @@ from sqlalchemy import (
     extract,
     func,
     literal,
+    literal_column,
     or_,
     select,
     type_coerce,
-    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import Float, Integer
@@ -207,7 +207,10 @@ def _whole(seconds: float | None) -> int | None:
 
 
 def backlog_report(session: Session, now: datetime, oldest_limit: int = OLDEST_LIMIT) -> Backlog:
-    """Return the backlog at ``now`` (timezone-aware UTC). Reads only."""
+    """Return the backlog at ``now`` (timezone-aware UTC), with the ``oldest_limit`` (at least 1)
+    conversations that have waited longest. Reads only."""
+    if oldest_limit < 1:
+        raise ValueError(f"oldest_limit must be 1 or more, not {oldest_limit}")
     in_backlog = Conversation.status.in_(BACKLOG_STATUSES)
 
     # One grouped scan gives every breakdown but the ages; the groups number at most
@@ -234,6 +237,7 @@ def backlog_report(session: Session, now: datetime, oldest_limit: int = OLDEST_L
         by_channel[channel_id] = by_channel.get(channel_id, 0) + count
         by_team[team_id] = by_team.get(team_id, 0) + count
 
+    ages, oldest = _ages_and_oldest(session, now, oldest_limit)
     return Backlog(
         generated_at=now,
         total=total,
@@ -243,8 +247,8 @@ def backlog_report(session: Session, now: datetime, oldest_limit: int = OLDEST_L
                      for priority in reversed(list(by_priority))],
         by_channel=_channel_counts(session, by_channel),
         by_team=_team_counts(session, by_team),
-        by_age=_age_counts(session, now),
-        oldest=_oldest_waiting(session, oldest_limit),
+        by_age=ages,
+        oldest=oldest,
     )
 
 
@@ -263,40 +267,54 @@ def waiting_since() -> ColumnElement[datetime]:
     return type_coerce(expression, UTCDateTime)
 
 
-def _age_counts(session: Session, now: datetime) -> list[Count]:
+def _ages_and_oldest(session: Session, now: datetime, limit: int) -> tuple[list[Count], list[WaitingConversation]]:
+    """Return the count per age bucket and the ``limit`` conversations that have waited longest.
+
+    One scan serves both: each bucket's count is a window aggregate over every backlog row,
+    computed before ``LIMIT`` keeps the oldest rows, so every returned row carries all counts.
+    """
     since = waiting_since()
     bounded = [(index, now - upper) for index, (_, _, upper) in enumerate(AGE_BUCKETS) if upper is not None]
     bucket = case(*[(since > cutoff, index) for index, cutoff in bounded], else_=len(AGE_BUCKETS) - 1)
-    counts = dict(
-        session.execute(
-            select(bucket, func.count()).where(Conversation.status.in_(BACKLOG_STATUSES)).group_by(bucket)
-        ).all()
+    waiting = (
+        select(Conversation.id.label("id"), since.label("since"), bucket.label("bucket"))
+        .where(Conversation.status.in_(BACKLOG_STATUSES))
+        .subquery("waiting")
     )
-    return [Count(key, label, counts.get(index, 0)) for index, (key, label, _) in enumerate(AGE_BUCKETS)]
-
-
-def _oldest_waiting(session: Session, limit: int) -> list[WaitingConversation]:
-    since = waiting_since().label("waiting_since")
+    bucket_counts = [
+        func.count(case((waiting.c.bucket == index, 1))).over().label(f"bucket_{index}")
+        for index in range(len(AGE_BUCKETS))
+    ]
+    oldest = (
+        select(waiting.c.id, waiting.c.since, *bucket_counts)
+        .order_by(waiting.c.since, waiting.c.id)
+        .limit(limit)
+        .subquery("oldest")
+    )
     rows = session.execute(
         select(
-            Conversation.id, Contact.name, Conversation.subject, Conversation.status, Conversation.priority,
-            Channel.name, Team.name, Agent.name, since,
+            oldest, Contact.name, Conversation.subject, Conversation.status, Conversation.priority,
+            Channel.name, Team.name, Agent.name,
         )
+        .join(Conversation, Conversation.id == oldest.c.id)
         .join(Contact, Contact.id == Conversation.contact_id)
         .join(Channel, Channel.id == Conversation.channel_id)
         .outerjoin(Team, Team.id == Conversation.team_id)
         .outerjoin(Agent, Agent.id == Conversation.assignee_id)
-        .where(Conversation.status.in_(BACKLOG_STATUSES))
-        .order_by(since, Conversation.id)
-        .limit(limit)
+        .order_by(oldest.c.since, oldest.c.id)
     ).all()
-    return [
-        WaitingConversation(
-            id=row[0], contact=row[1] or f"Contact {row[0]}", subject=row[2], status=row[3], priority=row[4],
-            channel=row[5], team=row[6], assignee=row[7], waiting_since=row[8],
-        )
-        for row in rows
-    ]
+
+    buckets = len(AGE_BUCKETS)
+    counts = list(rows[0][2:2 + buckets]) if rows else [0] * buckets
+    ages = [Count(key, label, counts[index]) for index, (key, label, _) in enumerate(AGE_BUCKETS)]
+    waits = []
+    for row in rows:
+        contact, subject, status, priority, channel, team, assignee = row[2 + buckets:]
+        waits.append(WaitingConversation(
+            id=row.id, contact=contact or f"Contact {row.id}", subject=subject, status=status, priority=priority,
+            channel=channel, team=team, assignee=assignee, waiting_since=row.since,
+        ))
+    return ages, waits
 
 
 def _channel_counts(session: Session, counts: dict[int, int]) -> list[Count]:
@@ -384,7 +402,7 @@ def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneIn
     days = [first_day + timedelta(days=offset) for offset in range(day_count)]
     starts = [day_start(day, zone) for day in days]
     range_end = day_start(last_day + timedelta(days=1), zone)
-    table = _days_table([*starts, range_end])
+    table = Days([*starts, range_end])
 
     created = _per_day(session, table, Conversation, Conversation.created_at, [])
     resolved = _per_day(
@@ -394,7 +412,7 @@ def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneIn
     exits = _per_day(session, table, ConversationActivity, ConversationActivity.created_at, _to_resolved())
     merged = _per_day(session, table, ConversationActivity, ConversationActivity.created_at, _merged_from_backlog())
     entries = _per_day(session, table, ConversationActivity, ConversationActivity.created_at, _from_resolved())
-    responses = _first_responses(session, table, starts[0], range_end)
+    responses = _first_responses(session, table)
 
     # Changes after the range, up to now, move the anchor back to the range's last day.
     def since_range(source: Any, column: Any, conditions: list[ColumnElement[bool]]) -> int:
@@ -429,32 +447,43 @@ def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneIn
     return Trend(first_day, last_day, str(zone.key), rows)
 
 
-def _days_table(bounds: list[datetime]) -> Any:
-    """Return a subquery of (day, starts, ends), one row per day between consecutive ``bounds``."""
-    rows = [
-        select(
-            literal(index, Integer).label("day"),
-            literal(start, UTCDateTime).label("starts"),
-            literal(end, UTCDateTime).label("ends"),
-        )
-        for index, (start, end) in enumerate(zip(bounds, bounds[1:]))
-    ]
-    return union_all(*rows).subquery("days") if len(rows) > 1 else rows[0].subquery("days")
+class Days:
+    """Consecutive days, given by their boundaries as UTC instants, to group rows by.
+
+    A row's day is found by a binary search written as nested ``CASE`` expressions, about
+    seven comparisons for 90 days, because a join against a list of days compared every
+    row with every day.
+    """
+
+    def __init__(self, bounds: list[datetime]):
+        self.bounds = bounds
+
+    def covers(self, column: Any) -> ColumnElement[bool]:
+        return and_(column >= self.bounds[0], column < self.bounds[-1])
+
+    def index(self, column: Any) -> ColumnElement[int]:
+        """Return the 0-based day of ``column``, for values that ``covers`` admits."""
+        return self._search(column, 0, len(self.bounds) - 1)
+
+    def _search(self, column: Any, low: int, high: int) -> Any:
+        if high - low == 1:
+            return literal_column(str(low), Integer)
+        middle = (low + high) // 2
+        bound = literal(self.bounds[middle], UTCDateTime)
+        return case((column < bound, self._search(column, low, middle)), else_=self._search(column, middle, high))
 
 
 def _per_day(
-    session: Session, days: Any, source: Any, column: Any, conditions: list[ColumnElement[bool]],
+    session: Session, days: Days, source: Any, column: Any, conditions: list[ColumnElement[bool]],
     distinct: Any = None,
 ) -> dict[int, int]:
     """Count the rows of ``source`` that match ``conditions`` per day, by the time in ``column``."""
-    counted = func.count(distinct.distinct()) if distinct is not None else func.count()
-    query = (
-        select(days.c.day, counted)
-        .select_from(days)
-        .join(source, and_(column >= days.c.starts, column < days.c.ends, *conditions))
-        .group_by(days.c.day)
-    )
-    return dict(session.execute(query).all())
+    columns = [days.index(column).label("day")]
+    if distinct is not None:
+        columns.append(distinct.label("distinct_key"))
+    rows = select(*columns).select_from(source).where(days.covers(column), *conditions).subquery("rows")
+    counted = func.count(rows.c.distinct_key.distinct()) if distinct is not None else func.count()
+    return dict(session.execute(select(rows.c.day, counted).group_by(rows.c.day)).all())
 
 
 def _to_resolved() -> list[ColumnElement[bool]]:
@@ -500,16 +529,14 @@ def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElemen
     return cast(extract("epoch", later - earlier), Float)
 
 
-def _first_responses(
-    session: Session, days: Any, range_start: datetime, range_end: datetime
-) -> dict[int, tuple[int, float | None, float | None]]:
+def _first_responses(session: Session, days: Days) -> dict[int, tuple[int, float | None, float | None]]:
     """Return (count, median, 90th percentile) of first response times per day index."""
     agent_reply = and_(Message.direction == Direction.OUTBOUND.value, Message.agent_id.is_not(None))
 
     # Only a conversation with an agent reply in the range can have its first response there.
     candidates = (
         select(Message.conversation_id)
-        .where(agent_reply, Message.created_at >= range_start, Message.created_at < range_end)
+        .where(agent_reply, days.covers(Message.created_at))
         .distinct()
     )
     first_inbound = (
@@ -538,17 +565,20 @@ def _first_responses(
         .group_by(first_inbound.c.conversation_id, first_inbound.c.at)
         .subquery("first_reply")
     )
-    seconds = _seconds_between(session, first_reply.c.reply_at, first_reply.c.inbound_at)
-    ranked = (
+    timed = (
         select(
-            days.c.day,
-            seconds.label("seconds"),
-            func.row_number().over(partition_by=days.c.day, order_by=seconds).label("position"),
-            func.count().over(partition_by=days.c.day).label("total"),
+            days.index(first_reply.c.reply_at).label("day"),
+            _seconds_between(session, first_reply.c.reply_at, first_reply.c.inbound_at).label("seconds"),
         )
-        .join(days, and_(first_reply.c.reply_at >= days.c.starts, first_reply.c.reply_at < days.c.ends))
-        .subquery("ranked")
+        .where(days.covers(first_reply.c.reply_at))
+        .subquery("timed")
     )
+    ranked = select(
+        timed.c.day,
+        timed.c.seconds,
+        func.row_number().over(partition_by=timed.c.day, order_by=timed.c.seconds).label("position"),
+        func.count().over(partition_by=timed.c.day).label("total"),
+    ).subquery("ranked")
     # The 0-based ranks around each percentile: floor and ceiling of p * (n - 1), in integers.
     neighbours = []
     for numerator, denominator in PERCENTILES:
