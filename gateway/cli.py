@@ -893,7 +893,7 @@ def report_trend(days: str | None, first: str | None, last: str | None) -> None:
     except InboxError as error:
         raise click.ClickException(error.message) from error
     with _session() as session:
-        trend = trend_report(session, first_day, last_day, zone, now)
+        trend = trend_report(session, first_day, last_day, zone)
     click.echo(f"Days in {trend.time_zone}")
     click.echo("DATE\tCREATED\tRESOLVED\tOPEN AT END\tFIRST RESPONSES\tMEDIAN FIRST RESPONSE S\tP90 FIRST RESPONSE S")
     for day in trend.to_dict()["days"]:

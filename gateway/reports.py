@@ -54,7 +54,7 @@ def _trend(now: datetime) -> Trend:
     """Return the trend that the request's ``days``, ``from`` and ``to`` ask for. Raises ``InvalidInput``."""
     zone = workspace_zone()
     first, last = parse_trend_range(request.args, now.astimezone(zone).date())
-    return trend_report(db(), first, last, zone, now)
+    return trend_report(db(), first, last, zone)
 
 
 # ---- JSON and CSV ---------------------------------------------------------------------------

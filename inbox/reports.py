@@ -6,13 +6,15 @@ are done, and closed ones were merged into another, so neither counts.
 A conversation's wait starts at the customer's last message when no agent has replied since
 (the rule of the ``no_agent_reply`` proactive trigger), else at the conversation's creation.
 
-The trend counts per day of the workspace's time zone. A day's boundaries are computed here,
-as UTC instants, and the queries group rows by joining them to that list of days, so SQLite,
-which has no time zones, and PostgreSQL count the same days. The backlog at the end of a day
-is worked out backwards from the backlog now: every conversation created since then is taken
-away, every one that left the backlog since then (resolved, or merged while in the backlog) is
-added back, and every one reopened since then is taken away again. It relies on every status
-change having its activity row, which ``inbox.workflow.set_status`` writes.
+The trend counts per day of the workspace's time zone. The day boundaries are computed here
+as UTC instants, and the queries compare rows with them (``Days``), so SQLite, which has no
+time zones, and PostgreSQL count the same days.
+
+The backlog at the end of a day is worked out backwards from the backlog now. Every
+conversation created since then is taken away. Every one that left the backlog since then,
+by a resolution or a merge, is added back, and every one reopened since then is taken away.
+This relies on every status change having its activity row, which
+``inbox.workflow.set_status`` writes.
 
 The first response time of a conversation runs from its first customer message (automatic
 mail such as an out-of-office reply aside) to the first agent reply after it, in wall-clock
@@ -393,10 +395,10 @@ def day_start(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
 
 
-def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneInfo, now: datetime) -> Trend:
+def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneInfo) -> Trend:
     """Return the daily trend from ``first_day`` to ``last_day`` in ``zone``. Reads only.
 
-    ``now`` (timezone-aware UTC) anchors the backlog counted backwards to each day's end.
+    The last day's backlog at its end is the backlog now, whether or not that day has ended.
     """
     day_count = (last_day - first_day).days + 1
     days = [first_day + timedelta(days=offset) for offset in range(day_count)]
@@ -414,7 +416,7 @@ def trend_report(session: Session, first_day: date, last_day: date, zone: ZoneIn
     entries = _per_day(session, table, ConversationActivity, ConversationActivity.created_at, _from_resolved())
     responses = _first_responses(session, table)
 
-    # Changes after the range, up to now, move the anchor back to the range's last day.
+    # Counting back from the backlog now: first the changes after the range, then day by day.
     def since_range(source: Any, column: Any, conditions: list[ColumnElement[bool]]) -> int:
         return session.scalar(select(func.count()).select_from(source).where(column >= range_end, *conditions)) or 0
 
@@ -503,7 +505,7 @@ def _from_resolved() -> list[ColumnElement[bool]]:
 
 
 def _merged_from_backlog() -> list[ColumnElement[bool]]:
-    """Return the conditions on activities that match merges that took a conversation out of the backlog.
+    """Return the conditions that select the merges which took a conversation out of the backlog.
 
     A merge writes no status activity, so the status before it is the ``to`` of the latest
     status activity before the merge, or open for a conversation that never changed status.
