@@ -128,7 +128,7 @@ def reports_page() -> Any:
         error=error.message if error else None,
         error_field=error.field if error else None,
         zone=zone.key,
-        local_time=lambda value: value.astimezone(zone).strftime("%-d %b %H:%M"),
+        local_time=lambda value: f"{value.astimezone(zone):%d %b %H:%M}".lstrip("0"),
         today=now.astimezone(zone).date(),
         args=request.args,
         range_choices=RANGE_CHOICES,
