@@ -81,7 +81,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     from gateway import admin_api, admin_pages, api, auth, channel_settings, health, pages, realtime, webhooks
     from gateway import proactive_api, proactive_pages
-    from gateway import proactive_log
+    from gateway import proactive_log, reports
 
     app.url_map.converters["id"] = IdConverter
     app.before_request(api.allow_reply_files)
@@ -97,6 +97,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(proactive_api.blueprint)
     app.register_blueprint(proactive_pages.blueprint)
     app.register_blueprint(proactive_log.blueprint)
+    app.register_blueprint(reports.blueprint)
     realtime.init_app(app, state)
     api.init_app(app)
     # After api.init_app, because the page errors replace its 404 handler for pages.

@@ -830,6 +830,81 @@ def payloads_reprocess(payload_id: int) -> None:
         )
 
 
+# --- reports -------------------------------------------------------------------------------
+
+
+@main.group()
+def report() -> None:
+    """Print the backlog and trend report that managers see at /reports."""
+
+
+@report.command("backlog")
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="How many of the longest-waiting conversations to list.")
+def report_backlog(limit: int) -> None:
+    """Print the open, pending and snoozed conversations by status, priority, channel, team and wait."""
+    from inbox.models import utcnow
+    from inbox.reports import backlog_report
+
+    with _session() as session:
+        backlog = backlog_report(session, utcnow(), limit)
+    click.echo(f"Backlog at {backlog.generated_at.isoformat(timespec='seconds')}: "
+               f"{backlog.total} open, {backlog.unassigned} unassigned")
+    sections = [
+        ("STATUS", backlog.by_status), ("PRIORITY", backlog.by_priority), ("WAIT", backlog.by_age),
+        ("CHANNEL", backlog.by_channel), ("TEAM", backlog.by_team),
+    ]
+    for title, rows in sections:
+        if not rows:
+            continue
+        click.echo(f"\n{title}\tOPEN")
+        for row in rows:
+            click.echo(f"{row.label}\t{row.count}")
+    if backlog.oldest:
+        click.echo("\nID\tWAITING SINCE\tSTATUS\tPRIORITY\tCHANNEL\tTEAM\tASSIGNEE\tCONTACT")
+        for row in backlog.oldest:
+            click.echo(
+                f"{row.id}\t{row.waiting_since.isoformat(timespec='seconds')}\t{row.status}\t{row.priority}"
+                f"\t{row.channel}\t{row.team or '-'}\t{row.assignee or '-'}\t{row.contact}"
+            )
+
+
+@report.command("trend")
+@click.option("--days", help="Days counted back from today, today included (1 to 90, default 14).")
+@click.option("--from", "first", help="The first day, such as 2026-01-31.")
+@click.option("--to", "last", help="The last day, included (default today).")
+def report_trend(days: str | None, first: str | None, last: str | None) -> None:
+    """Print per day: created, resolved, open at the end, and first response times in seconds.
+
+    Days are those of SWITCHBOARD_TIME_ZONE (UTC by default).
+    """
+    from inbox.models import utcnow
+    from inbox.proactive.quiet_hours import zone_or_none
+    from inbox.reports import parse_trend_range, trend_report
+
+    config = _load_config()
+    zone = zone_or_none(config.time_zone)
+    if zone is None:
+        raise click.ClickException(f"SWITCHBOARD_TIME_ZONE={config.time_zone!r} is invalid; give an IANA name such as Europe/Berlin.")
+    now = utcnow()
+    args = {name: value for name, value in (("days", days), ("from", first), ("to", last)) if value is not None}
+    try:
+        first_day, last_day = parse_trend_range(args, now.astimezone(zone).date())
+    except InboxError as error:
+        raise click.ClickException(error.message) from error
+    with _session() as session:
+        trend = trend_report(session, first_day, last_day, zone)
+    click.echo(f"Days in {trend.time_zone}")
+    click.echo("DATE\tCREATED\tRESOLVED\tOPEN AT END\tFIRST RESPONSES\tMEDIAN FIRST RESPONSE S\tP90 FIRST RESPONSE S")
+    for day in trend.to_dict()["days"]:
+        median = day["median_first_response_seconds"]
+        p90 = day["p90_first_response_seconds"]
+        click.echo(
+            f"{day['date']}\t{day['created']}\t{day['resolved']}\t{day['open_at_end']}\t{day['first_responses']}"
+            f"\t{'-' if median is None else median}\t{'-' if p90 is None else p90}"
+        )
+
+
 # --- trying it out -------------------------------------------------------------------------
 
 

@@ -1152,6 +1152,121 @@ OPENAPI["components"]["schemas"]["ProactiveSend"] = {
 }
 
 
+# ---- Backlog and trend reports (gateway.reports) ------------------------------------------------
+
+_REPORT_RANGE = [
+    _query("days", {"type": "integer", "minimum": 1, "maximum": 90, "default": 14},
+           "Days counted back from today, today included. Not together with from."),
+    _query("from", {"type": "string", "format": "date"}, "The first day, included."),
+    _query("to", {"type": "string", "format": "date"}, "The last day, included; today or earlier (default today)."),
+]
+_REPORT_DESCRIPTION = (
+    "Needs the manager or admin role. Days are those of the workspace's time zone (time_zone), "
+    "at most 90; a range that is invalid, too long or ends after today is a 400 naming the parameter."
+)
+
+OPENAPI["paths"].update({
+    "/reports/backlog": {
+        "get": {
+            "summary": "The backlog now: open, pending and snoozed conversations, broken down",
+            "description": "Needs the manager or admin role.",
+            "parameters": [
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                       "How many of the longest-waiting conversations to list."),
+            ],
+            "responses": {"200": _json(_ref("Backlog"), "The backlog."), "400": _INVALID, **_ERRORS},
+        },
+    },
+    "/reports/trend": {
+        "get": {
+            "summary": "Per day: conversations created and resolved, the backlog at the day's end, first response times",
+            "description": _REPORT_DESCRIPTION,
+            "parameters": _REPORT_RANGE,
+            "responses": {"200": _json(_ref("Trend"), "The trend."), "400": _INVALID, **_ERRORS},
+        },
+    },
+    "/reports/trend.csv": {
+        "get": {
+            "summary": "The trend as CSV, one row per day with the JSON's field names as header",
+            "description": _REPORT_DESCRIPTION,
+            "parameters": _REPORT_RANGE,
+            "responses": {
+                "200": {"description": "CSV, as an attachment.", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                "400": _INVALID,
+                **_ERRORS,
+            },
+        },
+    },
+})
+
+_REPORT_COUNT = {
+    "type": "object",
+    "properties": {
+        "key": {"type": ["string", "integer", "null"], "description": "The status, priority or age bucket; the channel or team id; null for no team."},
+        "label": {"type": "string"},
+        "count": {"type": "integer"},
+    },
+}
+_REPORT_BREAKDOWN = {"type": "array", "items": _REPORT_COUNT}
+
+OPENAPI["components"]["schemas"].update({
+    "Backlog": {
+        "type": "object",
+        "properties": {
+            "generated_at": {"type": "string", "format": "date-time"},
+            "total": {"type": "integer", "description": "Open, pending and snoozed conversations."},
+            "unassigned": {"type": "integer"},
+            "by_status": _REPORT_BREAKDOWN,
+            "by_priority": _REPORT_BREAKDOWN,
+            "by_channel": _REPORT_BREAKDOWN,
+            "by_team": {**_REPORT_BREAKDOWN, "description": "Empty when there are no teams; else every team and \"No team\"."},
+            "by_age": {**_REPORT_BREAKDOWN, "description": "Keys under_1h, 1h_4h, 4h_24h, 1d_3d, over_3d: the wait since the customer's unanswered last message, else since creation."},
+            "oldest": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "contact": {"type": "string"},
+                        "subject": {"type": ["string", "null"]},
+                        "status": {"type": "string"},
+                        "priority": {"type": "string"},
+                        "channel": {"type": "string"},
+                        "team": {"type": ["string", "null"]},
+                        "assignee": {"type": ["string", "null"]},
+                        "waiting_since": {"type": "string", "format": "date-time"},
+                        "waiting_seconds": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+    "Trend": {
+        "type": "object",
+        "properties": {
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "time_zone": {"type": "string", "description": "The IANA zone the days are in, such as Europe/Berlin."},
+            "days": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "created": {"type": "integer"},
+                        "resolved": {"type": "integer", "description": "Conversations resolved that day, each counted once."},
+                        "open_at_end": {"type": "integer", "description": "Open, pending and snoozed conversations at the day's end (now, for today)."},
+                        "first_responses": {"type": "integer"},
+                        "median_first_response_seconds": {"type": ["integer", "null"]},
+                        "p90_first_response_seconds": {"type": ["integer", "null"]},
+                    },
+                },
+            },
+        },
+    },
+})
+
+
 # The minimum role each operation needs: "agent" is any signed-in agent. The routes enforce it
 # (``gateway.auth.require_role``); the access tests check every operation against this table,
 # which every documented operation must be in.
@@ -1204,6 +1319,9 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/update-templates/{template_id}/disable": {"post": "manager"},
     "/update-templates/{template_id}/preview": {"post": "manager"},
     "/proactive/sends": {"get": "manager"},
+    "/reports/backlog": {"get": "manager"},
+    "/reports/trend": {"get": "manager"},
+    "/reports/trend.csv": {"get": "manager"},
     # Shared canned responses need the manager role, which the domain checks per response.
     "/conversations/{id}/notes": {"get": "agent", "post": "agent"},
     "/mentions": {"get": "agent"},

@@ -335,6 +335,8 @@ class Conversation(Base):
         # Filtered views sort by activity within one status, or one status and priority.
         Index("ix_conversations_status_activity", "status", "last_message_at", "id"),
         Index("ix_conversations_status_priority_activity", "status", "priority", "last_message_at", "id"),
+        # The trend report counts conversations created per day (inbox.reports).
+        Index("ix_conversations_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -405,6 +407,8 @@ class Message(Base):
         Index("ix_messages_conversation", "conversation_id", "id"),
         # Deleting an applied status payload checks this foreign key (migration 0025).
         Index("ix_messages_raw_payload_id", "raw_payload_id"),
+        # The trend report finds the agent replies of a range of days (inbox.reports).
+        Index("ix_messages_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

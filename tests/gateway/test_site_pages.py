@@ -12,6 +12,7 @@ BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;
 
 # Each page with the site header and the least role it needs.
 HEADER_PAGES = [
+    ("/reports", "manager"),
     ("/updates", "manager"),
     ("/updates/log", "manager"),
     ("/admin/teams", "manager"),
@@ -23,7 +24,7 @@ HEADER_PAGES = [
 RANK = {"agent": 0, "manager": 1, "admin": 2}
 # The header's links in order, each with the least role that sees it.
 NAV_ORDER = [
-    ("Inbox", "agent"), ("Proactive updates", "manager"), ("Teams", "manager"), ("Agents", "admin"),
+    ("Inbox", "agent"), ("Reports", "manager"), ("Proactive updates", "manager"), ("Teams", "manager"), ("Agents", "admin"),
     ("Audit log", "admin"), ("Channels", "admin"), ("Account", "agent"),
 ]
 

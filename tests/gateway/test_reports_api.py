@@ -1,0 +1,256 @@
+"""The report's JSON API, CSV, page and command line, on the real app and database.
+
+The app's clock is fixed at ``NOW`` of the unit tests, so the figures those tests spell
+out for the same rows apply here too.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from inbox.agents import create_agent, create_api_token
+from inbox.models import Agent, Channel
+from tests.conftest import AGENT_PASSWORD, login
+from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history
+
+API = "/api/v1/reports"
+REPORT_ROUTES = [f"{API}/backlog", f"{API}/trend", f"{API}/trend.csv"]
+
+
+@pytest.fixture
+def config(config):
+    return dataclasses.replace(config, time_zone="Europe/Berlin")
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch):
+    monkeypatch.setattr("gateway.reports.utcnow", lambda: NOW)
+
+
+@pytest.fixture
+def people(state) -> dict[str, str]:
+    """Create an agent, a manager and an admin; return an API token of each, by role."""
+    tokens = {}
+    with state.session_factory() as session:
+        for role, email in [("agent", "ada@example.com"), ("manager", "mia@example.com"), ("admin", "root@example.com")]:
+            person = create_agent(session, email, role.title(), AGENT_PASSWORD, role)
+            tokens[role] = create_api_token(session, person, "tests")
+        session.commit()
+    return tokens
+
+
+@pytest.fixture
+def rows(state, whatsapp_channel, people):
+    with state.session_factory() as session:
+        manager = session.query(Agent).filter_by(email="mia@example.com").one()
+        yield Rows(session, session.get(Channel, whatsapp_channel.id), manager)
+
+
+def _get(client, path: str, token: str, **params):
+    return client.get(path, query_string=params, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("path", REPORT_ROUTES)
+def test_report_api_needs_credentials(app, path):
+    response = app.test_client().get(path)
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("path", REPORT_ROUTES)
+def test_report_api_rejects_agents(app, people, path):
+    response = _get(app.test_client(), path, people["agent"])
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "forbidden"
+    assert "manager role" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize("role", ["manager", "admin"])
+def test_report_api_admits_managers_and_admins(app, people, role):
+    for path in REPORT_ROUTES:
+        assert _get(app.test_client(), path, people[role]).status_code == 200, path
+
+
+def test_backlog_api_figures(app, people, rows, fixed_clock):
+    made = add_backlog(rows)
+    body = _get(app.test_client(), f"{API}/backlog", people["manager"]).json
+
+    assert body["total"] == 5
+    assert body["unassigned"] == 4
+    assert {row["key"]: row["count"] for row in body["by_status"]} == {"open": 3, "pending": 1, "snoozed": 1}
+    assert {row["key"]: row["count"] for row in body["by_age"]} == {
+        "under_1h": 1, "1h_4h": 1, "4h_24h": 1, "1d_3d": 1, "over_3d": 1,
+    }
+    assert [row["label"] for row in body["by_team"]] == ["Billing", "No team"]
+    assert body["oldest"][0]["id"] == made["forgotten"].id
+    assert body["oldest"][0]["waiting_seconds"] == 10 * 86400
+    assert body["generated_at"] == NOW.isoformat()
+
+
+def test_backlog_api_limit(app, people, rows, fixed_clock):
+    add_backlog(rows)
+    client = app.test_client()
+    assert len(_get(client, f"{API}/backlog", people["manager"], limit="2").json["oldest"]) == 2
+
+    for bad in ["0", "101", "ten"]:
+        response = _get(client, f"{API}/backlog", people["manager"], limit=bad)
+        assert response.status_code == 400, bad
+        assert response.json["error"]["field"] == "limit"
+
+
+def test_trend_api_days_in_workspace_zone(app, people, rows, fixed_clock):
+    add_history(rows)
+    body = _get(app.test_client(), f"{API}/trend", people["manager"], days="3").json
+
+    assert body["time_zone"] == "Europe/Berlin"
+    assert (body["from"], body["to"]) == ("2026-12-08", "2026-12-10")
+    assert [day["date"] for day in body["days"]] == ["2026-12-08", "2026-12-09", "2026-12-10"]
+    assert [day["created"] for day in body["days"]] == [1, 2, 1]
+    assert [day["resolved"] for day in body["days"]] == [0, 1, 1]
+    assert [day["open_at_end"] for day in body["days"]] == [2, 3, 3]
+
+
+def test_trend_api_default_is_fourteen_days(app, people, fixed_clock):
+    body = _get(app.test_client(), f"{API}/trend", people["manager"]).json
+    assert len(body["days"]) == 14
+    assert body["to"] == "2026-12-10"
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"days": "91"}, "days"),
+    ({"days": "-1"}, "days"),
+    ({"from": "2026-12-11"}, "from"),
+    ({"from": "12/01/2026"}, "from"),
+    ({"from": "2026-12-05", "to": "2026-12-01"}, "from"),
+    ({"from": "2026-01-01", "to": "2026-12-01"}, "from"),
+    ({"to": "2026-12-11"}, "to"),
+    ({"from": "2026-12-01", "days": "3"}, "days"),
+])
+def test_trend_api_rejects_bad_range(app, people, fixed_clock, params, field):
+    for path in [f"{API}/trend", f"{API}/trend.csv"]:
+        response = _get(app.test_client(), path, people["manager"], **params)
+        assert response.status_code == 400, (path, params)
+        assert response.json["error"]["code"] == "invalid"
+        assert response.json["error"]["field"] == field
+        assert response.json["error"]["message"]
+
+
+def test_trend_csv(app, people, rows, fixed_clock):
+    add_history(rows)
+    response = _get(app.test_client(), f"{API}/trend.csv", people["manager"], **{"from": "2026-12-08", "to": "2026-12-09"})
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="switchboard-trend-2026-12-08-2026-12-09.csv"'
+    table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert table[0] == [
+        "date", "created", "resolved", "open_at_end", "first_responses",
+        "median_first_response_seconds", "p90_first_response_seconds",
+    ]
+    assert table[1] == ["2026-12-08", "1", "0", "2", "0", "", ""]
+    assert table[2] == ["2026-12-09", "2", "1", "3", "0", "", ""]
+    assert len(table) == 3
+
+
+def test_trend_csv_has_first_response_times(app, people, rows, fixed_clock):
+    conversation = rows.conversation(NOW.replace(hour=9))
+    rows.reply(conversation, NOW.replace(hour=9, minute=30))
+    rows.session.commit()
+    table = list(csv.reader(io.StringIO(
+        _get(app.test_client(), f"{API}/trend.csv", people["manager"], days="1").get_data(as_text=True)
+    )))
+    assert table[1][4:] == ["1", "1800", "1800"]
+
+
+# ---- The page ---------------------------------------------------------------------------------
+
+
+def test_report_page_redirects_anonymous_to_login(app):
+    response = app.test_client().get("/reports")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_report_page_rejects_agents(app, people):
+    client = app.test_client()
+    login(client, "ada@example.com")
+    response = client.get("/reports")
+    assert response.status_code == 403
+    assert "manager role" in response.get_data(as_text=True)
+
+
+def test_report_page_shows_figures(app, people, rows, fixed_clock):
+    add_backlog(rows)
+    client = app.test_client()
+    login(client, "mia@example.com")
+    page = client.get("/reports").get_data(as_text=True)
+
+    assert 'id="stat-total">5<' in page
+    assert 'id="stat-unassigned">4<' in page
+    assert "Europe/Berlin" in page
+    assert "#conversation=" in page
+    assert 'href="/reports" aria-current="page">Reports<' in page
+
+
+def test_report_page_bad_range_is_400_with_message(app, people, fixed_clock):
+    client = app.test_client()
+    login(client, "mia@example.com")
+    response = client.get("/reports?days=500")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "days must be a whole number from 1 to 90" in page
+    assert 'id="stat-total">0<' in page
+
+
+def test_header_links_reports_for_managers_only(app, people):
+    manager = app.test_client()
+    login(manager, "mia@example.com")
+    assert 'href="/reports"' in manager.get("/account").get_data(as_text=True)
+
+    agent = app.test_client()
+    login(agent, "ada@example.com")
+    assert 'href="/reports"' not in agent.get("/account").get_data(as_text=True)
+
+
+# ---- The command line -------------------------------------------------------------------------
+
+
+def test_cli_report_backlog(database_url, tmp_path, rows):
+    add_backlog(rows)
+    result = CliRunner().invoke(main, ["report", "backlog", "--limit", "2"], catch_exceptions=False, env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+    })
+    assert result.exit_code == 0, result.output
+    assert ": 5 open, 4 unassigned" in result.output
+    assert "Pending\t1\n" in result.output
+    assert "Billing\t2\n" in result.output
+    # The command runs on the real clock, but the order of the waits is the same.
+    oldest = [line for line in result.output.splitlines() if line.split("\t")[0].isdigit()]
+    assert len(oldest) == 2
+    assert oldest[0].endswith("\tForgotten")
+
+
+def test_cli_report_trend_rejects_bad_range(database_url, tmp_path):
+    result = CliRunner().invoke(main, ["report", "trend", "--days", "91"], env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+    })
+    assert result.exit_code == 1
+    assert "days must be a whole number from 1 to 90" in result.output
+
+
+def test_cli_report_trend_names_the_zone(database_url, tmp_path):
+    result = CliRunner().invoke(main, ["report", "trend", "--days", "2"], catch_exceptions=False, env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+        "SWITCHBOARD_TIME_ZONE": "America/New_York",
+    })
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Days in America/New_York"
+    assert lines[1].startswith("DATE\tCREATED\tRESOLVED\tOPEN AT END")
+    assert len(lines) == 4
