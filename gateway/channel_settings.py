@@ -40,6 +40,7 @@ from gateway.admin_api import error_status
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.config import Config
 from gateway.pages import page_role
+from inbox.agents import normalize_email
 from inbox.audit import Action, record_audit, setting_changes
 from inbox.channel_config import (
     SECRET_SETTINGS,
@@ -610,6 +611,7 @@ def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] 
     return render_template(
         "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form,
         teams=list_teams(db()), default_teams=default_teams, settings_forms=settings_forms,
+        providers={channel.id: whatsapp_provider(channel) for channel in rows},
     )
 
 
@@ -673,12 +675,14 @@ _OAUTH = FieldGroup("OAuth 2.0 sign-in", (
 ), note="A new refresh token, after you authorize Switchboard for the mailbox again, is stored with "
         "switchboard channel reauthorize.")
 _EMAIL_LIMITS = FieldGroup("Limits", (
-    SettingField("max_message_bytes", "Largest mail to import, in bytes", "number", help="Empty for the default."),
+    SettingField("max_message_bytes", "Largest mail to import, in bytes", "number",
+                 help="Larger mail is imported as its header and a note. Empty for the default, 40 MiB."),
     SettingField("max_attachment_bytes", "Largest attachment to keep, in bytes", "number",
-                 help="Empty for the default."),
+                 help="Larger attachments are listed by name and size but not stored. "
+                      "Empty for the default, 30 MiB."),
     SettingField("reopen_window_days", "Reopen window, in days", "number",
-                 help="A customer's mail within this many days of the conversation's close reopens it. "
-                      "Empty for the default."),
+                 help="A reply this many days or fewer after a resolved conversation's last message "
+                      "reopens it. Empty for the default, 7."),
 ))
 _TWILIO = (
     FieldGroup("WhatsApp number", (
@@ -782,9 +786,12 @@ def settings_changes(channel: Channel, submitted: Mapping[str, str]) -> dict[str
 
 
 def normalize_address(kind: str, text: str) -> str:
-    """Return a channel address as stored: a WhatsApp number in E.164 form. Raises ``InvalidInput``."""
+    """Return a channel address as ``switchboard channel add`` stores it: an email address in
+    lower case, a WhatsApp number in E.164 form. Raises ``InvalidInput`` for an invalid number."""
     text = text.strip()
-    if kind != "whatsapp" or not text:
+    if kind == "email":
+        return normalize_email(text)
+    if not text:
         return text
     try:
         return normalize_phone(text)

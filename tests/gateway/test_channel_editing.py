@@ -261,6 +261,46 @@ def test_invalid_value_shown_beside_field(app, state, help_desk, changes, field,
     assert _audit_rows(state, "channel.changed") == []
 
 
+def test_address_and_limits_stored_normalized(app, state, help_desk):
+    client, csrf, _ = _sign_in(app, state)
+
+    saved = _post_settings(client, csrf, help_desk, address=" Support@Shop.Example ", reopen_window_days="14",
+                           max_attachment_bytes="5000000")
+    cleared = _post_settings(client, csrf, help_desk, reopen_window_days="")
+
+    assert saved.status_code == 303
+    assert cleared.status_code == 303
+    assert _channel(state, help_desk).address == "support@shop.example"
+    settings = _settings(state, help_desk)
+    assert settings["max_attachment_bytes"] == 5_000_000
+    assert "reopen_window_days" not in settings
+
+
+def test_oauth_channel_form_has_no_passwords(app, state):
+    channel_id = _add(state, "email", "Workspace mail", "help@workspace.example", {
+        **{key: value for key, value in EMAIL_SETTINGS.items() if "password" not in key},
+        "smtp_username": "", "auth": "oauth2", "oauth_provider": "google", "oauth_client_id": "client-1",
+        "oauth_client_secret": "oauth-client-secret", "oauth_refresh_token": "oauth-refresh-token",
+        "oauth_token_url": "https://oauth2.googleapis.com/token", "oauth_scopes": "https://mail.google.com/",
+    })
+    client, csrf, _ = _sign_in(app, state)
+
+    html = client.get("/channels").get_data(as_text=True)
+    values = _form_values(html, channel_id)
+    saved = _post_settings(client, csrf, channel_id, oauth_client_id="client-2")
+
+    assert "imap_password" not in values
+    assert "smtp_password" not in values
+    assert values["oauth_client_id"] == "client-1"
+    assert values["oauth_client_secret"] == ""
+    assert "oauth-client-secret" not in html
+    assert "oauth-refresh-token" not in html
+    assert saved.status_code == 303
+    settings = _settings(state, channel_id)
+    assert settings["oauth_client_id"] == "client-2"
+    assert settings["oauth_client_secret"] == "oauth-client-secret"
+
+
 def test_address_taken_by_another_channel_conflicts(app, state, help_desk):
     _add(state, "email", "Sales", "sales@shop.example", EMAIL_SETTINGS)
     client, csrf, _ = _sign_in(app, state)
@@ -590,6 +630,24 @@ def test_disabled_meta_channel_rejects_messages(app, state, meta_channel):
     retried = _meta_post(webhooks, meta_channel, _meta_message("Are you there?"))
     assert retried.status_code == 200
     assert _count(state, Message) == 1
+
+
+def test_meta_events_for_other_disabled_channel_rejected(app, state, meta_channel):
+    # A second number of the same Meta app: its events may arrive at the first channel's URL.
+    second = _add(state, "whatsapp", "Second number", "+15550783882", {
+        "provider": "meta", "phone_number_id": "222333444", "verify_token": META_VERIFY_TOKEN,
+        "app_secret": DEFAULT_APP_SECRET, "access_token": DEFAULT_ACCESS_TOKEN,
+    })
+    _disable(state, second)
+    document = webhook_body(entry(change(
+        "222333444", messages=[text_message("15551230000", "To the second number")],
+        contacts=[contact("15551230000", "Grace")], display_number="15550783882",
+    )))
+
+    response = _meta_post(app.test_client(), meta_channel, document)
+
+    assert response.status_code == 503
+    assert _count(state, Message) == 0
 
 
 # --- a disabled mailbox ----------------------------------------------------------------------
