@@ -703,8 +703,8 @@ def channel_list() -> None:
 def channel_disable(channel_id: int) -> None:
     """Take a channel out of service; its conversations and messages stay.
 
-    A disabled channel receives nothing: its mailbox is not read, and its webhooks answer
-    customer messages with 503. New replies through it are rejected, and replies queued
+    A disabled channel receives nothing: its mailbox is not read, and its webhooks reject
+    customer messages with HTTP 503. New replies through it are rejected, and replies queued
     before wait until it is enabled again.
     """
     _set_channel_active(channel_id, False)

@@ -6,7 +6,7 @@ so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the req
 and query string. Meta's signature covers the body alone.
 
 A disabled channel takes no customer messages: after the signature check its webhooks
-answer them with 503, so that Meta sends them again later (for up to seven days) and Twilio
+reject them with 503. Meta then sends them again later (for up to seven days), and Twilio
 records the failure and calls the number's fallback URL, if one is set. Delivery reports of
 messages sent before the channel was disabled are still recorded.
 
@@ -109,7 +109,7 @@ def forget_cached_channel(app: Any, channel_id: int) -> None:
 def _channel_disabled(channel_id: int) -> Any | None:
     """Return a 503 response when the channel is disabled, else None.
 
-    The cached state is read again before a refusal, so a channel enabled a moment ago
+    The cached state is read again before a rejection, so a channel enabled a moment ago
     takes messages at once.
     """
     if _twilio_channel(channel_id)[1] or _twilio_channel(channel_id, refresh=True)[1]:
@@ -285,8 +285,8 @@ def meta_events(channel_id: int) -> Any:
     routes = _meta_routes(channel, events)
     disabled = _disabled_message_targets(routes, events)
     if disabled:
-        # Nothing of this body is stored, so that Meta's retry after the channel is enabled
-        # again brings all of it; statuses stored now would only be duplicates then.
+        # Nothing of this body is stored, because Meta's retry after the channel is enabled
+        # again brings all of it. Statuses stored now would only be duplicates then.
         log.info("rejected a Meta webhook on channel %s: it carries messages for disabled channel(s) %s",
                  channel_id, ", ".join(str(target) for target in disabled))
         return disabled_response(disabled[0])

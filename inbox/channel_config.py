@@ -1,6 +1,9 @@
-"""Adding, listing, renaming, disabling and changing channels. Provider settings are stored as
-JSON on the channel; the channels page and ``switchboard channel set`` both change them through
-``update_channel_settings``, so they accept and reject the same values."""
+"""Adding, listing, renaming, disabling and changing channels.
+
+Provider settings are stored as JSON on the channel. The channels page and ``switchboard
+channel set`` both change them through ``update_channel_settings``, so both accept and
+reject the same values.
+"""
 
 from __future__ import annotations
 

@@ -567,11 +567,11 @@ def test_disabled_twilio_channel_rejects_messages(app, state, whatsapp_channel):
     ingest_webhooks(state)
     client.post(f"/channels/{whatsapp_channel.id}/disable", data={"csrf_token": csrf})
 
-    refused = _post_twilio(webhooks, path, build_message_form(whatsapp_channel, "+15551230000", "later", None))
+    rejected = _post_twilio(webhooks, path, build_message_form(whatsapp_channel, "+15551230000", "later", None))
     unsigned = webhooks.post(path, data=build_message_form(whatsapp_channel, "+15551230000", "x", None))
 
-    assert refused.status_code == 503
-    assert refused.get_json()["error"]["code"] == "channel_disabled"
+    assert rejected.status_code == 503
+    assert rejected.get_json()["error"]["code"] == "channel_disabled"
     assert unsigned.status_code == 403
     assert _count(state, RawPayload) == 1
     assert _count(state, Message) == 1
@@ -611,14 +611,14 @@ def test_disabled_meta_channel_rejects_messages(app, state, meta_channel):
     webhooks = app.test_client()
     _disable(state, meta_channel)
 
-    refused = _meta_post(webhooks, meta_channel, _meta_message("Are you there?"))
+    rejected = _meta_post(webhooks, meta_channel, _meta_message("Are you there?"))
     statuses = _meta_post(webhooks, meta_channel, webhook_body(entry(change(
         statuses=[status("wamid.unknown", "delivered", "15551230000")]))))
     handshake = webhooks.get(f"/webhooks/meta/{meta_channel}", query_string={
         "hub.mode": "subscribe", "hub.verify_token": META_VERIFY_TOKEN, "hub.challenge": "42"})
 
-    assert refused.status_code == 503
-    assert refused.get_json()["error"]["code"] == "channel_disabled"
+    assert rejected.status_code == 503
+    assert rejected.get_json()["error"]["code"] == "channel_disabled"
     assert statuses.status_code == 200
     assert handshake.status_code == 200
     assert _count(state, Message) == 0
