@@ -483,7 +483,8 @@ def save_settings(channel_id: int) -> Any:
     session = db()
     channel = session.get(Channel, channel_id)
     if channel is None:
-        raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
+        error = NotFound(f"Channel {channel_id} not found.", field="channel_id")
+        return _render_channels_page(error=error, form={"settings_channel_id": channel_id}), 404
     before = channel_snapshot(channel)
     submitted = {key: value for key, value in request.form.items() if key != "csrf_token"}
     try:
@@ -538,7 +539,11 @@ def enable_channel(channel_id: int) -> Any:
 
 def _save_active(channel_id: int, active: bool) -> Any:
     session = db()
-    channel = set_channel_active_audited(session, current_agent(), channel_id, active)
+    try:
+        channel = set_channel_active_audited(session, current_agent(), channel_id, active)
+    except InboxError as error:
+        session.rollback()
+        return _render_channels_page(error=error, form={"state_channel_id": channel_id}), error_status(error)
     session.commit()
     _forget_cached_channel(channel_id)
     log.info("channel %s %s by agent %s", channel_id, "enabled" if active else "disabled", current_agent().id)

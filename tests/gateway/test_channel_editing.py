@@ -447,9 +447,12 @@ def test_forms_need_admin_role(app, state, help_desk, role):
 def test_unknown_channel_not_found(app, state):
     client, csrf, _ = _sign_in(app, state)
 
-    for path in ("/channels/999/settings", "/channels/999/name", "/channels/999/disable"):
+    for path in ("/channels/999/settings", "/channels/999/name", "/channels/999/disable", "/channels/999/enable"):
         response = client.post(path, data={"csrf_token": csrf, "name": "X"})
         assert response.status_code == 404, path
+        assert '<p class="notice notice--error" role="alert">Not saved: Channel 999 not found.</p>' in (
+            response.get_data(as_text=True)
+        ), path
 
 
 # --- renaming --------------------------------------------------------------------------------
