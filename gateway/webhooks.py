@@ -6,7 +6,7 @@ so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the req
 and query string. Meta's signature covers the body alone.
 
 A disabled channel takes no customer messages: after the signature check its webhooks
-reject them with 503. Meta then sends them again later (for up to seven days), and Twilio
+reject them with 503. Meta then retries them for a period it sets, and Twilio
 records the failure and calls the number's fallback URL, if one is set. Delivery reports of
 messages sent before the channel was disabled are still recorded.
 
