@@ -1,7 +1,9 @@
 """Provider settings of a channel: from CLI options to the stored JSON, and back to the
 settings objects that ``channels`` adapters take. Also the admin's channels page and the
 API route that changes an email channel's folders, with the health both show. The page
-also sets each channel's default team, the team whose queue takes its new conversations.
+also sets each channel's default team, the team whose queue takes its new conversations,
+and lets admins rename a channel, disable or enable it, and change its connection settings
+and credentials (see "editing a channel" below).
 
 An email channel that signs in with OAuth 2.0 keeps its refresh token and its latest access
 token (with the expiry) in its settings. ``ChannelTokens`` hands that access token to the
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,23 +33,29 @@ from channels.email.oauth import (
     refresh_access_token,
 )
 from channels.email.smtp import SmtpSettings
-from channels.whatsapp import TwilioSettings
+from channels.errors import ParseError
+from channels.whatsapp import TwilioSettings, normalize_phone
 from channels.whatsapp.meta import DEFAULT_API_BASE_URL, DEFAULT_API_VERSION, MetaSettings
 from gateway.admin_api import error_status
 from gateway.auth import current_agent, db, error_response, require_role
 from gateway.config import Config
 from gateway.pages import page_role
+from inbox.agents import normalize_email
 from inbox.audit import Action, record_audit, setting_changes
 from inbox.channel_config import (
+    SECRET_SETTINGS,
     email_folders,
     list_channels,
     public_settings,
+    rename_channel,
     sent_folder,
+    set_channel_active,
     store_oauth_tokens,
+    update_channel_settings,
     update_email_folders,
     whatsapp_provider,
 )
-from inbox.errors import InboxError, InvalidInput
+from inbox.errors import InboxError, InvalidInput, NotFound
 from inbox.mailboxes import folder_states, record_channel_error
 from inbox.models import Channel, MailboxCheckpoint, Role, utcnow
 from inbox.send_failures import SendFailureSummary, send_failure_summaries
@@ -463,6 +472,130 @@ def _default_team_notice(channel: Channel) -> str:
             f"Round robin is off for {team.name}, so they wait there unassigned.")
 
 
+@blueprint.post("/channels/<id:channel_id>/settings")
+@page_role(Role.ADMIN)
+def save_settings(channel_id: int) -> Any:
+    """Change a channel's address and connection settings from its settings form.
+
+    The values go through ``update_channel_settings``, like ``switchboard channel set``.
+    A secret field left empty keeps the stored secret.
+    """
+    session = db()
+    channel = session.get(Channel, channel_id)
+    if channel is None:
+        error = NotFound(f"Channel {channel_id} not found.", field="channel_id")
+        return _render_channels_page(error=error, form={"settings_channel_id": channel_id}), 404
+    before = channel_snapshot(channel)
+    submitted = {key: value for key, value in request.form.items() if key != "csrf_token"}
+    try:
+        changes = settings_changes(channel, submitted)
+        if changes:
+            channel = update_channel_settings(session, channel_id, changes)
+    except InboxError as error:
+        session.rollback()
+        log.info("channel %s: settings not saved: %s", channel_id, error.message)
+        form = {"settings_channel_id": channel_id, "values": _shown_values(submitted)}
+        return _render_channels_page(error=error, form=form), error_status(error)
+    changed = _audit_channel_change(channel, before)
+    session.commit()
+    _forget_cached_channel(channel_id)
+    if changed:
+        flash(f"Saved the settings of {channel.name}: {_listed(changed)}.", f"channel-{channel_id}-settings")
+    else:
+        flash(f"Nothing changed: the settings of {channel.name} are as they were.", f"channel-{channel_id}-settings")
+    return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}-settings"), code=303)
+
+
+@blueprint.post("/channels/<id:channel_id>/name")
+@page_role(Role.ADMIN)
+def save_name(channel_id: int) -> Any:
+    name = request.form.get("name", "")
+    session = db()
+    try:
+        channel, previous = rename_channel(session, channel_id, name)
+    except InboxError as error:
+        session.rollback()
+        form = {"name_channel_id": channel_id, "name": name}
+        return _render_channels_page(error=error, form=form), error_status(error)
+    if channel.name != previous:
+        record_audit(session, current_agent(), Action.CHANNEL_CHANGED, "channel", channel.id, channel.name,
+                     {"name": {"from": previous, "to": channel.name}})
+    session.commit()
+    flash(f"Saved: the channel {previous} is now called {channel.name}.", f"channel-{channel_id}-name")
+    return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}"), code=303)
+
+
+@blueprint.post("/channels/<id:channel_id>/disable")
+@page_role(Role.ADMIN)
+def disable_channel(channel_id: int) -> Any:
+    return _save_active(channel_id, False)
+
+
+@blueprint.post("/channels/<id:channel_id>/enable")
+@page_role(Role.ADMIN)
+def enable_channel(channel_id: int) -> Any:
+    return _save_active(channel_id, True)
+
+
+def _save_active(channel_id: int, active: bool) -> Any:
+    session = db()
+    try:
+        channel = set_channel_active_audited(session, current_agent(), channel_id, active)
+    except InboxError as error:
+        session.rollback()
+        return _render_channels_page(error=error, form={"state_channel_id": channel_id}), error_status(error)
+    session.commit()
+    _forget_cached_channel(channel_id)
+    log.info("channel %s %s by agent %s", channel_id, "enabled" if active else "disabled", current_agent().id)
+    if active:
+        notice = f"{channel.name} is enabled: it receives and sends again."
+    else:
+        notice = f"{channel.name} is disabled: it receives nothing, and replies through it are rejected."
+    flash(notice, f"channel-{channel_id}-state")
+    return redirect(url_for("channel_settings.channels_page", _anchor=f"channel-{channel_id}"), code=303)
+
+
+def set_channel_active_audited(session: Session, actor: Any, channel_id: int, active: bool) -> Channel:
+    """Enable or disable a channel and log it, unless it already was so. Raises ``NotFound``."""
+    channel = session.get(Channel, channel_id)
+    was_active = channel.is_active if channel is not None else None
+    channel = set_channel_active(session, channel_id, active)
+    if was_active != active:
+        action = Action.CHANNEL_ENABLED if active else Action.CHANNEL_DISABLED
+        record_audit(session, actor, action, "channel", channel.id, channel.name)
+    return channel
+
+
+def _forget_cached_channel(channel_id: int) -> None:
+    # Imported here because gateway.webhooks imports gateway.api, which imports this module.
+    from gateway.webhooks import forget_cached_channel
+
+    forget_cached_channel(current_app, channel_id)
+
+
+def _listed(keys: list[str]) -> str:
+    labels = [FIELD_LABELS.get(key, key) for key in keys]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _shown_values(submitted: Mapping[str, str]) -> dict[str, str]:
+    """Return the submitted values the form may show again: every one but the secrets."""
+    return {key: value for key, value in submitted.items() if key not in SECRET_SETTINGS}
+
+
+def channel_snapshot(channel: Channel) -> dict[str, Any]:
+    """Return the channel's settings and address, as the audit log compares them."""
+    return {**(channel.settings or {}), "address": channel.address}
+
+
+def _audit_channel_change(channel: Channel, before: dict[str, Any]) -> list[str]:
+    """Log what changed since ``before`` (secrets by name only) and return the changed keys."""
+    changes = setting_changes(before, channel_snapshot(channel))
+    if changes:
+        record_audit(db(), current_agent(), Action.CHANNEL_CHANGED, "channel", channel.id, channel.name, changes)
+    return list(changes)
+
+
 def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
     changes = setting_changes(before, channel.settings)
     if changes:
@@ -471,12 +604,244 @@ def _audit_settings(channel: Channel, before: dict[str, Any]) -> None:
 
 def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] | None = None) -> str:
     channels = channels_with_health(_public_url(), include_settings=False)
-    default_teams = {channel.id: channel.default_team_id for channel in list_channels(db())}
+    rows = list_channels(db())
+    default_teams = {channel.id: channel.default_team_id for channel in rows}
+    form = form or {}
+    settings_forms = {
+        channel.id: settings_form(
+            channel, form.get("values") if form.get("settings_channel_id") == channel.id else None
+        )
+        for channel in rows
+    }
     return render_template(
-        "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form or {},
-        teams=list_teams(db()), default_teams=default_teams,
+        "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form,
+        teams=list_teams(db()), default_teams=default_teams, settings_forms=settings_forms,
+        providers={channel.id: whatsapp_provider(channel) for channel in rows},
     )
 
 
 def _public_url() -> str:
     return current_app.extensions["switchboard"].config.public_url or request.host_url
+
+
+# --- editing a channel -----------------------------------------------------------------------
+#
+# The settings form shows the fields of the channel's kind, provider and sign-in method. What
+# it submits becomes the text changes that ``switchboard channel set`` also passes to
+# ``update_channel_settings``, so the page and the command line accept the same values.
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One input of a channel's settings form, named by its settings key."""
+
+    key: str
+    label: str
+    # text, number, secret (a password input that is never filled), checkbox or select
+    input: str = "text"
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    # The value of a checkbox whose setting is not stored.
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class FieldGroup:
+    legend: str
+    fields: tuple[SettingField, ...]
+    note: str = ""
+
+
+_EMAIL_ADDRESS = FieldGroup("Mailbox", (
+    SettingField("address", "Email address", help="Replies go out from this address."),
+))
+_IMAP_SERVER = (
+    SettingField("imap_host", "IMAP host"),
+    SettingField("imap_port", "IMAP port", "number", help="Usually 993 with TLS, 143 without."),
+    SettingField("imap_username", "IMAP username"),
+)
+_IMAP_PASSWORD = SettingField("imap_password", "IMAP password", "secret")
+_IMAP_TLS = SettingField("imap_ssl", "Connect to IMAP with TLS (IMAPS)", "checkbox", default=True)
+_SMTP_SERVER = (
+    SettingField("smtp_host", "SMTP host"),
+    SettingField("smtp_port", "SMTP port", "number", help="Usually 587 with STARTTLS, 465 with TLS."),
+    SettingField("smtp_username", "SMTP username", help="Empty for a relay that needs no sign-in."),
+)
+_SMTP_PASSWORD = SettingField("smtp_password", "SMTP password", "secret", help="Needed when an SMTP username is set.")
+_SMTP_SECURITY = SettingField(
+    "smtp_security", "SMTP security", "select", choices=SMTP_SECURITY,
+    help="starttls upgrades a plain connection; ssl is TLS from the start (port 465); none is unencrypted.",
+)
+_OAUTH = FieldGroup("OAuth 2.0 sign-in", (
+    SettingField("oauth_client_id", "Client ID"),
+    SettingField("oauth_client_secret", "Client secret", "secret"),
+    SettingField("oauth_token_url", "Token URL", help="An https:// URL of the provider's token endpoint."),
+    SettingField("oauth_scopes", "Scopes", help="Separated by spaces."),
+), note="A new refresh token, after you authorize Switchboard for the mailbox again, is stored with "
+        "switchboard channel reauthorize.")
+_EMAIL_LIMITS = FieldGroup("Limits", (
+    SettingField("max_message_bytes", "Largest mail to import, in bytes", "number",
+                 help="Larger mail is imported as its header and a note. Empty for the default, 40 MiB."),
+    SettingField("max_attachment_bytes", "Largest attachment to keep, in bytes", "number",
+                 help="Larger attachments are listed by name and size but not stored. "
+                      "Empty for the default, 30 MiB."),
+    SettingField("reopen_window_days", "Reopen window, in days", "number",
+                 help="A reply this many days or fewer after a resolved conversation's last message "
+                      "reopens it. Empty for the default, 7."),
+))
+_TWILIO = (
+    FieldGroup("WhatsApp number", (
+        SettingField("address", "Sender number", help="In E.164 form, such as +14155238886."),
+    )),
+    FieldGroup("Twilio", (
+        SettingField("account_sid", "Account SID", help="AC followed by 32 hexadecimal digits."),
+        SettingField("auth_token", "Auth token", "secret", help="Also checks the signature of every webhook."),
+    )),
+)
+_META = (
+    FieldGroup("WhatsApp number", (
+        SettingField("address", "Sender number", help="In E.164 form, such as +14155238886."),
+    )),
+    FieldGroup("Meta WhatsApp Cloud API", (
+        SettingField("phone_number_id", "Phone number ID"),
+        SettingField("waba_id", "WhatsApp Business Account ID", help="Needed for the template list."),
+        SettingField("api_version", "Graph API version", help="Such as v23.0. Empty for Switchboard's default."),
+        SettingField("verify_token", "Webhook verify token", "secret"),
+        SettingField("app_secret", "App secret", "secret", help="Checks the signature of every webhook."),
+        SettingField("access_token", "Access token", "secret"),
+    )),
+)
+
+# Labels of the keys, for the notice that names what was saved.
+FIELD_LABELS = {
+    field.key: "the address" if field.key == "address" else field.label
+    for fields in (
+        _IMAP_SERVER, _SMTP_SERVER, (_IMAP_PASSWORD, _IMAP_TLS, _SMTP_PASSWORD, _SMTP_SECURITY),
+        *(group.fields for group in (_EMAIL_ADDRESS, _OAUTH, _EMAIL_LIMITS, *_TWILIO, *_META)),
+    )
+    for field in fields
+}
+FIELD_LABELS["imap_ssl"] = "IMAP TLS"
+
+
+def setting_groups(channel: Channel) -> tuple[FieldGroup, ...]:
+    """Return the field groups of the channel's settings form, by kind, provider and sign-in."""
+    provider = whatsapp_provider(channel)
+    if provider == "meta":
+        return _META
+    if provider == "twilio":
+        return _TWILIO
+    if uses_oauth(channel.settings or {}):
+        return (
+            _EMAIL_ADDRESS,
+            FieldGroup("Incoming mail (IMAP)", (*_IMAP_SERVER, _IMAP_TLS)),
+            FieldGroup("Outgoing mail (SMTP)", (*_SMTP_SERVER, _SMTP_SECURITY)),
+            _OAUTH,
+            _EMAIL_LIMITS,
+        )
+    return (
+        _EMAIL_ADDRESS,
+        FieldGroup("Incoming mail (IMAP)", (*_IMAP_SERVER, _IMAP_PASSWORD, _IMAP_TLS)),
+        FieldGroup("Outgoing mail (SMTP)", (*_SMTP_SERVER, _SMTP_PASSWORD, _SMTP_SECURITY)),
+        _EMAIL_LIMITS,
+    )
+
+
+def replace_key(key: str) -> str:
+    """Return the form name of the checkbox that replaces the secret ``key``."""
+    return f"replace_{key}"
+
+
+def settings_changes(channel: Channel, submitted: Mapping[str, str]) -> dict[str, str]:
+    """Return the settings that the submitted form changes, as text for ``update_channel_settings``.
+
+    A secret that is stored changes only when its replace box is ticked; then an empty
+    field removes it, which the validation rejects for a required one. Raises
+    ``InvalidInput`` for a new secret typed without the box and for an invalid number.
+    """
+    stored = channel.settings or {}
+    changes: dict[str, str] = {}
+    for group in setting_groups(channel):
+        for field in group.fields:
+            if field.key == "address":
+                address = normalize_address(channel.kind, submitted.get("address", ""))
+                if address != channel.address:
+                    changes["address"] = address
+            elif field.input == "secret":
+                value = submitted.get(field.key, "")
+                if not stored.get(field.key):
+                    if value:
+                        changes[field.key] = value
+                elif submitted.get(replace_key(field.key)):
+                    changes[field.key] = value
+                elif value:
+                    raise InvalidInput(
+                        f"Tick \u201cReplace\u201d to change the stored {field.label}, or clear the field to keep it.",
+                        field=field.key,
+                    )
+            elif field.input == "checkbox":
+                value = "true" if submitted.get(field.key) else "false"
+                if value != _setting_text(stored.get(field.key, field.default)):
+                    changes[field.key] = value
+            else:
+                value = submitted.get(field.key, "").strip()
+                if value != _setting_text(stored.get(field.key)):
+                    changes[field.key] = value
+    return changes
+
+
+def normalize_address(kind: str, text: str) -> str:
+    """Return a channel address as ``switchboard channel add`` stores it: an email address in
+    lower case, a WhatsApp number in E.164 form. Raises ``InvalidInput`` for an invalid number."""
+    text = text.strip()
+    if kind == "email":
+        return normalize_email(text)
+    if not text:
+        return text
+    try:
+        return normalize_phone(text)
+    except ParseError as error:
+        raise InvalidInput(f"The sender number is invalid: {error}.", field="address") from error
+
+
+def settings_form(channel: Channel, submitted: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the channel's settings form: its field groups with the values to show, and its keys.
+
+    ``submitted`` are the values of a form that was not saved, shown again in place of the
+    stored ones. A secret is never shown: its field only says whether one is stored.
+    """
+    stored = channel.settings or {}
+    groups = []
+    keys = []
+    for group in setting_groups(channel):
+        fields = []
+        for field in group.fields:
+            keys.append(field.key)
+            item: dict[str, Any] = {
+                "key": field.key, "label": field.label, "input": field.input, "help": field.help,
+                "choices": field.choices,
+            }
+            if field.input == "secret":
+                item["stored"] = bool(stored.get(field.key))
+                item["replace_name"] = replace_key(field.key)
+                item["replace"] = bool(submitted and submitted.get(replace_key(field.key)))
+            elif field.input == "checkbox":
+                item["checked"] = (
+                    bool(submitted.get(field.key)) if submitted is not None
+                    else bool(stored.get(field.key, field.default))
+                )
+            elif submitted is not None:
+                item["value"] = submitted.get(field.key, "")
+            else:
+                item["value"] = channel.address if field.key == "address" else _setting_text(stored.get(field.key))
+            fields.append(item)
+        groups.append({"legend": group.legend, "note": group.note, "fields": fields})
+    return {"groups": groups, "field_keys": keys}
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -701,27 +701,53 @@ def channel_list() -> None:
 @channel.command("disable")
 @click.argument("channel_id", type=int)
 def channel_disable(channel_id: int) -> None:
-    """Stop reading and sending on a channel; its webhooks are still accepted."""
+    """Take a channel out of service; its conversations and messages stay.
+
+    A disabled channel receives nothing: its mailbox is not read, and its webhooks reject
+    customer messages with HTTP 503. New replies through it are rejected, and replies queued
+    before wait until it is enabled again.
+    """
     _set_channel_active(channel_id, False)
 
 
 @channel.command("enable")
 @click.argument("channel_id", type=int)
 def channel_enable(channel_id: int) -> None:
-    """Resume a disabled channel; its queued replies go out."""
+    """Put a disabled channel back in service; its queued replies go out."""
     _set_channel_active(channel_id, True)
+
+
+@channel.command("rename")
+@click.argument("channel_id", type=int)
+@click.argument("name")
+def channel_rename(channel_id: int, name: str) -> None:
+    """Give a channel a new NAME, the one agents see. Names need not be unique."""
+    from inbox.audit import Action, record_audit
+    from inbox.channel_config import rename_channel
+
+    with _session() as session:
+        try:
+            changed, previous = rename_channel(session, channel_id, name)
+        except InboxError as error:
+            raise click.ClickException(error.message) from error
+        if changed.name != previous:
+            record_audit(session, None, Action.CHANNEL_CHANGED, "channel", changed.id, changed.name,
+                         {"name": {"from": previous, "to": changed.name}})
+        session.commit()
+        click.echo(f"Channel {changed.id} ({previous}) is now called {changed.name}.")
 
 
 _CHANNEL_SET_KEYS = """\b
 Keys by kind of channel:
+  every channel:   address (the mailbox's address or the WhatsApp number)
   email:           imap_host imap_port imap_username imap_password imap_ssl
                    smtp_host smtp_port smtp_username smtp_password smtp_security
                    max_message_bytes max_attachment_bytes reopen_window_days
                    oauth_client_secret oauth_refresh_token oauth_access_token
   whatsapp twilio: account_sid auth_token
   whatsapp meta:   phone_number_id app_secret access_token verify_token api_version waba_id
-Folders change on the Channels page or with PATCH /api/v1/channels/ID. A channel's name,
-address and provider do not change."""
+Folders change on the Channels page or with PATCH /api/v1/channels/ID, the name with
+`switchboard channel rename`. A channel's kind and provider do not change."""
 
 
 @channel.command("set", epilog=_CHANNEL_SET_KEYS)
@@ -734,6 +760,7 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
     removes an optional setting. Running workers pick the change up within about a minute, and
     a mailbox reader waiting to reconnect after an error, such as a wrong password, within 5 s.
     """
+    from gateway.channel_settings import channel_snapshot, normalize_address
     from inbox.audit import Action, record_audit, setting_changes
     from inbox.channel_config import SECRET_SETTINGS, public_settings, update_channel_settings
     from inbox.models import Channel
@@ -749,16 +776,18 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
         changes[key] = value
     with _session() as session:
         found = session.get(Channel, channel_id)
-        before = dict(found.settings) if found is not None else {}
+        before = channel_snapshot(found) if found is not None else {}
         try:
+            if found is not None and "address" in changes:
+                changes["address"] = normalize_address(found.kind, changes["address"])
             changed = update_channel_settings(session, channel_id, changes)
         except InboxError as error:
             raise click.ClickException(error.message) from error
-        audited = setting_changes(before, changed.settings)
+        audited = setting_changes(before, channel_snapshot(changed))
         if audited:
             record_audit(session, None, Action.CHANNEL_CHANGED, "channel", changed.id, changed.name, audited)
         session.commit()
-        shown = public_settings(changed)
+        shown = {**public_settings(changed), "address": changed.address}
         for key in changes:
             value = "(hidden)" if key in SECRET_SETTINGS else shown.get(key, "(removed)")
             click.echo(f"{key} = {value}")
@@ -766,16 +795,13 @@ def channel_set(channel_id: int, assignments: tuple[str, ...]) -> None:
 
 
 def _set_channel_active(channel_id: int, active: bool) -> None:
-    from inbox.audit import Action, record_audit
-    from inbox.channel_config import set_channel_active
+    from gateway.channel_settings import set_channel_active_audited
 
     with _session() as session:
         try:
-            changed = set_channel_active(session, channel_id, active)
+            changed = set_channel_active_audited(session, None, channel_id, active)
         except InboxError as error:
             raise click.ClickException(error.message) from error
-        action = Action.CHANNEL_ENABLED if active else Action.CHANNEL_DISABLED
-        record_audit(session, None, action, "channel", changed.id, changed.name)
         session.commit()
         click.echo(f"Channel {changed.id} ({changed.name}) is {'enabled' if active else 'disabled'}.")
 

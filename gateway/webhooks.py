@@ -5,6 +5,11 @@ service sees ``http://127.0.0.1:5000/...`` while Twilio signed ``https://support
 so when ``SWITCHBOARD_PUBLIC_URL`` is set the URL is rebuilt from it and the request's path
 and query string. Meta's signature covers the body alone.
 
+A disabled channel takes no customer messages: after the signature check its webhooks
+reject them with 503. Meta then retries them for a period it sets, and Twilio
+records the failure and calls the number's fallback URL, if one is set. Delivery reports of
+messages sent before the channel was disabled are still recorded.
+
 Twilio also fetches the attachments of our WhatsApp replies from here
 (``/webhooks/twilio/<channel>/media/<token>``). Twilio's fetch carries no credentials, so
 the link itself is the credential: a token signed with the secret key that names one
@@ -22,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
 
 from channels.errors import ParseError, SignatureError
 from channels.whatsapp import (
@@ -48,10 +54,12 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-# How long a channel's auth token is used without reading it again. A signature that fails
-# with a cached token is checked once more with the stored one, so a new token applies at
-# once. The old token is still accepted until its cache entry expires.
+# How long a channel's auth token and enabled state are used without reading them again. A
+# signature that fails with a cached token is checked once more with the stored one, so a new
+# token applies at once. The old token is still accepted until its cache entry expires, and a
+# channel disabled in another process still takes messages here until then.
 AUTH_TOKEN_CACHE_SECONDS = 30.0
+TWILIO_CACHE_KEY = "switchboard.twilio_auth_tokens"
 _MEDIA_TOKEN_SALT = "switchboard.twilio-media"
 
 
@@ -74,17 +82,46 @@ def _auth_token(channel_id: int, *, refresh: bool = False) -> str | None:
     Tokens are kept for ``AUTH_TOKEN_CACHE_SECONDS``, so that a webhook does not pay for a
     transaction of its own (on SQLite every transaction takes the write lock).
     """
-    cache = current_app.extensions.setdefault("switchboard.twilio_auth_tokens", {})
+    return _twilio_channel(channel_id, refresh=refresh)[0]
+
+
+def _twilio_channel(channel_id: int, *, refresh: bool = False) -> tuple[str | None, bool]:
+    """Return the channel's cached auth token, as ``_auth_token`` does, and whether it is enabled."""
+    cache = current_app.extensions.setdefault(TWILIO_CACHE_KEY, {})
     now = time.monotonic()
     cached = cache.get(channel_id)
     if cached is not None and not refresh and now - cached[0] < AUTH_TOKEN_CACHE_SECONDS:
-        return cached[1]
+        return cached[1], cached[2]
     state = current_app.extensions["switchboard"]
     with state.session_factory() as session:
         channel = session.get(Channel, channel_id)
         token = (channel.settings.get("auth_token") or "") if channel and channel.kind == "whatsapp" else None
-    cache[channel_id] = (now, token)
-    return token
+        active = bool(channel and channel.is_active)
+    cache[channel_id] = (now, token, active)
+    return token, active
+
+
+def forget_cached_channel(app: Any, channel_id: int) -> None:
+    """Drop this process's cached auth token and state of a channel, after an admin changed it."""
+    app.extensions.get(TWILIO_CACHE_KEY, {}).pop(channel_id, None)
+
+
+def _channel_disabled(channel_id: int) -> Any | None:
+    """Return a 503 response when the channel is disabled, else None.
+
+    The cached state is read again before a rejection, so a channel enabled a moment ago
+    takes messages at once.
+    """
+    if _twilio_channel(channel_id)[1] or _twilio_channel(channel_id, refresh=True)[1]:
+        return None
+    log.info("rejected a Twilio message on channel %s, which is disabled", channel_id)
+    return disabled_response(channel_id)
+
+
+def disabled_response(channel_id: int) -> Any:
+    return error_response(
+        503, "channel_disabled", f"Channel {channel_id} is disabled; an admin can enable it on the Channels page."
+    )
 
 
 def _signature_problem(channel_id: int, form: dict[str, str]) -> Any | None:
@@ -124,6 +161,9 @@ def twilio_message(channel_id: int) -> Any:
         # delivery reports here. Parsed as messages they would come from our own number.
         log.info("Twilio status callback posted to the messages URL of channel %s", channel_id)
         return _queue_twilio_status(channel_id, raw, form)
+    disabled = _channel_disabled(channel_id)
+    if disabled is not None:
+        return disabled
     state = current_app.extensions["switchboard"]
 
     try:
@@ -243,6 +283,13 @@ def meta_events(channel_id: int) -> Any:
     for description in events.ignored:
         log.info("Meta webhook on channel %s: ignored %s", channel_id, description)
     routes = _meta_routes(channel, events)
+    disabled = _disabled_message_targets(routes, events)
+    if disabled:
+        # Nothing of this body is stored, because Meta's retry after the channel is enabled
+        # again brings all of it. Statuses stored now would only be duplicates then.
+        log.info("rejected a Meta webhook on channel %s: it carries messages for disabled channel(s) %s",
+                 channel_id, ", ".join(str(target) for target in disabled))
+        return disabled_response(disabled[0])
     failures = _store_meta_messages(routes, events) + _record_meta_statuses(routes, events)
     if failures:
         # Meta sends the whole body again; what was stored already is a duplicate then.
@@ -277,6 +324,18 @@ def _meta_routes(channel: Channel, events: meta.WebhookEvents) -> dict[str, int 
                     "channel of the same app uses; they are ignored", channel.id, phone_number_id,
                 )
     return routes
+
+
+def _disabled_message_targets(routes: dict[str, int | None], events: meta.WebhookEvents) -> list[int]:
+    """Return the disabled channels that messages in ``events`` are for, in id order."""
+    targets = {target for target, _ in _routed(routes, [*events.messages, *events.rejected])}
+    if not targets:
+        return []
+    state = current_app.extensions["switchboard"]
+    with state.session_factory() as session:
+        return sorted(session.scalars(
+            select(Channel.id).where(Channel.id.in_(targets), Channel.is_active.is_(False))
+        ))
 
 
 def _routed(routes: dict[str, int | None], items: Iterable[RoutedItem]) -> Iterator[tuple[int, RoutedItem]]:

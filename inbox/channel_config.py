@@ -1,4 +1,9 @@
-"""Adding and listing channels. Provider settings are stored as JSON on the channel."""
+"""Adding, listing, renaming, disabling and changing channels.
+
+Provider settings are stored as JSON on the channel. The channels page and ``switchboard
+channel set`` both change them through ``update_channel_settings``, so both accept and
+reject the same values.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ OAUTH_PROVIDERS = ("google", "microsoft", "custom")
 DEFAULT_FOLDERS = ("INBOX",)
 # The length of mailbox_checkpoints.folder, which stores each folder's checkpoint.
 MAX_FOLDER_NAME_LENGTH = 500
+# The length of channels.name.
+MAX_CHANNEL_NAME_LENGTH = 200
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -180,8 +187,7 @@ def add_channel(
     """Add a channel to the session. Raises ``InvalidInput`` or ``Conflict`` (same address)."""
     if kind not in CHANNEL_KINDS:
         raise InvalidInput(f"Unknown channel kind {kind!r}; use email or whatsapp.", field="kind")
-    if not name.strip():
-        raise InvalidInput("The channel name is empty.", field="name")
+    name = check_channel_name(name)
     validate_channel(kind, address, settings)
     if kind == "email":
         settings = {**settings, **email_folder_settings(settings)}
@@ -199,17 +205,50 @@ def add_channel(
                 f"{settings['phone_number_id']}.",
                 field="phone_number_id",
             )
-    channel = Channel(kind=kind, name=name.strip(), address=address, settings=settings)
+    channel = Channel(kind=kind, name=name, address=address, settings=settings)
     session.add(channel)
     session.flush()
     return channel
 
 
+def check_channel_name(name: str) -> str:
+    """Return the channel name without surrounding spaces. Raises ``InvalidInput``.
+
+    Names need not be unique: agents tell channels apart by name, kind and address.
+    """
+    name = name.strip()
+    if not name:
+        raise InvalidInput("The channel name is empty.", field="name")
+    if len(name) > MAX_CHANNEL_NAME_LENGTH:
+        raise InvalidInput(
+            f"The channel name has {len(name)} characters; the maximum is {MAX_CHANNEL_NAME_LENGTH}.", field="name"
+        )
+    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+        raise InvalidInput("The channel name contains a control character.", field="name")
+    return name
+
+
+def rename_channel(session: Session, channel_id: int, name: str) -> tuple[Channel, str]:
+    """Give a channel a new name and return it with its previous name.
+
+    Raises ``NotFound`` for an unknown channel and ``InvalidInput`` for a name that
+    ``check_channel_name`` rejects.
+    """
+    channel = session.get(Channel, channel_id)
+    if channel is None:
+        raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
+    previous = channel.name
+    channel.name = check_channel_name(name)
+    return channel, previous
+
+
 def set_channel_active(session: Session, channel_id: int, active: bool) -> Channel:
     """Enable or disable a channel.
 
-    A disabled channel stops reading its mailbox and sending; its queued replies wait until it
-    is enabled again. Its webhooks are still accepted, so nothing a customer sends is lost.
+    A disabled channel takes nothing in and sends nothing: its mailbox is not read, its
+    webhooks answer inbound messages with 503 (``gateway.webhooks``), and new replies on it
+    are rejected (``inbox.replies``). Replies queued before it was disabled wait until it is
+    enabled again. Its conversations and messages stay.
 
     Raises ``NotFound`` for an unknown channel.
     """
@@ -229,9 +268,10 @@ _ADDABLE_EMAIL_SETTINGS = frozenset({
     "imap_host", "imap_port", "imap_username", "imap_password", "imap_ssl",
     "smtp_host", "smtp_port", "smtp_username", "smtp_password", "smtp_security",
     "oauth_client_secret", "oauth_refresh_token", "oauth_access_token",
+    "max_message_bytes", "max_attachment_bytes", "reopen_window_days",
 })
 _ADDABLE_TWILIO_SETTINGS = frozenset({"auth_token"})
-_ADDABLE_META_SETTINGS = frozenset({"app_secret", "access_token", "verify_token", "waba_id"})
+_ADDABLE_META_SETTINGS = frozenset({"app_secret", "access_token", "verify_token", "waba_id", "api_version"})
 
 
 def _addable_settings(channel: Channel) -> frozenset[str]:
@@ -244,24 +284,29 @@ def update_channel_settings(session: Session, channel_id: int, changes: dict[str
     """Change some of a channel's settings, given as text, and check the result as a whole.
 
     Numbers and yes/no values are converted; an empty value removes an optional setting.
-    Folders have their own function (``update_email_folders``). Raises ``NotFound`` for an
-    unknown channel and ``InvalidInput`` for an unknown key, a bad value or a result that
-    ``validate_channel`` rejects.
+    The key ``address`` changes the channel's own address (a WhatsApp number must already
+    be in E.164 form). Folders have their own function (``update_email_folders``). Raises
+    ``NotFound`` for an unknown channel, ``InvalidInput`` for an unknown key, a bad value or
+    a result that ``validate_channel`` rejects, and ``Conflict`` when another channel of the
+    same kind uses the new address or Meta phone number ID.
     """
     channel = session.get(Channel, channel_id, with_for_update=True, populate_existing=True)
     if channel is None:
         raise NotFound(f"Channel {channel_id} not found.", field="channel_id")
     settings = dict(channel.settings)
+    address = channel.address
     for key, text in changes.items():
         if key in ("imap_folders", "sent_folder", "imap_folder", "provider", "auth"):
             raise InvalidInput(
                 f"The setting {key} cannot be changed with this command; see 'switchboard channel --help'.",
                 field=key,
             )
-        if text == "":
+        if key == "address":
+            address = text.strip()
+        elif text == "":
             settings.pop(key, None)
         elif key in _INTEGER_SETTINGS:
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise InvalidInput(f"The setting {key} must be a whole number, not {text!r}.", field=key)
             settings[key] = int(text)
         elif key in _BOOLEAN_SETTINGS:
@@ -271,17 +316,37 @@ def update_channel_settings(session: Session, channel_id: int, changes: dict[str
         elif key in settings or key in _addable_settings(channel):
             settings[key] = text
         else:
-            known = sorted(set(channel.settings) | _addable_settings(channel))
+            known = sorted(set(channel.settings) | _addable_settings(channel) | {"address"})
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
             raise InvalidInput(
                 f"Unknown setting {key!r} for this {channel.kind} channel.{hint} Known settings: {', '.join(known)}.",
                 field=key,
             )
-    validate_channel(channel.kind, channel.address, settings)
+    validate_channel(channel.kind, address, settings)
+    _check_unused_elsewhere(session, channel, address, settings)
+    channel.address = address
     # A new dict, because SQLAlchemy does not notice changes inside a JSON value.
     channel.settings = settings
     return channel
+
+
+def _check_unused_elsewhere(session: Session, channel: Channel, address: str, settings: dict[str, Any]) -> None:
+    """Raise ``Conflict`` when another channel already uses ``address`` or the Meta phone number ID."""
+    if address != channel.address:
+        other = session.scalar(
+            select(Channel).where(Channel.kind == channel.kind, Channel.address == address, Channel.id != channel.id)
+        )
+        if other is not None:
+            raise Conflict(f"Channel {other.id} ({other.name}) already uses {address}.", field="address")
+    phone_number_id = settings.get("phone_number_id")
+    if settings.get("provider") == "meta" and phone_number_id != (channel.settings or {}).get("phone_number_id"):
+        other = find_meta_channel(session, phone_number_id)
+        if other is not None and other.id != channel.id:
+            raise Conflict(
+                f"Channel {other.id} ({other.name}) already uses phone number ID {phone_number_id}.",
+                field="phone_number_id",
+            )
 
 
 def list_channels(session: Session) -> list[Channel]:

@@ -20,6 +20,7 @@ from inbox.events import record_event
 from inbox.models import (
     Agent,
     Attachment,
+    Channel,
     Conversation,
     Direction,
     HoldReason,
@@ -116,9 +117,10 @@ def create_reply(
 
     Raises ``NotFound`` for an unknown conversation, ``InvalidInput`` for an empty or
     over-long text, attachments the channel cannot send, or a template on an email
-    channel, and ``Conflict`` with code ``outside_window`` (free text after the window,
-    where the workspace rejects it) or ``opted_out`` (a template after the window to a
-    contact who opted out).
+    channel, and ``Conflict`` with code ``channel_disabled`` (an admin disabled the
+    conversation's channel), ``outside_window`` (free text after the window, where the
+    workspace rejects it) or ``opted_out`` (a template after the window to a contact who
+    opted out).
 
     With ``seen_message_id``, the newest message the agent had seen, the reply is held back
     with ``StaleReply`` when a customer message or another agent's reply arrived after it,
@@ -137,6 +139,7 @@ def create_reply(
     agent = session.get(Agent, agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id} not found", field="agent_id")
+    check_channel_active(conversation.channel)
     if seen_message_id is not None and not confirm_stale:
         arrived = messages_since(session, conversation_id, agent_id, seen_message_id)
         if arrived:
@@ -215,6 +218,20 @@ def create_reply(
     )
     record_event(session, "conversation.updated", {"conversation": conversation_data}, conversation.id)
     return message
+
+
+def check_channel_active(channel: Channel) -> None:
+    """Raise ``Conflict`` (code ``channel_disabled``) when ``channel`` is disabled.
+
+    A reply accepted there would wait in the outbox until an admin enables the channel, which
+    the agent could not tell from a reply that is merely slow.
+    """
+    if not channel.is_active:
+        raise Conflict(
+            f"The channel {channel.name} is disabled, so nothing can be sent through it. "
+            "Ask an admin to enable it on the Channels page, or reach the customer another way.",
+            field="channel_id", code="channel_disabled",
+        )
 
 
 class StaleReply(Conflict):
