@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -16,7 +17,7 @@ from channels.email.parse import parse_email
 from gateway.simulate import send_simulated_whatsapp
 from gateway.workers import Workers
 from inbox.agents import create_agent
-from inbox.channel_config import add_channel, set_channel_active
+from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
 from inbox.models import Message, utcnow
 from tests.conftest import AGENT_PASSWORD, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
@@ -570,10 +571,11 @@ def test_retrying_reply_shows_attempt_and_reason(
 def test_text_contrast_meets_wcag_aa(
     browser, live_server, workers, state, config, agent, whatsapp_channel, twilio, color_scheme
 ):
-    # The email channel is disabled: its replies stay queued and nothing contacts a mail server.
+    # The email channel may not send for an hour, so its replies stay queued and no mail
+    # server is contacted.
     with state.session_factory() as session:
         help_desk = add_channel(session, "email", "Acme help desk", "help@example.com", EMAIL_SETTINGS)
-        set_channel_active(session, help_desk.id, False)
+        help_desk.send_not_before = utcnow() + timedelta(hours=1)
         session.commit()
         help_desk_id = help_desk.id
     _ingest_email(state, help_desk_id, _email_bytes("router-2@example.org", "Router problem", QUOTED_REPLY))
