@@ -1,31 +1,197 @@
-"""The HTTP server of ``switchboard run`` and ``switchboard web``: Werkzeug's, with pooled threads.
+"""The HTTP server of ``switchboard run`` and ``switchboard web``: Werkzeug's, with pooled
+threads and keep-alive connections.
 
 Werkzeug's threaded server starts a thread for every connection and closes the connection
-after one response, so each webhook paid for a new thread. In a sampled profile of a web
-process under a storm of Twilio status callbacks, starting those threads took about a
-quarter of the process's time. ``PooledWSGIServer`` keeps a connection's thread when the
-connection ends and gives it the next connection. A thread that waits ``IDLE_SECONDS``
-without one exits, so a burst leaves no threads behind, and the pool has no upper bound:
-a Socket.IO WebSocket keeps its thread for as long as it is open, and a bound would let
-open WebSockets starve the webhooks.
+after one response, so each webhook paid for a new connection and a new thread. In a sampled
+profile of a web process under a storm of Twilio status callbacks, starting those threads
+took about a quarter of the process's time, and accepting the connections about as much.
+
+``PooledWSGIServer`` keeps a connection's thread when the connection ends and gives it the
+next connection. A thread that waits ``IDLE_SECONDS`` without one exits, so a burst leaves
+no threads behind. The pool has no upper bound, because a Socket.IO WebSocket keeps its
+thread for as long as it is open, and a bound would let open WebSockets starve the webhooks.
+
+``KeepAliveRequestHandler`` serves further requests on an HTTP/1.1 connection, as a proxy
+with upstream keep-alive or a webhook sender that reuses its connections expects. It does
+so only for requests whose body it can read whole first (see ``_can_keep_alive``). Any
+other request, a WebSocket upgrade among them, goes through Werkzeug's handler unchanged,
+which closes the connection after the response.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import queue
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.serving import ThreadedWSGIServer
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+log = logging.getLogger(__name__)
 
 # How long a pooled thread waits for a connection before it exits.
 IDLE_SECONDS = 30.0
 # How long closing the server waits for the connections in progress, in all.
 CLOSE_WAIT_SECONDS = 5.0
+# How long an open connection may wait for its next request.
+KEEP_ALIVE_SECONDS = 15.0
+# The largest request body read before the app runs. A larger one closes its connection.
+MAX_BUFFERED_BODY_BYTES = 64 * 1024
+# Request headers that make Werkzeug's handler serve the request and close the connection.
+_CLOSING_HEADERS = ("Upgrade", "Transfer-Encoding", "Expect")
 
 _Connection = tuple[socket.socket, Any]
+
+
+class KeepAliveRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, which keeps HTTP/1.1 connections open between requests."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self._requests_served = 0
+        # A response goes out as two writes, its head and then its body. On an open connection
+        # Nagle's algorithm held the body back until the client's delayed ACK of the head,
+        # about 40 ms per response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self) -> None:
+        if self._requests_served and not self._next_request_arrives():
+            self.close_connection = True
+            return
+        self._requests_served += 1
+        super().handle_one_request()
+
+    def _next_request_arrives(self) -> bool:
+        """Wait up to ``KEEP_ALIVE_SECONDS`` for the next request, or return False on a timeout or a close."""
+        # The timeout applies only to this wait: a WebSocket later served on the connection
+        # must not time out while it is quiet.
+        self.connection.settimeout(KEEP_ALIVE_SECONDS)
+        try:
+            return bool(self.rfile.peek(1))
+        except (TimeoutError, ConnectionError):
+            return False
+        finally:
+            self.connection.settimeout(None)
+
+    def _can_keep_alive(self) -> bool:
+        """Tell whether this request can be served with the connection kept open afterwards.
+
+        The request's whole body must be read before the app runs, because a body that the
+        app leaves unread would be taken for the next request. So the body needs exactly one
+        valid Content-Length of at most ``MAX_BUFFERED_BODY_BYTES``, and no chunked encoding.
+        """
+        if self.close_connection or self.request_version != "HTTP/1.1" or self.server.ssl_context is not None:
+            return False
+        if any(header in self.headers for header in _CLOSING_HEADERS):
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return True
+        return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= MAX_BUFFERED_BODY_BYTES
+
+    def run_wsgi(self) -> None:
+        if not self._can_keep_alive():
+            # Werkzeug's handler closes the connection after its response.
+            super().run_wsgi()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True  # the client closed before sending its whole body
+            return
+        self.environ = environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        self._call_app(environ)
+
+    def _call_app(self, environ: dict[str, Any]) -> None:
+        """Run the app and write its response, framed so that the connection can stay open."""
+        response: dict[str, Any] = {}
+        headers_sent = False
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info and headers_sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+            response["status"], response["headers"] = status, headers
+            return write_chunk
+
+        def write_chunk(data: bytes) -> None:
+            nonlocal headers_sent
+            if not headers_sent:
+                headers_sent = True
+                self._send_head(response["status"], response["headers"])
+            self._write_body(data)
+
+        chunks: Iterable[bytes] = ()
+        try:
+            chunks = self.server.app(environ, start_response)
+            for data in chunks:
+                write_chunk(data)
+            if not headers_sent:
+                write_chunk(b"")
+            self._end_body()
+        except (ConnectionError, socket.timeout) as error:
+            self.close_connection = True
+            self.connection_dropped(error, environ)
+        except Exception:
+            self.close_connection = True
+            log.exception("request %s %s failed in the app", self.command, self.path)
+            if not headers_sent:
+                self._send_server_error()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _send_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        code_text, _, reason = status.partition(" ")
+        code = int(code_text)
+        self.send_response(code, reason)
+        names = set()
+        for name, value in headers:
+            self.send_header(name, value)
+            names.add(name.lower())
+        self._body_allowed = self.command != "HEAD" and code >= 200 and code not in (204, 304)
+        self._chunked = self._body_allowed and "content-length" not in names
+        self._remaining: int | None = None
+        if self._chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif "content-length" in names and self._body_allowed:
+            self._remaining = int(dict((name.lower(), value) for name, value in headers)["content-length"])
+        self.end_headers()
+
+    def _write_body(self, data: bytes) -> None:
+        if not data or not self._body_allowed:
+            return
+        if self._chunked:
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+            return
+        if self._remaining is not None:
+            self._remaining -= len(data)
+        self.wfile.write(data)
+
+    def _end_body(self) -> None:
+        if self._chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        elif self._remaining:
+            # The app sent less than its Content-Length, so the client cannot find the end.
+            self.close_connection = True
+        self.wfile.flush()
+
+    def _send_server_error(self) -> None:
+        body = b"Internal Server Error"
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
 
 
 class PooledWSGIServer(ThreadedWSGIServer):
@@ -108,4 +274,4 @@ class PooledWSGIServer(ThreadedWSGIServer):
 
 def make_server(host: str, port: int, app: Any) -> PooledWSGIServer:
     """Return a server for ``app`` bound to ``host`` and ``port`` (0 picks a free port)."""
-    return PooledWSGIServer(host, port, app)
+    return PooledWSGIServer(host, port, app, handler=KeepAliveRequestHandler)

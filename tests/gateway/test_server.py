@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, request
 
-from gateway.server import PooledWSGIServer, make_server
+import gateway.server as server_module
+from gateway.server import MAX_BUFFERED_BODY_BYTES, PooledWSGIServer, make_server
 
 
 def _thread_app(release: threading.Event | None = None) -> Flask:
@@ -35,7 +37,7 @@ def _thread_app(release: threading.Event | None = None) -> Flask:
 def serve():
     servers: list[PooledWSGIServer] = []
 
-    def start(app: Flask, idle_seconds: float | None = None) -> PooledWSGIServer:
+    def start(app, idle_seconds: float | None = None) -> PooledWSGIServer:
         server = make_server("127.0.0.1", 0, app)
         if idle_seconds is not None:
             server.idle_seconds = idle_seconds
@@ -133,3 +135,167 @@ def test_closing_ends_the_idle_threads():
     server.server_close()
     mine[0].join(5)
     assert not mine[0].is_alive()
+
+
+# --- keep-alive --------------------------------------------------------------------------------
+
+
+def _keep_alive_app() -> Flask:
+    app = _thread_app()
+
+    @app.post("/echo")
+    def echo() -> str:
+        return request.get_data(as_text=True)
+
+    @app.post("/ignore")
+    def ignore() -> tuple[str, int]:
+        return "not read", 403  # leaves the body unread, as a rejected webhook does
+
+    @app.get("/stream")
+    def stream() -> Response:
+        return Response((part for part in ("one ", "two")), mimetype="text/plain")
+
+    return app
+
+
+def _raw_exchange(server: PooledWSGIServer, data: bytes, responses: int) -> list[bytes]:
+    """Send ``data`` on one connection and return the raw text of ``responses`` responses."""
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(data)
+        reader = connection.makefile("rb")
+        return [_read_response(reader) for _ in range(responses)]
+
+
+def _read_response(reader) -> bytes:
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = reader.readline()
+        assert line, "connection closed before a whole response"
+        head += line
+    lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    if lengths:
+        return head + reader.read(int(lengths[0].split(b":")[1]))
+    if b"transfer-encoding: chunked" in head.lower():
+        body = b""
+        while (size := int(reader.readline().strip(), 16)) > 0:
+            body += reader.read(size)
+            reader.readline()
+        reader.readline()
+        return head + body
+    return head
+
+
+def test_connection_stays_open_between_requests(serve):
+    server = serve(_keep_alive_app())
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    connection.request("POST", "/echo", body="first", headers={"Content-Type": "text/plain"})
+    first = connection.getresponse()
+    assert first.read() == b"first"
+    assert first.getheader("Connection") is None
+    socket_used = connection.sock
+    connection.request("POST", "/echo", body="second", headers={"Content-Type": "text/plain"})
+    assert connection.getresponse().read() == b"second"
+    assert connection.sock is socket_used
+    connection.close()
+
+
+def test_unread_body_does_not_leak_into_next_request(serve):
+    server = serve(_keep_alive_app())
+    request_text = (
+        b"POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 24\r\n\r\nGET /thread HTTP/1.1\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnext"
+    )
+    rejected, echoed = _raw_exchange(server, request_text, 2)
+    assert rejected.startswith(b"HTTP/1.1 403")
+    assert echoed.startswith(b"HTTP/1.1 200")
+    assert echoed.endswith(b"\r\n\r\nnext")
+
+
+def test_pipelined_requests_all_answered(serve):
+    server = serve(_keep_alive_app())
+    one = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+    two = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
+    responses = _raw_exchange(server, one + two, 2)
+    assert [response.rsplit(b"\r\n\r\n", 1)[1] for response in responses] == [b"one", b"two"]
+
+
+def test_streamed_response_is_chunked(serve):
+    server = serve(_keep_alive_app())
+    streamed, echoed = _raw_exchange(
+        server, b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok", 2,
+    )
+    assert b"transfer-encoding: chunked" in streamed.lower()
+    assert streamed.endswith(b"\r\n\r\none two")
+    assert echoed.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+    ],
+    ids=["chunked-request", "http-1.0", "client-close", "two-lengths"],
+)
+def test_other_requests_close_the_connection(serve, head):
+    server = serve(_keep_alive_app())
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(head)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.") == 1
+    assert b"connection: close" in received.lower()
+
+
+def test_large_body_served_then_closed(serve):
+    server = serve(_keep_alive_app())
+    body = "x" * (MAX_BUFFERED_BODY_BYTES + 1)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    connection.request("POST", "/echo", body=body, headers={"Content-Type": "text/plain"})
+    response = connection.getresponse()
+    assert response.read() == body.encode()
+    assert response.getheader("Connection") == "close"
+    connection.close()
+
+
+def test_app_error_answers_500_and_closes(serve):
+    def broken_app(environ, start_response):
+        raise RuntimeError("broken app")
+
+    server = serve(broken_app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 500
+    assert response.getheader("Connection") == "close"
+    connection.close()
+
+
+def test_error_mid_body_closes_the_connection(serve):
+    def truncating_app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "10")])
+        yield b"half"
+        raise RuntimeError("broken stream")
+
+    server = serve(truncating_app)
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    assert received.endswith(b"\r\n\r\nhalf")
+
+
+def test_idle_connection_closed_after_keep_alive(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "KEEP_ALIVE_SECONDS", 0.2)
+    server = serve(_keep_alive_app())
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = connection.makefile("rb")
+        assert _read_response(reader).startswith(b"HTTP/1.1 200")
+        # The server closes the idle connection: the next read sees its end.
+        assert reader.read() == b""
+    _wait_for(lambda: server._idle == 1)
