@@ -40,6 +40,8 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from inbox.agents import (
@@ -319,8 +321,33 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed session cookie, with its signing serializer built once, and no session for webhooks.
+
+    Flask builds the serializer for every request, and building one serializes an empty
+    dict to find out whether the serializer returns text. Webhooks are signed by their
+    provider and never sign anyone in, so they skip reading the cookie.
+    """
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = self._serializers[keys] = super().get_signing_serializer(app)
+        return serializer
+
+    def open_session(self, app: Flask, request_: Any) -> Any:
+        if request_.path.startswith("/webhooks/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request_)
+
+
 def init_app(app: Flask) -> None:
     config = app.extensions["switchboard"].config
+    app.session_interface = SessionCookies()
     # Per client address and email, and per address whatever the email, so that trying
     # many emails from one address is limited too. NOTE: the counts are per process, so
     # several web processes each allow the full limits.
