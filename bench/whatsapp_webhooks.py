@@ -494,9 +494,10 @@ def make_sent_messages(state, channel_id: int, count: int) -> list[tuple[int, st
 def measure_storm(
     poster: Poster, signer: Signer, path: str, messages: list[tuple[int, str]], seed: int,
     updates: dict[int, list[str]],
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Post shuffled, duplicated callbacks; return callbacks per second until the client saw
-    every message read, and how many callbacks were posted."""
+    every message read, how many callbacks were posted, and the seconds until the last one
+    was acknowledged."""
     callbacks = []
     for _, sid in messages:
         for status in CALLBACK_STATES:
@@ -506,6 +507,7 @@ def measure_storm(
     random.Random(seed).shuffle(callbacks)
     started = time.perf_counter()
     poster.run(callbacks)
+    acknowledged = time.perf_counter() - started
     # The worker applies the callbacks after they are acknowledged, so the clock runs until the
     # last message's read event arrived (or 120 s passed, which check_storm then reports).
     deadline = time.monotonic() + 120
@@ -513,7 +515,7 @@ def measure_storm(
         if all((updates.get(message_id) or [""])[-1] == "read" for message_id, _ in messages):
             break
         time.sleep(0.005)
-    return len(callbacks) / (time.perf_counter() - started), len(callbacks)
+    return len(callbacks) / (time.perf_counter() - started), len(callbacks), acknowledged
 
 
 def check_storm(state, messages: list[tuple[int, str]], updates: dict[int, list[str]]) -> list[str]:
@@ -612,7 +614,7 @@ def main() -> None:
         sent = make_sent_messages(state, channel.id, args.callbacks_for)
         storm_bare = measure_bare(poster, args.callbacks_for * len(CALLBACK_STATES) * 2)
         meter.start()
-        storm, callbacks = measure_storm(poster, signer, status_path, sent, args.seed, updates)
+        storm, callbacks, storm_acknowledged = measure_storm(poster, signer, status_path, sent, args.seed, updates)
         cpu["callback"] = meter.per_operation(callbacks)
         time.sleep(1.0)  # the last events are on their way to the client
         client.disconnect()
@@ -640,6 +642,8 @@ def main() -> None:
     print(f"status storm: {callbacks} callbacks, {storm:6.0f} callbacks/s (ratio to bare {storm / storm_bare:.2f}); "
           f"{len(sent) - len({p.split()[1] for p in problems})} of {len(sent)} messages read, "
           f"{len(problems)} problems")
+    print(f"  all acknowledged after {storm_acknowledged:.2f} s ({callbacks / storm_acknowledged:.0f}/s), "
+          f"all applied after {callbacks / storm:.2f} s")
     for line in problems[:10]:
         print("  " + line)
     for measure, label in (("bare", "bare POST"), ("webhook", "webhook to event"), ("callback", "status callback")):

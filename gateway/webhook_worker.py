@@ -40,6 +40,7 @@ from inbox.webhook_queue import (
     apply_pending_statuses,
     ingest_pending,
     notify_workers,
+    prune_applied_statuses,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ GATHER_SECONDS = 0.1
 LISTEN_SECONDS = 1.0
 # After a database error the worker waits this long, doubling up to the maximum.
 RETRY_SECONDS = 1.0
+# How often a worker deletes the applied status callbacks that are past their retention.
+PRUNE_SECONDS = 60.0
+# Applied status callbacks deleted per transaction.
+PRUNE_BATCH_SIZE = 5000
 RETRY_SECONDS_MAX = 30.0
 
 # A web process sends at most one notification to the other processes' workers per this many
@@ -254,11 +259,15 @@ class WebhookWorker:
         if self.state.engine.dialect.name == "postgresql":
             threading.Thread(target=self.listen, name="webhook-listener", daemon=True).start()
         retry = RETRY_SECONDS
+        pruned_at = 0.0
         while not self.stop.is_set():
             # Cleared before the queue is read, so a webhook stored meanwhile wakes the next round.
             self.wakeup.clear()
             try:
                 self.ingest_all()
+                if time.monotonic() - pruned_at >= PRUNE_SECONDS:
+                    self.prune_applied_statuses()
+                    pruned_at = time.monotonic()
                 retry = RETRY_SECONDS
             except (OperationalError, InterfaceError) as error:
                 log.warning("webhook worker: database error, retrying in %.0f s: %s", retry, error)
@@ -331,6 +340,20 @@ class WebhookWorker:
                 (time.perf_counter() - started) * 1000,
             )
         return batch
+
+    def prune_applied_statuses(self) -> int:
+        """Delete the applied status callbacks past their retention, a batch per transaction. Returns how many."""
+        deleted = 0
+        while not self.stop.is_set():
+            with self.state.session_factory() as session:
+                with writer_turn(self.state, background=True):
+                    batch = prune_applied_statuses(session, STATUS_RAW_FORMAT, PRUNE_BATCH_SIZE)
+            deleted += batch
+            if batch < PRUNE_BATCH_SIZE:
+                break
+        if deleted:
+            log.info("webhook worker: deleted %s applied status callbacks older than a day", deleted)
+        return deleted
 
     def apply_status_batch(self) -> StatusBatch:
         """Apply one batch of pending status callbacks in one transaction. Returns what it did."""

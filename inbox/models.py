@@ -543,6 +543,13 @@ class RawPayload(Base):
             sqlite_where=text("status = 'pending'"),
             postgresql_where=text("status = 'pending'"),
         ),
+        # Applied Twilio status callbacks, which the webhook worker deletes after a day.
+        Index(
+            "ix_raw_payloads_applied_statuses",
+            "received_at",
+            sqlite_where=text("status = 'processed' AND format = 'twilio-status-form'"),
+            postgresql_where=text("status = 'processed' AND format = 'twilio-status-form'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -20,9 +20,10 @@ the same ``MessageSid`` is queued, and ``ingest_batch`` finds the message and dr
 Delivery-status callbacks wait in the same queue under their own format, and the worker
 applies a batch of them per transaction (``apply_pending_statuses``) through the delivery
 state machine (``inbox.delivery.apply_delivery_statuses``), so a late or repeated callback
-never moves a message back. An applied callback's row is deleted, because the message's
-state and its ``message.updated`` event record what it did. A replay while it is pending is
-a no-op, and a replay after it was applied changes nothing.
+never moves a message back. An applied callback's row is kept as ``processed`` for
+``APPLIED_STATUS_RETENTION``, so a replay in that time is a no-op at the door: nothing is
+queued and the worker does nothing. The webhook worker then deletes it
+(``prune_applied_statuses``). A replay after that is applied again and changes nothing.
 
 On PostgreSQL several workers can share the queue: each claims its batch with ``FOR UPDATE
 SKIP LOCKED``. On SQLite every transaction holds the database's write lock, which does the
@@ -35,6 +36,7 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Insert, bindparam, delete, func, literal_column, null, select, update
@@ -52,7 +54,11 @@ log = logging.getLogger(__name__)
 # Written as a literal, not a bound parameter, so that SQLite's planner can match the
 # partial index ``ix_raw_payloads_pending``, whose condition is this same text.
 _IS_PENDING = RawPayload.status == literal_column(f"'{PayloadStatus.PENDING.value}'")
+# Likewise for the partial index ``ix_raw_payloads_applied_statuses``.
+_IS_PROCESSED = RawPayload.status == literal_column(f"'{PayloadStatus.PROCESSED.value}'")
 _MAX_ERROR_LENGTH = 2000
+# How long an applied status callback's row is kept, so that a replay of it is a no-op.
+APPLIED_STATUS_RETENTION = timedelta(days=1)
 # The PostgreSQL notification channel on which queued payloads wake the webhook workers.
 WAKEUP_CHANNEL = "switchboard_webhooks"
 
@@ -215,7 +221,7 @@ def apply_pending_statuses(session: Session, parse: StatusParser, status_format:
     """Apply up to ``limit`` pending status callbacks, oldest first, in one transaction, and commit.
 
     The session must have no transaction in progress. A callback that ``parse`` rejects is
-    marked failed with the error. The applied ones are deleted. Database errors propagate
+    marked failed with the error. The applied ones are marked processed. Database errors propagate
     and roll the whole batch back, leaving every callback of it pending. Returns what the
     batch did.
     """
@@ -233,8 +239,27 @@ def apply_pending_statuses(session: Session, parse: StatusParser, status_format:
                 continue
             parsed.append(payload_id)
         batch.changed = sum(apply_delivery_statuses(session, reports))
-        _finish(session, parsed, batch.failures)
+        _finish(session, parsed, batch.failures, keep_done=True)
     return batch
+
+
+def prune_applied_statuses(session: Session, status_format: str, limit: int = 5000) -> int:
+    """Delete up to ``limit`` applied status callbacks older than ``APPLIED_STATUS_RETENTION``, and commit.
+
+    The session must have no transaction in progress. Returns how many were deleted.
+    """
+    cutoff = utcnow() - APPLIED_STATUS_RETENTION
+    with session.begin():
+        expired = (
+            select(RawPayload.id)
+            .where(_IS_PROCESSED, RawPayload.format == status_format, RawPayload.received_at < cutoff)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = session.execute(
+            delete(RawPayload).where(RawPayload.id.in_(expired)).execution_options(synchronize_session=False)
+        )
+    return result.rowcount
 
 
 def _claim(session: Session, formats: Collection[str], limit: int) -> Sequence[Any]:
@@ -249,11 +274,21 @@ def _claim(session: Session, formats: Collection[str], limit: int) -> Sequence[A
     ).all()
 
 
-def _finish(session: Session, done: Sequence[int], failures: Sequence[tuple[int, str]]) -> None:
-    """Drop what is left pending of the processed payloads, and mark the failed ones."""
-    if done:
+def _finish(
+    session: Session, done: Sequence[int], failures: Sequence[tuple[int, str]], *, keep_done: bool = False
+) -> None:
+    """Drop, or with ``keep_done`` mark processed, what is left pending of the done payloads,
+    and mark the failed ones."""
+    if done and keep_done:
+        session.execute(
+            update(RawPayload)
+            .where(RawPayload.id.in_(done), _IS_PENDING)
+            .values(status=PayloadStatus.PROCESSED.value)
+            .execution_options(synchronize_session=False)
+        )
+    elif done:
         # ingest_batch replaced each stored payload's row already; a duplicate's row is left,
-        # and carries nothing that is not stored. An applied status callback's row is left too.
+        # and carries nothing that is not stored.
         session.execute(
             delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
         )

@@ -4,9 +4,9 @@ Revision ID: 0025
 Revises: 0024
 Create Date: 2026-12-05 16:40:00.000000
 
-The webhook worker deletes each status callback's payload once it is applied. Every delete
-checks the foreign key from messages.raw_payload_id, and without an index that check read
-the whole messages table: on PostgreSQL a storm of 18,000 callbacks against 14,000 messages
+The webhook worker deletes the payloads of applied status callbacks. Every delete checks
+the foreign key from messages.raw_payload_id, and without an index that check read the
+whole messages table: on PostgreSQL a storm of 18,000 callbacks against 14,000 messages
 read 315 million rows. Building the index blocks writes to messages while it runs, about a
 second per million messages.
 """

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+from datetime import timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select, update
 from twilio.request_validator import RequestValidator
 
 from channels.delivery import STATUS_ORDER
@@ -15,10 +16,11 @@ from channels.types import DeliveryState
 from channels.whatsapp import STATUS_RAW_FORMAT
 from gateway.reprocess import parse_status_raw, reprocess_payload
 from gateway.simulate import build_message_form
+import gateway.webhook_worker as webhook_worker_module
 from gateway.webhook_worker import WebhookWorker
 from inbox.events import add_publisher
 from inbox.models import Conversation, Direction, EarlyDeliveryReport, Message, RawPayload, utcnow
-from inbox.webhook_queue import apply_pending_statuses, count_pending, queue_payload
+from inbox.webhook_queue import APPLIED_STATUS_RETENTION, apply_pending_statuses, count_pending, queue_payload
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.support.whatsapp import LOCAL, ingest_webhooks
 
@@ -90,11 +92,13 @@ def test_status_acknowledged_before_applied(app, state, whatsapp_channel):
     assert _statuses(state, [message_id]) == {message_id: "delivered"}
     with state.session_factory() as session:
         assert count_pending(session) == 0
-        # An applied callback leaves no row behind.
-        assert session.scalars(select(RawPayload.format).where(RawPayload.format == STATUS_RAW_FORMAT)).all() == []
+        # An applied callback's row is kept, as processed, until it is pruned.
+        assert session.scalars(select(RawPayload.status).where(RawPayload.format == STATUS_RAW_FORMAT)).all() == [
+            "processed"
+        ]
 
 
-def test_replayed_status_while_pending_is_no_op(app, state, whatsapp_channel):
+def test_replayed_status_is_no_op(app, state, whatsapp_channel):
     client = app.test_client()
     sent = _sent_messages(client, state, whatsapp_channel, 1)
     sid, message_id = next(iter(sent.items()))
@@ -105,13 +109,60 @@ def test_replayed_status_while_pending_is_no_op(app, state, whatsapp_channel):
         assert not queue_payload(session, whatsapp_channel.id, raw, STATUS_RAW_FORMAT)
     updates = _collect_updates(state)
     ingest_webhooks(state)
-    # A replay after it was applied is queued again and changes nothing.
+    # A replay after it was applied finds the kept row and queues nothing.
     with state.session_factory() as session:
-        assert queue_payload(session, whatsapp_channel.id, raw, STATUS_RAW_FORMAT)
-    ingest_webhooks(state)
+        assert not queue_payload(session, whatsapp_channel.id, raw, STATUS_RAW_FORMAT)
+        assert count_pending(session) == 0
 
     assert _statuses(state, [message_id]) == {message_id: "read"}
     assert updates == {message_id: ["read"]}
+
+
+def test_applied_statuses_pruned_after_retention(app, state, whatsapp_channel):
+    client = app.test_client()
+    sent = _sent_messages(client, state, whatsapp_channel, 3)
+    sids = list(sent)
+    for sid in sids:
+        _post_status(client, whatsapp_channel, sid, "delivered")
+    ingest_webhooks(state)
+    with state.session_factory() as session:
+        rows = session.scalars(select(RawPayload).where(RawPayload.format == STATUS_RAW_FORMAT)).all()
+        # Two were applied more than a day ago, one just now.
+        for row in rows[:2]:
+            row.received_at = utcnow() - APPLIED_STATUS_RETENTION - timedelta(minutes=1)
+        kept_id = rows[2].id
+        session.commit()
+    worker = WebhookWorker(state, threading.Event())
+
+    assert worker.prune_applied_statuses() == 2
+
+    with state.session_factory() as session:
+        assert session.scalars(select(RawPayload.id).where(RawPayload.format == STATUS_RAW_FORMAT)).all() == [kept_id]
+        # The inbound message's payload is never pruned.
+        assert session.scalar(select(func.count()).select_from(RawPayload).where(RawPayload.format != STATUS_RAW_FORMAT)) == 1
+    # A replay after the pruning is queued again and changes nothing.
+    updates = _collect_updates(state)
+    _post_status(client, whatsapp_channel, sids[0], "delivered")
+    ingest_webhooks(state)
+    assert _statuses(state, [sent[sids[0]]]) == {sent[sids[0]]: "delivered"}
+    assert updates == {}
+
+
+def test_pruning_works_in_batches(app, state, whatsapp_channel, monkeypatch):
+    monkeypatch.setattr(webhook_worker_module, "PRUNE_BATCH_SIZE", 2)
+    client = app.test_client()
+    sent = _sent_messages(client, state, whatsapp_channel, 5)
+    for sid in sent:
+        _post_status(client, whatsapp_channel, sid, "read")
+    ingest_webhooks(state)
+    with state.session_factory() as session:
+        session.execute(
+            update(RawPayload).where(RawPayload.format == STATUS_RAW_FORMAT)
+            .values(received_at=utcnow() - timedelta(days=2))
+        )
+        session.commit()
+
+    assert WebhookWorker(state, threading.Event()).prune_applied_statuses() == 5
 
 
 def test_status_storm_never_regresses(app, state, whatsapp_channel):
@@ -170,9 +221,8 @@ def test_bad_status_payload_kept_failed(app, state, whatsapp_channel):
     assert _statuses(state, [message_id]) == {message_id: "delivered"}
     with state.session_factory() as session:
         rows = session.execute(select(RawPayload.status, RawPayload.error, RawPayload.body)
-                               .where(RawPayload.format == STATUS_RAW_FORMAT)).all()
+                               .where(RawPayload.format == STATUS_RAW_FORMAT, RawPayload.status == "failed")).all()
     assert len(rows) == 1
-    assert rows[0].status == "failed"
     assert "no-such-status" in rows[0].error
     assert rows[0].body == broken
 
@@ -238,11 +288,11 @@ def test_failed_status_reprocessed_through_queue(app, state, whatsapp_channel):
 
     assert _statuses(state, [message_id]) == {message_id: "read"}
     with state.session_factory() as session:
-        assert session.get(RawPayload, payload_id) is None
+        assert session.get(RawPayload, payload_id).status == "processed"
 
 
 def test_payload_foreign_keys_are_indexed(state):
-    # Applied status payloads are deleted, and each delete checks every foreign key to
+    # Applied status payloads are deleted after a day, and each delete checks every foreign key to
     # raw_payloads. Without an index on the referencing column that check reads the whole table.
     inspector = inspect(state.engine)
     unindexed = []
