@@ -217,8 +217,9 @@ def _queue_twilio_status(channel_id: int, raw: bytes, form: dict[str, str]) -> A
     if queued:
         wake_webhook_workers(state)
     else:
-        log.info("replayed Twilio status %s for %s on channel %s ignored",
-                 status.state.value, status.provider_message_id, channel_id)
+        # Twilio posts a callback again when our answer was slow or lost; that is routine.
+        log.debug("replayed Twilio status %s for %s on channel %s ignored",
+                  status.state.value, status.provider_message_id, channel_id)
     return Response(status=204)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 import time
 
 import pytest
 from flask import Flask, Response, request
+from werkzeug.serving import WSGIRequestHandler
 
 import gateway.server as server_module
 from gateway.server import MAX_BUFFERED_BODY_BYTES, PooledWSGIServer, make_server
@@ -299,3 +301,20 @@ def test_idle_connection_closed_after_keep_alive(serve, monkeypatch):
         # The server closes the idle connection: the next read sees its end.
         assert reader.read() == b""
     _wait_for(lambda: server._idle == 1)
+
+
+def test_request_log_follows_its_logger_level(serve, monkeypatch, caplog):
+    server = serve(_keep_alive_app())
+    formatted = []
+    original = WSGIRequestHandler.log_request
+    monkeypatch.setattr(WSGIRequestHandler, "log_request",
+                        lambda handler, *args: formatted.append(args) or original(handler, *args))
+
+    caplog.set_level(logging.WARNING, logger="werkzeug")
+    assert _get(server, "/thread")[0] == 200
+    assert formatted == []
+
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    assert _get(server, "/thread")[0] == 200
+    assert len(formatted) == 1
+    assert any('"GET /thread HTTP/1.1" 200' in record.getMessage() for record in caplog.records)
