@@ -451,17 +451,21 @@ def measure_bare(poster: Poster, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def measure_inbound(poster: Poster, signer: Signer, path: str, channel, count: int, created: queue.Queue) -> float:
-    """Post ``count`` signed webhooks concurrently; return messages per second until the last event."""
+def measure_inbound(
+    poster: Poster, signer: Signer, path: str, channel, count: int, created: queue.Queue
+) -> tuple[float, float]:
+    """Post ``count`` signed webhooks concurrently; return messages per second until the last
+    event, and the seconds until the last webhook was acknowledged."""
     items = [
         signer.post(path, build_message_form(channel, f"+1555{index % 500:07d}", f"inbound {index} 📦", None))
         for index in range(count)
     ]
     started = time.perf_counter()
     poster.run(items)
+    acknowledged = time.perf_counter() - started
     for _ in range(count):
         created.get(timeout=120)
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), acknowledged
 
 
 def measure_paced(poster: Poster, signer: Signer, path: str, channel, rate: float, seconds: float) -> list[float]:
@@ -605,7 +609,7 @@ def main() -> None:
         cpu["bare"] = meter.per_operation(args.messages)
         generator_cpu = poster.last_cpu / args.messages, poster.last_cpu / poster.last_wall
         meter.start()
-        inbound = measure_inbound(poster, signer, inbound_path, channel, args.messages, created)
+        inbound, inbound_acknowledged = measure_inbound(poster, signer, inbound_path, channel, args.messages, created)
         cpu["webhook"] = meter.per_operation(args.messages)
         paced = measure_paced(poster, signer, inbound_path, channel, args.rate, args.seconds)
         # The paced webhooks are answered; their ingestion ends before the storm starts.
@@ -634,6 +638,8 @@ def main() -> None:
     print(f"load generator in the bare run:    {generator_cpu[0] * 1e6:6.0f} us CPU per request "
           f"({generator_cpu[1]:.0%} of one core, socketio client included)")
     print(f"signed webhook -> message.created: {inbound:6.0f} messages/s (ratio to bare {inbound / bare:.2f})")
+    print(f"  all acknowledged after {inbound_acknowledged:.2f} s ({args.messages / inbound_acknowledged:.0f}/s), "
+          f"all events received after {args.messages / inbound:.2f} s")
     print(
         f"paced {args.rate:g}/s for {args.seconds:g} s:           p50 {statistics.median(paced) * 1000:.1f} ms, "
         f"p99 {percentile(paced, 0.99) * 1000:.1f} ms, max {max(paced) * 1000:.1f} ms"
