@@ -8,8 +8,9 @@ request thread at a time, the leader, takes every payload that is waiting (up to
 ``MAX_BATCH``), inserts them in one statement, commits, and wakes their requests. Payloads
 that arrive meanwhile wait for the next leader: the leader hands the role to the oldest
 of them, and then returns to its own request. The connection passes on with the role, so a
-steady stream of webhooks skips the pool's ping, and it goes back to the pool when no
-payload waits.
+steady stream of webhooks skips the pool's ping. It also stays through short pauses, which
+keep-alive clients make between a batch's answers and their next requests: a thread of the
+committer returns it to the pool after ``CONNECTION_IDLE_SECONDS`` without a payload.
 
 Each request still learns the outcome of its own payload. When a batch fails, it is
 written again one payload per transaction on a fresh connection, so a payload that the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 # Payloads per statement at most. A batch contains the payloads of the requests that arrived
 # while the previous one was written, so it stays far smaller unless the database stalls.
 MAX_BATCH = 100
+# How long the connection stays checked out without a payload before it goes back to the pool.
+CONNECTION_IDLE_SECONDS = 2.0
 
 _COMMITTER_KEY = "_payload_committer"
 
@@ -69,6 +73,9 @@ class GroupCommitter:
         self._leading = False
         # The connection that the leader passes to its successor, None when it is in the pool.
         self._connection: Connection | None = None
+        # When the last leader finished, and the thread that returns an idle connection to the pool.
+        self._idle_since = 0.0
+        self._releaser: threading.Thread | None = None
 
     def store(self, channel_id: int, raw: bytes, raw_format: str) -> bool:
         """Store ``raw`` as a pending payload of the channel, committed when this returns.
@@ -100,7 +107,6 @@ class GroupCommitter:
         try:
             self._write(batch)
         finally:
-            idle_connection = None
             with self._lock:
                 if self._waiting:
                     successor = self._waiting[0]
@@ -108,13 +114,12 @@ class GroupCommitter:
                     successor.woken.set()
                 else:
                     self._leading = False
-                    idle_connection, self._connection = self._connection, None
+                    self._idle_since = time.monotonic()
             for pending in batch:
                 if not pending.written and pending.error is None:
                     # Only an exception that is not an Exception (an interrupt) gets here.
                     pending.error = RuntimeError("storing the webhook payload was interrupted")
                 pending.woken.set()
-            _close_quietly(idle_connection)
 
     def _write(self, batch: Sequence[_Pending]) -> None:
         """Commit the batch in one transaction, or else each payload in its own."""
@@ -147,8 +152,29 @@ class GroupCommitter:
     def _commit(self, payloads: list[tuple[int, bytes, str]]) -> list[bool]:
         if self._connection is None:
             self._connection = self._connect()
+            with self._lock:
+                if self._releaser is None:
+                    self._releaser = threading.Thread(
+                        target=self._release_when_idle, name="webhook-payload-connection", daemon=True,
+                    )
+                    self._releaser.start()
         with self._connection.begin():
             return queue_payloads(self._connection, payloads)
+
+    def _release_when_idle(self) -> None:
+        """Return the connection to the pool once no payload came for ``CONNECTION_IDLE_SECONDS``, then end."""
+        while True:
+            time.sleep(CONNECTION_IDLE_SECONDS / 2)
+            with self._lock:
+                if self._connection is not None and (
+                    self._leading or time.monotonic() - self._idle_since < CONNECTION_IDLE_SECONDS
+                ):
+                    continue
+                # A leader that comes later connects again and starts a new thread.
+                idle_connection, self._connection = self._connection, None
+                self._releaser = None
+            _close_quietly(idle_connection)
+            return
 
     def _write_each(self, batch: Sequence[_Pending]) -> None:
         for pending in batch:
@@ -161,7 +187,8 @@ class GroupCommitter:
                 pending.error = error
 
     def _discard_connection(self) -> None:
-        connection, self._connection = self._connection, None
+        with self._lock:
+            connection, self._connection = self._connection, None
         _close_quietly(connection)
 
 

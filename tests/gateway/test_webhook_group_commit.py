@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from twilio.request_validator import RequestValidator
 
+import gateway.group_commit as group_commit_module
 from gateway.group_commit import GroupCommitter, payload_committer
 from gateway.simulate import build_message_form
 from inbox.models import PayloadStatus, RawPayload
@@ -245,3 +247,31 @@ def test_batch_retried_one_by_one_after_failure(state, whatsapp_channel, fails, 
     stored = {body for body, _ in _stored(state)}
     assert len(stored) == 3 - errors
     assert stored <= set(bodies)
+
+
+def test_connection_kept_through_short_pauses(state, whatsapp_channel, monkeypatch):
+    monkeypatch.setattr(group_commit_module, "CONNECTION_IDLE_SECONDS", 0.3)
+    committer = GroupCommitter(state)
+    checkouts: list[object] = []
+
+    def count_checkout(*args: object) -> None:
+        checkouts.append(args)
+
+    sa_event.listen(state.engine.pool, "checkout", count_checkout)
+    try:
+        assert committer.store(whatsapp_channel.id, _body(whatsapp_channel, "one"), FORMAT)
+        assert committer.store(whatsapp_channel.id, _body(whatsapp_channel, "two"), FORMAT)
+        # The second payload, a pause later, used the connection that the first one opened.
+        assert len(checkouts) == 1
+        assert state.engine.pool.checkedout() == 1
+
+        deadline = time.monotonic() + 5
+        while state.engine.pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # After the idle time the connection is back in the pool, and the next payload takes it out again.
+        assert state.engine.pool.checkedout() == 0
+        assert committer.store(whatsapp_channel.id, _body(whatsapp_channel, "three"), FORMAT)
+        assert len(checkouts) == 2
+    finally:
+        sa_event.remove(state.engine.pool, "checkout", count_checkout)
+    assert [status for _, status in _stored(state)] == ["pending"] * 3
