@@ -9,7 +9,7 @@ request thread at a time, the leader, takes every payload that is waiting (up to
 that arrive meanwhile wait for the next leader: the leader hands the role to the oldest
 of them, and then returns to its own request. The connection passes on with the role, so a
 steady stream of webhooks skips the pool's ping. It also stays through short pauses, which
-keep-alive clients make between a batch's answers and their next requests: a thread of the
+keep-alive clients make between a batch's responses and their next requests: a thread of the
 committer returns it to the pool after ``CONNECTION_IDLE_SECONDS`` without a payload.
 
 Each request still learns the outcome of its own payload. When a batch fails, it is
