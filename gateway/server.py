@@ -93,9 +93,19 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             return True
-        return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= MAX_BUFFERED_BODY_BYTES
+        # ``isdigit`` alone passes "²", and ``int`` refuses more than 4300 digits.
+        length = lengths[0]
+        return (
+            len(lengths) == 1 and length.isascii() and length.isdigit() and len(length) <= 20
+            and int(length) <= MAX_BUFFERED_BODY_BYTES
+        )
 
     def run_wsgi(self) -> None:
+        if self.headers.defects:
+            # The header parser drops every line from a malformed one on, a Content-Length or
+            # Transfer-Encoding among them, which a proxy in front may have honoured.
+            self.send_error(400, "Malformed header line")
+            return
         if not self._can_keep_alive():
             # Werkzeug's handler closes the connection after its response.
             super().run_wsgi()

@@ -299,3 +299,43 @@ def test_idle_connection_closed_after_keep_alive(serve, monkeypatch):
         # The server closes the idle connection: the next read sees its end.
         assert reader.read() == b""
     _wait_for(lambda: server._idle == 1)
+
+
+# --- hostile clients -----------------------------------------------------------------------------
+
+
+def _receive_until_closed(server: PooledWSGIServer, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(data)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # A proxy that tolerates the space uses this Content-Length and forwards the GET as
+        # body. So the server must not serve the GET as a request of its own.
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length : 33\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\n Host: x\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["space-before-colon", "spaced-transfer-encoding", "first-line-folded"],
+)
+def test_malformed_header_line_rejected(serve, head):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(server, head + b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400")
+    assert received.count(b"HTTP/1.") == 1
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"9" * 5000], ids=["superscript-two", "5000-digits"])
+def test_odd_content_length_answered_and_closed(serve, length):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\nab",
+    )
+    assert received.startswith(b"HTTP/1.1 ")
+    assert b"connection: close" in received.lower()
