@@ -182,6 +182,11 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
             return
         if self._remaining is not None:
+            if len(data) > self._remaining:
+                # The client would read the bytes beyond the Content-Length as the next response.
+                log.warning("request %s %s: the app sent more than its Content-Length", self.command, self.path)
+                data = data[: self._remaining]
+                self.close_connection = True
             self._remaining -= len(data)
         self.wfile.write(data)
 

@@ -339,3 +339,14 @@ def test_odd_content_length_answered_and_closed(serve, length):
     )
     assert received.startswith(b"HTTP/1.1 ")
     assert b"connection: close" in received.lower()
+def test_body_beyond_content_length_is_not_sent(serve):
+    # A file that grows while send_file streams it yields more than its Content-Length; the
+    # extra bytes would be read as the start of the next response.
+    def overlong_app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"12345", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfake"]
+
+    server = serve(overlong_app)
+    received = _receive_until_closed(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert received.endswith(b"\r\n\r\n12345")
+    assert b"fake" not in received
