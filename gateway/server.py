@@ -39,6 +39,8 @@ IDLE_SECONDS = 30.0
 CLOSE_WAIT_SECONDS = 5.0
 # How long an open connection may wait for its next request.
 KEEP_ALIVE_SECONDS = 15.0
+# How long each read of a request's head or buffered body may wait for the client.
+REQUEST_READ_SECONDS = 15.0
 # The largest request body read before the app runs. A larger one closes its connection.
 MAX_BUFFERED_BODY_BYTES = 64 * 1024
 # Request headers that make Werkzeug's handler serve the request and close the connection.
@@ -65,7 +67,14 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             self.close_connection = True
             return
         self._requests_served += 1
-        super().handle_one_request()
+        # Without a timeout a client that stops sending mid-request would keep this thread for
+        # ever. ``run_wsgi`` lifts it before the app runs, which may serve a quiet WebSocket.
+        # NOTE: it bounds each read, so a client that sends a byte now and then is not cut off.
+        self.connection.settimeout(REQUEST_READ_SECONDS)
+        try:
+            super().handle_one_request()
+        finally:
+            self.connection.settimeout(None)
 
     def _next_request_arrives(self) -> bool:
         """Wait up to ``KEEP_ALIVE_SECONDS`` for the next request, or return False on a timeout or a close."""
@@ -108,6 +117,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return
         if not self._can_keep_alive():
             # Werkzeug's handler closes the connection after its response.
+            self.connection.settimeout(None)
             super().run_wsgi()
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -115,6 +125,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if len(body) < length:
             self.close_connection = True  # the client closed before sending its whole body
             return
+        self.connection.settimeout(None)
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         self._call_app(environ)

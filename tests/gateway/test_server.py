@@ -350,3 +350,13 @@ def test_body_beyond_content_length_is_not_sent(serve):
     received = _receive_until_closed(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert received.endswith(b"\r\n\r\n12345")
     assert b"fake" not in received
+
+
+def test_stalled_request_times_out(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "REQUEST_READ_SECONDS", 0.2)
+    server = serve(_keep_alive_app())
+    for stalled in (b"", b"GET /thread HTTP/1.1\r\nHost: x\r\n", b"POST /echo HTTP/1.1\r\nContent-Length: 9\r\n\r\nhalf"):
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+            connection.sendall(stalled)
+            # The server gives up on the request and closes the connection.
+            assert connection.recv(65536) == b""
