@@ -78,6 +78,8 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
 
     def _next_request_arrives(self) -> bool:
         """Wait up to ``KEEP_ALIVE_SECONDS`` for the next request, or return False on a timeout or a close."""
+        if not self.server.start_keep_alive_wait(self.connection):
+            return False
         # The timeout applies only to this wait: a WebSocket later served on the connection
         # must not time out while it is quiet.
         self.connection.settimeout(KEEP_ALIVE_SECONDS)
@@ -87,6 +89,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return False
         finally:
             self.connection.settimeout(None)
+            self.server.end_keep_alive_wait(self.connection)
 
     def _can_keep_alive(self) -> bool:
         """Tell whether this request can be served with the connection kept open afterwards.
@@ -232,6 +235,8 @@ class PooledWSGIServer(ThreadedWSGIServer):
         # Threads waiting on the handoff queue that no queued connection is meant for.
         self._idle = 0
         self._threads_running: set[threading.Thread] = set()
+        # Connections whose handler waits for their next request.
+        self._keep_alive_waits: set[socket.socket] = set()
         self._closed = False
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
@@ -280,19 +285,39 @@ class PooledWSGIServer(ThreadedWSGIServer):
                         self._idle -= 1
                         return None
 
+    def start_keep_alive_wait(self, connection: socket.socket) -> bool:
+        """Record that ``connection`` waits for its next request, or return False once closing."""
+        with self._pool_lock:
+            if self._closed:
+                return False
+            self._keep_alive_waits.add(connection)
+            return True
+
+    def end_keep_alive_wait(self, connection: socket.socket) -> None:
+        with self._pool_lock:
+            self._keep_alive_waits.discard(connection)
+
     def server_close(self) -> None:
         """Close the listening socket, end the idle threads and give the busy ones time to finish.
 
-        Busy threads get ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in
-        Werkzeug's server, so an open WebSocket does not keep the process alive after that.
+        Connections waiting for their next request close at once. Busy threads get
+        ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in Werkzeug's server, so an
+        open WebSocket does not keep the process alive after that.
         """
         super().server_close()
         with self._pool_lock:
             self._closed = True
             idle, self._idle = self._idle, 0
             running = list(self._threads_running)
+            waiting = list(self._keep_alive_waits)
         for _ in range(idle):
             self._handoff.put(None)
+        for connection in waiting:
+            try:
+                # Ends the handler's wait as if the client had closed.
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # the handler has closed it meanwhile
         deadline = time.monotonic() + CLOSE_WAIT_SECONDS
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))

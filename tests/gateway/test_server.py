@@ -360,3 +360,17 @@ def test_stalled_request_times_out(serve, monkeypatch):
             connection.sendall(stalled)
             # The server gives up on the request and closes the connection.
             assert connection.recv(65536) == b""
+
+
+def test_closing_ends_idle_keep_alive_connections_at_once():
+    server = make_server("127.0.0.1", 0, _keep_alive_app())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = connection.makefile("rb")
+        assert _read_response(reader).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        server.shutdown()
+        server.server_close()
+        assert time.monotonic() - started < 1
+        assert reader.read() == b""
