@@ -238,6 +238,7 @@ class PooledWSGIServer(ThreadedWSGIServer):
         # Connections whose handler waits for their next request.
         self._keep_alive_waits: set[socket.socket] = set()
         self._closed = False
+        self._close_deadline: float | None = None
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         with self._pool_lock:
@@ -302,11 +303,15 @@ class PooledWSGIServer(ThreadedWSGIServer):
 
         Connections waiting for their next request close at once. Busy threads get
         ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in Werkzeug's server, so an
-        open WebSocket does not keep the process alive after that.
+        open WebSocket does not keep the process alive after that. Werkzeug's ``serve_forever``
+        closes the server when it returns, so a second close waits only until the same deadline.
         """
         super().server_close()
         with self._pool_lock:
             self._closed = True
+            if self._close_deadline is None:
+                self._close_deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+            deadline = self._close_deadline
             idle, self._idle = self._idle, 0
             running = list(self._threads_running)
             waiting = list(self._keep_alive_waits)
@@ -318,7 +323,6 @@ class PooledWSGIServer(ThreadedWSGIServer):
                 connection.shutdown(socket.SHUT_RD)
             except OSError:
                 pass  # the handler has closed it meanwhile
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 

@@ -374,3 +374,22 @@ def test_closing_ends_idle_keep_alive_connections_at_once():
         server.server_close()
         assert time.monotonic() - started < 1
         assert reader.read() == b""
+
+
+def test_second_close_does_not_wait_again(monkeypatch):
+    # Werkzeug's serve_forever closes the server when it returns, and switchboard run closes
+    # it once more; with an open WebSocket each close waited CLOSE_WAIT_SECONDS.
+    monkeypatch.setattr(server_module, "CLOSE_WAIT_SECONDS", 0.5)
+    release = threading.Event()
+    server = make_server("127.0.0.1", 0, _thread_app(release))
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    busy = threading.Thread(target=_get, args=(server, "/wait"), daemon=True)
+    busy.start()
+    _wait_for(lambda: server._threads_running)
+    server.shutdown()
+    serving.join(5)
+    started = time.monotonic()
+    server.server_close()
+    assert time.monotonic() - started < 0.25
+    release.set()
