@@ -254,7 +254,13 @@ class PooledWSGIServer(ThreadedWSGIServer):
         )
         with self._pool_lock:
             self._threads_running.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            # Starting fails at the process's thread limit, and closing would fail on a thread never started.
+            with self._pool_lock:
+                self._threads_running.discard(thread)
+            raise
 
     def _serve_connections(self, request: socket.socket, client_address: Any) -> None:
         try:

@@ -393,3 +393,19 @@ def test_second_close_does_not_wait_again(monkeypatch):
     server.server_close()
     assert time.monotonic() - started < 0.25
     release.set()
+
+
+def test_failed_thread_start_leaves_close_working(serve, monkeypatch):
+    server = serve(_thread_app())
+
+    class UnstartableThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")  # as at the process's thread limit
+
+    monkeypatch.setattr(server_module.threading, "Thread", UnstartableThread)
+    with pytest.raises(ConnectionError):
+        _get(server, "/thread")
+    monkeypatch.undo()
+    assert _get(server, "/thread")[0] == 200
+    server.shutdown()
+    server.server_close()
