@@ -102,6 +102,11 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return False
         if any(header in self.headers for header in _CLOSING_HEADERS):
             return False
+        # http.server closes only on a Connection value of exactly "close", but the header is a
+        # list of options, such as "TE, close".
+        connection_options = ",".join(self.headers.get_all("Connection") or ()).split(",")
+        if "close" in (option.strip().lower() for option in connection_options):
+            return False
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             return True

@@ -236,8 +236,10 @@ def test_streamed_response_is_chunked(serve):
         b"POST /echo HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
         b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: TE, close\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close \r\nContent-Length: 3\r\n\r\nabc",
     ],
-    ids=["chunked-request", "http-1.0", "client-close", "two-lengths"],
+    ids=["chunked-request", "http-1.0", "client-close", "two-lengths", "close-among-options", "close-with-space"],
 )
 def test_other_requests_close_the_connection(serve, head):
     server = serve(_keep_alive_app())
