@@ -56,17 +56,17 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._requests_served = 0
         # A response goes out as two writes, its head and then its body. On an open connection
         # Nagle's algorithm held the body back until the client's delayed ACK of the head,
         # about 40 ms per response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle_one_request(self) -> None:
-        if self._requests_served and not self._next_request_arrives():
+        # The first request too: browsers open connections ahead of use, and those that stay
+        # unused end here in silence, not with the error log of a timed-out request.
+        if not self._next_request_arrives():
             self.close_connection = True
             return
-        self._requests_served += 1
         # Without a timeout a client that stops sending mid-request would keep this thread for
         # ever. ``run_wsgi`` lifts it before the app runs, which may serve a quiet WebSocket.
         # NOTE: it bounds each read, so a client that sends a byte now and then is not cut off.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 import time
@@ -357,7 +358,7 @@ def test_body_beyond_content_length_is_not_sent(serve):
 def test_stalled_request_times_out(serve, monkeypatch):
     monkeypatch.setattr(server_module, "REQUEST_READ_SECONDS", 0.2)
     server = serve(_keep_alive_app())
-    for stalled in (b"", b"GET /thread HTTP/1.1\r\nHost: x\r\n", b"POST /echo HTTP/1.1\r\nContent-Length: 9\r\n\r\nhalf"):
+    for stalled in (b"GET /thread HTTP/1.1\r\nHost: x\r\n", b"POST /echo HTTP/1.1\r\nContent-Length: 9\r\n\r\nhalf"):
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
             connection.sendall(stalled)
             # The server gives up on the request and closes the connection.
@@ -411,3 +412,12 @@ def test_failed_thread_start_leaves_close_working(serve, monkeypatch):
     assert _get(server, "/thread")[0] == 200
     server.shutdown()
     server.server_close()
+
+
+def test_unused_connection_closed_without_error(serve, monkeypatch, caplog):
+    monkeypatch.setattr(server_module, "KEEP_ALIVE_SECONDS", 0.2)
+    server = serve(_keep_alive_app())
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        assert connection.recv(65536) == b""
+    _wait_for(lambda: server._idle == 1)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
