@@ -126,6 +126,10 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if not self._can_keep_alive():
             # Werkzeug's handler closes the connection after its response.
             self.connection.settimeout(None)
+            if self.request_version in ("HTTP/0.9", "HTTP/1.0"):
+                # Werkzeug chunks a response without a Content-Length whenever the handler speaks
+                # HTTP/1.1, but HTTP/1.0 has no chunked encoding. There the body ends at the close.
+                self.protocol_version = "HTTP/1.0"
             super().run_wsgi()
             return
         length = int(self.headers.get("Content-Length") or 0)

@@ -421,3 +421,11 @@ def test_unused_connection_closed_without_error(serve, monkeypatch, caplog):
         assert connection.recv(65536) == b""
     _wait_for(lambda: server._idle == 1)
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_http_1_0_response_not_chunked(serve):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(server, b"GET /stream HTTP/1.0\r\n\r\n")
+    assert received.startswith(b"HTTP/1.0 200")
+    assert b"transfer-encoding" not in received.lower()
+    assert received.endswith(b"\r\n\r\none two")
