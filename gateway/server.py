@@ -62,8 +62,8 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle_one_request(self) -> None:
-        # The first request too: browsers open connections ahead of use, and those that stay
-        # unused end here in silence, not with the error log of a timed-out request.
+        # This wait covers the first request too, because browsers open connections ahead of
+        # use. Those that stay unused then close quietly, without a "Request timed out" error.
         if not self._next_request_arrives():
             self.close_connection = True
             return
@@ -110,7 +110,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             return True
-        # ``isdigit`` alone passes "²", and ``int`` refuses more than 4300 digits.
+        # ``isdigit`` alone passes "²", and ``int`` raises on more than 4300 digits by default.
         length = lengths[0]
         return (
             len(lengths) == 1 and length.isascii() and length.isdigit() and len(length) <= 20
@@ -120,7 +120,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
     def run_wsgi(self) -> None:
         if self.headers.defects:
             # The header parser drops every line from a malformed one on, a Content-Length or
-            # Transfer-Encoding among them, which a proxy in front may have honoured.
+            # Transfer-Encoding among them, which a proxy in front may have used.
             self.send_error(400, "Malformed header line")
             return
         if not self._can_keep_alive():

@@ -343,8 +343,8 @@ def test_odd_content_length_answered_and_closed(serve, length):
     assert received.startswith(b"HTTP/1.1 ")
     assert b"connection: close" in received.lower()
 def test_body_beyond_content_length_is_not_sent(serve):
-    # A file that grows while send_file streams it yields more than its Content-Length; the
-    # extra bytes would be read as the start of the next response.
+    # A file that grows while send_file streams it yields more than its Content-Length. The
+    # client would read the extra bytes as the start of the next response.
     def overlong_app(environ, start_response):
         start_response("200 OK", [("Content-Length", "5")])
         return [b"12345", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfake"]
@@ -365,7 +365,7 @@ def test_stalled_request_times_out(serve, monkeypatch):
             assert connection.recv(65536) == b""
 
 
-def test_closing_ends_idle_keep_alive_connections_at_once():
+def test_closing_ends_idle_connections_at_once():
     server = make_server("127.0.0.1", 0, _keep_alive_app())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
@@ -381,7 +381,7 @@ def test_closing_ends_idle_keep_alive_connections_at_once():
 
 def test_second_close_does_not_wait_again(monkeypatch):
     # Werkzeug's serve_forever closes the server when it returns, and switchboard run closes
-    # it once more; with an open WebSocket each close waited CLOSE_WAIT_SECONDS.
+    # it once more. With an open WebSocket, each close waited CLOSE_WAIT_SECONDS.
     monkeypatch.setattr(server_module, "CLOSE_WAIT_SECONDS", 0.5)
     release = threading.Event()
     server = make_server("127.0.0.1", 0, _thread_app(release))
