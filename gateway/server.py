@@ -41,6 +41,8 @@ IDLE_SECONDS = 30.0
 CLOSE_WAIT_SECONDS = 5.0
 # How long an open connection may wait for its next request.
 KEEP_ALIVE_SECONDS = 15.0
+# How long each read of a request's head or buffered body may wait for the client.
+REQUEST_READ_SECONDS = 15.0
 # The largest request body read before the app runs. A larger one closes its connection.
 MAX_BUFFERED_BODY_BYTES = 64 * 1024
 # Request headers that make Werkzeug's handler serve the request and close the connection.
@@ -56,7 +58,6 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._requests_served = 0
         # A response goes out as two writes, its head and then its body. On an open connection
         # Nagle's algorithm held the body back until the client's delayed ACK of the head,
         # about 40 ms per response.
@@ -69,14 +70,24 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             super().log_request(code, size)
 
     def handle_one_request(self) -> None:
-        if self._requests_served and not self._next_request_arrives():
+        # This wait covers the first request too, because browsers open connections ahead of
+        # use. Those that stay unused then close quietly, without a "Request timed out" error.
+        if not self._next_request_arrives():
             self.close_connection = True
             return
-        self._requests_served += 1
-        super().handle_one_request()
+        # Without a timeout a client that stops sending mid-request would keep this thread for
+        # ever. ``run_wsgi`` lifts it before the app runs, which may serve a quiet WebSocket.
+        # NOTE: it bounds each read, so a client that sends a byte now and then is not cut off.
+        self.connection.settimeout(REQUEST_READ_SECONDS)
+        try:
+            super().handle_one_request()
+        finally:
+            self.connection.settimeout(None)
 
     def _next_request_arrives(self) -> bool:
         """Wait up to ``KEEP_ALIVE_SECONDS`` for the next request, or return False on a timeout or a close."""
+        if not self.server.start_keep_alive_wait(self.connection):
+            return False
         # The timeout applies only to this wait: a WebSocket later served on the connection
         # must not time out while it is quiet.
         self.connection.settimeout(KEEP_ALIVE_SECONDS)
@@ -86,6 +97,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return False
         finally:
             self.connection.settimeout(None)
+            self.server.end_keep_alive_wait(self.connection)
 
     def _can_keep_alive(self) -> bool:
         """Tell whether this request can be served with the connection kept open afterwards.
@@ -98,14 +110,34 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return False
         if any(header in self.headers for header in _CLOSING_HEADERS):
             return False
+        # http.server closes only on a Connection value of exactly "close", but the header is a
+        # list of options, such as "TE, close".
+        connection_options = ",".join(self.headers.get_all("Connection") or ()).split(",")
+        if "close" in (option.strip().lower() for option in connection_options):
+            return False
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             return True
-        return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= MAX_BUFFERED_BODY_BYTES
+        # ``isdigit`` alone passes "²", and ``int`` raises on more than 4300 digits by default.
+        length = lengths[0]
+        return (
+            len(lengths) == 1 and length.isascii() and length.isdigit() and len(length) <= 20
+            and int(length) <= MAX_BUFFERED_BODY_BYTES
+        )
 
     def run_wsgi(self) -> None:
+        if self.headers.defects:
+            # The header parser drops every line from a malformed one on, a Content-Length or
+            # Transfer-Encoding among them, which a proxy in front may have used.
+            self.send_error(400, "Malformed header line")
+            return
         if not self._can_keep_alive():
             # Werkzeug's handler closes the connection after its response.
+            self.connection.settimeout(None)
+            if self.request_version in ("HTTP/0.9", "HTTP/1.0"):
+                # Werkzeug chunks a response without a Content-Length whenever the handler speaks
+                # HTTP/1.1, but HTTP/1.0 has no chunked encoding. There the body ends at the close.
+                self.protocol_version = "HTTP/1.0"
             super().run_wsgi()
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -113,6 +145,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if len(body) < length:
             self.close_connection = True  # the client closed before sending its whole body
             return
+        self.connection.settimeout(None)
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         self._call_app(environ)
@@ -180,6 +213,11 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
             return
         if self._remaining is not None:
+            if len(data) > self._remaining:
+                # The client would read the bytes beyond the Content-Length as the next response.
+                log.warning("request %s %s: the app sent more than its Content-Length", self.command, self.path)
+                data = data[: self._remaining]
+                self.close_connection = True
             self._remaining -= len(data)
         self.wfile.write(data)
 
@@ -214,7 +252,10 @@ class PooledWSGIServer(ThreadedWSGIServer):
         # Threads waiting on the handoff queue that no queued connection is meant for.
         self._idle = 0
         self._threads_running: set[threading.Thread] = set()
+        # Connections whose handler waits for their next request.
+        self._keep_alive_waits: set[socket.socket] = set()
         self._closed = False
+        self._close_deadline: float | None = None
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         with self._pool_lock:
@@ -230,7 +271,13 @@ class PooledWSGIServer(ThreadedWSGIServer):
         )
         with self._pool_lock:
             self._threads_running.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            # Starting fails at the process's thread limit, and closing would fail on a thread never started.
+            with self._pool_lock:
+                self._threads_running.discard(thread)
+            raise
 
     def _serve_connections(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -262,20 +309,43 @@ class PooledWSGIServer(ThreadedWSGIServer):
                         self._idle -= 1
                         return None
 
+    def start_keep_alive_wait(self, connection: socket.socket) -> bool:
+        """Record that ``connection`` waits for its next request, or return False once closing."""
+        with self._pool_lock:
+            if self._closed:
+                return False
+            self._keep_alive_waits.add(connection)
+            return True
+
+    def end_keep_alive_wait(self, connection: socket.socket) -> None:
+        with self._pool_lock:
+            self._keep_alive_waits.discard(connection)
+
     def server_close(self) -> None:
         """Close the listening socket, end the idle threads and give the busy ones time to finish.
 
-        Busy threads get ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in
-        Werkzeug's server, so an open WebSocket does not keep the process alive after that.
+        Connections waiting for their next request close at once. Busy threads get
+        ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in Werkzeug's server, so an
+        open WebSocket does not keep the process alive after that. Werkzeug's ``serve_forever``
+        closes the server when it returns, so a second close waits only until the same deadline.
         """
         super().server_close()
         with self._pool_lock:
             self._closed = True
+            if self._close_deadline is None:
+                self._close_deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+            deadline = self._close_deadline
             idle, self._idle = self._idle, 0
             running = list(self._threads_running)
+            waiting = list(self._keep_alive_waits)
         for _ in range(idle):
             self._handoff.put(None)
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        for connection in waiting:
+            try:
+                # Ends the handler's wait as if the client had closed.
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # the handler has closed it meanwhile
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 

@@ -238,8 +238,10 @@ def test_streamed_response_is_chunked(serve):
         b"POST /echo HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
         b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: TE, close\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close \r\nContent-Length: 3\r\n\r\nabc",
     ],
-    ids=["chunked-request", "http-1.0", "client-close", "two-lengths"],
+    ids=["chunked-request", "http-1.0", "client-close", "two-lengths", "close-among-options", "close-with-space"],
 )
 def test_other_requests_close_the_connection(serve, head):
     server = serve(_keep_alive_app())
@@ -318,3 +320,130 @@ def test_request_log_follows_its_logger_level(serve, monkeypatch, caplog):
     assert _get(server, "/thread")[0] == 200
     assert len(formatted) == 1
     assert any('"GET /thread HTTP/1.1" 200' in record.getMessage() for record in caplog.records)
+
+
+# --- hostile clients -----------------------------------------------------------------------------
+
+
+def _receive_until_closed(server: PooledWSGIServer, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(data)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # A proxy that tolerates the space uses this Content-Length and forwards the GET as
+        # body. So the server must not serve the GET as a request of its own.
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length : 33\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\n Host: x\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["space-before-colon", "spaced-transfer-encoding", "first-line-folded"],
+)
+def test_malformed_header_line_rejected(serve, head):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(server, head + b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400")
+    assert received.count(b"HTTP/1.") == 1
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"9" * 5000], ids=["superscript-two", "5000-digits"])
+def test_odd_content_length_answered_and_closed(serve, length):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\nab",
+    )
+    assert received.startswith(b"HTTP/1.1 ")
+    assert b"connection: close" in received.lower()
+def test_body_beyond_content_length_is_not_sent(serve):
+    # A file that grows while send_file streams it yields more than its Content-Length. The
+    # client would read the extra bytes as the start of the next response.
+    def overlong_app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"12345", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfake"]
+
+    server = serve(overlong_app)
+    received = _receive_until_closed(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert received.endswith(b"\r\n\r\n12345")
+    assert b"fake" not in received
+
+
+def test_stalled_request_times_out(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "REQUEST_READ_SECONDS", 0.2)
+    server = serve(_keep_alive_app())
+    for stalled in (b"GET /thread HTTP/1.1\r\nHost: x\r\n", b"POST /echo HTTP/1.1\r\nContent-Length: 9\r\n\r\nhalf"):
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+            connection.sendall(stalled)
+            # The server gives up on the request and closes the connection.
+            assert connection.recv(65536) == b""
+
+
+def test_closing_ends_idle_connections_at_once():
+    server = make_server("127.0.0.1", 0, _keep_alive_app())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = connection.makefile("rb")
+        assert _read_response(reader).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        server.shutdown()
+        server.server_close()
+        assert time.monotonic() - started < 1
+        assert reader.read() == b""
+
+
+def test_second_close_does_not_wait_again(monkeypatch):
+    # Werkzeug's serve_forever closes the server when it returns, and switchboard run closes
+    # it once more. With an open WebSocket, each close waited CLOSE_WAIT_SECONDS.
+    monkeypatch.setattr(server_module, "CLOSE_WAIT_SECONDS", 0.5)
+    release = threading.Event()
+    server = make_server("127.0.0.1", 0, _thread_app(release))
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    busy = threading.Thread(target=_get, args=(server, "/wait"), daemon=True)
+    busy.start()
+    _wait_for(lambda: server._threads_running)
+    server.shutdown()
+    serving.join(5)
+    started = time.monotonic()
+    server.server_close()
+    assert time.monotonic() - started < 0.25
+    release.set()
+
+
+def test_failed_thread_start_leaves_close_working(serve, monkeypatch):
+    server = serve(_thread_app())
+
+    class UnstartableThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")  # as at the process's thread limit
+
+    monkeypatch.setattr(server_module.threading, "Thread", UnstartableThread)
+    with pytest.raises(ConnectionError):
+        _get(server, "/thread")
+    monkeypatch.undo()
+    assert _get(server, "/thread")[0] == 200
+    server.shutdown()
+    server.server_close()
+
+
+def test_unused_connection_closed_without_error(serve, monkeypatch, caplog):
+    monkeypatch.setattr(server_module, "KEEP_ALIVE_SECONDS", 0.2)
+    server = serve(_keep_alive_app())
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        assert connection.recv(65536) == b""
+    _wait_for(lambda: server._idle == 1)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_http_1_0_response_not_chunked(serve):
+    server = serve(_keep_alive_app())
+    received = _receive_until_closed(server, b"GET /stream HTTP/1.0\r\n\r\n")
+    assert received.startswith(b"HTTP/1.0 200")
+    assert b"transfer-encoding" not in received.lower()
+    assert received.endswith(b"\r\n\r\none two")
