@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from email.utils import parsedate_to_datetime
 
 import pytest
 from flask import Flask, Response, request
@@ -447,3 +448,18 @@ def test_http_1_0_response_not_chunked(serve):
     assert received.startswith(b"HTTP/1.0 200")
     assert b"transfer-encoding" not in received.lower()
     assert received.endswith(b"\r\n\r\none two")
+
+
+def test_date_header_is_current(serve):
+    server = serve(_keep_alive_app())
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    sent = []
+    for _ in range(2):
+        connection.request("GET", "/thread")
+        response = connection.getresponse()
+        response.read()
+        sent.append(parsedate_to_datetime(response.getheader("Date")).timestamp())
+        assert abs(sent[-1] - time.time()) <= 1
+        time.sleep(1.1)
+    connection.close()
+    assert sent[1] > sent[0]
