@@ -2,8 +2,8 @@
 
 The webhook benchmark compares each webhook figure with a bare Flask POST endpoint served
 by the same process. The product has no such endpoint, so this module adds it to the app
-that ``switchboard web`` builds and then runs that command unchanged: the same Werkzeug
-server, options and configuration from ``SWITCHBOARD_*`` variables.
+that ``switchboard web`` builds and then runs that command unchanged: the same HTTP server
+(``gateway.server``), options and configuration from ``SWITCHBOARD_*`` variables.
 
     .venv/bin/python -m bench.bare_web web --port 5001
 """

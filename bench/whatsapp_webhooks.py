@@ -4,8 +4,8 @@ Two topologies:
 
 - ``single`` (the default): the service runs in a process of its own on a loopback port with
   a fresh database (a temporary SQLite file unless ``--database-url`` names one), as
-  ``switchboard run`` runs it: Werkzeug's threaded server and the workers, the webhook worker
-  among them.
+  ``switchboard run`` runs it: the service's HTTP server (``gateway.server``) and the
+  workers, the webhook worker among them.
 - ``split``: the deployment of docs/deployment.md. ``--web-processes`` ``switchboard web``
   processes on separate ports and ``--workers`` ``switchboard worker`` processes (default
   one). They share a PostgreSQL database that the bench drops and creates anew
@@ -71,7 +71,6 @@ import socketio
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
-from werkzeug.serving import make_server
 
 from bench.bare_web import BARE_PATH, add_bare_endpoint
 from channels.delivery import STATUS_ORDER
@@ -79,6 +78,7 @@ from channels.types import DeliveryState
 from gateway import create_app, get_state
 from gateway.config import Config
 from gateway.database import upgrade_database
+from gateway.server import make_server
 from gateway.simulate import build_message_form
 from gateway.workers import Workers
 from inbox.agents import create_agent, create_api_token
@@ -161,7 +161,7 @@ def serve(config: Config, ports: multiprocessing.Queue) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app(config)
     add_bare_endpoint(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app)
     Workers(get_state(app)).start()
     ports.put(server.server_port)
     server.serve_forever()
