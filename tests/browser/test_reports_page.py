@@ -133,6 +133,9 @@ def test_report_fits_phone(browser, live_server, rows, tmp_path):
     page = _open(browser, PHONE)
     try:
         _sign_in(page, live_server.url)
+        # The layout is measured once the page and everything it loads are in, which on a
+        # busy machine can be well after the heading shows.
+        page.wait_for_load_state("load")
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         for selector in [".report-stats", ".report-grid", ".report-chart", "#trend-summary"]:
             assert page.locator(selector).evaluate(OVERFLOWING_CHILDREN) == [], selector
