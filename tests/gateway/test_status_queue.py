@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, inspect, select, update
 from twilio.request_validator import RequestValidator
 
@@ -303,3 +304,35 @@ def test_payload_foreign_keys_are_indexed(state):
             if key["referred_table"] == "raw_payloads" and tuple(key["constrained_columns"][:1]) not in leading:
                 unindexed.append(f"{table}.{key['constrained_columns'][0]}")
     assert unindexed == []
+
+
+def _statements_to_apply(state, client, channel, count: int) -> int:
+    """Return how many SQL statements applying one batch of ``count`` changing callbacks takes."""
+    sent = _sent_messages(client, state, channel, count)
+    for sid in sent:
+        _post_status(client, channel, sid, "delivered")
+    statements: list[str] = []
+    this_thread = threading.get_ident()
+
+    def record(connection, cursor, statement, *args) -> None:
+        # Other threads of the app (the presence heartbeat, the webhook notifier) use the engine too.
+        if threading.get_ident() == this_thread:
+            statements.append(statement)
+
+    sa_event.listen(state.engine, "before_cursor_execute", record)
+    try:
+        with state.session_factory() as session:
+            batch = apply_pending_statuses(session, parse_status_raw, STATUS_RAW_FORMAT, 100)
+    finally:
+        sa_event.remove(state.engine, "before_cursor_execute", record)
+    assert batch.changed == count
+    return len(statements)
+
+
+def test_batch_statements_do_not_grow_with_messages(app, state, whatsapp_channel):
+    # The events serialize each message with its related rows; loading those one message at
+    # a time would add statements per message.
+    client = app.test_client()
+    assert _statements_to_apply(state, client, whatsapp_channel, 2) == _statements_to_apply(
+        state, client, whatsapp_channel, 12
+    )
