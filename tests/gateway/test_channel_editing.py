@@ -243,6 +243,7 @@ def test_replacing_required_secret_with_nothing_is_rejected(app, state, help_des
         ({"imap_host": ""}, "imap_host", "The IMAP host is missing."),
         ({"smtp_security": "tls"}, "smtp_security", "The SMTP security must be starttls, ssl or none."),
         ({"address": "not-an-address"}, "address", "&#39;not-an-address&#39; is not a valid email address."),
+        ({"address": "  "}, "address", "The email address is missing."),
         ({"max_message_bytes": "0"}, "max_message_bytes", "The max_message_bytes setting must be a positive number"),
     ],
 )
@@ -348,6 +349,7 @@ def test_twilio_settings_and_number(app, state, whatsapp_channel):
                            auth_token="a-new-auth-token", replace_auth_token="on")
     bad_sid = _post_settings(client, csrf, whatsapp_channel.id, account_sid="AC123")
     bad_number = _post_settings(client, csrf, whatsapp_channel.id, address="4155239999")
+    no_number = _post_settings(client, csrf, whatsapp_channel.id, address="")
 
     assert saved.status_code == 303
     settings = _settings(state, whatsapp_channel.id)
@@ -359,6 +361,8 @@ def test_twilio_settings_and_number(app, state, whatsapp_channel):
             "32 hexadecimal digits.") in bad_sid.get_data(as_text=True)
     assert bad_number.status_code == 400
     assert f'id="channel-{whatsapp_channel.id}-address-error">The sender number is invalid' in bad_number.get_data(as_text=True)
+    assert no_number.status_code == 400
+    assert f'id="channel-{whatsapp_channel.id}-address-error">The sender number is missing.' in no_number.get_data(as_text=True)
 
 
 def test_new_auth_token_checks_next_webhook(app, state, whatsapp_channel):
