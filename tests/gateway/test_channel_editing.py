@@ -3,6 +3,7 @@ disabling and enabling, and what a disabled channel does with webhooks, mail and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -760,3 +761,17 @@ def test_reply_queued_before_disable_waits(app, state, whatsapp_channel, agent):
         assert claim_next(session) is None
     with state.session_factory() as session:
         assert session.scalar(select(OutboxItem.status)) == "pending"
+
+
+def test_webhook_url_notes_missing_public_url(app, state, whatsapp_channel):
+    client, _, _ = _sign_in(app, state)
+    help_id = f'id="channel-{whatsapp_channel.id}-public-url-help"'
+
+    local = client.get("/channels").get_data(as_text=True)
+    state.config = dataclasses.replace(state.config, public_url="https://support.example.com")
+    public = client.get("/channels").get_data(as_text=True)
+
+    assert f"http://localhost/webhooks/twilio/{whatsapp_channel.id}/messages" in local
+    assert help_id in local
+    assert f"https://support.example.com/webhooks/twilio/{whatsapp_channel.id}/messages" in public
+    assert help_id not in public
