@@ -479,12 +479,26 @@ def _readable_time(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _as_utc(text: str) -> str:
+    """Add the UTC offset to a date or time typed without one, because the page's fields are in
+    UTC. Text that is not an ISO 8601 time is returned unchanged, so the filter reports it."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return parsed.isoformat() if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc).isoformat()
+
+
 @blueprint.get("/admin/audit")
 @page_role(Role.ADMIN)
 def audit_page() -> Any:
-    filters = {key: request.args.get(key, "") for key in ("actor", "action", "target", "since", "until")}
+    filters = {key: request.args.get(key, "").strip() for key in ("actor", "action", "target", "since", "until")}
+    query = {key: value for key, value in filters.items() if value}
+    for key in ("since", "until"):
+        if key in query:
+            query[key] = _as_utc(query[key])
     try:
-        where = parse_audit_filter({key: value for key, value in filters.items() if value})
+        where = parse_audit_filter(query)
         page = list_audit_events(db(), where, audit_page_limit(request.args.get("limit", "50")), request.args.get("cursor"))
     except InboxError as error:
         return _render("admin_audit.html", 400, events=[], next_cursor=None, filters=filters, error=error.message,

@@ -617,6 +617,7 @@ def _render_channels_page(error: InboxError | None = None, form: dict[str, Any] 
         "channel_settings.html", agent=current_agent(), channels=channels, error=error, form=form,
         teams=list_teams(db()), default_teams=default_teams, settings_forms=settings_forms,
         providers={channel.id: whatsapp_provider(channel) for channel in rows},
+        public_url_set=bool(current_app.extensions["switchboard"].config.public_url),
     )
 
 

@@ -111,6 +111,11 @@ def send_simulated_whatsapp(
             "No WhatsApp channel found. Add one first: switchboard channel add whatsapp "
             "--name Demo --number +14155238886 --account-sid AC... --auth-token ..."
         )
+    if not channel.is_active:
+        raise SimulationError(
+            f"Channel {channel.id} ({channel.name}) is disabled, so the service rejects its webhooks. "
+            f"`switchboard channel enable {channel.id}` puts it back in service."
+        )
     if not base_url.startswith(("http://", "https://")):
         raise SimulationError(f"--url {base_url!r} needs a scheme, e.g. http://127.0.0.1:5000.")
     try:
@@ -168,6 +173,9 @@ def _post(target: str, base_url: str, data: dict[str, str] | bytes, headers: dic
     try:
         return requests.post(target, data=data, headers=headers, timeout=15)
     except requests.ConnectionError as error:
-        raise SimulationError(f"Cannot connect to Switchboard at {base_url}. Is `make run` running?") from error
+        raise SimulationError(
+            f"Cannot connect to Switchboard at {base_url}. Is `make run` running? If it listens on "
+            "another port, run this command with the same SWITCHBOARD_PORT, or give --url."
+        ) from error
     except requests.RequestException as error:
         raise SimulationError(f"The request to {target} failed: {error}") from error

@@ -67,6 +67,9 @@ def check_email_address(address: str) -> None:
 
 def validate_channel(kind: str, address: str, settings: dict[str, Any]) -> None:
     """Check a channel's address and provider settings. Raises ``InvalidInput``."""
+    if not address.strip():
+        label = "The email address" if kind == "email" else "The sender number"
+        raise InvalidInput(f"{label} is missing.", field="address")
     if kind == "email":
         check_email_address(address)
         _require_text(settings, "imap_host", "The IMAP host")

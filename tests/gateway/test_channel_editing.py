@@ -3,6 +3,7 @@ disabling and enabling, and what a disabled channel does with webhooks, mail and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -243,6 +244,7 @@ def test_replacing_required_secret_with_nothing_is_rejected(app, state, help_des
         ({"imap_host": ""}, "imap_host", "The IMAP host is missing."),
         ({"smtp_security": "tls"}, "smtp_security", "The SMTP security must be starttls, ssl or none."),
         ({"address": "not-an-address"}, "address", "&#39;not-an-address&#39; is not a valid email address."),
+        ({"address": "  "}, "address", "The email address is missing."),
         ({"max_message_bytes": "0"}, "max_message_bytes", "The max_message_bytes setting must be a positive number"),
     ],
 )
@@ -348,6 +350,7 @@ def test_twilio_settings_and_number(app, state, whatsapp_channel):
                            auth_token="a-new-auth-token", replace_auth_token="on")
     bad_sid = _post_settings(client, csrf, whatsapp_channel.id, account_sid="AC123")
     bad_number = _post_settings(client, csrf, whatsapp_channel.id, address="4155239999")
+    no_number = _post_settings(client, csrf, whatsapp_channel.id, address="")
 
     assert saved.status_code == 303
     settings = _settings(state, whatsapp_channel.id)
@@ -359,6 +362,8 @@ def test_twilio_settings_and_number(app, state, whatsapp_channel):
             "32 hexadecimal digits.") in bad_sid.get_data(as_text=True)
     assert bad_number.status_code == 400
     assert f'id="channel-{whatsapp_channel.id}-address-error">The sender number is invalid' in bad_number.get_data(as_text=True)
+    assert no_number.status_code == 400
+    assert f'id="channel-{whatsapp_channel.id}-address-error">The sender number is missing.' in no_number.get_data(as_text=True)
 
 
 def test_new_auth_token_checks_next_webhook(app, state, whatsapp_channel):
@@ -756,3 +761,17 @@ def test_reply_queued_before_disable_waits(app, state, whatsapp_channel, agent):
         assert claim_next(session) is None
     with state.session_factory() as session:
         assert session.scalar(select(OutboxItem.status)) == "pending"
+
+
+def test_webhook_url_notes_missing_public_url(app, state, whatsapp_channel):
+    client, _, _ = _sign_in(app, state)
+    help_id = f'id="channel-{whatsapp_channel.id}-public-url-help"'
+
+    local = client.get("/channels").get_data(as_text=True)
+    state.config = dataclasses.replace(state.config, public_url="https://support.example.com")
+    public = client.get("/channels").get_data(as_text=True)
+
+    assert f"http://localhost/webhooks/twilio/{whatsapp_channel.id}/messages" in local
+    assert help_id in local
+    assert f"https://support.example.com/webhooks/twilio/{whatsapp_channel.id}/messages" in public
+    assert help_id not in public

@@ -172,6 +172,22 @@ def test_simulate_with_server_down_explains(run):
 
     assert result.exit_code == 1
     assert "Cannot connect to Switchboard" in result.output
+    assert "SWITCHBOARD_PORT" in result.output
+
+
+def test_simulate_on_disabled_channel_explains(run):
+    run("channel", "add", "whatsapp", "--name", "W", "--number", "+14155238886",
+        "--account-sid", SID, "--auth-token", "token")
+    run("channel", "disable", "1")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    result = run("simulate", "whatsapp", "--url", f"http://127.0.0.1:{port}", "--from", "+15551230000", "hello")
+
+    assert result.exit_code == 1
+    assert "Channel 1 (W) is disabled" in result.output
+    assert "switchboard channel enable 1" in result.output
 
 
 def test_simulate_posts_to_live_server(run, live_server, state):

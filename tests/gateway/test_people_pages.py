@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -260,6 +261,20 @@ def test_audit_page_filters_and_reports_bad_filters(app, state, agent):
     assert "No events match" in only_teams
     assert bad.status_code == 400
     assert "ISO 8601" in bad.data.decode()
+
+
+def test_audit_page_reads_times_without_offset_as_utc(app, state, agent):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+    client.post(f"/admin/agents/{agent.id}/role", data={"csrf_token": csrf, "role": "manager"})
+    today = datetime.now(timezone.utc).date()
+
+    from_today = client.get(f"/admin/audit?since={today.isoformat()}")
+    from_tomorrow = client.get(f"/admin/audit?since={(today + timedelta(days=1)).isoformat()}T00:00")
+
+    assert from_today.status_code == 200
+    assert "<code>agent.role_changed</code>" in from_today.data.decode()
+    assert from_tomorrow.status_code == 200
+    assert "No events match" in from_tomorrow.data.decode()
 
 
 # ---- Sign-ins by browser name --------------------------------------------------------------
