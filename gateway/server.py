@@ -20,6 +20,7 @@ which closes the connection after the response.
 
 from __future__ import annotations
 
+import email.errors
 import io
 import logging
 import queue
@@ -49,6 +50,11 @@ MAX_BUFFERED_BODY_BYTES = 64 * 1024
 _CLOSING_HEADERS = ("Upgrade", "Transfer-Encoding", "Expect")
 
 _Connection = tuple[socket.socket, Any]
+# What the header parser reports for a line that is no header, and for a folded first line.
+_MALFORMED_HEADER_DEFECTS = (
+    email.errors.MissingHeaderBodySeparatorDefect,
+    email.errors.FirstHeaderLineIsContinuationDefect,
+)
 
 
 class KeepAliveRequestHandler(WSGIRequestHandler):
@@ -141,9 +147,10 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         )
 
     def run_wsgi(self) -> None:
-        if self.headers.defects:
+        if any(isinstance(defect, _MALFORMED_HEADER_DEFECTS) for defect in self.headers.defects):
             # The header parser drops every line from a malformed one on, a Content-Length or
-            # Transfer-Encoding among them, which a proxy in front may have used.
+            # Transfer-Encoding among them, which a proxy in front may have used. Other defects
+            # are about the body, which the parser never sees: a multipart Content-Type, say.
             self.send_error(400, "Malformed header line")
             return
         if not self._can_keep_alive():

@@ -463,3 +463,22 @@ def test_date_header_is_current(serve):
         time.sleep(1.1)
     connection.close()
     assert sent[1] > sent[0]
+
+
+def test_multipart_upload_kept_alive(serve):
+    # The header parser reports defects for a multipart Content-Type, whose body it never
+    # sees; those are no reason to reject the request.
+    app = _keep_alive_app()
+
+    @app.post("/upload")
+    def upload() -> str:
+        return request.files["file"].read().decode()
+
+    server = serve(app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello\r\n--b--\r\n'
+    connection.request("POST", "/upload", body=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.read() == b"hello"
+    connection.close()
