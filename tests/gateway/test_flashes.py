@@ -11,7 +11,7 @@ from sqlalchemy import select
 from inbox.agents import create_api_token, set_temporary_password
 from inbox.models import Agent, AgentSession, ApiToken, Team
 from inbox.teams import create_team
-from tests.conftest import AGENT_PASSWORD, login
+from tests.conftest import AGENT_PASSWORD, TWILIO_ACCOUNT_SID, login
 from tests.gateway.test_people_pages import _sign_in_as
 
 NEW_PASSWORD = "a fresh password 42"
@@ -32,6 +32,8 @@ FLASHING_VIEWS = {
     "admin_pages.update_team_page": ("/admin/teams",),
     "admin_pages.capacity_page": ("/admin/teams",),
     "channel_settings.save_default_team": ("/channels",),
+    "channel_settings.save_settings": ("/channels",),
+    "channel_settings.save_name": ("/channels",),
 }
 
 
@@ -179,3 +181,22 @@ def test_channel_team_form_shows_notice(app, state, whatsapp_channel):
                         data={"csrf_token": csrf, "default_team_id": str(team_id)})
 
     _lands_with_notice(client, saved, "Saved: new conversations on WhatsApp support go to Billing's queue", "/channels")
+
+
+def test_channel_rename_shows_notice(app, state, whatsapp_channel):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+
+    renamed = client.post(f"/channels/{whatsapp_channel.id}/name", data={"csrf_token": csrf, "name": "Orders"})
+
+    _lands_with_notice(client, renamed, "Saved: the channel WhatsApp support is now called Orders.", "/channels")
+
+
+def test_channel_settings_form_shows_notice(app, state, whatsapp_channel):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+
+    form = {"csrf_token": csrf, "address": whatsapp_channel.address, "account_sid": TWILIO_ACCOUNT_SID}
+    unchanged = client.post(f"/channels/{whatsapp_channel.id}/settings", data=form)
+
+    _lands_with_notice(
+        client, unchanged, "Nothing changed: the settings of WhatsApp support are as they were.", "/channels"
+    )
