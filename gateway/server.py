@@ -160,7 +160,15 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
                 # Werkzeug chunks a response without a Content-Length whenever the handler speaks
                 # HTTP/1.1, but HTTP/1.0 has no chunked encoding. There the body ends at the close.
                 self.protocol_version = "HTTP/1.0"
-            super().run_wsgi()
+            if "Upgrade" not in self.headers:
+                super().run_wsgi()
+                return
+            # A WebSocket stays open until the client leaves, so closing the server ends it.
+            self.server.add_websocket(self.connection)
+            try:
+                super().run_wsgi()
+            finally:
+                self.server.remove_websocket(self.connection)
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -276,6 +284,8 @@ class PooledWSGIServer(ThreadedWSGIServer):
         self._threads_running: set[threading.Thread] = set()
         # Connections whose handler waits for their next request.
         self._keep_alive_waits: set[socket.socket] = set()
+        # Connections upgraded to a WebSocket.
+        self._websockets: set[socket.socket] = set()
         self._closed = False
         self._close_deadline: float | None = None
 
@@ -343,13 +353,22 @@ class PooledWSGIServer(ThreadedWSGIServer):
         with self._pool_lock:
             self._keep_alive_waits.discard(connection)
 
+    def add_websocket(self, connection: socket.socket) -> None:
+        with self._pool_lock:
+            self._websockets.add(connection)
+
+    def remove_websocket(self, connection: socket.socket) -> None:
+        with self._pool_lock:
+            self._websockets.discard(connection)
+
     def server_close(self) -> None:
         """Close the listening socket, end the idle threads and give the busy ones time to finish.
 
-        Connections waiting for their next request close at once. Busy threads get
-        ``CLOSE_WAIT_SECONDS`` in all. They are daemon threads, as in Werkzeug's server, so an
-        open WebSocket does not keep the process alive after that. Werkzeug's ``serve_forever``
-        closes the server when it returns, so a second close waits only until the same deadline.
+        Connections waiting for their next request close at once, and so do WebSockets: the
+        browsers reconnect and replay what they missed. Busy threads get ``CLOSE_WAIT_SECONDS``
+        in all. They are daemon threads, as in Werkzeug's server, so a thread still busy does
+        not keep the process alive after that. Werkzeug's ``serve_forever`` closes the server
+        when it returns, so a second close waits only until the same deadline.
         """
         super().server_close()
         with self._pool_lock:
@@ -360,6 +379,7 @@ class PooledWSGIServer(ThreadedWSGIServer):
             idle, self._idle = self._idle, 0
             running = list(self._threads_running)
             waiting = list(self._keep_alive_waits)
+            websockets = list(self._websockets)
         for _ in range(idle):
             self._handoff.put(None)
         for connection in waiting:
@@ -368,6 +388,11 @@ class PooledWSGIServer(ThreadedWSGIServer):
                 connection.shutdown(socket.SHUT_RD)
             except OSError:
                 pass  # the handler has closed it meanwhile
+        for connection in websockets:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the WebSocket has closed meanwhile
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 

@@ -10,11 +10,13 @@ import time
 from email.utils import parsedate_to_datetime
 
 import pytest
+import socketio
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler
 
 import gateway.server as server_module
 from gateway.server import MAX_BUFFERED_BODY_BYTES, PooledWSGIServer, make_server
+from tests.support.live import LiveServer
 
 
 def _thread_app(release: threading.Event | None = None) -> Flask:
@@ -44,7 +46,8 @@ def serve():
         server = make_server("127.0.0.1", 0, app)
         if idle_seconds is not None:
             server.idle_seconds = idle_seconds
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # Polled every 50 ms, so that shutting down at the end of each test is quick.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
 
@@ -482,3 +485,20 @@ def test_multipart_upload_kept_alive(serve):
     assert response.status == 200
     assert response.read() == b"hello"
     connection.close()
+
+
+def test_closing_ends_open_websockets(app, api_token):
+    # A WebSocket never finishes on its own, so closing the server ends it instead of
+    # waiting for it; the browser reconnects and replays what it missed.
+    live = LiveServer(app).start()
+    client = socketio.Client(reconnection=False)
+    disconnected = threading.Event()
+    client.on("disconnect", disconnected.set)
+    client.connect(live.url, auth={"token": api_token}, transports=["websocket"])
+    try:
+        assert client.transport() == "websocket"
+        live.stop()
+        assert disconnected.wait(10)
+        assert live._server._threads_running == set()
+    finally:
+        client.disconnect()

@@ -21,7 +21,10 @@ class LiveServer:
         self._server = make_server("127.0.0.1", port, app)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="live-server", daemon=True)
+        self._thread = threading.Thread(
+            # Polled every 50 ms, so that stopping the server at the end of each test is quick.
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server", daemon=True,
+        )
         self._stop_worker = threading.Event()
         self._webhook_worker = WebhookWorker(get_state(app), self._stop_worker)
         self._worker_thread = threading.Thread(target=self._webhook_worker.run, name="live-webhooks", daemon=True)
