@@ -756,9 +756,9 @@ def replace_key(key: str) -> str:
 def settings_changes(channel: Channel, submitted: Mapping[str, str]) -> dict[str, str]:
     """Return the settings that the submitted form changes, as text for ``update_channel_settings``.
 
-    A secret that is stored changes only when its replace box is ticked; then an empty
-    field removes it, which the validation rejects for a required one. Raises
-    ``InvalidInput`` for a new secret typed without the box and for an invalid number.
+    A stored secret changes only when its replace box is ticked. An empty field then
+    removes it, which the validation rejects for a required secret. Raises ``InvalidInput``
+    for a new secret typed without the box and for an invalid number.
     """
     stored = channel.settings or {}
     changes: dict[str, str] = {}
@@ -809,7 +809,7 @@ def settings_form(channel: Channel, submitted: Mapping[str, str] | None = None) 
     """Return the channel's settings form: its field groups with the values to show, and its keys.
 
     ``submitted`` are the values of a form that was not saved, shown again in place of the
-    stored ones. A secret is never shown: its field only says whether one is stored.
+    stored ones. A secret is never shown, so its field only tells whether one is stored.
     """
     stored = channel.settings or {}
     groups = []

@@ -50,7 +50,7 @@ MAX_BUFFERED_BODY_BYTES = 64 * 1024
 _CLOSING_HEADERS = ("Upgrade", "Transfer-Encoding", "Expect")
 
 _Connection = tuple[socket.socket, Any]
-# What the header parser reports for a line that is no header, and for a folded first line.
+# Defects that the header parser reports for a line that is no header, and for a folded first line.
 _MALFORMED_HEADER_DEFECTS = (
     email.errors.MissingHeaderBodySeparatorDefect,
     email.errors.FirstHeaderLineIsContinuationDefect,
@@ -150,7 +150,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if any(isinstance(defect, _MALFORMED_HEADER_DEFECTS) for defect in self.headers.defects):
             # The header parser drops every line from a malformed one on, a Content-Length or
             # Transfer-Encoding among them, which a proxy in front may have used. Other defects
-            # are about the body, which the parser never sees: a multipart Content-Type, say.
+            # concern the body, which the parser never reads, such as a multipart Content-Type's.
             self.send_error(400, "Malformed header line")
             return
         if not self._can_keep_alive():

@@ -91,7 +91,7 @@ class BrowserSummary:
 def parse_user_agent(header: str | None) -> BrowserSummary:
     """Return the browser, its major version and the operating system named by ``header``.
 
-    Never raises: an empty, unusual or very long header gives a summary with unknown parts.
+    An empty, unusual or very long header gives a summary with unknown parts, not an error.
     """
     text = (header or "")[:MAX_READ_LENGTH]
     if not text.strip():

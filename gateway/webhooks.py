@@ -217,7 +217,7 @@ def _queue_twilio_status(channel_id: int, raw: bytes, form: dict[str, str]) -> A
     if queued:
         wake_webhook_workers(state)
     else:
-        # Twilio posts a callback again when our answer was slow or lost; that is routine.
+        # Twilio posts a callback again when our response was slow or lost, which is routine.
         log.debug("replayed Twilio status %s for %s on channel %s ignored",
                   status.state.value, status.provider_message_id, channel_id)
     return Response(status=204)

@@ -1,6 +1,6 @@
-"""Editing a channel in Chromium: an admin changes connection settings and a password, gets a
-rejected value marked beside its field, renames and disables the channel, and an agent's reply
-on the disabled channel is rejected in the composer with the reason."""
+"""Editing a channel in Chromium. An admin changes connection settings and a password, gets a
+rejected value marked beside its field, and renames and disables the channel. An agent's reply
+on the disabled channel is then rejected in the composer with the reason."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def test_sequential_connections_share_one_thread(serve):
     assert len(idents) == 1
 
 
-def test_a_failing_request_leaves_its_thread_serving(serve):
+def test_thread_serves_on_after_failing_request(serve):
     server = serve(_thread_app())
     assert _get(server, "/fail")[0] == 500
     _wait_for(lambda: server._idle == 1)
@@ -101,7 +101,7 @@ def test_a_failing_request_leaves_its_thread_serving(serve):
 
 
 def test_busy_threads_never_block_new_connections(serve):
-    # An open WebSocket holds its thread; more of them than any fixed pool size must not
+    # An open WebSocket keeps its thread, so more of them than any fixed pool size must not
     # keep a webhook waiting.
     release = threading.Event()
     server = serve(_thread_app(release))
@@ -304,7 +304,7 @@ def test_idle_connection_closed_after_keep_alive(serve, monkeypatch):
         connection.sendall(b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
         reader = connection.makefile("rb")
         assert _read_response(reader).startswith(b"HTTP/1.1 200")
-        # The server closes the idle connection: the next read sees its end.
+        # The server closes the idle connection, so the next read returns nothing.
         assert reader.read() == b""
     _wait_for(lambda: server._idle == 1)
 
@@ -469,8 +469,8 @@ def test_date_header_is_current(serve):
 
 
 def test_multipart_upload_kept_alive(serve):
-    # The header parser reports defects for a multipart Content-Type, whose body it never
-    # sees; those are no reason to reject the request.
+    # The header parser reports defects for a multipart Content-Type, because it never reads
+    # the body. Those defects are no reason to reject the request.
     app = _keep_alive_app()
 
     @app.post("/upload")
@@ -489,7 +489,7 @@ def test_multipart_upload_kept_alive(serve):
 
 def test_closing_ends_open_websockets(app, api_token):
     # A WebSocket never finishes on its own, so closing the server ends it instead of
-    # waiting for it; the browser reconnects and replays what it missed.
+    # waiting for it. The browser then reconnects and replays what it missed.
     live = LiveServer(app).start()
     client = socketio.Client(reconnection=False)
     disconnected = threading.Event()

@@ -115,7 +115,7 @@ def add_backlog(rows: Rows) -> dict[str, Conversation]:
     # Waits 30 minutes for a reply: under 1 hour.
     made["fresh"] = rows.conversation(NOW - timedelta(minutes=30), priority="urgent", team_id=team.id,
                                       assignee=rows.agent, name="Fresh")
-    # Answered after the customer's last message: the wait runs from creation, 2 days ago.
+    # An agent replied after the customer's last message, so the wait runs from creation, 2 days ago.
     made["answered"] = rows.conversation(NOW - timedelta(days=2), status="pending", name="Answered")
     rows.reply(made["answered"], NOW - timedelta(days=1))
     # A reply came, then the customer wrote again 5 hours ago: 4 to 24 hours.
