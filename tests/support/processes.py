@@ -9,6 +9,7 @@ keeps every event it receives, so a test can wait for one that matches.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -31,9 +32,28 @@ STOP_TIMEOUT = 10.0
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """Return a loopback port that is free now, below the kernel's range of ephemeral ports.
+
+    A port that ``bind(0)`` picks comes from that range, so a client connection of another
+    test could take it as its local port before the service listens on it, and keep-alive
+    connections last long enough to make that happen.
+    """
+    low = _ephemeral_port_low()
+    for port in random.sample(range(max(1024, low - 10000), low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low} on 127.0.0.1")
+
+
+def _ephemeral_port_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def redis_reachable(url: str) -> bool:
