@@ -39,7 +39,10 @@ class EventStream:
         parts = urlsplit(base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         self._socket = websocket.create_connection(
-            f"{scheme}://{parts.netloc}/socket.io/?EIO=4&transport=websocket", timeout=timeout
+            f"{scheme}://{parts.netloc}/socket.io/?EIO=4&transport=websocket", timeout=timeout,
+            # websocket-client checks UTF-8 byte by byte in Python unless wsaccel is installed.
+            # Decoding the frame checks it too, in C.
+            skip_utf8_validation=True,
         )
         opening = self._socket.recv()
         if not opening.startswith("0"):
