@@ -44,6 +44,8 @@ CLOSE_WAIT_SECONDS = 5.0
 KEEP_ALIVE_SECONDS = 15.0
 # How long each read of a request's head or buffered body may wait for the client.
 REQUEST_READ_SECONDS = 15.0
+# How long each write of a kept-alive response may wait for the client to read.
+RESPONSE_WRITE_SECONDS = 60.0
 # The largest request body read before the app runs. A larger one closes its connection.
 MAX_BUFFERED_BODY_BYTES = 64 * 1024
 # Request headers that make Werkzeug's handler serve the request and close the connection.
@@ -175,7 +177,9 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if len(body) < length:
             self.close_connection = True  # the client closed before sending its whole body
             return
-        self.connection.settimeout(None)
+        # Without a timeout a client that stops reading would keep this thread for ever, once
+        # the socket's buffers are full. Each chunk of the response is a write of its own.
+        self.connection.settimeout(RESPONSE_WRITE_SECONDS)
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         self._call_app(environ)

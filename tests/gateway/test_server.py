@@ -387,6 +387,24 @@ def test_stalled_request_times_out(serve, monkeypatch):
             assert connection.recv(65536) == b""
 
 
+def test_unread_response_times_out(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
+    size = 64 * 1024 * 1024
+    app = _thread_app()
+    app.add_url_rule("/large", "large", lambda: Response(b"x" * size, mimetype="application/octet-stream"))
+    server = serve(app)
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Nothing is read until well after the server gave up on its write and closed the connection.
+        time.sleep(1.0)
+        received = 0
+        while chunk := connection.recv(1024 * 1024):
+            received += len(chunk)
+    assert 0 < received < size
+    # The thread is free again and serves the next connection.
+    assert _get(server, "/thread")[0] == 200
+
+
 def test_closing_ends_idle_connections_at_once():
     server = make_server("127.0.0.1", 0, _keep_alive_app())
     threading.Thread(target=server.serve_forever, daemon=True).start()
