@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from channels.types import InboundMessage
@@ -514,19 +514,28 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
         return
     items = list(planned.values())
 
-    # A payload that failed before (a crash, a bug fixed since) is retried, not a duplicate.
-    failed = [known.payloads[item.digest][0] for item in items if item.digest in known.payloads]
-    if failed:
-        session.execute(delete(RawPayload).where(RawPayload.id.in_(failed)))
+    # A payload already stored with the same bytes is one that waits in the webhook queue, or
+    # one that failed before (a crash, a bug fixed since) and is retried. Its row is kept and
+    # marked processed, so the payload keeps its id and the time it was received.
+    kept = {item.digest: known.payloads[item.digest][0] for item in items if item.digest in known.payloads}
+    if kept:
+        session.execute(
+            update(RawPayload)
+            .where(RawPayload.id.in_(kept.values()))
+            .values(status=PayloadStatus.PROCESSED.value, error=None)
+            .execution_options(synchronize_session=False)
+        )
 
     _insert_contacts(session, items)
-    payload_ids = _insert(session, RawPayload, [
+    new_items = [item for item in items if item.digest not in kept]
+    new_ids = iter(_insert(session, RawPayload, [
         {
             "channel_id": channel.id, "format": item.inbound.raw_format, "digest": item.digest,
             "body": item.inbound.raw, "status": PayloadStatus.PROCESSED.value,
         }
-        for item in items
-    ])
+        for item in new_items
+    ]) if new_items else [])
+    payload_ids = [kept[item.digest] if item.digest in kept else next(new_ids) for item in items]
 
     created = _insert_conversations(session, channel, items)
     _insert_messages(session, channel, items, payload_ids)

@@ -4,8 +4,9 @@ A webhook whose signature checks out is stored as a ``pending`` raw payload, and
 acknowledged once that is committed (``queue_payload``). A web process inserts the payloads
 of concurrent webhooks with one statement (``queue_payloads``, through its group commit).
 The webhook worker (``gateway.webhook_worker``) takes pending payloads in id order and
-ingests a batch of them per transaction (``ingest_pending``). Each payload's pending row is replaced by what
-``ingest_batch`` stores, in that same transaction, so:
+ingests a batch of them per transaction (``ingest_pending``). ``ingest_batch`` marks each
+stored payload's pending row processed (the per-message path replaces it with a new row),
+in that same transaction, so:
 
 - a crash before the commit leaves the payloads pending, and the next run ingests them;
 - a crash after it leaves nothing pending, so nothing is ingested twice;
@@ -287,8 +288,8 @@ def _finish(
             .execution_options(synchronize_session=False)
         )
     elif done:
-        # ingest_batch replaced each stored payload's row already; a duplicate's row is left,
-        # and carries nothing that is not stored.
+        # ingest_batch marked or replaced each stored payload's row already. A duplicate's row
+        # is left pending, and carries nothing that is not stored.
         session.execute(
             delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
         )

@@ -97,6 +97,20 @@ def test_replay_before_ingestion_is_no_op(app, state, whatsapp_channel):
     assert _payloads(state) == [("processed", None)]
 
 
+def test_ingested_payload_keeps_its_row(app, state, whatsapp_channel):
+    _post(app.test_client(), whatsapp_channel, "kept as received")
+    with state.session_factory() as session:
+        pending_id, received_at = session.execute(select(RawPayload.id, RawPayload.received_at)).one()
+
+    assert ingest_webhooks(state) == 1
+
+    with state.session_factory() as session:
+        rows = [tuple(row) for row in session.execute(select(RawPayload.id, RawPayload.status, RawPayload.received_at))]
+        message_payload_id = session.scalar(select(Message.raw_payload_id))
+    assert rows == [(pending_id, "processed", received_at)]
+    assert message_payload_id == pending_id
+
+
 def test_same_sid_other_bytes_dropped(app, state, whatsapp_channel):
     client = app.test_client()
     form = _post(client, whatsapp_channel, "first copy")
