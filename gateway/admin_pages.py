@@ -489,19 +489,56 @@ def _as_utc(text: str) -> str:
     return parsed.isoformat() if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc).isoformat()
 
 
+# The audit page's filter fields by query parameter, with the labels the page shows.
+AUDIT_FILTER_LABELS = {
+    "actor": "Actor", "action": "Action", "target": "Target", "since": "Since (UTC)", "until": "Until (UTC)",
+}
+
+
+def _check_audit_times(query: Mapping[str, str]) -> None:
+    """Validate the page's Since and Until fields. Raises ``InvalidInput``, in the words of the
+    fields, for a value that is not a time, or for a range that is empty and so matches no event."""
+    times = {}
+    for key in ("since", "until"):
+        try:
+            times[key] = datetime.fromisoformat(query[key]) if key in query else None
+        except ValueError:
+            raise InvalidInput(
+                f"{AUDIT_FILTER_LABELS[key]} must be a date such as 2026-01-31 or a time such as "
+                f"2026-01-31T09:00, not {query[key]!r}. Leave it empty to drop the limit.",
+                field=key,
+            ) from None
+    since, until = times["since"], times["until"]
+    if since is None or until is None or since < until:
+        return
+    if since == until:
+        raise InvalidInput(
+            f"Since (UTC) and Until (UTC) are both {_readable_time(since)}, and Until is not included, "
+            "so no event can match. Choose a later Until, such as the next day.",
+            field="until",
+        )
+    raise InvalidInput(
+        f"Since (UTC) ({_readable_time(since)}) is later than Until (UTC) ({_readable_time(until)}). "
+        "Choose a Since before the Until, or leave one of them empty.",
+        field="since",
+    )
+
+
 @blueprint.get("/admin/audit")
 @page_role(Role.ADMIN)
 def audit_page() -> Any:
-    filters = {key: request.args.get(key, "").strip() for key in ("actor", "action", "target", "since", "until")}
+    filters = {key: request.args.get(key, "").strip() for key in AUDIT_FILTER_LABELS}
     query = {key: value for key, value in filters.items() if value}
     for key in ("since", "until"):
         if key in query:
             query[key] = _as_utc(query[key])
     try:
+        _check_audit_times(query)
         where = parse_audit_filter(query)
         page = list_audit_events(db(), where, audit_page_limit(request.args.get("limit", "50")), request.args.get("cursor"))
     except InboxError as error:
-        return _render("admin_audit.html", 400, events=[], next_cursor=None, filters=filters, error=error.message,
+        return _render("admin_audit.html", 400, events=[], next_cursor=None, filters=filters,
+                       filter_error=error.message, filter_error_field=error.field,
                        actions=Action.names(), target_types=TARGET_TYPES, agents=list_agents(db()))
     return _render("admin_audit.html", events=page.items, next_cursor=page.next_cursor, filters=filters,
                    actions=Action.names(), target_types=TARGET_TYPES, agents=list_agents(db()))

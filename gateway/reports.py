@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -119,22 +120,65 @@ def reports_page() -> Any:
     except InvalidInput as invalid:
         error = invalid
     status = 400 if error else 200
+    today = now.astimezone(zone).date()
     return render_template(
         "reports.html",
         agent=current_agent(),
         csrf_token=csrf_token(),
         backlog=backlog_report(db(), now),
         trend=report,
-        error=error.message if error else None,
+        range_error=range_error_for_page(error, request.args, today) if error else None,
         error_field=error.field if error else None,
         zone=zone.key,
         local_time=lambda value: f"{value.astimezone(zone):%d %b %H:%M}".lstrip("0"),
-        today=now.astimezone(zone).date(),
+        today=today,
         args=request.args,
         range_choices=RANGE_CHOICES,
         default_days=DEFAULT_TREND_DAYS,
         max_days=MAX_TREND_DAYS,
     ), status
+
+
+def range_error_for_page(error: InvalidInput, args: Mapping[str, str], today: date) -> str:
+    """Reword a rejected trend range in the terms of the page's form: its fields Last, From and To.
+
+    ``parse_trend_range`` names the API's parameters (``days``, ``from``, ``to``), which the page
+    does not show. The error's field names the failed check, and the query's values separate its cases.
+    """
+    days_text = (args.get("days") or "").strip()
+    from_text = (args.get("from") or "").strip()
+    to_text = (args.get("to") or "").strip()
+
+    if error.field == "days" and from_text:
+        return "Choose either a number of days under Last or a custom range with From, not both."
+    if error.field == "days":
+        return f"Last must be from 1 to {MAX_TREND_DAYS} days, not {days_text!r}. Choose a number of days in its menu."
+    if error.field == "to" and _day_or_none(to_text) is None:
+        return f"To must be a date such as 2026-01-31, not {to_text!r}. Pick a day, or leave To empty to end today."
+    if error.field == "to":
+        return f"To ({to_text}) is after today ({today.isoformat()}). Choose today or an earlier day."
+    if error.field == "from":
+        first = _day_or_none(from_text)
+        last = _day_or_none(to_text) or today
+        if first is None:
+            return f"From must be a date such as 2026-01-31, not {from_text!r}. Pick the first day of the range."
+        if first > last and not to_text:
+            return f"From ({first.isoformat()}) is after today ({today.isoformat()}). Choose today or an earlier day."
+        if first > last:
+            return f"From ({first.isoformat()}) is after To ({last.isoformat()}). Choose a From day on or before the To day."
+        span = (last - first).days + 1
+        return (
+            f"From {first.isoformat()} to {last.isoformat()} is {span} days, more than the {MAX_TREND_DAYS} "
+            "a trend shows. Choose a later From day or an earlier To day."
+        )
+    return error.message
+
+
+def _day_or_none(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 @blueprint.app_template_filter("wait")

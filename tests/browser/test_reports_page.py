@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -119,8 +120,13 @@ def test_manager_changes_trend_range_by_keyboard(page, live_server, rows, tmp_pa
 def test_bad_range_shows_error(page, live_server, rows):
     _sign_in(page, live_server.url)
     page.goto(live_server.url + "/reports?from=2026-12-09&to=2026-12-01")
-    expect(page.get_by_role("alert")).to_have_text("from (2026-12-09) must not be after to (2026-12-01).")
-    expect(page.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
+    error = page.get_by_role("alert")
+    expect(error).to_have_text("From (2026-12-09) is after To (2026-12-01). Choose a From day on or before the To day.")
+    from_field = page.get_by_label("From", exact=True)
+    expect(from_field).to_have_attribute("aria-invalid", "true")
+    expect(from_field).to_have_accessible_description(re.compile(r"^From \(2026-12-09\) is after To .* Both days are included"))
+    # The error heads the Trend section, above the range forms it is about.
+    expect(page.locator("section", has=page.get_by_role("heading", name="Trend")).get_by_role("alert")).to_have_count(1)
     expect(page.locator("#trend")).to_have_count(0)
     expect(page.locator("#stat-total")).to_have_text("0")
     # Chromium logs the page's own 400 status; nothing else may fail.

@@ -260,7 +260,46 @@ def test_audit_page_filters_and_reports_bad_filters(app, state, agent):
     assert "agent.role_changed" in everything
     assert "No events match" in only_teams
     assert bad.status_code == 400
-    assert "ISO 8601" in bad.data.decode()
+    assert "Since (UTC) must be a date such as 2026-01-31 or a time such as 2026-01-31T09:00, not &#39;yesterday&#39;." in bad.data.decode()
+
+
+@pytest.mark.parametrize(("query", "message", "field"), [
+    ("since=2026-02-02&until=2026-02-01",
+     "Since (UTC) (2026-02-02 00:00 UTC) is later than Until (UTC) (2026-02-01 00:00 UTC). "
+     "Choose a Since before the Until, or leave one of them empty.", "since"),
+    ("since=2026-02-01T10:30&until=2026-02-01",
+     "Since (UTC) (2026-02-01 10:30 UTC) is later than Until (UTC) (2026-02-01 00:00 UTC).", "since"),
+    ("since=2026-02-01&until=2026-02-01",
+     "Since (UTC) and Until (UTC) are both 2026-02-01 00:00 UTC, and Until is not included, so no event can match. "
+     "Choose a later Until, such as the next day.", "until"),
+    ("since=2026-02-01T12:00%2B05:00&until=2026-02-01T07:00Z",
+     "Since (UTC) and Until (UTC) are both 2026-02-01 07:00 UTC", "until"),
+])
+def test_audit_page_rejects_empty_time_range(app, state, agent, query, message, field):
+    client, csrf, _ = _sign_in_as(app, state, "admin")
+    client.post(f"/admin/agents/{agent.id}/role", data={"csrf_token": csrf, "role": "manager"})
+
+    response = client.get(f"/admin/audit?{query}")
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f'<p class="notice notice--error admin-form__error" role="alert" id="filter-error">{message}' in page
+    assert re.search(rf'name="{field}"[^>]* aria-invalid="true" aria-describedby="filter-error"', page)
+    # The error is inside the filter form, and the page shows no "No events match" line.
+    form = re.search(r'<form[^>]*aria-label="Filter the audit log">(.*?)</form>', page, re.S).group(1)
+    assert 'id="filter-error"' in form
+    assert "No events match" not in page
+    assert "<code>agent.role_changed</code>" not in page
+
+
+def test_audit_api_rejects_since_after_until(app, state, agent):
+    client, _, _ = _sign_in_as(app, state, "admin")
+
+    later = client.get("/api/v1/audit?since=2026-02-02T00:00:00Z&until=2026-02-01T00:00:00Z")
+
+    assert later.status_code == 400
+    assert later.json["error"]["field"] == "since"
+    assert later.json["error"]["message"] == "since is later than until."
 
 
 def test_audit_page_reads_times_without_offset_as_utc(app, state, agent):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -198,14 +199,35 @@ def test_report_page_shows_figures(app, people, rows, fixed_clock):
     assert 'href="/reports" aria-current="page">Reports<' in page
 
 
-def test_report_page_bad_range_is_400_with_message(app, people, fixed_clock):
+@pytest.mark.parametrize(("query", "message", "field"), [
+    ("days=500", "Last must be from 1 to 90 days, not &#39;500&#39;. Choose a number of days in its menu.", "range-days"),
+    ("days=3&from=2026-12-01", "Choose either a number of days under Last or a custom range with From, not both.", "range-days"),
+    ("from=12/01/2026", "From must be a date such as 2026-01-31, not &#39;12/01/2026&#39;.", "range-from"),
+    ("from=2026-12-09&to=2026-12-01", "From (2026-12-09) is after To (2026-12-01). Choose a From day on or before the To day.",
+     "range-from"),
+    ("from=2026-12-11", "From (2026-12-11) is after today (2026-12-10). Choose today or an earlier day.", "range-from"),
+    ("from=2026-01-01&to=2026-12-01", "From 2026-01-01 to 2026-12-01 is 335 days, more than the 90 a trend shows.", "range-from"),
+    ("to=Friday", "To must be a date such as 2026-01-31, not &#39;Friday&#39;. Pick a day, or leave To empty", "range-to"),
+    ("to=2026-12-11", "To (2026-12-11) is after today (2026-12-10). Choose today or an earlier day.", "range-to"),
+])
+def test_report_page_errors_name_labels(app, people, fixed_clock, query, message, field):
     client = app.test_client()
     login(client, "mia@example.com")
-    response = client.get("/reports?days=500")
+    response = client.get(f"/reports?{query}")
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "days must be a whole number from 1 to 90" in page
+    assert message in page
+    assert re.search(rf'id="{field}"[^>]* aria-invalid="true" aria-describedby="range-error', page)
+    # The page names its fields by their labels, never by the API's lower-case parameter names.
+    error = re.search(r'id="range-error">([^<]*)<', page).group(1)
+    assert not error.startswith(("days ", "from ", "to ")), error
     assert 'id="stat-total">0<' in page
+
+
+def test_trend_api_errors_name_parameters(app, people, fixed_clock):
+    response = _get(app.test_client(), f"{API}/trend", people["manager"], days="500")
+    assert response.json["error"]["message"] == "days must be a whole number from 1 to 90, not '500'."
+    assert response.json["error"]["field"] == "days"
 
 
 def test_header_links_reports_for_managers_only(app, people):
