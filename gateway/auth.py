@@ -408,9 +408,11 @@ def login() -> Any:
             )
         agent = authenticate(db(), email, request.form.get("password", ""))
     if agent is None:
+        # 200 rather than 401: browsers log a 401 page as a console error although the form shows
+        # the error, and RFC 9110 requires a 401 to carry a WWW-Authenticate challenge.
         return render_template(
             "login.html", error="The email or password is wrong.", next_url=next_url, csrf_token=csrf_token()
-        ), 401
+        )
 
     address_throttle.release(address)  # a colleague's success does not use up the address's limit
     throttle.reset(key)

@@ -177,6 +177,9 @@ export class TemplateEditor {
   }
 
   renderParams(values) {
+    for (const name of this.errorNodes.keys()) {
+      if (name.startsWith('param-')) this.errorNodes.delete(name);
+    }
     const trigger = this.catalogue.triggers.find((item) => item.name === this.trigger.value);
     this.triggerHelp.textContent = TRIGGER_HELP[this.trigger.value] ?? '';
     this.paramInputs = new Map();
@@ -202,7 +205,9 @@ export class TemplateEditor {
       }
       this.paramInputs.set(param.name, { param, input });
       const label = `${PARAM_LABELS[param.name] ?? param.name}${param.required ? '' : ' (optional)'}`;
-      return h('div', { class: 'field field--inline' }, h('label', { class: 'field__label', for: id }, label), input);
+      input.setAttribute('aria-describedby', `error-${id}`);
+      return h('div', { class: 'field field--inline' },
+        h('label', { class: 'field__label', for: id }, label), input, this.errorNode(id));
     });
     replaceChildren(this.paramsHost, rows);
   }
@@ -317,17 +322,63 @@ export class TemplateEditor {
 
   // ---- Problems --------------------------------------------------------------------------
 
+  /**
+   * Return a problem for each required field left empty. Its `text` names the field by its label
+   * on this page and tells what to enter, where the server's reason would use the API's names.
+   */
+  findEmptyRequiredFields() {
+    const problems = [];
+    if (!this.name.value.trim()) {
+      problems.push({ field: 'name', text: 'Name is required. Enter a name for this template.' });
+    }
+    for (const [name, { param, input }] of this.paramInputs) {
+      if (param.required && param.kind === 'hours' && input.value === '') {
+        const label = PARAM_LABELS[name] ?? name;
+        problems.push({ field: `param-${name}`, text: `${label} is required. Enter a number of hours, such as 4.` });
+      }
+    }
+
+    const subject = this.subject.value.trim();
+    const emailBody = this.emailBody.value.trim();
+    if (emailBody && !subject) {
+      problems.push({
+        field: 'email_subject',
+        text: 'Subject is required for an email. Enter a subject, or empty the email’s Body to send no email.',
+      });
+    } else if (subject && !emailBody) {
+      problems.push({
+        field: 'email_body',
+        text: 'Body is required for an email. Enter the email’s text, or empty the Subject to send no email.',
+      });
+    } else if (!emailBody && !this.whatsappBody.value.trim() && !this.contentSid.value.trim()) {
+      problems.push({
+        field: 'email_body',
+        text: 'There is nothing to send. Enter an email Body, a WhatsApp Body or an Approved template (Content SID).',
+      });
+    }
+    return problems.map((problem) => ({ line: null, reason: problem.text, ...problem }));
+  }
+
+  /** Return the input that a problem's field names: a form field or a trigger parameter. */
+  inputFor(field) {
+    if (field.startsWith('param-')) return this.paramInputs.get(field.slice('param-'.length))?.input ?? null;
+    return this.root.querySelector(`#field-${field}`);
+  }
+
   clearProblems() {
     this.summary.hidden = true;
     this.summary.replaceChildren();
     for (const [name, node] of this.errorNodes) {
       node.hidden = true;
       node.replaceChildren();
-      this.root.querySelector(`#field-${name}`)?.removeAttribute('aria-invalid');
+      this.inputFor(name)?.removeAttribute('aria-invalid');
     }
   }
 
-  /** Show each { field, line, reason } beside its field and in a summary that links to it. */
+  /**
+   * Show each { field, line, reason } beside its field and in a summary that links to it. A
+   * problem with a `text` that names its field shows that text in both places instead.
+   */
   showProblems(problems, heading = 'The template was not saved') {
     this.clearProblems();
     const items = problems.map((problem) => {
@@ -335,8 +386,8 @@ export class TemplateEditor {
       const node = this.errorNodes.get(problem.field);
       if (node) {
         node.hidden = false;
-        node.append(h('span', { class: 'field__error-line' }, `${where ? `Line ${problem.line}: ` : ''}${problem.reason}`));
-        this.root.querySelector(`#field-${problem.field}`)?.setAttribute('aria-invalid', 'true');
+        node.append(h('span', { class: 'field__error-line' }, problem.text ?? `${where ? `Line ${problem.line}: ` : ''}${problem.reason}`));
+        this.inputFor(problem.field)?.setAttribute('aria-invalid', 'true');
       }
       const label = FIELD_LABELS[problem.field] ?? problem.field;
       return h('li', {}, h('a', {
@@ -345,7 +396,7 @@ export class TemplateEditor {
           event.preventDefault();
           this.focusProblem(problem);
         },
-      }, `${label}, ${where}${problem.reason}`));
+      }, problem.text ?? `${label}, ${where}${problem.reason}`));
     });
     replaceChildren(this.summary, h('p', { class: 'error-summary__title' }, heading), h('ul', {}, items));
     this.summary.hidden = false;
@@ -354,7 +405,7 @@ export class TemplateEditor {
 
   /** Focus the field of a problem, with the problem's line selected in a multi-line body. */
   focusProblem(problem) {
-    const input = this.root.querySelector(`#field-${problem.field}`)
+    const input = this.inputFor(problem.field)
       ?? this.errorNodes.get(problem.field)?.closest('fieldset')?.querySelector('input, select, textarea');
     if (!input) return;
     input.focus();

@@ -110,6 +110,11 @@ class UpdatesPage {
 
   async save() {
     if (!this.editor || this.saving) return;
+    const empty = this.editor.findEmptyRequiredFields();
+    if (empty.length) {
+      this.editor.showProblems(empty);
+      return;
+    }
     this.saving = true;
     this.saveButton.disabled = true;
     const fields = this.editor.collect();

@@ -127,6 +127,57 @@ def test_inbox_and_thread_fit_phone(browser, live_server, workspace):
         page.context.close()
 
 
+# The header's rendered children that are not on the row of the Log out button, or whose text
+# does not fit their box, as "tag.class: reason".
+HEADER_OFF_ROW = """
+(header) => {
+  const logout = header.querySelector('.logout button').getBoundingClientRect();
+  return [...header.children]
+    .filter((element) => element.getBoundingClientRect().width > 0)
+    .flatMap((element) => {
+      const box = element.getBoundingClientRect();
+      const middle = (box.top + box.bottom) / 2;
+      const name = `${element.tagName.toLowerCase()}.${element.className}`;
+      const problems = [];
+      if (middle < logout.top || middle > logout.bottom) problems.push(`${name}: not on the row of Log out`);
+      if (element.scrollWidth > element.clientWidth + 1) problems.push(`${name}: text cut off`);
+      return problems;
+    });
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_inbox_header_keeps_one_row(browser, live_server, workspace, viewport):
+    colleague = _open(browser, viewport)
+    page = _open(browser, viewport)
+    try:
+        # A second agent online adds avatars to the header, its widest state.
+        colleague.goto(live_server.url + "/login")
+        colleague.get_by_label("Email").fill("long@example.com")
+        colleague.get_by_label("Password").fill(AGENT_PASSWORD)
+        colleague.get_by_role("button", name="Sign in").click()
+        expect(colleague.locator("#live-indicator")).to_contain_text("Live")
+        _sign_in(page, live_server.url)
+        expect(page.locator("#presence")).to_have_attribute("title", f"Online now: {LONG_NAME}")
+
+        header = page.locator("header.topbar")
+        logout = page.get_by_role("button", name="Log out")
+        _assert_on_screen(page, logout, "Log out")
+        line_height = logout.evaluate("(element) => parseFloat(getComputedStyle(element).lineHeight) || 0")
+        text_height = logout.evaluate(
+            "(element) => { const range = document.createRange(); range.selectNodeContents(element);"
+            " return range.getBoundingClientRect().height; }")
+        assert text_height < 2 * max(line_height, 13), f"Log out's text is {text_height} px high, more than one line"
+        assert header.evaluate(HEADER_OFF_ROW) == []
+        assert header.evaluate("(element) => element.scrollWidth <= element.clientWidth")
+        assert _page_width(page) <= viewport["width"]
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+        colleague.context.close()
+
+
 def test_admin_pages_fit_phone(browser, live_server, workspace):
     page = _open(browser, PHONE)
     try:

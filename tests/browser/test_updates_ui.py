@@ -172,6 +172,71 @@ def test_editor_keyboard_only(page, live_server, state, whatsapp_channel):
     assert page.console_errors == []
 
 
+def test_empty_required_fields_named_beside_them(page, live_server, state, whatsapp_channel):
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    _sign_in(page, live_server.url, manager.email)
+    page.goto(live_server.url + "/updates")
+    expect(page.get_by_role("heading", name="New template")).to_be_visible()
+    page.get_by_label("When").select_option(label="No agent reply")
+
+    page.get_by_role("button", name="Save").click()
+
+    # Each message names the field by its label on the page, beside that field.
+    name_error = "Name is required. Enter a name for this template."
+    hours_error = "After (hours) is required. Enter a number of hours, such as 4."
+    nothing_error = ("There is nothing to send. Enter an email Body, a WhatsApp Body or an Approved template "
+                     "(Content SID).")
+    expect(page.locator("#error-name")).to_have_text(name_error)
+    expect(page.locator("#error-param-hours")).to_have_text(hours_error)
+    expect(page.locator("#error-email_body")).to_have_text(nothing_error)
+    expect(page.locator("#error-trigger_params")).to_be_hidden()
+    expect(page.get_by_label("Name", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("After (hours)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("After (hours)")).to_have_attribute("aria-describedby", "error-param-hours")
+    expect(page.get_by_label("Body", exact=True)).to_have_attribute("aria-invalid", "true")
+    summary = page.get_by_role("alert")
+    expect(summary).to_be_focused()
+    expect(summary.get_by_role("listitem")).to_have_text([name_error, hours_error, nothing_error])
+    summary.get_by_role("link", name=hours_error).click()
+    expect(page.get_by_label("After (hours)")).to_be_focused()
+    _screenshot(page, "updates-editor-empty.png")
+
+    # Nothing was saved, and the form never reached the server, so it logged no 422.
+    expect(page.locator("#template-list")).to_have_text("No templates yet.")
+    with state.session_factory() as session:
+        assert session.query(UpdateTemplate).count() == 0
+    assert page.console_errors == []
+
+    # An email subject without a body needs the body, and the messages already fixed go away.
+    page.get_by_label("Name", exact=True).fill("Still on it")
+    page.get_by_label("After (hours)").fill("4")
+    page.get_by_label("Subject").fill("Your request {{ reference }}")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#error-email_body")).to_have_text(
+        "Body is required for an email. Enter the email’s text, or empty the Subject to send no email."
+    )
+    expect(page.locator("#error-name")).to_be_hidden()
+    expect(page.locator("#error-param-hours")).to_be_hidden()
+    expect(page.get_by_label("Name", exact=True)).not_to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("After (hours)")).not_to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("Subject").fill("")
+    page.get_by_label("Body", exact=True).fill("We are still on it.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#error-email_subject")).to_have_text(
+        "Subject is required for an email. Enter a subject, or empty the email’s Body to send no email."
+    )
+
+    page.get_by_label("Subject").fill("Your request {{ reference }}")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#save-status")).to_have_text("Saved.")
+    with state.session_factory() as session:
+        saved = session.query(UpdateTemplate).one()
+        assert saved.name == "Still on it"
+        assert saved.trigger_params == {"hours": 4}
+    assert page.console_errors == []
+
+
 def test_agent_sees_estimate_not_updates(page, live_server, state, config, agent, whatsapp_channel):
     _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "First")
     _whatsapp_from(state, config, live_server, "+15551230002", "Heidi", "Second")

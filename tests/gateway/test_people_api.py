@@ -196,7 +196,9 @@ def test_disabled_agent_token_and_cookie_fail_at_once(app, state, admin, agent, 
     with again.session_transaction() as flask_session:
         csrf = flask_session["csrf_token"]
     refused = again.post("/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": csrf})
-    assert refused.status_code == 401
+    assert refused.status_code == 200
+    assert b"The email or password is wrong." in refused.data
+    assert again.get("/api/v1/me").status_code == 401
     assert [row.action for row in _audit_rows(state)] == ["agent.disabled"]
 
 

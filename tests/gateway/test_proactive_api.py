@@ -150,6 +150,27 @@ def test_invalid_template_gets_422_with_problems(app, state, manager_headers):
         assert session.query(UpdateTemplate).count() == 0
 
 
+def test_empty_required_fields_named_by_api_field(app, state, manager_headers):
+    # The editor words these problems with its own labels; the API keeps its field names.
+    body = {"name": " ", "trigger": "no_agent_reply", "trigger_params": {}, "email_subject": "", "email_body": ""}
+
+    response = app.test_client().post(BASE, json=body, headers=manager_headers)
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_template"
+    assert error["field"] == "name"
+    assert error["message"] == "The template is invalid: name: a name is required (and 2 more)"
+    assert error["problems"] == [
+        {"field": "name", "line": None, "reason": "a name is required"},
+        {"field": "trigger_params", "line": None, "reason": "hours is required for no_agent_reply"},
+        {"field": "email_body", "line": None,
+         "reason": "write an email body, a WhatsApp body or a WhatsApp content SID"},
+    ]
+    with state.session_factory() as session:
+        assert session.query(UpdateTemplate).count() == 0
+
+
 def test_unknown_placeholder_rejected_on_save(app, manager_headers):
     response = app.test_client().post(BASE, json={**TEMPLATE, "whatsapp_body": "Hi\n{{ custmer_name }}"},
                                       headers=manager_headers)
