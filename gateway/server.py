@@ -44,7 +44,7 @@ CLOSE_WAIT_SECONDS = 5.0
 KEEP_ALIVE_SECONDS = 15.0
 # How long each read of a request's head or buffered body may wait for the client.
 REQUEST_READ_SECONDS = 15.0
-# How long each write of a kept-alive response may wait for the client to read.
+# How long a write of a kept-alive response may wait for the client to read more of it.
 RESPONSE_WRITE_SECONDS = 60.0
 # The largest request body read before the app runs. A larger one closes its connection.
 MAX_BUFFERED_BODY_BYTES = 64 * 1024
@@ -178,7 +178,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             self.close_connection = True  # the client closed before sending its whole body
             return
         # Without a timeout a client that stops reading would keep this thread for ever, once
-        # the socket's buffers are full. Each chunk of the response is a write of its own.
+        # the socket's buffers are full. The timeout bounds each wait for the client to take more.
         self.connection.settimeout(RESPONSE_WRITE_SECONDS)
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
@@ -244,7 +244,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if not data or not self._body_allowed:
             return
         if self._chunked:
-            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self._send(b"%x\r\n%b\r\n" % (len(data), data))
             return
         if self._remaining is not None:
             if len(data) > self._remaining:
@@ -253,7 +253,19 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
                 data = data[: self._remaining]
                 self.close_connection = True
             self._remaining -= len(data)
-        self.wfile.write(data)
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data`` to the client, waiting up to the socket's timeout for each part.
+
+        ``sendall`` applies its timeout to the whole of the data (Python 3.5 and later), so
+        it cut off a client that read a large body slowly but steadily. Each ``send`` here
+        waits only for the client to make room, so the timeout ends only a client that stops
+        reading.
+        """
+        view = memoryview(data)
+        while view:
+            view = view[self.connection.send(view):]
 
     def _end_body(self) -> None:
         if self._chunked:

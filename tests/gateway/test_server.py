@@ -405,6 +405,64 @@ def test_unread_response_times_out(serve, monkeypatch):
     assert _get(server, "/thread")[0] == 200
 
 
+def _read_slowly(connection: socket.socket, size: int, piece: int, pause: float) -> bytes:
+    """Read until ``size`` bytes of body have come, or the server closes, in pieces of
+    ``piece`` bytes with ``pause`` seconds between them, and return the body."""
+    received = bytearray()
+    while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < size:
+        chunk = connection.recv(piece)
+        if not chunk:
+            break
+        received += chunk
+        time.sleep(pause)
+    return bytes(received.partition(b"\r\n\r\n")[2])
+
+
+def test_slow_reader_gets_whole_response(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.5)
+    size = 12 * 1024 * 1024
+    app = _thread_app()
+    app.add_url_rule("/large", "large", lambda: Response(b"x" * size, mimetype="application/octet-stream"))
+    server = serve(app)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+        # A small receive buffer, so that the body takes several times the write timeout to arrive.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        connection.settimeout(10)
+        connection.connect(("127.0.0.1", server.server_port))
+        # Kept alive, as a proxy's upstream connection is, so the write timeout applies.
+        connection.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        body = _read_slowly(connection, size, 256 * 1024, 0.02)
+        elapsed = time.monotonic() - started
+    assert elapsed > 1.0, "the response arrived too fast to prove anything"
+    assert len(body) == size, f"cut off after {len(body)} of {size} bytes in {elapsed:.1f} s"
+
+
+def test_streamed_pauses_do_not_time_out(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
+    app = _thread_app()
+
+    def paused():
+        def chunks():
+            for index in range(3):
+                time.sleep(0.5)
+                yield b"part %d\n" % index
+        return Response(chunks(), mimetype="text/plain")
+
+    app.add_url_rule("/paused", "paused", paused)
+    server = serve(app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    try:
+        connection.request("GET", "/paused")
+        response = connection.getresponse()
+        assert response.read() == b"part 0\npart 1\npart 2\n"
+        # The connection stays open for the next request.
+        connection.request("GET", "/thread")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
 def test_closing_ends_idle_connections_at_once():
     server = make_server("127.0.0.1", 0, _keep_alive_app())
     threading.Thread(target=server.serve_forever, daemon=True).start()
