@@ -128,6 +128,33 @@ def test_replays_around_ingestion_store_once(state, whatsapp_channel):
     _assert_rows_consistent(state)
 
 
+
+@pytest.mark.parametrize("body", ["plain", "STOP"])
+def test_replay_during_ingestion_is_no_op(state, whatsapp_channel, body):
+    payload_id, form = _queue(state, whatsapp_channel, "+15550000021", body)
+    replays: list[bool] = []
+    threads: list[threading.Thread] = []
+
+    def parse_and_replay(raw_format: str, raw: bytes):
+        # The replay arrives while the batch's transaction has the claimed row locked.
+        thread = threading.Thread(target=lambda: replays.append(_requeue(state, whatsapp_channel, form)))
+        thread.start()
+        thread.join(0.5)
+        threads.append(thread)
+        return parse_raw(raw_format, raw)
+
+    with state.session_factory() as session:
+        batch = ingest_pending(session, parse_and_replay, limit=10, formats=MESSAGE_FORMATS)
+    for thread in threads:
+        thread.join(10)
+
+    assert len(batch.message_ids) == 1
+    assert replays == [False]
+    assert ingest_webhooks(state) == 0
+    assert _texts(state) == Counter({body: 1})
+    assert _payload_of(state, form["MessageSid"]) == payload_id
+    _assert_rows_consistent(state)
+
 def test_failed_payload_queued_again_keeps_its_row(state, whatsapp_channel):
     plain = build_message_form(whatsapp_channel, "+15550000030", "failed once", None)
     stop = build_message_form(whatsapp_channel, "+15550000031", "STOP", None)
