@@ -44,7 +44,7 @@ CLOSE_WAIT_SECONDS = 5.0
 KEEP_ALIVE_SECONDS = 15.0
 # How long each read of a request's head or buffered body may wait for the client.
 REQUEST_READ_SECONDS = 15.0
-# How long each write of a kept-alive response may wait for the client to read.
+# How long a write of a response may wait for the client to read more of it. A WebSocket has no such limit.
 RESPONSE_WRITE_SECONDS = 60.0
 # The largest request body read before the app runs. A larger one closes its connection.
 MAX_BUFFERED_BODY_BYTES = 64 * 1024
@@ -57,6 +57,32 @@ _MALFORMED_HEADER_DEFECTS = (
     email.errors.MissingHeaderBodySeparatorDefect,
     email.errors.FirstHeaderLineIsContinuationDefect,
 )
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """The response writer of a connection, on which the socket's timeout bounds each wait
+    for the client to make room, not the whole of a write.
+
+    ``socket.sendall``, which the standard handler's writer calls, applies its timeout to
+    all of the data (Python 3.5 and later), so it cut off a client that read a large body
+    slowly but steadily.
+    """
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        with memoryview(data) as view, view.cast("B") as remaining:
+            size = remaining.nbytes
+            while remaining:
+                remaining = remaining[self._connection.send(remaining):]
+        return size
+
+    def fileno(self) -> int:
+        return self._connection.fileno()
 
 
 class KeepAliveRequestHandler(WSGIRequestHandler):
@@ -72,6 +98,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         # Nagle's algorithm held the body back until the client's delayed ACK of the head,
         # about 40 ms per response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.wfile = _SocketWriter(self.connection)
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # Formatting the Date header took about 3% of a web process's time in a storm of
@@ -157,14 +184,18 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return
         if not self._can_keep_alive():
             # Werkzeug's handler closes the connection after its response.
-            self.connection.settimeout(None)
             if self.request_version in ("HTTP/0.9", "HTTP/1.0"):
                 # Werkzeug chunks a response without a Content-Length whenever the handler speaks
                 # HTTP/1.1, but HTTP/1.0 has no chunked encoding. There the body ends at the close.
                 self.protocol_version = "HTTP/1.0"
             if "Upgrade" not in self.headers:
+                # A client that stops reading is disconnected as on a kept-alive connection. The
+                # app reads the body itself here, so each of its reads may wait as long.
+                self.connection.settimeout(RESPONSE_WRITE_SECONDS)
                 super().run_wsgi()
                 return
+            # A WebSocket may stay quiet for as long as it is open.
+            self.connection.settimeout(None)
             # A WebSocket stays open until the client leaves, so closing the server ends it.
             self.server.add_websocket(self.connection)
             try:
@@ -178,7 +209,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             self.close_connection = True  # the client closed before sending its whole body
             return
         # Without a timeout a client that stops reading would keep this thread for ever, once
-        # the socket's buffers are full. Each chunk of the response is a write of its own.
+        # the socket's buffers are full. The timeout bounds each wait for the client to take more.
         self.connection.settimeout(RESPONSE_WRITE_SECONDS)
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)

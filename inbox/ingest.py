@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -258,9 +258,16 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         )
         inbound = dataclasses.replace(inbound, provider_message_id="sha256:" + payload_digest(inbound.raw))
 
-    # A payload that failed before (a crash, a bug fixed since) is retried, not a duplicate.
+    # A payload already stored with the same bytes waits in the webhook queue, or failed
+    # before (a crash, a bug fixed since) and is retried. Its row is kept and marked
+    # processed, as the bulk path does, so the payload keeps its id and its received time.
     if stored.payload_id is not None:
-        session.execute(delete(RawPayload).where(RawPayload.id == stored.payload_id))
+        session.execute(
+            update(RawPayload)
+            .where(RawPayload.id == stored.payload_id)
+            .values(status=PayloadStatus.PROCESSED.value, error=None)
+            .execution_options(synchronize_session=False)
+        )
 
     # Every lookup happens before any new row is added, so no query has to flush pending
     # rows first: a flush per message instead of one per query is most of the import speed.
@@ -285,14 +292,19 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         else:
             thread = thread_whatsapp(session, channel, contact, now)
 
-    raw = RawPayload(
-        channel_id=channel_id,
-        format=inbound.raw_format,
-        digest=payload_digest(inbound.raw),
-        body=inbound.raw,
-        status=PayloadStatus.PROCESSED.value,
-    )
-    session.add(raw)
+    if stored.payload_id is None:
+        raw = RawPayload(
+            channel_id=channel_id,
+            format=inbound.raw_format,
+            digest=payload_digest(inbound.raw),
+            body=inbound.raw,
+            status=PayloadStatus.PROCESSED.value,
+        )
+        session.add(raw)
+        payload_link = {"raw_payload": raw}
+    else:
+        # Linked by the id alone, because the relationship, once assigned, sets this column at the flush.
+        payload_link = {"raw_payload_id": stored.payload_id}
     conversation = follow_merges(session, thread.conversation)
     created = conversation is None
     if conversation is None:
@@ -330,7 +342,6 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         sender_address=clip(inbound.sender.value, 320),
         sent_at=inbound.sent_at,
         created_at=now,
-        raw_payload=raw,
         automatic=inbound.automatic,
         thread_reason=REACTION_THREAD_REASON if reaction else thread.reason.value,
         thread_index_root=thread_index_root(inbound.thread_index),
@@ -338,6 +349,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         reply_to=replied,
         # New and empty, so serializing the message loads nothing for it.
         parts=[],
+        **payload_link,
     )
     # Assigned whole, so the new message's collection is never loaded from the database.
     message.attachments = _store_attachments(session, channel, inbound) + pending_media_rows(inbound.media, now)

@@ -5,8 +5,8 @@ acknowledged once that is committed (``queue_payload``). A web process inserts t
 of concurrent webhooks with one statement (``queue_payloads``, through its group commit).
 The webhook worker (``gateway.webhook_worker``) takes pending payloads in id order and
 ingests a batch of them per transaction (``ingest_pending``). ``ingest_batch`` marks each
-stored payload's pending row processed (the per-message path replaces it with a new row),
-in that same transaction, so:
+stored payload's pending row processed, in that same transaction, so the message refers to
+the row its webhook was acknowledged with, and:
 
 - a crash before the commit leaves the payloads pending, and the next run ingests them;
 - a crash after it leaves nothing pending, so nothing is ingested twice;
@@ -288,8 +288,8 @@ def _finish(
             .execution_options(synchronize_session=False)
         )
     elif done:
-        # ingest_batch marked or replaced each stored payload's row already. A duplicate's row
-        # is left pending, and carries nothing that is not stored.
+        # ingest_batch marked each stored payload's row processed already, so a row still
+        # pending is a duplicate's, whose message is stored, and it is deleted.
         session.execute(
             delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
         )

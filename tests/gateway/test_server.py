@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import http.client
 import logging
+import queue
 import socket
 import threading
 import time
 from email.utils import parsedate_to_datetime
 
 import pytest
+import requests
 import socketio
 from flask import Flask, Response, request
+from twilio.request_validator import RequestValidator
 from werkzeug.serving import WSGIRequestHandler
 
 import gateway.server as server_module
 from gateway.server import MAX_BUFFERED_BODY_BYTES, PooledWSGIServer, make_server
+from gateway.simulate import build_message_form
+from tests.conftest import TWILIO_AUTH_TOKEN
 from tests.support.live import LiveServer
 
 
@@ -387,12 +392,16 @@ def test_stalled_request_times_out(serve, monkeypatch):
             assert connection.recv(65536) == b""
 
 
+def _large_app(size: int) -> Flask:
+    """Return the thread app with ``/large``, a response of ``size`` bytes."""
+    app = _thread_app()
+    app.add_url_rule("/large", "large", lambda: Response(b"x" * size, mimetype="application/octet-stream"))
+    return app
+
 def test_unread_response_times_out(serve, monkeypatch):
     monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
     size = 64 * 1024 * 1024
-    app = _thread_app()
-    app.add_url_rule("/large", "large", lambda: Response(b"x" * size, mimetype="application/octet-stream"))
-    server = serve(app)
+    server = serve(_large_app(size))
     with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
         connection.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
         # Nothing is read until well after the server gave up on its write and closed the connection.
@@ -403,6 +412,88 @@ def test_unread_response_times_out(serve, monkeypatch):
     assert 0 < received < size
     # The thread is free again and serves the next connection.
     assert _get(server, "/thread")[0] == 200
+
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /large HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /large HTTP/1.0\r\n\r\n",
+])
+def test_unread_response_times_out_when_closing(serve, monkeypatch, request_line):
+    # A request that ends its connection is served by Werkzeug's handler, and a client that
+    # asks for that and never reads must not keep the thread either.
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
+    size = 64 * 1024 * 1024
+    server = serve(_large_app(size))
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as connection:
+        connection.sendall(request_line)
+        # The thread gives up on its write and waits for the next connection.
+        _wait_for(lambda: server._idle == 1)
+        received = 0
+        while chunk := connection.recv(1024 * 1024):
+            received += len(chunk)
+    assert 0 < received < size
+
+def _read_slowly(connection: socket.socket, size: int, piece: int, pause: float) -> int:
+    """Read a response's head and then up to ``size`` bytes of body, or until the server closes,
+    in pieces of ``piece`` bytes with ``pause`` seconds between them. Returns the body's length."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = connection.recv(piece)
+        if not chunk:
+            return 0
+        head += chunk
+    received = len(head.partition(b"\r\n\r\n")[2])
+    while received < size:
+        time.sleep(pause)
+        chunk = connection.recv(piece)
+        if not chunk:
+            break
+        received += len(chunk)
+    return received
+
+
+@pytest.mark.parametrize("connection_header", [b"", b"Connection: close\r\n"])
+def test_slow_reader_gets_whole_response(serve, monkeypatch, connection_header):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 1.0)
+    size = 24 * 1024 * 1024
+    server = serve(_large_app(size))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+        # A small receive buffer, so that the body takes several times the write timeout to arrive.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        connection.settimeout(10)
+        connection.connect(("127.0.0.1", server.server_port))
+        connection.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n" + connection_header + b"\r\n")
+        started = time.monotonic()
+        received = _read_slowly(connection, size, 256 * 1024, 0.02)
+        elapsed = time.monotonic() - started
+    assert elapsed > 2.0, "the response arrived too fast to prove anything"
+    assert received == size, f"cut off after {received} of {size} bytes in {elapsed:.1f} s"
+
+
+def test_streamed_pauses_do_not_time_out(serve, monkeypatch):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
+    app = _thread_app()
+
+    def paused():
+        def chunks():
+            for index in range(3):
+                time.sleep(0.5)
+                yield b"part %d\n" % index
+        return Response(chunks(), mimetype="text/plain")
+
+    app.add_url_rule("/paused", "paused", paused)
+    server = serve(app)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    try:
+        connection.request("GET", "/paused")
+        response = connection.getresponse()
+        assert response.read() == b"part 0\npart 1\npart 2\n"
+        # The connection stays open for the next request.
+        connection.request("GET", "/thread")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 def test_closing_ends_idle_connections_at_once():
@@ -520,3 +611,28 @@ def test_closing_ends_open_websockets(app, api_token):
         assert live._server._threads_running == set()
     finally:
         client.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_quiet_socketio_connection_stays_open(live_server, api_token, whatsapp_channel, monkeypatch, transport):
+    monkeypatch.setattr(server_module, "RESPONSE_WRITE_SECONDS", 0.2)
+    events: queue.Queue[dict] = queue.Queue()
+    disconnected = threading.Event()
+    client = socketio.Client(reconnection=False)
+    client.on("message.created", events.put)
+    client.on("disconnect", disconnected.set)
+    client.connect(live_server.url, auth={"token": api_token}, transports=[transport])
+    try:
+        assert client.transport() == transport
+        # Quiet for several times the write timeout: a long poll waits in the app meanwhile.
+        assert not disconnected.wait(1.5)
+
+        form = build_message_form(whatsapp_channel, "+15551230000", "after a quiet while", None)
+        url = f"{live_server.url}/webhooks/twilio/{whatsapp_channel.id}/messages"
+        signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(url, form)
+        assert requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=10).status_code == 200
+        event = events.get(timeout=10)
+        assert not disconnected.is_set()
+    finally:
+        client.disconnect()
+    assert event["message"]["text"] == "after a quiet while"

@@ -301,6 +301,24 @@ def test_batch_stores_a_payload_that_failed_before(state, channel_id):
     assert statuses == [PayloadStatus.PROCESSED.value]
 
 
+
+def test_failed_payloads_keep_their_rows_on_either_path(state, channel_id):
+    # The subject reference sends the second mail through the per-message path.
+    mails = [_mail(1), _mail(2, subject="Re: your request [#4242]"), _mail(3)]
+    failed_ids = []
+    with state.session_factory() as session:
+        for mail in mails:
+            failed_ids.append(record_failed_payload(session, channel_id, mail.raw, "rfc822", "a parser bug"))
+
+    results = _store(state, channel_id, mails)
+
+    with state.session_factory() as session:
+        for mail, result, failed_id in zip(mails, results, failed_ids):
+            message = session.get(Message, result.message_id)
+            assert message.raw_payload_id == failed_id, mail.subject
+        rows = session.execute(select(RawPayload.id, RawPayload.status, RawPayload.error).order_by(RawPayload.id)).all()
+    assert [tuple(row) for row in rows] == [(failed_id, PayloadStatus.PROCESSED.value, None) for failed_id in failed_ids]
+
 def test_batch_hashes_message_id_long_in_bytes(state, channel_id):
     # 900 CJK characters fit in a header line of 998 characters, but they take 2,700 bytes
     # in UTF-8, more than an entry of a PostgreSQL btree index can hold with its key.
