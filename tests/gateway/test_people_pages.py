@@ -299,7 +299,10 @@ def test_audit_api_rejects_since_after_until(app, state, agent):
 
     assert later.status_code == 400
     assert later.json["error"]["field"] == "since"
-    assert later.json["error"]["message"] == "since is later than until."
+    assert later.json["error"]["message"] == (
+        "since (2026-02-02T00:00:00+00:00) is later than until (2026-02-01T00:00:00+00:00); "
+        "pass a since before the until, or leave one out."
+    )
 
 
 def test_audit_page_reads_times_without_offset_as_utc(app, state, agent):
