@@ -202,8 +202,8 @@ def parse_audit_filter(args: Mapping[str, str]) -> AuditFilter:
     until = _time(args.get("until"), "until")
     if since and until and since > until:
         raise InvalidInput(
-            f"since ({since.isoformat()}) is later than until ({until.isoformat()}); "
-            "pass a since before the until, or leave one out.",
+            f"since ({since.isoformat()}) is later than until ({until.isoformat()}). "
+            "Pass a since before the until, or leave one out.",
             field="since",
         )
     return AuditFilter(actor_id, command_line, tuple(sorted(set(actions))), target_type, target_id, since, until)

@@ -300,8 +300,8 @@ def test_audit_api_rejects_since_after_until(app, state, agent):
     assert later.status_code == 400
     assert later.json["error"]["field"] == "since"
     assert later.json["error"]["message"] == (
-        "since (2026-02-02T00:00:00+00:00) is later than until (2026-02-01T00:00:00+00:00); "
-        "pass a since before the until, or leave one out."
+        "since (2026-02-02T00:00:00+00:00) is later than until (2026-02-01T00:00:00+00:00). "
+        "Pass a since before the until, or leave one out."
     )
 
 
