@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -98,14 +98,25 @@ def ingest_message(
     The session must have no transaction in progress. Returns the stored ids, or a result
     with ``duplicate=True`` when this payload or provider message id was already stored.
     ``replaces_failed_payload`` names a failed raw payload that this message was re-parsed
-    from; it is deleted in the same transaction. Raises ``NotFound`` for an unknown channel.
+    from. The stored message keeps that row, marked processed, and a duplicate deletes it, in
+    the same transaction. Raises ``NotFound`` for an unknown channel or a payload that is not
+    failed.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with session.begin():
                 if replaces_failed_payload is not None:
-                    _delete_failed_payload(session, replaces_failed_payload)
-                return _ingest(session, channel_id, inbound)
+                    _check_failed_payload(session, replaces_failed_payload)
+                result = _ingest(session, channel_id, inbound)
+                if replaces_failed_payload is not None:
+                    # Still failed only when the message was a duplicate or did not use the row.
+                    session.execute(
+                        delete(RawPayload).where(
+                            RawPayload.id == replaces_failed_payload,
+                            RawPayload.status == PayloadStatus.FAILED.value,
+                        )
+                    )
+                return result
         except IntegrityError:
             # Either the same message committed concurrently (a duplicate), or a contact
             # identity did (retry and find it).
@@ -190,12 +201,10 @@ def _ingest_in_savepoint(session: Session, channel_id: int, inbound: InboundMess
     return IngestResult(None, None, duplicate=False, error=error)
 
 
-def _delete_failed_payload(session: Session, payload_id: int) -> None:
-    payload = session.get(RawPayload, payload_id)
-    if payload is None or payload.status != PayloadStatus.FAILED.value:
+def _check_failed_payload(session: Session, payload_id: int) -> None:
+    status = session.scalar(select(RawPayload.status).where(RawPayload.id == payload_id))
+    if status != PayloadStatus.FAILED.value:
         raise NotFound(f"No failed payload {payload_id}.", field="payload_id")
-    session.delete(payload)
-    session.flush()
 
 
 def _already_stored(session: Session, channel_id: int, inbound: InboundMessage) -> bool:

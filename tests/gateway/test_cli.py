@@ -12,12 +12,15 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from click.testing import CliRunner
+from sqlalchemy import func, select
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError
+from gateway.reprocess import parse_raw
 from gateway.simulate import build_message_form
 from inbox.channel_config import _ADDABLE_EMAIL_SETTINGS, _ADDABLE_META_SETTINGS, _ADDABLE_TWILIO_SETTINGS
-from inbox.ingest import record_failed_payload
+from inbox.ingest import ingest_message, record_failed_payload
+from inbox.models import Message, RawPayload
 from tests.support.processes import ServiceProcess, free_port, service_environment
 
 SID = "AC" + "1" * 32
@@ -379,6 +382,7 @@ def test_failed_payload_listed_and_reprocessed(run, state, whatsapp_channel):
         payload_id = record_failed_payload(
             session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form", "database was down"
         )
+        received_at = session.scalar(select(RawPayload.received_at).where(RawPayload.id == payload_id))
 
     listed = run("payloads", "list")
     reprocessed = run("payloads", "reprocess", str(payload_id))
@@ -392,6 +396,30 @@ def test_failed_payload_listed_and_reprocessed(run, state, whatsapp_channel):
     assert run("payloads", "list").output.strip() == "No failed payloads."
     assert again.exit_code == 1
     assert f"No failed payload {payload_id}." in again.output
+    # The message keeps the payload's row, now processed, with the time it was received.
+    with state.session_factory() as session:
+        assert session.scalar(select(Message.raw_payload_id)) == payload_id
+        payload = session.get(RawPayload, payload_id)
+        assert (payload.status, payload.error, payload.received_at) == ("processed", None, received_at)
+
+
+def test_reprocessed_duplicate_drops_failed_payload(run, state, whatsapp_channel):
+    form = build_message_form(whatsapp_channel, "+15551230000", "Where is my order?", "Grace")
+    # The same message arrived again with one more parameter, and that copy was stored.
+    stored_copy = {**form, "AddedParameter": "1"}
+    with state.session_factory() as session:
+        payload_id = record_failed_payload(
+            session, whatsapp_channel.id, urlencode(form).encode(), "twilio-form", "database was down"
+        )
+        ingest_message(session, whatsapp_channel.id, parse_raw("twilio-form", urlencode(stored_copy).encode()))
+
+    reprocessed = run("payloads", "reprocess", str(payload_id))
+
+    assert reprocessed.exit_code == 0, reprocessed.output
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 1
+        assert session.get(RawPayload, payload_id) is None
+        assert session.scalars(select(RawPayload.status)).all() == ["processed"]
 
 
 def test_channel_set_help_lists_every_key(run):
