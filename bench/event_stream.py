@@ -29,7 +29,6 @@ class EventStream:
         self._handlers: dict[str, Handler] = {}
         self._socket: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
-        self.received = 0
 
     def on(self, event: str, handler: Handler) -> None:
         self._handlers[event] = handler
@@ -89,7 +88,6 @@ class EventStream:
         """Dispatch an event or reply to a ping. Return False when the server closes the connection."""
         if packet.startswith("42"):
             name, *args = json.loads(packet[2:])
-            self.received += 1
             handler = self._handlers.get(name)
             if handler is not None:
                 handler(*args)
