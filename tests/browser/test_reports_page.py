@@ -83,6 +83,8 @@ def test_manager_reads_backlog(page, live_server, rows, tmp_path):
     ]
     assert [row[:2] for row in _table(page, "#by-status")] == [["Open", "3"], ["Pending", "1"], ["Snoozed", "1"]]
     assert [row[:2] for row in _table(page, "#by-team")] == [["Billing", "2"], ["No team", "3"]]
+    # Both names contain their channel's kind, so the page does not repeat it.
+    assert [row[:2] for row in _table(page, "#by-channel")] == [["WhatsApp support", "4"], ["Mail", "1"]]
     expect(page.get_by_role("table", name="By priority")).to_be_visible()
 
     oldest = page.locator("#oldest tbody tr")
