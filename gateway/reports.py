@@ -7,6 +7,7 @@ days are those of the workspace's time zone (``SWITCHBOARD_TIME_ZONE``, UTC by d
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -14,14 +15,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway.auth import csrf_token, current_agent, db, error_response, require_role
 from gateway.pages import page_role
 from inbox.errors import InboxError, InvalidInput
-from inbox.models import Role, utcnow
+from inbox.models import Channel, Role, utcnow
 from inbox.proactive.quiet_hours import zone_or_none
 from inbox.reports import (
     DEFAULT_TREND_DAYS,
+    Backlog,
     MAX_TREND_DAYS,
     OLDEST_LIMIT,
     Trend,
@@ -35,6 +39,9 @@ blueprint = Blueprint("reports", __name__)
 MAX_OLDEST = 100
 # The ranges the page offers in its menu; any other is reachable with from and to.
 RANGE_CHOICES = (7, 14, 30, 60, 90)
+# Per channel kind: the word the page shows after a channel's name, and the text that, when
+# the name contains it, makes that word redundant.
+KIND_WORDS = {"whatsapp": ("WhatsApp", "whatsapp"), "email": ("Email", "mail")}
 CSV_COLUMNS = (
     "date", "created", "resolved", "open_at_end", "first_responses",
     "median_first_response_seconds", "p90_first_response_seconds",
@@ -125,7 +132,7 @@ def reports_page() -> Any:
         "reports.html",
         agent=current_agent(),
         csrf_token=csrf_token(),
-        backlog=backlog_report(db(), now),
+        backlog=_backlog_for_page(db(), now),
         trend=report,
         range_error=range_error_for_page(error, request.args, today) if error else None,
         error_field=error.field if error else None,
@@ -137,6 +144,31 @@ def reports_page() -> Any:
         default_days=DEFAULT_TREND_DAYS,
         max_days=MAX_TREND_DAYS,
     ), status
+
+
+def _backlog_for_page(session: Session, now: datetime) -> Backlog:
+    """Return the backlog with each channel labelled by ``channel_label``.
+
+    The API's labels add the kind to every name ("WhatsApp (whatsapp)"), which the page would repeat.
+    """
+    backlog = backlog_report(session, now)
+    channel_ids = [row.key for row in backlog.by_channel]
+    channels = {
+        channel_id: (name, kind)
+        for channel_id, name, kind in session.execute(
+            select(Channel.id, Channel.name, Channel.kind).where(Channel.id.in_(channel_ids))
+        )
+    }
+    by_channel = [dataclasses.replace(row, label=channel_label(*channels[row.key])) for row in backlog.by_channel]
+    return dataclasses.replace(backlog, by_channel=by_channel)
+
+
+def channel_label(name: str, kind: str) -> str:
+    """Return a channel's name, followed by its kind ("Support (Email)") unless the name contains it."""
+    kind_name, word = KIND_WORDS.get(kind, (kind, kind))
+    if word.casefold() in name.casefold():
+        return name
+    return f"{name} ({kind_name})"
 
 
 def range_error_for_page(error: InvalidInput, args: Mapping[str, str], today: date) -> str:

@@ -4,6 +4,7 @@ on the disabled channel is then rejected in the composer with the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -13,12 +14,32 @@ from sqlalchemy import func, select
 from gateway.simulate import send_simulated_whatsapp
 from inbox.channel_config import add_channel
 from inbox.models import AuditEvent, Channel, OutboxItem
+from tests.browser.test_narrow_layout import PHONE, _open
 from tests.browser.test_people_ui import _check_page, _screenshot, _sign_in, admin  # noqa: F401 - fixture
 from tests.conftest import AGENT_PASSWORD
 
 pytestmark = pytest.mark.browser
 
 IMAP_PASSWORD = "imap-secret-1234"
+
+# The character before each line break inside the element's text.
+CHARACTERS_BEFORE_BREAKS = """
+(element) => {
+  const characters = [];
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let index = 0; index < node.data.length; index++) {
+      const range = document.createRange();
+      range.setStart(node, index);
+      range.setEnd(node, index + 1);
+      characters.push([node.data[index], Math.round(range.getBoundingClientRect().top)]);
+    }
+  }
+  return characters.slice(1)
+    .map(([character, top], index) => top > characters[index][1] ? characters[index][0] : null)
+    .filter((character) => character !== null);
+}
+"""
 
 
 @pytest.fixture
@@ -138,3 +159,34 @@ def test_admin_renames_and_disables_channel(page, browser, live_server, state, c
     page.get_by_role("region", name="WhatsApp orders").get_by_role("button", name="Enable").click()
     expect(page.get_by_role("region", name="WhatsApp orders").get_by_role("status")).to_contain_text("is enabled")
     assert _channel(state, whatsapp_channel.id).is_active
+
+
+def test_webhook_url_wraps_and_copies(browser, live_server, state, admin, whatsapp_channel, tmp_path):  # noqa: F811
+    # A fixed address, so the URL's length and its line breaks do not depend on the server's port.
+    state.config = dataclasses.replace(state.config, public_url="https://support.shop-example.com/switchboard")
+    page = _open(browser, PHONE)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        _sign_in(page, live_server.url, admin.email, AGENT_PASSWORD)
+        expect(page.locator("#live-indicator")).to_contain_text("Live")
+        page.goto(live_server.url + "/channels")
+        card = page.get_by_role("region", name="WhatsApp support")
+        url = card.locator("code", has_text="/webhooks/")
+        expected = f"https://support.shop-example.com/switchboard/webhooks/twilio/{whatsapp_channel.id}/messages"
+        expect(url).to_have_text(expected)
+
+        # The URL is longer than a line on a phone, and breaks only after a slash.
+        breaks = url.evaluate(CHARACTERS_BEFORE_BREAKS)
+        assert breaks, "the URL fits one line, so the test shows nothing about where it breaks"
+        assert set(breaks) == {"/"}, f"the URL breaks after {breaks}"
+        page.screenshot(path=str(tmp_path / "channels-phone.png"), full_page=True)
+        _screenshot(page, "channels-webhook-url-phone")
+
+        # One click selects the whole URL, and copying it gives the URL unchanged.
+        url.click()
+        assert page.evaluate("window.getSelection().toString()") == expected
+        page.keyboard.press("Control+C")
+        assert page.evaluate("navigator.clipboard.readText()") == expected
+        assert page.console_errors == []
+    finally:
+        page.context.close()

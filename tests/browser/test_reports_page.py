@@ -13,11 +13,29 @@ from playwright.sync_api import Page, expect
 from inbox.agents import create_agent
 from inbox.models import Agent, Channel
 from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST
-from tests.browser.test_narrow_layout import OVERFLOWING_CHILDREN, PHONE, _open
+from tests.browser.test_narrow_layout import DESKTOP, OVERFLOWING_CHILDREN, PHONE, _open
 from tests.conftest import AGENT_PASSWORD
 from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history
 
 pytestmark = pytest.mark.browser
+
+# Words of the element's column headings that are split over two lines, as "word in heading".
+SPLIT_HEADING_WORDS = """
+(root) => [...root.querySelectorAll('thead th')].flatMap((cell) => {
+  const split = [];
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const match of node.data.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const lines = new Set([...range.getClientRects()].filter((rect) => rect.width > 0).map((rect) => Math.round(rect.top)));
+      if (lines.size > 1) split.push(`${match[0]} in ${cell.innerText.replace(/\\s+/g, ' ')}`);
+    }
+  }
+  return split;
+})
+"""
 
 
 @pytest.fixture
@@ -65,6 +83,8 @@ def test_manager_reads_backlog(page, live_server, rows, tmp_path):
     ]
     assert [row[:2] for row in _table(page, "#by-status")] == [["Open", "3"], ["Pending", "1"], ["Snoozed", "1"]]
     assert [row[:2] for row in _table(page, "#by-team")] == [["Billing", "2"], ["No team", "3"]]
+    # Both names contain their channel's kind, so the page does not repeat it.
+    assert [row[:2] for row in _table(page, "#by-channel")] == [["WhatsApp support", "4"], ["Mail", "1"]]
     expect(page.get_by_role("table", name="By priority")).to_be_visible()
 
     oldest = page.locator("#oldest tbody tr")
@@ -152,6 +172,22 @@ def test_report_fits_phone(browser, live_server, rows, tmp_path):
         page.locator("#oldest").screenshot(path=str(tmp_path / "reports-phone-oldest.png"))
         page.locator("section", has=page.get_by_role("heading", name="Trend")).screenshot(
             path=str(tmp_path / "reports-phone-trend.png"))
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_report_headings_break_between_words(browser, live_server, rows, viewport, tmp_path):
+    add_backlog(rows)
+    page = _open(browser, viewport)
+    try:
+        _sign_in(page, live_server.url)
+        page.wait_for_load_state("load")
+        for table in ["#by-age", "#by-status", "#by-priority", "#by-channel", "#by-team", "#oldest", "#trend"]:
+            expect(page.locator(table)).to_be_visible()
+        assert page.locator("main").evaluate(SPLIT_HEADING_WORDS) == []
+        page.locator(".report-grid").screenshot(path=str(tmp_path / "reports-breakdowns.png"))
         assert page.console_errors == []
     finally:
         page.context.close()

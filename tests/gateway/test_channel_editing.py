@@ -767,9 +767,10 @@ def test_webhook_url_notes_missing_public_url(app, state, whatsapp_channel):
     client, _, _ = _sign_in(app, state)
     help_id = f'id="channel-{whatsapp_channel.id}-public-url-help"'
 
-    local = client.get("/channels").get_data(as_text=True)
+    # The page marks where the URL may wrap with <wbr>, which adds no text.
+    local = client.get("/channels").get_data(as_text=True).replace("<wbr>", "")
     state.config = dataclasses.replace(state.config, public_url="https://support.example.com")
-    public = client.get("/channels").get_data(as_text=True)
+    public = client.get("/channels").get_data(as_text=True).replace("<wbr>", "")
 
     assert f"http://localhost/webhooks/twilio/{whatsapp_channel.id}/messages" in local
     assert help_id in local

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.reports import channel_label
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, Channel
 from tests.conftest import AGENT_PASSWORD, login
@@ -197,6 +198,34 @@ def test_report_page_shows_figures(app, people, rows, fixed_clock):
     assert "Europe/Berlin" in page
     assert "#conversation=" in page
     assert 'href="/reports" aria-current="page">Reports<' in page
+
+
+def test_report_page_channel_labels(app, state, people, rows, fixed_clock):
+    add_backlog(rows)
+    with state.session_factory() as session:
+        session.add(Channel(kind="email", name="Support", address="support@example.com", settings={}))
+        session.commit()
+    client = app.test_client()
+    login(client, "mia@example.com")
+    page = client.get("/reports").get_data(as_text=True)
+    by_channel = page[page.index('id="by-channel"'):]
+    by_channel = by_channel[:by_channel.index("</table>")]
+
+    labels = re.findall(r'<th scope="row">([^<]*)</th>', by_channel)
+    assert labels == ["WhatsApp support", "Mail", "Support (Email)"]
+
+
+@pytest.mark.parametrize(("name", "kind", "label"), [
+    ("WhatsApp", "whatsapp", "WhatsApp"),
+    ("Shop whatsapp line", "whatsapp", "Shop whatsapp line"),
+    ("Support", "whatsapp", "Support (WhatsApp)"),
+    ("Support email", "email", "Support email"),
+    ("Mailbox", "email", "Mailbox"),
+    ("Support", "email", "Support (Email)"),
+    ("Chat", "sms", "Chat (sms)"),
+])
+def test_channel_label(name, kind, label):
+    assert channel_label(name, kind) == label
 
 
 @pytest.mark.parametrize(("query", "message", "field"), [
