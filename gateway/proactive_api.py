@@ -14,10 +14,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.api import _inbox_error as api_inbox_error
 from gateway.api import _json_body
 from gateway.auth import current_agent, db, error_response, require_role
+from inbox.channel_config import whatsapp_provider
 from inbox.conversations import get_conversation_or_404
 from inbox.errors import Conflict, InboxError, InvalidInput
 from inbox.models import Conversation, Role, utcnow
@@ -26,6 +28,7 @@ from inbox.proactive.estimates import Estimate, estimate_for
 from inbox.proactive.sending import subject_with_reference
 from inbox.proactive.templates import (
     BODY_FIELDS,
+    RenderedUpdate,
     CONDITION_KEYS,
     DraftTemplate,
     PLACEHOLDERS,
@@ -46,6 +49,7 @@ from inbox.proactive.templates import (
     update_update_template,
     validate_template,
 )
+from inbox.window import window_is_open
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +236,7 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
     return jsonify({
         "conversation": _conversation_summary(conversation),
         "applies": applies,
+        "sends": _version_sent(session, conversation, rendered, fields.get("whatsapp_content_sid")),
         "context": context,
         "rendered": {
             "subject": _sent_subject(rendered.subject, conversation, context),
@@ -241,6 +246,27 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
             "whatsapp_variables": rendered.whatsapp_variables,
         },
     })
+
+
+def _version_sent(
+    session: Session, conversation: Conversation | None, rendered: RenderedUpdate, content_sid: str | None
+) -> str | None:
+    """Return which version of the update the conversation's channel would get now.
+
+    "email", "whatsapp_body" (inside the 24-hour window), "whatsapp_template" (the approved
+    template outside it), or None when the channel would get nothing or no conversation was
+    picked. The choice is the one ``inbox.proactive.sending`` makes after its skips.
+    """
+    if conversation is None:
+        return None
+    channel = conversation.channel
+    if channel.kind == "email":
+        return "email" if rendered.email_body else None
+    if rendered.whatsapp_body and window_is_open(session, conversation, utcnow()):
+        return "whatsapp_body"
+    if content_sid and whatsapp_provider(channel) != "meta":
+        return "whatsapp_template"
+    return None
 
 
 def _sent_subject(subject: str, conversation: Conversation | None, context: dict[str, Any]) -> str:

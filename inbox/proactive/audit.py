@@ -2,6 +2,11 @@
 
 Newest first, by id. The cursor is the last id of the previous page, so a page stays
 stable while new rows arrive at the top.
+
+A row whose message exists shows the message's delivery status, which the outbox and the
+provider's callbacks keep current, and its result follows that status. The stored result
+moves from queued to sent or failed only at the scheduler's next sweep
+(``sending.record_delivery_outcomes``), so the log would otherwise lag behind the thread.
 """
 
 from __future__ import annotations
@@ -10,17 +15,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, case, select
+from sqlalchemy.orm import Session, contains_eager
+
+from channels.types import DeliveryState
 
 from inbox.errors import InvalidInput
-from inbox.models import ProactiveResult, ProactiveSend
+from inbox.models import Message, ProactiveResult, ProactiveSend
 from inbox.proactive.triggers import TRIGGERS
 from inbox.serialize import isoformat
 
 RESULTS = tuple(result.value for result in ProactiveResult)
 CHANNELS = ("email", "whatsapp")
 MAX_ID = 2**63 - 1
+
+# Delivery statuses of a message that left, and those of a message that did not arrive.
+_SENT_STATES = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value, DeliveryState.READ.value)
+_FAILED_STATES = (DeliveryState.FAILED.value, DeliveryState.UNDELIVERED.value)
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,13 @@ def _choice_arg(args: Mapping[str, str], name: str, choices: tuple[str, ...]) ->
 
 def list_sends(session: Session, where: SendFilter, *, limit: int = 50, cursor: str | None = None) -> SendPage:
     """Return one page of audit rows, newest first. Raises ``InvalidInput`` for a bad cursor."""
-    query = select(ProactiveSend).order_by(ProactiveSend.id.desc()).limit(limit + 1)
+    query = (
+        select(ProactiveSend)
+        .outerjoin(Message, Message.id == ProactiveSend.message_id)
+        .options(contains_eager(ProactiveSend.message))
+        .order_by(ProactiveSend.id.desc())
+        .limit(limit + 1)
+    )
     if cursor:
         if not cursor.isdigit() or not 1 <= int(cursor) <= MAX_ID:
             raise InvalidInput(f"The cursor {cursor!r} is invalid; pass the next_cursor of the previous page.",
@@ -82,19 +99,49 @@ def list_sends(session: Session, where: SendFilter, *, limit: int = 50, cursor: 
         (ProactiveSend.trigger, where.trigger),
         (ProactiveSend.conversation_id, where.conversation_id),
         (ProactiveSend.channel, where.channel),
-        (ProactiveSend.result, where.result),
+        (_current_result(), where.result),
     ):
         if value is not None:
             query = query.where(column == value)
-    rows = list(session.scalars(query))
+    rows = list(session.scalars(query).unique())
     more = len(rows) > limit
     rows = rows[:limit]
     return SendPage(rows, str(rows[-1].id) if more and rows else None)
 
 
+def _current_result() -> ColumnElement[str]:
+    """Return the SQL of ``current_result``, for a query that outer-joins the row's message."""
+    return case(
+        (Message.delivery_status.in_(_SENT_STATES), ProactiveResult.SENT.value),
+        (Message.delivery_status.in_(_FAILED_STATES), ProactiveResult.FAILED.value),
+        else_=ProactiveSend.result,
+    )
+
+
+def current_result(row: ProactiveSend) -> str:
+    """Return the row's result as its message's delivery status has it now.
+
+    A message that left (sent, delivered or read) makes the result ``sent``, and one that
+    failed or was not delivered makes it ``failed``. Without a message, or while the message
+    is queued, it returns the stored result, because a cancelled outbox item leaves the
+    message queued but the row failed.
+    """
+    status = row.message.delivery_status if row.message is not None else None
+    if status in _SENT_STATES:
+        return ProactiveResult.SENT.value
+    if status in _FAILED_STATES:
+        return ProactiveResult.FAILED.value
+    return row.result
+
+
 def send_to_dict(row: ProactiveSend) -> dict[str, Any]:
-    """Return an audit row as the API shows it. ``reason_code`` is the part before the colon."""
+    """Return an audit row as the API shows it. ``reason_code`` is the part before the colon.
+
+    ``delivery_status`` and ``delivery_error`` are the message's, as the conversation's thread
+    shows them, and null for a row without a message.
+    """
     code = row.reason.partition(":")[0] if row.reason else None
+    message = row.message
     return {
         "id": row.id,
         "template": {"id": row.template_id, "name": row.template_name},
@@ -102,7 +149,9 @@ def send_to_dict(row: ProactiveSend) -> dict[str, Any]:
         "trigger": row.trigger,
         "occurrence_key": row.occurrence_key,
         "channel": row.channel,
-        "result": row.result,
+        "result": current_result(row),
+        "delivery_status": message.delivery_status if message is not None else None,
+        "delivery_error": message.delivery_error if message is not None else None,
         "reason_code": code,
         "reason": row.reason,
         "scheduled_for": isoformat(row.scheduled_for),

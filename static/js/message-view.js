@@ -94,9 +94,13 @@ export function renderMessage(message, conversation, actions = {}) {
     'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`,
   },
   h('header', { class: 'message__meta' },
-    h('span', { class: 'message__author', title: THREAD_REASON_TITLE[message.thread_reason] ?? author }, author),
+    h('span', {
+      class: 'message__author',
+      title: THREAD_REASON_TITLE[message.thread_reason] ?? AUTOMATIC_VIEW[message.automatic]?.title ?? author,
+    }, author),
     channelBadge(message.channel_kind, 'channel-badge--small'),
-    automaticBadge(message.automatic),
+    // An update without an author already has the badge's label as its name, so no badge repeats it.
+    author === AUTOMATIC_VIEW[message.automatic]?.label ? null : automaticBadge(message.automatic),
     contentBadge(message.content),
     h('time', {
       class: 'message__time',

@@ -13,6 +13,16 @@ const moreButton = document.getElementById('log-more');
 const inboxUrl = root.dataset.inbox;
 let nextCursor = null;
 
+// The message's delivery status in the words of the conversation's thread (message-view.js).
+const DELIVERY_LABELS = {
+  queued: 'Queued',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  read: 'Read',
+  undelivered: 'Not delivered',
+  failed: 'Failed to send',
+};
+
 /** Return the form's non-empty fields as query parameters. */
 function filterParams() {
   const params = new URLSearchParams();
@@ -35,7 +45,9 @@ function renderRow(send) {
     h('td', {}, h('a', { href: `${inboxUrl}#conversation=${send.conversation_id}` }, `#${send.conversation_id}`)),
     h('td', {}, send.channel === 'email' ? 'Email' : 'WhatsApp'),
     h('td', { class: `result--${send.result}` }, send.result),
-    h('td', {}, send.reason || ''),
+    h('td', { class: 'log-delivery' },
+      send.delivery_status ? DELIVERY_LABELS[send.delivery_status] ?? send.delivery_status : ''),
+    h('td', {}, send.reason || send.delivery_error || ''),
     h('td', {}, send.scheduled_for ? formatTime(send.scheduled_for) : ''),
   );
 }

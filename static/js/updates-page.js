@@ -9,6 +9,8 @@ import { h, replaceChildren } from './dom.js';
 import { TemplateProblemsError, UpdatesApi } from './updates-api.js';
 import { TemplateEditor, describeTrigger } from './updates-editor.js';
 
+const CHANNEL_NAMES = { email: 'Email', whatsapp: 'WhatsApp' };
+
 class UpdatesPage {
   constructor(root) {
     this.root = root;
@@ -22,6 +24,13 @@ class UpdatesPage {
     this.announcer = document.getElementById('announcer');
     this.templates = [];
     this.current = null;
+    // The preview section, kept while the same template stays open (a save or an enable
+    // re-renders the form), with the conversation of the preview it shows.
+    this.previewSection = null;
+    this.previewedConversation = undefined;
+    // One live region beside the Save button, moved into each re-rendered form, so that
+    // screen readers announce its changes.
+    this.saveStatus = h('span', { class: 'editor__status', role: 'status', id: 'save-status' });
   }
 
   async start() {
@@ -37,6 +46,10 @@ class UpdatesPage {
       return;
     }
     document.getElementById('new-template').addEventListener('click', () => this.open(null));
+    // "Saved." stops being true at the first edit after the save.
+    this.editorRoot.addEventListener('input', (event) => {
+      if (!event.target.closest('.preview')) this.saveStatus.textContent = '';
+    });
     document.addEventListener('keydown', (event) => {
       // Ctrl+S or ⌘+S saves, as in most editors, instead of saving the page.
       if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === 's') {
@@ -93,8 +106,17 @@ class UpdatesPage {
 
   // ---- The editor --------------------------------------------------------------------------
 
-  open(template) {
+  /**
+   * Show `template` (null for a new one) in the editor. `keepPreview` keeps the preview's
+   * conversation and result, for the template that is open already.
+   */
+  open(template, { keepPreview = false } = {}) {
     this.current = template;
+    if (!keepPreview || !this.previewSection) {
+      this.previewSection = this.previewPanel();
+      this.previewedConversation = undefined;
+    }
+    this.saveStatus.textContent = '';
     this.saveButton = h('button', { type: 'button', class: 'button button--primary', onClick: () => this.save() }, 'Save');
     const actions = [
       this.saveButton,
@@ -102,9 +124,9 @@ class UpdatesPage {
         type: 'button', class: 'button', id: 'toggle-enabled', onClick: () => this.setEnabled(template, !template.enabled),
       }, template.enabled ? 'Disable' : 'Enable') : null,
       template ? h('button', { type: 'button', class: 'button button--danger', onClick: () => this.remove(template) }, 'Delete') : null,
-      h('span', { class: 'editor__status', role: 'status', id: 'save-status' }),
+      this.saveStatus,
     ];
-    this.editor.render(template, { actions, preview: this.previewPanel() });
+    this.editor.render(template, { actions, preview: this.previewSection });
     this.renderList();
   }
 
@@ -118,16 +140,20 @@ class UpdatesPage {
     this.saving = true;
     this.saveButton.disabled = true;
     const fields = this.editor.collect();
+    // Ctrl+S saves from any field, and the focus returns there after the form is rebuilt.
+    const focusedId = this.editorRoot.contains(document.activeElement) ? document.activeElement.id : '';
     try {
       const saved = this.current
         ? await this.api.changeUpdateTemplate(this.current.id, fields)
         : await this.api.createUpdateTemplate(fields);
       this.replaceTemplate(saved);
-      this.open(saved);
+      this.open(saved, { keepPreview: true });
       // The form was rebuilt, so the focus would otherwise fall back to the page.
-      this.saveButton.focus();
-      document.getElementById('save-status').textContent = 'Saved.';
-      this.announce(`Saved ${saved.name}.`);
+      const refocus = focusedId ? document.getElementById(focusedId) : null;
+      (refocus && this.editorRoot.contains(refocus) ? refocus : this.saveButton).focus();
+      this.showSaved();
+      // A preview shown before the save rendered the form as it was then: show the saved version.
+      if (this.previewedConversation !== undefined) this.preview(this.previewedConversation);
     } catch (error) {
       this.showError(error);
     } finally {
@@ -136,11 +162,17 @@ class UpdatesPage {
     }
   }
 
+  /** Say "Saved" beside the Save button, which stays in view at the bottom of the window. */
+  showSaved() {
+    // Set after the re-rendered form is in place, so that the live region announces it.
+    window.setTimeout(() => { this.saveStatus.textContent = 'Saved.'; }, 50);
+  }
+
   async setEnabled(template, enabled) {
     try {
       const saved = await this.api.setUpdateTemplateEnabled(template.id, enabled);
       this.replaceTemplate(saved);
-      if (this.current?.id === saved.id) this.open(saved);
+      if (this.current?.id === saved.id) this.open(saved, { keepPreview: true });
       else this.renderList();
       this.announce(`${saved.name} is ${saved.enabled ? 'enabled' : 'disabled'}.`);
     } catch (error) {
@@ -196,6 +228,7 @@ class UpdatesPage {
   }
 
   async preview(conversation) {
+    this.previewedConversation = conversation;
     replaceChildren(this.previewOutput, h('p', { class: 'field__help' }, 'Rendering…'));
     try {
       const result = await this.api.previewUpdate(this.editor.collect(), conversation);
@@ -207,30 +240,61 @@ class UpdatesPage {
     }
   }
 
-  renderPreview({ conversation, applies, rendered }) {
+  renderPreview({ conversation, applies, sends, rendered }) {
+    const channel = conversation ? CHANNEL_NAMES[conversation.channel] ?? conversation.channel : null;
     const source = conversation
       ? h('p', { class: 'preview__source' },
-        `${conversation.reference} · ${conversation.contact_name || 'Unnamed contact'} · ${conversation.channel === 'email' ? 'Email' : 'WhatsApp'}`)
+        `${conversation.reference} · ${conversation.contact_name || 'Unnamed contact'} · ${channel}`)
       : h('p', { class: 'preview__source' }, 'Sample data');
     const verdict = applies === null ? null : h('p', { class: `preview__applies${applies ? '' : ' preview__applies--no'}` },
       applies ? 'This conversation meets the conditions.' : 'This conversation does not meet the conditions, so it would get no update.');
+    // With sample data there is no channel, so both versions show, each under its own heading.
+    const versions = conversation
+      ? this.sentVersion(sends, channel, rendered)
+      : [h('h4', {}, 'Email'), this.emailVersion(rendered), h('h4', {}, 'WhatsApp'), this.whatsappVersion(rendered)];
+    replaceChildren(this.previewOutput, source, verdict, versions);
+  }
+
+  /** Create the one version that the conversation's channel would get, or the reason it would get none. */
+  sentVersion(sends, channel, rendered) {
+    if (sends === 'email') return [h('h4', {}, 'Sent by email'), this.emailVersion(rendered)];
+    if (sends === 'whatsapp_body') {
+      return [h('h4', {}, 'Sent on WhatsApp'), this.whatsappText(rendered),
+        h('p', { class: 'preview__template' }, 'The customer wrote within the last 24 hours, so the text goes.')];
+    }
+    if (sends === 'whatsapp_template') {
+      return [h('h4', {}, 'Sent on WhatsApp'), this.approvedTemplate(rendered),
+        h('p', { class: 'preview__template' }, 'The customer’s last message is over 24 hours old, so only the approved template may go.')];
+    }
+    return [h('h4', {}, `Sent on ${channel}`),
+      h('p', { class: 'field__help', id: 'preview-nothing' },
+        channel === 'Email'
+          ? 'Nothing: the template has no email body.'
+          : 'Nothing: the customer’s last message is over 24 hours old, and the template has no approved template that this channel can send.')];
+  }
+
+  emailVersion(rendered) {
+    return rendered.email_body
+      ? [h('p', { class: 'preview__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), rendered.subject),
+        h('pre', { class: 'preview__text', id: 'preview-email' }, rendered.email_body)]
+      : h('p', { class: 'field__help' }, 'No email body.');
+  }
+
+  whatsappVersion(rendered) {
+    return [
+      rendered.whatsapp_body ? this.whatsappText(rendered) : h('p', { class: 'field__help' }, 'No WhatsApp body.'),
+      rendered.whatsapp_content_sid ? this.approvedTemplate(rendered, 'Outside the window: ') : null,
+    ];
+  }
+
+  whatsappText(rendered) {
+    return h('pre', { class: 'preview__text', id: 'preview-whatsapp' }, rendered.whatsapp_body);
+  }
+
+  approvedTemplate(rendered, lead = 'Approved template ') {
     const variables = Object.entries(rendered.whatsapp_variables);
-    replaceChildren(this.previewOutput,
-      source,
-      verdict,
-      h('h4', {}, 'Email'),
-      rendered.email_body
-        ? [h('p', { class: 'preview__subject' }, h('span', { class: 'visually-hidden' }, 'Subject: '), rendered.subject),
-          h('pre', { class: 'preview__text', id: 'preview-email' }, rendered.email_body)]
-        : h('p', { class: 'field__help' }, 'No email body.'),
-      h('h4', {}, 'WhatsApp'),
-      rendered.whatsapp_body
-        ? h('pre', { class: 'preview__text', id: 'preview-whatsapp' }, rendered.whatsapp_body)
-        : h('p', { class: 'field__help' }, 'No WhatsApp body.'),
-      rendered.whatsapp_content_sid
-        ? h('p', { class: 'preview__template' }, `Outside the window: ${rendered.whatsapp_content_sid}`,
-          variables.length ? h('span', {}, ` with ${variables.map(([number, value]) => `{{${number}}} = ${value}`).join(', ')}`) : null)
-        : null);
+    return h('p', { class: 'preview__template', id: 'preview-template' }, `${lead}${rendered.whatsapp_content_sid}`,
+      variables.length ? h('span', {}, ` with ${variables.map(([number, value]) => `{{${number}}} = ${value}`).join(', ')}`) : null);
   }
 }
 

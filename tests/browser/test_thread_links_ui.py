@@ -45,4 +45,7 @@ def test_proactive_update_author_is_automatic(page, live_server, state, agent, w
     page.get_by_role("option").filter(has_text="Any news on my repair?").click()
     update = page.locator("#thread .message").filter(has_text="Your repair is in progress.")
     expect(update.locator(".message__author")).to_have_text("Automatic update")
+    # The author line names the update, so no badge repeats "Automatic update" beside it.
+    expect(update.locator(".message__meta").get_by_text("Automatic update")).to_have_count(1)
+    expect(update.locator(".automatic-badge")).to_have_count(0)
     assert page.console_errors == []

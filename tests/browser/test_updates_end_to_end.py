@@ -67,7 +67,8 @@ def test_manager_enables_update_and_customer_receives_it(
     # The agent sees it in the thread, live, marked as an automatic update.
     thread = page.locator("#thread")
     expect(thread).to_contain_text(expected)
-    expect(thread.locator(".automatic-badge--proactive")).to_have_text("Automatic update")
+    update = thread.locator(".message").filter(has_text=expected)
+    expect(update.locator(".message__author")).to_have_text("Automatic update")
 
     # A second sweep sends nothing more, and the log records one send.
     second = sweep(state.session_factory, settings(), utcnow())

@@ -8,10 +8,11 @@ from playwright.sync_api import expect
 from inbox.models import Agent, Contact, Role, utcnow
 from inbox.proactive.sending import sweep
 from inbox.workflow import Changes, change_conversations
-from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _whatsapp_from
+from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _sign_in, _whatsapp_from
 from tests.conftest import AGENT_PASSWORD
 from tests.support.conversations import add_agent
 from tests.support.proactive import add_template, settings
+from tests.support.whatsapp import config, dispatch, post_status, twilio  # noqa: F401 (config and twilio are fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -67,3 +68,37 @@ def test_agent_gets_forbidden_page(page, live_server, state, agent):
         page.get_by_role("button", name="Sign in").click()
 
     assert response.value.status == 403
+
+
+def test_log_shows_delivery_as_thread_does(page, live_server, app, state, config, whatsapp_channel, twilio, tmp_path):
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    add_template(state, "status_changed", {"to_status": "pending"}, name="Waiting for you")
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
+    with state.session_factory() as session:
+        change_conversations(session, session.get(Agent, manager.id), [1], Changes(status="pending"))
+        session.commit()
+    sweep(state.session_factory, settings(), utcnow())
+    dispatch(state)
+    [created] = twilio.wait_for(1)
+    # Twilio reports the update sent; the scheduler has not swept since.
+    post_status(app.test_client(), whatsapp_channel, twilio.messages[0]["sid"], "sent")
+
+    _sign_in(page, live_server.url, manager.email)
+    page.goto(live_server.url + "/#conversation=1")
+    update = page.locator("#thread .message-row").filter(has_text="Automatic update")
+    expect(update.locator(".message__status")).to_contain_text("Sent")
+
+    page.goto(live_server.url + "/updates/log")
+    row = page.locator("#log-rows tr")
+    expect(row).to_have_count(1)
+    expect(row.locator("td.result--sent")).to_have_text("sent")
+    expect(row.locator("td.log-delivery")).to_have_text("Sent")
+    page.screenshot(path=str(tmp_path / "updates-log-sent.png"), full_page=True)
+
+    post_status(app.test_client(), whatsapp_channel, twilio.messages[0]["sid"], "undelivered", error_code="30003")
+    page.reload()
+    expect(row.locator("td.result--failed")).to_have_text("failed")
+    expect(row.locator("td.log-delivery")).to_have_text("Not delivered")
+    page.screenshot(path=str(tmp_path / "updates-log-undelivered.png"), full_page=True)
+    assert page.evaluate(FIND_LOW_CONTRAST) == []
+    assert page.console_errors == []

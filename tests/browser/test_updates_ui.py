@@ -100,9 +100,33 @@ def test_manager_writes_previews_and_enables_template(page, live_server, state, 
     output = page.locator("#preview-output")
     expect(output).to_contain_text(f"#{conversation_id} · Grace Hopper · WhatsApp")
     expect(output).to_contain_text("This conversation meets the conditions.")
-    expect(page.locator("#preview-email")).to_have_text("Hello Grace Hopper,\n\nThanks for waiting.\nYou are number 1.")
+    # Only the version that Grace's WhatsApp conversation would get: the text, inside the window.
+    expect(output.get_by_role("heading", name="Sent on WhatsApp")).to_be_visible()
     expect(page.locator("#preview-whatsapp")).to_have_text(f"Hi Grace Hopper, #{conversation_id}")
+    expect(page.locator("#preview-email")).to_have_count(0)
+    expect(output).not_to_contain_text("Thanks for waiting")
     _screenshot(page, "updates-editor-preview.png")
+
+    # A save keeps the preview and its conversation, and shows "Saved." beside the Save button.
+    page.get_by_label("Name", exact=True).focus()
+    page.keyboard.press("Control+s")
+    save_status = page.get_by_role("status").filter(has_text="Saved.")
+    expect(save_status).to_be_in_viewport()
+    expect(page.get_by_label("Name", exact=True)).to_be_focused()
+    expect(page.get_by_label("Conversation id or reference")).to_have_value(f"#{conversation_id}")
+    expect(page.locator("#preview-whatsapp")).to_have_text(f"Hi Grace Hopper, #{conversation_id}")
+    # An edit makes "Saved." untrue until the next save, which previews the saved version.
+    page.get_by_label("Body, sent inside the 24-hour window").fill("Hi {{ customer_name }}, still on {{ reference }}")
+    expect(page.locator("#save-status")).to_have_text("")
+    page.get_by_role("button", name="Save").click()
+    expect(save_status).to_be_in_viewport()
+    expect(page.locator("#preview-whatsapp")).to_have_text(f"Hi Grace Hopper, still on #{conversation_id}")
+    _screenshot(page, "updates-editor-saved.png")
+
+    # Sample data has no channel, so both versions show.
+    page.get_by_role("button", name="Use sample data").click()
+    expect(page.locator("#preview-email")).to_contain_text("Thanks for waiting.")
+    expect(page.locator("#preview-whatsapp")).to_be_visible()
 
     # Enable it from the list.
     switch.click()
@@ -115,6 +139,8 @@ def test_manager_writes_previews_and_enables_template(page, live_server, state, 
         assert saved.trigger_params == {"hours": 4, "business_hours": True}
         assert saved.conditions == {"channels": ["whatsapp"]}
         assert saved.created_by_id == manager.id
+    # Enabling re-renders the form, and the preview stays.
+    expect(page.locator("#preview-whatsapp")).to_be_visible()
 
     assert page.evaluate(FIND_LOW_CONTRAST) == []
     assert [error for error in page.console_errors if not REJECTED_TEMPLATE.search(error)] == []

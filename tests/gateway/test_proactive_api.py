@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from inbox.models import Agent, AuditEvent, Conversation, Role, UpdateTemplate
+from inbox.models import Agent, AuditEvent, Conversation, Role, UpdateTemplate, utcnow
 from tests.conftest import login
 from tests.gateway.test_workflow_api import _token
+from tests.support.contacts import add_email_channel, receive_mail
 from tests.support.conversations import add_agent, receive
 
 GRACE = "+15551230001"
@@ -363,6 +365,30 @@ def test_preview_against_real_conversation(app, state, manager_headers, whatsapp
     assert data["context"]["customer_name"] == "Grace Hopper"
     assert data["rendered"]["whatsapp_body"] == f"Hi Grace Hopper, #{conversation_id} is being worked on."
     assert data["rendered"]["email_body"] == "Hello Grace Hopper,\nYou are number 1 in line."
+
+
+def test_preview_names_version_sent(app, state, manager_headers, whatsapp_channel):
+    client = app.test_client()
+    whatsapp_id = receive(state, whatsapp_channel.id, GRACE, "Where is my parcel?").conversation_id
+    email_id = receive_mail(state, add_email_channel(state).id, "ada@customer.example", "Refund?").conversation_id
+    without_sid = {**TEMPLATE, "whatsapp_content_sid": None}
+
+    def sends(template: dict, conversation: int | None) -> str | None:
+        response = client.post(f"{BASE}/preview", json={"template": template, "conversation": conversation},
+                               headers=manager_headers)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["sends"]
+
+    assert sends(TEMPLATE, None) is None
+    assert sends(TEMPLATE, email_id) == "email"
+    assert sends({**TEMPLATE, "email_subject": "", "email_body": ""}, email_id) is None
+    assert sends(TEMPLATE, whatsapp_id) == "whatsapp_body"
+    # The customer's last message is over 24 hours old: only the approved template may go.
+    with state.session_factory() as session:
+        session.get(Conversation, whatsapp_id).last_inbound_at = utcnow() - timedelta(hours=25)
+        session.commit()
+    assert sends(TEMPLATE, whatsapp_id) == "whatsapp_template"
+    assert sends(without_sid, whatsapp_id) is None
 
 
 def test_preview_reports_conditions_not_met(app, state, manager_headers, whatsapp_channel):

@@ -44,6 +44,7 @@ from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio ar
     config,
     dispatch,
     post_inbound,
+    post_status,
     twilio,
 )
 
@@ -430,6 +431,58 @@ def test_audit_api_filters_and_pages(client, manager_client, state, agent, whats
     assert len(by_conversation["items"]) == 2
     assert first_page["items"][0]["result"] == "queued"
     assert first_page["items"][0]["message_id"] is not None
+
+
+def test_audit_api_follows_message_delivery(client, manager_client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    run(state)
+    dispatch(state)
+    [request] = twilio.wait_for(1)
+    sid = twilio.messages[0]["sid"]
+    post_status(client, whatsapp_channel, sid, "sent")
+    # Twilio reported the update sent, and no sweep has recorded that on the log row yet.
+    assert [row.result for row in sends(state)] == ["queued"]
+
+    [sent] = manager_client.get("/api/v1/proactive/sends").json["items"]
+    sent_filter = manager_client.get("/api/v1/proactive/sends?result=sent").json["items"]
+    queued_filter = manager_client.get("/api/v1/proactive/sends?result=queued").json["items"]
+    thread = client.get(f"/api/v1/conversations/{conversation_id(state)}").json
+
+    assert thread["messages"][-1]["delivery_status"] == "sent"
+    assert sent["delivery_status"] == "sent"
+    assert sent["result"] == "sent"
+    assert [item["id"] for item in sent_filter] == [sent["id"]]
+    assert queued_filter == []
+
+    post_status(client, whatsapp_channel, sid, "undelivered", error_code="30003")
+    [undelivered] = manager_client.get("/api/v1/proactive/sends").json["items"]
+    failed_filter = manager_client.get("/api/v1/proactive/sends?result=failed").json["items"]
+    thread = client.get(f"/api/v1/conversations/{conversation_id(state)}").json
+    assert thread["messages"][-1]["delivery_status"] == "undelivered"
+    assert undelivered["delivery_status"] == "undelivered"
+    assert undelivered["delivery_error"] == thread["messages"][-1]["error"]
+    assert undelivered["delivery_error"]
+    assert undelivered["result"] == "failed"
+    assert [item["id"] for item in failed_filter] == [undelivered["id"]]
+
+
+def test_audit_api_row_without_message(client, manager_client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "status_changed", PENDING)
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    with state.session_factory() as session:
+        session.get(Contact, 1).opted_out_at = utcnow()
+        session.commit()
+    set_status(state, agent.id, "pending")
+    run(state)
+
+    [skipped] = manager_client.get("/api/v1/proactive/sends").json["items"]
+
+    assert skipped["result"] == "skipped"
+    assert skipped["message_id"] is None
+    assert skipped["delivery_status"] is None
+    assert skipped["delivery_error"] is None
 
 
 def test_audit_api_needs_manager(client, app, state):
