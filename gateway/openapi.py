@@ -787,6 +787,11 @@ OPENAPI["components"]["schemas"].update({
         "properties": {
             "conversation": {"type": ["object", "null"], "description": "id, reference, subject, status, channel, contact_name."},
             "applies": {"type": ["boolean", "null"], "description": "Whether the conversation meets the conditions; null for sample values."},
+            "sends": {
+                "type": ["string", "null"],
+                "enum": ["email", "whatsapp_body", "whatsapp_template", None],
+                "description": "The version the conversation's channel would get now: the email, the WhatsApp text inside the 24-hour window, or the approved template outside it. Null for sample values, or when the channel would get nothing. Opt-outs and the daily cap are not checked.",
+            },
             "context": {"type": "object", "description": "The placeholder values used."},
             "rendered": {
                 "type": "object",
@@ -1146,6 +1151,12 @@ OPENAPI["components"]["schemas"]["ProactiveSend"] = {
         "reason": {"type": ["string", "null"], "description": "The reason code and an explanation."},
         "scheduled_for": {"type": ["string", "null"], "format": "date-time", "description": "While deferred: when it goes."},
         "message_id": {"type": ["integer", "null"], "description": "The outbound message, once queued."},
+        "delivery_status": {
+            "type": ["string", "null"],
+            "enum": [None, "queued", "sent", "delivered", "read", "undelivered", "failed"],
+            "description": "The outbound message's delivery state, as its conversation's thread shows it; null without a message.",
+        },
+        "delivery_error": {"type": ["string", "null"], "description": "The provider's reason when the message failed or was not delivered."},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },
