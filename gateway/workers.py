@@ -442,6 +442,8 @@ class MailboxReader:
         self.folder = folder
         self._lease: AdvisoryLock | None = None
         self._standing_by = False
+        # The settings of the last connection attempt, which a backoff compares with the stored ones.
+        self._attempt_settings: dict[str, Any] | None = None
 
     def run(self) -> None:
         backoff = RECONNECT_BACKOFF_START
@@ -483,9 +485,10 @@ class MailboxReader:
         settings change meanwhile, as when an admin corrects a password after a failed login.
 
         The settings are read every ``SETTINGS_CHECK_SECONDS``. Without this, a fix made
-        while the backoff had grown to minutes waited for the rest of it.
+        while the backoff had grown to minutes waited for the rest of it. They are compared
+        with those of the failed attempt, so a fix made before the wait began counts too.
         """
-        before = self._settings()
+        before = self._attempt_settings if self._attempt_settings is not None else self._settings()
         deadline = time.monotonic() + seconds
         while not self.stop.is_set():
             remaining = deadline - time.monotonic()
@@ -546,6 +549,7 @@ class MailboxReader:
                 if not self._hold_lease():
                     self.stop.wait(MAILBOX_LEASE_RETRY_SECONDS)
                     continue
+                self._attempt_settings = dict(channel.settings or {})
                 self._read_connected(channel)
         finally:
             if self._lease is not None:

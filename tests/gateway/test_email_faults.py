@@ -353,15 +353,21 @@ def _message_count(state: Switchboard) -> int:
         return session.scalar(select(func.count()).select_from(Message))
 
 
-def test_corrected_password_ends_the_backoff(state, mailbox, email_channel, monkeypatch):
-    """A reader that failed to sign in waits out a long backoff, unless an admin changes the
-    channel's settings meanwhile: then it reconnects within a settings check."""
+def _set_password_with_long_backoff(state, email_channel, monkeypatch, password: str) -> None:
+    """Store the channel's IMAP password, with a reconnect backoff of ten minutes and settings
+    checked every 0.2 s."""
     monkeypatch.setattr(gateway.workers, "RECONNECT_BACKOFF_START", 600.0)
     monkeypatch.setattr(gateway.workers, "SETTINGS_CHECK_SECONDS", 0.2)
     with state.session_factory() as session:
         channel = session.get(Channel, email_channel.id)
-        channel.settings = {**channel.settings, "imap_password": "a wrong password"}
+        channel.settings = {**channel.settings, "imap_password": password}
         session.commit()
+
+
+def test_corrected_password_ends_the_backoff(state, mailbox, email_channel, monkeypatch):
+    """A reader that failed to sign in waits out a long backoff, unless an admin changes the
+    channel's settings meanwhile: then it reconnects within a settings check."""
+    _set_password_with_long_backoff(state, email_channel, monkeypatch, "a wrong password")
     mailbox.append(_mail(1))
     stop = threading.Event()
     thread = threading.Thread(target=MailboxReader(state, email_channel.id, stop).run, daemon=True)
@@ -369,11 +375,30 @@ def test_corrected_password_ends_the_backoff(state, mailbox, email_channel, monk
     try:
         assert _wait_for(lambda: _channel_error(state) is not None)
         assert "rejected the sign-in" in _channel_error(state)
-        with state.session_factory() as session:
-            channel = session.get(Channel, email_channel.id)
-            channel.settings = {**channel.settings, "imap_password": mailbox.password}
-            session.commit()
+        _set_password_with_long_backoff(state, email_channel, monkeypatch, mailbox.password)
 
+        assert _wait_for(lambda: _message_count(state) == 1)
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+def test_password_corrected_before_backoff_starts(state, mailbox, email_channel, monkeypatch):
+    """The backoff compares the settings with those of the failed sign-in, so a fix that lands
+    between storing the error and the start of the wait is not taken for the old settings."""
+    _set_password_with_long_backoff(state, email_channel, monkeypatch, "a wrong password")
+    record_error = MailboxReader._record_error
+
+    def record_error_then_fix(reader: MailboxReader, error: Exception) -> None:
+        record_error(reader, error)
+        _set_password_with_long_backoff(state, email_channel, monkeypatch, mailbox.password)
+
+    monkeypatch.setattr(MailboxReader, "_record_error", record_error_then_fix)
+    mailbox.append(_mail(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=MailboxReader(state, email_channel.id, stop).run, daemon=True)
+    thread.start()
+    try:
         assert _wait_for(lambda: _message_count(state) == 1)
     finally:
         stop.set()
