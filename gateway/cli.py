@@ -665,9 +665,10 @@ def _meta_settings(
 def channel_list() -> None:
     """List the channels and their health, inbound and outbound.
 
-    FAILED SENDS 24H counts the send attempts a provider rejected or could not be reached
-    for, and the sent messages it reported failed, in the last 24 hours. LAST SEND FAILURE
-    is the latest of those within 30 days: its time, provider error code and message.
+    MAILBOX is "ok" or the last error of an email channel's mailbox or sign-in. FAILED SEND
+    ATTEMPTS 24H counts the send attempts a provider rejected or could not be reached for,
+    and the sent messages it reported failed, in the last 24 hours. LAST SEND FAILURE is the
+    latest of those within 30 days: its time, provider error code and message.
     """
     from inbox.channel_config import list_channels
     from inbox.send_failures import send_failure_summaries
@@ -678,11 +679,12 @@ def channel_list() -> None:
             click.echo("No channels yet. Add one with `switchboard channel add email|whatsapp`.")
             return
         failures = send_failure_summaries(session, [row.id for row in rows])
-        click.echo("ID\tKIND\tSTATE\tNAME\tADDRESS\tLAST MAILBOX SYNC\tHEALTH\tFAILED SENDS 24H\tLAST SEND FAILURE")
+        click.echo("ID\tKIND\tSTATE\tNAME\tADDRESS\tLAST MAILBOX SYNC\tMAILBOX\tFAILED SEND ATTEMPTS 24H\tLAST SEND FAILURE")
         for row in rows:
             health = f"error: {row.last_error}" if row.last_error else "ok"
             if row.kind != "email":
-                synced = "-"  # WhatsApp messages arrive by webhook; there is nothing to sync
+                # WhatsApp messages arrive by webhook: there is no mailbox to sync or check.
+                synced = health = "-"
             else:
                 synced = row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never"
             state = "enabled" if row.is_active else "disabled"

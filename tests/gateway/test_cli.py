@@ -152,7 +152,7 @@ def test_channel_list_disable_enable(run):
 
     assert disabled.exit_code == 0
     assert listing.output.splitlines()[0].startswith("ID\tKIND\tSTATE")
-    assert "\twhatsapp\tdisabled\tW\t+14155238886\t-\tok" in listing.output
+    assert "\twhatsapp\tdisabled\tW\t+14155238886\t-\t-" in listing.output
     assert enabled.exit_code == 0
     assert missing.exit_code == 1
     assert "Channel 7 not found" in missing.output

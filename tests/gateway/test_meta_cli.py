@@ -119,7 +119,7 @@ def test_meta_channel_is_listed(run):
 
     listing = run("channel", "list")
 
-    assert "\twhatsapp\tenabled\tCloud\t+15550783881\t-\tok" in listing.output
+    assert "\twhatsapp\tenabled\tCloud\t+15550783881\t-\t-" in listing.output
 
 
 def test_meta_api_base_url_is_read_and_checked(tmp_path, caplog):

@@ -179,8 +179,10 @@ def test_cli_channel_list_shows_send_failures(state, database_url, tmp_path, wha
 
     assert result.exit_code == 0, result.output
     header, row = result.output.splitlines()
-    assert header.endswith("\tHEALTH\tFAILED SENDS 24H\tLAST SEND FAILURE")
+    assert header.endswith("\tMAILBOX\tFAILED SEND ATTEMPTS 24H\tLAST SEND FAILURE")
     columns = row.split("\t")
+    # A WhatsApp channel has no mailbox to check.
+    assert columns[6] == "-"
     assert columns[7] == "1"
     assert columns[8].endswith(" error 131026: Message undeliverable: blocked")
     assert columns[8][:4].isdigit()
@@ -196,7 +198,7 @@ def test_channels_page_shows_send_failures(app, state, whatsapp_channel):
 
     page = client.get("/channels").get_data(as_text=True)
 
-    assert "Failed sends in the last 24 hours: <strong>1</strong>" in page
+    assert "Failed send attempts in the last 24 hours (a retried reply counts once per attempt): <strong>1</strong>" in page
     assert "provider error 21211" in page
     assert "Twilio error 21211: invalid number" in page
 
