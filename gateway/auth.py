@@ -322,11 +322,15 @@ def _security_headers(response: Response) -> Response:
 
 
 class SessionCookies(SecureCookieSessionInterface):
-    """Flask's signed session cookie, with its signing serializer built once, and no session for webhooks.
+    """Flask's signed session cookie, with its signing serializer built once, and no session for
+    webhooks and static files.
 
     Flask builds the serializer for every request, and building one serializes an empty
     dict to find out whether the serializer returns text. Webhooks are signed by their
-    provider and never sign anyone in, so they skip reading the cookie.
+    provider and never sign anyone in, so they skip reading the cookie. Static files need no
+    session either. A permanent session's cookie is sent again with every response, so a
+    stylesheet or icon answered after a form's redirect set the cookie as it was before the
+    form, and the form's notice was lost.
     """
 
     def __init__(self) -> None:
@@ -340,7 +344,7 @@ class SessionCookies(SecureCookieSessionInterface):
         return serializer
 
     def open_session(self, app: Flask, request_: Any) -> Any:
-        if request_.path.startswith("/webhooks/"):
+        if request_.path.startswith(("/webhooks/", f"{app.static_url_path}/")):
             return self.make_null_session(app)
         return super().open_session(app, request_)
 
