@@ -328,9 +328,9 @@ class SessionCookies(SecureCookieSessionInterface):
     Flask builds the serializer for every request, and building one serializes an empty
     dict to find out whether the serializer returns text. Webhooks are signed by their
     provider and never sign anyone in, so they skip reading the cookie. Static files need no
-    session either. A permanent session's cookie is sent again with every response, so a
-    stylesheet or icon answered after a form's redirect set the cookie as it was before the
-    form, and the form's notice was lost.
+    session either. A permanent session's cookie is sent again with every response, so the
+    response to a stylesheet or icon that arrived after a form's redirect set the cookie as
+    it was before the form, and the form's notice was lost.
     """
 
     def __init__(self) -> None:
