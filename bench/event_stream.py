@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
-Handler = Callable[[Any], None]
+Handler = Callable[..., None]
 
 
 class EventStream:

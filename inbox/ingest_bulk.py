@@ -517,17 +517,17 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
     # A payload already stored with the same bytes is one that waits in the webhook queue, or
     # one that failed before (a crash, a bug fixed since) and is retried. Its row is kept and
     # marked processed, so the payload keeps its id and the time it was received.
-    kept = {item.digest: known.payloads[item.digest][0] for item in items if item.digest in known.payloads}
-    if kept:
+    stored_ids = {item.digest: known.payloads[item.digest][0] for item in items if item.digest in known.payloads}
+    if stored_ids:
         session.execute(
             update(RawPayload)
-            .where(RawPayload.id.in_(kept.values()))
+            .where(RawPayload.id.in_(stored_ids.values()))
             .values(status=PayloadStatus.PROCESSED.value, error=None)
             .execution_options(synchronize_session=False)
         )
 
     _insert_contacts(session, items)
-    new_items = [item for item in items if item.digest not in kept]
+    new_items = [item for item in items if item.digest not in stored_ids]
     new_ids = iter(_insert(session, RawPayload, [
         {
             "channel_id": channel.id, "format": item.inbound.raw_format, "digest": item.digest,
@@ -535,7 +535,7 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
         }
         for item in new_items
     ]) if new_items else [])
-    payload_ids = [kept[item.digest] if item.digest in kept else next(new_ids) for item in items]
+    payload_ids = [stored_ids[item.digest] if item.digest in stored_ids else next(new_ids) for item in items]
 
     created = _insert_conversations(session, channel, items)
     _insert_messages(session, channel, items, payload_ids)

@@ -324,7 +324,7 @@ export class TemplateEditor {
 
   /**
    * Return a problem for each required field left empty. Its `text` names the field by its label
-   * on this page and tells what to enter, where the server's reason would use the API's names.
+   * on this page and says what to enter. The server's reasons use the API's field names instead.
    */
   findEmptyRequiredFields() {
     const problems = [];

@@ -65,14 +65,24 @@ def _screenshot_top(page: Page, folder: Path, name: str) -> None:
         page.screenshot(path=str(target / f"top-{name}.png"), clip={"x": 0, "y": 0, "width": width, "height": 300})
 
 
+def _admin_headers(page, base_url: str):
+    """Sign in, then open each page with the site header and yield its path and header."""
+    _sign_in(page, base_url)
+    for path, heading in ADMIN_PAGES:
+        page.goto(base_url + path)
+        expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
+        yield path, page.locator("header.topbar")
+
+
+def _assert_on_logout_row(parts: dict, part: str, where: str) -> None:
+    assert parts[part]["top"] < parts["logout"]["bottom"], f"{part} is not on Log out's row on {where}"
+    assert parts[part]["bottom"] > parts["logout"]["top"], f"{part} is not on Log out's row on {where}"
+
+
 def test_header_on_phone_is_compact(browser, live_server, workspace, tmp_path):
     page = _open(browser, PHONE)
     try:
-        _sign_in(page, live_server.url)
-        for path, heading in ADMIN_PAGES:
-            page.goto(live_server.url + path)
-            expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
-            header = page.locator("header.topbar")
+        for path, header in _admin_headers(page, live_server.url):
             layout = header.evaluate(HEADER_PARTS)
             parts = layout["parts"]
 
@@ -83,8 +93,7 @@ def test_header_on_phone_is_compact(browser, live_server, workspace, tmp_path):
             logout = page.get_by_role("button", name="Log out")
             assert logout.evaluate(TEXT_LINES) == 1, f"Log out's label wraps on {path}"
             for part in ["brand", "agent"]:
-                assert parts[part]["top"] < parts["logout"]["bottom"], f"{part} is not on Log out's row on {path}"
-                assert parts[part]["bottom"] > parts["logout"]["top"], f"{part} is not on Log out's row on {path}"
+                _assert_on_logout_row(parts, part, path)
 
             # The links: one row under the top row, each reachable by scrolling that row.
             assert parts["admin-nav"]["top"] >= parts["logout"]["bottom"], f"the links are not under Log out on {path}"
@@ -113,11 +122,7 @@ def test_header_on_phone_is_compact(browser, live_server, workspace, tmp_path):
 def test_header_on_desktop_keeps_one_row(browser, live_server, workspace, tmp_path):
     page = _open(browser, DESKTOP)
     try:
-        _sign_in(page, live_server.url)
-        for path, heading in ADMIN_PAGES:
-            page.goto(live_server.url + path)
-            expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
-            header = page.locator("header.topbar")
+        for path, header in _admin_headers(page, live_server.url):
             assert header.evaluate(HEADER_OFF_ROW) == [], path
             expect(header.get_by_role("navigation", name="Site").get_by_role("link")).to_have_text(NAV_LINKS)
             _assert_shown(header.locator(".brand span"), f"the product name on {path}")
@@ -153,8 +158,8 @@ def test_header_cuts_long_agent_name(browser, live_server, workspace, width):
         expect(name).to_have_css("text-overflow", "ellipsis")
         assert name.evaluate("(element) => element.scrollWidth > element.clientWidth"), "the name is not cut"
         expect(header.locator(".agent")).to_have_attribute("title", "long@example.com")
-        assert parts["agent"]["top"] < parts["logout"]["bottom"] and parts["agent"]["bottom"] > parts["logout"]["top"]
-        assert parts["brand"]["top"] < parts["logout"]["bottom"] and parts["brand"]["bottom"] > parts["logout"]["top"]
+        for part in ["brand", "agent"]:
+            _assert_on_logout_row(parts, part, f"the account page at {width} px")
         assert page.get_by_role("button", name="Log out").evaluate(TEXT_LINES) == 1
         if width > 1200:
             assert header.evaluate(HEADER_OFF_ROW) == []
