@@ -148,6 +148,8 @@ def test_header_cuts_long_agent_name(browser, live_server, workspace, width):
         page.get_by_label("Password").fill(AGENT_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Your account", level=1)).to_be_visible()
+        # The heading can show before the stylesheets arrive; measure the styled page.
+        page.wait_for_load_state("load")
         header = page.locator("header.topbar")
         layout = header.evaluate(HEADER_PARTS)
         parts = layout["parts"]
