@@ -101,6 +101,10 @@ def test_header_on_phone_is_compact(browser, live_server, workspace, tmp_path):
             tops = nav.get_by_role("link").evaluate_all(
                 "(links) => links.map((link) => Math.round(link.getBoundingClientRect().top))")
             assert len(set(tops)) == 1, f"the links on {path} take {len(set(tops))} rows"
+            # The current page's link shows without scrolling the row.
+            left, right = nav.locator('[aria-current="page"]').evaluate(
+                "(link) => [link.getBoundingClientRect().left, link.getBoundingClientRect().right]")
+            assert 0 <= left and right <= PHONE["width"], f"the current link on {path} is out of view"
             assert layout["height"] <= 100, f"the header on {path} is {layout['height']} px high"
             assert header.evaluate("(element) => element.scrollWidth <= element.clientWidth")
             assert _page_width(page) <= PHONE["width"], f"{path} is wider than the window"
