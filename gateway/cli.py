@@ -1011,5 +1011,26 @@ def simulate_whatsapp(sender: str, profile_name: str | None, channel_id: int | N
     click.echo(outcome)
 
 
+@simulate.command("email")
+@click.option("--from", "sender", required=True, help="The customer's address, e.g. grace@example.com.")
+@click.option("--name", default=None, help="The customer's display name.")
+@click.option("--subject", default="Test message", show_default=True, help="The mail's subject.")
+@click.option("--channel", "channel_id", type=int, help="The email channel id (default: the first one).")
+@click.argument("text")
+def simulate_email(sender: str, name: str | None, subject: str, channel_id: int | None, text: str) -> None:
+    """Put a mail carrying TEXT into the channel's mailbox, as if a customer sent it.
+
+    The mail is appended over IMAP with the channel's own settings, so this also checks
+    them. The running service's mailbox reader imports it like any new mail.
+    """
+    from gateway.simulate import SimulationError, deliver_simulated_email
+
+    try:
+        outcome = deliver_simulated_email(_session_factory(), sender, text, channel_id, name, subject)
+    except SimulationError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(outcome)
+
+
 if __name__ == "__main__":
     sys.exit(main())

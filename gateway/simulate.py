@@ -1,32 +1,46 @@
-"""``switchboard simulate whatsapp``: a signed provider webhook, for trying the inbox without a provider.
+"""``switchboard simulate``: a customer's message, for trying the inbox and checking a channel.
 
-A Twilio channel gets Twilio's incoming-message form, signed in ``X-Twilio-Signature`` with
-the channel's auth token over the URL the service checks. A Meta Cloud API channel gets the
+``simulate whatsapp`` posts a signed provider webhook to the running service. A Twilio
+channel gets Twilio's incoming-message form, signed in ``X-Twilio-Signature`` with the
+channel's auth token over the URL the service checks. A Meta Cloud API channel gets the
 Cloud API's ``messages`` webhook JSON, signed in ``X-Hub-Signature-256`` with the channel's
 app secret over the body.
+
+``simulate email`` appends a customer's mail to the channel's mailbox folder over IMAP, with
+the channel's own settings, where the mailbox reader finds it like any new mail.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
 
 import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
-from channels.errors import ParseError
+from channels.email.imap import ImapReader
+from channels.errors import ChannelError, ParseError
 from channels.whatsapp import meta, normalize_phone
+from gateway.channel_settings import channel_tokens, imap_settings
 from gateway.config import Config
 from inbox.channel_config import whatsapp_provider
 from inbox.models import Channel
 
 
+# One address without a display name: a local part, "@" and a domain with a dot.
+_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")
+
+
 class SimulationError(Exception):
-    """The simulated webhook could not be built or was not accepted."""
+    """The simulated message could not be built or was not accepted."""
 
 
 def build_message_form(channel: Channel, sender: str, text: str, profile_name: str | None) -> dict[str, str]:
@@ -93,24 +107,11 @@ def send_simulated_whatsapp(
     channel fits, the number is invalid, the channel has no signing secret, or the service
     rejects the request.
     """
-    query = select(Channel).where(Channel.kind == "whatsapp").order_by(Channel.id)
-    if channel_id is not None:
-        query = query.where(Channel.id == channel_id)
-    # The session closes before the POST: on SQLite an open transaction would hold the
-    # write lock that the service needs to store the message.
-    with session_factory() as session:
-        channel = session.scalar(query.limit(1))
-        if channel is not None:
-            session.expunge(channel)
-    if channel is None and channel_id is not None:
-        raise SimulationError(
-            f"No WhatsApp channel {channel_id}. `switchboard channel list` shows the channels."
-        )
-    if channel is None:
-        raise SimulationError(
-            "No WhatsApp channel found. Add one first: switchboard channel add whatsapp "
-            "--name Demo --number +14155238886 --account-sid AC... --auth-token ..."
-        )
+    channel = _find_channel(
+        session_factory, "whatsapp", channel_id,
+        "Add one first: switchboard channel add whatsapp "
+        "--name Demo --number +14155238886 --account-sid AC... --auth-token ...",
+    )
     if not channel.is_active:
         raise SimulationError(
             f"Channel {channel.id} ({channel.name}) is disabled, so the service rejects its webhooks. "
@@ -140,6 +141,31 @@ def send_simulated_whatsapp(
     if response.status_code != 200:
         raise SimulationError(f"Switchboard returned {response.status_code}: {response.text[:300]}")
     return f"Delivered message {message_id} from {sender} to channel {channel.id} ({channel.name})."
+
+
+def _find_channel(
+    session_factory: sessionmaker[Session], kind: str, channel_id: int | None, how_to_add: str
+) -> Channel:
+    """Return channel ``channel_id``, or the first channel of ``kind``, detached from its session.
+
+    Raises ``SimulationError`` when there is none; ``how_to_add`` ends the message when the
+    workspace has no channel of the kind yet.
+    """
+    query = select(Channel).where(Channel.kind == kind).order_by(Channel.id)
+    if channel_id is not None:
+        query = query.where(Channel.id == channel_id)
+    # The session closes before the message goes out: on SQLite an open transaction would
+    # hold the write lock that the service needs to store the message.
+    with session_factory() as session:
+        channel = session.scalar(query.limit(1))
+        if channel is not None:
+            session.expunge(channel)
+    label = "WhatsApp" if kind == "whatsapp" else kind
+    if channel is None and channel_id is not None:
+        raise SimulationError(f"No {label} channel {channel_id}. `switchboard channel list` shows the channels.")
+    if channel is None:
+        raise SimulationError(f"No {label} channel found. {how_to_add}")
+    return channel
 
 
 def _post_twilio(
@@ -179,3 +205,66 @@ def _post(target: str, base_url: str, data: dict[str, str] | bytes, headers: dic
         ) from error
     except requests.RequestException as error:
         raise SimulationError(f"The request to {target} failed: {error}") from error
+
+
+def build_email(channel: Channel, sender: str, name: str | None, subject: str, text: str) -> EmailMessage:
+    """Return a plain-text mail from ``sender`` to the channel's address, as a customer's client writes it."""
+    message = EmailMessage()
+    message["From"] = formataddr((name or "", sender))
+    message["To"] = channel.address
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    message.set_content(text)
+    return message
+
+
+def deliver_simulated_email(
+    session_factory: sessionmaker[Session],
+    sender: str,
+    text: str,
+    channel_id: int | None = None,
+    name: str | None = None,
+    subject: str = "Test message",
+) -> str:
+    """Put a customer's mail into the channel's mailbox folder with IMAP APPEND.
+
+    The mailbox reader then imports it as it imports any new mail, so this also checks the
+    channel's IMAP settings. Returns a one-line description of the outcome. Raises
+    ``SimulationError`` when no email channel fits, the address is invalid, or the mail
+    server rejects the connection or the message.
+    """
+    channel = _find_channel(
+        session_factory, "email", channel_id,
+        "Add one first (docs/quickstart.md, step 5): "
+        "switchboard channel add email --name Support --address support@example.com ...",
+    )
+    if not channel.is_active:
+        raise SimulationError(
+            f"Channel {channel.id} ({channel.name}) is disabled, so its mailbox is not read. "
+            f"`switchboard channel enable {channel.id}` puts it back in service."
+        )
+    sender = sender.strip()
+    if not _ADDRESS.fullmatch(sender):
+        raise SimulationError(f"--from: {sender!r} is not an email address such as grace@example.com.")
+    if sender.lower() == channel.address.lower():
+        raise SimulationError(
+            f"--from: {sender} is the channel's own address, so a reply would go to its own mailbox. "
+            "Use a customer's address."
+        )
+    if not text.strip():
+        raise SimulationError("The message text is empty.")
+    if "\r" in subject or "\n" in subject:
+        raise SimulationError("--subject must be one line.")
+
+    mail = build_email(channel, sender, name, subject, text)
+    settings = imap_settings(channel, channel_tokens(session_factory, channel.id, channel.settings))
+    try:
+        with ImapReader(settings) as mailbox:
+            mailbox.append(mail.as_bytes(), datetime.now(UTC), seen=False)
+    except ChannelError as error:
+        raise SimulationError(f"The mail was not delivered. {error}") from error
+    return (
+        f"Delivered mail {mail['Message-ID']} from {sender} into {settings.folder!r} of channel "
+        f"{channel.id} ({channel.name}). The running service imports it at its next check of the mailbox."
+    )

@@ -272,15 +272,15 @@ class ImapReader:
                 _, done_responses = client.idle_done()
         return _reports_new_mail([*responses, *done_responses])
 
-    def append(self, raw: bytes, when: datetime) -> None:
-        """Append ``raw`` to the open folder with the \\Seen flag and ``when`` as its date.
+    def append(self, raw: bytes, when: datetime, *, seen: bool = True) -> None:
+        """Append ``raw`` to the open folder with ``when`` as its date, flagged \\Seen if ``seen``.
 
         Raises ``FolderError`` when the server rejects the APPEND (a full quota, a folder
         that takes no messages) and ``MailboxError`` when the connection fails.
         """
         client = self._connected()
         with self._errors("append", rejected=FolderError):
-            client.append(self._settings.folder, raw, flags=(SEEN,), msg_time=when)
+            client.append(self._settings.folder, raw, flags=(SEEN,) if seen else (), msg_time=when)
         logger.info("IMAP appended a message of %s bytes to %s", len(raw), self._settings.folder)
 
     def _fetch_sizes(self, uids: list[int]) -> dict[int, int]:

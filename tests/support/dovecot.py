@@ -238,6 +238,16 @@ class DovecotServer:
             raise RuntimeError(f"APPEND response has no APPENDUID: {response!r}")
         return int(match.group(1))
 
+    def flags(self, folder: str = "INBOX") -> list[tuple[bytes, ...]]:
+        """Return the flags of each message in a folder, in UID order, without changing them."""
+        client = self.client()
+        try:
+            client.select_folder(folder, readonly=True)
+            fetched = client.fetch("1:*", ["FLAGS"]) if client.search(["ALL"]) else {}
+        finally:
+            client.logout()
+        return [fetched[uid][b"FLAGS"] for uid in sorted(fetched)]
+
     def create_folder(self, folder: str) -> None:
         """Create an empty folder, so that tests sharing one server stay apart."""
         client = self.client()
