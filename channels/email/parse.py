@@ -408,6 +408,30 @@ def _decode_raw_header(value: str) -> str:
     return " ".join("".join(decoded).split())
 
 
+def _decode_raw_address_header(value: str) -> str:
+    """Decode RFC 2047 words in a raw address header, each into a quoted string.
+
+    In an address header an encoded word may stand only in a display name or a comment
+    (RFC 2047, section 5), never in an address. Quoting its
+    decoded text keeps a comma, colon, angle bracket or address in it from being read as
+    address syntax, so that a name such as "Eve\\r\\nBcc: victim@example.com" cannot
+    replace the sender's real address.
+    """
+    value = _clean_text(value)
+    try:
+        chunks = email.header.decode_header(value)
+    except (email.errors.HeaderParseError, ValueError):
+        return " ".join(value.split())
+    parts = []
+    for chunk, charset in chunks:
+        text = chunk if isinstance(chunk, str) else decode_bytes(chunk, charset or "utf-8")
+        if charset is not None:
+            text = " ".join(text.split())
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(text)
+    return " ".join("".join(parts).split())
+
+
 def _clean_text(value: str, *, header: bool = True) -> str:
     """Return ``value`` as valid Unicode without NUL characters.
 
@@ -444,11 +468,11 @@ def _addresses(message: Message, name: str) -> list[Address]:
     raw = _raw_header(message, name)
     if raw is not None and _SURROGATE.search(raw) and any("\ufffd" in item[0] for item in pairs):
         # Raw 8-bit bytes in a display name, which the registry replaces.
-        found = _usable_addresses(email.utils.getaddresses([_decode_raw_header(raw)])) or found
+        found = _usable_addresses(email.utils.getaddresses([_decode_raw_address_header(raw)])) or found
     elif invalid and raw is not None:
         # In "alice@example.com <bob@example.com>" the registry takes the unquoted phrase
         # as the address, but mail clients show it as the name and reply to the bracketed one.
-        bracketed = _usable_addresses(_angle_addresses(_decode_raw_header(raw)))
+        bracketed = _usable_addresses(_angle_addresses(_decode_raw_address_header(raw)))
         changed = {item.value for item in bracketed} != {item.value for item in found}
         if found and changed and len(bracketed) >= len(found):
             found = bracketed
@@ -457,7 +481,7 @@ def _addresses(message: Message, name: str) -> list[Address]:
 
     if raw is None:
         return []
-    decoded = _decode_raw_header(raw)
+    decoded = _decode_raw_address_header(raw)
     found = _usable_addresses(email.utils.getaddresses([decoded]))
     if found:
         return found
