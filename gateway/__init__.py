@@ -79,13 +79,15 @@ def create_app(config: Config | None = None) -> Flask:
     use_workspace_settings(state.session_factory, workspace_settings_from(config))
     app.extensions["switchboard"] = state
 
-    from gateway import admin_api, admin_pages, api, auth, channel_settings, health, pages, realtime, webhooks
+    from gateway import admin_api, admin_pages, api, auth, channel_settings, health, input_checks, pages, realtime, webhooks
     from gateway import proactive_api, proactive_pages
     from gateway import proactive_log, reports
 
     app.url_map.converters["id"] = IdConverter
     app.before_request(api.allow_reply_files)
     auth.init_app(app)
+    # After the sign-in guard, so an unauthenticated request gets 401 whatever it contains.
+    input_checks.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
