@@ -412,10 +412,9 @@ def _decode_raw_address_header(value: str) -> str:
     """Decode RFC 2047 words in a raw address header, each into a quoted string.
 
     In an address header an encoded word may stand only in a display name or a comment
-    (RFC 2047, section 5), never in an address. Quoting its
-    decoded text keeps a comma, colon, angle bracket or address in it from being read as
-    address syntax, so that a name such as "Eve\\r\\nBcc: victim@example.com" cannot
-    replace the sender's real address.
+    (RFC 2047, section 5), never in an address. Quoting its decoded text keeps a comma,
+    colon, angle bracket or address in it from being read as address syntax, so that a
+    name such as "Eve\\r\\nBcc: victim@example.com" cannot replace the sender's address.
     """
     value = _clean_text(value)
     try:

@@ -1,4 +1,4 @@
-"""Sender addresses of hostile From headers: encoded words must never supply an address."""
+"""Sender addresses of From headers whose encoded display name carries address syntax."""
 
 from __future__ import annotations
 
