@@ -442,7 +442,7 @@ def logout() -> Any:
     if token:
         agent_id = end_session(db(), token)
         db().commit()
-        current_app.extensions["switchboard.disconnect_session"](token)
+        current_app.extensions["switchboard.disconnect_session"](token, agent_id)
         log.info("agent %s signed out", agent_id)
     session.clear()
     return redirect(url_for("auth.login"))

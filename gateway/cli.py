@@ -327,9 +327,26 @@ def _set_agent_active(email: str, active: bool) -> None:
         except InboxError as error:
             raise click.ClickException(error.message) from error
         session.commit()
-        # NOTE: a running web process refuses this agent's live connections only when they
-        # reconnect. Changes made in the web app close them at once.
+        agent_id = changed.id
         click.echo(f"{changed.name} <{changed.email}> is {'enabled' if active else 'disabled'}.")
+    if not active:
+        _close_live_connections(agent_id)
+
+
+def _close_live_connections(agent_id: int) -> None:
+    """Request the running web processes to close a disabled agent's live connections, and print when they close."""
+    from gateway.realtime import request_agent_recheck
+
+    config = _load_config()
+    later = f"within {config.socket_check_interval:g} seconds, at the service's next check of its connections"
+    if not config.redis_url:
+        click.echo(f"Their live connections close {later}.")
+        return
+    if request_agent_recheck(config.redis_url, agent_id) is None:
+        click.echo(f"Redis at SWITCHBOARD_REDIS_URL could not be reached, so their live connections close {later}.",
+                   err=True)
+        return
+    click.echo("Their live connections close now.")
 
 
 # --- channels ------------------------------------------------------------------------------

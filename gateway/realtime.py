@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import socketio as socketio_package
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 AGENTS_ROOM = "agents"
 # The method of a Redis message that carries several emits (BatchingRedisManager).
 BATCH_METHOD = "switchboard.emit_batch"
+# The method of a Redis message that requests the other web processes to check an agent's connections.
+RECHECK_METHOD = "switchboard.recheck_agent"
 REPLAY_LIMIT = 1000
 
 
@@ -56,7 +58,22 @@ class BatchingRedisManager(socketio_package.RedisManager):
     message back into the single emits that python-socketio's listener handles, in order.
     Every process that uses the queue must run this class, because python-socketio ignores
     a message whose method it does not know.
+
+    It also carries ``recheck_agent``: after an agent was disabled or lost a credential, the
+    process that made the change requests the others to check that agent's connections at
+    once, instead of at their next periodic check.
     """
+
+    # Called with an agent's id when another process requests a recheck; set by ``init_app``.
+    on_recheck: Callable[[int], None] | None = None
+
+    def recheck_agent(self, agent_id: int) -> int | None:
+        """Ask every other process on the queue to check the agent's connections.
+
+        Returns how many processes Redis delivered the request to, or None when publishing
+        failed (python-socketio logs the error).
+        """
+        return self._publish({"method": RECHECK_METHOD, "host_id": self.host_id, "agent_id": agent_id})
 
     def emit_batch(self, emits: list[tuple[str, dict[str, Any], str]]) -> None:
         """Emit each (event, JSON payload, room) to the clients of every process, in order."""
@@ -77,6 +94,10 @@ class BatchingRedisManager(socketio_package.RedisManager):
             except ValueError:
                 yield message  # the listener skips what it cannot decode
                 continue
+            if isinstance(data, dict) and data.get("method") == RECHECK_METHOD:
+                if data.get("host_id") != self.host_id and self.on_recheck is not None:
+                    self.on_recheck(data["agent_id"])
+                continue
             if not (isinstance(data, dict) and data.get("method") == BATCH_METHOD):
                 yield data
                 continue
@@ -86,6 +107,15 @@ class BatchingRedisManager(socketio_package.RedisManager):
                     "namespace": data["namespace"], "room": room, "skip_sid": None, "callback": None,
                     "host_id": data["host_id"],
                 }
+
+
+def request_agent_recheck(message_queue: str, agent_id: int) -> int | None:
+    """Ask the web processes on a Redis queue to check an agent's connections, from outside them.
+
+    Returns what ``BatchingRedisManager.recheck_agent`` returns.
+    """
+    manager = BatchingRedisManager(message_queue, channel="flask-socketio", write_only=True)
+    return manager.recheck_agent(agent_id)
 
 
 class JsonPacket(socketio_package.packet.Packet):
@@ -431,25 +461,38 @@ def init_app(app: Flask, state: Any) -> None:
     heartbeat = PresenceHeartbeat(online, session_factory)
     app.extensions["switchboard.presence_heartbeat"] = heartbeat
 
-    def disconnect_sign_in(sign_in: str) -> None:
-        # Only sockets on this process close at once; other web processes close theirs at
-        # their next periodic check (ConnectionChecker).
-        for sid in presence.sids_of_sign_in(sign_in):
-            socketio.server.disconnect(sid)
-
     limits = SessionLimits(state.config.session_lifetime, state.config.session_absolute_lifetime)
     checker = ConnectionChecker(socketio, presence, session_factory, limits, state.config.socket_check_interval)
+    manager = socketio.server.manager
+    shared_queue = manager if isinstance(manager, BatchingRedisManager) else None
 
-    def check_agent_connections(agent_id: int) -> int:
-        """Close the agent's connections whose credential stopped working; return how many.
-
-        Call it after the change committed. Only sockets on this process close at once;
-        other web processes close theirs at their next periodic check.
-        """
+    def check_local_connections(agent_id: int) -> int:
         closed = checker.check(presence.credentials_of_agent(agent_id))
         if closed:
             log.info("closed %d Socket.IO connection(s) of agent %s", closed, agent_id)
         return closed
+
+    def check_agent_connections(agent_id: int) -> int:
+        """Close the agent's connections whose credential stopped working; return how many here.
+
+        Call it after the change committed. With a Redis queue, the other web processes
+        check the agent's connections on theirs as soon as they read the request.
+        """
+        closed = check_local_connections(agent_id)
+        if shared_queue is not None:
+            shared_queue.recheck_agent(agent_id)
+        return closed
+
+    def disconnect_sign_in(sign_in: str, agent_id: int | None) -> None:
+        """Close the connections of an ended sign-in: here at once, elsewhere by a recheck."""
+        for sid in presence.sids_of_sign_in(sign_in):
+            socketio.server.disconnect(sid)
+        if shared_queue is not None and agent_id is not None:
+            shared_queue.recheck_agent(agent_id)
+
+    if shared_queue is not None:
+        # The queue's listener thread relays every event, so the database checks run apart.
+        shared_queue.on_recheck = lambda agent_id: socketio.start_background_task(check_local_connections, agent_id)
 
     app.extensions["switchboard.disconnect_session"] = disconnect_sign_in
     app.extensions["switchboard.check_agent_connections"] = check_agent_connections

@@ -30,14 +30,17 @@ from dataclasses import replace
 
 import pytest
 import requests
+from click.testing import CliRunner
 from twilio.request_validator import RequestValidator
 
 from channels.whatsapp import parse_inbound
 from gateway import Switchboard, create_app, get_state
+from gateway.cli import main
 from gateway.simulate import build_message_form
 from gateway.realtime import BATCH_METHOD, BatchingRedisManager
+from inbox.agents import create_agent, create_api_token
 from inbox.ingest import ingest_batch, ingest_message
-from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+from tests.conftest import AGENT_PASSWORD, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.gateway.conftest import SUPPORT
 from tests.support.components import require
 from tests.support.processes import (
@@ -153,6 +156,66 @@ def test_event_batch_reaches_client_in_order(config, agent, api_token, whatsapp_
     assert event_ids == sorted(event_ids)
     order = [event["payload"]["event_id"] for event in client.events]
     assert order == sorted(order)
+
+
+def test_disabled_agent_disconnected_on_other_process(config, agent, api_token, state, processes, tmp_path):
+    _require_redis()
+    with state.session_factory() as session:
+        admin = create_agent(session, "root@example.com", "Rita Root", AGENT_PASSWORD, "admin")
+        admin_token = create_api_token(session, admin, "admin")
+        session.commit()
+    # The periodic check is an hour away, so only the recheck through Redis can close the socket.
+    env = _base_settings(config, socket_check_interval="3600")
+    base_url = _start_web(processes, "web", free_port(), env, tmp_path)
+    ada = _connect(processes, base_url, api_token)
+    root = _connect(processes, base_url, admin_token)
+    other_process = create_app(replace(config, redis_url=REDIS_URL))
+    processes.callback(get_state(other_process).engine.dispose)
+
+    response = other_process.test_client().post(
+        f"/api/v1/agents/{agent.id}/disable", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    deadline = time.monotonic() + 10
+    while ada.client.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ada.client.connected, "the disabled agent's connection on the other web process stayed open"
+    assert root.client.connected
+
+
+def test_command_line_disable_closes_connection(config, agent, api_token, processes, tmp_path):
+    _require_redis()
+    env = _base_settings(config, socket_check_interval="3600")
+    ada = _connect(processes, _start_web(processes, "web", free_port(), env, tmp_path), api_token)
+    cli_env = {
+        "SWITCHBOARD_DATABASE_URL": config.database_url,
+        "SWITCHBOARD_INSTANCE_DIR": str(tmp_path / "cli"),
+        "SWITCHBOARD_REDIS_URL": REDIS_URL,
+    }
+
+    result = CliRunner().invoke(main, ["agent", "disable", agent.email], env=cli_env, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "Their live connections close now." in result.output
+    deadline = time.monotonic() + 10
+    while ada.client.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ada.client.connected, "the connection of the agent disabled on the command line stayed open"
+
+
+def test_command_line_disable_without_redis_explains(config, agent, tmp_path):
+    cli_env = {
+        "SWITCHBOARD_DATABASE_URL": config.database_url,
+        "SWITCHBOARD_INSTANCE_DIR": str(tmp_path / "cli"),
+        "SWITCHBOARD_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+
+    result = CliRunner().invoke(main, ["agent", "disable", agent.email], env=cli_env, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "Ada Agent <ada@example.com> is disabled." in result.stdout
+    assert "could not be reached, so their live connections close within 30 seconds" in result.stderr
 
 
 def _same_event(first: dict, second: dict) -> dict:

@@ -59,6 +59,9 @@ def test_agent_disable_and_enable(run, database):
 
     assert disabled.exit_code == 0
     assert "Kim <kim@example.com> is disabled." in disabled.output
+    # Without Redis the running service closes the live connections at its periodic check.
+    assert "Their live connections close within 30 seconds" in disabled.output
+    assert "live connections" not in enabled.output
     assert again.exit_code == 0
     assert "is enabled" in enabled.output
     assert unknown.exit_code == 1
