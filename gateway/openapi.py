@@ -681,10 +681,11 @@ OPENAPI["paths"].update({
             "requestBody": _body(_ref("UpdateTemplateFields")),
             "responses": {"200": _json(_ref("UpdateTemplate"), "The changed template."), "400": _INVALID, "404": _NOT_FOUND, "422": _INVALID_TEMPLATE, **_ERRORS},
         },
-        "delete": {"parameters": [_TEMPLATE_ID], 
+        "delete": {"parameters": [_TEMPLATE_ID],
             "summary": "Delete an update template",
-            "description": f"{_MANAGER} A template with sent updates on record cannot be deleted (409); disable it instead.",
-            "responses": {"204": {"description": "Deleted."}, "404": _NOT_FOUND, "409": _CONFLICT, **_ERRORS},
+            "description": f"{_MANAGER} Its update log rows stay, and the updates it holds for quiet hours "
+                           "are skipped with `template_deleted`. Disabling it instead keeps it for later.",
+            "responses": {"204": {"description": "Deleted."}, "404": _NOT_FOUND, **_ERRORS},
         },
     },
     "/update-templates/{template_id}/enable": {

@@ -21,7 +21,7 @@ from gateway.api import _json_body
 from gateway.auth import current_agent, db, error_response, require_role
 from inbox.channel_config import whatsapp_provider
 from inbox.conversations import get_conversation_or_404
-from inbox.errors import Conflict, InboxError, InvalidInput
+from inbox.errors import InboxError, InvalidInput
 from inbox.models import Conversation, Role, utcnow
 from inbox.proactive.context import context_values, describe_duration, sample_context
 from inbox.proactive.estimates import Estimate, estimate_for
@@ -165,16 +165,10 @@ def _set_enabled(template_id: int, enabled: bool) -> Any:
 def delete_template(template_id: int) -> Any:
     session = db()
     template = get_update_template_or_404(session, template_id)
-    try:
-        delete_update_template(session, template, current_agent())
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict(
-            f"Update template {template_id} has sent updates on record, so it cannot be deleted; disable it instead.",
-            field="id",
-        ) from None
-    log.info("agent %s deleted update template %s", current_agent().id, template_id)
+    called_off = delete_update_template(session, template, current_agent())
+    session.commit()
+    log.info("agent %s deleted update template %s; %d held update(s) called off",
+             current_agent().id, template_id, called_off)
     return "", 204
 
 

@@ -711,7 +711,12 @@ class UpdateTemplate(Base):
     """
 
     __tablename__ = "update_templates"
-    __table_args__ = (Index("ix_update_templates_trigger_enabled", "trigger", "enabled"),)
+    # Update log rows keep a deleted template's id without a foreign key, so SQLite must never
+    # give that id to a new template (PostgreSQL's sequence never does).
+    __table_args__ = (
+        Index("ix_update_templates_trigger_enabled", "trigger", "enabled"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)

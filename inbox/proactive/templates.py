@@ -38,7 +38,7 @@ from jinja2 import (
 from jinja2.runtime import Undefined
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from inbox.audit import Action, record_audit
@@ -49,6 +49,8 @@ from inbox.models import (
     ConversationStatus,
     Label,
     Priority,
+    ProactiveResult,
+    ProactiveSend,
     Team,
     UpdateTemplate,
     UpdateTrigger,
@@ -913,8 +915,26 @@ def _assign(template: UpdateTemplate, fields: Mapping[str, Any]) -> None:
     template.enabled = enabled
 
 
-def delete_update_template(session: Session, template: UpdateTemplate, actor: Agent | None = None) -> None:
-    """Delete the template and log it. Disabling it instead keeps it for later."""
+def delete_update_template(session: Session, template: UpdateTemplate, actor: Agent | None = None) -> int:
+    """Delete the template and log it; return how many of its held updates were called off.
+
+    Its update log rows stay, with the template's name. Updates held for quiet hours are
+    marked skipped in the same transaction, so none of them goes out later. Disabling the
+    template instead keeps it for later.
+    """
     record_audit(session, actor, Action.UPDATE_TEMPLATE_DELETED, "update_template", template.id, template.name)
+    now = utcnow()
+    called_off = session.execute(
+        update(ProactiveSend)
+        .where(ProactiveSend.template_id == template.id, ProactiveSend.result == ProactiveResult.DEFERRED.value)
+        .values(
+            result=ProactiveResult.SKIPPED.value,
+            reason="template_deleted: the template was deleted while the update waited",
+            scheduled_for=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.delete(template)
     session.flush()
+    return called_off

@@ -182,7 +182,7 @@ class UpdatesPage {
   }
 
   async remove(template) {
-    if (!window.confirm(`Delete the template “${template.name}”? Disabling it keeps it for later.`)) return;
+    if (!window.confirm(`Delete the template “${template.name}”? Updates it holds for quiet hours are called off. Disabling it instead keeps it for later.`)) return;
     try {
       await this.api.deleteUpdateTemplate(template.id);
       this.templates = this.templates.filter((item) => item.id !== template.id);

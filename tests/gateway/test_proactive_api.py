@@ -301,6 +301,17 @@ def test_delete_then_404(app, manager_headers):
     assert again.get_json()["error"]["code"] == "not_found"
 
 
+def test_deleted_template_id_not_reused(app, manager_headers):
+    client = app.test_client()
+    first = _create(client, manager_headers, name="First")
+    second = _create(client, manager_headers, name="Second")
+
+    client.delete(f"{BASE}/{second['id']}", headers=manager_headers)
+    third = _create(client, manager_headers, name="Third")
+
+    assert third["id"] > second["id"] > first["id"]
+
+
 def test_catalogue_lists_placeholders_and_triggers(app, manager_headers):
     data = app.test_client().get(f"{BASE}/catalogue", headers=manager_headers).get_json()
 

@@ -33,6 +33,7 @@ from inbox.models import (
     utcnow,
 )
 from inbox.proactive import sending
+from inbox.proactive.templates import delete_update_template
 from inbox.proactive.quiet_hours import QuietHours
 from inbox.proactive.sending import sweep
 from inbox.workflow import Changes, change_conversation
@@ -234,6 +235,31 @@ def test_deferred_update_skipped_when_template_disabled(client, state, agent, wh
     assert report.results == {"skipped": 1}
     [row] = sends(state)
     assert row.reason.startswith("template_disabled:")
+
+
+def test_deferred_update_called_off_when_template_deleted(client, state, agent, whatsapp_channel, twilio):
+    old_id = add_template(state, "status_changed", PENDING, name="Old", whatsapp_body="Old template text")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "pending")
+    now = utcnow()
+    run(state, now, quiet_hours=QuietHours(time(0, 0), time(23, 59)), workspace_zone=ZoneInfo("UTC"))
+    with state.session_factory() as session:
+        called_off = delete_update_template(session, session.get(UpdateTemplate, old_id))
+        session.commit()
+    new_id = add_template(state, "status_changed", PENDING, name="New", whatsapp_body="New template text")
+
+    run(state, now + timedelta(days=1))
+    OutboxDispatcher(state, threading.Event(), clock=lambda: now + timedelta(days=1)).dispatch_due()
+
+    assert called_off == 1
+    assert new_id > old_id
+    [row] = [row for row in sends(state) if row.template_id == old_id]
+    assert row.result == "skipped"
+    assert row.reason.startswith("template_deleted:")
+    assert row.message_id is None
+    assert row.scheduled_for is None
+    # Whatever went out came from the new template's own rows.
+    assert {row.template_id for row in sends(state) if row.message_id is not None} <= {new_id}
 
 
 def test_crash_before_commit_then_restart_sends_once(config, client, state, agent, whatsapp_channel, twilio):
