@@ -880,7 +880,7 @@ def payloads_reprocess(payload_id: int) -> None:
 
 @main.group()
 def report() -> None:
-    """Print the backlog and trend report that managers see at /reports."""
+    """Print the backlog, trend and satisfaction reports that managers see at /reports."""
 
 
 @report.command("backlog")
@@ -914,29 +914,23 @@ def report_backlog(limit: int) -> None:
             )
 
 
+def _range_options(command):
+    """Add the options that choose a report's days: --days, or --from and --to."""
+    command = click.option("--to", "last", help="The last day, included (default today).")(command)
+    command = click.option("--from", "first", help="The first day, such as 2026-01-31.")(command)
+    return click.option("--days", help="Days counted back from today, today included (1 to 90, default 14).")(command)
+
+
 @report.command("trend")
-@click.option("--days", help="Days counted back from today, today included (1 to 90, default 14).")
-@click.option("--from", "first", help="The first day, such as 2026-01-31.")
-@click.option("--to", "last", help="The last day, included (default today).")
+@_range_options
 def report_trend(days: str | None, first: str | None, last: str | None) -> None:
     """Print per day: created, resolved, open at the end, and first response times in seconds.
 
     Days are those of SWITCHBOARD_TIME_ZONE (UTC by default).
     """
-    from inbox.models import utcnow
-    from inbox.proactive.quiet_hours import zone_or_none
-    from inbox.reports import parse_trend_range, trend_report
+    from inbox.reports import trend_report
 
-    config = _load_config()
-    zone = zone_or_none(config.time_zone)
-    if zone is None:
-        raise click.ClickException(f"SWITCHBOARD_TIME_ZONE={config.time_zone!r} is invalid; give an IANA name such as Europe/Berlin.")
-    now = utcnow()
-    args = {name: value for name, value in (("days", days), ("from", first), ("to", last)) if value is not None}
-    try:
-        first_day, last_day = parse_trend_range(args, now.astimezone(zone).date())
-    except InboxError as error:
-        raise click.ClickException(error.message) from error
+    first_day, last_day, zone = _report_range(days, first, last)
     with _session() as session:
         trend = trend_report(session, first_day, last_day, zone)
     click.echo(f"Days in {trend.time_zone}")
@@ -948,6 +942,46 @@ def report_trend(days: str | None, first: str | None, last: str | None) -> None:
             f"{day['date']}\t{day['created']}\t{day['resolved']}\t{day['open_at_end']}\t{day['first_responses']}"
             f"\t{'-' if median is None else median}\t{'-' if p90 is None else p90}"
         )
+
+
+@report.command("satisfaction")
+@_range_options
+def report_satisfaction(days: str | None, first: str | None, last: str | None) -> None:
+    """Print the customers' answers to the satisfaction question, in all and per agent.
+
+    Days are those of SWITCHBOARD_TIME_ZONE (UTC by default).
+    """
+    from inbox.satisfaction_report import satisfaction_report
+
+    first_day, last_day, zone = _report_range(days, first, last)
+    with _session() as session:
+        report = satisfaction_report(session, first_day, last_day, zone)
+    click.echo(f"Answers from {report.first_day} to {report.last_day}, days in {report.time_zone}")
+    click.echo("AGENT\tRATINGS\tAVERAGE RATING\tYES OR NO ANSWERS\tANSWERED YES %")
+    for name, answers in [*((row.name, row.answers) for row in report.by_agent), ("All agents", report.total)]:
+        average = "-" if answers.average_rating is None else f"{answers.average_rating:.2f}"
+        share = "-" if answers.yes_share is None else f"{100 * answers.yes_share:.0f}"
+        click.echo(f"{name}\t{answers.ratings}\t{average}\t{answers.yes + answers.no}\t{share}")
+    spread = "  ".join(f"{score}: {count}" for score, count in sorted(report.total.by_score.items(), reverse=True))
+    click.echo(f"Ratings by score: {spread}")
+
+
+def _report_range(days: str | None, first: str | None, last: str | None):
+    """Return the first and last day of a report's range and the workspace's zone, or stop with the error."""
+    from inbox.models import utcnow
+    from inbox.proactive.quiet_hours import zone_or_none
+    from inbox.reports import parse_trend_range
+
+    config = _load_config()
+    zone = zone_or_none(config.time_zone)
+    if zone is None:
+        raise click.ClickException(f"SWITCHBOARD_TIME_ZONE={config.time_zone!r} is invalid; give an IANA name such as Europe/Berlin.")
+    args = {name: value for name, value in (("days", days), ("from", first), ("to", last)) if value is not None}
+    try:
+        first_day, last_day = parse_trend_range(args, utcnow().astimezone(zone).date())
+    except InboxError as error:
+        raise click.ClickException(error.message) from error
+    return first_day, last_day, zone
 
 
 # --- trying it out -------------------------------------------------------------------------

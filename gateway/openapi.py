@@ -1197,6 +1197,14 @@ OPENAPI["paths"].update({
             "responses": {"200": _json(_ref("Trend"), "The trend."), "400": _INVALID, **_ERRORS},
         },
     },
+    "/reports/satisfaction": {
+        "get": {
+            "summary": "The customers' answers to the satisfaction question, in all and per agent",
+            "description": _REPORT_DESCRIPTION,
+            "parameters": _REPORT_RANGE,
+            "responses": {"200": _json(_ref("Satisfaction"), "The answers."), "400": _INVALID, **_ERRORS},
+        },
+    },
     "/reports/trend.csv": {
         "get": {
             "summary": "The trend as CSV, one row per day with the JSON's field names as header",
@@ -1276,6 +1284,37 @@ OPENAPI["components"]["schemas"].update({
             },
         },
     },
+    "Satisfaction": {
+        "type": "object",
+        "description": "Answers given on the range's days, in all, with by_agent the same figures per agent.",
+        "properties": {
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "time_zone": {"type": "string", "description": "The IANA zone the days are in, such as Europe/Berlin."},
+            **(_ANSWERS := {
+                "answers": {"type": "integer", "description": "Ratings and yes/no answers together."},
+                "ratings": {"type": "integer"},
+                "average_rating": {"type": ["number", "null"], "description": "From 1 to 5, to two decimals; null without ratings."},
+                "by_score": {"type": "object", "description": "The number of ratings of each score, keyed \"1\" to \"5\".",
+                             "additionalProperties": {"type": "integer"}},
+                "yes": {"type": "integer"},
+                "no": {"type": "integer"},
+                "yes_share": {"type": ["number", "null"], "description": "yes / (yes + no), from 0 to 1; null without yes/no answers."},
+            }),
+            "by_agent": {
+                "type": "array",
+                "description": "Most answers first. An answer counts for the agent who resolved the conversation.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "agent_id": {"type": ["integer", "null"], "description": "null for conversations resolved without an agent."},
+                        "name": {"type": "string"},
+                        **_ANSWERS,
+                    },
+                },
+            },
+        },
+    },
 })
 
 
@@ -1334,6 +1373,7 @@ ROUTE_ROLES: dict[str, dict[str, str]] = {
     "/reports/backlog": {"get": "manager"},
     "/reports/trend": {"get": "manager"},
     "/reports/trend.csv": {"get": "manager"},
+    "/reports/satisfaction": {"get": "manager"},
     # Shared canned responses need the manager role, which the domain checks per response.
     "/conversations/{id}/notes": {"get": "agent", "post": "agent"},
     "/mentions": {"get": "agent"},

@@ -1,7 +1,9 @@
-"""The backlog and trend report: the /reports page, its JSON API and the trend as CSV.
+"""The reports: the /reports page, the JSON API of the backlog, trend and satisfaction
+answers, and the trend as CSV.
 
-Everything here needs the manager role (or admin). The figures come from ``inbox.reports``;
-days are those of the workspace's time zone (``SWITCHBOARD_TIME_ZONE``, UTC by default).
+Everything here needs the manager role (or admin). The figures come from ``inbox.reports``
+and ``inbox.satisfaction_report``; days are those of the workspace's time zone
+(``SWITCHBOARD_TIME_ZONE``, UTC by default).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from inbox.reports import (
     parse_trend_range,
     trend_report,
 )
+from inbox.satisfaction_report import satisfaction_report
 
 blueprint = Blueprint("reports", __name__)
 
@@ -58,11 +61,17 @@ def workspace_zone() -> ZoneInfo:
     return zone_or_none(current_app.extensions["switchboard"].config.time_zone) or ZoneInfo("UTC")
 
 
-def _trend(now: datetime) -> Trend:
-    """Return the trend that the request's ``days``, ``from`` and ``to`` ask for. Raises ``InvalidInput``."""
+def _range(now: datetime) -> tuple[date, date, ZoneInfo]:
+    """Return the first and last day that the request's ``days``, ``from`` and ``to`` name, and
+    the workspace's zone. Raises ``InvalidInput``."""
     zone = workspace_zone()
     first, last = parse_trend_range(request.args, now.astimezone(zone).date())
-    return trend_report(db(), first, last, zone)
+    return first, last, zone
+
+
+def _trend(now: datetime) -> Trend:
+    """Return the trend of the request's range. Raises ``InvalidInput``."""
+    return trend_report(db(), *_range(now))
 
 
 # ---- JSON and CSV ---------------------------------------------------------------------------
@@ -102,6 +111,12 @@ def trend_csv() -> Any:
     )
 
 
+@blueprint.get("/api/v1/reports/satisfaction")
+@require_role(Role.MANAGER)
+def satisfaction() -> Any:
+    return jsonify(satisfaction_report(db(), *_range(utcnow())).to_dict())
+
+
 def trend_to_csv(report: Trend) -> str:
     """Return the trend as CSV with a header row; empty times are empty fields."""
     output = io.StringIO()
@@ -121,9 +136,12 @@ def reports_page() -> Any:
     now = utcnow()
     zone = workspace_zone()
     report = None
+    answers = None
     error = None
     try:
-        report = _trend(now)
+        first, last, _ = _range(now)
+        report = trend_report(db(), first, last, zone)
+        answers = satisfaction_report(db(), first, last, zone)
     except InvalidInput as invalid:
         error = invalid
     status = 400 if error else 200
@@ -134,6 +152,7 @@ def reports_page() -> Any:
         csrf_token=csrf_token(),
         backlog=_backlog_for_page(db(), now),
         trend=report,
+        satisfaction=answers,
         range_error=range_error_for_page(error, request.args, today) if error else None,
         error_field=error.field if error else None,
         zone=zone.key,

@@ -15,7 +15,8 @@ from inbox.models import Agent, Channel
 from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST
 from tests.browser.test_narrow_layout import DESKTOP, OVERFLOWING_CHILDREN, PHONE, _open
 from tests.conftest import AGENT_PASSWORD
-from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history
+from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history, at
+from tests.inbox.test_satisfaction_report import add_answer
 
 pytestmark = pytest.mark.browser
 
@@ -188,6 +189,36 @@ def test_report_headings_break_between_words(browser, live_server, rows, viewpor
             expect(page.locator(table)).to_be_visible()
         assert page.locator("main").evaluate(SPLIT_HEADING_WORDS) == []
         page.locator(".report-grid").screenshot(path=str(tmp_path / "reports-breakdowns.png"))
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_satisfaction_section_reads_and_fits(browser, live_server, rows, viewport, tmp_path):
+    for score in [5, 5, 4, 1]:
+        add_answer(rows, at("2026-12-09 10:00"), "rating", score, rows.agent)
+    add_answer(rows, at("2026-12-09 11:00"), "yes_no", 0, None)
+    rows.session.commit()
+    page = _open(browser, viewport)
+    try:
+        _sign_in(page, live_server.url)
+        page.wait_for_load_state("load")
+        section = page.locator("section", has=page.get_by_role("heading", name="Customer satisfaction"))
+
+        expect(section.locator("#stat-ratings")).to_have_text("4")
+        expect(section.locator("#stat-average-rating")).to_have_text("3.8 of 5")
+        expect(section.locator("#stat-yes-share")).to_have_text("0%")
+        assert _table(page, "#by-rating") == [
+            ["5 (best)", "2", ""], ["4", "1", ""], ["3", "0", ""], ["2", "0", ""], ["1 (worst)", "1", ""],
+        ]
+        assert _table(page, "#satisfaction-by-agent") == [
+            ["Mia Manager", "4", "3.8", "0", "–"], ["No agent", "0", "–", "1", "0%"],
+        ]
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        assert section.evaluate(SPLIT_HEADING_WORDS) == []
+        section.screenshot(path=str(tmp_path / f"reports-satisfaction-{viewport['width']}.png"))
+        assert page.evaluate(FIND_LOW_CONTRAST) == []
         assert page.console_errors == []
     finally:
         page.context.close()

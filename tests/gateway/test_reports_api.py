@@ -19,10 +19,11 @@ from gateway.reports import channel_label
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, Channel
 from tests.conftest import AGENT_PASSWORD, login
-from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history
+from tests.inbox.test_reports import NOW, Rows, add_backlog, add_history, at
+from tests.inbox.test_satisfaction_report import add_answer
 
 API = "/api/v1/reports"
-REPORT_ROUTES = [f"{API}/backlog", f"{API}/trend", f"{API}/trend.csv"]
+REPORT_ROUTES = [f"{API}/backlog", f"{API}/trend", f"{API}/trend.csv", f"{API}/satisfaction"]
 
 
 @pytest.fixture
@@ -170,6 +171,33 @@ def test_trend_csv_has_first_response_times(app, people, rows, fixed_clock):
     assert table[1][4:] == ["1", "1800", "1800"]
 
 
+def _add_answers(rows: Rows) -> None:
+    """Add three ratings (5, 4, 2) for the manager on 9 December and a yes the day before, in Berlin."""
+    for score in [5, 4, 2]:
+        add_answer(rows, at("2026-12-09 10:00"), "rating", score, rows.agent)
+    add_answer(rows, at("2026-12-08 10:00"), "yes_no", 1, rows.agent)
+    rows.session.commit()
+
+
+def test_satisfaction_api_figures(app, people, rows, fixed_clock):
+    _add_answers(rows)
+    body = _get(app.test_client(), f"{API}/satisfaction", people["manager"], days="2").json
+
+    assert (body["from"], body["to"], body["time_zone"]) == ("2026-12-09", "2026-12-10", "Europe/Berlin")
+    assert body["answers"] == 3
+    assert body["ratings"] == 3
+    assert body["average_rating"] == 3.67
+    assert body["by_score"] == {"1": 0, "2": 1, "3": 0, "4": 1, "5": 1}
+    assert (body["yes"], body["no"], body["yes_share"]) == (0, 0, None)
+    assert [(row["name"], row["ratings"]) for row in body["by_agent"]] == [("Manager", 3)]
+
+
+def test_satisfaction_api_rejects_bad_range(app, people, fixed_clock):
+    response = _get(app.test_client(), f"{API}/satisfaction", people["manager"], days="91")
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "days"
+
+
 # ---- The page ---------------------------------------------------------------------------------
 
 
@@ -305,3 +333,45 @@ def test_cli_report_trend_names_the_zone(database_url, tmp_path):
     assert lines[0] == "Days in America/New_York"
     assert lines[1].startswith("DATE\tCREATED\tRESOLVED\tOPEN AT END")
     assert len(lines) == 4
+
+
+def test_report_page_shows_satisfaction(app, people, rows, fixed_clock):
+    _add_answers(rows)
+    client = app.test_client()
+    login(client, "mia@example.com")
+
+    page = client.get("/reports", query_string={"days": "3"}).get_data(as_text=True)
+    empty = client.get("/reports", query_string={"days": "1"}).get_data(as_text=True)
+
+    assert 'id="stat-ratings">3<' in page
+    assert 'id="stat-average-rating">3.7 <span class="report-stat__unit">of 5</span>' in page
+    assert 'id="stat-yes-share">100%<' in page
+    assert 'id="satisfaction-by-agent"' in page
+    assert 'id="satisfaction-empty"' not in page
+    assert 'id="satisfaction-empty"' in empty
+    assert 'id="stat-ratings"' not in empty
+
+
+def test_cli_report_satisfaction(database_url, tmp_path, rows, monkeypatch):
+    _add_answers(rows)
+    monkeypatch.setattr("inbox.models.utcnow", lambda: NOW)
+    result = CliRunner().invoke(main, ["report", "satisfaction", "--from", "2026-12-08", "--to", "2026-12-09"],
+                                catch_exceptions=False, env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+    })
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Answers from 2026-12-08 to 2026-12-09, days in UTC"
+    assert lines[1] == "AGENT\tRATINGS\tAVERAGE RATING\tYES OR NO ANSWERS\tANSWERED YES %"
+    assert lines[2] == "Manager\t3\t3.67\t1\t100"
+    assert lines[3] == "All agents\t3\t3.67\t1\t100"
+    assert lines[4] == "Ratings by score: 5: 1  4: 1  3: 0  2: 1  1: 0"
+
+
+def test_cli_report_satisfaction_rejects_bad_range(database_url, tmp_path):
+    result = CliRunner().invoke(main, ["report", "satisfaction", "--days", "0"], env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+    })
+    assert result.exit_code == 1
+    assert "days must be a whole number from 1 to 90" in result.output
