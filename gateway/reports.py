@@ -234,17 +234,18 @@ def _day_or_none(text: str) -> date | None:
 
 @blueprint.app_template_filter("wait")
 def _wait(seconds: float | None) -> str:
-    """Return seconds as a short duration for people: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    """Return seconds as a short duration for people, rounded to its last unit: 45 s, 12 min,
+    3 h 5 min, 2 d 4 h."""
     if seconds is None:
         return "–"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole} s"
-    minutes = whole // 60
+    minutes = round(whole / 60)
     if minutes < 60:
         return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
+    if minutes < 24 * 60:
+        hours, minutes = divmod(minutes, 60)
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
+    days, hours = divmod(round(whole / 3600), 24)
     return f"{days} d {hours} h" if hours else f"{days} d"

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.reports import channel_label
+from gateway.reports import _wait, channel_label
 from inbox.agents import create_agent, create_api_token
 from inbox.models import Agent, Channel
 from tests.conftest import AGENT_PASSWORD, login
@@ -375,3 +375,11 @@ def test_cli_report_satisfaction_rejects_bad_range(database_url, tmp_path):
     })
     assert result.exit_code == 1
     assert "days must be a whole number from 1 to 90" in result.output
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (None, "–"), (44.6, "45 s"), (59.6, "1 min"), (165, "3 min"), (3569, "59 min"), (3570, "1 h"),
+    (5371, "1 h 30 min"), (86380, "1 d"), (2 * 86400 + 4 * 3600 + 50 * 60, "2 d 5 h"),
+])
+def test_wait_rounds_to_last_unit(seconds, shown):
+    assert _wait(seconds) == shown
