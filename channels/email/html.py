@@ -22,8 +22,10 @@ def sanitize_html(markup: str) -> str:
     """Return customer HTML that is safe to show in the agent's browser.
 
     nh3 keeps basic formatting, links, tables and images, and removes scripts, styles,
-    event-handler attributes, ``javascript:`` and relative URLs. Images keep only
-    ``cid:`` and ``https:`` sources, so plain-HTTP tracking pixels do not load.
+    event-handler attributes, ``javascript:`` and relative URLs. Images keep only ``cid:``,
+    ``https:`` and ``http:`` sources. The inbox shows a remote image, tracking pixels
+    included, only after the agent chooses "Show images", and until then a placeholder
+    with its alt text, so an image is never silently dropped.
     """
     return nh3.clean(
         markup,
@@ -37,7 +39,7 @@ def sanitize_html(markup: str) -> str:
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "img" and attribute == "src":
-        return value if value.strip().lower().startswith(("cid:", "https:")) else None
+        return value if value.strip().lower().startswith(("cid:", "https:", "http:")) else None
     return value
 
 

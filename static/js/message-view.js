@@ -464,7 +464,14 @@ function buildEmailDocument(html, remoteImagesAllowed) {
   const parsed = new DOMParser().parseFromString(html, 'text/html');
   let hiddenImages = 0;
 
-  if (!remoteImagesAllowed) {
+  if (remoteImagesAllowed) {
+    // The page's policy loads images over HTTPS only, so a plain-HTTP image is requested over
+    // HTTPS, as browsers upgrade such images on secure pages; a host without HTTPS shows its alt text.
+    for (const image of parsed.querySelectorAll('img[src]')) {
+      const source = image.getAttribute('src');
+      if (/^http:/i.test(source.trim())) image.setAttribute('src', source.trim().replace(/^http:/i, 'https:'));
+    }
+  } else {
     for (const image of parsed.querySelectorAll('img')) {
       if (!isRemoteUrl(image.getAttribute('src'))) continue;
       const placeholder = parsed.createElement('span');
@@ -480,7 +487,7 @@ function buildEmailDocument(html, remoteImagesAllowed) {
   for (const link of parsed.querySelectorAll('a[href]')) link.setAttribute('title', link.getAttribute('href'));
 
   const imageSources = ['data:', window.location.origin];
-  if (remoteImagesAllowed) imageSources.push('https:', 'http:');
+  if (remoteImagesAllowed) imageSources.push('https:');
   const policy = `default-src 'none'; style-src 'unsafe-inline'; font-src data:; img-src ${imageSources.join(' ')}`;
   const headStyles = [...parsed.head.querySelectorAll('style')].map((style) => style.outerHTML).join('');
 
