@@ -17,6 +17,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import OperationalError
 
 from gateway.auth import current_agent, db, error_response
+from gateway.reports import workspace_zone
 from gateway.reprocess import newest_channel_name
 from inbox.contact_merge import CannotMerge, merge_contacts
 from inbox.contacts import (
@@ -30,7 +31,8 @@ from inbox.contacts import (
     update_contact,
 )
 from inbox.errors import Conflict, Forbidden, InboxError, InvalidInput, NotFound
-from inbox.models import Agent
+from inbox.models import Agent, Contact, utcnow
+from inbox.proactive.quiet_hours import contact_zone_and_source
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ def profile(contact_id: int) -> Any:
     return jsonify(
         {
             **contact_to_dict(contact),
+            "time_zone_in_use": _zone_in_use(contact),
             "conversations": {
                 "items": [conversation_summary(conversation) for conversation in page.items],
                 "next_cursor": page.next_cursor,
@@ -110,6 +113,15 @@ def profile(contact_id: int) -> Any:
             "merges": [merge_to_dict(merge) for merge in list_contact_merges(session, contact.id)],
         }
     )
+
+
+def _zone_in_use(contact: Contact) -> dict[str, str]:
+    """Return the zone the contact's quiet hours follow now, and its source (see ``contact_zone_and_source``)."""
+    zone, source = contact_zone_and_source(
+        contact.time_zone, [identity.value for identity in contact.identities if identity.kind == "phone"],
+        workspace_zone(), utcnow(),
+    )
+    return {"name": zone.key, "source": source}
 
 
 @blueprint.get("/contacts/<id:contact_id>/conversations")
@@ -138,7 +150,7 @@ def edit(contact_id: int) -> Any:
     if "notes" in body:
         data["notes"] = contact.notes or ""
     if "time_zone" in body:
-        data["time_zone"] = contact.time_zone
+        data.update(time_zone=contact.time_zone, time_zone_in_use=_zone_in_use(contact))
     session.commit()
     log.info("agent %s edited %s of contact %s", _agent().id, " and ".join(sorted(body)), contact_id)
     return jsonify(data)

@@ -612,6 +612,11 @@ OPENAPI["components"]["schemas"].update({
         "allOf": [_ref("Contact")],
         "type": "object",
         "properties": {
+            "time_zone_in_use": {
+                "type": "object",
+                "description": "The zone quiet hours follow now: name, and source contact (time_zone is set), phone (a phone number's country) or workspace.",
+                "properties": {"name": {"type": "string"}, "source": {"type": "string", "enum": ["contact", "phone", "workspace"]}},
+            },
             "conversations": _CONVERSATION_PAGE,
             "merges": {"type": "array", "items": _ref("ContactMerge"), "description": "Merges into this contact, newest first."},
         },

@@ -104,14 +104,22 @@ def contact_zone(
     time_zone: str | None, phone_numbers: Iterable[str], workspace_zone: ZoneInfo, now: datetime
 ) -> ZoneInfo:
     """Return the zone a contact's quiet hours follow (see the module docstring for the order)."""
+    return contact_zone_and_source(time_zone, phone_numbers, workspace_zone, now)[0]
+
+
+def contact_zone_and_source(
+    time_zone: str | None, phone_numbers: Iterable[str], workspace_zone: ZoneInfo, now: datetime
+) -> tuple[ZoneInfo, str]:
+    """Return the zone ``contact_zone`` returns, and where it comes from: "contact" (set by an
+    agent), "phone" (a phone number's country) or "workspace"."""
     zone = zone_or_none(time_zone)
     if zone is not None:
-        return zone
+        return zone, "contact"
     for number in phone_numbers:
         zone = zone_for_phone(number, workspace_zone, now)
         if zone is not None:
-            return zone
-    return workspace_zone
+            return zone, "phone"
+    return workspace_zone, "workspace"
 
 
 def quiet_until(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | None:

@@ -13,6 +13,13 @@ const NAME_LENGTH = 200;
 const TIME_ZONE_LENGTH = 64;
 // The words that name each editable field in button labels and announcements.
 const FIELD_LABELS = { name: 'name', notes: 'notes', time_zone: 'time zone' };
+const ZONE_SOURCES = { contact: 'set for this contact', phone: 'from the phone number', workspace: 'the workspace\'s zone' };
+
+/** Describe the zone that quiet hours follow for a contact without a zone of its own. */
+function zoneInUse(inUse) {
+  if (!inUse) return ['From the phone number or the workspace.'];
+  return [inUse.name, h('span', { class: 'contact-panel__zone-source' }, `, ${ZONE_SOURCES[inUse.source] ?? inUse.source}`)];
+}
 
 export class ContactPanel {
   /**
@@ -220,7 +227,7 @@ export class ContactPanel {
     section.append(
       profile.time_zone
         ? h('p', { class: 'contact-panel__time-zone' }, profile.time_zone)
-        : h('p', { class: 'contact-panel__empty' }, 'From the phone number or the workspace.'),
+        : h('p', { class: 'contact-panel__time-zone', id: 'contact-time-zone-in-use' }, ...zoneInUse(profile.time_zone_in_use)),
       profile.merged_into_id ? null : h('button', {
         type: 'button', class: 'link-button', 'aria-label': 'Edit time zone', onClick: () => this.startEditing('time_zone'),
       }, profile.time_zone ? 'Edit' : 'Set'));

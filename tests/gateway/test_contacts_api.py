@@ -120,13 +120,29 @@ def test_time_zone_set_normalized_and_cleared(app, state, grace, bearer):
     emptied = client.patch(path, json={"time_zone": ""}, headers=bearer)
 
     assert saved.status_code == 200
-    assert saved.get_json() == {"id": grace["phone_contact"], "time_zone": "Europe/Berlin"}
+    assert saved.get_json() == {
+        "id": grace["phone_contact"], "time_zone": "Europe/Berlin",
+        "time_zone_in_use": {"name": "Europe/Berlin", "source": "contact"},
+    }
     assert profile["time_zone"] == "Europe/Berlin"
-    assert cleared.get_json() == {"id": grace["phone_contact"], "time_zone": None}
+    assert profile["time_zone_in_use"] == {"name": "Europe/Berlin", "source": "contact"}
+    assert cleared.get_json() == {
+        "id": grace["phone_contact"], "time_zone": None, "time_zone_in_use": {"name": "UTC", "source": "workspace"},
+    }
     assert emptied_after_set.get_json()["time_zone"] == "Asia/Tokyo"
     assert emptied.get_json()["time_zone"] is None
     with state.session_factory() as session:
         assert session.get(Contact, grace["phone_contact"]).time_zone is None
+
+
+def test_zone_in_use_from_phone_number(app, state, whatsapp_channel, bearer):
+    berlin = receive(state, whatsapp_channel.id, "+4915112345678", "Hallo")
+    path = f"/api/v1/contacts/{contact_of(state, berlin.conversation_id)}"
+
+    profile = app.test_client().get(path, headers=bearer).get_json()
+
+    assert profile["time_zone"] is None
+    assert profile["time_zone_in_use"] == {"name": "Europe/Berlin", "source": "phone"}
 
 
 def test_unknown_time_zone_message(app, grace, bearer):
