@@ -894,7 +894,7 @@ def report_backlog(limit: int) -> None:
     with _session() as session:
         backlog = backlog_report(session, utcnow(), limit)
     click.echo(f"Backlog at {backlog.generated_at.isoformat(timespec='seconds')}: "
-               f"{backlog.total} open, {backlog.unassigned} unassigned")
+               f"{backlog.total} conversations (open, pending or snoozed), {backlog.unassigned} unassigned")
     sections = [
         ("STATUS", backlog.by_status), ("PRIORITY", backlog.by_priority), ("WAIT", backlog.by_age),
         ("CHANNEL", backlog.by_channel), ("TEAM", backlog.by_team),
