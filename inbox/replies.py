@@ -358,7 +358,33 @@ def add_email_headers(session: Session, conversation: Conversation, message: Mes
         message.in_reply_to = parent.rfc_message_id
         message.thread_index_root = parent.thread_index_root
         chain = [ref for ref in (parent.references or []) if ref != parent.rfc_message_id]
+        if not chain and parent.in_reply_to:
+            chain = [parent.in_reply_to]
+        if not chain:
+            chain = _earlier_mail(session, conversation.id, parent.id)
         message.references = [*chain, parent.rfc_message_id][-MAX_REFERENCES:]
+
+
+def _earlier_mail(session: Session, conversation_id: int, parent_id: int) -> list[str]:
+    """Return the Message-IDs of the conversation's mail before ``parent_id``: its first one and
+    the newest others, oldest first, at most ``MAX_REFERENCES - 1``.
+
+    A customer's mail that joined the conversation by its Reply-To token or subject reference
+    often starts no References chain. A reply to it that names only that mail would start a
+    new thread in the customer's client, so the reply names the conversation's mail before it.
+    """
+    earlier = session.scalars(
+        select(Message.rfc_message_id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.rfc_message_id.is_not(None),
+            Message.id < parent_id,
+        )
+        .order_by(Message.id)
+    ).all()
+    if len(earlier) < MAX_REFERENCES:
+        return list(earlier)
+    return [earlier[0], *earlier[-(MAX_REFERENCES - 2):]]
 
 
 def _ensure_reply_token(session: Session, conversation: Conversation) -> None:

@@ -97,6 +97,22 @@ def test_relay_rewritten_message_id_threads_by_token(app, state, agent, api_toke
     assert reasons == ["new", None, "reply_to_token"]
 
 
+def test_reply_to_unthreaded_mail_references_conversation(state, agent, mailbox, smtp, email_channel):
+    _deliver(state, email_channel, mailbox, _mail(ALICE, "Broken kettle", "It leaks.", "a1@customer.example"))
+    first_reply = _send_reply(state, agent, smtp, 1, "Could you send a photo?")
+    our_id = first_reply.message["Message-ID"].strip("<>")
+    # A new mail to the reply address, without In-Reply-To or References.
+    _deliver(state, email_channel, mailbox, _mail(
+        ALICE, "Photo", "Here it is.", "a2@customer.example", to=str(first_reply.message["Reply-To"]),
+    ))
+
+    sent = _send_reply(state, agent, smtp, 1, "Thanks, we are sending a new one.")
+
+    assert _placement(state, "a2@customer.example") == (1, "reply_to_token")
+    assert sent.message["In-Reply-To"] == "<a2@customer.example>"
+    assert sent.message["References"].split() == ["<a1@customer.example>", f"<{our_id}>", "<a2@customer.example>"]
+
+
 def test_token_in_cc_threads(state, agent, mailbox, smtp, email_channel):
     _deliver(state, email_channel, mailbox, _mail(ALICE, "Refund", "Where is it?", "a1@customer.example"))
     reply_to = str(_send_reply(state, agent, smtp, 1, "On its way.").message["Reply-To"])
