@@ -108,7 +108,8 @@ class UpdatesPage {
 
   /**
    * Show `template` (null for a new one) in the editor. `keepPreview` keeps the preview's
-   * conversation and result, for the template that is open already.
+   * conversation and result, and the field that placeholders go into, for the template that is
+   * open already.
    */
   open(template, { keepPreview = false } = {}) {
     this.current = template;
@@ -126,7 +127,7 @@ class UpdatesPage {
       template ? h('button', { type: 'button', class: 'button button--danger', onClick: () => this.remove(template) }, 'Delete') : null,
       this.saveStatus,
     ];
-    this.editor.render(template, { actions, preview: this.previewSection });
+    this.editor.render(template, { actions, preview: this.previewSection, keepInsertPoint: keepPreview });
     this.renderList();
   }
 

@@ -1,0 +1,109 @@
+"""The update template editor in Chromium: where the placeholder buttons insert."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from inbox.models import Role
+from tests.browser.test_inbox_ui import _sign_in
+from tests.support.conversations import add_agent
+
+pytestmark = pytest.mark.browser
+
+# The selection of the focused text field, as [start, end].
+SELECTION = "() => [document.activeElement.selectionStart, document.activeElement.selectionEnd]"
+
+
+def _open_new_template(page, live_server, state) -> None:
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    _sign_in(page, live_server.url, manager.email)
+    page.goto(live_server.url + "/updates")
+    expect(page.get_by_role("heading", name="New template")).to_be_visible()
+
+
+def _tab_to(page, name: str, limit: int = 20) -> None:
+    """Press Tab until the control named ``name`` has the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.getAttribute('aria-label')") == name:
+            return
+    raise AssertionError(f"{limit} presses of Tab did not reach {name!r}")
+
+
+def test_placeholder_goes_into_last_edited_field(page, live_server, state, whatsapp_channel):
+    _open_new_template(page, live_server, state)
+    subject = page.get_by_label("Subject")
+    email_body = page.get_by_label("Body", exact=True)
+    whatsapp_body = page.get_by_label("Body, sent inside the 24-hour window")
+    subject.click()
+    page.keyboard.type("Update on ")
+    email_body.click()
+    page.keyboard.type("Hello ")
+
+    # The Tab path to the placeholders passes the WhatsApp body, which must not take them.
+    page.keyboard.press("Tab")
+    expect(whatsapp_body).to_be_focused()
+    _tab_to(page, "Insert customer_name")
+    page.keyboard.press("Enter")
+    expect(email_body).to_have_value("Hello {{ customer_name }}")
+    expect(whatsapp_body).to_have_value("")
+    # The focus returns to the body, with the caret after the placeholder.
+    expect(email_body).to_be_focused()
+    end = len("Hello {{ customer_name }}")
+    assert page.evaluate(SELECTION) == [end, end]
+
+    # Shift+Tab into the subject selects its text, but the last edited field is still the body.
+    page.keyboard.press("Shift+Tab")
+    expect(subject).to_be_focused()
+    assert page.evaluate(SELECTION) == [0, len("Update on ")]
+    page.get_by_role("button", name="Insert reference").click()
+    expect(subject).to_have_value("Update on ")
+    expect(email_body).to_have_value("Hello {{ customer_name }}{{ reference }}")
+
+    # Arrow keys place the caret, which makes the subject the field to insert into.
+    subject.focus()
+    page.keyboard.press("End")
+    page.get_by_role("button", name="Insert reference").click()
+    expect(subject).to_have_value("Update on {{ reference }}")
+    expect(subject).to_be_focused()
+
+    # A selection that only came from tabbing back in stays, and the placeholder goes at its end.
+    page.keyboard.press("Tab")
+    expect(email_body).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(SELECTION) == [0, len("Update on {{ reference }}")]
+    page.get_by_role("button", name="Insert status").click()
+    expect(subject).to_have_value("Update on {{ reference }}{{ status }}")
+
+    # A selection made with Shift and the arrow keys is replaced, as editors do.
+    page.keyboard.press("Home")
+    for _ in range(len("Update")):
+        page.keyboard.press("Shift+ArrowRight")
+    page.get_by_role("button", name="Insert customer_name").click()
+    expect(subject).to_have_value("{{ customer_name }} on {{ reference }}{{ status }}")
+
+    # A click places the caret too, also in an empty field.
+    whatsapp_body.click()
+    page.get_by_role("button", name="Insert customer_name").click()
+    expect(whatsapp_body).to_have_value("{{ customer_name }}")
+    expect(email_body).to_have_value("Hello {{ customer_name }}{{ reference }}")
+    assert page.console_errors == []
+
+
+def test_placeholder_target_survives_save(page, live_server, state, whatsapp_channel):
+    _open_new_template(page, live_server, state)
+    page.get_by_label("Name", exact=True).fill("Still on it")
+    page.get_by_label("Subject").fill("Update on {{ reference }}")
+    page.get_by_label("Body", exact=True).fill("Hello ")
+
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#save-status")).to_have_text("Saved.")
+    # The save rebuilt the form, and the placeholder still goes into the body, at its caret.
+    page.get_by_role("button", name="Insert customer_name").click()
+
+    expect(page.get_by_label("Body", exact=True)).to_have_value("Hello {{ customer_name }}")
+    expect(page.get_by_label("Body", exact=True)).to_be_focused()
+    # The insertion is an edit, so "Saved." is no longer true.
+    expect(page.locator("#save-status")).to_have_text("")
+    assert page.console_errors == []
