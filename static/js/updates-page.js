@@ -241,7 +241,7 @@ class UpdatesPage {
     }
   }
 
-  renderPreview({ conversation, applies, sends, rendered }) {
+  renderPreview({ conversation, applies, sends, nothing_reason: nothingReason, rendered }) {
     const channel = conversation ? CHANNEL_NAMES[conversation.channel] ?? conversation.channel : null;
     const source = conversation
       ? h('p', { class: 'preview__source' },
@@ -251,13 +251,16 @@ class UpdatesPage {
       applies ? 'This conversation meets the conditions.' : 'This conversation does not meet the conditions, so it would get no update.');
     // With sample data there is no channel, so both versions show, each under its own heading.
     const versions = conversation
-      ? this.sentVersion(sends, channel, rendered)
+      ? this.sentVersion(sends, channel, rendered, nothingReason)
       : [h('h4', {}, 'Email'), this.emailVersion(rendered), h('h4', {}, 'WhatsApp'), this.whatsappVersion(rendered)];
     replaceChildren(this.previewOutput, source, verdict, versions);
   }
 
-  /** Create the one version that the conversation's channel would get, or the reason it would get none. */
-  sentVersion(sends, channel, rendered) {
+  /**
+   * Create the one version that the conversation's channel would get or, when it would get none,
+   * the server's reason.
+   */
+  sentVersion(sends, channel, rendered, nothingReason) {
     if (sends === 'email') return [h('h4', {}, 'Sent by email'), this.emailVersion(rendered)];
     if (sends === 'whatsapp_body') {
       return [h('h4', {}, 'Sent on WhatsApp'), this.whatsappText(rendered),
@@ -268,10 +271,7 @@ class UpdatesPage {
         h('p', { class: 'preview__template' }, 'The customer’s last message is over 24 hours old, so only the approved template may go.')];
     }
     return [h('h4', {}, `Sent on ${channel}`),
-      h('p', { class: 'field__help', id: 'preview-nothing' },
-        channel === 'Email'
-          ? 'Nothing: the template has no email body.'
-          : 'Nothing: the customer’s last message is over 24 hours old, and the template has no approved template that this channel can send.')];
+      h('p', { class: 'field__help', id: 'preview-nothing' }, `Nothing. ${nothingReason?.message ?? ''}`.trim())];
   }
 
   emailVersion(rendered) {

@@ -1,4 +1,5 @@
-"""The update template editor in Chromium: where the placeholder buttons insert."""
+"""The update template editor in Chromium: where the placeholder buttons insert, and the
+preview's reason when a conversation would get nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 from playwright.sync_api import expect
 
 from inbox.models import Role
-from tests.browser.test_inbox_ui import _sign_in
+from tests.browser.test_inbox_ui import _sign_in, _whatsapp_from
+from tests.browser.test_updates_ui import _conversation_id, _screenshot
 from tests.support.conversations import add_agent
 
 pytestmark = pytest.mark.browser
@@ -106,4 +108,29 @@ def test_placeholder_target_survives_save(page, live_server, state, whatsapp_cha
     expect(page.get_by_label("Body", exact=True)).to_be_focused()
     # The insertion is an edit, so "Saved." is no longer true.
     expect(page.locator("#save-status")).to_have_text("")
+    assert page.console_errors == []
+
+
+def test_preview_names_why_nothing_is_sent(page, live_server, state, config, whatsapp_channel):
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace Hopper", "Where is my parcel?")
+    conversation_id = _conversation_id(state)
+    _open_new_template(page, live_server, state)
+    page.get_by_label("Subject").fill("Update on {{ reference }}")
+    page.get_by_label("Body", exact=True).fill("Hello {{ customer_name }}, we are on it.")
+
+    # An email-only template, and a customer who wrote minutes ago on WhatsApp.
+    page.get_by_label("Conversation id or reference").fill(f"#{conversation_id}")
+    page.get_by_role("button", name="Preview", exact=True).click()
+    output = page.locator("#preview-output")
+    expect(output).to_contain_text("This conversation meets the conditions.")
+    nothing = page.locator("#preview-nothing")
+    expect(nothing).to_contain_text("The template has no WhatsApp body and no approved template (Content SID).")
+    expect(nothing).not_to_contain_text("24 hours")
+    _screenshot(page, "updates-editor-preview-nothing.png")
+
+    # Conditions that leave the conversation out come first, as they do when sending.
+    page.get_by_role("group", name="Channels").get_by_label("Email").check()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    expect(output).to_contain_text("This conversation does not meet the conditions")
+    expect(nothing).to_contain_text("The conversation does not meet the template's conditions.")
     assert page.console_errors == []
