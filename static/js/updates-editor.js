@@ -54,6 +54,19 @@ const BODY_FIELDS = ['email_subject', 'email_body', 'whatsapp_body'];
 // into a text input selects all of its text without the user choosing that selection.
 const CARET_KEYS = new Set(['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown']);
 
+/**
+ * Scroll a field that Tab focused fully into view, clear of the sticky header and actions bar
+ * (the window's scroll padding). Chrome scrolls a text area only as far as its caret.
+ */
+function revealField(field) {
+  // The actions bar sticks to the bottom of the window, so it is in view already.
+  if (field.closest('.editor__actions')) return;
+  const padding = getComputedStyle(document.documentElement);
+  const room = window.innerHeight - (parseFloat(padding.scrollPaddingTop) || 0) - (parseFloat(padding.scrollPaddingBottom) || 0);
+  // A field taller than that room keeps the browser's scroll, which shows its caret.
+  if (field.getBoundingClientRect().height <= room) field.scrollIntoView({ block: 'nearest' });
+}
+
 /** Return a short description of a template's trigger, such as "No agent reply for 4 h". */
 export function describeTrigger(template) {
   const params = template.trigger_params ?? {};
@@ -123,7 +136,9 @@ export class TemplateEditor {
         template ? h('span', { class: `state-pill ${template.enabled ? 'state-pill--on' : ''}` }, template.enabled ? 'Enabled' : 'Disabled') : null),
       this.summary,
       h('form', { class: 'editor', id: 'template-form', novalidate: true, onSubmit: (event) => event.preventDefault() },
-        h('div', { class: 'editor__fields' },
+        // On the keyup of Tab, which the newly focused field gets, and not on focus, because a
+        // scroll under a pressed mouse button would move the field away before the click.
+        h('div', { class: 'editor__fields', onKeyup: (event) => { if (event.key === 'Tab') revealField(event.target); } },
           this.field('name', 'Name', this.name),
           h('fieldset', { class: 'group' },
             h('legend', {}, 'Trigger'),

@@ -31,6 +31,18 @@ class UpdatesPage {
     // One live region beside the Save button, moved into each re-rendered form, so that
     // screen readers announce its changes.
     this.saveStatus = h('span', { class: 'editor__status', role: 'status', id: 'save-status' });
+    // The sticky site header and actions bar cover the top and the bottom of the window, and
+    // each grows when its contents wrap, so the window's scroll padding (updates.css) follows
+    // their heights.
+    this.stickyBarObserver = new ResizeObserver((entries) => {
+      for (const { target } of entries) {
+        const property = target.classList.contains('topbar') ? '--updates-header-height' : '--editor-actions-height';
+        document.documentElement.style.setProperty(property, `${target.offsetHeight}px`);
+      }
+    });
+    const header = document.querySelector('.topbar');
+    if (header) this.stickyBarObserver.observe(header);
+    this.actionsBar = null;
   }
 
   async start() {
@@ -128,6 +140,9 @@ class UpdatesPage {
       this.saveStatus,
     ];
     this.editor.render(template, { actions, preview: this.previewSection, keepInsertPoint: keepPreview });
+    if (this.actionsBar) this.stickyBarObserver.unobserve(this.actionsBar);
+    this.actionsBar = this.editorRoot.querySelector('.editor__actions');
+    this.stickyBarObserver.observe(this.actionsBar);
     this.renderList();
   }
 

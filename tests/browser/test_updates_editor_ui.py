@@ -1,5 +1,6 @@
-"""The update template editor in Chromium: where the placeholder buttons insert, and the
-preview's reason when a conversation would get nothing."""
+"""The update template editor in Chromium: where the placeholder buttons insert, the
+preview's reason when a conversation would get nothing, and fields that stay in view above
+the sticky Save bar."""
 
 from __future__ import annotations
 
@@ -7,11 +8,23 @@ import pytest
 from playwright.sync_api import expect
 
 from inbox.models import Role
-from tests.browser.test_inbox_ui import _sign_in, _whatsapp_from
+from tests.browser.test_inbox_ui import _new_page, _sign_in, _whatsapp_from
 from tests.browser.test_updates_ui import _conversation_id, _screenshot
 from tests.support.conversations import add_agent
 
 pytestmark = pytest.mark.browser
+
+# Where the focused control of the form is, and whether the sticky bars cover any of it.
+FIND_HIDDEN_FOCUS = """() => {
+  const focused = document.activeElement;
+  const actions = document.querySelector('.editor__actions');
+  if (!focused.closest('.editor__fields') || actions.contains(focused)) return null;
+  const box = focused.getBoundingClientRect();
+  const barTop = actions.getBoundingClientRect().top;
+  const headerBottom = document.querySelector('.topbar').getBoundingClientRect().bottom;
+  const label = focused.labels?.[0]?.textContent ?? focused.getAttribute('aria-label') ?? focused.textContent;
+  return { label, top: box.top, bottom: box.bottom, hidden: box.bottom > barTop || box.top < headerBottom };
+}"""
 
 # The selection of the focused text field, as [start, end].
 SELECTION = "() => [document.activeElement.selectionStart, document.activeElement.selectionEnd]"
@@ -134,3 +147,34 @@ def test_preview_names_why_nothing_is_sent(page, live_server, state, config, wha
     expect(output).to_contain_text("This conversation does not meet the conditions")
     expect(nothing).to_contain_text("The conversation does not meet the template's conditions.")
     assert page.console_errors == []
+
+
+@pytest.mark.parametrize("size", [{"width": 1400, "height": 700}, {"width": 1000, "height": 600}])
+def test_focused_field_clears_sticky_bars(browser, live_server, state, whatsapp_channel, size):
+    page = _new_page(browser)
+    try:
+        page.set_viewport_size(size)
+        _open_new_template(page, live_server, state)
+        page.get_by_label("Name", exact=True).fill("Still on it")
+        page.get_by_label("Subject").fill("Update on {{ reference }}")
+        page.get_by_label("Body", exact=True).fill("Hello {{ customer_name }},\n\nwe are on it.")
+        page.get_by_role("button", name="Save").click()
+        # A saved template's bar has Save, Enable and Delete.
+        expect(page.get_by_role("button", name="Delete")).to_be_visible()
+
+        # Forward from the name to the bar, then back, so both sticky bars are passed.
+        page.get_by_label("Name", exact=True).focus()
+        seen = []
+        for key in ["Tab"] * 60 + ["Shift+Tab"] * 60:
+            page.keyboard.press(key)
+            focus = page.evaluate(FIND_HIDDEN_FOCUS)
+            if focus is not None:
+                seen.append(focus)
+        _screenshot(page, "updates-editor-focus.png")
+
+        labels = {focus["label"] for focus in seen}
+        assert {"Pending", "Body", "Approved template (Content SID), sent outside the window"} <= labels
+        assert [focus for focus in seen if focus["hidden"]] == []
+        assert page.console_errors == []
+    finally:
+        page.context.close()
