@@ -798,6 +798,16 @@ OPENAPI["components"]["schemas"].update({
                 "enum": ["email", "whatsapp_body", "whatsapp_template", None],
                 "description": "The version the conversation's channel would get now: the email, the WhatsApp text inside the 24-hour window, or the approved template outside it. Null for sample values, or when the channel would get nothing. Opt-outs and the daily cap are not checked.",
             },
+            "nothing_reason": {
+                "type": ["object", "null"],
+                "description": "Why the conversation would get no update; null when one would go, and for sample values. The conditions are checked first, as when sending, so with conditions_not_met `sends` may still name a version.",
+                "properties": {
+                    "code": {"type": "string", "enum": ["conditions_not_met", "no_content", "outside_window"],
+                             "description": "conditions_not_met: the conversation does not meet the conditions. no_content: the template has nothing for this channel. outside_window: the 24-hour window is closed and there is no approved template that this channel can send."},
+                    "message": {"type": "string", "description": "The reason in plain words, for a person."},
+                },
+                "required": ["code", "message"],
+            },
             "context": {"type": "object", "description": "The placeholder values used."},
             "rendered": {
                 "type": "object",

@@ -227,10 +227,15 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
         rendered = render_update(draft, context)
     except TemplateRenderError as error:
         return _problems_response([error.problem])
+    sends, nothing_reason = _version_sent(session, conversation, rendered, fields.get("whatsapp_content_sid"))
+    if applies is False:
+        # Sending checks the conditions first, so a conversation they leave out gets nothing at all.
+        nothing_reason = _reason("conditions_not_met", "The conversation does not meet the template's conditions.")
     return jsonify({
         "conversation": _conversation_summary(conversation),
         "applies": applies,
-        "sends": _version_sent(session, conversation, rendered, fields.get("whatsapp_content_sid")),
+        "sends": sends,
+        "nothing_reason": nothing_reason,
         "context": context,
         "rendered": {
             "subject": _sent_subject(rendered.subject, conversation, context),
@@ -244,23 +249,45 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
 
 def _version_sent(
     session: Session, conversation: Conversation | None, rendered: RenderedUpdate, content_sid: str | None
-) -> str | None:
-    """Return which version of the update the conversation's channel would get now.
+) -> tuple[str | None, dict[str, str] | None]:
+    """Return which version of the update the conversation's channel would get now, and why
+    it would get none.
 
-    "email", "whatsapp_body" (inside the 24-hour window), "whatsapp_template" (the approved
-    template outside it), or None when the channel would get nothing or no conversation was
-    picked. The choice is the one ``inbox.proactive.sending`` makes after its skips.
+    The version is "email", "whatsapp_body" (inside the 24-hour window), "whatsapp_template"
+    (the approved template outside it), or None. When a picked conversation would get none, the
+    reason is a ``{code, message}`` with the code that ``inbox.proactive.sending`` records for
+    that skip, ``no_content`` or ``outside_window``. Otherwise the reason is None. The choice is
+    the one sending makes after its skips.
     """
     if conversation is None:
-        return None
+        return None, None
     channel = conversation.channel
     if channel.kind == "email":
-        return "email" if rendered.email_body else None
+        if rendered.email_body:
+            return "email", None
+        return None, _reason("no_content", "The template has no email body.")
     if rendered.whatsapp_body and window_is_open(session, conversation, utcnow()):
-        return "whatsapp_body"
+        return "whatsapp_body", None
     if content_sid and whatsapp_provider(channel) != "meta":
-        return "whatsapp_template"
-    return None
+        return "whatsapp_template", None
+
+    if rendered.whatsapp_body:
+        return None, _reason(
+            "outside_window",
+            "The 24-hour window is closed because the customer has not written in the last 24 hours, "
+            "and the template has no approved template (Content SID) that this channel can send.",
+        )
+    if content_sid:
+        return None, _reason(
+            "no_content",
+            "The template has no WhatsApp body, and this channel, which uses Meta's API, cannot send "
+            "an approved template by its Content SID.",
+        )
+    return None, _reason("no_content", "The template has no WhatsApp body and no approved template (Content SID).")
+
+
+def _reason(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
 
 
 def _sent_subject(subject: str, conversation: Conversation | None, context: dict[str, Any]) -> str:

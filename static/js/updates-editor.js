@@ -50,6 +50,23 @@ const FIELD_LABELS = {
 
 const BODY_FIELDS = ['email_subject', 'email_body', 'whatsapp_body'];
 
+// Keys that move the caret or, with Shift, select text. Tab is not one of them, because tabbing
+// into a text input selects all of its text without the user choosing that selection.
+const CARET_KEYS = new Set(['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown']);
+
+/**
+ * Scroll a field that Tab focused fully into view, clear of the sticky header and actions bar
+ * (the window's scroll padding). Chrome scrolls a text area only as far as its caret.
+ */
+function revealField(field) {
+  // The actions bar sticks to the bottom of the window, so it is in view already.
+  if (field.closest('.editor__actions')) return;
+  const padding = getComputedStyle(document.documentElement);
+  const room = window.innerHeight - (parseFloat(padding.scrollPaddingTop) || 0) - (parseFloat(padding.scrollPaddingBottom) || 0);
+  // A field taller than that room keeps the browser's scroll, which shows its caret.
+  if (field.getBoundingClientRect().height <= room) field.scrollIntoView({ block: 'nearest' });
+}
+
 /** Return a short description of a template's trigger, such as "No agent reply for 4 h". */
 export function describeTrigger(template) {
   const params = template.trigger_params ?? {};
@@ -78,14 +95,20 @@ export class TemplateEditor {
     this.errorNodes = new Map();
     // Numbers the variable rows' element ids, which must stay unique when rows are removed.
     this.variableCount = 0;
-    // The body field that placeholders go into: the last one that had the focus.
-    this.insertTarget = null;
+    // The field and selection that placeholders go into, as { name, start, end }. It is taken
+    // when the user edits a subject or body or places the caret in one, never on focus alone,
+    // because tabbing into a text input selects all of its text.
+    this.insertPoint = null;
   }
 
-  /** Build the form for `template` (null for a new one); `actions` and `preview` are nodes to mount. */
-  render(template, { actions, preview }) {
+  /**
+   * Build the form for `template` (null for a new one); `actions` and `preview` are nodes to
+   * mount. `keepInsertPoint` keeps the placeholders' target, for the template that is open already.
+   */
+  render(template, { actions, preview, keepInsertPoint = false }) {
     const fields = template ?? { trigger: 'status_changed', trigger_params: { to_status: 'pending' }, conditions: {} };
     this.errorNodes.clear();
+    if (!keepInsertPoint) this.insertPoint = null;
     this.variableCount = 0;
     this.summary = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1', hidden: true });
 
@@ -113,7 +136,9 @@ export class TemplateEditor {
         template ? h('span', { class: `state-pill ${template.enabled ? 'state-pill--on' : ''}` }, template.enabled ? 'Enabled' : 'Disabled') : null),
       this.summary,
       h('form', { class: 'editor', id: 'template-form', novalidate: true, onSubmit: (event) => event.preventDefault() },
-        h('div', { class: 'editor__fields' },
+        // On the keyup of Tab, which the newly focused field gets, and not on focus, because a
+        // scroll under a pressed mouse button would move the field away before the click.
+        h('div', { class: 'editor__fields', onKeyup: (event) => { if (event.key === 'Tab') revealField(event.target); } },
           this.field('name', 'Name', this.name),
           h('fieldset', { class: 'group' },
             h('legend', {}, 'Trigger'),
@@ -162,7 +187,7 @@ export class TemplateEditor {
       class: 'field__input', id: `field-${name}`, name, type: 'text', 'aria-describedby': `error-${name}`, ...attributes,
     });
     input.value = value;
-    if (BODY_FIELDS.includes(name)) input.addEventListener('focus', () => { this.insertTarget = input; });
+    if (BODY_FIELDS.includes(name)) this.trackInsertPoint(input);
     return input;
   }
 
@@ -172,8 +197,22 @@ export class TemplateEditor {
       'aria-describedby': `error-${name}`,
     });
     area.value = value;
-    area.addEventListener('focus', () => { this.insertTarget = area; });
+    this.trackInsertPoint(area);
     return area;
+  }
+
+  /** Remember the caret of `field` whenever the user edits the text or places the caret. */
+  trackInsertPoint(field) {
+    const remember = () => {
+      this.insertPoint = { name: field.name, start: field.selectionStart, end: field.selectionEnd };
+    };
+    field.addEventListener('input', remember);
+    field.addEventListener('keyup', (event) => {
+      const selectsAll = (event.ctrlKey || event.metaKey) && event.key.toLowerCase() === 'a';
+      if (CARET_KEYS.has(event.key) || selectsAll) remember();
+    });
+    // A drag that selects text may end outside the field, so the release is caught on the document.
+    field.addEventListener('mousedown', () => document.addEventListener('mouseup', remember, { once: true }));
   }
 
   renderParams(values) {
@@ -276,11 +315,20 @@ export class TemplateEditor {
           }, `{{ ${placeholder.name} }}`)))));
   }
 
+  /**
+   * Insert the placeholder `name` at the remembered caret, replacing the text the user selected
+   * there; without one, at the end of the email body. The field gets the focus, with the caret
+   * after the placeholder.
+   */
   insertPlaceholder(name) {
-    const target = this.insertTarget ?? this.emailBody;
-    const text = `{{ ${name} }}`;
-    target.focus();
-    target.setRangeText(text, target.selectionStart ?? target.value.length, target.selectionEnd ?? target.value.length, 'end');
+    const field = this.root.querySelector(`#field-${this.insertPoint?.name ?? 'email_body'}`);
+    const length = field.value.length;
+    const start = Math.min(this.insertPoint?.start ?? length, length);
+    const end = Math.min(this.insertPoint?.end ?? length, length);
+    field.focus();
+    field.setRangeText(`{{ ${name} }}`, start, end, 'end');
+    // setRangeText fires no input event, but the page and the insert point listen for one.
+    field.dispatchEvent(new Event('input', { bubbles: true }));
   }
 
   // ---- Reading the form ------------------------------------------------------------------

@@ -31,6 +31,18 @@ class UpdatesPage {
     // One live region beside the Save button, moved into each re-rendered form, so that
     // screen readers announce its changes.
     this.saveStatus = h('span', { class: 'editor__status', role: 'status', id: 'save-status' });
+    // The sticky site header and actions bar cover the top and the bottom of the window, and
+    // each grows when its contents wrap, so the window's scroll padding (updates.css) follows
+    // their heights.
+    this.stickyBarObserver = new ResizeObserver((entries) => {
+      for (const { target } of entries) {
+        const property = target.classList.contains('topbar') ? '--updates-header-height' : '--editor-actions-height';
+        document.documentElement.style.setProperty(property, `${target.offsetHeight}px`);
+      }
+    });
+    const header = document.querySelector('.topbar');
+    if (header) this.stickyBarObserver.observe(header);
+    this.actionsBar = null;
   }
 
   async start() {
@@ -108,7 +120,8 @@ class UpdatesPage {
 
   /**
    * Show `template` (null for a new one) in the editor. `keepPreview` keeps the preview's
-   * conversation and result, for the template that is open already.
+   * conversation and result, and the field that placeholders go into, for the template that is
+   * open already.
    */
   open(template, { keepPreview = false } = {}) {
     this.current = template;
@@ -126,7 +139,10 @@ class UpdatesPage {
       template ? h('button', { type: 'button', class: 'button button--danger', onClick: () => this.remove(template) }, 'Delete') : null,
       this.saveStatus,
     ];
-    this.editor.render(template, { actions, preview: this.previewSection });
+    this.editor.render(template, { actions, preview: this.previewSection, keepInsertPoint: keepPreview });
+    if (this.actionsBar) this.stickyBarObserver.unobserve(this.actionsBar);
+    this.actionsBar = this.editorRoot.querySelector('.editor__actions');
+    this.stickyBarObserver.observe(this.actionsBar);
     this.renderList();
   }
 
@@ -240,7 +256,7 @@ class UpdatesPage {
     }
   }
 
-  renderPreview({ conversation, applies, sends, rendered }) {
+  renderPreview({ conversation, applies, sends, nothing_reason: nothingReason, rendered }) {
     const channel = conversation ? CHANNEL_NAMES[conversation.channel] ?? conversation.channel : null;
     const source = conversation
       ? h('p', { class: 'preview__source' },
@@ -250,13 +266,16 @@ class UpdatesPage {
       applies ? 'This conversation meets the conditions.' : 'This conversation does not meet the conditions, so it would get no update.');
     // With sample data there is no channel, so both versions show, each under its own heading.
     const versions = conversation
-      ? this.sentVersion(sends, channel, rendered)
+      ? this.sentVersion(sends, channel, rendered, nothingReason)
       : [h('h4', {}, 'Email'), this.emailVersion(rendered), h('h4', {}, 'WhatsApp'), this.whatsappVersion(rendered)];
     replaceChildren(this.previewOutput, source, verdict, versions);
   }
 
-  /** Create the one version that the conversation's channel would get, or the reason it would get none. */
-  sentVersion(sends, channel, rendered) {
+  /**
+   * Create the one version that the conversation's channel would get or, when it would get none,
+   * the server's reason.
+   */
+  sentVersion(sends, channel, rendered, nothingReason) {
     if (sends === 'email') return [h('h4', {}, 'Sent by email'), this.emailVersion(rendered)];
     if (sends === 'whatsapp_body') {
       return [h('h4', {}, 'Sent on WhatsApp'), this.whatsappText(rendered),
@@ -267,10 +286,7 @@ class UpdatesPage {
         h('p', { class: 'preview__template' }, 'The customer’s last message is over 24 hours old, so only the approved template may go.')];
     }
     return [h('h4', {}, `Sent on ${channel}`),
-      h('p', { class: 'field__help', id: 'preview-nothing' },
-        channel === 'Email'
-          ? 'Nothing: the template has no email body.'
-          : 'Nothing: the customer’s last message is over 24 hours old, and the template has no approved template that this channel can send.')];
+      h('p', { class: 'field__help', id: 'preview-nothing' }, `Nothing. ${nothingReason?.message ?? ''}`.trim())];
   }
 
   emailVersion(rendered) {

@@ -60,7 +60,7 @@ def test_manager_writes_previews_and_enables_template(page, live_server, state, 
         "Hello {{ customer_name }},\n\nThanks for waiting, {{ custmer_name }}.\nYou are number {{ queue_position }}."
     )
     page.get_by_label("Body, sent inside the 24-hour window").fill("Hi {{ customer_name }}, ")
-    # A placeholder goes in at the cursor of the last body that had the focus.
+    # A placeholder goes in at the cursor of the last body edited.
     page.get_by_role("button", name="Insert reference").click()
     expect(page.get_by_label("Body, sent inside the 24-hour window")).to_have_value("Hi {{ customer_name }}, {{ reference }}")
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from inbox.models import Agent, AuditEvent, Conversation, Role, UpdateTemplate, utcnow
+from inbox.models import Agent, AuditEvent, Channel, Conversation, Role, UpdateTemplate, utcnow
 from tests.conftest import login
 from tests.gateway.test_workflow_api import _token
 from tests.support.contacts import add_email_channel, receive_mail
@@ -400,6 +400,68 @@ def test_preview_names_version_sent(app, state, manager_headers, whatsapp_channe
         session.commit()
     assert sends(TEMPLATE, whatsapp_id) == "whatsapp_template"
     assert sends(without_sid, whatsapp_id) is None
+
+
+def test_preview_says_why_nothing_is_sent(app, state, manager_headers, whatsapp_channel):
+    client = app.test_client()
+    whatsapp_id = receive(state, whatsapp_channel.id, GRACE, "Where is my parcel?").conversation_id
+    email_id = receive_mail(state, add_email_channel(state).id, "ada@customer.example", "Refund?").conversation_id
+    email_only = {**TEMPLATE, "whatsapp_body": "", "whatsapp_content_sid": None, "whatsapp_variables": {}}
+    whatsapp_only = {**TEMPLATE, "email_subject": "", "email_body": ""}
+    without_sid = {**TEMPLATE, "whatsapp_content_sid": None}
+    any_channel = {"channels": ["email", "whatsapp"]}
+
+    def preview(template: dict, conversation: int | None) -> dict:
+        response = client.post(f"{BASE}/preview", json={"template": template, "conversation": conversation},
+                               headers=manager_headers)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def code(template: dict, conversation: int | None) -> str | None:
+        reason = preview(template, conversation)["nothing_reason"]
+        return reason["code"] if reason else None
+
+    # No reason when an update goes or no conversation was picked.
+    assert code(TEMPLATE, None) is None
+    assert code(TEMPLATE, whatsapp_id) is None
+    assert code({**TEMPLATE, "conditions": any_channel}, email_id) is None
+
+    # The customer wrote minutes ago, but the template has nothing for WhatsApp.
+    answer = preview(email_only, whatsapp_id)
+    assert answer["sends"] is None
+    assert answer["nothing_reason"] == {
+        "code": "no_content",
+        "message": "The template has no WhatsApp body and no approved template (Content SID).",
+    }
+    answer = preview({**whatsapp_only, "conditions": any_channel}, email_id)
+    assert answer["nothing_reason"] == {"code": "no_content", "message": "The template has no email body."}
+
+    # Conditions that leave the conversation out come first, even when a version would go.
+    answer = preview({**TEMPLATE, "conditions": {"channels": ["email"]}}, whatsapp_id)
+    assert answer["sends"] == "whatsapp_body"
+    assert answer["nothing_reason"]["code"] == "conditions_not_met"
+    assert answer["nothing_reason"]["message"] == "The conversation does not meet the template's conditions."
+    assert code({**email_only, "conditions": {"channels": ["email"]}}, whatsapp_id) == "conditions_not_met"
+
+    # The customer's last message is over 24 hours old, and only the approved template may go.
+    with state.session_factory() as session:
+        session.get(Conversation, whatsapp_id).last_inbound_at = utcnow() - timedelta(hours=25)
+        session.commit()
+    assert code(TEMPLATE, whatsapp_id) is None
+    answer = preview(without_sid, whatsapp_id)
+    assert answer["sends"] is None
+    assert answer["nothing_reason"]["code"] == "outside_window"
+    assert "24-hour window is closed" in answer["nothing_reason"]["message"]
+
+    # A channel on Meta's API cannot send a Twilio Content SID.
+    with state.session_factory() as session:
+        channel = session.get(Channel, whatsapp_channel.id)
+        channel.settings = {**(channel.settings or {}), "provider": "meta"}
+        session.commit()
+    assert code(TEMPLATE, whatsapp_id) == "outside_window"
+    answer = preview({**TEMPLATE, "whatsapp_body": ""}, whatsapp_id)
+    assert answer["nothing_reason"]["code"] == "no_content"
+    assert "cannot send an approved template by its Content SID" in answer["nothing_reason"]["message"]
 
 
 def test_preview_reports_conditions_not_met(app, state, manager_headers, whatsapp_channel):
