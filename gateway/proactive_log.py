@@ -14,7 +14,7 @@ from gateway.auth import csrf_token, current_agent, db, error_response, require_
 from gateway.pages import page_role
 from inbox.errors import InboxError, InvalidInput
 from inbox.models import Role
-from inbox.proactive.audit import CHANNELS, RESULTS, list_sends, parse_send_filter, send_to_dict
+from inbox.proactive.audit import CHANNELS, RESULTS, list_sends, logged_templates, parse_send_filter, send_to_dict
 from inbox.proactive.triggers import TRIGGERS
 
 blueprint = Blueprint("proactive_log", __name__)
@@ -50,5 +50,5 @@ def _limit() -> int:
 def log_page() -> Any:
     return render_template(
         "updates_log.html", agent=current_agent(), csrf_token=csrf_token(),
-        triggers=TRIGGERS, results=RESULTS, channels=CHANNELS,
+        triggers=TRIGGERS, results=RESULTS, channels=CHANNELS, templates=logged_templates(db()),
     )

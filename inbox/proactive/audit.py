@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session, contains_eager
 
 from channels.types import DeliveryState
 
 from inbox.errors import InvalidInput
-from inbox.models import Message, ProactiveResult, ProactiveSend
+from inbox.models import Message, ProactiveResult, ProactiveSend, UpdateTemplate
 from inbox.proactive.triggers import TRIGGERS
 from inbox.serialize import isoformat
 
@@ -132,6 +132,28 @@ def current_result(row: ProactiveSend) -> str:
     if status in _FAILED_STATES:
         return ProactiveResult.FAILED.value
     return row.result
+
+
+def logged_templates(session: Session) -> list[tuple[int, str, bool]]:
+    """Return (id, name, deleted) for every template that exists or has rows in the log, by name.
+
+    A deleted template keeps the name its newest log row recorded.
+    """
+    current = {template_id: name for template_id, name in session.execute(select(UpdateTemplate.id, UpdateTemplate.name))}
+    newest_rows = (
+        select(func.max(ProactiveSend.id))
+        .where(ProactiveSend.template_id.not_in(list(current)))
+        .group_by(ProactiveSend.template_id)
+    )
+    deleted = {
+        template_id: name
+        for template_id, name in session.execute(
+            select(ProactiveSend.template_id, ProactiveSend.template_name).where(ProactiveSend.id.in_(newest_rows))
+        )
+    }
+    listed = [(template_id, name, False) for template_id, name in current.items()]
+    listed += [(template_id, name, True) for template_id, name in deleted.items()]
+    return sorted(listed, key=lambda item: (item[1].casefold(), item[0]))
 
 
 def send_to_dict(row: ProactiveSend) -> dict[str, Any]:

@@ -40,7 +40,7 @@ function formatTime(value) {
 function renderRow(send) {
   return h('tr', {},
     h('td', {}, formatTime(send.created_at)),
-    h('td', {}, `${send.template.name} (#${send.template.id})`),
+    h('td', { title: `Template ${send.template.id}` }, send.template.name),
     h('td', {}, send.trigger.replaceAll('_', ' ')),
     h('td', {}, h('a', { href: `${inboxUrl}#conversation=${send.conversation_id}` }, `#${send.conversation_id}`)),
     h('td', {}, send.channel === 'email' ? 'Email' : 'WhatsApp'),
@@ -80,9 +80,20 @@ async function load({ append }) {
   status.textContent = shown === 0 ? 'No updates match this filter.' : `${shown} update${shown === 1 ? '' : 's'} shown.`;
 }
 
+/** Fill the form from the page's address, so a filtered log can be bookmarked, shared and reloaded. */
+function restoreFilter() {
+  const params = new URLSearchParams(window.location.search);
+  for (const field of form.elements) {
+    if (field.name && params.has(field.name)) field.value = params.get(field.name);
+  }
+}
+
 form.addEventListener('submit', (event) => {
   event.preventDefault();
+  const query = filterParams().toString();
+  window.history.replaceState(null, '', query ? `?${query}` : window.location.pathname);
   load({ append: false });
 });
 moreButton.addEventListener('click', () => load({ append: true }));
+restoreFilter();
 load({ append: false });

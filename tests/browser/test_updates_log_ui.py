@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from inbox.models import Agent, Contact, Role, utcnow
+from inbox.models import Agent, Contact, Role, UpdateTemplate, utcnow
 from inbox.proactive.sending import sweep
+from inbox.proactive.templates import delete_update_template
 from inbox.workflow import Changes, change_conversations
 from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _sign_in, _whatsapp_from
 from tests.conftest import AGENT_PASSWORD
@@ -101,4 +102,42 @@ def test_log_shows_delivery_as_thread_does(page, live_server, app, state, config
     expect(row.locator("td.log-delivery")).to_have_text("Not delivered")
     page.screenshot(path=str(tmp_path / "updates-log-undelivered.png"), full_page=True)
     assert page.evaluate(FIND_LOW_CONTRAST) == []
+    assert page.console_errors == []
+
+
+def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_server, state, config, whatsapp_channel):
+    manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
+    kept = add_template(state, "status_changed", {"to_status": "pending"}, name="Waiting for you")
+    gone = add_template(state, "status_changed", {"to_status": "pending"}, name="Old wording")
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
+    with state.session_factory() as session:
+        change_conversations(session, session.get(Agent, manager.id), [1], Changes(status="pending"))
+        session.commit()
+    sweep(state.session_factory, settings(), utcnow())
+    with state.session_factory() as session:
+        delete_update_template(session, session.get(UpdateTemplate, gone))
+        session.commit()
+
+    _sign_in_to_log(page, live_server.url, manager.email)
+    rows = page.locator("#log-rows tr")
+    expect(rows).to_have_count(2)
+    template = page.locator("#log-filters").get_by_label("Template")
+    expect(template.locator("option")).to_have_text(["Any", "Old wording (deleted)", "Waiting for you"])
+
+    template.select_option(label="Old wording (deleted)")
+    page.get_by_role("button", name="Show").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td").nth(1)).to_have_text("Old wording")
+    expect(rows.first.locator("td").nth(1)).to_have_attribute("title", f"Template {gone}")
+    assert page.url.endswith(f"/updates/log?template_id={gone}")
+
+    # Reloading, or opening the address elsewhere, shows the same filter and rows.
+    page.reload()
+    expect(template).to_have_value(str(gone))
+    expect(rows).to_have_count(1)
+    page.goto(f"{live_server.url}/updates/log?template_id={kept}&result=queued")
+    expect(template).to_have_value(str(kept))
+    expect(page.get_by_label("Result")).to_have_value("queued")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Waiting for you")
     assert page.console_errors == []
