@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 
 class ChannelError(Exception):
@@ -32,10 +34,18 @@ class SendError(ChannelError):
 
 
 class TransientSendError(SendError):
-    """A timeout, connection reset, 5xx or 429: retry with backoff."""
+    """A timeout, connection reset, 5xx or 429: retry with backoff.
 
-    def __init__(self, message: str, code: str | None = None):
+    ``may_have_sent`` is True when the request may have reached the provider before it
+    failed (a read timeout, a connection dropped after the request went out), so the
+    message may exist there. It is False when the request certainly never arrived
+    (connection refused, host name not resolved, connect timeout, failed TLS handshake)
+    or the provider answered that it did not take it.
+    """
+
+    def __init__(self, message: str, code: str | None = None, *, may_have_sent: bool = False):
         super().__init__(message, transient=True, code=code)
+        self.may_have_sent = may_have_sent
 
 
 class PermanentSendError(SendError):
@@ -43,6 +53,57 @@ class PermanentSendError(SendError):
 
     def __init__(self, message: str, code: str | None = None):
         super().__init__(message, transient=False, code=code)
+
+
+class SendLookupError(ChannelError):
+    """A provider could not be asked whether an earlier send attempt created the message."""
+
+
+def may_have_reached_server(error: requests.RequestException) -> bool:
+    """Return whether the request that failed with ``error`` may have reached the server.
+
+    Returns False for failures that come before the request is written: a connect timeout,
+    a refused connection, a host name that does not resolve, and a TLS handshake that
+    failed on the certificate or on a server that replied in plain text. Returns True
+    for everything else, such as a read timeout or a connection reset or closed while the
+    response was awaited, because the server may have acted on the request by then.
+    """
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return False
+    causes = list(_causes(error))
+    # urllib3 raises NewConnectionError (NameResolutionError for DNS) only while connecting.
+    if any(isinstance(cause, NewConnectionError) for cause in causes):
+        return False
+    if isinstance(error, requests.exceptions.SSLError):
+        # NOTE: other TLS errors, such as an EOF in the middle of the handshake, look the same
+        # as errors while reading the response, so they count as possibly sent.
+        return not any(_is_handshake_failure(cause) for cause in causes)
+    return True
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """Yield ``error`` and the exceptions it wraps: requests keeps urllib3's error in its
+    arguments, urllib3 its cause in ``reason``, and both chain with ``raise ... from``."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(argument for argument in current.args if isinstance(argument, BaseException))
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+
+
+def _is_handshake_failure(error: BaseException) -> bool:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return True
+    return isinstance(error, ssl.SSLError) and error.reason in _PLAIN_TEXT_REPLIES
 
 
 def unreachable(service: str, error: requests.RequestException) -> str:

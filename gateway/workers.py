@@ -29,9 +29,10 @@ from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader
 from channels.email.parse import parse_emails
 from channels.email.parser_process import ParserProcess, ParserStopped
 from channels.email.smtp import prepare_email, send_email
-from channels.errors import ChannelError, SendError
+from channels.errors import ChannelError, SendError, SendLookupError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
+from channels.whatsapp.twilio import find_sent_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
 from channels.whatsapp.meta import send_media as send_meta_media
 from channels.whatsapp.meta import send_message as send_meta_message
@@ -73,6 +74,7 @@ from inbox.outbox import (
     mark_part_sent,
     mark_sent,
     record_window_error,
+    recorded_provider_ids,
     seconds_until_next_send,
 )
 from inbox.storage import attachment_store
@@ -194,10 +196,30 @@ class OutboxDispatcher:
     def dispatch_claimed(self, pending: PendingSend) -> None:
         """Send one claimed item and record the outcome under its claim.
 
+        When an earlier attempt may have reached the provider unanswered, the item is first
+        looked up there (``_find_unconfirmed_send``). A message found is recorded as this
+        item's send, and nothing is sent. When the lookup fails, nothing is sent either, and
+        the item is retried with backoff.
+
         An email reply is then copied to the channel's Sent folder, when one is set. That
         copy comes after the outcome is recorded, so its failure can neither resend the
         mail nor fail the reply.
         """
+        if pending.unconfirmed_since is not None:
+            try:
+                found = self._find_unconfirmed_send(pending)
+            except SendLookupError as error:
+                log.warning("outbox item %s: lookup of an unconfirmed send failed: %s", pending.item_id, error)
+                self._record_failure(pending, str(error), transient=True, unconfirmed=True)
+                return
+            except Exception as error:  # an adapter bug must neither stop the loop nor resend
+                log.exception("outbox item %s: unexpected error looking up an unconfirmed send", pending.item_id)
+                self._record_failure(pending, f"Internal error: {error}", transient=True, unconfirmed=True)
+                return
+            if found is not None:
+                self._record_sent(pending, found)
+                return
+
         try:
             result, mime = self.send(pending)
         except RateLimitedError as error:
@@ -208,13 +230,21 @@ class OutboxDispatcher:
             if is_window_error(error.code):
                 self._record_window_error(pending, reason, error.code)
             else:
-                self._record_failure(pending, reason, transient=error.transient, error_code=error.code)
+                self._record_failure(
+                    pending, reason, transient=error.transient, error_code=error.code,
+                    unconfirmed=getattr(error, "may_have_sent", False) and self._can_look_up(pending),
+                )
             return
         except Exception as error:  # an adapter bug must not stop the loop or lose the item
             log.exception("outbox item %s: unexpected send error", pending.item_id)
             self._record_failure(pending, f"Internal error: {error}", transient=True)
             return
 
+        self._record_sent(pending, result)
+        if mime is not None:
+            self._file_sent_copy(pending, result, mime)
+
+    def _record_sent(self, pending: PendingSend, result: SendResult) -> None:
         parts = self._whatsapp_parts(pending) if pending.channel_kind == "whatsapp" else []
 
         def record_sent(session: Session) -> None:
@@ -227,8 +257,55 @@ class OutboxDispatcher:
                 mark_sent(session, pending.item_id, result, claim_token=pending.claim_token)
 
         self._record_outcome(pending, f"send as {result.provider_message_id}", record_sent)
-        if mime is not None:
-            self._file_sent_copy(pending, result, mime)
+
+    @staticmethod
+    def _can_look_up(pending: PendingSend) -> bool:
+        """Return whether the provider of the item's channel can be asked for an earlier send.
+
+        Only Twilio can. Meta's Cloud API and SMTP have no such lookup, so their ambiguous
+        failures are retried as before.
+        """
+        return pending.channel_kind == "whatsapp" and pending.channel_settings.get("provider") != "meta"
+
+    def _find_unconfirmed_send(self, pending: PendingSend) -> SendResult | None:
+        """Return the message that an unanswered earlier attempt at the current part created
+        at Twilio, or None when there is none.
+
+        A message that another reply or part of the channel already recorded is never
+        adopted. When several copies match, the oldest is adopted and the others are logged.
+        Raises SendLookupError when Twilio cannot be asked.
+        """
+        if not self._can_look_up(pending):
+            raise SendLookupError(f"channel kind {pending.channel_kind!r} has no lookup of earlier sends")
+        assert pending.unconfirmed_since is not None
+        part = self._whatsapp_parts(pending)[pending.sent_parts]
+        settings = twilio_settings(pending.channel_address, pending.channel_settings, self.state.config)
+        found = find_sent_whatsapp(
+            settings, dataclasses.replace(pending.outbound, text=part.text),
+            attempted_since=pending.unconfirmed_since,
+            media_count=0 if part.media_index is None else 1,
+        )
+        with self.state.session_factory() as session:
+            recorded = recorded_provider_ids(session, pending.channel_id, [r.provider_message_id for r in found])
+        candidates = [result for result in found if result.provider_message_id not in recorded]
+        if not candidates:
+            log.info(
+                "outbox item %s part %s: Twilio has no message from the unanswered attempt that began "
+                "at %s, so it is sent again", pending.item_id, pending.sent_parts + 1,
+                pending.unconfirmed_since.isoformat(),
+            )
+            return None
+        if len(candidates) > 1:
+            log.warning(
+                "outbox item %s part %s: Twilio created %s copies (%s); the oldest is recorded",
+                pending.item_id, pending.sent_parts + 1, len(candidates),
+                ", ".join(result.provider_message_id for result in candidates),
+            )
+        log.info(
+            "outbox item %s part %s: the unanswered attempt created %s at Twilio, recorded as the send",
+            pending.item_id, pending.sent_parts + 1, candidates[0].provider_message_id,
+        )
+        return candidates[0]
 
     def _record_failure(
         self,
@@ -238,12 +315,13 @@ class OutboxDispatcher:
         transient: bool,
         pause_until: datetime | None = None,
         error_code: str | None = None,
+        unconfirmed: bool = False,
     ) -> None:
         def record_failed(session: Session) -> None:
             mark_attempt_failed(
                 session, pending.item_id, reason, transient=transient,
                 claim_token=pending.claim_token, now=self.clock(), pause_until=pause_until,
-                error_code=error_code,
+                error_code=error_code, unconfirmed=unconfirmed,
             )
 
         self._record_outcome(pending, "failed attempt", record_failed)

@@ -609,6 +609,9 @@ class OutboxItem(Base):
     in_flight_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A random value per claim. Only the dispatcher with this token may record the outcome.
     claim_token: Mapped[str | None] = mapped_column(String(64))
+    # When the earliest failed attempt began whose request may have reached the provider
+    # (a timeout, a dropped connection). Set until the current part is recorded as sent.
+    unconfirmed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set while the item is held (a ``HoldReason``), and when that hold began.
     hold_reason: Mapped[str | None] = mapped_column(String(30))
     held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

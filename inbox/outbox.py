@@ -22,6 +22,15 @@ channel whose time has not come. So one paced or rate-limited sender never holds
 others. A provider's HTTP 429 pauses the channel until its Retry-After
 (``mark_attempt_failed(..., pause_until=...)``).
 
+A failed attempt whose request may have reached the provider, such as a read timeout or a
+connection dropped after the request went out, is one whose error the sender marks
+``may_have_sent``. It is recorded with ``mark_attempt_failed(..., unconfirmed=True)``. The item keeps the start of that attempt
+in ``unconfirmed_since``, and its next claim carries it, so the dispatcher first looks for the
+message at the provider. A message found there is recorded with ``mark_sent`` or
+``mark_part_sent`` like a send, and none found lets the dispatcher send again. A failed lookup
+is recorded as another unconfirmed attempt, so it is retried with the same backoff, and an
+item that runs out of attempts while unconfirmed fails with ``UNCONFIRMED_SEND_ERROR``.
+
 If a dispatcher dies after the provider accepted a send but before the outcome committed,
 nothing here can tell whether the customer got the message. Such an item is never sent again.
 Once its lease has expired, ``fail_abandoned_sends`` marks it failed with
@@ -35,7 +44,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,6 +77,11 @@ UNKNOWN_OUTCOME_ERROR = (
     "Switchboard stopped while sending this reply, so it may or may not have reached the "
     "customer. Check before sending it again."
 )
+UNCONFIRMED_SEND_ERROR = (
+    "The provider did not answer an attempt to send this reply, so it may have reached the "
+    "customer, and Switchboard could not check whether it did. Check with the customer before "
+    "sending it again."
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,8 @@ class PendingSend:
 
     ``claim_token`` must be passed back to ``mark_sent``, ``mark_part_sent`` or
     ``mark_attempt_failed``. ``sent_parts`` counts the parts of a multi-part send that the
-    provider already accepted.
+    provider already accepted. ``unconfirmed_since`` is when an earlier attempt at the
+    current part began whose request may have reached the provider, or None.
     """
 
     item_id: int
@@ -100,6 +115,7 @@ class PendingSend:
     claim_token: str
     sent_parts: int = 0
     attachments: tuple[AttachmentRef, ...] = field(default=())
+    unconfirmed_since: datetime | None = None
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
@@ -247,6 +263,7 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         attachments=tuple(
             AttachmentRef(a.id, a.filename, a.content_type, a.size) for a in message.attachments
         ),
+        unconfirmed_since=item.unconfirmed_since,
     )
 
 
@@ -328,6 +345,7 @@ def mark_sent(session: Session, item_id: int, result: SendResult, *, claim_token
         item.status = OutboxStatus.SENT.value
         item.locked_until = None
         item.in_flight_since = None
+        item.unconfirmed_since = None
         item.last_error = None
 
         message = item.message
@@ -412,6 +430,7 @@ def mark_part_sent(
 
         item.locked_until = None
         item.in_flight_since = None
+        item.unconfirmed_since = None
         item.last_error = None
         if last:
             item.status = OutboxStatus.SENT.value
@@ -443,11 +462,19 @@ def mark_attempt_failed(
     now: datetime | None = None,
     pause_until: datetime | None = None,
     error_code: str | None = None,
+    unconfirmed: bool = False,
 ) -> bool:
     """Record a failed attempt and commit. Returns True when the item will be retried.
 
     Every failed attempt, retried or not, also counts as a send failure of the channel,
     with the provider's ``error_code`` when it gave one (``inbox.send_failures``).
+
+    ``unconfirmed`` tells that the message may exist at the provider after this attempt:
+    its request may have arrived, or the lookup of an earlier such attempt failed. The
+    item then keeps the start of the earliest such attempt in ``unconfirmed_since``, and
+    if it fails for good, the message shows ``UNCONFIRMED_SEND_ERROR`` before ``error``.
+    Without it, ``unconfirmed_since`` is cleared, because the attempt followed a lookup
+    that found no message and itself certainly created none.
 
     A transient error schedules a retry with backoff until ``MAX_ATTEMPTS``. With
     ``pause_until`` (a provider's HTTP 429), the retry waits until then instead, and so
@@ -469,6 +496,10 @@ def mark_attempt_failed(
 
         item.attempts += 1
         item.locked_until = None
+        if unconfirmed:
+            item.unconfirmed_since = item.unconfirmed_since or item.in_flight_since
+        else:
+            item.unconfirmed_since = None
         item.in_flight_since = None
         item.last_error = error[:2000]
         record_send_failure(session, item.channel_id, error, error_code=error_code, message_id=item.message_id, now=now)
@@ -489,6 +520,9 @@ def mark_attempt_failed(
             )
             return True
 
+        if item.unconfirmed_since is not None:
+            error = f"{UNCONFIRMED_SEND_ERROR} Last error: {error}"
+            item.last_error = error[:2000]
         item.status = OutboxStatus.FAILED.value
         message: Message = item.message
         message.delivery_status = DeliveryState.FAILED.value
@@ -533,6 +567,7 @@ def record_window_error(
             return None
         item.attempts += 1
         item.locked_until = None
+        item.unconfirmed_since = None  # the provider answered, and rejected this attempt
         item.last_error = error[:2000]
         record_send_failure(session, item.channel_id, error, error_code=error_code, message_id=item.message_id, now=now)
         status = apply_window_error(session, item, error, now)
@@ -545,6 +580,25 @@ def record_window_error(
         if status is OutboxStatus.FAILED:
             reopen_for_failed_reply(session, item.message)
         return status
+
+
+def recorded_provider_ids(session: Session, channel_id: int, provider_message_ids: Sequence[str]) -> set[str]:
+    """Return those of ``provider_message_ids`` that a message or message part of the channel
+    already has, so that a lookup never adopts another message's send."""
+    if not provider_message_ids:
+        return set()
+    with session.begin():
+        on_messages = session.scalars(
+            select(Message.provider_message_id).where(
+                Message.channel_id == channel_id, Message.provider_message_id.in_(provider_message_ids)
+            )
+        ).all()
+        on_parts = session.scalars(
+            select(MessagePart.provider_message_id).where(
+                MessagePart.channel_id == channel_id, MessagePart.provider_message_id.in_(provider_message_ids)
+            )
+        ).all()
+    return {provider_id for provider_id in [*on_messages, *on_parts] if provider_id}
 
 
 def _early_failure_code(session: Session, message: Message) -> str | None:

@@ -9,6 +9,11 @@ connection failures, HTTP 429 and 5xx) that the outbox dispatcher retries, and p
 ones (authentication, invalid recipient, any other 4xx) that it reports to the agent with
 Twilio's error code and a plain explanation (``channels.whatsapp.errors``). A 429 raises
 ``RateLimitedError`` with the Retry-After that Twilio sent.
+
+The Messages API takes no idempotency key. A transient error after which the message may
+exist at Twilio (a read timeout, a connection dropped after the request went out, a 5xx)
+is marked ``may_have_sent``, and ``find_sent_whatsapp`` looks for such a message before
+the outbox sends it again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -35,7 +41,9 @@ from channels.errors import (
     ParseError,
     PermanentSendError,
     SendError,
+    SendLookupError,
     TransientSendError,
+    may_have_reached_server,
     unreachable,
 )
 from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
@@ -107,6 +115,9 @@ def send_whatsapp(
     Raises RateLimitedError on HTTP 429, TransientSendError on a timeout, a connection
     failure or HTTP 5xx, and PermanentSendError on any other Twilio error (``code`` is
     Twilio's error code), on invalid settings, and on a recipient that is not a phone number.
+    The TransientSendError has ``may_have_sent`` set when Twilio may have created the
+    message anyway: after a read timeout, a connection closed or reset once the request
+    was sent, and HTTP 5xx.
     """
     from_number, to_number = _check_message(settings, message, media_url)
     client = _build_client(settings)
@@ -135,12 +146,13 @@ def send_whatsapp(
             f"invalid Twilio API URL {settings.api_base_url!r}: {error}"
         ) from error
     except requests.RequestException as error:
-        # NOTE: after a read timeout Twilio may have created the message anyway, so a
-        # retry can deliver it twice. The Messages API offers no idempotency key.
-        logger.warning("Twilio request failed: %s", error)
-        raise TransientSendError(unreachable("Twilio", error)) from error
+        # After a read timeout or a dropped connection Twilio may have created the message,
+        # so the outbox looks for it (find_sent_whatsapp) before it sends again.
+        may_have_sent = may_have_reached_server(error)
+        logger.warning("Twilio request failed (may have been sent: %s): %s", may_have_sent, error)
+        raise TransientSendError(unreachable("Twilio", error), may_have_sent=may_have_sent) from error
     except TwilioException as error:
-        raise TransientSendError(f"Twilio request failed: {error}") from error
+        raise TransientSendError(f"Twilio request failed: {error}", may_have_sent=True) from error
     except json.JSONDecodeError as error:
         # A retry could send a second copy, so this is not marked transient.
         raise PermanentSendError(
@@ -203,6 +215,97 @@ def _build_client(settings: TwilioSettings) -> Client:
         client.edge = None
         client.region = None
     return client
+
+
+# A message created this long before the attempt began still counts as its copy: Twilio's
+# timestamps are whole seconds, and this host's clock may run ahead of Twilio's.
+LOOKUP_CLOCK_SKEW = timedelta(seconds=30)
+# How many of the newest messages from the sender to the customer a lookup reads.
+LOOKUP_MAX_MESSAGES = 200
+
+
+def find_sent_whatsapp(
+    settings: TwilioSettings,
+    message: OutboundMessage,
+    *,
+    attempted_since: datetime,
+    media_count: int = 0,
+) -> list[SendResult]:
+    """Find the messages that an earlier attempt to send ``message`` created at Twilio.
+
+    Reads the Messages list resource filtered by From (the channel's sender) and To
+    (``message.to``), at most ``LOOKUP_MAX_MESSAGES`` of the newest. Keeps the messages
+    created no earlier than ``LOOKUP_CLOCK_SKEW`` before ``attempted_since``, with
+    ``media_count`` media and a body equal to ``message.text``; surrounding whitespace and
+    CRLF line ends are ignored. Returns their sids and current delivery states, oldest
+    first, or an empty list.
+
+    Raises SendLookupError when the settings are invalid, Twilio cannot be reached, or it
+    answers with an error.
+    """
+    try:
+        from_number = normalize_phone(settings.from_number)
+        to_number = normalize_phone(message.to.value)
+    except ParseError as error:
+        raise SendLookupError(f"invalid WhatsApp number: {error}") from error
+    if not settings.account_sid or not settings.auth_token:
+        raise SendLookupError("missing Twilio account SID or auth token in the channel settings")
+
+    client = _build_client(settings)
+    try:
+        # NOTE: the DateSent filter is left out because Twilio does not document whether it
+        # matches a message that is still queued. Where the list puts such messages is not
+        # documented either, so a copy beyond the newest LOOKUP_MAX_MESSAGES would be missed.
+        records = client.messages.list(
+            from_=f"whatsapp:{from_number}",
+            to=f"whatsapp:{to_number}",
+            limit=LOOKUP_MAX_MESSAGES,
+        )
+    except (TwilioRestException, TwilioServiceException) as error:
+        reason = _error_from_twilio_response(error, client.http_client.last_headers)
+        raise SendLookupError(f"Twilio's message list could not be read: {reason}") from error
+    except requests.RequestException as error:
+        raise SendLookupError(f"Twilio's message list could not be read: {unreachable('Twilio', error)}") from error
+    except (TwilioException, json.JSONDecodeError) as error:
+        # A page that is not HTTP 200 raises a bare TwilioException("Unable to fetch page").
+        raise SendLookupError(f"Twilio's message list could not be read: {error}") from error
+    finally:
+        _close_client(client)
+
+    earliest = attempted_since - LOOKUP_CLOCK_SKEW
+    expected_body = _comparable_body(message.text)
+    found = [
+        record for record in records
+        if record.sid
+        and record.date_created is not None
+        and _as_utc(record.date_created) >= earliest
+        and _comparable_body(record.body) == expected_body
+        and _media_count(record.num_media) == media_count
+    ]
+    found.sort(key=lambda record: _as_utc(record.date_created))
+    results = []
+    for record in found:
+        state = twilio_status_to_state(record.status or "") or DeliveryState.QUEUED
+        results.append(SendResult(provider_message_id=record.sid, status=state))
+    logger.info(
+        "Twilio lookup of an unconfirmed send: %s of %s listed messages match", len(results), len(records)
+    )
+    return results
+
+
+def _comparable_body(body: str | None) -> str:
+    return (body or "").replace("\r\n", "\n").strip()
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _media_count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -312,7 +415,11 @@ def _error_from_twilio_response(
     if error.status == 429:
         retry_after = parse_retry_after((headers or {}).get("Retry-After"))
         return RateLimitedError(text, code=code, retry_after=retry_after)
-    if error.status >= 500 or is_transient_error(code):
+    if error.status >= 500:
+        # Twilio's page on error 20500 warns that a message create that gets HTTP 500 may
+        # have been sent, and that retrying it can reach the customer twice.
+        return TransientSendError(text, code=code, may_have_sent=True)
+    if is_transient_error(code):
         return TransientSendError(text, code=code)
     return PermanentSendError(text, code=code)
 
@@ -338,7 +445,9 @@ __all__ = [
     "STATUS_RAW_FORMAT",
     "ContentApiError",
     "ContentTemplate",
+    "LOOKUP_CLOCK_SKEW",
     "TwilioSettings",
+    "find_sent_whatsapp",
     "is_status_callback",
     "list_content_templates",
     "normalize_phone",

@@ -1,7 +1,8 @@
 """A Twilio-compatible HTTP server on loopback, for tests of code that uses the twilio SDK.
 
 It implements the parts of the REST API that Switchboard calls: creating a message (version
-2010-04-01), with a body or with a Content API template, and listing templates with their
+2010-04-01), with a body or with a Content API template, listing messages filtered by To and
+From (newest first, paged with Page and PageSize), and listing templates with their
 WhatsApp approval from the Content API (v1: ``/v1/Content``, ``/v1/ContentAndApprovals`` and
 ``/v1/Content/<sid>/ApprovalRequests``). Requests need HTTP basic auth with the configured
 account SID and auth token, as at Twilio. Errors have Twilio's JSON shape (code, message, more_info,
@@ -9,7 +10,12 @@ status), so the SDK raises the same TwilioRestException it raises against Twilio
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
 ``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose (a
 429 with or without Retry-After too), make every answer slow, or hold answers back after
-the message was created. Like Twilio, the server fetches each ``MediaUrl`` of a created
+the message was created. ``fault_next`` plays network faults on the next message creates:
+the message is created and the answer hangs (``HANG_AFTER_CREATE``), the message is created
+and the connection closed without an answer (``DROP_AFTER_CREATE``), or the connection is
+closed once the request was read, before any message exists (``DROP_BEFORE_CREATE``).
+``fail_next_list`` makes the next reads of the message list fail, and ``add_message`` stores a
+message that another tool sent earlier. Like Twilio, the server fetches each ``MediaUrl`` of a created
 message (``media_fetches``), and ``post_status`` posts a signed status callback to the
 ``StatusCallback`` URL of a created message.
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from twilio.request_validator import RequestValidator
@@ -53,6 +61,12 @@ DEFAULT_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 # The form fields of one request. A field sent several times (MediaUrl) keeps every value.
 FormFields = dict[str, str | list[str]]
+
+# Network faults that fault_next() plays on a message create.
+HANG_AFTER_CREATE = "hang-after-create"
+DROP_AFTER_CREATE = "drop-after-create"
+DROP_BEFORE_CREATE = "drop-before-create"
+FAULTS = (HANG_AFTER_CREATE, DROP_AFTER_CREATE, DROP_BEFORE_CREATE)
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class TwilioTestServer:
     ``requests`` lists the form fields of every authenticated message request in
     arrival order, including those that got an injected or validation error.
     ``messages`` lists the message resources the server created. ``content_reads`` counts
-    the requests to the Content API.
+    the requests to the Content API, and ``list_reads`` the reads of the message list.
     """
 
     def __init__(
@@ -90,6 +104,14 @@ class TwilioTestServer:
         self._requests: list[FormFields] = []
         self._messages: list[dict[str, Any]] = []
         self._failures: deque[tuple[int, int, str, float | None]] = deque()
+        self._faults: deque[str] = deque()
+        self._list_failures: deque[tuple[int, int, str]] = deque()
+        # The exact creation time of each message, by sid: date_created has whole seconds.
+        self._created_at: dict[str, datetime] = {}
+        self.list_reads = 0
+        # The maximum seconds a HANG_AFTER_CREATE response waits. stop() ends the wait early.
+        self.hang_seconds = 30.0
+        self._stopping = threading.Event()
         self._media_fetches: list[MediaFetch] = []
         # Seconds each message request waits, after the message is created, before it answers.
         self.response_delay = 0.0
@@ -118,6 +140,11 @@ class TwilioTestServer:
                     methods=["POST"],
                     endpoint="create_message",
                 ),
+                Rule(
+                    f"/{API_VERSION}/Accounts/<account_sid>/Messages.json",
+                    methods=["GET"],
+                    endpoint="list_messages",
+                ),
                 Rule("/v1/Content", methods=["GET"], endpoint="list_content"),
                 Rule("/v1/ContentAndApprovals", methods=["GET"], endpoint="list_content_and_approvals"),
                 Rule("/v1/Content/<sid>/ApprovalRequests", methods=["GET"], endpoint="fetch_approval"),
@@ -125,6 +152,7 @@ class TwilioTestServer:
         )
         self._handlers: dict[str, Callable[..., Response]] = {
             "create_message": self._create_message,
+            "list_messages": self._list_messages,
             "list_content": self._list_content,
             "list_content_and_approvals": self._list_content_and_approvals,
             "fetch_approval": self._fetch_approval,
@@ -162,6 +190,7 @@ class TwilioTestServer:
         if self._server is None:
             return
         self._responses_open.set()  # held answers would keep server_close() waiting
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         assert self._thread is not None
@@ -206,6 +235,37 @@ class TwilioTestServer:
         """
         with self._condition:
             self._failures.extend([(status, code, message, retry_after)] * times)
+
+    def fault_next(self, fault: str, times: int = 1) -> None:
+        """Play ``fault`` (one of ``FAULTS``) on the next ``times`` authenticated message creates.
+
+        Faults are played before the errors of ``fail_next``, and each takes one request.
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}: expected one of {', '.join(FAULTS)}")
+        with self._condition:
+            self._faults.extend([fault] * times)
+
+    def fail_next_list(self, status: int, code: int, message: str, times: int = 1) -> None:
+        """Make the next ``times`` reads of the message list fail with a Twilio error."""
+        with self._condition:
+            self._list_failures.extend([(status, code, message)] * times)
+
+    def add_message(
+        self, from_: str, to: str, body: str, *, created_at: datetime, status: str = "delivered"
+    ) -> str:
+        """Store a message created at ``created_at`` without a request, as another tool sent
+        it, and return its sid. ``from_`` and ``to`` are as Twilio shows them
+        ("whatsapp:+14155238886")."""
+        resource = self._message_resource(
+            self.account_sid, {"From": from_, "To": to, "Body": body}, created_at=created_at
+        )
+        resource["status"] = status
+        with self._condition:
+            self._messages.append(resource)
+            self._created_at[resource["sid"]] = created_at
+            self._condition.notify_all()
+        return resource["sid"]
 
     def post_status(
         self, sid: str, status: str, *, error_code: int | None = None, timeout: float = 10.0
@@ -352,8 +412,13 @@ class TwilioTestServer:
         form = _form_fields(request)
         with self._condition:
             self._requests.append(form)
-            failure = self._failures.popleft() if self._failures else None
+            fault = self._faults.popleft() if self._faults else None
+            failure = None
+            if fault is None and self._failures:
+                failure = self._failures.popleft()
             self._condition.notify_all()
+        if fault == DROP_BEFORE_CREATE:
+            return _drop_connection(request)
         if failure is not None:
             status, code, message, retry_after = failure
             response = _error_response(status, code, message)
@@ -373,17 +438,63 @@ class TwilioTestServer:
             if invalid is not None:
                 return invalid
 
-        resource = self._message_resource(account_sid, form)
+        created_at = datetime.now(timezone.utc)
+        resource = self._message_resource(account_sid, form, created_at=created_at)
         with self._condition:
             self._messages.append(resource)
+            self._created_at[resource["sid"]] = created_at
             self._condition.notify_all()
         self._fetch_media(form)
         # The message exists now, as at Twilio once it accepted the request; only the
-        # answer is late.
+        # answer is late or lost.
+        if fault == DROP_AFTER_CREATE:
+            return _drop_connection(request)
+        if fault == HANG_AFTER_CREATE:
+            self._stopping.wait(self.hang_seconds)
         if self.response_delay:
             time.sleep(self.response_delay)
         self._responses_open.wait()
         return _json_response(201, resource)
+
+    def _list_messages(self, request: Request, account_sid: str) -> Response:
+        """Return one page of the messages filtered by To and From, newest first, as Twilio does."""
+        with self._condition:
+            self.list_reads += 1
+            failure = self._list_failures.popleft() if self._list_failures else None
+            messages = list(self._messages)
+            created_at = dict(self._created_at)
+        if failure is not None:
+            return _error_response(*failure)
+        try:
+            page = int(request.args.get("Page", "0"))
+            size = int(request.args.get("PageSize", "50"))
+        except ValueError:
+            return _error_response(400, 20001, "Invalid paging parameter")
+        filters = {name: request.args[field] for field, name in (("To", "to"), ("From", "from")) if field in request.args}
+        matching = [m for m in messages if all(m.get(name) == value for name, value in filters.items())]
+        matching.sort(key=lambda m: created_at[m["sid"]], reverse=True)
+        start = page * size
+        records = matching[start:start + size]
+        path = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        query = {field: request.args[field] for field in ("To", "From") if field in request.args}
+
+        def page_uri(number: int) -> str:
+            return f"{path}?{urlencode({'PageSize': size, 'Page': number, **query})}"
+
+        return _json_response(
+            200,
+            {
+                "messages": records,
+                "page": page,
+                "page_size": size,
+                "start": start,
+                "end": start + max(len(records) - 1, 0),
+                "uri": page_uri(page),
+                "first_page_uri": page_uri(0),
+                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+                "next_page_uri": page_uri(page + 1) if start + size < len(matching) else None,
+            },
+        )
 
     def _check_content(self, form: FormFields) -> Response | None:
         with self._condition:
@@ -469,9 +580,9 @@ class TwilioTestServer:
                 self._media_fetches.append(fetch)
                 self._condition.notify_all()
 
-    def _message_resource(self, account_sid: str, form: FormFields) -> dict[str, Any]:
+    def _message_resource(self, account_sid: str, form: FormFields, *, created_at: datetime) -> dict[str, Any]:
         sid = "SM" + secrets.token_hex(16)
-        now = format_datetime(datetime.now(timezone.utc))
+        now = format_datetime(created_at.astimezone(timezone.utc))
         uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
         media_urls = form.get("MediaUrl") or []
         return {
@@ -508,6 +619,17 @@ def _form_fields(request: Request) -> FormFields:
         values = request.form.getlist(name)
         fields[name] = values[0] if len(values) == 1 else values
     return fields
+
+
+def _drop_connection(request: Request) -> Response:
+    """Close the client's connection without an answer, as a failing network or proxy does.
+
+    The client reads the end of the stream where it waits for the status line. Werkzeug's
+    write of the returned response then fails quietly on the closed socket.
+    """
+    connection: socket.socket = request.environ["werkzeug.socket"]
+    connection.shutdown(socket.SHUT_RDWR)
+    return Response(status=500)
 
 
 def _json_response(status: int, payload: dict[str, Any]) -> Response:
