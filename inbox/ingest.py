@@ -327,7 +327,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
             labels=[],
         )
         session.add(conversation)
-    satisfaction = None if created or reaction else pending_answer(session, conversation, inbound.text or "", now)
+    # The answer is read from the new text only: a mail client's quote of the question and its
+    # signature would otherwise count as a comment that needs an agent.
+    answer_text = inbound.visible_text or inbound.text or ""
+    satisfaction = None if created or reaction else pending_answer(session, conversation, answer_text, now)
     only_answer = satisfaction is not None and satisfaction.parsed.only_answer
     if not created and not reaction and not only_answer:
         # A reaction needs no reply, and neither does a bare answer to a satisfaction

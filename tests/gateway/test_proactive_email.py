@@ -16,7 +16,7 @@ from channels.email.parse import parse_email
 from gateway.workers import OutboxDispatcher
 from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
-from inbox.models import Agent, Channel, ContactIdentity, Conversation, ProactiveSend, utcnow
+from inbox.models import Agent, Channel, ContactIdentity, Conversation, ProactiveSend, SatisfactionAnswer, utcnow
 from inbox.proactive.sending import sweep
 from inbox.workflow import Changes, change_conversation
 from tests.support.proactive import add_template, settings
@@ -141,3 +141,37 @@ def test_failing_address_skipped(state, agent, mail_channel, smtp):
         assert row.reason.startswith("failing_address:")
         assert session.get(Conversation, conversation_id).messages[-1].direction == "inbound"
     assert smtp.received == []
+
+
+def test_quoted_email_rating_keeps_conversation_resolved(state, agent, mail_channel, smtp):
+    add_template(
+        state, "resolved", {}, email_subject="How did we do?",
+        email_body="Please answer with a rating from 1 to 5.",
+    )
+    conversation_id = receive_mail(state, mail_channel, "first@customer.example")
+    with state.session_factory() as session:
+        change_conversation(session, session.get(Agent, agent.id), conversation_id, Changes(status="resolved"))
+        session.commit()
+    sweep(state.session_factory, settings(), utcnow())
+    OutboxDispatcher(state, threading.Event()).dispatch_due()
+    [question] = smtp.wait_for(1)
+
+    # The customer's client quotes the question under the rating and adds its signature.
+    answer = EmailMessage()
+    answer["From"] = f"Alice <{ALICE}>"
+    answer["To"] = SUPPORT
+    answer["Subject"] = f"Re: {question.message['Subject']}"
+    answer["Message-ID"] = "<rating@customer.example>"
+    answer["In-Reply-To"] = question.message["Message-ID"]
+    answer.set_content(
+        "5\n\nSent from my iPhone\n\n"
+        "On Fri, 4 Dec 2026 at 11:00, Shop Support <support@shop.example> wrote:\n"
+        "> Please answer with a rating from 1 to 5.\n"
+    )
+    with state.session_factory() as session:
+        ingest_message(session, mail_channel.id, parse_email(answer.as_bytes()))
+
+    with state.session_factory() as session:
+        [stored] = session.scalars(select(SatisfactionAnswer)).all()
+        assert (stored.kind, stored.score) == ("rating", 5)
+        assert session.get(Conversation, conversation_id).status == "resolved"
