@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 ANSWER_WINDOW = timedelta(days=7)
 RESOLVED_TRIGGER = "resolved"
 _RATING = re.compile(r"^([1-5])(\s*/\s*5)?$")
+# A rating with a comment on the same line: after its scale ("4/5 great", "4 of 5") or a
+# separator ("5 - great service", "5! thanks"). A number followed by a word alone, as in
+# "2 parcels are missing", is no answer.
+_RATING_WITH_COMMENT = re.compile(r"([1-5])(?:\s*(?:/|of|out of)\s*5\b|\s*[!.,:;\u2013\u2014-])", re.IGNORECASE)
+# A yes/no with a comment on the same line: "no" followed by a space or punctuation ("no, it
+# is still broken", "No it is still broken"), "yes" followed by punctuation ("Yes, thanks!").
+# "Yes" and a word alone ("yes I have one more question") may start an ordinary message.
+_YES_NO_WITH_COMMENT = re.compile(r"(?:(yes|y)\s*[!.,:;\u2013\u2014-]|(no|n)(?:\s*[!.,:;\u2013\u2014-]|\s))", re.IGNORECASE)
 YES_WORDS = frozenset({"yes", "y"})
 NO_WORDS = frozenset({"no", "n"})
 # A comment after the answer this short, on one line and without a question, stays with
@@ -80,18 +88,46 @@ def parse_answer(text: str) -> ParsedAnswer | None:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     line = lines[0] if lines else ""
     word = line.rstrip(string.punctuation + " ").lower()
-    if not word or len(word) > 20:
+    if not word:
         return None
+    parsed = _whole_line_answer(word, line) if len(word) <= 20 else None
+    comment_lines = lines[1:]
+    if parsed is None:
+        parsed, comment = _answer_with_comment(line)
+        if parsed is None:
+            return None
+        comment_lines = [comment, *comment_lines] if comment else comment_lines
+    return replace(parsed, only_answer=_is_only_answer(parsed, comment_lines))
+
+
+def _whole_line_answer(word: str, line: str) -> ParsedAnswer | None:
+    """Return the answer when ``word`` (the line without trailing punctuation) is all of it."""
     rating = _RATING.match(word)
     if rating:
-        parsed = ParsedAnswer("rating", int(rating.group(1)), line[:50])
-    elif word in YES_WORDS:
-        parsed = ParsedAnswer("yes_no", 1, line[:50])
-    elif word in NO_WORDS:
-        parsed = ParsedAnswer("yes_no", 0, line[:50])
+        return ParsedAnswer("rating", int(rating.group(1)), line[:50])
+    if word in YES_WORDS:
+        return ParsedAnswer("yes_no", 1, line[:50])
+    if word in NO_WORDS:
+        return ParsedAnswer("yes_no", 0, line[:50])
+    return None
+
+
+def _answer_with_comment(line: str) -> tuple[ParsedAnswer | None, str]:
+    """Return the answer that starts ``line`` and the comment after it on the same line."""
+    rating = _RATING_WITH_COMMENT.match(line)
+    yes_no = None if rating else _YES_NO_WITH_COMMENT.match(line)
+    if rating:
+        answer = line[:rating.end()].rstrip(string.punctuation + " \u2013\u2014")
+        parsed = ParsedAnswer("rating", int(rating.group(1)), answer[:50])
+        end = rating.end()
+    elif yes_no:
+        parsed = ParsedAnswer("yes_no", 1 if yes_no.group(1) else 0, yes_no.group(1) or yes_no.group(2))
+        end = yes_no.end()
     else:
-        return None
-    return replace(parsed, only_answer=_is_only_answer(parsed, lines[1:]))
+        return None, ""
+    # The comment keeps a question mark, which tells that it needs an agent.
+    comment = line[end:].strip(string.punctuation.replace("?", "") + " \u2013\u2014")
+    return parsed, comment
 
 
 def _is_only_answer(parsed: ParsedAnswer, comment_lines: list[str]) -> bool:
