@@ -37,10 +37,17 @@ function formatTime(value) {
   return value ? value.slice(0, 19).replace('T', ' ') : '–';
 }
 
-function renderRow(send) {
+/** Return the ids of deleted templates, which the template menu marks. */
+function deletedTemplateIds() {
+  const options = [...form.elements.template_id.options];
+  return new Set(options.filter((option) => option.dataset.deleted !== undefined).map((option) => option.value));
+}
+
+function renderRow(send, deleted) {
+  const name = deleted.has(String(send.template.id)) ? `${send.template.name} (deleted)` : send.template.name;
   return h('tr', {},
     h('td', {}, formatTime(send.created_at)),
-    h('td', { title: `Template ${send.template.id}` }, send.template.name),
+    h('td', { title: `Template ${send.template.id}` }, name),
     h('td', {}, send.trigger.replaceAll('_', ' ')),
     h('td', {}, h('a', { href: `${inboxUrl}#conversation=${send.conversation_id}` }, `#${send.conversation_id}`)),
     h('td', {}, send.channel === 'email' ? 'Email' : 'WhatsApp'),
@@ -73,25 +80,41 @@ async function load({ append }) {
     return;
   }
   if (!append) rows.replaceChildren();
-  rows.append(...body.items.map(renderRow));
+  const deleted = deletedTemplateIds();
+  rows.append(...body.items.map((send) => renderRow(send, deleted)));
   nextCursor = body.next_cursor;
   moreButton.hidden = !nextCursor;
   const shown = rows.childElementCount;
   status.textContent = shown === 0 ? 'No updates match this filter.' : `${shown} update${shown === 1 ? '' : 's'} shown.`;
 }
 
-/** Fill the form from the page's address, so a filtered log can be bookmarked, shared and reloaded. */
+/**
+ * Fill the form from the page's address, so a filtered log can be bookmarked, shared and
+ * reloaded. A value that a menu does not offer (a mistyped link, a template that never sent
+ * anything) is added to it, so the log is filtered by it and says what matched, or shows the
+ * API's error, instead of quietly showing everything.
+ */
 function restoreFilter() {
   const params = new URLSearchParams(window.location.search);
   for (const field of form.elements) {
-    if (field.name && params.has(field.name)) field.value = params.get(field.name);
+    if (!field.name) continue;
+    const value = params.get(field.name) ?? '';
+    if (field.tagName === 'SELECT' && ![...field.options].some((option) => option.value === value)) {
+      field.append(new Option(field.name === 'template_id' ? `Template ${value}` : value, value));
+    }
+    field.value = value;
   }
 }
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
   const query = filterParams().toString();
-  window.history.replaceState(null, '', query ? `?${query}` : window.location.pathname);
+  // A new history entry, so Back returns to the previous filter.
+  window.history.pushState(null, '', query ? `?${query}` : window.location.pathname);
+  load({ append: false });
+});
+window.addEventListener('popstate', () => {
+  restoreFilter();
   load({ append: false });
 });
 moreButton.addEventListener('click', () => load({ append: true }));

@@ -124,10 +124,12 @@ def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_ser
     template = page.locator("#log-filters").get_by_label("Template")
     expect(template.locator("option")).to_have_text(["Any", "Old wording (deleted)", "Waiting for you"])
 
+    assert sorted(rows.locator("td:nth-child(2)").all_inner_texts()) == ["Old wording (deleted)", "Waiting for you"]
+
     template.select_option(label="Old wording (deleted)")
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(1)
-    expect(rows.first.locator("td").nth(1)).to_have_text("Old wording")
+    expect(rows.first.locator("td").nth(1)).to_have_text("Old wording (deleted)")
     expect(rows.first.locator("td").nth(1)).to_have_attribute("title", f"Template {gone}")
     assert page.url.endswith(f"/updates/log?template_id={gone}")
 
@@ -140,4 +142,19 @@ def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_ser
     expect(page.get_by_label("Result")).to_have_value("queued")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Waiting for you")
+
+    # Back returns to the filter before.
+    page.get_by_label("Result").select_option("")
+    page.get_by_role("button", name="Show").click()
+    expect(rows).to_have_count(1)
+    assert page.url.endswith(f"/updates/log?template_id={kept}")
+    page.go_back()
+    expect(page.get_by_label("Result")).to_have_value("queued")
+    assert page.url.endswith("result=queued")
+
+    # A template id the menu does not offer filters the log, which then shows nothing.
+    page.goto(f"{live_server.url}/updates/log?template_id=99")
+    expect(template).to_have_value("99")
+    expect(template.locator("option:checked")).to_have_text("Template 99")
+    expect(page.locator("#log-status")).to_have_text("No updates match this filter.")
     assert page.console_errors == []
