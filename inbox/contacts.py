@@ -326,16 +326,18 @@ def update_contact(
 def normalize_time_zone(value: str | None) -> str | None:
     """Return the IANA zone name in ``value`` with surrounding spaces removed, or None for none.
 
-    Raises ``InvalidInput`` when ``zoneinfo`` has no zone of that name. The name must match
-    the tz database's spelling, case included, so it reads the same on every system.
+    Raises ``InvalidInput`` when ``zoneinfo`` has no zone of that name. A name spelled in
+    other letter case ("america/new_york") is stored in the tz database's spelling, so it
+    reads the same on every system.
     """
     name = (value or "").strip()
     if not name:
         return None
     message = (
-        f"time_zone {name[:80]!r} is not a known IANA time zone; "
+        f"{name[:80]!r} is not a known IANA time zone; "
         "give a name such as Europe/Berlin or America/New_York, or leave it empty to clear it."
     )
+    name = _time_zones_by_folded_name().get(name.casefold(), name)
     if len(name) > TIME_ZONE_LENGTH or name not in _available_time_zones():
         raise InvalidInput(message, field="time_zone")
     try:
@@ -353,6 +355,15 @@ _NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
 @functools.cache
 def _available_time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - _NOT_PLACES
+
+
+@functools.cache
+def _time_zones_by_folded_name() -> dict[str, str]:
+    """Return each zone name by its case-folded form, leaving out forms that two names share."""
+    by_folded: dict[str, list[str]] = {}
+    for name in _available_time_zones():
+        by_folded.setdefault(name.casefold(), []).append(name)
+    return {folded: names[0] for folded, names in by_folded.items() if len(names) == 1}
 
 
 # ---- Search -----------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ export class ContactPanel {
         autocomplete: 'off', spellcheck: 'false', value: draft ?? profile.time_zone ?? '',
         'aria-describedby': 'contact-time-zone-hint',
       }), h('p', { class: 'contact-panel__hint', id: 'contact-time-zone-hint' },
-        'An IANA name such as Europe/Berlin. Leave empty to use the phone number\'s zone.')));
+        'An IANA name such as Europe/Berlin. Leave empty to use the phone number\'s zone, else the workspace\'s.')));
       return section;
     }
     section.append(

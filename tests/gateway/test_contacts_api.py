@@ -145,6 +145,15 @@ def test_zone_in_use_from_phone_number(app, state, whatsapp_channel, bearer):
     assert profile["time_zone_in_use"] == {"name": "Europe/Berlin", "source": "phone"}
 
 
+def test_time_zone_in_other_case_stored_canonically(app, grace, bearer):
+    response = app.test_client().patch(
+        f"/api/v1/contacts/{grace['phone_contact']}", json={"time_zone": " america/new_york"}, headers=bearer
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["time_zone"] == "America/New_York"
+
+
 def test_unknown_time_zone_message(app, grace, bearer):
     response = app.test_client().patch(
         f"/api/v1/contacts/{grace['phone_contact']}", json={"time_zone": "Europe/Atlantis"}, headers=bearer
@@ -153,8 +162,7 @@ def test_unknown_time_zone_message(app, grace, bearer):
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["field"] == "time_zone"
-    assert "Europe/Atlantis" in error["message"]
-    assert "IANA" in error["message"]
+    assert error["message"].startswith("'Europe/Atlantis' is not a known IANA time zone")
 
 
 @pytest.mark.parametrize(
@@ -166,7 +174,6 @@ def test_unknown_time_zone_message(app, grace, bearer):
         ({"nickname": "G"}, "nickname"),
         ({"time_zone": 1}, "time_zone"),
         ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
-        ({"time_zone": "europe/berlin"}, "time_zone"),
         ({"time_zone": "../../etc/passwd"}, "time_zone"),
         ({"time_zone": "localtime"}, "time_zone"),
         ({"time_zone": "UTC\x00"}, "time_zone"),
