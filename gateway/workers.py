@@ -480,6 +480,12 @@ class OutboxDispatcher:
             log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
 
 
+def _sentence(text: str) -> str:
+    """Return ``text`` ending in a full stop, for a log line that goes on after it."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def mailbox_lease_key(channel_id: int, folder: str) -> int:
     """Return the advisory lock key of one folder of an email channel.
 
@@ -531,8 +537,8 @@ class MailboxReader:
                 return
             except (ChannelError, OSError) as error:
                 log.warning(
-                    "mailbox channel %s folder %r: %s; reconnecting in %.0f s",
-                    self.channel_id, self.folder, error, backoff,
+                    "mailbox channel %s folder %r: %s Reconnecting in %.0f s.",
+                    self.channel_id, self.folder, _sentence(str(error)), backoff,
                 )
                 self._record_error(error)
                 if self._wait_unless_settings_change(backoff):

@@ -38,6 +38,7 @@ import ast
 import contextlib
 import imaplib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -384,6 +385,13 @@ def _mailbox_errors(
 def _describe(error: Exception) -> str:
     if isinstance(error, OSError):
         return describe_network_error(error)
+    greeting = _SMTP_GREETING.search(str(error))
+    if greeting:
+        # imaplib's "unexpected response" to a greeting that is not IMAP's "* OK".
+        return (
+            f"the server greeted as a mail submission (SMTP) server ({greeting.group(1)!r}), "
+            "not an IMAP server; check the IMAP port (usually 993, or 143 without TLS)"
+        )
     # imaplib passes the server's reply as bytes, and IMAPClient's LoginError carries that
     # reply's repr, so both are shown as text, not as b'...'.
     if len(error.args) == 1 and isinstance(error.args[0], bytes):
@@ -393,6 +401,10 @@ def _describe(error: Exception) -> str:
         with contextlib.suppress(ValueError, SyntaxError):
             return ast.literal_eval(text).decode("utf-8", "replace")
     return text
+
+
+# An SMTP server's greeting, "220 host ...", as imaplib reports it when it expected IMAP's.
+_SMTP_GREETING = re.compile(r"unexpected response: b?['\"](220[ -][^'\"]{0,80})")
 
 
 def _split_by_bytes(

@@ -18,6 +18,7 @@ from channels.email.imap import (
 )
 from channels.errors import ChannelError
 from tests.support.dovecot import DovecotServer
+from tests.support.smtp_server import SmtpTestServer
 
 pytestmark = pytest.mark.dovecot
 
@@ -312,6 +313,18 @@ def test_closed_port_raises_mailbox_error(own_dovecot):
 
     with pytest.raises(MailboxError, match="connect failed"):
         ImapReader(settings, timeout=5).connect()
+
+
+def test_smtp_port_named_as_wrong_port(dovecot):
+    with SmtpTestServer() as smtp:
+        settings = dovecot.settings(host=smtp.host, port=smtp.port)
+        with pytest.raises(MailboxError) as raised:
+            ImapReader(settings, timeout=5).connect()
+
+    message = str(raised.value)
+    assert "greeted as a mail submission (SMTP) server ('220 " in message
+    assert message.endswith("check the IMAP port (usually 993, or 143 without TLS)")
+    assert "b'" not in message
 
 
 def test_server_stopped_mid_session_raises_mailbox_error(own_dovecot):
