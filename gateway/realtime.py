@@ -95,8 +95,9 @@ class BatchingRedisManager(socketio_package.RedisManager):
                 yield message  # the listener skips what it cannot decode
                 continue
             if isinstance(data, dict) and data.get("method") == RECHECK_METHOD:
-                if data.get("host_id") != self.host_id and self.on_recheck is not None:
-                    self.on_recheck(data["agent_id"])
+                agent_id = data.get("agent_id")
+                if data.get("host_id") != self.host_id and self.on_recheck is not None and isinstance(agent_id, int):
+                    self.on_recheck(agent_id)
                 continue
             if not (isinstance(data, dict) and data.get("method") == BATCH_METHOD):
                 yield data
