@@ -62,9 +62,9 @@ class SendLookupError(ChannelError):
 def may_have_reached_server(error: requests.RequestException) -> bool:
     """Return whether the request that failed with ``error`` may have reached the server.
 
-    Returns False for failures that come before the request is written: a connect timeout,
-    a refused connection, a host name that does not resolve, and a TLS handshake that
-    failed on the certificate or on a server that replied in plain text. Returns True
+    Returns False for failures that come before the request is written. These are a connect
+    timeout, a refused connection, a host name that does not resolve, and a failed TLS
+    handshake (a rejected certificate, or a server that replied in plain text). Returns True
     for everything else, such as a read timeout or a connection reset or closed while the
     response was awaited, because the server may have acted on the request by then.
     """

@@ -567,7 +567,7 @@ def record_window_error(
             return None
         item.attempts += 1
         item.locked_until = None
-        item.unconfirmed_since = None  # the provider answered, and rejected this attempt
+        item.unconfirmed_since = None  # the provider responded, so it rejected this attempt
         item.last_error = error[:2000]
         record_send_failure(session, item.channel_id, error, error_code=error_code, message_id=item.message_id, now=now)
         status = apply_window_error(session, item, error, now)

@@ -236,8 +236,8 @@ def find_sent_whatsapp(
     Reads the Messages list resource filtered by From (the channel's sender) and To
     (``message.to``), at most ``LOOKUP_MAX_MESSAGES`` of the newest. Keeps the messages
     created no earlier than ``LOOKUP_CLOCK_SKEW`` before ``attempted_since``, with
-    ``media_count`` media and a body equal to ``message.text``; surrounding whitespace and
-    CRLF line ends are ignored. Returns their sids and current delivery states, oldest
+    ``media_count`` media and a body equal to ``message.text``. The comparison ignores
+    surrounding whitespace and CRLF line ends. Returns their sids and current delivery states, oldest
     first, or an empty list.
 
     Raises SendLookupError when the settings are invalid, Twilio cannot be reached, or it

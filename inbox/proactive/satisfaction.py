@@ -125,7 +125,7 @@ def _answer_with_comment(line: str) -> tuple[ParsedAnswer | None, str]:
         end = yes_no.end()
     else:
         return None, ""
-    # The comment keeps a question mark, which tells that it needs an agent.
+    # The comment keeps its question mark, which marks it as needing an agent.
     comment = line[end:].strip(string.punctuation.replace("?", "") + " \u2013\u2014")
     return parsed, comment
 

@@ -466,7 +466,7 @@ function buildEmailDocument(html, remoteImagesAllowed) {
 
   if (remoteImagesAllowed) {
     // The page's policy loads images over HTTPS only, so a plain-HTTP image is requested over
-    // HTTPS, as browsers upgrade such images on secure pages; a host without HTTPS shows its alt text.
+    // HTTPS, as browsers upgrade such images on secure pages. A host without HTTPS leaves the alt text.
     for (const image of parsed.querySelectorAll('img[src]')) {
       const source = image.getAttribute('src');
       if (/^http:/i.test(source.trim())) image.setAttribute('src', source.trim().replace(/^http:/i, 'https:'));

@@ -91,7 +91,7 @@ async function load({ append }) {
 /**
  * Fill the form from the page's address, so a filtered log can be bookmarked, shared and
  * reloaded. A value that a menu does not offer (a mistyped link, a template that never sent
- * anything) is added to it, so the log is filtered by it and says what matched, or shows the
+ * anything) is added to it, so the log is filtered by it and reports what matched, or shows the
  * API's error, instead of quietly showing everything.
  */
 function restoreFilter() {

@@ -105,17 +105,17 @@ def test_log_shows_delivery_as_thread_does(page, live_server, app, state, config
     assert page.console_errors == []
 
 
-def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_server, state, config, whatsapp_channel):
+def test_log_template_filter_and_address(page, live_server, state, config, whatsapp_channel):
     manager = add_agent(state, "mia@example.com", "Mia Manager", Role.MANAGER.value)
-    kept = add_template(state, "status_changed", {"to_status": "pending"}, name="Waiting for you")
-    gone = add_template(state, "status_changed", {"to_status": "pending"}, name="Old wording")
+    current_id = add_template(state, "status_changed", {"to_status": "pending"}, name="Waiting for you")
+    deleted_id = add_template(state, "status_changed", {"to_status": "pending"}, name="Old wording")
     _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
     with state.session_factory() as session:
         change_conversations(session, session.get(Agent, manager.id), [1], Changes(status="pending"))
         session.commit()
     sweep(state.session_factory, settings(), utcnow())
     with state.session_factory() as session:
-        delete_update_template(session, session.get(UpdateTemplate, gone))
+        delete_update_template(session, session.get(UpdateTemplate, deleted_id))
         session.commit()
 
     _sign_in_to_log(page, live_server.url, manager.email)
@@ -130,15 +130,15 @@ def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_ser
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(1)
     expect(rows.first.locator("td").nth(1)).to_have_text("Old wording (deleted)")
-    expect(rows.first.locator("td").nth(1)).to_have_attribute("title", f"Template {gone}")
-    assert page.url.endswith(f"/updates/log?template_id={gone}")
+    expect(rows.first.locator("td").nth(1)).to_have_attribute("title", f"Template {deleted_id}")
+    assert page.url.endswith(f"/updates/log?template_id={deleted_id}")
 
     # Reloading, or opening the address elsewhere, shows the same filter and rows.
     page.reload()
-    expect(template).to_have_value(str(gone))
+    expect(template).to_have_value(str(deleted_id))
     expect(rows).to_have_count(1)
-    page.goto(f"{live_server.url}/updates/log?template_id={kept}&result=queued")
-    expect(template).to_have_value(str(kept))
+    page.goto(f"{live_server.url}/updates/log?template_id={current_id}&result=queued")
+    expect(template).to_have_value(str(current_id))
     expect(page.get_by_label("Result")).to_have_value("queued")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Waiting for you")
@@ -147,7 +147,7 @@ def test_log_filters_by_template_name_and_keeps_filter_in_address(page, live_ser
     page.get_by_label("Result").select_option("")
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(1)
-    assert page.url.endswith(f"/updates/log?template_id={kept}")
+    assert page.url.endswith(f"/updates/log?template_id={current_id}")
     page.go_back()
     expect(page.get_by_label("Result")).to_have_value("queued")
     assert page.url.endswith("result=queued")

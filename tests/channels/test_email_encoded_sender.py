@@ -33,7 +33,7 @@ def test_encoded_name_with_line_break_keeps_real_sender(display_name):
     assert message.sender.value == "eve@evil.example"
 
 
-def test_encoded_name_with_line_break_is_kept_as_name():
+def test_encoded_name_stays_display_name():
     name = encoded_word("Eve\r\nBcc: victim@example.com")
     raw = f"From: {name} <eve@evil.example>\r\n\r\nhi\r\n".encode()
 

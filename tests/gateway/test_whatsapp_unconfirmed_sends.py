@@ -1,4 +1,4 @@
-"""WhatsApp replies whose send got no answer from Twilio reach the customer once.
+"""WhatsApp replies whose send got no response from Twilio reach the customer once.
 
 Twilio's Messages API takes no idempotency key. When a create times out or loses its
 connection, the message may exist anyway, so the outbox looks it up at Twilio before it sends
@@ -25,20 +25,14 @@ from channels.whatsapp import TwilioSettings, parse_inbound, send_whatsapp
 from gateway import create_app, get_state
 from gateway.simulate import build_message_form
 from gateway.workers import OutboxDispatcher
-from inbox.agents import create_agent
-from inbox.channel_config import add_channel
 from inbox.events import events_after
 from inbox.ingest import ingest_message
 from inbox.models import Channel, Message, OutboxItem, utcnow
 from inbox.outbox import MAX_ATTEMPTS
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
-from tests.support.twilio_server import (
-    DROP_AFTER_CREATE,
-    DROP_BEFORE_CREATE,
-    HANG_AFTER_CREATE,
-    TwilioTestServer,
-)
+from tests.gateway.test_outbox_safety import channel, sender, twilio  # noqa: F401 (fixtures)
+from tests.support.twilio_server import DROP_AFTER_CREATE, DROP_BEFORE_CREATE, HANG_AFTER_CREATE
 from tests.support.whatsapp import ingest_webhooks
 
 PUBLIC_URL = "https://support.example.com"
@@ -46,12 +40,6 @@ CUSTOMER_PHONE = "+15551230000"
 # Short enough that a hanging create fails fast, long enough for a loaded test machine.
 READ_TIMEOUT_SECONDS = 0.5
 LONG_TEXT = " ".join(f"Step {n}: check the parcel and the label carefully." for n in range(90))
-
-
-@pytest.fixture
-def twilio():
-    with TwilioTestServer(account_sid=TWILIO_ACCOUNT_SID, auth_token=TWILIO_AUTH_TOKEN) as server:
-        yield server
 
 
 @pytest.fixture
@@ -68,50 +56,31 @@ def app(config, twilio, monkeypatch):
 
 
 @pytest.fixture
-def service(app):
+def twilio_state(app):
     return get_state(app)
 
 
 @pytest.fixture
-def channel(service):
-    with service.session_factory() as session:
-        created = add_channel(
-            session, "whatsapp", "WhatsApp", WHATSAPP_NUMBER,
-            {"account_sid": TWILIO_ACCOUNT_SID, "auth_token": TWILIO_AUTH_TOKEN},
-        )
-        session.commit()
-        return created
-
-
-@pytest.fixture
-def sender(service):
-    with service.session_factory() as session:
-        created = create_agent(session, "bo@example.com", "Bo", "a long password")
-        session.commit()
-        return created
-
-
-@pytest.fixture
-def conversation_id(service, channel):
+def conversation_id(twilio_state, channel):
     form = build_message_form(channel, CUSTOMER_PHONE, "Where is my parcel?", "Grace")
     raw = "&".join(f"{k}={v}" for k, v in form.items()).encode()
-    with service.session_factory() as session:
+    with twilio_state.session_factory() as session:
         return ingest_message(session, channel.id, parse_inbound(form, raw)).conversation_id
 
 
-def _reply(service, conversation_id: int, agent, text: str) -> int:
-    with service.session_factory() as session:
+def _reply(twilio_state, conversation_id: int, agent, text: str) -> int:
+    with twilio_state.session_factory() as session:
         message = create_reply(session, conversation_id, agent.id, text)
         session.commit()
         return message.id
 
 
-def _dispatch(service) -> int:
-    return OutboxDispatcher(service, threading.Event()).dispatch_due()
+def _dispatch(twilio_state) -> int:
+    return OutboxDispatcher(twilio_state, threading.Event()).dispatch_due()
 
 
-def _make_due(service) -> None:
-    with service.session_factory() as session:
+def _make_due(twilio_state) -> None:
+    with twilio_state.session_factory() as session:
         for item in session.scalars(select(OutboxItem)):
             item.next_attempt_at = utcnow() - timedelta(seconds=1)
         for channel in session.scalars(select(Channel)):
@@ -119,15 +88,15 @@ def _make_due(service) -> None:
         session.commit()
 
 
-def _message(service, message_id: int) -> Message:
-    with service.session_factory() as session:
+def _message(twilio_state, message_id: int) -> Message:
+    with twilio_state.session_factory() as session:
         message = session.get(Message, message_id)
         session.expunge(message)
         return message
 
 
-def _item(service, message_id: int) -> OutboxItem:
-    with service.session_factory() as session:
+def _item(twilio_state, message_id: int) -> OutboxItem:
+    with twilio_state.session_factory() as session:
         item = session.scalar(select(OutboxItem).where(OutboxItem.message_id == message_id))
         session.expunge(item)
         return item
@@ -142,8 +111,8 @@ def _post_status(app, channel_id: int, sid: str, status: str):
     return response
 
 
-def _last_message_event(service, message_id: int) -> dict:
-    with service.session_factory() as session:
+def _last_message_event(twilio_state, message_id: int) -> dict:
+    with twilio_state.session_factory() as session:
         events = [
             event.payload["message"] for event in events_after(session, 0)
             if event.type == "message.updated" and event.payload["message"]["id"] == message_id
@@ -214,122 +183,122 @@ def test_tls_to_plain_server_certainly_not_sent(twilio):
 
 
 @pytest.mark.parametrize("fault", [HANG_AFTER_CREATE, DROP_AFTER_CREATE])
-def test_created_message_is_adopted_not_resent(app, service, twilio, channel, sender, conversation_id, fault):
-    message_id = _reply(service, conversation_id, sender, "Your refund is on its way.")
+def test_created_message_is_adopted_not_resent(app, twilio_state, twilio, channel, sender, conversation_id, fault):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
     twilio.fault_next(fault)
 
-    assert _dispatch(service) == 1
-    item = _item(service, message_id)
+    assert _dispatch(twilio_state) == 1
+    item = _item(twilio_state, message_id)
     assert item.status == "pending"
     assert "could not be reached" in item.last_error
     assert len(twilio.messages) == 1
 
-    _make_due(service)
-    _dispatch(service)
+    _make_due(twilio_state)
+    _dispatch(twilio_state)
 
     [created] = twilio.messages
     assert len(twilio.requests) == 1
     assert twilio.list_reads == 1
-    item = _item(service, message_id)
+    item = _item(twilio_state, message_id)
     assert (item.status, item.attempts) == ("sent", 2)
     assert item.unconfirmed_since is None
-    message = _message(service, message_id)
+    message = _message(twilio_state, message_id)
     assert message.provider_message_id == created["sid"]
     assert message.delivery_status == "queued"
     assert message.delivery_error is None
 
     # Twilio's status callbacks for the adopted message reach the reply.
     assert _post_status(app, channel.id, created["sid"], "delivered").status_code == 204
-    assert _message(service, message_id).delivery_status == "delivered"
+    assert _message(twilio_state, message_id).delivery_status == "delivered"
 
 
-def test_dropped_request_is_sent_again(service, twilio, sender, conversation_id):
-    message_id = _reply(service, conversation_id, sender, "Your refund is on its way.")
+def test_dropped_request_is_sent_again(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
     twilio.fault_next(DROP_BEFORE_CREATE)
 
-    _dispatch(service)
+    _dispatch(twilio_state)
     assert twilio.messages == []
-    _make_due(service)
-    _dispatch(service)
+    _make_due(twilio_state)
+    _dispatch(twilio_state)
 
     [created] = twilio.messages
     assert len(twilio.requests) == 2
     assert twilio.list_reads == 1
-    assert _item(service, message_id).status == "sent"
-    assert _message(service, message_id).provider_message_id == created["sid"]
+    assert _item(twilio_state, message_id).status == "sent"
+    assert _message(twilio_state, message_id).provider_message_id == created["sid"]
 
 
-def test_failed_lookup_is_retried_without_sending(service, twilio, sender, conversation_id):
-    message_id = _reply(service, conversation_id, sender, "Your refund is on its way.")
+def test_failed_lookup_is_retried_without_sending(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
     twilio.fault_next(HANG_AFTER_CREATE)
-    _dispatch(service)
+    _dispatch(twilio_state)
     twilio.fail_next_list(503, 20503, "Service Unavailable")
 
-    _make_due(service)
-    _dispatch(service)
+    _make_due(twilio_state)
+    _dispatch(twilio_state)
 
     assert len(twilio.requests) == 1
-    item = _item(service, message_id)
+    item = _item(twilio_state, message_id)
     assert (item.status, item.attempts) == ("pending", 2)
     assert "message list could not be read" in item.last_error
     assert item.next_attempt_at > utcnow()
 
-    _make_due(service)
-    _dispatch(service)
+    _make_due(twilio_state)
+    _dispatch(twilio_state)
 
     [created] = twilio.messages
     assert len(twilio.requests) == 1
-    assert _item(service, message_id).status == "sent"
-    assert _message(service, message_id).provider_message_id == created["sid"]
+    assert _item(twilio_state, message_id).status == "sent"
+    assert _message(twilio_state, message_id).provider_message_id == created["sid"]
 
 
-def test_lookup_failing_to_the_end_warns_agent(service, twilio, sender, conversation_id):
-    message_id = _reply(service, conversation_id, sender, "Your refund is on its way.")
+def test_lookup_failing_to_the_end_warns_agent(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
     twilio.fault_next(HANG_AFTER_CREATE)
-    _dispatch(service)
+    _dispatch(twilio_state)
     twilio.fail_next_list(500, 20500, "Internal Server Error", times=MAX_ATTEMPTS)
 
     for _ in range(MAX_ATTEMPTS - 1):
-        _make_due(service)
-        _dispatch(service)
+        _make_due(twilio_state)
+        _dispatch(twilio_state)
 
     assert len(twilio.requests) == 1
     assert twilio.list_reads == MAX_ATTEMPTS - 1
-    item = _item(service, message_id)
+    item = _item(twilio_state, message_id)
     assert (item.status, item.attempts) == ("failed", MAX_ATTEMPTS)
-    message = _message(service, message_id)
+    message = _message(twilio_state, message_id)
     assert message.delivery_status == "failed"
     assert message.delivery_error.startswith("The provider did not answer an attempt to send this reply")
     assert "Check with the customer before sending it again." in message.delivery_error
     assert "message list could not be read" in message.delivery_error
-    event = _last_message_event(service, message_id)
+    event = _last_message_event(twilio_state, message_id)
     assert event["delivery_status"] == "failed"
     assert event["error"] == message.delivery_error
 
 
-def test_earlier_identical_messages_are_not_adopted(service, twilio, sender, conversation_id):
+def test_earlier_identical_messages_are_not_adopted(twilio_state, twilio, sender, conversation_id):
     body = "Thanks, we are on it."
     whatsapp_from, whatsapp_to = f"whatsapp:{WHATSAPP_NUMBER}", f"whatsapp:{CUSTOMER_PHONE}"
     other_tool = twilio.add_message(whatsapp_from, whatsapp_to, body, created_at=utcnow() - timedelta(minutes=5))
-    first_reply = _reply(service, conversation_id, sender, body)
-    _dispatch(service)
-    first_sid = _message(service, first_reply).provider_message_id
-    second_reply = _reply(service, conversation_id, sender, body)
+    first_reply = _reply(twilio_state, conversation_id, sender, body)
+    _dispatch(twilio_state)
+    first_sid = _message(twilio_state, first_reply).provider_message_id
+    second_reply = _reply(twilio_state, conversation_id, sender, body)
     twilio.fault_next(DROP_BEFORE_CREATE)
 
-    _dispatch(service)
-    _make_due(service)
-    _dispatch(service)
+    _dispatch(twilio_state)
+    _make_due(twilio_state)
+    _dispatch(twilio_state)
 
-    second_sid = _message(service, second_reply).provider_message_id
+    second_sid = _message(twilio_state, second_reply).provider_message_id
     assert [created["sid"] for created in twilio.messages] == [other_tool, first_sid, second_sid]
     assert twilio.list_reads == 1
-    assert _item(service, second_reply).status == "sent"
+    assert _item(twilio_state, second_reply).status == "sent"
 
 
-def test_unanswered_middle_part_is_adopted(service, twilio, sender, conversation_id):
-    message_id = _reply(service, conversation_id, sender, LONG_TEXT)
-    dispatcher = OutboxDispatcher(service, threading.Event())
+def test_unanswered_middle_part_is_adopted(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, LONG_TEXT)
+    dispatcher = OutboxDispatcher(twilio_state, threading.Event())
     original = dispatcher.send
 
     def hang_on_second_part(pending):
@@ -340,13 +309,13 @@ def test_unanswered_middle_part_is_adopted(service, twilio, sender, conversation
     dispatcher.send = hang_on_second_part
     dispatcher.dispatch_due()
     assert len(twilio.messages) == 2
-    _make_due(service)
+    _make_due(twilio_state)
     dispatcher.dispatch_due()
 
     bodies = [created["body"] for created in twilio.messages]
     assert " ".join(bodies).split() == LONG_TEXT.split()
     assert len(twilio.requests) == len(bodies)
-    with service.session_factory() as session:
+    with twilio_state.session_factory() as session:
         parts = session.get(Message, message_id).parts
         assert [part.provider_message_id for part in parts] == [created["sid"] for created in twilio.messages]
-    assert _item(service, message_id).status == "sent"
+    assert _item(twilio_state, message_id).status == "sent"

@@ -445,8 +445,8 @@ class TwilioTestServer:
             self._created_at[resource["sid"]] = created_at
             self._condition.notify_all()
         self._fetch_media(form)
-        # The message exists now, as at Twilio once it accepted the request; only the
-        # answer is late or lost.
+        # The message exists now, as at Twilio once it accepted the request. Only the
+        # response is late or lost.
         if fault == DROP_AFTER_CREATE:
             return _drop_connection(request)
         if fault == HANG_AFTER_CREATE:
@@ -622,7 +622,7 @@ def _form_fields(request: Request) -> FormFields:
 
 
 def _drop_connection(request: Request) -> Response:
-    """Close the client's connection without an answer, as a failing network or proxy does.
+    """Close the client's connection without a response, as a failing network or proxy does.
 
     The client reads the end of the stream where it waits for the status line. Werkzeug's
     write of the returned response then fails quietly on the closed socket.
