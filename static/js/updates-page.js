@@ -245,12 +245,16 @@ class UpdatesPage {
 
   async preview(conversation) {
     this.previewedConversation = conversation;
+    // Only the newest request fills the output, because an older one can return later, with an older form.
+    const request = (this.previewRequest = (this.previewRequest ?? 0) + 1);
     replaceChildren(this.previewOutput, h('p', { class: 'field__help' }, 'Rendering…'));
     try {
       const result = await this.api.previewUpdate(this.editor.collect(), conversation);
+      if (request !== this.previewRequest) return;
       this.editor.clearProblems();
       this.renderPreview(result);
     } catch (error) {
+      if (request !== this.previewRequest) return;
       replaceChildren(this.previewOutput, h('p', { class: 'field__error' }, `No preview: ${error.message}`));
       if (error instanceof TemplateProblemsError) this.editor.showProblems(error.problems, 'The preview failed');
     }
