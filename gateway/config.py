@@ -34,6 +34,10 @@ EMAIL_FALLBACK_CHOICES = ("offer", "automatic")
 # A lower per-address limit would reject people behind one office address before the
 # per-email limit of 10 reports that their password is wrong.
 LOGIN_ATTEMPTS_MINIMUM = 10
+# Each concurrent send takes a thread and, while it records its outcome, a database connection.
+MAX_OUTBOX_CONCURRENCY = 32
+# A longer wait would only keep a reply to a silent Twilio in flight, and its lease long.
+MAX_TWILIO_TIMEOUT = 300.0
 # Read elsewhere: the config file's name, the test suite's database, the OAuth 2.0 secrets
 # that `switchboard channel add email` and `channel reauthorize` take, and the Meta
 # credentials that `switchboard channel add whatsapp --provider meta` stores on the channel.
@@ -86,6 +90,12 @@ class Config:
     secure_cookies: bool = False
     imap_poll_interval: float = 60.0
     outbox_poll_interval: float = 2.0
+    # Sends that one process's outbox dispatcher makes at once. Replies to one contact on one
+    # channel still go one at a time, in order.
+    outbox_concurrency: int = 4
+    # Seconds that a Twilio request of the outbox (a send or a lookup) waits to connect, and
+    # again for the response. It also sizes the lease of each Twilio send attempt.
+    twilio_timeout: float = 30.0
     # WhatsApp messages per second that one sender number may send; 0 turns pacing off.
     whatsapp_send_rate: float = 10.0
     # Seconds that the signed link Twilio fetches a reply's attachment from stays valid.
@@ -194,6 +204,16 @@ class Config:
             raise ConfigError(
                 f"{PREFIX}WHATSAPP_SEND_RATE={self.whatsapp_send_rate} is invalid; give messages per "
                 "second per sender, or 0 to send without pacing."
+            )
+        if not 1 <= self.outbox_concurrency <= MAX_OUTBOX_CONCURRENCY:
+            raise ConfigError(
+                f"{PREFIX}OUTBOX_CONCURRENCY={self.outbox_concurrency} is invalid; give the number of sends "
+                f"one process makes at once, from 1 to {MAX_OUTBOX_CONCURRENCY}."
+            )
+        if not 0 < self.twilio_timeout <= MAX_TWILIO_TIMEOUT:
+            raise ConfigError(
+                f"{PREFIX}TWILIO_TIMEOUT={self.twilio_timeout} is invalid; give the seconds to wait for "
+                f"Twilio, more than 0 and at most {MAX_TWILIO_TIMEOUT:g}."
             )
         if self.whatsapp_media_url_lifetime < 60:
             raise ConfigError(

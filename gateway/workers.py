@@ -13,13 +13,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerThreadPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -28,12 +29,13 @@ from sqlalchemy.orm import Session
 from channels.email.imap import Checkpoint, FetchedMail, FolderError, ImapReader, ImapSettings
 from channels.email.parse import parse_emails
 from channels.email.parser_process import ParserProcess, ParserStopped
-from channels.email.smtp import prepare_email, send_email
+from channels.email.smtp import SmtpSettings, prepare_email, send_email
 from channels.errors import ChannelError, SendError, SendLookupError
 from channels.types import InboundMessage, SendResult
 from channels.whatsapp import send_whatsapp
-from channels.whatsapp.twilio import find_sent_whatsapp
+from channels.whatsapp.twilio import TwilioSettings, find_sent_whatsapp
 from channels.whatsapp.meta.graph import MAX_TEXT_LENGTH as META_MAX_TEXT_LENGTH
+from channels.whatsapp.meta import MetaSettings
 from channels.whatsapp.meta import send_media as send_meta_media
 from channels.whatsapp.meta import send_message as send_meta_message
 from channels.whatsapp.meta import upload_media as upload_meta_media
@@ -65,16 +67,16 @@ from inbox.mailboxes import (
 )
 from inbox.models import Attachment, Channel, utcnow
 from inbox.outbox import (
-    LEASE,
+    LeasePolicy,
     PendingSend,
     backoff_delay,
     claim_next,
-    fail_abandoned_sends,
     mark_attempt_failed,
     mark_part_sent,
     mark_sent,
     record_window_error,
     recorded_provider_ids,
+    recover_abandoned_sends,
     seconds_until_next_send,
 )
 from inbox.storage import attachment_store
@@ -99,17 +101,28 @@ RECONNECT_BACKOFF_MAX = 300.0
 SETTINGS_CHECK_SECONDS = 5.0
 # A dispatch round waits for a sender's pacing slot up to this long instead of ending.
 PACING_WAIT_SECONDS = 1.0
+# Time that one send attempt may spend outside its sender's timeouts, such as the database
+# work around the provider call. Resolving the provider's host name is not under a timeout
+# either, and glibc's resolver gives up after 30 s at most (5 s per try, 2 tries, 3 servers).
+LEASE_MARGIN = timedelta(seconds=30)
+# API requests of one send attempt on Meta's Cloud API: a file is uploaded before its message.
+META_REQUESTS_PER_ATTEMPT = 2
+# Network operations of one SMTP submission, each under the sender's timeout. They are the
+# connect, greeting, EHLO, STARTTLS and its handshake, EHLO again, AUTH (up to two exchanges,
+# or an XOAUTH2 token refresh and a second try), MAIL, RCPT, DATA, the message, its reply and QUIT.
+SMTP_OPERATIONS_PER_ATTEMPT = 16
 CHANNEL_REFRESH_SECONDS = 30
 # How often the snooze wake job runs, so about how late after its time a snoozed conversation opens.
 SNOOZE_WAKE_SECONDS = 30
 
 
 class OutboxDispatcher:
-    """Sends due outbox items one at a time: woken at once by new replies, else polling.
+    """Sends due outbox items, several at once: woken at once by new replies, else polling.
 
-    Each item is claimed right before its provider call, so a claim's lease covers one call
-    (see ``inbox.outbox``). Several dispatchers, in one process or many, can run side by side.
-    ``clock`` and ``lease`` exist for tests that move time or shorten the lease.
+    Each item is claimed right before its provider call, so a claim's lease covers one send
+    attempt (see ``inbox.outbox``), and ``attempt_lease`` sizes it from the sender's timeouts.
+    Several dispatchers, in one process or many, can run side by side. ``clock`` and
+    ``lease`` exist for tests that move time or fix the lease.
     """
 
     # Recording an outcome is retried on these database errors ("database is locked", a
@@ -124,12 +137,12 @@ class OutboxDispatcher:
         stop: threading.Event,
         *,
         clock: Callable[[], datetime] = utcnow,
-        lease: timedelta = LEASE,
+        lease: timedelta | None = None,
     ):
         self.state = state
         self.stop = stop
         self.clock = clock
-        self.lease = lease
+        self.lease: timedelta | LeasePolicy = lease if lease is not None else self.attempt_lease
 
     def run(self) -> None:
         log.info("outbox dispatcher started")
@@ -151,9 +164,12 @@ class OutboxDispatcher:
 
     def _seconds_until_next_send(self) -> float:
         """Return how long to sleep: until a paced or backed-off item is due, at most a poll interval."""
-        poll = self.state.config.outbox_poll_interval
         with self.state.session_factory() as session:
             due_in = seconds_until_next_send(session, self.clock())
+        return self._sleep_time(due_in)
+
+    def _sleep_time(self, due_in: float | None) -> float:
+        poll = self.state.config.outbox_poll_interval
         if due_in is None:
             return poll
         # A floor keeps a clock skew between processes from turning into a busy loop.
@@ -164,34 +180,104 @@ class OutboxDispatcher:
         rate = self.state.config.whatsapp_send_rate
         return {"whatsapp": timedelta(seconds=1 / rate)} if rate > 0 else {}
 
+    def attempt_lease(self, kind: str, settings: Mapping[str, Any], looks_up_first: bool) -> timedelta:
+        """Return the lease of one claim: the longest one send attempt can take, plus ``LEASE_MARGIN``.
+
+        A Twilio attempt makes one API request, or two when it first looks up an unconfirmed
+        send. Each request waits at most ``SWITCHBOARD_TWILIO_TIMEOUT`` to connect and as
+        long again for the response. A Meta attempt makes up to two requests (a file is
+        uploaded before its message is sent), and an SMTP submission up to
+        ``SMTP_OPERATIONS_PER_ATTEMPT`` network operations, each with its sender's timeout.
+        """
+        # NOTE: a timeout bounds each socket operation, not a whole transfer. A large file
+        # uploaded to Meta or sent by SMTP over a slow link, a server that trickles its
+        # response, or a host name with several unreachable addresses (each gets the connect
+        # timeout) can make an attempt outlast its lease. Meta and SMTP replies then show an
+        # unknown outcome until the late send is recorded. A Twilio reply is looked up, and
+        # a message that Twilio creates only after that lookup is sent twice.
+        if kind == "email":
+            return SMTP_OPERATIONS_PER_ATTEMPT * timedelta(seconds=SmtpSettings.timeout) + LEASE_MARGIN
+        if settings.get("provider") == "meta":
+            request = 2 * timedelta(seconds=MetaSettings.timeout_seconds)
+            return META_REQUESTS_PER_ATTEMPT * request + LEASE_MARGIN
+        request = 2 * timedelta(seconds=self.state.config.twilio_timeout)
+        return (2 if looks_up_first else 1) * request + LEASE_MARGIN
+
     def dispatch_due(self) -> int:
         """Send due items until none is left or the dispatcher stops. Returns how many were attempted.
 
-        First marks failed the items whose earlier attempt never finished, without sending them.
+        Up to ``SWITCHBOARD_OUTBOX_CONCURRENCY`` sends run at once, each in a thread of the
+        round's pool. A provider call that hangs until its timeout therefore holds up only
+        the later replies to its own contact, which ``claim_next`` keeps in order, while
+        replies to other contacts on the same channel go out at the channel's pace. The
+        round ends once no send is running and nothing is due. It first settles the items
+        whose earlier attempt never finished (``recover_abandoned_sends``), and again every
+        poll interval while it lasts.
         """
-        with self.state.session_factory() as session:
-            fail_abandoned_sends(session, self.clock())
+        concurrency = self.state.config.outbox_concurrency
+        running: dict[Future[None], PendingSend] = {}
         attempted = 0
         waited = False
-        while not self.stop.is_set():
-            with self.state.session_factory() as session:
-                pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
-            if pending is None:
+        self._recover_abandoned()
+        recovered_at = time.monotonic()
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="outbox-send") as pool:
+            while not self.stop.is_set():
+                running = self._without_finished(running)
+                if time.monotonic() - recovered_at >= self.state.config.outbox_poll_interval:
+                    self._recover_abandoned()
+                    recovered_at = time.monotonic()
+                if len(running) >= concurrency:
+                    wait_for_futures(running, return_when=FIRST_COMPLETED)
+                    continue
+
+                with self.state.session_factory() as session:
+                    pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
+                if pending is not None:
+                    waited = False
+                    future = pool.submit(self.dispatch_claimed, pending)
+                    future.add_done_callback(lambda _: self.state.outbox_wakeup.set())
+                    running[future] = pending
+                    attempted += 1
+                    continue
+
+                with self.state.session_factory() as session:
+                    due_in = seconds_until_next_send(session, self.clock())
+                if running:
+                    # Sleep until a send ends, a new reply wakes the dispatcher, or an item is due.
+                    self.state.outbox_wakeup.wait(self._sleep_time(due_in))
+                    self.state.outbox_wakeup.clear()
+                    continue
                 # A sender's pacing interval is short: wait for it once rather than end the
                 # round, so that queued parts and replies go out together.
-                wait = None
-                if not waited:
-                    with self.state.session_factory() as session:
-                        wait = seconds_until_next_send(session, self.clock())
-                if wait is None or wait > PACING_WAIT_SECONDS:
+                if waited or due_in is None or due_in > PACING_WAIT_SECONDS:
                     break
-                self.stop.wait(max(wait, 0.005))
+                self.stop.wait(max(due_in, 0.005))
                 waited = True
-                continue
-            waited = False
-            self.dispatch_claimed(pending)
-            attempted += 1
         return attempted
+
+    def _recover_abandoned(self) -> None:
+        with self.state.session_factory() as session:
+            recover_abandoned_sends(session, self.clock(), can_look_up=can_look_up_sends)
+
+    @staticmethod
+    def _without_finished(running: dict[Future[None], PendingSend]) -> dict[Future[None], PendingSend]:
+        """Return the sends still running, after logging those that ended with an exception.
+
+        ``dispatch_claimed`` records every send error itself, so such an exception is a bug.
+        Its item stays in flight until its lease expires and it is settled as abandoned.
+        """
+        still_running = {}
+        for future, pending in running.items():
+            if not future.done():
+                still_running[future] = pending
+                continue
+            error = future.exception()
+            if error is not None:
+                log.error(
+                    "outbox item %s: unexpected error in the send attempt", pending.item_id,
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+        return still_running
 
     def dispatch_claimed(self, pending: PendingSend) -> None:
         """Send one claimed item and record the outcome under its claim.
@@ -260,12 +346,8 @@ class OutboxDispatcher:
 
     @staticmethod
     def _can_look_up(pending: PendingSend) -> bool:
-        """Return whether the provider of the item's channel can be asked for an earlier send.
-
-        Only Twilio can. Meta's Cloud API and SMTP have no such lookup, so their ambiguous
-        failures are retried as before.
-        """
-        return pending.channel_kind == "whatsapp" and pending.channel_settings.get("provider") != "meta"
+        """Return whether the provider of the item's channel can be asked for an earlier send."""
+        return can_look_up_sends(pending.channel_kind, pending.channel_settings)
 
     def _find_unconfirmed_send(self, pending: PendingSend) -> SendResult | None:
         """Return the message that an unanswered earlier attempt at the current part created
@@ -279,7 +361,7 @@ class OutboxDispatcher:
             raise SendLookupError(f"channel kind {pending.channel_kind!r} has no lookup of earlier sends")
         assert pending.unconfirmed_since is not None
         part = self._whatsapp_parts(pending)[pending.sent_parts]
-        settings = twilio_settings(pending.channel_address, pending.channel_settings, self.state.config)
+        settings = self._twilio_settings(pending)
         found = find_sent_whatsapp(
             settings, dataclasses.replace(pending.outbound, text=part.text),
             attempted_since=pending.unconfirmed_since,
@@ -354,8 +436,9 @@ class OutboxDispatcher:
     def _record_outcome(self, pending: PendingSend, outcome: str, record: Callable[[Session], None]) -> None:
         """Run ``record`` in a fresh session, retrying database errors with a short backoff.
 
-        When every attempt fails, the item stays in flight. Once its lease expires, the next
-        dispatch round marks it failed with an unknown outcome, and never sends it again.
+        When every attempt fails, the item stays in flight. Once its lease expires, a dispatch
+        round settles it as abandoned (``recover_abandoned_sends``): a Twilio reply is looked
+        up before it is sent again, and any other fails with an unknown outcome.
         """
         delay = self.RECORD_BACKOFF_SECONDS
         for attempt in range(1, self.RECORD_ATTEMPTS + 1):
@@ -445,8 +528,13 @@ class OutboxDispatcher:
             attachment = pending.attachments[part.media_index]
             attachment_url = media_url(config.public_url, config.secret_key, pending.channel_id, attachment.id)
         outbound = dataclasses.replace(pending.outbound, text=part.text, status_callback_url=callback)
-        settings = twilio_settings(pending.channel_address, pending.channel_settings, config)
+        settings = self._twilio_settings(pending)
         return send_whatsapp(settings, outbound, media_url=attachment_url)
+
+    def _twilio_settings(self, pending: PendingSend) -> TwilioSettings:
+        """Return the channel's Twilio settings with the configured timeout, which ``attempt_lease`` counts on."""
+        settings = twilio_settings(pending.channel_address, pending.channel_settings, self.state.config)
+        return dataclasses.replace(settings, timeout_seconds=self.state.config.twilio_timeout)
 
     def _file_sent_copy(self, pending: PendingSend, result: SendResult, mime: EmailMessage) -> None:
         """Append the sent mail to the channel's Sent folder, marked \\Seen, when one is set.
@@ -478,6 +566,15 @@ class OutboxDispatcher:
                 record_sent_copy_outcome(session, pending.channel_id, error)
         except self.RECORD_ERRORS as failure:
             log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
+
+
+def can_look_up_sends(kind: str, settings: Mapping[str, Any]) -> bool:
+    """Return whether the provider of a channel can be asked whether an attempt created a message.
+
+    Only Twilio can. Meta's Cloud API and SMTP have no such lookup, so their ambiguous
+    failures are retried as before, and their abandoned attempts fail with an unknown outcome.
+    """
+    return kind == "whatsapp" and settings.get("provider") != "meta"
 
 
 def _sentence(text: str) -> str:
@@ -979,7 +1076,7 @@ class Workers:
         self.threads: dict[str, threading.Thread] = {}
         self.scheduler = BackgroundScheduler(
             timezone="UTC",
-            executors={"default": ThreadPoolExecutor(4)},
+            executors={"default": SchedulerThreadPool(4)},
             # One catch-up run after downtime, never a burst of missed runs.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )

@@ -8,13 +8,20 @@ A dispatcher claims one due item right before it calls the provider (``claim_nex
 claim sets, in one transaction, a lease (``locked_until``), ``in_flight_since`` and a random
 ``claim_token``. Only the holder of that token can record the outcome (``mark_sent``,
 ``mark_attempt_failed``), which clears ``in_flight_since``. The lease covers exactly one
-provider call, so it cannot run out while other items are being sent. A single send that
-outlives its lease is handled like one whose dispatcher died.
+send attempt, and the dispatcher sizes it from its sender's timeouts (``LeasePolicy``), so it
+cannot run out while other items are being sent. A single send that outlives its lease is
+handled like one whose dispatcher died.
 
 A reply that goes out as several provider messages (a long WhatsApp text, or several
 attachments) takes one claim per part. ``mark_part_sent`` records each part but the last
 and leaves the item pending and due, with its place in the queue, so the next claim sends
 the next part; the last part is recorded with ``mark_part_sent(..., last=True)``.
+
+Replies to one contact on one channel go out one at a time and in the order they were
+queued: ``claim_next`` skips an item while an older item of the same channel and contact is
+still pending, whether it is in flight, between two parts or waiting for a retry. So several
+dispatchers can send at once without reordering one customer's messages, and a lookup of an
+unconfirmed send (below) never meets a later reply's message still in flight.
 
 Sends are paced per channel. A claim with a minimum interval for the channel's kind moves
 the channel's ``send_not_before`` that far ahead, and ``claim_next`` skips the items of a
@@ -32,8 +39,12 @@ is recorded as another unconfirmed attempt, so it is retried with the same backo
 item that runs out of attempts while unconfirmed fails with ``UNCONFIRMED_SEND_ERROR``.
 
 If a dispatcher dies after the provider accepted a send but before the outcome committed,
-nothing here can tell whether the customer got the message. Such an item is never sent again.
-Once its lease has expired, ``fail_abandoned_sends`` marks it failed with
+its item stays in flight until the lease expires. ``recover_abandoned_sends`` then settles
+it. Where the channel's provider can be asked for earlier sends (Twilio), the abandoned
+attempt counts as an unconfirmed one: the item is due at once with ``unconfirmed_since``
+set, and its next claim looks the message up, so it is recorded as sent when it exists and
+sent when it does not. Elsewhere (Meta's Cloud API, SMTP) nothing can tell whether the
+customer got the message, so it is never sent again. The item is marked failed with
 ``UNKNOWN_OUTCOME_ERROR``, which the inbox shows on the message. That failed item keeps its
 token and ``in_flight_since``. If the lost ``mark_sent`` arrives after all, it still records
 the send, because the provider's acceptance is the truth.
@@ -44,13 +55,13 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
@@ -58,7 +69,16 @@ from inbox.delivery import apply_early_reports, apply_early_part_reports, lock_p
 from inbox.events import record_event
 from inbox.fallback import FAILED_STATES, send_by_email_automatically
 from inbox.held import apply_window_error, react_to_failed_delivery
-from inbox.models import Channel, EarlyDeliveryReport, Message, MessagePart, OutboxItem, OutboxStatus, utcnow
+from inbox.models import (
+    Channel,
+    Conversation,
+    EarlyDeliveryReport,
+    Message,
+    MessagePart,
+    OutboxItem,
+    OutboxStatus,
+    utcnow,
+)
 from inbox.replies import reply_to_address
 from inbox.send_failures import record_send_failure
 from inbox.serialize import contact_address, message_to_dict
@@ -69,13 +89,26 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(minutes=30)
-# One claim covers one provider call. The senders' timeouts are 30 s per network operation,
-# and an SMTP submission takes about ten operations, so a healthy send ends well within this.
+# The lease of a claim made without a ``LeasePolicy``. The dispatcher passes one that
+# sizes each lease from its sender's timeouts.
 LEASE = timedelta(minutes=10)
+
+# Returns the lease of one claim: the longest that one send attempt can take on a channel
+# of this kind with these settings. The flag is True when the attempt first looks up an
+# unconfirmed earlier send at the provider.
+LeasePolicy = Callable[[str, Mapping[str, Any], bool], timedelta]
+# Returns whether the provider of a channel of this kind with these settings can be asked
+# whether an earlier attempt created the message.
+LookupPolicy = Callable[[str, Mapping[str, Any]], bool]
 
 UNKNOWN_OUTCOME_ERROR = (
     "Switchboard stopped while sending this reply, so it may or may not have reached the "
     "customer. Check before sending it again."
+)
+# The reason a retry shows while an abandoned attempt is looked up at the provider.
+ABANDONED_SEND_NOTE = (
+    "Switchboard stopped while sending this reply, so it checks with the provider whether the "
+    "reply arrived before sending it again."
 )
 UNCONFIRMED_SEND_ERROR = (
     "The provider did not answer an attempt to send this reply, so it may have reached the "
@@ -129,15 +162,17 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> timedelta:
 def claim_next(
     session: Session,
     now: datetime | None = None,
-    lease: timedelta = LEASE,
+    lease: timedelta | LeasePolicy = LEASE,
     send_intervals: Mapping[str, timedelta] | None = None,
 ) -> PendingSend | None:
     """Claim the most overdue item for one send attempt, and commit.
 
     Returns the item's send with a new claim token, or None when no item is due. Items
-    whose previous attempt is still in flight are skipped, because ``fail_abandoned_sends``
+    whose previous attempt is still in flight are skipped, because ``recover_abandoned_sends``
     handles them, and so are the items of a channel whose ``send_not_before`` is still
-    ahead. ``send_intervals`` maps a channel kind to the minimum time between two sends
+    ahead, and the items that wait for an older pending item to the same contact.
+    ``lease`` is the claim's lease, or a policy that returns it for the item's channel.
+    ``send_intervals`` maps a channel kind to the minimum time between two sends
     of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
     """
     now = now or utcnow()
@@ -145,12 +180,15 @@ def claim_next(
         query = (
             select(OutboxItem)
             .join(Channel, Channel.id == OutboxItem.channel_id)
+            .join(Message, Message.id == OutboxItem.message_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
             .where(
                 Channel.is_active.is_(True),
                 or_(Channel.send_not_before.is_(None), Channel.send_not_before <= now),
                 OutboxItem.status == OutboxStatus.PENDING.value,
                 OutboxItem.next_attempt_at <= now,
                 OutboxItem.in_flight_since.is_(None),
+                ~_earlier_send_pending(),
             )
             .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
             .limit(1)
@@ -165,6 +203,8 @@ def claim_next(
         if interval and not _take_send_slot(session, item.channel_id, now, interval):
             log.debug("channel %s: another dispatcher took the send slot first", item.channel_id)
             return None
+        if not isinstance(lease, timedelta):
+            lease = lease(item.channel.kind, dict(item.channel.settings or {}), item.unconfirmed_since is not None)
 
         # Compare-and-set, so the claim holds even where the row lock above is missing.
         token = secrets.token_hex(16)
@@ -181,6 +221,25 @@ def claim_next(
             log.debug("outbox item %s was claimed by another dispatcher first", item.id)
             return None
         return _pending_send(item, token)
+
+
+def _earlier_send_pending() -> ColumnElement[bool]:
+    """Return the condition that an older item of the same channel to the same contact is pending.
+
+    The enclosing query must select from ``OutboxItem`` joined with its message's
+    ``Conversation``. An item pending in flight, between parts or waiting for a retry counts.
+    """
+    earlier = aliased(OutboxItem)
+    earlier_message = aliased(Message)
+    earlier_conversation = aliased(Conversation)
+    return exists().where(
+        earlier.channel_id == OutboxItem.channel_id,
+        earlier.status == OutboxStatus.PENDING.value,
+        earlier.id < OutboxItem.id,
+        earlier_message.id == earlier.message_id,
+        earlier_conversation.id == earlier_message.conversation_id,
+        earlier_conversation.contact_id == Conversation.contact_id,
+    )
 
 
 def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
@@ -208,18 +267,22 @@ def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: 
 def seconds_until_next_send(session: Session, now: datetime | None = None) -> float | None:
     """Return how long until an item can next be claimed, or None when nothing is pending.
 
-    Zero means an item is due now. Items in flight and items of inactive channels are
-    not counted. The dispatcher sleeps this long, at most its poll interval.
+    Zero means an item is due now. Items in flight, items of inactive channels and items
+    that wait for an older pending item to the same contact are not counted. The
+    dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
     with session.begin():
         rows = session.execute(
             select(OutboxItem.next_attempt_at, Channel.send_not_before)
             .join(Channel, Channel.id == OutboxItem.channel_id)
+            .join(Message, Message.id == OutboxItem.message_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
             .where(
                 Channel.is_active.is_(True),
                 OutboxItem.status == OutboxStatus.PENDING.value,
                 OutboxItem.in_flight_since.is_(None),
+                ~_earlier_send_pending(),
             )
             .order_by(OutboxItem.next_attempt_at)
             .limit(100)
@@ -267,12 +330,22 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
     )
 
 
-def fail_abandoned_sends(session: Session, now: datetime | None = None) -> int:
-    """Mark failed every item whose send attempt outlived its lease, each in its own commit.
+def recover_abandoned_sends(
+    session: Session,
+    now: datetime | None = None,
+    *,
+    can_look_up: LookupPolicy | None = None,
+) -> int:
+    """Settle every item whose send attempt outlived its lease, each in its own commit.
 
     The dispatcher that claimed such an item stopped (or lost the database) after it may
-    have called the provider, so sending again could reach the customer twice. The message
-    shows ``UNKNOWN_OUTCOME_ERROR`` instead. Returns how many items were marked.
+    have called the provider, so sending again blindly could reach the customer twice.
+    When ``can_look_up`` returns True for the item's channel, the attempt counts as an
+    unconfirmed one. The item is then due at once, with ``ABANDONED_SEND_NOTE`` as its retry
+    reason, so its next claim looks the message up at the provider before any new send.
+    Otherwise, and when the item has no attempt left, the message fails with
+    ``UNKNOWN_OUTCOME_ERROR``. Either change reaches the inbox as a ``message.updated``
+    event. Returns how many items were settled.
     """
     now = now or utcnow()
     abandoned = (
@@ -283,7 +356,7 @@ def fail_abandoned_sends(session: Session, now: datetime | None = None) -> int:
     with session.begin():
         item_ids = session.scalars(select(OutboxItem.id).where(*abandoned)).all()
 
-    marked = 0
+    settled = 0
     for item_id in item_ids:
         with session.begin():
             query = (
@@ -296,9 +369,35 @@ def fail_abandoned_sends(session: Session, now: datetime | None = None) -> int:
             item = session.scalar(query)
             if item is None:
                 continue  # its outcome was recorded meanwhile, or another dispatcher got here first
-            _mark_outcome_unknown(session, item)
-        marked += 1
-    return marked
+            channel = item.channel
+            lookup = can_look_up is not None and can_look_up(channel.kind, dict(channel.settings or {}))
+            if lookup and item.attempts + 1 < MAX_ATTEMPTS:
+                _queue_lookup(session, item, now)
+            else:
+                _mark_outcome_unknown(session, item)
+        settled += 1
+    return settled
+
+
+def _queue_lookup(session: Session, item: OutboxItem, now: datetime) -> None:
+    """Count the abandoned attempt as unconfirmed and make the item due for its lookup."""
+    abandoned_since = item.in_flight_since
+    item.attempts += 1
+    item.unconfirmed_since = item.unconfirmed_since or abandoned_since
+    item.in_flight_since = None
+    item.locked_until = None
+    item.next_attempt_at = now
+    item.last_error = ABANDONED_SEND_NOTE
+    session.flush()
+    message: Message = item.message
+    record_event(
+        session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
+    )
+    log.warning(
+        "outbox item %s (message %s): the send attempt started at %s never finished, so the "
+        "provider is asked whether it created the message before it is sent again",
+        item.id, message.id, abandoned_since.isoformat() if abandoned_since else "?",
+    )
 
 
 def _mark_outcome_unknown(session: Session, item: OutboxItem) -> None:
@@ -341,7 +440,7 @@ def mark_sent(session: Session, item_id: int, result: SendResult, *, claim_token
 
         outcome_was_unknown = item.status == OutboxStatus.FAILED.value
         if not outcome_was_unknown:
-            item.attempts += 1  # fail_abandoned_sends already counted the attempt otherwise
+            item.attempts += 1  # recover_abandoned_sends already counted the attempt otherwise
         item.status = OutboxStatus.SENT.value
         item.locked_until = None
         item.in_flight_since = None

@@ -1,5 +1,6 @@
 """WhatsApp content in the inbox UI: a reply sent in parts, a reaction on the message it
-reacts to, a quoted reply, a location with its map link, and renaming the contact."""
+reacts to, a quoted reply, a location with its map link, renaming the contact, and a reply
+whose worker stopped in the middle of its send."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import secrets
 import threading
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 import requests
@@ -14,8 +16,9 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from gateway.workers import OutboxDispatcher
-from inbox.models import Message, MessagePart
+from gateway.workers import OutboxDispatcher, can_look_up_sends
+from inbox.models import Message, MessagePart, utcnow
+from inbox.outbox import claim_next, recover_abandoned_sends
 from inbox.replies import create_reply
 from tests.browser.test_inbox_ui import _conversation, _sign_in, twilio  # noqa: F401 - a fixture
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
@@ -95,4 +98,36 @@ def test_agent_renames_contact_from_thread(page, live_server, state, agent, what
     _post(live_server, whatsapp_channel, Body="Still me", ProfileName="zoe")
     expect(page.locator("#thread")).to_contain_text("Still me")
     expect(page.locator("#thread-title")).to_have_text("Zoë Müller (VIP)")
+    assert page.console_errors == []
+
+
+def test_abandoned_send_shows_check_then_sent(page, live_server, state, agent, whatsapp_channel, twilio, tmp_path):
+    question_sid = _post(live_server, whatsapp_channel, Body="Where is my parcel?")
+    with state.session_factory() as session:
+        question = session.scalar(select(Message).where(Message.provider_message_id == question_sid))
+        create_reply(session, question.conversation_id, agent.id, "It left the depot this morning.")
+        session.commit()
+    dead = OutboxDispatcher(state, threading.Event())
+    with state.session_factory() as session:
+        claim = claim_next(session, lease=dead.lease)  # the worker dies before it calls Twilio
+    assert claim is not None
+    after_lease = utcnow() + dead.attempt_lease("whatsapp", {}, looks_up_first=False) + timedelta(seconds=1)
+
+    _sign_in(page, live_server.url, agent.email)
+    _conversation(page, "Zoë").click()
+    status = page.locator("#thread .message-row--outbound .message__status")
+    expect(status).to_contain_text("Queued")
+
+    # The first step of the next dispatch round, alone: the send is to be checked at Twilio.
+    with state.session_factory() as session:
+        recover_abandoned_sends(session, after_lease, can_look_up=can_look_up_sends)
+    retry = status.locator(".message__retry")
+    expect(retry).to_have_text(re.compile(r"^Retrying \(attempt 2\) — Switchboard stopped while sending this reply"))
+    page.screenshot(path=str(tmp_path / "abandoned-send-checking.png"), full_page=True)
+
+    OutboxDispatcher(state, threading.Event(), clock=lambda: after_lease).dispatch_due()
+    expect(status).to_have_text("Sent")
+    expect(retry).to_have_count(0)
+    assert [request["Body"] for request in twilio.requests] == ["It left the depot this morning."]
+    assert twilio.list_reads == 1
     assert page.console_errors == []

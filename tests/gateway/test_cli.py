@@ -229,6 +229,8 @@ def test_run_on_busy_port_fails_clearly(run):
         ("SWITCHBOARD_PORT", "70000", "port from 1 to 65535"),
         ("SWITCHBOARD_PUBLIC_URL", "support.example.com", "without a path"),
         ("SWITCHBOARD_PUBLIC_URL", "https://support.example.com/app", "without a path"),
+        ("SWITCHBOARD_OUTBOX_CONCURRENCY", "0", "from 1 to 32"),
+        ("SWITCHBOARD_TWILIO_TIMEOUT", "0", "more than 0 and at most 300"),
     ],
 )
 def test_invalid_configuration_is_named(tmp_path, variable, value, message):

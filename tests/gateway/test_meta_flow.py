@@ -6,18 +6,22 @@ also plays Meta's side of the webhooks: it signs them with the app secret and po
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 
 import pytest
 import requests
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+import gateway.workers
 from gateway import get_state
 from gateway.workers import OutboxDispatcher
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
 from inbox.models import Agent, OutboxItem, utcnow
+from inbox.outbox import UNKNOWN_OUTCOME_ERROR
 from tests.support.meta_live import meta_app, meta_server, service  # noqa: F401 - pytest fixtures
 from tests.support.meta_server import (
     change,
@@ -242,3 +246,31 @@ def test_failure_reported_by_webhook_reaches_the_agent(meta_app, meta_server, se
     failed = _message(agent, conversation_id, reply_id)
     assert failed["delivery_status"] == "failed"
     assert failed["error"] == "Message undeliverable: The recipient has blocked this number. (error 131026)"
+
+
+def test_abandoned_send_fails_with_unknown_outcome(meta_app, meta_server, service, channel_and_token, monkeypatch):
+    channel_id, token = channel_and_token
+    agent = AgentClient(service.url, token)
+    conversation_id, reply_id = _reply_to_new_customer(meta_server, service, channel_id, agent, "Hello Grace!")
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("UPDATE outbox_items", {}, sqlite3.OperationalError("database is locked"))
+
+    # The dispatcher sends, then cannot record the send, as if it died before the commit.
+    monkeypatch.setattr(gateway.workers, "mark_sent", database_down)
+    dying = OutboxDispatcher(get_state(meta_app), threading.Event())
+    dying.RECORD_BACKOFF_SECONDS = 0
+    dying.dispatch_due()
+    monkeypatch.undo()
+    lease = dying.attempt_lease("whatsapp", {"provider": "meta"}, looks_up_first=False)
+    after_lease = OutboxDispatcher(
+        get_state(meta_app), threading.Event(), clock=lambda: utcnow() + lease + timedelta(seconds=1)
+    )
+    after_lease.dispatch_due()
+    after_lease.dispatch_due()
+
+    # The Cloud API has no lookup of earlier sends, so the reply is not sent again.
+    assert len(meta_server.requests) == 1
+    failed = _message(agent, conversation_id, reply_id)
+    assert failed["delivery_status"] == "failed"
+    assert failed["error"] == UNKNOWN_OUTCOME_ERROR

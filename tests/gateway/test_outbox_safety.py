@@ -31,7 +31,14 @@ from inbox.delivery import record_delivery_status
 from inbox.events import events_after
 from inbox.ingest import ingest_message
 from inbox.models import EarlyDeliveryReport, Message, OutboxItem, utcnow
-from inbox.outbox import LEASE, UNKNOWN_OUTCOME_ERROR, claim_next, mark_attempt_failed, mark_sent
+from inbox.outbox import (
+    ABANDONED_SEND_NOTE,
+    LEASE,
+    UNKNOWN_OUTCOME_ERROR,
+    claim_next,
+    mark_attempt_failed,
+    mark_sent,
+)
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 from tests.support.smtp_server import SmtpTestServer
@@ -223,7 +230,7 @@ def test_other_claim_cannot_record_outcome(twilio_state, channel, sender):
 # Outcomes that were never recorded
 
 
-def test_unrecorded_send_is_reported_not_resent(twilio_state, twilio, channel, sender, monkeypatch):
+def test_unrecorded_twilio_send_is_found_not_resent(twilio_state, twilio, channel, sender, monkeypatch):
     message_id = _reply(twilio_state, _conversation(twilio_state, channel), sender, "Your refund is on its way.")
     tokens: list[str] = []
 
@@ -243,68 +250,94 @@ def test_unrecorded_send_is_reported_not_resent(twilio_state, twilio, channel, s
     assert OutboxDispatcher(twilio_state, threading.Event()).dispatch_due() == 0
     assert _item(twilio_state, message_id).status == "pending"
 
-    after_lease = OutboxDispatcher(
-        twilio_state, threading.Event(), clock=lambda: utcnow() + LEASE + timedelta(seconds=1)
-    )
+    lease = dying.attempt_lease("whatsapp", {}, looks_up_first=False)
+    after_lease = OutboxDispatcher(twilio_state, threading.Event(), clock=lambda: utcnow() + lease + timedelta(seconds=1))
+    assert after_lease.dispatch_due() == 1
+
+    [created] = twilio.messages
+    assert len(twilio.requests) == 1
+    assert twilio.list_reads == 1
+    message = _message(twilio_state, message_id)
+    assert message.provider_message_id == created["sid"]
+    assert message.delivery_status == "queued"
+    assert message.delivery_error is None
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("sent", 2)
+    assert item.unconfirmed_since is None
+    events = _message_events(twilio_state, message_id)
+    checking = [event for event in events if event["retry"] and event["retry"]["last_error"] == ABANDONED_SEND_NOTE]
+    assert [event["delivery_status"] for event in checking] == ["queued"]
+    assert events[-1]["delivery_status"] == "queued"
+    assert events[-1]["retry"] is None
+
+
+def test_unrecorded_email_is_reported_not_resent(state, smtp, email_reply, monkeypatch):
+    def database_down(session, item_id, result, *, claim_token):
+        raise _database_locked()
+
+    monkeypatch.setattr(gateway.workers, "mark_sent", database_down)
+    dying = OutboxDispatcher(state, threading.Event())
+    dying.RECORD_BACKOFF_SECONDS = 0
+    assert dying.dispatch_due() == 1
+    monkeypatch.undo()
+
+    lease = dying.attempt_lease("email", {}, looks_up_first=False)
+    before_expiry = OutboxDispatcher(state, threading.Event(), clock=lambda: utcnow() + lease - timedelta(seconds=5))
+    assert before_expiry.dispatch_due() == 0
+    assert _item(state, email_reply).status == "pending"
+    after_lease = OutboxDispatcher(state, threading.Event(), clock=lambda: utcnow() + lease + timedelta(seconds=1))
     assert after_lease.dispatch_due() == 0
     assert after_lease.dispatch_due() == 0
 
-    assert len(twilio.requests) == 1
-    message = _message(twilio_state, message_id)
+    assert len(smtp.received) == 1
+    message = _message(state, email_reply)
     assert message.delivery_status == "failed"
     assert message.delivery_error == UNKNOWN_OUTCOME_ERROR
-    item = _item(twilio_state, message_id)
+    item = _item(state, email_reply)
     assert (item.status, item.attempts) == ("failed", 1)
     assert item.last_error == UNKNOWN_OUTCOME_ERROR
-    last_event = _message_events(twilio_state, message_id)[-1]
+    last_event = _message_events(state, email_reply)[-1]
     assert last_event["delivery_status"] == "failed"
     assert last_event["error"] == UNKNOWN_OUTCOME_ERROR
 
 
-def test_late_mark_sent_wins_over_unknown_outcome(twilio_state, twilio, channel, sender):
-    message_id = _reply(twilio_state, _conversation(twilio_state, channel), sender, "Hello")
-    with twilio_state.session_factory() as session:
+def test_late_mark_sent_wins_over_unknown_outcome(state, smtp, email_reply):
+    with state.session_factory() as session:
         claim = claim_next(session)
-    after_lease = OutboxDispatcher(
-        twilio_state, threading.Event(), clock=lambda: utcnow() + LEASE + timedelta(seconds=1)
-    )
-    after_lease.dispatch_due()
-    assert _message(twilio_state, message_id).delivery_error == UNKNOWN_OUTCOME_ERROR
+    OutboxDispatcher(state, threading.Event(), clock=lambda: utcnow() + LEASE + timedelta(seconds=1)).dispatch_due()
+    assert _message(state, email_reply).delivery_error == UNKNOWN_OUTCOME_ERROR
 
-    with twilio_state.session_factory() as session:
+    with state.session_factory() as session:
         recorded = mark_sent(
-            session, claim.item_id, SendResult("SM" + "2" * 32, DeliveryState.QUEUED),
+            session, claim.item_id, SendResult("late-1@shop.example", DeliveryState.SENT),
             claim_token=claim.claim_token,
         )
 
     assert recorded is True
-    message = _message(twilio_state, message_id)
-    assert message.provider_message_id == "SM" + "2" * 32
-    assert message.delivery_status == "queued"
+    message = _message(state, email_reply)
+    assert message.provider_message_id == "late-1@shop.example"
+    assert message.delivery_status == "sent"
     assert message.delivery_error is None
-    item = _item(twilio_state, message_id)
+    item = _item(state, email_reply)
     assert (item.status, item.attempts) == ("sent", 1)
     assert item.in_flight_since is None
-    assert _message_events(twilio_state, message_id)[-1]["delivery_status"] == "queued"
-    assert twilio.requests == []
+    assert _message_events(state, email_reply)[-1]["delivery_status"] == "sent"
+    assert smtp.received == []
 
 
-def test_late_failure_keeps_unknown_outcome(twilio_state, channel, sender):
-    message_id = _reply(twilio_state, _conversation(twilio_state, channel), sender, "Hello")
-    with twilio_state.session_factory() as session:
+def test_late_failure_keeps_unknown_outcome(state, smtp, email_reply):
+    with state.session_factory() as session:
         claim = claim_next(session)
-    OutboxDispatcher(
-        twilio_state, threading.Event(), clock=lambda: utcnow() + LEASE + timedelta(seconds=1)
-    ).dispatch_due()
+    OutboxDispatcher(state, threading.Event(), clock=lambda: utcnow() + LEASE + timedelta(seconds=1)).dispatch_due()
 
-    with twilio_state.session_factory() as session:
+    with state.session_factory() as session:
         retried = mark_attempt_failed(
             session, claim.item_id, "read timed out", transient=True, claim_token=claim.claim_token
         )
 
     assert retried is False
-    assert _item(twilio_state, message_id).status == "failed"
-    assert _message(twilio_state, message_id).delivery_error == UNKNOWN_OUTCOME_ERROR
+    assert _item(state, email_reply).status == "failed"
+    assert _message(state, email_reply).delivery_error == UNKNOWN_OUTCOME_ERROR
 
 
 def test_mark_sent_retried_after_database_error(twilio_state, twilio, channel, sender, monkeypatch):

@@ -19,7 +19,7 @@ from gateway.cli import main
 from inbox.agents import create_agent
 from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
-from inbox.models import Channel, Conversation, SendFailure, utcnow
+from inbox.models import Channel, Conversation, OutboxItem, SendFailure, utcnow
 from inbox.send_failures import RETENTION, record_send_failure, send_failure_summaries
 from tests.conftest import AGENT_PASSWORD, login
 from tests.support.meta_live import (  # noqa: F401 - pytest fixtures
@@ -66,6 +66,8 @@ def test_twilio_failures_counted_with_code(client, state, whatsapp_channel, twil
     twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
     with state.session_factory() as session:
         session.execute(SendFailure.__table__.update().values(failed_at=utcnow() - timedelta(minutes=5)))
+        # The retry of the first answer is due now, and the second answer waits for it.
+        session.execute(OutboxItem.__table__.update().values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     dispatch(state)
 

@@ -341,9 +341,9 @@ def test_rate_limit_without_retry_after_backs_off(service, twilio, channel, send
 
 def test_pacing_spaces_sends_of_one_sender(service, twilio, channel, sender):
     other = _add_channel(service, "+14155550100")
-    conversation_id = _conversation(service, channel)
-    for text in ("one", "two"):
-        _reply(service, conversation_id, sender, text)
+    # Two customers, because a reply to the same customer would wait for the first one anyway.
+    _reply(service, _conversation(service, channel), sender, "one")
+    _reply(service, _conversation(service, channel, "+15551230001"), sender, "two")
     _reply(service, _conversation(service, other, "+15557654321"), sender, "elsewhere")
     intervals = {"whatsapp": timedelta(seconds=0.5)}
     now = utcnow()

@@ -2,9 +2,11 @@
 
 Twilio's Messages API takes no idempotency key. When a create times out or loses its
 connection, the message may exist anyway, so the outbox looks it up at Twilio before it sends
-again. These tests play the faults on the Twilio-compatible test server, through the twilio
-SDK and the real outbox dispatcher, on SQLite by default and on PostgreSQL with
-SWITCHBOARD_TEST_DATABASE_URL.
+again. The same lookup settles a send whose dispatcher died in the middle of it, once the
+claim's lease (the Twilio timeouts plus a margin) has run out. These tests play the faults on
+the Twilio-compatible test server, through the twilio SDK and the real outbox dispatcher, and
+kill a real `switchboard worker` process in the middle of a send, on SQLite by default and on
+PostgreSQL with SWITCHBOARD_TEST_DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-import gateway.workers
 from channels.errors import TransientSendError
 from channels.types import Address, AddressKind, OutboundMessage
 from channels.whatsapp import TwilioSettings, parse_inbound, send_whatsapp
 from gateway import create_app, get_state
 from gateway.simulate import build_message_form
-from gateway.workers import OutboxDispatcher
+from gateway.workers import LEASE_MARGIN, OutboxDispatcher
+from inbox.agents import create_api_token
 from inbox.events import events_after
 from inbox.ingest import ingest_message
-from inbox.models import Channel, Message, OutboxItem, utcnow
-from inbox.outbox import MAX_ATTEMPTS
+from inbox.models import Agent, Channel, Message, OutboxItem, utcnow
+from inbox.outbox import ABANDONED_SEND_NOTE, MAX_ATTEMPTS, UNKNOWN_OUTCOME_ERROR, claim_next
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 from tests.gateway.test_outbox_safety import channel, sender, twilio  # noqa: F401 (fixtures)
+from tests.support.live import LiveServer
+from tests.support.processes import START_TIMEOUT, EventClient, ServiceProcess, service_environment
 from tests.support.twilio_server import DROP_AFTER_CREATE, DROP_BEFORE_CREATE, HANG_AFTER_CREATE
 from tests.support.whatsapp import ingest_webhooks
 
@@ -43,14 +47,11 @@ LONG_TEXT = " ".join(f"Step {n}: check the parcel and the label carefully." for 
 
 
 @pytest.fixture
-def app(config, twilio, monkeypatch):
-    built = create_app(replace(config, twilio_api_base_url=twilio.base_url, public_url=PUBLIC_URL, whatsapp_send_rate=0))
-    original = gateway.workers.twilio_settings
-
-    def short_timeout(*args, **kwargs):
-        return replace(original(*args, **kwargs), timeout_seconds=READ_TIMEOUT_SECONDS)
-
-    monkeypatch.setattr(gateway.workers, "twilio_settings", short_timeout)
+def app(config, twilio):
+    built = create_app(replace(
+        config, twilio_api_base_url=twilio.base_url, public_url=PUBLIC_URL, whatsapp_send_rate=0,
+        twilio_timeout=READ_TIMEOUT_SECONDS,
+    ))
     yield built
     get_state(built).engine.dispose()
 
@@ -319,3 +320,166 @@ def test_unanswered_middle_part_is_adopted(twilio_state, twilio, sender, convers
         parts = session.get(Message, message_id).parts
         assert [part.provider_message_id for part in parts] == [created["sid"] for created in twilio.messages]
     assert _item(twilio_state, message_id).status == "sent"
+
+
+# Sends whose dispatcher died
+
+
+def _after_lease(twilio_state, item: OutboxItem) -> OutboxDispatcher:
+    """Return a dispatcher whose clock is one second past the lease of ``item``'s claim."""
+    expired = item.locked_until + timedelta(seconds=1)
+    return OutboxDispatcher(twilio_state, threading.Event(), clock=lambda: expired)
+
+
+def _message_events(twilio_state, message_id: int) -> list[dict]:
+    with twilio_state.session_factory() as session:
+        return [
+            event.payload["message"] for event in events_after(session, 0)
+            if event.type == "message.updated" and event.payload["message"]["id"] == message_id
+        ]
+
+
+def test_lease_is_twilio_timeouts_plus_margin(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    twilio.hold_responses()
+    thread = threading.Thread(target=_dispatch, args=(twilio_state,))
+    thread.start()
+    try:
+        twilio.wait_for_messages(1)
+        in_flight = _item(twilio_state, message_id)
+    finally:
+        twilio.release_responses()
+        thread.join(10)
+    twilio.fault_next(DROP_AFTER_CREATE)
+    second = _reply(twilio_state, conversation_id, sender, "And a voucher for the wait.")
+    _dispatch(twilio_state)
+    _make_due(twilio_state)
+    with twilio_state.session_factory() as session:
+        lookup = claim_next(session, lease=OutboxDispatcher(twilio_state, threading.Event()).lease)
+    looking_up = _item(twilio_state, second)
+
+    # Each request waits up to the timeout to connect and again for the response.
+    request = 2 * timedelta(seconds=READ_TIMEOUT_SECONDS)
+    assert in_flight.locked_until - in_flight.in_flight_since == request + LEASE_MARGIN
+    assert lookup.unconfirmed_since is not None
+    assert looking_up.locked_until - looking_up.in_flight_since == 2 * request + LEASE_MARGIN
+
+
+def test_killed_worker_send_is_found_at_twilio(config, twilio_state, twilio, sender, conversation_id, tmp_path):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    twilio.fault_next(HANG_AFTER_CREATE)
+    worker_timeout = 20
+    environment = service_environment(
+        database_url=config.database_url, secret_key=config.secret_key, instance_dir=config.instance_dir,
+        twilio_api_base_url=twilio.base_url, public_url=PUBLIC_URL, whatsapp_send_rate="0",
+        twilio_timeout=str(worker_timeout), proactive_enabled="false", log_level="INFO",
+    )
+    worker = ServiceProcess("worker", ["worker"], environment, tmp_path).start()
+    try:
+        [created] = twilio.wait_for_messages(1, timeout=START_TIMEOUT)
+        in_flight = _item(twilio_state, message_id)
+        worker.fail_unless_running()
+        worker.process.kill()
+        worker.process.wait(10)
+    finally:
+        worker.stop()
+
+    # The dead worker's claim holds for one Twilio request plus the margin, not longer.
+    assert in_flight.in_flight_since is not None
+    assert in_flight.locked_until - in_flight.in_flight_since == 2 * timedelta(seconds=worker_timeout) + LEASE_MARGIN
+    assert _dispatch(twilio_state) == 0
+    assert _message(twilio_state, message_id).delivery_status == "queued"
+
+    assert _after_lease(twilio_state, in_flight).dispatch_due() == 1
+
+    assert len(twilio.requests) == 1
+    assert twilio.list_reads == 1
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("sent", 2)
+    message = _message(twilio_state, message_id)
+    assert message.provider_message_id == created["sid"]
+    assert message.delivery_status == "queued"
+    assert message.delivery_error is None
+
+
+def test_abandoned_claim_before_the_send_is_sent(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    dead = OutboxDispatcher(twilio_state, threading.Event())
+    with twilio_state.session_factory() as session:
+        claim_next(session, lease=dead.lease)  # the dispatcher dies before it calls Twilio
+    in_flight = _item(twilio_state, message_id)
+
+    assert _after_lease(twilio_state, in_flight).dispatch_due() == 1
+
+    [created] = twilio.messages
+    assert len(twilio.requests) == 1
+    assert twilio.list_reads == 1
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("sent", 2)
+    assert _message(twilio_state, message_id).provider_message_id == created["sid"]
+
+
+def test_abandoned_lookup_that_fails_is_retried(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    with twilio_state.session_factory() as session:
+        claim_next(session, lease=OutboxDispatcher(twilio_state, threading.Event()).lease)
+    in_flight = _item(twilio_state, message_id)
+    twilio.fail_next_list(503, 20503, "Service Unavailable")
+
+    _after_lease(twilio_state, in_flight).dispatch_due()
+
+    assert twilio.requests == []
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("pending", 2)
+    assert item.unconfirmed_since == in_flight.in_flight_since
+    assert "message list could not be read" in item.last_error
+
+
+def test_abandoned_send_without_attempts_left_fails(twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    with twilio_state.session_factory() as session:
+        session.execute(OutboxItem.__table__.update().values(attempts=MAX_ATTEMPTS - 1))
+        session.commit()
+    with twilio_state.session_factory() as session:
+        claim_next(session, lease=OutboxDispatcher(twilio_state, threading.Event()).lease)
+    in_flight = _item(twilio_state, message_id)
+
+    _after_lease(twilio_state, in_flight).dispatch_due()
+
+    assert twilio.requests == []
+    assert twilio.list_reads == 0
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("failed", MAX_ATTEMPTS)
+    assert _message(twilio_state, message_id).delivery_error == UNKNOWN_OUTCOME_ERROR
+
+
+def test_abandoned_send_shows_live_in_thread(app, twilio_state, twilio, sender, conversation_id):
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    with twilio_state.session_factory() as session:
+        token = create_api_token(session, session.get(Agent, sender.id), "tests")
+        session.commit()
+    with twilio_state.session_factory() as session:
+        claim_next(session, lease=OutboxDispatcher(twilio_state, threading.Event()).lease)
+    in_flight = _item(twilio_state, message_id)
+
+    with LiveServer(app) as server:
+        client = EventClient(server.url, token, ("message.updated",)).connect()
+        try:
+            _after_lease(twilio_state, in_flight).dispatch_due()
+            checking = client.wait_for(
+                "message.updated", lambda payload: payload["message"]["id"] == message_id
+                and (payload["message"]["retry"] or {}).get("last_error") == ABANDONED_SEND_NOTE,
+            )
+            sent = client.wait_for(
+                "message.updated", lambda payload: payload["message"]["id"] == message_id
+                and payload["message"]["retry"] is None,
+            )
+        finally:
+            client.disconnect()
+
+    # The thread shows "Retrying (attempt 2)" with the reason while Twilio is asked.
+    assert checking["message"]["delivery_status"] == "queued"
+    assert checking["message"]["retry"]["attempts"] == 1
+    assert sent["message"]["delivery_status"] == "queued"
+    assert sent["event_id"] > checking["event_id"]
+    assert [event["retry"] is None for event in _message_events(twilio_state, message_id)] == [False, True]
