@@ -10,10 +10,11 @@ status), so the SDK raises the same TwilioRestException it raises against Twilio
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
 ``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose (a
 429 with or without Retry-After too), make every answer slow, or hold answers back after
-the message was created. ``fault_next`` plays network faults on the next message creates:
-the message is created and the answer hangs (``HANG_AFTER_CREATE``), the message is created
-and the connection closed without an answer (``DROP_AFTER_CREATE``), or the connection is
-closed once the request was read, before any message exists (``DROP_BEFORE_CREATE``).
+the message was created. ``fault_next`` plays network faults on the next message creates,
+to anyone or to one recipient: the message is created and the answer hangs
+(``HANG_AFTER_CREATE``), the message is created and the connection closed without an answer
+(``DROP_AFTER_CREATE``), or the connection is closed once the request was read, before any
+message exists (``DROP_BEFORE_CREATE``).
 ``fail_next_list`` makes the next reads of the message list fail, and ``add_message`` stores a
 message that another tool sent earlier. Like Twilio, the server fetches each ``MediaUrl`` of a created
 message (``media_fetches``), and ``post_status`` posts a signed status callback to the
@@ -104,7 +105,8 @@ class TwilioTestServer:
         self._requests: list[FormFields] = []
         self._messages: list[dict[str, Any]] = []
         self._failures: deque[tuple[int, int, str, float | None]] = deque()
-        self._faults: deque[str] = deque()
+        # Each fault with the To it waits for, or None for the next create to anyone.
+        self._faults: deque[tuple[str, str | None]] = deque()
         self._list_failures: deque[tuple[int, int, str]] = deque()
         # The exact creation time of each message, by sid: date_created has whole seconds.
         self._created_at: dict[str, datetime] = {}
@@ -236,15 +238,17 @@ class TwilioTestServer:
         with self._condition:
             self._failures.extend([(status, code, message, retry_after)] * times)
 
-    def fault_next(self, fault: str, times: int = 1) -> None:
+    def fault_next(self, fault: str, times: int = 1, *, to: str | None = None) -> None:
         """Play ``fault`` (one of ``FAULTS``) on the next ``times`` authenticated message creates.
 
+        With ``to`` (as Twilio shows it, "whatsapp:+15551230000") only creates to that
+        recipient play it, so that sends to others running at the same time do not take it.
         Faults are played before the errors of ``fail_next``, and each takes one request.
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}: expected one of {', '.join(FAULTS)}")
         with self._condition:
-            self._faults.extend([fault] * times)
+            self._faults.extend([(fault, to)] * times)
 
     def fail_next_list(self, status: int, code: int, message: str, times: int = 1) -> None:
         """Make the next ``times`` reads of the message list fail with a Twilio error."""
@@ -412,7 +416,7 @@ class TwilioTestServer:
         form = _form_fields(request)
         with self._condition:
             self._requests.append(form)
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._take_fault(form.get("To"))
             failure = None
             if fault is None and self._failures:
                 failure = self._failures.popleft()
@@ -455,6 +459,18 @@ class TwilioTestServer:
             time.sleep(self.response_delay)
         self._responses_open.wait()
         return _json_response(201, resource)
+
+    def _take_fault(self, to: str | list[str] | None) -> str | None:
+        """Remove and return the first queued fault for a create to ``to``, or None.
+
+        The caller must hold ``_condition``.
+        """
+        for queued in self._faults:
+            fault, fault_to = queued
+            if fault_to is None or fault_to == to:
+                self._faults.remove(queued)
+                return fault
+        return None
 
     def _list_messages(self, request: Request, account_sid: str) -> Response:
         """Return one page of the messages filtered by To and From, newest first, as Twilio does."""
