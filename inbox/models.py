@@ -589,8 +589,9 @@ class OutboxItem(Base):
 
     While a dispatcher sends, ``locked_until`` (its lease), ``in_flight_since`` and
     ``claim_token`` are set, in the transaction that claimed the item. An item whose lease
-    expired while ``in_flight_since`` is still set may have reached the customer, so it is
-    marked failed instead of being sent again (see ``inbox.outbox``).
+    expired while ``in_flight_since`` is still set may have reached the customer. A Twilio
+    item is then looked up at Twilio before any new attempt; an item of a sender without
+    such a lookup is marked failed instead of being sent again (see ``inbox.outbox``).
     """
 
     __tablename__ = "outbox_items"
