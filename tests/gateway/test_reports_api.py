@@ -352,6 +352,19 @@ def test_report_page_shows_satisfaction(app, people, rows, fixed_clock):
     assert 'id="stat-ratings"' not in empty
 
 
+def test_report_page_heading_names_every_section(app, people, fixed_clock):
+    client = app.test_client()
+    login(client, "mia@example.com")
+
+    page = client.get("/reports").get_data(as_text=True)
+
+    assert "<title>Backlog, trend and satisfaction · Switchboard</title>" in page
+    assert "<h1>Backlog, trend and satisfaction</h1>" in page
+    assert 'id="backlog-heading">Backlog now<' in page
+    assert 'id="trend-heading">Trend<' in page
+    assert 'id="satisfaction-heading">Customer satisfaction<' in page
+
+
 def test_cli_report_satisfaction(database_url, tmp_path, rows, monkeypatch):
     _add_answers(rows)
     monkeypatch.setattr("inbox.models.utcnow", lambda: NOW)
