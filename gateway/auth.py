@@ -50,6 +50,7 @@ from inbox.agents import (
     agent_for_token,
     authenticate,
     end_session,
+    session_for_token,
     start_session,
 )
 from inbox.models import Agent, Role
@@ -96,6 +97,9 @@ LOGIN_ERRORS = {
     "busy": "Too many sign-ins at once. Wait a few seconds and try again.",
 }
 LOGIN_NOTICE = "login_notice"
+DISABLED_NOTICE = (
+    "This account has been disabled, so you were signed out. Ask an admin if you need access again."
+)
 MAX_EMAIL_LENGTH = 320
 # Seconds a sign-in attempt waits for a free password check before it gets 429.
 PASSWORD_CHECK_WAIT_SECONDS = 5.0
@@ -401,9 +405,11 @@ def _from_browser_page() -> bool:
 def login() -> Any:
     if request.method == "GET":
         notice = session.pop(LOGIN_NOTICE, None) or {}
+        error = LOGIN_ERRORS.get(notice.get("error"))
         return render_template(
-            "login.html", error=LOGIN_ERRORS.get(notice.get("error")), email=notice.get("email", ""),
-            next_url=request.args.get("next"), csrf_token=csrf_token(),
+            "login.html", error=error, email=notice.get("email", ""), next_url=request.args.get("next"),
+            notice=DISABLED_NOTICE if error is None and _signed_in_agent_disabled() else None,
+            csrf_token=csrf_token(),
         )
 
     next_url = request.form.get("next")
@@ -446,6 +452,21 @@ def login() -> Any:
     if agent.must_change_password:
         return redirect(url_for("admin_pages.change_password_page"))
     return redirect(_safe_next(next_url))
+
+
+def _signed_in_agent_disabled() -> bool:
+    """Tell whether this browser's sign-in ended because an admin disabled its agent.
+
+    Only a browser that signed in as that agent holds the sign-in's token in its session
+    cookie, so nobody else learns which accounts are disabled. A sign-in that ended otherwise
+    (signed out, expired, password changed) gets no message, and neither does one whose agent
+    was enabled again.
+    """
+    token = session.get("sign_in")
+    if not token:
+        return False
+    row = session_for_token(db(), token)
+    return row is not None and not row.agent.is_active
 
 
 def _login_rejected(error: str, next_url: str | None, status: int, retry_after: int | None = None) -> Any:
