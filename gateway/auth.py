@@ -50,6 +50,7 @@ from inbox.agents import (
     agent_for_token,
     authenticate,
     end_session,
+    session_for_token,
     start_session,
 )
 from inbox.models import Agent, Role
@@ -88,6 +89,18 @@ ROLE_RANK = {Role.AGENT.value: 0, Role.MANAGER.value: 1, Role.ADMIN.value: 2}
 
 LOGIN_ATTEMPTS = 10
 LOGIN_WINDOW_SECONDS = 300
+# Messages for a sign-in rejected before its password check, by code. A browser's redirect back
+# to the sign-in page carries the code in the session, under ``LOGIN_NOTICE``.
+LOGIN_ERRORS = {
+    "expired": "Your session expired. Please sign in again.",
+    "throttled": "Too many failed attempts. Wait a few minutes and try again.",
+    "busy": "Too many sign-ins at once. Wait a few seconds and try again.",
+}
+LOGIN_NOTICE = "login_notice"
+DISABLED_NOTICE = (
+    "This account has been disabled, so you were signed out. Ask an admin if you need access again."
+)
+MAX_EMAIL_LENGTH = 320
 # Seconds a sign-in attempt waits for a free password check before it gets 429.
 PASSWORD_CHECK_WAIT_SECONDS = 5.0
 
@@ -376,20 +389,35 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _from_browser_page() -> bool:
+    """Tell whether the request is a browser loading a page or sending a form, not a script.
+
+    Browsers send ``Sec-Fetch-Mode: navigate`` for both, but only to HTTPS and loopback
+    addresses; elsewhere their page requests list text/html first in ``Accept``.
+    """
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode:
+        return mode == "navigate"
+    return request.accept_mimetypes.best == "text/html"
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     if request.method == "GET":
-        return render_template("login.html", error=None, next_url=request.args.get("next"), csrf_token=csrf_token())
+        notice = session.pop(LOGIN_NOTICE, None) or {}
+        error = LOGIN_ERRORS.get(notice.get("error"))
+        return render_template(
+            "login.html", error=error, email=notice.get("email", ""), next_url=request.args.get("next"),
+            notice=DISABLED_NOTICE if error is None and _signed_in_agent_disabled() else None,
+            csrf_token=csrf_token(),
+        )
 
     next_url = request.form.get("next")
+    email = request.form.get("email", "").strip().lower()
     sent = request.form.get("csrf_token", "")
     if not csrf_token_matches(sent):
-        return render_template(
-            "login.html", error="Your session expired. Please sign in again.", next_url=next_url,
-            csrf_token=csrf_token(),
-        ), 400
+        return _login_rejected("expired", next_url, 400)
 
-    email = request.form.get("email", "").strip().lower()
     throttle: LoginThrottle = current_app.extensions["switchboard.login_throttle"]
     address_throttle: LoginThrottle = current_app.extensions["switchboard.login_address_throttle"]
     address = request.remote_addr or ""
@@ -397,25 +425,20 @@ def login() -> Any:
     for limiter, limited_key in ((throttle, key), (address_throttle, address)):
         if not limiter.try_attempt(limited_key):
             log.warning("login throttled for %s", address)
-            return _login_refused(
-                "Too many failed attempts. Wait a few minutes and try again.", next_url,
-                limiter.retry_after(limited_key),
-            )
+            return _login_rejected("throttled", next_url, 429, limiter.retry_after(limited_key))
 
     checks: PasswordChecks = current_app.extensions["switchboard.password_checks"]
     with checks.slot() as free:
         if not free:
             log.warning("login from %s rejected: all %d password checks busy", address, checks.concurrency)
-            return _login_refused(
-                "Too many sign-ins at once. Wait a few seconds and try again.", next_url,
-                math.ceil(checks.wait_seconds),
-            )
+            return _login_rejected("busy", next_url, 429, math.ceil(checks.wait_seconds))
         agent = authenticate(db(), email, request.form.get("password", ""))
     if agent is None:
         # 200 rather than 401: browsers log a 401 page as a console error although the form shows
         # the error, and RFC 9110 requires a 401 to carry a WWW-Authenticate challenge.
         return render_template(
-            "login.html", error="The email or password is wrong.", next_url=next_url, csrf_token=csrf_token()
+            "login.html", error="The email or password is wrong.", email=request.form.get("email", ""),
+            next_url=next_url, csrf_token=csrf_token(),
         )
 
     address_throttle.release(address)  # a colleague's success does not use up the address's limit
@@ -431,9 +454,38 @@ def login() -> Any:
     return redirect(_safe_next(next_url))
 
 
-def _login_refused(error: str, next_url: str | None, retry_after: int) -> Any:
-    page = render_template("login.html", error=error, next_url=next_url, csrf_token=csrf_token())
-    return page, 429, {"Retry-After": str(retry_after)}
+def _signed_in_agent_disabled() -> bool:
+    """Tell whether this browser's sign-in ended because an admin disabled its agent.
+
+    Only a browser that signed in as that agent holds the sign-in's token in its session
+    cookie, so nobody else learns which accounts are disabled. A sign-in that ended otherwise
+    (signed out, expired, password changed) gets no message, and neither does one whose agent
+    was enabled again.
+    """
+    token = session.get("sign_in")
+    if not token:
+        return False
+    row = session_for_token(db(), token)
+    return row is not None and not row.agent.is_active
+
+
+def _login_rejected(error: str, next_url: str | None, status: int, retry_after: int | None = None) -> Any:
+    """Return the response to a sign-in rejected before its password check, with the reason ``LOGIN_ERRORS[error]``.
+
+    Scripts get the sign-in page with ``status`` (400 or 429) and ``Retry-After``. A browser's
+    form gets a redirect to the sign-in page, which shows the message with 200, because
+    browsers log every page that comes with a 4xx status as an error in the console.
+    """
+    # Clipped to the longest email address (64 characters, @, 255), so that the session cookie stays small.
+    email = request.form.get("email", "")[:MAX_EMAIL_LENGTH]
+    if _from_browser_page():
+        session[LOGIN_NOTICE] = {"error": error, "email": email}
+        return redirect(url_for("auth.login", next=next_url), 303)
+    page = render_template(
+        "login.html", error=LOGIN_ERRORS[error], email=email, next_url=next_url, csrf_token=csrf_token()
+    )
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return page, status, headers
 
 
 @blueprint.route("/logout", methods=["POST"])

@@ -959,7 +959,7 @@ def report_satisfaction(days: str | None, first: str | None, last: str | None) -
     click.echo(f"Answers from {report.first_day} to {report.last_day}, days in {report.time_zone}")
     click.echo("AGENT\tRATINGS\tAVERAGE RATING\tYES OR NO ANSWERS\tANSWERED YES %")
     for name, answers in [*((row.name, row.answers) for row in report.by_agent), ("All agents", report.total)]:
-        average = "-" if answers.average_rating is None else f"{answers.average_rating:.2f}"
+        average = answers.format_average_rating() or "-"
         share = "-" if answers.yes_share is None else f"{100 * answers.yes_share:.0f}"
         click.echo(f"{name}\t{answers.ratings}\t{average}\t{answers.yes + answers.no}\t{share}")
     spread = "  ".join(f"{score}: {count}" for score, count in sorted(report.total.by_score.items(), reverse=True))

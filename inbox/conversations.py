@@ -245,6 +245,7 @@ def list_messages(session: Session, conversation_id: int, limit: int = 50, befor
             selectinload(Message.parts),
             selectinload(Message.reply_to),
             selectinload(Message.email_fallback),
+            selectinload(Message.satisfaction_answer),
         )
         .order_by(Message.id.desc())
         .limit(limit + 1)

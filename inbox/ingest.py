@@ -359,8 +359,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         thread_index_root=thread_index_root(inbound.thread_index),
         content=inbound.content,
         reply_to=replied,
-        # New and empty, so serializing the message loads nothing for it.
+        # New and empty, so serializing the message loads nothing for it. ``record_answer``
+        # sets the satisfaction answer that the message gives.
         parts=[],
+        satisfaction_answer=None,
         **payload_link,
     )
     # Assigned whole, so the new message's collection is never loaded from the database.

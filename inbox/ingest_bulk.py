@@ -140,6 +140,9 @@ class _NewMessage:
     email_fallback: None = None
     reply_to: None = None
     parts: tuple[()] = ()
+    # A message to a resolved conversation, which may answer the satisfaction question, takes
+    # the per-message path, so a message stored here is never an answer.
+    satisfaction_answer: None = None
 
 
 @dataclass

@@ -466,6 +466,9 @@ class Message(Base):
     parts: Mapped[list[MessagePart]] = relationship(
         back_populates="message", order_by="MessagePart.position"
     )
+    # The satisfaction answer that this inbound message gave, if it was one. Written through
+    # SatisfactionAnswer.message_id only, so this side never changes the answer's row.
+    satisfaction_answer: Mapped[SatisfactionAnswer | None] = relationship(viewonly=True)
 
 
 class MessagePart(Base):

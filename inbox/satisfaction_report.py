@@ -49,6 +49,20 @@ class Answers:
             return None
         return sum(score * count for score, count in self.by_score.items()) / self.ratings
 
+    def format_average_rating(self) -> str | None:
+        """Return the mean rating with one decimal, as the Reports page and the command line show it.
+
+        Returns None without ratings. The rounding works on the whole-number sum and count, so a
+        mean that lies halfway rounds up: 3.25 (four ratings) gives "3.3" and 3.15 (twenty) gives
+        "3.2", where formatting the float gives "3.2" and "3.1".
+        """
+        if not self.ratings:
+            return None
+        total = sum(score * count for score, count in self.by_score.items())
+        # round(10 * total / ratings) with halves up, in integers: floor((20 * total + ratings) / (2 * ratings)).
+        tenths = (20 * total + self.ratings) // (2 * self.ratings)
+        return f"{tenths // 10}.{tenths % 10}"
+
     @property
     def yes_share(self) -> float | None:
         """The share of yes among the yes/no answers (0 to 1), or None without any."""

@@ -13,6 +13,7 @@ from channels.email.quotes import visible_reply
 from inbox.models import (
     Agent, Attachment, ContactIdentity, Conversation, Label, Message, MessagePart, OutboxStatus, Team,
 )
+from inbox.proactive.satisfaction import is_low_answer
 from inbox.window import WINDOW, window_closes_at
 from inbox.workspace import OutsideWindow, workspace_settings
 
@@ -200,7 +201,16 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "content": message.content,
         "reply_to": _reply_to_dict(message.reply_to),
         "parts": [_part_to_dict(part) for part in message.parts],
+        "satisfaction": _satisfaction_to_dict(message),
     }
+
+
+def _satisfaction_to_dict(message: Message) -> dict[str, Any] | None:
+    """Return the satisfaction answer that an inbound message gave, and whether it is a low one."""
+    answer = message.satisfaction_answer if message.direction == "inbound" else None
+    if answer is None:
+        return None
+    return {"kind": answer.kind, "score": answer.score, "low": is_low_answer(answer.kind, answer.score)}
 
 
 def _template_to_dict(message: Message) -> dict[str, Any] | None:

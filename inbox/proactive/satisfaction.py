@@ -143,6 +143,13 @@ def _is_only_answer(parsed: ParsedAnswer, comment_lines: list[str]) -> bool:
     return len(comment) <= SHORT_COMMENT_CHARS and "?" not in comment
 
 
+def is_low_answer(kind: str, score: int) -> bool:
+    """Tell whether an answer says the customer is not content: a rating under ``CONTENT_RATING``, or a no."""
+    if kind == "rating":
+        return score < CONTENT_RATING
+    return score == 0
+
+
 def pending_answer(session: Session, conversation: Conversation | None, text: str, now: datetime) -> PendingAnswer | None:
     """Return the question that ``text`` answers, or None when it is an ordinary message.
 
@@ -211,6 +218,8 @@ def record_answer(session: Session, pending: PendingAnswer, message: Message) ->
     except IntegrityError:
         log.info("satisfaction question %s was already answered", question.id)
         return None
+    # Set on the message too, so that serializing it for the new message's event reads no row.
+    message.satisfaction_answer = answer
     log.info(
         "conversation %s: satisfaction answer %s (%s) for agent %s",
         conversation.id, answer.score, answer.kind, answer.agent_id,

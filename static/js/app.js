@@ -7,6 +7,7 @@ import { Collaboration } from './collab.js';
 import { sendCheckedReply } from './collab-api.js';
 import { CollabComposer } from './collab-composer.js';
 import { ContactPanel } from './contact-panel.js';
+import { DraftStore, forgetSavedDrafts } from './drafts.js';
 import { ConversationControls, openMergeDialog } from './conversation-controls.js';
 import { ConversationList } from './conversation-list.js';
 import { isEditableTarget } from './dom.js';
@@ -131,6 +132,7 @@ export class InboxApp {
       onTyping: (conversationId) => this.sendTyping(conversationId),
       onLoadTemplates: (channelId, options) => this.api.listTemplates(channelId, options),
       onSendTemplate: (conversationId, template) => this.sendReply(conversationId, null, { template }),
+      drafts: new DraftStore(this.agentId),
       ...this.collab.composerHandlers(),
     });
     this.live = new LiveConnection({
@@ -151,6 +153,8 @@ export class InboxApp {
 
   start() {
     this.bindShortcuts();
+    // Signing out on purpose leaves no drafts in the tab, but an ended sign-in keeps them for the next one.
+    document.querySelector('form.logout')?.addEventListener('submit', () => forgetSavedDrafts());
     document.addEventListener('visibilitychange', () => this.markSelectedReadIfNeeded());
     // A link or an edited address such as #conversation=2 opens that conversation in this tab.
     window.addEventListener('hashchange', () => {

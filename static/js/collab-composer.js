@@ -35,7 +35,7 @@ export class CollabComposer extends Composer {
     this.loadCanned = handlers.loadCanned;
     this.mentionableAgents = handlers.mentionableAgents;
     this.noteMode = false;
-    // Conversation id → true for the conversations whose draft is a note.
+    // Conversation id → true for the conversations whose draft is a note, the open one included.
     this.noteModes = new Map();
     // Conversation id → the newest message id on screen when the draft was started.
     this.seenIds = new Map();
@@ -82,7 +82,11 @@ export class CollabComposer extends Composer {
     const switched = previous?.id !== conversation?.id;
     if (switched) {
       if (previous) this.noteModes.set(previous.id, this.noteMode);
-      this.noteMode = conversation ? (this.noteModes.get(conversation.id) ?? false) : false;
+      // A draft kept from an earlier page brings back its mode and where its stale check starts.
+      const saved = conversation ? this.drafts.get(conversation.id) : undefined;
+      this.noteMode = conversation ? (this.noteModes.get(conversation.id) ?? saved?.note ?? false) : false;
+      if (conversation) this.noteModes.set(conversation.id, this.noteMode);
+      if (saved?.seenMessageId != null && !this.seenIds.has(conversation.id)) this.seenIds.set(conversation.id, saved.seenMessageId);
       this.hideStale();
       this.suggestions.close();
     }
@@ -90,15 +94,23 @@ export class CollabComposer extends Composer {
     this.applyNoteMode();
   }
 
+  // By noteModes rather than noteMode: Composer.setConversation keeps the draft of the conversation
+  // it leaves after this class has switched noteMode to the next one.
+  draftOf(conversationId, text, note = this.noteModes.get(conversationId) ?? false) {
+    return { text, note, seenMessageId: this.seenIds.get(conversationId) ?? null };
+  }
+
   /** Switch between a reply to the customer and an internal note; the text stays. */
   setNoteMode(note, { focus = false } = {}) {
     if (this.conversation === null) return;
     if (note !== this.noteMode) {
       this.noteMode = note;
+      this.noteModes.set(this.conversation.id, note);
       this.suggestions.close();
       this.clearError();
       if (!note) super.setConversation(this.conversation);
       this.applyNoteMode();
+      this.saveDraft();
     }
     if (focus) this.focus();
   }
@@ -173,7 +185,7 @@ export class CollabComposer extends Composer {
       }
     } catch (error) {
       if (this.conversation?.id === conversation.id) this.showError(`Note not added: ${error.message}`);
-      else this.drafts.set(conversation.id, text);
+      else this.drafts.set(conversation.id, this.draftOf(conversation.id, text, true));
     } finally {
       this.setSending(false);
     }
@@ -230,6 +242,7 @@ export class CollabComposer extends Composer {
   /** Keep the draft for editing; the messages shown now count as seen. */
   editAfterStale(conversationId, newestMessageId) {
     if (Number.isInteger(newestMessageId)) this.seenIds.set(conversationId, newestMessageId);
+    this.saveDraft();
     this.hideStale();
     this.clearError();
     this.focus();
@@ -245,15 +258,15 @@ export class CollabComposer extends Composer {
   // ---- Typing: the draft's start, @mentions and canned responses ----------------------------
 
   handleInput() {
-    super.handleInput();
+    // The stale check's start is set first, so that the draft that Composer keeps carries it.
     const id = this.conversation?.id;
-    if (id === undefined) return;
-    if (!this.textarea.value.trim()) this.seenIds.delete(id);
-    else if (!this.seenIds.has(id)) {
+    if (id !== undefined && !this.textarea.value.trim()) this.seenIds.delete(id);
+    else if (id !== undefined && !this.seenIds.has(id)) {
       const newest = this.newestMessageId(id);
       if (newest !== null) this.seenIds.set(id, newest);
     }
-    this.updateCompletion();
+    super.handleInput();
+    if (id !== undefined) this.updateCompletion();
   }
 
   /**
@@ -261,10 +274,14 @@ export class CollabComposer extends Composer {
    * calls this each time a conversation's thread has loaded.
    */
   threadLoaded(conversationId) {
-    const draft = this.conversation?.id === conversationId ? this.textarea.value : this.drafts.get(conversationId);
+    const open = this.conversation?.id === conversationId;
+    const draft = open ? this.textarea.value : this.drafts.get(conversationId)?.text;
     if (!draft?.trim() || this.seenIds.has(conversationId)) return;
     const newest = this.newestMessageId(conversationId);
-    if (newest !== null) this.seenIds.set(conversationId, newest);
+    if (newest === null) return;
+    this.seenIds.set(conversationId, newest);
+    if (open) this.saveDraft();
+    else this.drafts.set(conversationId, { ...this.drafts.get(conversationId), seenMessageId: newest });
   }
 
   handleKeydown(event) {

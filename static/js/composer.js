@@ -2,6 +2,7 @@
 // On WhatsApp it also counts down the 24-hour window for free text and offers approved templates.
 
 import { h, icon } from './dom.js';
+import { DraftStore } from './drafts.js';
 import { parseTimestamp } from './format.js';
 import { TemplatePicker } from './template-picker.js';
 
@@ -28,13 +29,15 @@ export class Composer {
    *   Returns the approved WhatsApp templates of a channel.
    * @param {(conversationId: number, template: object) => Promise<void>} handlers.onSendTemplate
    *   Sends a WhatsApp template: {content_sid, variables}.
+   * @param {DraftStore} handlers.drafts Where the unsent text of each conversation is kept, on
+   *   every edit; by default in memory only.
    */
-  constructor(host, { onSend, onEscape, onTyping, onLoadTemplates, onSendTemplate }) {
+  constructor(host, { onSend, onEscape, onTyping, onLoadTemplates, onSendTemplate, drafts = new DraftStore(null) }) {
     this.onSend = onSend;
     this.onEscape = onEscape;
     this.onTyping = onTyping;
     this.conversation = null;
-    this.drafts = new Map();
+    this.drafts = drafts;
     this.sending = false;
     // 'email', or on WhatsApp 'open' (free text allowed), 'hold' or 'reject' (window closed).
     this.mode = 'email';
@@ -141,7 +144,7 @@ export class Composer {
     }
 
     if (switched) {
-      this.textarea.value = this.drafts.get(conversation.id) ?? '';
+      this.textarea.value = this.drafts.get(conversation.id)?.text ?? '';
       this.resize();
     }
     this.updateWindow();
@@ -212,11 +215,17 @@ export class Composer {
     return this.form.contains(element);
   }
 
+  /** Keep the box's text as the open conversation's draft, or drop the draft when the box is empty. */
   saveDraft() {
     if (!this.conversation) return;
     const text = this.textarea.value;
-    if (text.trim()) this.drafts.set(this.conversation.id, text);
+    if (text.trim()) this.drafts.set(this.conversation.id, this.draftOf(this.conversation.id, text));
     else this.drafts.delete(this.conversation.id);
+  }
+
+  /** Return the draft to keep for `text`: a reply here, and CollabComposer adds its mode and stale check. */
+  draftOf(conversationId, text, note = false) {
+    return { text, note, seenMessageId: null };
   }
 
   addFiles() {
@@ -259,7 +268,7 @@ export class Composer {
       if (this.conversation?.id === conversation.id) {
         this.showError(`Not sent: ${error.message}`);
       } else {
-        this.drafts.set(conversation.id, text);
+        this.drafts.set(conversation.id, this.draftOf(conversation.id, text, false));
       }
     } finally {
       this.setSending(false);
@@ -292,6 +301,9 @@ export class Composer {
   handleInput() {
     this.resize();
     this.updateButton();
+    // Kept on every edit, so that text typed just before the page goes (a reload, an ended
+    // sign-in that sends the browser to the sign-in page) is still there when it comes back.
+    this.saveDraft();
     if (this.conversation && this.textarea.value.trim()) this.onTyping(this.conversation.id);
   }
 

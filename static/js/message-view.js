@@ -88,10 +88,13 @@ export function renderMessage(message, conversation, actions = {}) {
   const author = authorName(message, conversation);
 
   const statusSlot = h('div', { class: 'message__status' });
+  const satisfaction = satisfactionLabel(message.satisfaction);
+  const low = satisfaction !== null && message.satisfaction.low === true;
   const article = h('article', {
     id: `message-${message.id}`,
-    class: `message message--${outbound ? 'outbound' : 'inbound'}`,
-    'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`,
+    class: `message message--${outbound ? 'outbound' : 'inbound'}${low ? ' message--low-satisfaction' : ''}`,
+    'aria-label': `${outbound ? 'Reply' : 'Message'} from ${author}, ${formatRelative(message.created_at)}`
+      + (satisfaction ? `, ${satisfaction}` : ''),
   },
   h('header', { class: 'message__meta' },
     h('span', {
@@ -102,6 +105,10 @@ export function renderMessage(message, conversation, actions = {}) {
     // An update without an author already has the badge's label as its name, so no badge repeats it.
     author === AUTOMATIC_VIEW[message.automatic]?.label ? null : automaticBadge(message.automatic),
     contentBadge(message.content),
+    satisfaction === null ? null : h('span', {
+      class: `satisfaction-badge${low ? ' satisfaction-badge--low' : ''}`,
+      title: 'The customer\'s answer to the satisfaction question sent when the conversation was resolved',
+    }, satisfaction),
     h('time', {
       class: 'message__time',
       datetime: message.created_at,
@@ -137,6 +144,17 @@ export function renderFailingAddressWarning(conversation) {
   return h('p', { class: 'thread__warning', role: 'note', title: since ? `Failing since ${since}` : '' },
     icon('alert'),
     h('span', {}, `Mail to this address bounced${failing.reason ? `: ${failing.reason}` : '.'}`));
+}
+
+/**
+ * Return the words for a satisfaction answer ("Low rating: 2 of 5", "Answered yes"), or null
+ * for a message that is no answer. A low answer is a rating under 4 or a no.
+ */
+function satisfactionLabel(answer) {
+  if (!answer || !Number.isInteger(answer.score)) return null;
+  if (answer.kind === 'rating') return `${answer.low ? 'Low rating' : 'Rating'}: ${answer.score} of 5`;
+  if (answer.kind === 'yes_no') return answer.score ? 'Answered yes' : 'Answered no';
+  return null;
 }
 
 function contentBadge(content) {
@@ -319,7 +337,7 @@ export function bodySignature(message) {
   return JSON.stringify([
     message.subject, message.text, message.html, message.created_at, message.author?.name,
     (message.attachments ?? []).map((attachment) => [attachment.id, attachment.status]),
-    message.reply_to?.id ?? null, message.reactions ?? [],
+    message.reply_to?.id ?? null, message.reactions ?? [], message.satisfaction ?? null,
   ]);
 }
 

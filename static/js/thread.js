@@ -16,6 +16,8 @@ import { STATUS_LABELS, describeActivity } from './workflow.js';
 
 // Within this many pixels of the end, the thread counts as "at the bottom" and follows new messages.
 const STICK_TO_BOTTOM_PX = 96;
+// Scrolled to within this many pixels of the top, the thread loads the page before the oldest message.
+const LOAD_OLDER_PX = 300;
 
 export class ThreadView {
   /**
@@ -66,13 +68,9 @@ export class ThreadView {
       onScroll: () => {
         this.pinnedToEnd = this.isNearBottom();
         if (this.pinnedToEnd) this.newMessagesButton.hidden = true;
+        this.loadOlderIfNearTop();
       },
     }, this.messageList);
-    // Scrolling up to the top of the loaded messages loads the page before them.
-    new IntersectionObserver((entries) => {
-      if (entries.some((entry) => entry.isIntersecting) && this.olderState?.hasMore
-        && !this.olderState.loading && !this.olderState.error) this.onLoadOlder();
-    }, { root: this.scroller, rootMargin: '300px 0px 0px 0px' }).observe(this.olderNode);
     new ResizeObserver(() => {
       if (this.pinnedToEnd && this.nodes.size > 0) this.scroller.scrollTop = this.scroller.scrollHeight;
     }).observe(this.messageList);
@@ -293,6 +291,23 @@ export class ThreadView {
     } else if (added > 0) {
       this.newMessagesButton.hidden = false;
     }
+    // A page that ends near the top, or messages too few to fill the pane, call for the next
+    // page without a scroll. Deferred, because loading renders this view again.
+    queueMicrotask(() => this.loadOlderIfNearTop());
+  }
+
+  /**
+   * Load the page before the oldest message when the view is within LOAD_OLDER_PX of the top.
+   * Checked on every scroll and after every render, because an IntersectionObserver reports only
+   * changes between frames. When the view moved down to keep its place after a page and was back
+   * at the top before the next frame, the observer reported nothing and no further page loaded.
+   */
+  loadOlderIfNearTop() {
+    const older = this.olderState;
+    if (!older?.hasMore || older.loading || older.error) return;
+    // A pane that is not laid out (hidden on a phone) has no position to go by.
+    if (this.scroller.clientHeight === 0 || this.scroller.scrollTop >= LOAD_OLDER_PX) return;
+    this.onLoadOlder();
   }
 
   renderOlder(older) {

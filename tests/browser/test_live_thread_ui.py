@@ -7,8 +7,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_inbox_ui import _sign_in
+from inbox.models import Agent, utcnow
+from inbox.proactive.sending import sweep
+from inbox.workflow import Changes, change_conversation
+from tests.browser.test_inbox_ui import FIND_LOW_CONTRAST, _new_page, _sign_in
 from tests.support.conversations import receive
+from tests.support.proactive import add_template, settings
 
 pytestmark = pytest.mark.browser
 
@@ -39,3 +43,41 @@ def test_customer_reply_reopens_thread_live(page, live_server, state, agent, wha
     expect(entry).to_contain_text("Here is the photo of the label.")
     assert page.console_errors == []
 
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+def test_low_rating_stands_out_in_thread(browser, live_server, state, agent, whatsapp_channel, color_scheme, tmp_path):
+    first = receive(state, whatsapp_channel.id, PHONE, "My parcel is missing.")
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 (bad) to 5 (great).")
+    with state.session_factory() as session:
+        change_conversation(session, session.get(Agent, agent.id), first.conversation_id, Changes(status="resolved"))
+        session.commit()
+    sweep(state.session_factory, settings(), utcnow())
+    page = _new_page(browser, color_scheme)
+    try:
+        _sign_in(page, live_server.url, agent.email)
+        page.get_by_role("option").filter(has_text="How did we do?").click()
+        thread = page.locator("#thread")
+        expect(thread).to_contain_text("How did we do?")
+
+        # The customer answers 2 while the agent has the thread open; the conversation stays resolved.
+        receive(state, whatsapp_channel.id, PHONE, "2")
+        answer = thread.locator("article.message").last
+        expect(answer.locator(".message__bubble")).to_have_text("2")
+        expect(answer.locator(".satisfaction-badge")).to_have_text("Low rating: 2 of 5")
+        expect(answer.locator(".satisfaction-badge")).to_have_class(re.compile("satisfaction-badge--low"))
+        expect(answer).to_have_class(re.compile("message--low-satisfaction"))
+        expect(answer).to_have_accessible_name(re.compile("Low rating: 2 of 5$"))
+        expect(thread.locator(".thread__details .status-pill")).to_have_text("Resolved")
+        # The question itself is no answer.
+        expect(thread.locator(".satisfaction-badge")).to_have_count(1)
+        page.screenshot(path=str(tmp_path / f"low-rating-{color_scheme}.png"))
+        assert page.evaluate(FIND_LOW_CONTRAST) == []
+
+        # Loaded anew, the thread shows the same.
+        page.reload()
+        page.get_by_role("option").filter(has_text="2").first.click()
+        expect(thread.locator(".satisfaction-badge")).to_have_text("Low rating: 2 of 5")
+        assert page.console_errors == []
+    finally:
+        page.context.close()

@@ -27,7 +27,7 @@ ADMIN_PAGES = [
     ("/account", "Your account"),
     ("/updates", "Update templates"),
     ("/updates/log", "Proactive update log"),
-    ("/reports", "Backlog and trends"),
+    ("/reports", "Backlog, trend and satisfaction"),
 ]
 
 # The horizontal extent of an element's box in CSS pixels, or null when it is not rendered.

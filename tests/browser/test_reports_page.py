@@ -1,5 +1,6 @@
-"""The backlog and trend page in Chromium: a manager reads the figures, changes the range from
-the keyboard, downloads the CSV and opens a waiting conversation, on a desktop and a phone."""
+"""The Reports page in Chromium: a manager reads the backlog, trend and satisfaction figures,
+changes the range from the keyboard, downloads the CSV and opens a waiting conversation, on a
+desktop and a phone."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _sign_in(page: Page, base_url: str) -> None:
     page.get_by_label("Email").fill("mia@example.com")
     page.get_by_label("Password").fill(AGENT_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Backlog and trends", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Backlog, trend and satisfaction", level=1)).to_be_visible()
+    expect(page).to_have_title("Backlog, trend and satisfaction · Switchboard")
 
 
 def _table(page: Page, selector: str) -> list[list[str]]:

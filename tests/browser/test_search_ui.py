@@ -30,6 +30,27 @@ def _named(state, channel_id: int, number: str, name: str, text: str) -> int:
     return conversation_id
 
 
+# Scroll the thread to the top, and when the page before has been added, which moved the view
+# down to keep its place, scroll to the top again before the browser draws the next frame.
+SCROLL_TO_TOP_TWICE_IN_ONE_FRAME = """
+async (scroller) => {
+  const count = () => scroller.querySelectorAll('.message').length;
+  const before = count();
+  await new Promise((resolve) => {
+    // A MutationObserver runs its callback right after the change, before the next frame.
+    const observer = new MutationObserver(() => {
+      if (count() === before) return;
+      observer.disconnect();
+      scroller.scrollTop = 0;
+      resolve();
+    });
+    observer.observe(scroller, { childList: true, subtree: true });
+    scroller.scrollTop = 0;
+  });
+}
+"""
+
+
 def _screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name))
@@ -119,6 +140,21 @@ def test_long_thread_loads_older_pages(page, live_server, state, agent, whatsapp
         expect(messages).to_have_count(expected)
     expect(thread).to_contain_text("Message number 0")
     expect(thread.get_by_role("button", name="Load earlier messages")).to_have_count(0)
+    assert page.console_errors == []
+
+
+def test_quick_return_to_top_loads_older_page(page, live_server, state, agent, whatsapp_channel):
+    for index in range(150):
+        receive(state, whatsapp_channel.id, "+15551230001", f"Message number {index}")
+    _sign_in(page, live_server.url, agent.email)
+    _conversation(page, "Message number 149").click()
+    messages = page.locator("#thread .message")
+    expect(messages).to_have_count(50)
+
+    page.locator("#thread .thread__scroller").evaluate(SCROLL_TO_TOP_TWICE_IN_ONE_FRAME)
+
+    expect(messages).to_have_count(150)
+    expect(page.locator("#thread")).to_contain_text("Message number 0")
     assert page.console_errors == []
 
 

@@ -101,6 +101,96 @@ def test_busy_password_checks_answer_429(app, agent):
     assert after.status_code == 302
 
 
+# The request headers of a form that Chromium sends: to an HTTPS or loopback address, and to
+# any other address, where it sends no Sec-Fetch-* headers.
+BROWSER_FORM = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+PLAIN_HTTP_BROWSER_FORM = {
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+}
+
+
+@pytest.mark.parametrize("headers", [BROWSER_FORM, PLAIN_HTTP_BROWSER_FORM], ids=["fetch-metadata", "accept"])
+def test_throttled_browser_form_redirects(app, agent, headers):
+    for _ in range(10):
+        _attempt(app, agent.email)
+    client, csrf = _login_form(app)
+    form = {"email": "Ada@Example.com", "password": AGENT_PASSWORD, "csrf_token": csrf, "next": "/reports"}
+
+    response = client.post("/login", data=form, headers=headers)
+    page = client.get(response.headers["Location"])
+    again = client.get("/login")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login?next=/reports"
+    assert page.status_code == 200
+    assert b"Too many failed attempts. Wait a few minutes and try again." in page.data
+    assert b'value="Ada@Example.com"' in page.data
+    assert b'name="next" value="/reports"' in page.data
+    # The message belongs to that one attempt; loading the page again shows none.
+    assert b"Too many failed attempts" not in again.data
+
+
+def test_busy_password_checks_redirect_browser_form(app, agent):
+    checks = PasswordChecks(1, wait_seconds=0.2)
+    app.extensions["switchboard.password_checks"] = checks
+    client, csrf = _login_form(app)
+
+    with checks.slot() as held:
+        assert held
+        response = client.post(
+            "/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": csrf}, headers=BROWSER_FORM
+        )
+    page = client.get(response.headers["Location"])
+
+    assert response.status_code == 303
+    assert b"Too many sign-ins at once. Wait a few seconds and try again." in page.data
+
+
+def test_expired_browser_form_redirects(app, agent):
+    client = app.test_client()
+    response = client.post(
+        "/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": "old"}, headers=BROWSER_FORM
+    )
+    page = client.get(response.headers["Location"])
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login"
+    assert page.status_code == 200
+    assert b"Your session expired. Please sign in again." in page.data
+    assert f'value="{agent.email}"'.encode() in page.data
+
+
+@pytest.mark.parametrize("headers", [{}, {"Accept": "*/*"}, {"Sec-Fetch-Mode": "cors", "Accept": "text/html"}])
+def test_scripts_keep_rejection_statuses(app, agent, headers):
+    for _ in range(10):
+        _attempt(app, agent.email)
+    client, csrf = _login_form(app)
+
+    throttled = client.post(
+        "/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": csrf}, headers=headers
+    )
+    expired = app.test_client().post(
+        "/login", data={"email": agent.email, "password": AGENT_PASSWORD, "csrf_token": "old"}, headers=headers
+    )
+
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 300
+    assert b"Too many failed attempts" in throttled.data
+    assert expired.status_code == 400
+    assert b"Your session expired" in expired.data
+
+
+def test_long_email_is_clipped_in_session(app, agent):
+    client = app.test_client()
+    response = client.post(
+        "/login", data={"email": "a" * 5000, "password": "x", "csrf_token": "old"}, headers=BROWSER_FORM
+    )
+
+    with client.session_transaction() as flask_session:
+        assert len(flask_session["login_notice"]["email"]) == 320
+    assert response.status_code == 303
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -202,6 +202,65 @@ def test_disabled_agent_token_and_cookie_fail_at_once(app, state, admin, agent, 
     assert [row.action for row in _audit_rows(state)] == ["agent.disabled"]
 
 
+DISABLED_NOTICE = b"This account has been disabled, so you were signed out."
+
+
+def test_disabled_agent_sign_in_page_says_why(app, admin, agent):
+    _, admin_token = admin
+    browser = app.test_client()
+    login(browser)
+    app.test_client().post(f"/api/v1/agents/{agent.id}/disable", headers=_bearer(admin_token))
+
+    redirect = browser.get("/")
+    page = browser.get("/login?next=/")
+
+    assert redirect.status_code == 302
+    assert page.status_code == 200
+    assert DISABLED_NOTICE in page.data
+    assert b'id="login-notice"' in page.data
+    # The fields are not at fault, so they are not marked invalid.
+    assert b'aria-invalid="true"' not in page.data
+
+
+def test_disabled_notice_only_for_that_browser(app, admin, agent):
+    _, admin_token = admin
+    signed_out = app.test_client()
+    login(signed_out)
+    signed_out.post("/logout", data={"csrf_token": _csrf(signed_out)})
+    app.test_client().post(f"/api/v1/agents/{agent.id}/disable", headers=_bearer(admin_token))
+
+    stranger = app.test_client().get("/login")
+    wrong_password = app.test_client()
+    wrong_password.get("/login")
+    refused = wrong_password.post(
+        "/login", data={"email": agent.email, "password": "not the password", "csrf_token": _csrf(wrong_password)}
+    )
+
+    assert DISABLED_NOTICE not in stranger.data
+    assert DISABLED_NOTICE not in signed_out.get("/login").data
+    assert DISABLED_NOTICE not in refused.data
+    assert b"The email or password is wrong." in refused.data
+
+
+def test_disabled_notice_goes_when_enabled(app, admin, agent):
+    _, admin_token = admin
+    browser = app.test_client()
+    login(browser)
+    app.test_client().post(f"/api/v1/agents/{agent.id}/disable", headers=_bearer(admin_token))
+    assert DISABLED_NOTICE in browser.get("/login").data
+
+    app.test_client().post(f"/api/v1/agents/{agent.id}/enable", headers=_bearer(admin_token))
+
+    # The sign-in stays ended. After enabling, the agent signs in anew, and the page shows no notice.
+    assert browser.get("/api/v1/me").status_code == 401
+    assert DISABLED_NOTICE not in browser.get("/login").data
+
+
+def _csrf(client) -> str:
+    with client.session_transaction() as flask_session:
+        return flask_session["csrf_token"]
+
+
 def test_enabled_agent_token_works_again(app, admin, agent, api_token):
     _, admin_token = admin
     client = app.test_client()

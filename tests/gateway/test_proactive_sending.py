@@ -25,6 +25,7 @@ from inbox.models import (
     Contact,
     Conversation,
     ConversationActivity,
+    Event,
     Message,
     ProactiveSend,
     Role,
@@ -363,6 +364,52 @@ def test_rating_keeps_conversation_resolved(client, state, agent, whatsapp_chann
         assert session.get(Conversation, target).status == "resolved"
 
 
+def _ask_rating(client, state, agent, whatsapp_channel) -> None:
+    add_template(state, "resolved", {}, whatsapp_body="How did we do? Answer 1 (bad) to 5 (great).")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    set_status(state, agent.id, "resolved")
+    run(state)
+
+
+def test_low_rating_marked_in_thread(client, state, agent, whatsapp_channel, twilio):
+    _ask_rating(client, state, agent, whatsapp_channel)
+
+    post_inbound(client, whatsapp_channel, "2")
+
+    target = conversation_id(state)
+    thread = client.get(f"/api/v1/conversations/{target}").json
+    page = client.get(f"/api/v1/conversations/{target}/messages").json
+    with state.session_factory() as session:
+        event = session.scalars(select(Event).where(Event.type == "message.created").order_by(Event.id.desc())).first()
+    flag = {"kind": "rating", "score": 2, "low": True}
+    # A bare rating leaves the conversation resolved, so the thread is where an agent sees it.
+    assert thread["status"] == "resolved"
+    assert thread["messages"][-1]["text"] == "2"
+    assert thread["messages"][-1]["satisfaction"] == flag
+    assert page["items"][-1]["satisfaction"] == flag
+    assert event.payload["message"]["satisfaction"] == flag
+    assert thread["messages"][0]["satisfaction"] is None
+    # The question went out as an automatic update, which is no answer.
+    assert thread["messages"][1]["direction"] == "outbound"
+    assert thread["messages"][1]["satisfaction"] is None
+
+
+@pytest.mark.parametrize(("text", "flag"), [
+    ("5", {"kind": "rating", "score": 5, "low": False}),
+    ("4", {"kind": "rating", "score": 4, "low": False}),
+    ("3", {"kind": "rating", "score": 3, "low": True}),
+    ("1", {"kind": "rating", "score": 1, "low": True}),
+    ("yes", {"kind": "yes_no", "score": 1, "low": False}),
+])
+def test_satisfaction_answer_in_thread(client, state, agent, whatsapp_channel, twilio, text, flag):
+    _ask_rating(client, state, agent, whatsapp_channel)
+
+    post_inbound(client, whatsapp_channel, text)
+
+    thread = client.get(f"/api/v1/conversations/{conversation_id(state)}").json
+    assert thread["messages"][-1]["satisfaction"] == flag
+
+
 def test_no_answer_reopens_conversation(client, state, agent, whatsapp_channel, twilio):
     add_template(state, "resolved", {}, whatsapp_body="Did we solve it? Answer yes or no.")
     post_inbound(client, whatsapp_channel, "Where is my parcel?")
@@ -377,6 +424,8 @@ def test_no_answer_reopens_conversation(client, state, agent, whatsapp_channel, 
         assert (answer.kind, answer.score) == ("yes_no", 0)
         # "No" means the problem is not solved, so an agent has to see it.
         assert session.get(Conversation, target).status == "open"
+    thread = client.get(f"/api/v1/conversations/{target}").json
+    assert thread["messages"][-1]["satisfaction"] == {"kind": "yes_no", "score": 0, "low": True}
 
 
 def test_rating_with_complaint_reopens_conversation(client, state, agent, whatsapp_channel, twilio):

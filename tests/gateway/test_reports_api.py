@@ -352,6 +352,19 @@ def test_report_page_shows_satisfaction(app, people, rows, fixed_clock):
     assert 'id="stat-ratings"' not in empty
 
 
+def test_report_page_heading_names_every_section(app, people, fixed_clock):
+    client = app.test_client()
+    login(client, "mia@example.com")
+
+    page = client.get("/reports").get_data(as_text=True)
+
+    assert "<title>Backlog, trend and satisfaction · Switchboard</title>" in page
+    assert "<h1>Backlog, trend and satisfaction</h1>" in page
+    assert 'id="backlog-heading">Backlog now<' in page
+    assert 'id="trend-heading">Trend<' in page
+    assert 'id="satisfaction-heading">Customer satisfaction<' in page
+
+
 def test_cli_report_satisfaction(database_url, tmp_path, rows, monkeypatch):
     _add_answers(rows)
     monkeypatch.setattr("inbox.models.utcnow", lambda: NOW)
@@ -364,9 +377,32 @@ def test_cli_report_satisfaction(database_url, tmp_path, rows, monkeypatch):
     lines = result.output.splitlines()
     assert lines[0] == "Answers from 2026-12-08 to 2026-12-09, days in UTC"
     assert lines[1] == "AGENT\tRATINGS\tAVERAGE RATING\tYES OR NO ANSWERS\tANSWERED YES %"
-    assert lines[2] == "Manager\t3\t3.67\t1\t100"
-    assert lines[3] == "All agents\t3\t3.67\t1\t100"
+    assert lines[2] == "Manager\t3\t3.7\t1\t100"
+    assert lines[3] == "All agents\t3\t3.7\t1\t100"
     assert lines[4] == "Ratings by score: 5: 1  4: 1  3: 0  2: 1  1: 0"
+
+
+def test_cli_and_page_show_same_average(app, database_url, tmp_path, people, rows, fixed_clock, monkeypatch):
+    # 13 / 4 = 3.25 lies halfway between two tenths.
+    for score in [4, 3, 3, 3]:
+        add_answer(rows, at("2026-12-09 10:00"), "rating", score, rows.agent)
+    rows.session.commit()
+    monkeypatch.setattr("inbox.models.utcnow", lambda: NOW)
+    client = app.test_client()
+    login(client, "mia@example.com")
+
+    page = client.get("/reports", query_string={"from": "2026-12-09", "to": "2026-12-09"}).get_data(as_text=True)
+    result = CliRunner().invoke(main, ["report", "satisfaction", "--from", "2026-12-09", "--to", "2026-12-09"],
+                                catch_exceptions=False, env={
+        "SWITCHBOARD_DATABASE_URL": database_url, "SWITCHBOARD_INSTANCE_DIR": str(tmp_path),
+    })
+
+    assert 'id="stat-average-rating">3.3 <span class="report-stat__unit">of 5</span>' in page
+    assert re.search(r'<th scope="row">.*Manager.*</th>\s*<td class="report-number">4</td>\s*'
+                     r'<td class="report-number">3.3</td>', page)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2] == "Manager\t4\t3.3\t0\t-"
+    assert result.output.splitlines()[3] == "All agents\t4\t3.3\t0\t-"
 
 
 def test_cli_report_satisfaction_rejects_bad_range(database_url, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inbox.proactive.satisfaction import parse_answer
+from inbox.proactive.satisfaction import is_low_answer, parse_answer
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,12 @@ def test_stored_answer_leaves_out_comment(text, answer):
     parsed = parse_answer(text)
     assert parsed is not None
     assert parsed.answer == answer
+
+
+@pytest.mark.parametrize(
+    ("kind", "score", "low"),
+    [("rating", 1, True), ("rating", 3, True), ("rating", 4, False), ("rating", 5, False),
+     ("yes_no", 0, True), ("yes_no", 1, False)],
+)
+def test_low_answer_is_under_four_or_no(kind, score, low):
+    assert is_low_answer(kind, score) is low

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import pytest
 
 from inbox.models import Agent, Conversation, ProactiveSend, SatisfactionAnswer
-from inbox.satisfaction_report import satisfaction_report
+from inbox.satisfaction_report import Answers, satisfaction_report
 from tests.conftest import AGENT_PASSWORD
 from tests.inbox.test_reports import BERLIN, NOW, UTC, Rows, at, rows  # noqa: F401 (rows is a fixture)
 
@@ -97,3 +97,22 @@ def test_empty_range_has_no_figures(rows):
         "average_rating": None, "by_score": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0},
         "yes": 0, "no": 0, "yes_share": None, "by_agent": [],
     }
+
+
+@pytest.mark.parametrize(("scores", "shown"), [
+    ([], None),
+    ([5], "5.0"),
+    ([5, 4, 2], "3.7"),
+    ([1, 1, 2], "1.3"),
+    # Exactly halfway rounds up, which formatting the float gives as "3.2" and "3.1".
+    ([4, 3, 3, 3], "3.3"),
+    ([4] * 3 + [3] * 17, "3.2"),
+    ([1, 2], "1.5"),
+])
+def test_average_rating_one_decimal(scores, shown):
+    answers = Answers()
+    for score in scores:
+        answers.add("rating", score, 1)
+    answers.add("yes_no", 1, 4)
+
+    assert answers.format_average_rating() == shown

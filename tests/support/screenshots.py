@@ -2,7 +2,8 @@
 
 Starts the service on a loopback port with a fresh SQLite database, fills it through the same
 paths users take (signed WhatsApp webhooks, parsed email, the JSON API), signs in with
-Debian's Chromium and saves one PNG per screen.
+Debian's Chromium and saves one PNG per screen. The Reports screens come from a second
+workspace, whose 30 days of history are written straight into its database.
 
     .venv/bin/python -m tests.support.screenshots [OUTPUT_DIR]   (default docs/screenshots)
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import threading
 import tempfile
+from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
@@ -27,8 +31,20 @@ from gateway.simulate import send_simulated_whatsapp
 from gateway.webhook_worker import WebhookWorker
 from inbox.agents import create_agent, create_api_token
 from inbox.channel_config import add_channel
+from inbox.activity import Action
 from inbox.ingest import ingest_message
-from inbox.models import Agent, Role
+from inbox.models import (
+    Agent,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationActivity,
+    Message,
+    ProactiveSend,
+    Role,
+    SatisfactionAnswer,
+)
+from inbox.teams import create_team
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.live import LiveServer
 
@@ -56,6 +72,19 @@ EMAILS = [
 ]
 
 
+# The Reports workspace: its time zone, the days of history, and the seed that makes every
+# run draw the same history relative to the day it runs.
+REPORT_ZONE = "Europe/Berlin"
+REPORT_DAYS = 30
+REPORT_SEED = 2026
+REPORT_FIRST_NAMES = ["Lena", "Marcus", "Priya", "Rafael", "Sofia", "Tom", "Ana", "Jonas", "Mei", "Omar",
+                      "Clara", "Felix", "Yara", "Nils", "Aisha", "Luca", "Ines", "Karl", "Hana", "Pedro"]
+REPORT_LAST_NAMES = ["Vogel", "Reed", "Shah", "Costa", "Marino", "Becker", "Lima", "Weber", "Chen", "Haddad",
+                     "Novak", "Berg", "Rossi", "Okafor", "Jensen", "Silva", "Keller", "Sato", "Dubois", "Moreau"]
+REPORT_TEXTS = ["Where is my parcel?", "Can I change the delivery address?", "The invoice is missing our VAT number.",
+                "I was charged twice for one order.", "The item arrived damaged.", "How do I return this?"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", default="docs/screenshots", help="folder for the PNG files")
@@ -78,6 +107,7 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 _capture(browser, server.url, output, token)
+                _capture_reports(browser, output)
             finally:
                 browser.close()
     state.engine.dispose()
@@ -207,6 +237,157 @@ def _capture_phone(browser, base_url: str, output: Path) -> None:
     _settle(page)
     page.screenshot(path=str(output / "thread-phone.png"))
     context.close()
+
+
+def _capture_reports(browser, output: Path) -> None:
+    """Save the Reports page: the backlog at the top, the trend of 30 days, and the satisfaction section."""
+    workdir = Path(tempfile.mkdtemp(prefix="switchboard-report-screens-"))
+    config = Config(database_url=f"sqlite:///{workdir / 'reports.db'}", secret_key="screens",
+                    instance_dir=str(workdir), time_zone=REPORT_ZONE)
+    app = create_app(config)
+    state = get_state(app)
+    upgrade_database(state.engine)
+    _fill_report_history(state, datetime.now(timezone.utc))
+
+    with LiveServer(app) as server:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(f"{server.url}/login?next=/reports")
+        page.get_by_label("Email").fill("mia@shop.example")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Backlog, trend and satisfaction", level=1)).to_be_visible()
+        _settle(page)
+        page.screenshot(path=str(output / "reports.png"))
+
+        page.goto(f"{server.url}/reports?days={REPORT_DAYS}")
+        page.locator("#trend-heading").evaluate("(heading) => heading.closest('section').scrollIntoView()")
+        _settle(page)
+        page.screenshot(path=str(output / "reports-trend.png"))
+
+        satisfaction = page.locator("section", has=page.get_by_role("heading", name="Customer satisfaction"))
+        satisfaction.screenshot(path=str(output / "reports-satisfaction.png"))
+        context.close()
+    state.engine.dispose()
+
+
+def _fill_report_history(state, now: datetime) -> None:
+    """Write 30 days of conversations up to ``now``: replies, resolutions and satisfaction answers.
+
+    The rows go straight into the database with their times in the past, which no path that
+    users take can do. A seeded random generator draws the same history on every run.
+    """
+    draw = random.Random(REPORT_SEED)
+    zone = ZoneInfo(REPORT_ZONE)
+    with state.session_factory() as session:
+        create_agent(session, "mia@shop.example", "Mia Manager", PASSWORD, Role.MANAGER.value)
+        agents = [create_agent(session, email, name, PASSWORD) for email, name in [
+            ("ada@shop.example", "Ada Lovelace"), ("bob@shop.example", "Bob Okafor"), ("chen@shop.example", "Chen Wei"),
+        ]]
+        whatsapp = add_channel(session, "whatsapp", "WhatsApp support", "+14155238886",
+                               {"account_sid": "AC" + "0" * 32, "auth_token": "demo-auth-token"})
+        email = add_channel(session, "email", "Support mailbox", SUPPORT_ADDRESS, {
+            "imap_host": "127.0.0.1", "imap_port": 993, "imap_username": SUPPORT_ADDRESS,
+            "imap_password": "unused", "imap_ssl": False, "smtp_host": "127.0.0.1", "smtp_port": 587,
+            "smtp_security": "starttls",
+        })
+        session.flush()
+        teams = [create_team(session, "Delivery", [agents[0].id, agents[1].id]),
+                 create_team(session, "Billing", [agents[1].id, agents[2].id])]
+        session.flush()
+
+        today = now.astimezone(zone).date()
+        for days_ago in range(REPORT_DAYS, -1, -1):
+            day = today - timedelta(days=days_ago)
+            # More customers write on weekdays, and a few more each week.
+            count = (6 if day.weekday() >= 5 else 12) + (REPORT_DAYS - days_ago) // 5 + draw.randint(0, 6)
+            for _ in range(count):
+                local = datetime(day.year, day.month, day.day, draw.choice(range(7, 22)), draw.randrange(60), tzinfo=zone)
+                created = local.astimezone(timezone.utc)
+                if created < now:
+                    channel = whatsapp if draw.random() < 0.65 else email
+                    _add_report_conversation(session, draw, channel, agents, teams, created, now)
+        session.commit()
+
+
+def _add_report_conversation(session, draw: random.Random, channel: Channel, agents: list[Agent],
+                             teams: list, created: datetime, now: datetime) -> None:
+    """Write one conversation created at ``created``, and what happened to it until ``now``."""
+    contact = Contact(name=f"{draw.choice(REPORT_FIRST_NAMES)} {draw.choice(REPORT_LAST_NAMES)}", created_at=created)
+    assignee = draw.choice(agents) if draw.random() < 0.65 else None
+    conversation = Conversation(
+        channel=channel, contact=contact, status="open",
+        priority=draw.choices(["urgent", "high", "normal", "low"], weights=[8, 20, 57, 15])[0],
+        team_id=draw.choices([teams[0].id, teams[1].id, None], weights=[40, 35, 25])[0], assignee=assignee,
+        subject=draw.choice(REPORT_TEXTS) if channel.kind == "email" else None,
+        created_at=created, last_message_at=created, last_inbound_at=created, updated_at=created,
+    )
+    session.add(conversation)
+    session.flush()
+    _add_report_message(session, conversation, "inbound", created, None, draw.choice(REPORT_TEXTS))
+
+    # Most conversations get a first reply within the hour and some much later, while a few get none.
+    if draw.random() < 0.08:
+        return
+    agent = assignee or draw.choice(agents)
+    replied = created + timedelta(minutes=min(draw.lognormvariate(3.2, 0.9), 48 * 60))
+    if replied >= now:
+        return
+    _add_report_message(session, conversation, "outbound", replied, agent, "Thanks for writing, I am looking into it.")
+
+    age = now - created
+    if draw.random() > (0.93 if age > timedelta(days=2) else 0.5):
+        if draw.random() < 0.3:
+            _add_report_status(session, conversation, agent, replied + timedelta(minutes=5), "pending")
+        return
+    resolved = replied + timedelta(hours=draw.uniform(0.5, 30))
+    if resolved >= now:
+        return
+    _add_report_status(session, conversation, agent, resolved, "resolved")
+
+    # About half the customers answer the satisfaction question sent at resolution.
+    answered = resolved + timedelta(minutes=draw.uniform(10, 360))
+    if draw.random() > 0.5 or answered >= now:
+        return
+    question_message = _add_report_message(session, conversation, "outbound", resolved, None,
+                                           "How did we do? Answer with a number from 1 to 5.")
+    question = ProactiveSend(
+        template_id=1, template_name="How did we do?", conversation_id=conversation.id,
+        occurrence_key=f"resolved:{conversation.id}", trigger="resolved", channel=channel.kind, result="sent",
+        message_id=question_message.id, created_at=resolved, updated_at=resolved,
+    )
+    session.add(question)
+    if draw.random() < 0.85:
+        kind, score = "rating", draw.choices([5, 4, 3, 2, 1], weights=[45, 30, 12, 7, 6])[0]
+        text = str(score)
+    else:
+        kind, score = "yes_no", int(draw.random() < 0.8)
+        text = "yes" if score else "no"
+    answer_message = _add_report_message(session, conversation, "inbound", answered, None, text)
+    session.add(SatisfactionAnswer(
+        conversation_id=conversation.id, agent_id=agent.id, question_id=question.id, message_id=answer_message.id,
+        kind=kind, score=score, answer=text, created_at=answered,
+    ))
+    session.flush()
+
+
+def _add_report_message(session, conversation: Conversation, direction: str, when: datetime,
+                        agent: Agent | None, text: str) -> Message:
+    conversation.last_message_at = max(conversation.last_message_at, when)
+    if direction == "inbound":
+        conversation.last_inbound_at = when
+    message = Message(conversation=conversation, channel=conversation.channel, direction=direction, agent=agent,
+                      contact=conversation.contact if direction == "inbound" else None, text=text, created_at=when)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _add_report_status(session, conversation: Conversation, agent: Agent, when: datetime, status: str) -> None:
+    session.add(ConversationActivity(conversation_id=conversation.id, agent=agent, action=Action.STATUS,
+                                     details={"from": conversation.status, "to": status}, created_at=when))
+    conversation.status = status
+    conversation.updated_at = when
 
 
 def _sign_in(page: Page) -> None:
