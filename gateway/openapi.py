@@ -459,6 +459,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "For a reply sent as several WhatsApp messages: each part's position, provider_message_id, delivery_status and error.",
                         "items": {"type": "object"},
                     },
+                    "satisfaction": {
+                        "type": ["object", "null"],
+                        "description": "Set on a customer's answer to the satisfaction question; low is true for a rating of 1 to 3 and for a no.",
+                        "properties": {"kind": {"enum": ["rating", "yes_no"]}, "score": {"type": "integer", "description": "1 to 5 for a rating; 1 for yes and 0 for no."}, "low": {"type": "boolean"}},
+                    },
                 },
             },
             "TemplateList": {

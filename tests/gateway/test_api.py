@@ -237,6 +237,14 @@ def test_read_resets_unread_count(app, api_token, whatsapp_channel):
     assert client.get("/api/v1/conversations/1", headers=headers).json["unread_count"] == 0
 
 
+def test_message_schema_names_every_field_the_api_returns(app, api_token, whatsapp_channel):
+    _inbound(app, whatsapp_channel)
+    headers = {"Authorization": f"Bearer {api_token}"}
+    message = app.test_client().get("/api/v1/conversations/1", headers=headers).json["messages"][0]
+
+    assert set(message) == set(OPENAPI["components"]["schemas"]["Message"]["properties"])
+
+
 def test_unknown_api_route_answers_json(app, api_token):
     headers = {"Authorization": f"Bearer {api_token}"}
     client = app.test_client()
