@@ -143,8 +143,9 @@ def reports_page() -> Any:
         report = trend_report(db(), first, last, zone)
         answers = satisfaction_report(db(), first, last, zone)
     except InvalidInput as invalid:
+        # The page still loads and shows the error beside the fields, so it answers 200:
+        # browsers log a 400 page as a failed load.
         error = invalid
-    status = 400 if error else 200
     today = now.astimezone(zone).date()
     return render_template(
         "reports.html",
@@ -162,7 +163,7 @@ def reports_page() -> Any:
         range_choices=RANGE_CHOICES,
         default_days=DEFAULT_TREND_DAYS,
         max_days=MAX_TREND_DAYS,
-    ), status
+    )
 
 
 def _backlog_for_page(session: Session, now: datetime) -> Backlog:
