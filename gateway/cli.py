@@ -443,7 +443,7 @@ def channel_add_email(**options: Any) -> None:
         if options.pop(option) is not None:
             raise click.UsageError(f"--{option.replace('_', '-')} needs --auth oauth2.")
     if options["imap_password"] is None:
-        options["imap_password"] = click.prompt("Imap password", hide_input=True)
+        options["imap_password"] = click.prompt("IMAP password", hide_input=True)
     if options["smtp_username"] is None:
         options["smtp_username"] = options["imap_username"]
         options["smtp_password"] = options["smtp_password"] or options["imap_password"]
@@ -902,7 +902,7 @@ def report_backlog(limit: int) -> None:
     for title, rows in sections:
         if not rows:
             continue
-        click.echo(f"\n{title}\tOPEN")
+        click.echo(f"\n{title}\tIN BACKLOG")
         for row in rows:
             click.echo(f"{row.label}\t{row.count}")
     if backlog.oldest:

@@ -307,6 +307,7 @@ def test_cli_report_backlog(database_url, tmp_path, rows):
     })
     assert result.exit_code == 0, result.output
     assert ": 5 conversations (open, pending or snoozed), 4 unassigned" in result.output
+    assert "\nSTATUS\tIN BACKLOG\n" in result.output
     assert "Pending\t1\n" in result.output
     assert "Billing\t2\n" in result.output
     # The command runs on the real clock, but the order of the waits is the same.
