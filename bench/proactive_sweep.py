@@ -263,9 +263,9 @@ class TimedTwilioServer(TwilioTestServer):
         super().__init__(*args, **kwargs)
         self.created_at: list[float] = []
 
-    def _message_resource(self, account_sid, form):
+    def _message_resource(self, account_sid, form, **kwargs):
         self.created_at.append(time.monotonic())
-        return super()._message_resource(account_sid, form)
+        return super()._message_resource(account_sid, form, **kwargs)
 
 
 def _arrival_times(twilio: TimedTwilioServer) -> list[float]:
