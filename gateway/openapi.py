@@ -43,6 +43,27 @@ _REPLY_BODY = {
 }
 
 
+_REPLY_FORM = {
+    "type": "object",
+    "description": (
+        "A reply with files, on WhatsApp or email. Email: at most 10 files and 15 MB of files in "
+        "all, of any type, none empty. WhatsApp: the types WhatsApp takes, at most 16 MB each "
+        "(images 5 MB on Meta channels), at most 10 WhatsApp messages per reply. The whole "
+        "request may be at most 64 MB."
+    ),
+    "properties": {
+        "text": {"type": "string", "description": "The text; it may be empty when files are attached."},
+        "attachments": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "One field per file, with its file name and content type.",
+        },
+        "seen_message_id": {"type": "integer", "minimum": 0, "description": "As in the JSON body."},
+        "confirm_stale": {"type": "string", "enum": ["1", "true", "0", "false"], "description": "As in the JSON body."},
+    },
+}
+
+
 def _path_id(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
 
@@ -152,10 +173,14 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Reply on the conversation's channel (queued in the outbox)",
                 "parameters": [_ID],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _REPLY_BODY}}},
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _REPLY_BODY},
+                    "multipart/form-data": {"schema": _REPLY_FORM},
+                }},
                 "responses": {
-                    "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held)."),
-                    "400": _json(_ref("Error"), "Empty or too long, or a template that is not approved or lacks a variable."),
+                    "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held). Its files are in attachments."),
+                    "400": _json(_ref("Error"), "Empty or too long, a template that is not approved or lacks a variable, or files beyond the channel's limits (field attachments: too many, too large, empty, or a type WhatsApp does not take)."),
+                    "413": _json(_ref("Error"), "too_large: the request is larger than 64 MB."),
                     "404": _json(_ref("Error"), "Not found."),
                     "409": _json(_ref("StaleReplyError"), "stale_reply: messages arrived after seen_message_id, listed in messages, and nothing was sent; outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out; waba_id_missing: a template on a Meta channel without its WhatsApp Business Account ID."),
                     "502": _json(_ref("Error"), "templates_unavailable: Twilio's Content API or Meta's Graph API could not be read."),
@@ -437,7 +462,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "Set while a queued reply waits for another attempt.",
                         "properties": {"attempts": {"type": "integer"}, "next_attempt_at": {"type": "string", "format": "date-time"}, "last_error": {"type": "string"}},
                     },
-                    "attachments": {"type": "array", "items": {"type": "object"}},
+                    "attachments": {"type": "array", "items": {"type": "object"}, "description": "Files of the message, inbound or a reply's: id, filename, content_type, size, status, and url for download once stored."},
                     "template": {"type": ["object", "null"], "description": "The WhatsApp template sent instead of text: content_sid and variables on Twilio channels, name, language and variables on Meta channels. text is its rendered form."},
                     "held": {"type": ["object", "null"], "description": "Set while a WhatsApp reply waits for the customer to write: since, reason (outside_window or window_error)."},
                     "cancelled": {"type": "boolean", "description": "A held reply that an agent cancelled; it is never sent."},

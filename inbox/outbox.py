@@ -79,7 +79,7 @@ from inbox.models import (
     OutboxStatus,
     utcnow,
 )
-from inbox.replies import reply_to_address
+from inbox.replies import email_attachments, reply_to_address
 from inbox.send_failures import record_send_failure
 from inbox.serialize import contact_address, message_to_dict
 from inbox.workflow import reopen_for_failed_reply
@@ -311,6 +311,8 @@ def _pending_send(item: OutboxItem, token: str) -> PendingSend:
         content_variables=dict(message.content_variables) if message.content_variables else None,
         template_name=message.template_name,
         template_language=message.template_language,
+        # WhatsApp senders fetch each file by its reference below, and an email carries its bytes.
+        attachments=email_attachments(message) if channel.kind == "email" else [],
     )
     return PendingSend(
         item_id=item.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -9,8 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from channels.email.smtp import UnreadableAttachment
+from channels.email.smtp import check_attachments as check_email_attachments
 from channels.types import Attachment as AttachmentData
 from channels.types import DeliveryState
 from channels.whatsapp.parts import check_reply
@@ -34,6 +37,8 @@ from inbox.storage import attachment_store
 from inbox.optout import may_message_proactively
 from inbox.window import window_is_open
 from inbox.workspace import OutsideWindow, workspace_settings
+
+log = logging.getLogger(__name__)
 
 # Longer WhatsApp replies go out in parts (channels.whatsapp.parts), up to this length.
 WHATSAPP_MAX_LENGTH = 16_000
@@ -116,7 +121,8 @@ def create_reply(
     until the customer writes, or rejected, as the workspace settings say (``inbox.held``).
 
     Raises ``NotFound`` for an unknown conversation, ``InvalidInput`` for an empty or
-    over-long text, attachments the channel cannot send, or a template on an email
+    over-long text, attachments beyond the channel's limits (``check_reply`` for WhatsApp,
+    ``channels.email.smtp.check_attachments`` for email), or a template on an email
     channel, and ``Conflict`` with code ``channel_disabled`` (an admin disabled the
     conversation's channel), ``outside_window`` (free text after the window, where the
     workspace rejects it) or ``opted_out`` (a template after the window to a contact who
@@ -167,7 +173,10 @@ def create_reply(
         if whatsapp_provider(channel) == "meta":
             _check_meta_images(attachments)
     elif attachments:
-        raise InvalidInput("Attachments can only be sent on WhatsApp channels for now.", field="attachments")
+        try:
+            check_email_attachments([(a.filename, a.size) for a in attachments])
+        except ValueError as error:
+            raise InvalidInput(str(error), field="attachments") from None
 
     if template is not None and channel.kind != "whatsapp":
         raise InvalidInput("Templates can only be sent on WhatsApp channels.", field="template")
@@ -218,6 +227,35 @@ def create_reply(
     )
     record_event(session, "conversation.updated", {"conversation": conversation_data}, conversation.id)
     return message
+
+
+def email_attachments(message: Message) -> list[AttachmentData]:
+    """Return the files of an email reply with their bytes, read from the attachment store.
+
+    A file that cannot be read comes back as an ``UnreadableAttachment``, so the send fails
+    with the reason on the reply and the outbox moves on to other replies.
+    """
+    session = object_session(message)
+    assert session is not None, "the message must belong to a session"
+    files: list[AttachmentData] = []
+    for attachment in message.attachments:
+        if attachment.data is not None and not attachment.storage_key:
+            files.append(AttachmentData(attachment.filename, attachment.content_type, attachment.data))
+            continue
+        try:
+            if not attachment.storage_key:
+                raise ValueError("the file was never stored")
+            data = attachment_store(session).read(attachment.storage_key)
+        except FileNotFoundError:
+            reason = "the file is missing from the attachment folder"
+        except (OSError, ValueError) as error:
+            reason = str(error)
+        else:
+            files.append(AttachmentData(attachment.filename, attachment.content_type, data))
+            continue
+        log.error("attachment %s of message %s cannot be read: %s", attachment.id, message.id, reason)
+        files.append(UnreadableAttachment(attachment.filename, attachment.content_type, b"", reason=reason))
+    return files
 
 
 def check_channel_active(channel: Channel) -> None:

@@ -6,6 +6,11 @@ References. ``send_email`` submits it and sorts failures into transient ones (ne
 timeouts, SMTP 4xx), which the outbox retries, and permanent ones (rejected login,
 SMTP 5xx, a message that cannot be built), which it reports to the agent.
 
+A reply with files is a multipart/mixed message: the text (and HTML) body first, then one
+part per file with its Content-Type and a Content-Disposition whose filename is encoded by
+RFC 2231 when it is not ASCII. The inbox calls ``check_attachments`` before it accepts
+such a reply.
+
 Once the server has accepted the DATA, it has taken responsibility for the mail, so an
 error reply to the QUIT that follows (or a connection dropped then) still counts as sent.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import base64
 import email.policy
 import logging
+import mimetypes
 import re
 import secrets
 import smtplib
@@ -27,7 +33,7 @@ from email.message import EmailMessage
 from channels.email.oauth import AccessTokenSource, OAuthError, sign_in_with_token, xoauth2_response
 from channels.email.parse import strip_brackets
 from channels.errors import PermanentSendError, SendError, TransientSendError, describe_network_error
-from channels.types import AddressKind, DeliveryState, OutboundMessage, SendResult
+from channels.types import AddressKind, Attachment, DeliveryState, OutboundMessage, SendResult
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,19 @@ SECURITY_MODES = ("starttls", "ssl", "none")
 _POLICY = email.policy.SMTP.clone(cte_type="7bit", refold_source="none")
 # Printable ASCII without brackets or spaces: safe to write into a raw header.
 _MESSAGE_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")
+# A MIME type and subtype (RFC 2045 tokens), without parameters.
+_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
+# Control characters and path separators never belong in an attachment's file name.
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+# The maximum number of files in one email reply, the same as WhatsApp's maximum of parts.
+MAX_ATTACHMENTS = 10
+# The maximum total size of the files in one email reply, in bytes. Base64 makes them about
+# 37% larger on the wire, so 15 MiB of files makes a mail of about 21 MB, below the 25 MB
+# that large mail providers commonly accept.
+# NOTE: some servers accept less (Postfix's default message_size_limit is 10,240,000 bytes).
+# Their 552 reply fails the send, and the inbox shows the server's reason on the reply.
+MAX_ATTACHMENT_BYTES = 15 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,35 @@ class SmtpSettings:
             )
 
 
+@dataclass
+class UnreadableAttachment(Attachment):
+    """An attachment whose stored bytes could not be read. ``build_mime`` rejects it with ``reason``."""
+
+    reason: str = ""
+
+
+def check_attachments(files: list[tuple[str, int]]) -> None:
+    """Check that files of these (file name, size in bytes) can go out with one email reply.
+
+    Raises ``ValueError`` with a message for the agent: more than ``MAX_ATTACHMENTS`` files,
+    an empty file, or more than ``MAX_ATTACHMENT_BYTES`` in all.
+    """
+    if len(files) > MAX_ATTACHMENTS:
+        raise ValueError(
+            f"The reply has {len(files)} files, but an email reply takes at most {MAX_ATTACHMENTS}. "
+            "Send the rest in another reply."
+        )
+    for filename, size in files:
+        if size == 0:
+            raise ValueError(f"{filename!r} is empty. Choose the file again, or remove it.")
+    total = sum(size for _, size in files)
+    if total > MAX_ATTACHMENT_BYTES:
+        raise ValueError(
+            f"The files add up to {total / 1048576:.1f} MB, but an email reply takes at most "
+            f"{MAX_ATTACHMENT_BYTES / 1048576:.0f} MB of files. Send them in several replies."
+        )
+
+
 def make_message_id(domain: str) -> str:
     """Return a new globally unique Message-ID for ``domain``, without angle brackets.
 
@@ -84,9 +132,10 @@ def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage
 
     The From header uses ``settings.from_address`` (with ``from_name``), or
     ``message.sender`` when no from address is configured. Inline attachments with a
-    content id go into a multipart/related next to the HTML body. Raises ``ValueError``
-    when the Message-ID or a sender is missing, an address or header value is invalid
-    (for example, it contains CR or LF), or the recipient is not an email address.
+    content id go into a multipart/related next to the HTML body, and other attachments
+    make the message multipart/mixed. Raises ``ValueError`` when the Message-ID or a
+    sender is missing, an address or header value is invalid (for example, it contains CR
+    or LF), the recipient is not an email address, or an attachment is unreadable.
     """
     if not message.message_id:
         raise ValueError("missing message_id: assign one with make_message_id() first")
@@ -119,20 +168,46 @@ def build_mime(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage
         mime.add_alternative(message.html, subtype="html")
     html_part = mime.get_body(preferencelist=("html",)) if message.html is not None else None
     for attachment in message.attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        if not subtype:
-            maintype, subtype = "application", "octet-stream"
+        if isinstance(attachment, UnreadableAttachment):
+            raise ValueError(f"the attachment {attachment.filename!r} cannot be read: {attachment.reason}")
+        filename = safe_filename(attachment.filename)
+        maintype, subtype = attachment_type(attachment.content_type, filename)
         if html_part is not None and attachment.inline and attachment.content_id:
             html_part.add_related(
                 attachment.data, maintype, subtype, cid=f"<{attachment.content_id}>",
-                filename=attachment.filename, disposition="inline",
+                filename=filename, disposition="inline",
             )
         else:
+            # The name parameter of Content-Type is for clients that ignore the disposition.
             mime.add_attachment(
-                attachment.data, maintype, subtype, filename=attachment.filename,
+                attachment.data, maintype, subtype, filename=filename,
                 disposition="inline" if attachment.inline else "attachment",
+                params={"name": filename},
             )
     return mime
+
+
+def safe_filename(filename: str) -> str:
+    """Return ``filename`` without control characters or path separators, or "attachment"."""
+    cleaned = _UNSAFE_FILENAME.sub("_", filename).strip()
+    return cleaned[:255] or "attachment"
+
+
+def attachment_type(content_type: str, filename: str) -> tuple[str, str]:
+    """Return the (maintype, subtype) to label an attachment with.
+
+    Parameters of ``content_type`` are dropped. An invalid or generic type is guessed from the
+    file name, and application/octet-stream is the fallback. Multipart and message types
+    become application/octet-stream, because their parts may not be base64-encoded
+    (RFC 2046, section 5), and a file's bytes are sent base64-encoded.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if not _MEDIA_TYPE.match(media_type) or media_type == "application/octet-stream":
+        media_type = mimetypes.guess_type(filename, strict=False)[0] or "application/octet-stream"
+    maintype, _, subtype = media_type.partition("/")
+    if maintype in ("multipart", "message"):
+        return "application", "octet-stream"
+    return maintype, subtype
 
 
 def prepare_email(message: OutboundMessage, settings: SmtpSettings) -> EmailMessage:

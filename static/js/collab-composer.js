@@ -124,7 +124,7 @@ export class CollabComposer extends Composer {
     if (note) {
       this.label.textContent = 'Internal note';
       this.windowRow.hidden = true;
-      this.attachButton.hidden = true;
+      this.setAttachAllowed(false);
       this.fileList.hidden = true;
       this.textarea.disabled = false;
       if (this.textarea.placeholder !== NOTE_PLACEHOLDER) this.textarea.placeholder = NOTE_PLACEHOLDER;

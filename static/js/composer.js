@@ -42,7 +42,7 @@ export class Composer {
     // 'email', or on WhatsApp 'open' (free text allowed), 'hold' or 'reject' (window closed).
     this.mode = 'email';
     this.countdown = null;
-    // Files picked for the open conversation's reply (WhatsApp only).
+    // Files picked for the open conversation's reply.
     this.files = [];
 
     this.label = h('label', { class: 'composer__label', for: 'reply-text' }, 'Reply');
@@ -75,11 +75,14 @@ export class Composer {
       onClick: () => this.toggleTemplates(),
     }, 'Template');
     this.windowRow = h('div', { class: 'composer__window-row', hidden: true }, this.windowNote, this.templateButton);
+    // The button opens this input, so the input never takes focus and screen readers skip it.
+    // Hiding the button therefore removes the only way to attach files.
     this.fileInput = h('input', {
       type: 'file',
       class: 'visually-hidden',
       multiple: true,
-      'aria-label': 'Attach files',
+      tabindex: '-1',
+      'aria-hidden': 'true',
       onChange: () => this.addFiles(),
     });
     this.attachButton = h('button', {
@@ -135,8 +138,7 @@ export class Composer {
     }
 
     const email = conversation.channel?.kind === 'email';
-    // Attachments go out on WhatsApp only; email replies are text.
-    this.attachButton.hidden = email;
+    this.setAttachAllowed(true);
     if (switched) this.setFiles([]);
     this.label.textContent = email ? 'Reply by email' : 'Reply by WhatsApp';
     if (email) {
@@ -226,6 +228,12 @@ export class Composer {
   /** Return the draft to keep for `text`: a reply here, and CollabComposer adds its mode and stale check. */
   draftOf(conversationId, text, note = false) {
     return { text, note, seenMessageId: null };
+  }
+
+  /** Show or hide the attach button. A hidden button also disables its file input. */
+  setAttachAllowed(allowed) {
+    this.attachButton.hidden = !allowed;
+    this.fileInput.disabled = !allowed;
   }
 
   addFiles() {
