@@ -202,7 +202,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": _json(_ref("Message"), "The queued email, in the contact's email conversation."),
                     "404": _json(_ref("Error"), "Not found."),
-                    "409": _json(_ref("Error"), "not_failed, already_resent, or no_email (no usable address or no active email channel)."),
+                    "409": _json(_ref("Error"), "not_failed, already_resent, no_email (no usable address or no active email channel), or files_over_email_limit (the reply's files exceed what one email reply takes)."),
                     **_ERRORS,
                 },
             }

@@ -19,11 +19,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.email.smtp import check_attachments
 from channels.types import DeliveryState
 from inbox.conversations import lock_conversations
 from inbox.errors import Conflict, NotFound
 from inbox.events import record_event
 from inbox.models import (
+    Attachment,
     Channel,
     ContactIdentity,
     Conversation,
@@ -88,6 +90,9 @@ def send_by_email(session: Session, message_id: int, agent_id: int | None) -> Me
             "The contact has no email address that accepts mail. Add one to the contact first.",
             field="message_id", code="no_email",
         )
+    problem = _files_problem(original)
+    if problem is not None:
+        raise Conflict(f"The reply cannot go by email with its files: {problem}", field="message_id", code="files_over_email_limit")
     now = utcnow()
     conversation, created = _email_conversation(session, original, now)
     if conversation is None:
@@ -106,6 +111,12 @@ def send_by_email(session: Session, message_id: int, agent_id: int | None) -> Me
         delivery_status=DeliveryState.QUEUED.value,
     )
     session.add(email)
+    # The email carries the reply's files: its rows point at the same stored bytes.
+    for attachment in original.attachments:
+        session.add(Attachment(
+            message=email, filename=attachment.filename, content_type=attachment.content_type,
+            size=attachment.size, storage_key=attachment.storage_key,
+        ))
     with session.no_autoflush:
         add_email_headers(session, conversation, email)
     session.add(OutboxItem(message=email, channel=conversation.channel, next_attempt_at=now))
@@ -145,7 +156,19 @@ def send_by_email_automatically(session: Session, message: Message) -> Message |
         return None
     if fallback_address(session, message) is None:
         return None
+    if _files_problem(message) is not None:
+        # The agent has the failed reply in the thread and can send the files another way.
+        return None
     return send_by_email(session, message.id, None)
+
+
+def _files_problem(message: Message) -> str | None:
+    """Return why the reply's files cannot go out with one email, or None when they can."""
+    try:
+        check_attachments([(attachment.filename, attachment.size or 0) for attachment in message.attachments])
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _failed_for_good(message: Message) -> bool:

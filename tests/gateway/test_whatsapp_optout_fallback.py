@@ -5,6 +5,7 @@ Inbound WhatsApp messages are signed webhooks; email leaves through the outbox t
 
 from __future__ import annotations
 
+import io
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -18,6 +19,7 @@ from inbox.models import Contact, ContactIdentity, Conversation, Message, utcnow
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
     CUSTOMER,
+    LOCAL,
     app_with,
     client,
     close_window,
@@ -186,6 +188,51 @@ def test_failed_reply_resent_by_email(client, state, whatsapp_channel, email_cha
     resent_note = contact_state(client, state)["messages"][-1]["email_fallback"]
     assert resent_note["message_id"] == resent.json["id"]
     assert resent_note["available"] is False
+
+
+def test_fallback_email_carries_the_reply_files(config, whatsapp_channel, email_channel, twilio, smtp):
+    label = b"%PDF-1.4\n% shipping label\n%%EOF\n"
+    with app_with(config, public_url=LOCAL) as (state, client, _):
+        customer_email_first(state, email_channel)
+        post_inbound(client, whatsapp_channel, "Any update?")
+        reply = client.post(
+            f"/api/v1/conversations/{whatsapp_conversation_id(state)}/messages",
+            data={"text": "Here is your label.", "attachments": (io.BytesIO(label), "label.pdf", "application/pdf")},
+        )
+        assert reply.status_code == 201, reply.json
+        twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
+        dispatch(state)
+
+        resent = client.post(f"/api/v1/messages/{reply.json['id']}/email")
+        dispatch(state)
+
+        assert resent.status_code == 201, resent.json
+        assert [attachment["filename"] for attachment in resent.json["attachments"]] == ["label.pdf"]
+        (mail,) = smtp.wait_for(1)
+        (attached,) = list(mail.message.iter_attachments())
+        assert attached.get_filename() == "label.pdf"
+        assert attached.get_content() == label
+
+
+def test_fallback_refuses_files_too_large_for_email(config, whatsapp_channel, email_channel, twilio, smtp):
+    with app_with(config, public_url=LOCAL) as (state, client, _):
+        customer_email_first(state, email_channel)
+        post_inbound(client, whatsapp_channel, "Any update?")
+        # Two 8 MiB documents fit a WhatsApp reply but not the 15 MiB of one email.
+        files = [(io.BytesIO(b"%PDF" + bytes(8 * 1048576)), f"scan-{n}.pdf", "application/pdf") for n in range(2)]
+        reply = client.post(
+            f"/api/v1/conversations/{whatsapp_conversation_id(state)}/messages",
+            data={"text": "Both scans.", "attachments": files},
+        )
+        assert reply.status_code == 201, reply.json
+        twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
+        dispatch(state)
+
+        resent = client.post(f"/api/v1/messages/{reply.json['id']}/email")
+
+        assert resent.status_code == 409
+        assert resent.json["error"]["code"] == "files_over_email_limit"
+        assert "at most 15 MB of files" in resent.json["error"]["message"]
 
 
 def test_fallback_starts_email_conversation(client, state, whatsapp_channel, email_channel, twilio, smtp):
