@@ -18,7 +18,9 @@ This relies on every status change having its activity row, which
 
 The first response time of a conversation runs from its first customer message (automatic
 mail such as an out-of-office reply aside) to the first agent reply after it that reached the
-customer (``counted_agent_reply``), in wall-clock time. It counts on the day of that reply, so a day's figures do not change afterwards.
+customer (``counted_agent_reply``), in wall-clock time. It counts on the day of that reply,
+so a day's figures change afterwards only when one of its replies is sent late or reported
+undelivered.
 Medians and 90th percentiles interpolate between the two nearest values, as PostgreSQL's
 ``percentile_cont`` does; the database ranks the values and returns only those neighbours.
 """

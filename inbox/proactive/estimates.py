@@ -15,9 +15,9 @@ The method, which docs/proactive-updates.md also explains for managers:
    ``inbox.reports.counted_agent_reply`` defines them: proactive updates and failed, held or
    withdrawn replies do not.
 3. **Rates and medians.** The first-response rate is the number of first responses in the
-   window divided by the hours the history covers, the resolution rate likewise; both are per
-   wall-clock hour, nights and weekends included. The history covers the window, or less in a
-   workspace (or team) whose first conversation started within it: then it covers the time
+   window divided by the hours the history covers, and the resolution rate likewise. Both are
+   per wall-clock hour, nights and weekends included. The history covers the window, unless
+   the workspace's (or team's) first conversation started within it. Then it covers the time
    since that conversation started, but at least ``MIN_COVERED``. The medians are those of
    the handling times.
 4. **First response**, for a conversation no agent has answered yet: the larger of the time

@@ -338,8 +338,10 @@ def _log_outcome(row: ProactiveSend) -> None:
 def quiet_hours_end(
     conversation: Conversation, settings: ProactiveSettings, now: datetime
 ) -> tuple[ZoneInfo, datetime | None]:
-    """Return the zone of the conversation's contact and, when ``now`` falls in their quiet
-    hours, the moment (UTC) those end and an update may go; else None for that moment."""
+    """Return the zone of the conversation's contact and the end (UTC) of their quiet hours.
+
+    The end is None unless ``now`` falls in the quiet hours. An update may go from the end on.
+    """
     contact = conversation.contact
     zone = contact_zone(
         contact.time_zone, [i.value for i in contact.identities if i.kind == "phone"], settings.workspace_zone, now
