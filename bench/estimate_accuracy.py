@@ -5,14 +5,15 @@ A queue is simulated with known numbers: customers arrive at random (a Poisson p
 served, two minutes after they pick one up, and resolve it after an exponentially
 distributed handling time (mean ``--handling`` minutes). The history is replayed into a
 fresh SQLite database in time order: each arrival, first agent reply and resolution is
-written when it happens. At each arrival after the warm-up weeks, the estimate that a
-proactive update would quote (``estimate_for(...).first_response``) is taken and later
-compared with the real wait for the first reply.
+written when it happens. At each arrival after the warm-up (``--warm-up`` days, 28 by
+default), the estimate that a proactive update would quote
+(``estimate_for(...).first_response``) is taken and later compared with the real wait for
+the first reply. ``--warm-up 0`` measures a new workspace, whose history starts empty.
 
 It prints the median absolute error of the estimate, next to the median real wait as the
 reference, and the share of estimates within a factor of two.
 
-    .venv/bin/python -m bench.estimate_accuracy [--weeks 6] [--rate 2.5] [--agents 3] [--handling 45]
+    .venv/bin/python -m bench.estimate_accuracy [--weeks 6] [--rate 2.5] [--agents 3] [--handling 45] [--warm-up 28]
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from inbox.models import Contact, Conversation, ConversationActivity, Message, u
 from inbox.proactive.estimates import estimate_for
 
 PICKUP_TO_REPLY = timedelta(minutes=2)
-WARM_UP = timedelta(weeks=4)
 
 
 @dataclass
@@ -73,7 +73,7 @@ def simulate(weeks: int, rate: float, agents: int, handling_minutes: float, star
     return cases
 
 
-def replay(state, cases: list[Case], start: datetime) -> list[tuple[timedelta, timedelta]]:
+def replay(state, cases: list[Case], start: datetime, warm_up: timedelta) -> list[tuple[timedelta, timedelta]]:
     """Write the history in time order; return (estimate, real wait) for arrivals after the warm-up."""
     with state.session_factory() as session:
         channel = add_channel(session, "whatsapp", "Bench", "+14155238886", {"account_sid": "AC" + "0" * 32, "auth_token": "x"})
@@ -103,7 +103,7 @@ def replay(state, cases: list[Case], start: datetime) -> list[tuple[timedelta, t
                     provider_message_id=f"SM{case.number:032x}", text="Hello", created_at=moment,
                 ))
                 session.flush()
-                if moment - start >= WARM_UP:
+                if moment - start >= warm_up:
                     estimate = estimate_for(session, conversation, moment).first_response
                     if estimate is not None:
                         pairs.append((estimate, case.first_response - case.arrival))
@@ -125,11 +125,13 @@ def replay(state, cases: list[Case], start: datetime) -> list[tuple[timedelta, t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weeks", type=int, default=6, help="weeks of history, the first four a warm-up")
+    parser.add_argument("--weeks", type=int, default=6, help="weeks of history, including the warm-up")
     parser.add_argument("--rate", type=float, default=2.5, help="arrivals per hour")
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--handling", type=float, default=45.0, help="mean handling time in minutes")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--warm-up", type=float, default=28.0,
+                        help="days of history before the first estimate is measured (0 for a new workspace)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -139,7 +141,7 @@ def main() -> None:
         config = Config(database_url=f"sqlite:///{Path(folder) / 'bench.db'}", secret_key="bench", instance_dir=folder)
         state = get_state(create_app(config))
         upgrade_database(state.engine)
-        pairs = replay(state, cases, start)
+        pairs = replay(state, cases, start, timedelta(days=args.warm_up))
         state.engine.dispose()
 
     if not pairs:
@@ -150,7 +152,7 @@ def main() -> None:
     within_factor_two = sum(1 for estimate, real in pairs if real / 2 <= estimate <= real * 2 or abs(estimate - real) <= timedelta(minutes=5))
     median_error = statistics.median(errors)
     median_real = statistics.median(reals)
-    print(f"{len(cases)} conversations over {args.weeks} weeks; {len(pairs)} estimates after the warm-up "
+    print(f"{len(cases)} conversations over {args.weeks} weeks; {len(pairs)} estimates after {args.warm_up:g} days of warm-up "
           f"({args.rate:g} arrivals/h, {args.agents} agents, {args.handling:g} min mean handling)")
     print(f"median absolute error of the first-response estimate: {_minutes(median_error)} "
           f"(median real wait {_minutes(median_real)}; ratio {median_error / median_real:.2f})")

@@ -12,20 +12,21 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.api import _inbox_error as api_inbox_error
 from gateway.api import _json_body
 from gateway.auth import current_agent, db, error_response, require_role
+from gateway.config import proactive_settings_from
 from inbox.channel_config import whatsapp_provider
 from inbox.conversations import get_conversation_or_404
 from inbox.errors import InboxError, InvalidInput
 from inbox.models import Conversation, Role, utcnow
 from inbox.proactive.context import context_values, describe_duration, sample_context
 from inbox.proactive.estimates import Estimate, estimate_for
-from inbox.proactive.sending import subject_with_reference
+from inbox.proactive.sending import quiet_hours_end, subject_with_reference
 from inbox.proactive.templates import (
     BODY_FIELDS,
     RenderedUpdate,
@@ -49,6 +50,7 @@ from inbox.proactive.templates import (
     update_update_template,
     validate_template,
 )
+from inbox.serialize import isoformat
 from inbox.window import window_is_open
 
 log = logging.getLogger(__name__)
@@ -231,11 +233,15 @@ def _preview(fields: dict[str, Any], pick: object) -> Any:
     if applies is False:
         # Sending checks the conditions first, so a conversation they leave out gets nothing at all.
         nothing_reason = _reason("conditions_not_met", "The conversation does not meet the template's conditions.")
+    deferred = None
+    if conversation is not None and sends is not None and applies is not False:
+        deferred = _quiet_hours_deferral(conversation)
     return jsonify({
         "conversation": _conversation_summary(conversation),
         "applies": applies,
         "sends": sends,
         "nothing_reason": nothing_reason,
+        "deferred": deferred,
         "context": context,
         "rendered": {
             "subject": _sent_subject(rendered.subject, conversation, context),
@@ -284,6 +290,27 @@ def _version_sent(
             "an approved template by its Content SID.",
         )
     return None, _reason("no_content", "The template has no WhatsApp body and no approved template (Content SID).")
+
+
+def _quiet_hours_deferral(conversation: Conversation) -> dict[str, str] | None:
+    """Return ``{code, message, until}`` when the contact's quiet hours would hold an update
+    sent now, else None. ``until`` is the UTC time they end, as sending computes it."""
+    settings = proactive_settings_from(current_app.extensions["switchboard"].config)
+    now = utcnow()
+    zone, end = quiet_hours_end(conversation, settings, now)
+    if end is None:
+        return None
+    quiet = settings.quiet_hours
+    local_end = end.astimezone(zone)
+    return {
+        "code": "quiet_hours",
+        "message": (
+            f"Held until {local_end:%H:%M} ({zone.key}), {local_end:%a %d %b}, because it is within "
+            f"the contact's quiet hours ({quiet.start:%H:%M}–{quiet.end:%H:%M}) now. "
+            "The update then goes if it still applies."
+        ),
+        "until": isoformat(end),
+    }
 
 
 def _reason(code: str, message: str) -> dict[str, str]:

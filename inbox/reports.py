@@ -17,8 +17,10 @@ This relies on every status change having its activity row, which
 ``inbox.workflow.set_status`` writes.
 
 The first response time of a conversation runs from its first customer message (automatic
-mail such as an out-of-office reply aside) to the first agent reply after it, in wall-clock
-time. It counts on the day of that reply, so a day's figures do not change afterwards.
+mail such as an out-of-office reply aside) to the first agent reply after it that reached the
+customer (``counted_agent_reply``), in wall-clock time. It counts on the day of that reply,
+so a day's figures change afterwards only when one of its replies is sent late or reported
+undelivered.
 Medians and 90th percentiles interpolate between the two nearest values, as PostgreSQL's
 ``percentile_cont`` does; the database ranks the values and returns only those neighbours.
 """
@@ -48,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import Float, Integer
 
+from channels.types import DeliveryState
 from inbox.activity import Action
 from inbox.errors import InvalidInput
 from inbox.models import (
@@ -59,6 +62,8 @@ from inbox.models import (
     ConversationStatus,
     Direction,
     Message,
+    OutboxItem,
+    OutboxStatus,
     Priority,
     Team,
     UTCDateTime,
@@ -70,6 +75,7 @@ SNOOZED = ConversationStatus.SNOOZED.value
 RESOLVED = ConversationStatus.RESOLVED.value
 BACKLOG_STATUSES = (OPEN, PENDING, SNOOZED)
 PRIORITIES = tuple(priority.value for priority in Priority)
+UNDELIVERED_STATES = (DeliveryState.FAILED.value, DeliveryState.UNDELIVERED.value)
 
 # (key, label, upper bound of the wait). The last bucket has no upper bound.
 AGE_BUCKETS: tuple[tuple[str, str, timedelta | None], ...] = (
@@ -531,9 +537,31 @@ def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElemen
     return cast(extract("epoch", later - earlier), Float)
 
 
+def counted_agent_reply(message: Any = Message) -> ColumnElement[bool]:
+    """Return the condition for a ``message`` that counts as an agent's response to the customer.
+
+    That is an outbound message written by an agent (so no proactive update, which has no
+    agent) whose outbox item, if it has one, was sent, and that the provider did not report
+    failed or undelivered. A reply still waiting or retrying in the outbox counts once sent.
+    A failed, held or withdrawn reply never counts, because the customer did not get it.
+    """
+    not_sent = (
+        select(OutboxItem.id)
+        .where(OutboxItem.message_id == message.id, OutboxItem.status != OutboxStatus.SENT.value)
+        .exists()
+    )
+    return and_(
+        message.direction == Direction.OUTBOUND.value,
+        message.agent_id.is_not(None),
+        message.automatic.is_(None),
+        or_(message.delivery_status.is_(None), message.delivery_status.not_in(UNDELIVERED_STATES)),
+        ~not_sent,
+    )
+
+
 def _first_responses(session: Session, days: Days) -> dict[int, tuple[int, float | None, float | None]]:
     """Return (count, median, 90th percentile) of first response times per day index."""
-    agent_reply = and_(Message.direction == Direction.OUTBOUND.value, Message.agent_id.is_not(None))
+    agent_reply = counted_agent_reply(Message)
 
     # Only a conversation with an agent reply in the range can have its first response there.
     candidates = (
@@ -560,8 +588,7 @@ def _first_responses(session: Session, days: Days) -> dict[int, tuple[int, float
         )
         .join(reply, and_(
             reply.conversation_id == first_inbound.c.conversation_id,
-            reply.direction == Direction.OUTBOUND.value,
-            reply.agent_id.is_not(None),
+            counted_agent_reply(reply),
             reply.created_at >= first_inbound.c.at,
         ))
         .group_by(first_inbound.c.conversation_id, first_inbound.c.at)

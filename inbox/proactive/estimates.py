@@ -11,21 +11,33 @@ The method, which docs/proactive-updates.md also explains for managers:
 2. **History.** Conversations that started in the last ``HISTORY`` * 2 (8 weeks) and reached a
    milestone in the last ``HISTORY`` (4 weeks): the first agent reply (first response) or a
    change to "resolved" (resolution). For each, the time from the start of the conversation to
-   the milestone. Replies without an agent, such as proactive updates, do not count.
+   the milestone. Only agent replies that reached the customer count, as
+   ``inbox.reports.counted_agent_reply`` defines them: proactive updates and failed, held or
+   withdrawn replies do not.
 3. **Rates and medians.** The first-response rate is the number of first responses in the
-   window divided by its hours, the resolution rate likewise; both are per wall-clock hour,
-   nights and weekends included. The medians are those of the handling times.
+   window divided by the hours the history covers, and the resolution rate likewise. Both are
+   per wall-clock hour, nights and weekends included. The history covers the window, unless
+   the workspace's (or team's) first conversation started within it. Then it covers the time
+   since that conversation started, but at least ``MIN_COVERED``. The medians are those of
+   the handling times.
 4. **First response**, for a conversation no agent has answered yet: the larger of the time
    the conversations ahead take at the first-response rate ((position - 1) / rate) and the
-   median first-response time minus the time already waited. At least ``MIN_ESTIMATE``.
+   median remaining wait, which is the median of ``t - waited`` over the first-response
+   times ``t`` longer than the time already waited. At least ``MIN_ESTIMATE``. When fewer
+   than ``MIN_LONGER_SAMPLES`` first responses took longer than the wait so far, the history
+   says nothing about how much longer it will be, and the estimate is None.
 5. **Resolution**, for a conversation that is not resolved: the largest of the median
-   resolution time minus the conversation's age, the first-response estimate plus the median
-   time from first response to resolution, and the time the conversations ahead take at the
-   resolution rate. At least ``MIN_ESTIMATE``.
+   remaining time to resolution (computed like the remaining wait, from the conversation's
+   age), the first-response estimate plus the median time from first response to
+   resolution, and the time the conversations ahead take at the resolution rate. At least
+   ``MIN_ESTIMATE``. It is None while the first-response estimate of an unanswered
+   conversation is None.
 
-The team's own history is used when it has at least ``MIN_SAMPLES`` first responses or at
-least that many resolutions, else the whole workspace's. With fewer samples than that overall, the estimate is None: too little
-history to say anything useful.
+Each estimate needs its own history: the first-response estimate at least ``MIN_SAMPLES``
+first responses and the resolution estimate at least ``MIN_SAMPLES`` resolutions; with fewer,
+it is None. The team's own history is used when it has that many first responses or that
+many resolutions, else the whole workspace's. None means too little history to say anything
+useful, and a template's placeholder is then empty.
 """
 
 from __future__ import annotations
@@ -43,16 +55,22 @@ from inbox.models import (
     Conversation,
     ConversationActivity,
     ConversationStatus,
-    Direction,
     Message,
     Priority,
 )
+from inbox.reports import counted_agent_reply
 
 HISTORY = timedelta(weeks=4)
 # Conversations that started longer ago than this are left out of the history, which keeps the
 # queries bounded. A first reply after eight weeks would be an outlier anyway.
 STARTED_WITHIN = HISTORY * 2
 MIN_SAMPLES = 5
+# A remaining wait needs this many past first responses (or resolutions) that took longer
+# than the time already waited; fewer say little about how much longer it will take.
+MIN_LONGER_SAMPLES = 3
+# The shortest span a history is taken to cover, so that a workspace minutes old does not
+# divide its first few replies by a few minutes and promise an implausibly fast queue.
+MIN_COVERED = timedelta(hours=1)
 MIN_ESTIMATE = timedelta(minutes=5)
 # The statistics of one team are reused for this long within one database session.
 STATS_REUSE = timedelta(minutes=10)
@@ -88,13 +106,22 @@ class HandlingStats:
     basis: str
     first_responses: int
     resolutions: int
-    # Events per wall-clock hour.
+    # Events per wall-clock hour of the covered span.
     first_response_rate: float
     resolution_rate: float
-    median_first_response: timedelta | None
-    median_resolution: timedelta | None
+    # The handling times in seconds, sorted, from the start of each conversation.
+    first_response_seconds: tuple[float, ...]
+    resolution_seconds: tuple[float, ...]
     # From the first agent reply to resolution, for resolved conversations that had one.
     median_response_to_resolution: timedelta | None
+
+    @property
+    def median_first_response(self) -> timedelta | None:
+        return _median_of_seconds(self.first_response_seconds)
+
+    @property
+    def median_resolution(self) -> timedelta | None:
+        return _median_of_seconds(self.resolution_seconds)
 
     @property
     def samples(self) -> int:
@@ -113,26 +140,39 @@ def estimate_for(session: Session, conversation: Conversation, now: datetime) ->
         return Estimate(position, None, None)
 
     ahead = max(position - 1, 0)
+    age = now - conversation.created_at
     first_response = None
-    answered_at = _first_agent_reply_at(session, conversation.id)
-    if answered_at is None and conversation.status in UNRESOLVED:
-        waited = now - conversation.created_at
-        candidates = [_drain_time(ahead, stats.first_response_rate)]
-        if stats.median_first_response is not None:
-            candidates.append(stats.median_first_response - waited)
-        first_response = _at_least_minimum(candidates)
+    unanswered = _first_agent_reply_at(session, conversation.id) is None
+    if unanswered and conversation.status in UNRESOLVED and stats.first_responses >= MIN_SAMPLES:
+        remaining = _median_remaining(stats.first_response_seconds, age)
+        if remaining is not None:
+            first_response = _at_least_minimum([_drain_time(ahead, stats.first_response_rate), remaining])
 
     resolution = None
-    if conversation.status in UNRESOLVED:
-        age = now - conversation.created_at
-        candidates = [_drain_time(ahead, stats.resolution_rate)]
-        if stats.median_resolution is not None:
-            candidates.append(stats.median_resolution - age)
+    waits_for_first_response = unanswered and first_response is None
+    if conversation.status in UNRESOLVED and stats.resolutions >= MIN_SAMPLES and not waits_for_first_response:
+        candidates = [
+            _drain_time(ahead, stats.resolution_rate),
+            _median_remaining(stats.resolution_seconds, age),
+        ]
         if stats.median_response_to_resolution is not None:
             candidates.append((first_response or timedelta(0)) + stats.median_response_to_resolution)
         resolution = _at_least_minimum(candidates)
 
     return Estimate(position, first_response, resolution, stats.basis, stats.samples)
+
+
+def _median_remaining(sorted_seconds: tuple[float, ...], waited: timedelta) -> timedelta | None:
+    """Return the median of ``t - waited`` over the times ``t`` longer than ``waited``.
+
+    None when fewer than ``MIN_LONGER_SAMPLES`` times are longer, because then the history
+    holds too few waits like this one to tell how it ends.
+    """
+    waited_seconds = waited.total_seconds()
+    longer = [seconds - waited_seconds for seconds in sorted_seconds if seconds > waited_seconds]
+    if len(longer) < MIN_LONGER_SAMPLES:
+        return None
+    return timedelta(seconds=statistics.median(longer))
 
 
 def _drain_time(count: int, rate_per_hour: float) -> timedelta | None:
@@ -186,14 +226,10 @@ def queue_position(session: Session, conversation: Conversation) -> int:
 
 
 def _answered_by_agent() -> ColumnElement[bool]:
-    """Return the condition for conversations an agent has replied to at least once."""
+    """Return the condition for conversations with at least one agent reply that reached the customer."""
     return (
         select(Message.id)
-        .where(
-            Message.conversation_id == Conversation.id,
-            Message.direction == Direction.OUTBOUND.value,
-            Message.agent_id.is_not(None),
-        )
+        .where(Message.conversation_id == Conversation.id, counted_agent_reply(Message))
         .exists()
     )
 
@@ -201,9 +237,7 @@ def _answered_by_agent() -> ColumnElement[bool]:
 def _first_agent_reply_at(session: Session, conversation_id: int) -> datetime | None:
     return session.scalar(
         select(func.min(Message.created_at)).where(
-            Message.conversation_id == conversation_id,
-            Message.direction == Direction.OUTBOUND.value,
-            Message.agent_id.is_not(None),
+            Message.conversation_id == conversation_id, counted_agent_reply(Message)
         )
     )
 
@@ -242,7 +276,7 @@ def _compute_stats(session: Session, team_id: int | None, now: datetime) -> Hand
 
     first_reply = (
         select(Message.conversation_id.label("conversation_id"), func.min(Message.created_at).label("at"))
-        .where(Message.direction == Direction.OUTBOUND.value, Message.agent_id.is_not(None))
+        .where(counted_agent_reply(Message))
         .group_by(Message.conversation_id)
         .subquery()
     )
@@ -273,19 +307,38 @@ def _compute_stats(session: Session, team_id: int | None, now: datetime) -> Hand
         .where(*scope)
     ).all()
 
-    hours = HISTORY.total_seconds() / 3600
+    hours = _covered(session, scope, window_start, now).total_seconds() / 3600
     return HandlingStats(
         basis="workspace" if team_id is None else "team",
         first_responses=len(responded),
         resolutions=len(resolved),
         first_response_rate=len(responded) / hours,
         resolution_rate=len(resolved) / hours,
-        median_first_response=_median([answered - started for started, answered in responded]),
-        median_resolution=_median([done - started for started, done, _ in resolved]),
+        first_response_seconds=_sorted_seconds([answered - started for started, answered in responded]),
+        resolution_seconds=_sorted_seconds([done - started for started, done, _ in resolved]),
         median_response_to_resolution=_median(
             [done - answered for _, done, answered in resolved if answered is not None and answered <= done]
         ),
     )
+
+
+def _covered(session: Session, scope: list[ColumnElement[bool]], window_start: datetime, now: datetime) -> timedelta:
+    """Return the span of the window that the history covers, at least ``MIN_COVERED``.
+
+    That is the whole window, unless the first conversation in scope started within it:
+    a new workspace (or team) has handled conversations only since then.
+    """
+    first_started = session.scalar(select(func.min(Conversation.created_at)).where(*scope))
+    start = window_start if first_started is None else max(window_start, first_started)
+    return max(now - start, MIN_COVERED)
+
+
+def _sorted_seconds(durations: list[timedelta]) -> tuple[float, ...]:
+    return tuple(sorted(duration.total_seconds() for duration in durations))
+
+
+def _median_of_seconds(seconds: tuple[float, ...]) -> timedelta | None:
+    return timedelta(seconds=statistics.median(seconds)) if seconds else None
 
 
 def _median(durations: list[timedelta]) -> timedelta | None:

@@ -335,6 +335,20 @@ def _log_outcome(row: ProactiveSend) -> None:
     )
 
 
+def quiet_hours_end(
+    conversation: Conversation, settings: ProactiveSettings, now: datetime
+) -> tuple[ZoneInfo, datetime | None]:
+    """Return the zone of the conversation's contact and the end (UTC) of their quiet hours.
+
+    The end is None unless ``now`` falls in the quiet hours. An update may go from the end on.
+    """
+    contact = conversation.contact
+    zone = contact_zone(
+        contact.time_zone, [i.value for i in contact.identities if i.kind == "phone"], settings.workspace_zone, now
+    )
+    return zone, quiet_until(now, zone, settings.quiet_hours)
+
+
 def _plan(
     session: Session, row_id: int, template: UpdateTemplate, conversation: Conversation,
     settings: ProactiveSettings, now: datetime,
@@ -356,10 +370,7 @@ def _plan(
     if settings.daily_cap and _sent_today(session, conversation.id, row_id, now) >= settings.daily_cap:
         return _Plan(SKIPPED, f"daily_cap: {settings.daily_cap} updates went to this conversation in the last 24 hours")
 
-    zone = contact_zone(
-        contact.time_zone, [i.value for i in contact.identities if i.kind == "phone"], settings.workspace_zone, now
-    )
-    quiet_end = quiet_until(now, zone, settings.quiet_hours)
+    zone, quiet_end = quiet_hours_end(conversation, settings, now)
     if quiet_end is not None:
         return _Plan(DEFERRED, f"quiet_hours: quiet hours in {zone.key}", scheduled_for=quiet_end)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -462,6 +463,53 @@ def test_preview_says_why_nothing_is_sent(app, state, manager_headers, whatsapp_
     answer = preview({**TEMPLATE, "whatsapp_body": ""}, whatsapp_id)
     assert answer["nothing_reason"]["code"] == "no_content"
     assert "cannot send an approved template by its Content SID" in answer["nothing_reason"]["message"]
+
+
+def _zone_at_local_hour(hour: int) -> str:
+    """Return a fixed-offset IANA zone whose local time now is within the given hour."""
+    offset = (hour - utcnow().hour) % 24
+    if offset > 14:
+        offset -= 24
+    # The Etc/GMT names count the other way: Etc/GMT-3 is three hours ahead of UTC.
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def test_preview_says_when_quiet_hours_hold(app, state, manager_headers):
+    client = app.test_client()
+    email_id = receive_mail(state, add_email_channel(state).id, "ada@customer.example", "Refund?").conversation_id
+    template = {**TEMPLATE, "conditions": {"channels": ["email"]}}
+
+    def preview_for_zone(zone: str) -> dict:
+        with state.session_factory() as session:
+            session.get(Conversation, email_id).contact.time_zone = zone
+            session.commit()
+        response = client.post(f"{BASE}/preview", json={"template": template, "conversation": email_id},
+                               headers=manager_headers)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    night_zone = _zone_at_local_hour(2)
+    night = preview_for_zone(night_zone)
+    assert night["sends"] == "email"
+    assert night["nothing_reason"] is None
+    assert night["deferred"]["code"] == "quiet_hours"
+    assert night["deferred"]["message"].startswith(f"Held until 08:00 ({night_zone})")
+    assert "quiet hours (21:00–08:00)" in night["deferred"]["message"]
+    until = datetime.fromisoformat(night["deferred"]["until"].replace("Z", "+00:00"))
+    assert until.astimezone(ZoneInfo(night_zone)).strftime("%H:%M") == "08:00"
+    assert timedelta(hours=5) < until - utcnow() <= timedelta(hours=6)
+
+    day = preview_for_zone(_zone_at_local_hour(12))
+    assert day["sends"] == "email"
+    assert day["deferred"] is None
+
+    # Nothing is deferred when nothing would be sent.
+    with state.session_factory() as session:
+        session.get(Conversation, email_id).contact.time_zone = night_zone
+        session.commit()
+    response = client.post(f"{BASE}/preview", json={"template": {**template, "email_body": "", "email_subject": ""},
+                                                    "conversation": email_id}, headers=manager_headers)
+    assert response.get_json()["deferred"] is None
 
 
 def test_preview_reports_conditions_not_met(app, state, manager_headers, whatsapp_channel):

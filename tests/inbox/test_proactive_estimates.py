@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from inbox.activity import Action
 from inbox.agents import create_agent
@@ -16,6 +17,7 @@ from inbox.models import (
     Conversation,
     ConversationActivity,
     Message,
+    OutboxItem,
     Team,
 )
 from inbox.proactive.context import describe_duration, update_context
@@ -193,13 +195,104 @@ def test_estimate_grows_with_queue_ahead(history):
 
 def test_estimate_never_below_minimum(history):
     history.handled(10, first_response=timedelta(hours=1), resolution=timedelta(hours=2))
-    conversation = history.conversation(NOW - timedelta(hours=5))
+    conversation = history.conversation(NOW - timedelta(minutes=58))
     history.session.flush()
 
     estimate = estimate_for(history.session, conversation, NOW)
 
     assert estimate.first_response == MIN_ESTIMATE
+    # The minimum first-response estimate plus the median hour from first response to resolution.
     assert estimate.resolution == timedelta(hours=1, minutes=5)
+
+
+def test_estimate_counts_time_already_waited(history):
+    # Nine first responses after 1 to 9 minutes, one after 40 minutes.
+    minutes = [1, 2, 3, 4, 5, 6, 7, 8, 9, 40]
+    for index, wait in enumerate(minutes):
+        started = NOW - timedelta(days=10 - index)
+        conversation = history.conversation(started)
+        history.reply(conversation, started + timedelta(minutes=wait))
+        history.resolve(conversation, started + timedelta(minutes=wait + 10))
+    waiting = history.conversation(NOW - timedelta(minutes=34))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, waiting, NOW)
+
+    # Only one past wait was longer than 34 minutes: too few to tell how much longer.
+    assert estimate.first_response is None
+    assert estimate.resolution is None
+    assert update_context(history.session, waiting, NOW)["first_response_estimate"] == ""
+
+
+def test_estimate_remaining_wait_from_longer_waits(history):
+    minutes = [5, 10, 20, 30, 50, 70, 90]
+    for index, wait in enumerate(minutes):
+        started = NOW - timedelta(days=10 - index)
+        conversation = history.conversation(started)
+        history.reply(conversation, started + timedelta(minutes=wait))
+    waiting = history.conversation(NOW - timedelta(minutes=40))
+    history.session.flush()
+
+    estimate = estimate_for(history.session, waiting, NOW)
+
+    # The waits longer than 40 minutes (50, 70, 90) have 30 minutes left at the median.
+    assert estimate.first_response == timedelta(minutes=30)
+
+
+def test_estimate_young_workspace_uses_covered_time(history):
+    # A workspace 40 minutes old: five first replies and two resolutions within minutes.
+    session = history.session
+    for index in range(5):
+        started = NOW - timedelta(minutes=40 - 5 * index)
+        conversation = history.conversation(started)
+        history.reply(conversation, started + timedelta(minutes=2))
+        if index < 2:
+            history.resolve(conversation, started + timedelta(minutes=6))
+    history.conversation(NOW - timedelta(minutes=4))  # ahead in the queue
+    waiting = history.conversation(NOW - timedelta(minutes=1))
+    session.flush()
+
+    estimate = estimate_for(session, waiting, NOW)
+    stats = handling_stats(session, None, NOW)
+
+    assert queue_position(session, waiting) == 2
+    # Two resolutions are too few for a resolution estimate.
+    assert estimate.resolution is None
+    # Five first responses over the minimum covered hour, not over four weeks.
+    assert stats.first_response_rate == pytest.approx(5.0)
+    assert estimate.first_response is not None
+    assert estimate.first_response < timedelta(hours=1)
+
+
+def test_history_rate_over_covered_days(history):
+    # A workspace two days old with 48 first responses: one an hour.
+    started_at = NOW - timedelta(days=2)
+    for index in range(48):
+        conversation = history.conversation(started_at + timedelta(hours=index))
+        history.reply(conversation, started_at + timedelta(hours=index, minutes=10))
+    history.session.flush()
+
+    stats = handling_stats(history.session, None, NOW)
+
+    assert stats.first_response_rate == pytest.approx(1.0)
+    assert stats.resolution_rate == 0
+
+
+def test_estimate_ignores_replies_that_failed(history):
+    session = history.session
+    history.handled(10, first_response=timedelta(hours=1), resolution=timedelta(hours=3))
+    conversation = history.conversation(NOW - timedelta(minutes=10))
+    history.reply(conversation, NOW - timedelta(minutes=5))
+    session.flush()
+    reply = session.scalars(select(Message).where(Message.conversation_id == conversation.id)).one()
+    session.add(OutboxItem(message_id=reply.id, channel_id=history.channel.id, status="failed"))
+    reply.delivery_status = "failed"
+    session.flush()
+
+    estimate = estimate_for(session, conversation, NOW)
+
+    assert estimate.first_response is not None
+    assert queue_position(session, history.conversation(NOW - timedelta(minutes=1))) == 2
 
 
 def test_estimate_skips_answered_and_resolved(history):

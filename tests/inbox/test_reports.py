@@ -13,7 +13,7 @@ import pytest
 
 from inbox.activity import Action
 from inbox.errors import InvalidInput
-from inbox.models import Agent, Channel, Contact, Conversation, ConversationActivity, Message
+from inbox.models import Agent, Channel, Contact, Conversation, ConversationActivity, Message, OutboxItem
 from inbox.reports import backlog_report, day_start, parse_trend_range, trend_report
 from inbox.teams import create_team
 from tests.conftest import AGENT_PASSWORD
@@ -363,6 +363,39 @@ def test_first_response_percentiles_of_odd_count(rows):
     assert day.median_first_response == pytest.approx(6 * 60, abs=1)
     # The rank is 0.9 * 10 = 9 exactly: the tenth smallest, 10 minutes.
     assert day.p90_first_response == pytest.approx(10 * 60, abs=1)
+
+
+@pytest.mark.parametrize("outbox_status, delivery_status", [
+    ("pending", "queued"),     # still retrying
+    ("failed", "failed"),      # given up after the retries
+    ("held", None),            # outside WhatsApp's 24-hour window
+    ("cancelled", None),       # held, then withdrawn by the agent
+    ("sent", "undelivered"),   # accepted, then reported undelivered by the provider
+])
+def test_first_response_skips_undelivered_reply(rows, outbox_status, delivery_status):
+    conversation = rows.conversation(at("2026-12-09 08:00"))
+    lost = rows.reply(conversation, at("2026-12-09 08:05"))
+    lost.delivery_status = delivery_status
+    rows.session.add(OutboxItem(message=lost, channel=rows.channel, status=outbox_status))
+    delivered = rows.reply(conversation, at("2026-12-09 09:00"))
+    rows.session.add(OutboxItem(message=delivered, channel=rows.channel, status="sent"))
+    rows.session.commit()
+
+    day = trend_report(rows.session, date(2026, 12, 9), date(2026, 12, 9), UTC).days[0]
+
+    assert day.first_responses == 1
+    assert day.median_first_response == pytest.approx(3600, abs=1)
+
+
+def test_first_response_skips_proactive_update(rows):
+    conversation = rows.conversation(at("2026-12-09 08:00"))
+    update = rows.automatic_outbound(conversation, at("2026-12-09 08:30"))
+    update.automatic = "proactive"
+    rows.session.commit()
+
+    day = trend_report(rows.session, date(2026, 12, 9), date(2026, 12, 9), UTC).days[0]
+
+    assert day.first_responses == 0
 
 
 # ---- The range ------------------------------------------------------------------------------
