@@ -838,6 +838,16 @@ OPENAPI["components"]["schemas"].update({
                 },
                 "required": ["code", "message"],
             },
+            "deferred": {
+                "type": ["object", "null"],
+                "description": "Set when the update would go but quiet hours hold it now; null otherwise.",
+                "properties": {
+                    "code": {"type": "string", "enum": ["quiet_hours"]},
+                    "message": {"type": "string", "description": "Until when and why, in plain words, for a person."},
+                    "until": {"type": "string", "format": "date-time", "description": "The end of the quiet hours, in UTC."},
+                },
+                "required": ["code", "message", "until"],
+            },
             "context": {"type": "object", "description": "The placeholder values used."},
             "rendered": {
                 "type": "object",

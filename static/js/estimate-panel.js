@@ -42,7 +42,7 @@ export class EstimatePanel {
     }
     const history = estimate.basis === 'team' ? "the team's" : "the workspace's";
     this.element.title = estimate.basis
-      ? `Estimated from ${history} last 4 weeks (${estimate.samples} conversations)`
+      ? `Estimated from ${history} history of up to 4 weeks (${estimate.samples} conversations)`
       : 'Too little history for estimated times';
     replaceChildren(this.element,
       estimate.queue_position > 0

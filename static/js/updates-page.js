@@ -260,7 +260,7 @@ class UpdatesPage {
     }
   }
 
-  renderPreview({ conversation, applies, sends, nothing_reason: nothingReason, rendered }) {
+  renderPreview({ conversation, applies, sends, nothing_reason: nothingReason, deferred, rendered }) {
     const channel = conversation ? CHANNEL_NAMES[conversation.channel] ?? conversation.channel : null;
     const source = conversation
       ? h('p', { class: 'preview__source' },
@@ -272,7 +272,8 @@ class UpdatesPage {
     const versions = conversation
       ? this.sentVersion(sends, channel, rendered, nothingReason)
       : [h('h4', {}, 'Email'), this.emailVersion(rendered), h('h4', {}, 'WhatsApp'), this.whatsappVersion(rendered)];
-    replaceChildren(this.previewOutput, source, verdict, versions);
+    const held = deferred ? h('p', { class: 'preview__applies preview__applies--no', id: 'preview-deferred' }, deferred.message) : null;
+    replaceChildren(this.previewOutput, source, verdict, held, versions);
   }
 
   /**

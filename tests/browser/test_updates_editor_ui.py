@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from inbox.models import Role
+from inbox.models import Conversation, Role
 from tests.browser.test_inbox_ui import _new_page, _sign_in, _whatsapp_from
 from tests.browser.test_updates_ui import _conversation_id, _screenshot
+from tests.gateway.test_proactive_api import _zone_at_local_hour
 from tests.support.conversations import add_agent
 
 pytestmark = pytest.mark.browser
@@ -146,6 +147,24 @@ def test_preview_names_why_nothing_is_sent(page, live_server, state, config, wha
     page.get_by_role("button", name="Preview", exact=True).click()
     expect(output).to_contain_text("This conversation does not meet the conditions")
     expect(nothing).to_contain_text("The conversation does not meet the template's conditions.")
+    assert page.console_errors == []
+
+
+def test_preview_says_quiet_hours_hold_the_update(page, live_server, state, config, whatsapp_channel):
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace Hopper", "Where is my parcel?")
+    conversation_id = _conversation_id(state)
+    night_zone = _zone_at_local_hour(2)
+    with state.session_factory() as session:
+        session.get(Conversation, conversation_id).contact.time_zone = night_zone
+        session.commit()
+    _open_new_template(page, live_server, state)
+    page.get_by_label("Body, sent inside the 24-hour window").fill("Hello {{ customer_name }}, we are on it.")
+
+    page.get_by_label("Conversation id or reference").fill(f"#{conversation_id}")
+    page.get_by_role("button", name="Preview", exact=True).click()
+
+    expect(page.locator("#preview-whatsapp")).to_have_text("Hello Grace Hopper, we are on it.")
+    expect(page.locator("#preview-deferred")).to_contain_text(f"Held until 08:00 ({night_zone})")
     assert page.console_errors == []
 
 

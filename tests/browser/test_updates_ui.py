@@ -294,7 +294,7 @@ def test_estimate_shows_times_from_history(page, live_server, state, config, age
     estimate = page.locator(".thread__estimate")
     expect(estimate.get_by_role("term")).to_have_text(["Queue position", "First reply", "Resolution"])
     expect(estimate.get_by_role("definition")).to_have_text(["1 (next)", "in about 2 hours", "in about 1 day"])
-    expect(estimate).to_have_attribute("title", "Estimated from the workspace's last 4 weeks (10 conversations)")
+    expect(estimate).to_have_attribute("title", "Estimated from the workspace's history of up to 4 weeks (10 conversations)")
     expect(page.locator("#thread")).to_contain_text("Where is my parcel?")
     _screenshot(page, "inbox-estimate.png")
     assert page.console_errors == []
