@@ -15,6 +15,9 @@ from tests.conftest import AGENT_PASSWORD
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 420, "height": 900}
+# Between the phone layout and a laptop, where the header's items came closest to wrapping.
+SMALL_TABLET = {"width": 600, "height": 900}
+TABLET = {"width": 768, "height": 1024}
 DESKTOP = {"width": 1440, "height": 900}
 LONG_LABEL = "x" * 50  # the maximum length of a label
 LONG_NAME = "N" * 200  # the maximum length of an agent's name
@@ -147,7 +150,8 @@ HEADER_OFF_ROW = """
 """
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("viewport", [PHONE, SMALL_TABLET, TABLET, DESKTOP],
+                         ids=["phone", "small-tablet", "tablet", "desktop"])
 def test_inbox_header_keeps_one_row(browser, live_server, workspace, viewport):
     colleague = _open(browser, viewport)
     page = _open(browser, viewport)
