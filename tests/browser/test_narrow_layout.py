@@ -15,6 +15,7 @@ from tests.conftest import AGENT_PASSWORD
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 420, "height": 900}
+SMALL_PHONE = {"width": 375, "height": 812}
 # Between the phone layout and a laptop, where the header's items came closest to wrapping.
 SMALL_TABLET = {"width": 600, "height": 900}
 TABLET = {"width": 768, "height": 1024}
@@ -201,6 +202,20 @@ def test_admin_pages_fit_phone(browser, live_server, workspace):
             title_top = title.evaluate("(element) => element.getBoundingClientRect().top")
             assert nav_bottom <= header_bottom, f"the site links on {path} spill out of the header"
             assert header_bottom <= title_top, f"the header on {path} covers the heading"
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+def test_account_token_form_fits_small_phone(browser, live_server, workspace):
+    page = _open(browser, SMALL_PHONE)
+    try:
+        _sign_in(page, live_server.url)
+        page.goto(live_server.url + "/account")
+        tokens = page.locator("section#tokens")
+        expect(tokens.get_by_role("button", name="Create token")).to_be_visible()
+        assert _page_width(page) <= SMALL_PHONE["width"]
+        assert tokens.evaluate(OVERFLOWING_CHILDREN) == []
         assert page.console_errors == []
     finally:
         page.context.close()
