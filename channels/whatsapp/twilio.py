@@ -350,7 +350,12 @@ def list_content_templates(settings: TwilioSettings) -> list[ContentTemplate]:
         records = client.content.v1.content_and_approvals.list()
     except (TwilioRestException, TwilioServiceException) as error:
         raise ContentApiError(str(_error_from_twilio_response(error, client.http_client.last_headers))) from error
-    except (requests.RequestException, TwilioException, json.JSONDecodeError) as error:
+    except requests.RequestException as error:
+        # Agents read this message in the template picker, so the pool and socket details
+        # of the exception go to the log only.
+        logger.warning("Twilio's Content API request failed: %s", error)
+        raise ContentApiError(f"Twilio's Content API request failed. {unreachable('Twilio', error)}") from error
+    except (TwilioException, json.JSONDecodeError) as error:
         # A page that is not HTTP 200 raises a bare TwilioException("Unable to fetch page").
         raise ContentApiError(f"Twilio's Content API request failed: {error}") from error
     finally:

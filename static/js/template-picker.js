@@ -47,7 +47,10 @@ export class TemplatePicker {
     this.preview = h('p', { class: 'template-picker__preview', id: 'template-preview', 'aria-live': 'polite' });
     this.status = h('p', { class: 'template-picker__status', role: 'status' });
     this.error = h('p', { class: 'template-picker__error', role: 'alert' });
-    this.sendButton = h('button', { type: 'submit', class: 'button button--primary button--small' }, 'Send template');
+    // Disabled until the list has loaded and a template is chosen.
+    this.sendButton = h('button', {
+      type: 'submit', class: 'button button--primary button--small', disabled: true,
+    }, 'Send template');
     this.element = h('form', {
       class: 'template-picker',
       id: 'template-panel',
@@ -64,7 +67,7 @@ export class TemplatePicker {
       this.select,
       h('button', { type: 'button', class: 'link-button', onClick: () => this.load({ refresh: true }) }, 'Reload list')),
     this.fields,
-    h('div', { class: 'template-picker__preview-box' },
+    this.previewBox = h('div', { class: 'template-picker__preview-box', hidden: true },
       h('span', { class: 'template-picker__label' }, 'Preview'),
       this.preview),
     this.status,
@@ -104,12 +107,19 @@ export class TemplatePicker {
     if (!channelId) return;
     this.status.textContent = 'Loading approved templates…';
     this.error.textContent = '';
+    this.sendButton.disabled = true;
     let list;
     try {
       list = await this.onLoad(channelId, { refresh });
     } catch (error) {
       this.status.textContent = '';
-      this.error.textContent = `Templates could not be loaded: ${error.message}`;
+      // The server's templates_unavailable message already names what could not be read.
+      this.error.textContent = error.code === 'templates_unavailable'
+        ? error.message
+        : `Templates could not be loaded: ${error.message}`;
+      this.templates = [];
+      replaceChildren(this.select, h('option', { value: '' }, 'No templates loaded'));
+      this.renderFields();
       return;
     }
     const previous = this.select.value;
@@ -130,6 +140,7 @@ export class TemplatePicker {
   renderFields() {
     const template = this.selectedTemplate();
     this.sendButton.disabled = template === null;
+    this.previewBox.hidden = template === null;
     if (!template) {
       this.fields.replaceChildren();
       this.preview.replaceChildren();

@@ -184,17 +184,21 @@ export class ThreadView {
       indicator.replaceChildren();
       return;
     }
-    let text;
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else text = `${names.length} agents are typing…`;
+    // A long name is cut with "…" (the title has the whole text), so the line keeps the one
+    // row that the thread leaves free below its last line and "is typing" stays in view.
+    const name = (index) => h('span', { class: 'typing__name' }, names[index]);
+    let parts;
+    if (names.length === 1) parts = [name(0), ' is typing…'];
+    else if (names.length === 2) parts = [name(0), ' and ', name(1), ' are typing…'];
+    else parts = [`${names.length} agents are typing…`];
+    const text = parts.map((part) => (typeof part === 'string' ? part : part.textContent)).join('');
     indicator.hidden = false;
     // The line is a live region: rewriting the same text would make screen readers repeat it
     // on every typing event.
     if (indicator.textContent === text) return;
     replaceChildren(indicator,
       h('span', { class: 'typing__dots', 'aria-hidden': 'true' }, h('span', {}), h('span', {}), h('span', {})),
-      text);
+      h('span', { class: 'typing__text', title: text }, parts));
   }
 
   showLoading() {

@@ -57,7 +57,11 @@ class UpdatesPage {
       replaceChildren(this.editorRoot, h('p', { class: 'state state--error', role: 'alert' }, `Could not load the templates: ${error.message}`));
       return;
     }
-    document.getElementById('new-template').addEventListener('click', () => this.open(null));
+    document.getElementById('new-template').addEventListener('click', () => this.openUnlessUnsaved(null));
+    // Leaving the page (a site link, reload or closing the tab) with unsaved edits needs a confirmation.
+    window.addEventListener('beforeunload', (event) => {
+      if (this.hasUnsavedChanges()) event.preventDefault();
+    });
     // "Saved." stops being true at the first edit after the save.
     this.editorRoot.addEventListener('input', (event) => {
       if (!event.target.closest('.preview')) this.saveStatus.textContent = '';
@@ -93,7 +97,7 @@ class UpdatesPage {
         h('button', {
           type: 'button', class: 'template-row__open', 'aria-current': selected ? 'true' : null,
           dataset: { templateId: String(template.id), control: 'open' },
-          onClick: () => this.open(template),
+          onClick: () => this.openUnlessUnsaved(template),
         },
         h('span', { class: 'template-row__name' }, template.name),
         h('span', { class: 'template-row__trigger' }, describeTrigger(template))),
@@ -117,6 +121,29 @@ class UpdatesPage {
   }
 
   // ---- The editor --------------------------------------------------------------------------
+
+  /** Return whether the form differs from the template as it was opened or last saved. */
+  hasUnsavedChanges() {
+    return Boolean(this.editor && this.savedFields !== undefined
+      && JSON.stringify(this.editor.collect()) !== this.savedFields);
+  }
+
+  /**
+   * Return whether the edits in the form may be thrown away: true when there are none or the
+   * manager confirms.
+   */
+  confirmDiscard() {
+    if (!this.hasUnsavedChanges()) return true;
+    const name = this.current ? `“${this.current.name}”` : 'the new template';
+    return window.confirm(`Discard the unsaved changes to ${name}?`);
+  }
+
+  /** Open `template` from the list, after asking when the open one has unsaved edits. */
+  openUnlessUnsaved(template) {
+    if (template !== null && template.id === this.current?.id) return;
+    if (!this.confirmDiscard()) return;
+    this.open(template);
+  }
 
   /**
    * Show `template` (null for a new one) in the editor. `keepPreview` keeps the preview's
@@ -143,6 +170,8 @@ class UpdatesPage {
     if (this.actionsBar) this.stickyBarObserver.unobserve(this.actionsBar);
     this.actionsBar = this.editorRoot.querySelector('.editor__actions');
     this.stickyBarObserver.observe(this.actionsBar);
+    // The form as rendered, against which hasUnsavedChanges compares.
+    this.savedFields = JSON.stringify(this.editor.collect());
     this.renderList();
   }
 
@@ -185,6 +214,8 @@ class UpdatesPage {
   }
 
   async setEnabled(template, enabled) {
+    // Enabling the open template renders the form again from the saved version.
+    if (this.current?.id === template.id && !this.confirmDiscard()) return;
     try {
       const saved = await this.api.setUpdateTemplateEnabled(template.id, enabled);
       this.replaceTemplate(saved);

@@ -3,19 +3,28 @@ the window, the main controls stay on screen, and long labels and agent names ke
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import requests
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
 from gateway.simulate import send_simulated_whatsapp
 from inbox.agents import create_agent, create_api_token
+from inbox.models import Conversation, utcnow
 from inbox.teams import create_team
 from tests.conftest import AGENT_PASSWORD
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 420, "height": 900}
+SMALL_PHONE = {"width": 375, "height": 812}
+# Between the phone layout and a laptop, where the header's items came closest to wrapping.
+SMALL_TABLET = {"width": 600, "height": 900}
+TABLET = {"width": 768, "height": 1024}
 DESKTOP = {"width": 1440, "height": 900}
+LAPTOP = {"width": 1366, "height": 768}
 LONG_LABEL = "x" * 50  # the maximum length of a label
 LONG_NAME = "N" * 200  # the maximum length of an agent's name
 
@@ -147,7 +156,8 @@ HEADER_OFF_ROW = """
 """
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("viewport", [PHONE, SMALL_TABLET, TABLET, DESKTOP],
+                         ids=["phone", "small-tablet", "tablet", "desktop"])
 def test_inbox_header_keeps_one_row(browser, live_server, workspace, viewport):
     colleague = _open(browser, viewport)
     page = _open(browser, viewport)
@@ -197,6 +207,52 @@ def test_admin_pages_fit_phone(browser, live_server, workspace):
             title_top = title.evaluate("(element) => element.getBoundingClientRect().top")
             assert nav_bottom <= header_bottom, f"the site links on {path} spill out of the header"
             assert header_bottom <= title_top, f"the header on {path} covers the heading"
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+def test_account_token_form_fits_small_phone(browser, live_server, workspace):
+    page = _open(browser, SMALL_PHONE)
+    try:
+        _sign_in(page, live_server.url)
+        page.goto(live_server.url + "/account")
+        tokens = page.locator("section#tokens")
+        expect(tokens.get_by_role("button", name="Create token")).to_be_visible()
+        assert _page_width(page) <= SMALL_PHONE["width"]
+        assert tokens.evaluate(OVERFLOWING_CHILDREN) == []
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+def test_snoozed_card_fits_contact_panel(browser, live_server, state, workspace):
+    with state.session_factory() as session:
+        token = create_api_token(session, workspace, "snooze")
+        session.commit()
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token}"
+    conversation = api.get(f"{live_server.url}/api/v1/conversations", timeout=10).json()["items"][0]
+    until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    api.patch(f"{live_server.url}/api/v1/conversations/{conversation['id']}", timeout=10,
+              json={"status": "snoozed", "snoozed_until": until}).raise_for_status()
+    # A date with its year is the widest time the card shows.
+    with state.session_factory() as session:
+        session.execute(update(Conversation).values(last_message_at=utcnow() - timedelta(days=400)))
+        session.commit()
+
+    page = _open(browser, LAPTOP)
+    try:
+        _sign_in(page, live_server.url)
+        page.goto(f"{live_server.url}/#conversation={conversation['id']}")
+        expect(page.locator("#thread")).to_contain_text("Where is my order?")
+        panel = page.locator(".contact-panel")
+        if not panel.is_visible():
+            page.get_by_role("button", name="Contact details").click()
+        card = panel.locator(".contact-panel__conversation").first
+        expect(card).to_contain_text("Snoozed")
+        assert panel.evaluate(OVERFLOWING_CHILDREN) == []
+        assert panel.evaluate("(element) => element.scrollWidth <= element.clientWidth")
         assert page.console_errors == []
     finally:
         page.context.close()
