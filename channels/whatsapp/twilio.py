@@ -354,7 +354,7 @@ def list_content_templates(settings: TwilioSettings) -> list[ContentTemplate]:
         # Agents read this message in the template picker, so the pool and socket details
         # of the exception go to the log only.
         logger.warning("Twilio's Content API request failed: %s", error)
-        raise ContentApiError(f"Twilio's Content API request failed. {unreachable('Twilio', error)}") from error
+        raise ContentApiError(unreachable("Twilio", error)) from error
     except (TwilioException, json.JSONDecodeError) as error:
         # A page that is not HTTP 200 raises a bare TwilioException("Unable to fetch page").
         raise ContentApiError(f"Twilio's Content API request failed: {error}") from error
