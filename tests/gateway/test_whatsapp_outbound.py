@@ -305,7 +305,8 @@ def test_rate_limit_pauses_only_that_sender(service, twilio, channel, sender):
     other = _add_channel(service, "+14155550100")
     limited = _reply(service, _conversation(service, channel), sender, "first sender")
     free = _reply(service, _conversation(service, other, "+15557654321"), sender, "second sender")
-    twilio.fail_next(429, 20429, "Too Many Requests", retry_after=30)
+    # Both channels send in the same round, so only the first one's request is refused.
+    twilio.fail_next(429, 20429, "Too Many Requests", retry_after=30, to="whatsapp:+15551230000")
 
     before = utcnow()
     _dispatcher(service).dispatch_due()

@@ -104,7 +104,7 @@ class TwilioTestServer:
         self._condition = threading.Condition()
         self._requests: list[FormFields] = []
         self._messages: list[dict[str, Any]] = []
-        self._failures: deque[tuple[int, int, str, float | None]] = deque()
+        self._failures: deque[tuple[int, int, str, float | None, str | None]] = deque()
         # Each fault with the To it waits for, or None for the next create to anyone.
         self._faults: deque[tuple[str, str | None]] = deque()
         self._list_failures: deque[tuple[int, int, str]] = deque()
@@ -227,16 +227,18 @@ class TwilioTestServer:
             return list(self._media_fetches)
 
     def fail_next(
-        self, status: int, code: int, message: str, times: int = 1, *, retry_after: float | None = None
+        self, status: int, code: int, message: str, times: int = 1, *,
+        retry_after: float | None = None, to: str | None = None,
     ) -> None:
         """Make the next ``times`` authenticated message requests fail with a Twilio error.
 
         ``status`` is the HTTP status (500, 429, 400, ...) and ``code`` Twilio's error
         code, such as 21211 for an invalid To number. ``retry_after`` adds a Retry-After
-        header in seconds.
+        header in seconds. With ``to``, only requests to that recipient fail, as in
+        ``fault_next``.
         """
         with self._condition:
-            self._failures.extend([(status, code, message, retry_after)] * times)
+            self._failures.extend([(status, code, message, retry_after, to)] * times)
 
     def fault_next(self, fault: str, times: int = 1, *, to: str | None = None) -> None:
         """Play ``fault`` (one of ``FAULTS``) on the next ``times`` authenticated message creates.
@@ -417,9 +419,7 @@ class TwilioTestServer:
         with self._condition:
             self._requests.append(form)
             fault = self._take_fault(form.get("To"))
-            failure = None
-            if fault is None and self._failures:
-                failure = self._failures.popleft()
+            failure = None if fault is not None else self._take_failure(form.get("To"))
             self._condition.notify_all()
         if fault == DROP_BEFORE_CREATE:
             return _drop_connection(request)
@@ -459,6 +459,18 @@ class TwilioTestServer:
             time.sleep(self.response_delay)
         self._responses_open.wait()
         return _json_response(201, resource)
+
+    def _take_failure(self, to: str | list[str] | None) -> tuple[int, int, str, float | None] | None:
+        """Remove and return the first queued failure for a create to ``to``, or None.
+
+        The caller must hold ``_condition``.
+        """
+        for queued in self._failures:
+            *failure, failure_to = queued
+            if failure_to is None or failure_to == to:
+                self._failures.remove(queued)
+                return tuple(failure)  # type: ignore[return-value]
+        return None
 
     def _take_fault(self, to: str | list[str] | None) -> str | None:
         """Remove and return the first queued fault for a create to ``to``, or None.
