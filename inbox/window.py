@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inbox.models import Conversation
+from inbox.models import Contact, Conversation
 
 WINDOW = timedelta(hours=24)
 # The providers' errors for a free-text WhatsApp message outside the window: Twilio's 63016
@@ -25,6 +25,19 @@ WINDOW_ERROR_CODES = frozenset({"63016", "131047"})
 def is_window_error(code: str | None) -> bool:
     """Return whether a provider's error code means that the 24-hour window had closed."""
     return code in WINDOW_ERROR_CODES
+
+
+def lock_window(session: Session, contact_id: int) -> None:
+    """Lock the contact's row until the transaction ends, before deciding by the contact's window.
+
+    Ingestion locks the same row before it stores the contact's message and releases their
+    held replies (``inbox.contacts.resolve_identity``, ``inbox.ingest_bulk.read_identities``).
+    So a reply held under this lock is either released by that message's ingestion, or held
+    only after the message committed and its newer ``last_inbound_at`` showed the window open.
+    Without the lock, a reply held while the message was being stored waited for the
+    customer's next message. Does nothing on SQLite, where a write transaction locks the database.
+    """
+    session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
 def last_inbound_at(session: Session, contact_id: int, channel_id: int) -> datetime | None:
