@@ -18,6 +18,7 @@ from email.message import Message
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from channels.errors import ChannelError
 
@@ -100,7 +101,7 @@ def download_twilio_media(
             content_type = _content_type(response.headers.get("Content-Type")) or _content_type(expected_type)
             if content_type not in ALLOWED_TYPES:
                 raise MediaError(f"Files of type {content_type or 'unknown'} are not accepted.", transient=False)
-            data = _read_limited(response, max_bytes, time.monotonic() + DOWNLOAD_DEADLINE_SECONDS)
+            data = read_body(response, max_bytes)
             filename = _filename(response.headers.get("Content-Disposition"), filename_stem, content_type)
     return DownloadedMedia(data=data, content_type=content_type, filename=filename)
 
@@ -132,26 +133,35 @@ def _raise_for_status(response: requests.Response) -> None:
     raise MediaError(f"Twilio's media host responded {status}.", transient=False)
 
 
-def _read_limited(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    """Read the body. Raises ``MediaError`` above ``max_bytes`` or after ``deadline``.
+def read_body(response: requests.Response, max_bytes: int) -> bytes:
+    """Read and return the body of a response requested with ``stream=True``, within
+    ``max_bytes`` and ``DOWNLOAD_DEADLINE_SECONDS``.
 
-    The request timeout bounds each read only. Without the deadline a host trickling bytes
-    would hold the fetcher, and after its lease a second worker would start the same download.
+    Raises ``MediaError``: permanent for a body over ``max_bytes``, transient when the body
+    broke off or was not complete by the deadline.
     """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise MediaError(_too_large(int(declared), max_bytes), transient=False)
+    # The request timeout bounds each read from the socket only. requests' iter_content
+    # waits for a whole chunk, so a host sending a byte before each read timeout held the
+    # fetcher for hours. read1 returns what one socket read brings, so the deadline is
+    # checked after each read and is passed by one read timeout at most.
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_SECONDS
     chunks = []
     received = 0
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
-            received += len(chunk)
+        while True:
             if time.monotonic() > deadline:
                 raise MediaError("The download did not finish in time.", transient=True)
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            received += len(chunk)
             if received > max_bytes:
                 raise MediaError(_too_large(received, max_bytes, at_least=True), transient=False)
             chunks.append(chunk)
-    except requests.RequestException as error:
+    except (urllib3.exceptions.HTTPError, OSError) as error:
         raise MediaError(f"The download broke off: {error}", transient=True) from error
     return b"".join(chunks)
 
