@@ -21,8 +21,9 @@ from sqlalchemy import select, text
 from twilio.request_validator import RequestValidator
 
 from gateway import api as api_module
+from inbox import replies as replies_module
 from gateway.simulate import build_message_form
-from inbox import webhook_queue
+from inbox import ingest_bulk_whatsapp, webhook_queue
 from inbox.models import Conversation, Message
 from tests.conftest import TWILIO_AUTH_TOKEN
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
@@ -212,3 +213,54 @@ def test_window_error_while_customer_writes_is_retried(client, state, whatsapp_c
     status, _ = held_state(state, message_id)
     assert status == "sent"
     assert [message["body"] for message in twilio.messages] == ["It ships today.", "It ships today."]
+
+
+def test_reply_during_batch_never_deadlocks(client, state, whatsapp_channel, twilio, monkeypatch):
+    other = "+15551230001"
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    post_inbound(client, whatsapp_channel, "And mine?", form=build_message_form(whatsapp_channel, other, "And mine?", "Ada"))
+    with state.session_factory() as session:
+        other_conversation = session.scalar(select(Message.conversation_id).where(Message.sender_address == other))
+    queue_inbound(client, whatsapp_channel, "Hello again")
+    form = build_message_form(whatsapp_channel, other, "Me too", "Ada")
+    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
+    assert client.post(path, data=form, headers={"X-Twilio-Signature": signature}).status_code == 200
+
+    # The batch is stored message by message, as after its bulk insert failed because a
+    # concurrent batch added the same new customer first. The first message records its
+    # events, and the second one then locks the customer the agent is replying to.
+    def fail_bulk(*args, **kwargs):
+        raise RuntimeError("bulk insert failed")
+
+    monkeypatch.setattr(ingest_bulk_whatsapp, "ingest_whatsapp_batch", fail_bulk)
+    pause = Pause()
+    record_event = replies_module.record_event
+
+    def pause_then_record(*args, **kwargs):
+        if not pause.reached.is_set():
+            pause.wait_here()
+        return record_event(*args, **kwargs)
+
+    monkeypatch.setattr(replies_module, "record_event", pause_then_record)
+    errors: list[BaseException] = []
+    replies: list = []
+
+    agent = start(
+        lambda: replies.append(client.post(f"/api/v1/conversations/{other_conversation}/messages",
+                                           json={"text": "Yours ships today."})),
+        errors,
+    )
+    assert pause.reached.wait(WAIT_LIMIT)
+    worker = start(lambda: ingest_webhooks(state), errors)
+    wait_for(lambda: lock_waiters(state) >= 1, "the batch to wait for the reply's customer")
+    pause.proceed.set()
+    agent.join(WAIT_LIMIT)
+    worker.join(WAIT_LIMIT)
+
+    assert errors == []
+    (response,) = replies
+    assert response.status_code == 201, response.json
+    with state.session_factory() as session:
+        texts = session.scalars(select(Message.text).where(Message.direction == "inbound").order_by(Message.id)).all()
+    assert texts == ["Where is my parcel?", "And mine?", "Hello again", "Me too"]
