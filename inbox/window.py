@@ -40,6 +40,22 @@ def lock_window(session: Session, contact_id: int) -> None:
     session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
+def customer_wrote_at(sent_at: datetime | None, now: datetime) -> datetime:
+    """Return the time from which a customer's WhatsApp message opens the window.
+
+    That is ``sent_at``, when the provider gave the message's time, or else ``now``, and never
+    later than ``now``. A message can be stored hours after the customer wrote it: Meta sends a
+    webhook again for days after an error, and the webhook worker stores a Twilio webhook
+    whenever it runs. WhatsApp's window runs from the message itself.
+    """
+    return min(sent_at, now) if sent_at is not None else now
+
+
+def later(first: datetime | None, second: datetime) -> datetime:
+    """Return the later of two times, where ``first`` may be missing."""
+    return second if first is None or second > first else first
+
+
 def last_inbound_at(session: Session, contact_id: int, channel_id: int) -> datetime | None:
     """Return when the contact last wrote on the channel, or None when they never did."""
     return session.scalar(

@@ -16,19 +16,14 @@ import time
 from collections.abc import Callable
 
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select, text
-from twilio.request_validator import RequestValidator
 
 from gateway import api as api_module
 from inbox import replies as replies_module
 from gateway.simulate import build_message_form
 from inbox import ingest_bulk_whatsapp, webhook_queue
 from inbox.models import Conversation, Message
-from tests.conftest import TWILIO_AUTH_TOKEN
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
-    CUSTOMER,
-    LOCAL,
     client,
     close_window,
     config,
@@ -36,6 +31,7 @@ from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio ar
     ingest_webhooks,
     post_inbound,
     post_status,
+    queue_inbound,
     twilio,
 )
 
@@ -91,15 +87,6 @@ def start(target: Callable[[], object], errors: list[BaseException]) -> threadin
 def conversation_id(state) -> int:
     with state.session_factory() as session:
         return session.scalar(select(Conversation.id))
-
-
-def queue_inbound(client: FlaskClient, channel, body: str) -> None:
-    """Post a customer's message webhook and leave it for the webhook worker."""
-    form = build_message_form(channel, CUSTOMER, body, "Grace")
-    path = f"/webhooks/twilio/{channel.id}/messages"
-    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
-    response = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
-    assert response.status_code == 200, response.data
 
 
 def pause_ingestion_before_commit(monkeypatch, pause: Pause) -> None:
@@ -222,10 +209,7 @@ def test_reply_during_batch_never_deadlocks(client, state, whatsapp_channel, twi
     with state.session_factory() as session:
         other_conversation = session.scalar(select(Message.conversation_id).where(Message.sender_address == other))
     queue_inbound(client, whatsapp_channel, "Hello again")
-    form = build_message_form(whatsapp_channel, other, "Me too", "Ada")
-    path = f"/webhooks/twilio/{whatsapp_channel.id}/messages"
-    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
-    assert client.post(path, data=form, headers={"X-Twilio-Signature": signature}).status_code == 200
+    queue_inbound(client, whatsapp_channel, "Me too", form=build_message_form(whatsapp_channel, other, "Me too", "Ada"))
 
     # The batch is stored message by message, as after its bulk insert failed because a
     # concurrent batch added the same new customer first. The first message records its
