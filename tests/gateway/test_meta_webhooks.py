@@ -361,6 +361,18 @@ def test_unsupported_event_gets_ok(client, state, meta_channel, document):
     assert _counts(state) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("kind", ["messages", "status"])
+def test_twilio_urls_of_meta_channel_not_found(client, state, meta_channel, caplog, kind):
+    # Anyone can post here. A Meta channel has no Twilio auth token, and that is no error.
+    with caplog.at_level(logging.INFO):
+        response = client.post(f"/webhooks/twilio/{meta_channel.id}/{kind}", data={"MessageSid": "SM" + "0" * 32},
+                               headers={"X-Twilio-Signature": "forged"})
+
+    assert response.status_code == 404
+    assert [record.message for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert _counts(state) == (0, 0, 0, 0)
+
+
 def test_retried_message_window_runs_from_its_timestamp(client, state, meta_channel, agent):
     # Meta sends a message again for days after an error, with the time the customer sent it.
     written = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=30)
