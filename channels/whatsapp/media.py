@@ -43,8 +43,21 @@ ALLOWED_TYPES = frozenset({
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 })
 
-_EXTENSIONS = {"audio/ogg": ".ogg", "audio/opus": ".opus", "image/jpeg": ".jpg", "text/vcard": ".vcf",
-               "text/x-vcard": ".vcf", "text/plain": ".txt", "audio/mpeg": ".mp3", "audio/amr": ".amr"}
+# The file name extensions of each accepted type, the usual one first. A customer's file name
+# keeps its extension only when it is one of its type's.
+TYPE_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/jpeg": (".jpg", ".jpeg", ".jpe"), "image/png": (".png",), "image/webp": (".webp",),
+    "audio/aac": (".aac",), "audio/amr": (".amr",), "audio/3gpp": (".3gp", ".3gpp"),
+    "audio/mpeg": (".mp3",), "audio/mp4": (".m4a", ".mp4"), "audio/ogg": (".ogg", ".oga", ".opus"),
+    "audio/opus": (".opus", ".ogg"), "video/mp4": (".mp4", ".m4v"), "video/3gpp": (".3gp", ".3gpp"),
+    "application/pdf": (".pdf",), "text/plain": (".txt", ".text"),
+    "text/vcard": (".vcf", ".vcard"), "text/x-vcard": (".vcf", ".vcard"),
+    "application/msword": (".doc",), "application/vnd.ms-excel": (".xls",),
+    "application/vnd.ms-powerpoint": (".ppt", ".pps"),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (".docx",),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": (".xlsx",),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (".pptx",),
+}
 _UNSAFE_FILENAME = re.compile(r"[^\w .()-]+")
 
 
@@ -191,14 +204,20 @@ def _content_type(header: str | None) -> str:
 
 
 def _filename(disposition: str | None, stem: str, content_type: str) -> str:
-    """Return the sender's file name when the media host gives one, else stem plus extension."""
+    """Return the sender's file name when the media host gives one, else stem plus extension.
+
+    The sender's name ends in an extension of ``content_type``: agents open the files they
+    download by their name, and "invoice.pdf.exe" must not run as a program.
+    """
+    extensions = TYPE_EXTENSIONS.get(content_type) or (mimetypes.guess_extension(content_type) or "",)
     if disposition:
         message = Message()
         message["Content-Disposition"] = disposition
         given = message.get_filename()
         if given:
             cleaned = _UNSAFE_FILENAME.sub("_", given).strip(" .")[:200]
+            if cleaned and not cleaned.lower().endswith(tuple(extensions)):
+                cleaned += extensions[0]
             if cleaned:
                 return cleaned
-    extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ""
-    return f"{stem}{extension}"
+    return f"{stem}{extensions[0]}"

@@ -260,3 +260,28 @@ def test_stalling_media_host_stops_at_deadline(media_server, monkeypatch):
     assert raised.value.transient
     # The whole file would take over 500 seconds.
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("given", "content_type", "stored"),
+    [
+        # The type decides how the file may be opened, so the name must not say otherwise.
+        ("invoice.pdf.exe", "application/pdf", "invoice.pdf.exe.pdf"),
+        ("invoice.exe", "application/pdf", "invoice.exe.pdf"),
+        ("photo.html", "image/jpeg", "photo.html.jpg"),
+        ("../../etc/passwd", "text/plain", "_.._etc_passwd.txt"),
+        ("\u202egpj.exe", "image/jpeg", "_gpj.exe.jpg"),
+        # Names whose extension fits their type stay as the customer sent them.
+        ("Grace Hopper.vcf", "text/x-vcard", "Grace Hopper.vcf"),
+        ("scan.JPEG", "image/jpeg", "scan.JPEG"),
+        ("Report 2024.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+         "Report 2024.docx"),
+    ],
+)
+def test_sender_file_name_keeps_type_extension(media_server, given, content_type, stored):
+    url = media_server.add("ME1", b"data of the file", content_type, filename=given)
+
+    media = download_twilio_media(url, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, expected_type=content_type,
+                                  max_bytes=100_000, filename_stem="document-1", api_base_url=media_server.base_url)
+
+    assert media.filename == stored

@@ -19,6 +19,7 @@ import base64
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -129,8 +130,10 @@ class TwilioMediaServer:
             response.headers["Content-Length"] = str(len(media.data))
         else:
             response = Response(media.data, mimetype=media.content_type)
-        if media.filename:
+        if media.filename and media.filename.isascii():
             response.headers["Content-Disposition"] = f'inline; filename="{media.filename}"'
+        elif media.filename:
+            response.headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(media.filename)}"
         return response
 
 
