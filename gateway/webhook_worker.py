@@ -48,12 +48,9 @@ log = logging.getLogger(__name__)
 # How often a worker looks for payloads that another process stored.
 POLL_SECONDS = 0.5
 # Payloads per transaction. On SQLite the response to a webhook may wait for one batch, so the
-# batch stays small there. PostgreSQL lets the views store webhooks beside it, but every
-# transaction that records an event takes one advisory lock and keeps it until it ends
-# (inbox.events), so a status callback, an agent's reply or another worker's batch waits for
-# the rest of a batch. A batch of WhatsApp messages is stored in bulk (inbox.ingest_bulk_whatsapp)
-# and records its events after its rows, so it holds that lock only for its last statements.
-# A message that takes the per-message path records its events at once, though.
+# batch stays small there. PostgreSQL lets the views store webhooks beside it. Every
+# transaction that records an event takes one advisory lock at its commit (inbox.events), so
+# a batch holds it only for the insert of its events and the commit itself.
 SQLITE_BATCH_SIZE = 4
 BATCH_SIZE = 100
 # Status callbacks per transaction. Applying one costs a few row updates, far less than

@@ -77,7 +77,7 @@ def _form(raw: bytes) -> dict[str, str]:
 
 
 def _auth_token(channel_id: int, *, refresh: bool = False) -> str | None:
-    """Return the channel's Twilio auth token ("" when it has none), or None for no WhatsApp channel.
+    """Return the channel's Twilio auth token ("" when it has none), or None for no Twilio WhatsApp channel.
 
     Tokens are kept for ``AUTH_TOKEN_CACHE_SECONDS``, so that a webhook does not pay for a
     transaction of its own (on SQLite every transaction takes the write lock).
@@ -95,7 +95,9 @@ def _twilio_channel(channel_id: int, *, refresh: bool = False) -> tuple[str | No
     state = current_app.extensions["switchboard"]
     with state.session_factory() as session:
         channel = session.get(Channel, channel_id)
-        token = (channel.settings.get("auth_token") or "") if channel and channel.kind == "whatsapp" else None
+        # A Meta channel has no Twilio URLs: nobody can sign for them, and that is no error.
+        is_twilio = channel is not None and whatsapp_provider(channel) == "twilio"
+        token = (channel.settings.get("auth_token") or "") if is_twilio else None
         active = bool(channel and channel.is_active)
     cache[channel_id] = (now, token, active)
     return token, active
@@ -132,7 +134,7 @@ def _signature_problem(channel_id: int, form: dict[str, str]) -> Any | None:
     auth_token = _auth_token(channel_id)
     for attempt in range(2):
         if auth_token is None:
-            return error_response(404, "not_found", f"No WhatsApp channel {channel_id}.")
+            return error_response(404, "not_found", f"No Twilio WhatsApp channel {channel_id}.")
         if not auth_token:
             # Without a token any request would "verify", so the request is rejected.
             log.error("WhatsApp channel %s has no Twilio auth token; rejecting its webhooks", channel_id)

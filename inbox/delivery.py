@@ -31,7 +31,7 @@ from channels.delivery import FINAL_STATES, STATUS_ORDER, advances
 from channels.types import DeliveryState, DeliveryStatus
 from inbox.events import record_events
 from inbox.held import react_to_failed_delivery
-from inbox.models import EarlyDeliveryReport, Message, MessagePart, utcnow
+from inbox.models import Direction, EarlyDeliveryReport, Message, MessagePart, utcnow
 from inbox.serialize import message_to_dict
 from inbox.window import is_window_error
 
@@ -163,11 +163,17 @@ def _lock_parts(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple
 
 
 def _lock_messages(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Message]:
-    """Lock and return the messages with the (channel, provider message id) ``keys``."""
+    """Lock and return the messages we sent with the (channel, provider message id) ``keys``.
+
+    A customer's message has a provider id too, but no delivery report can be about it: one
+    that names it waits as an early report, and changes neither its status nor the channel's
+    send failures.
+    """
     if not keys:
         return {}
     query = (
         select(Message)
+        .where(Message.direction == Direction.OUTBOUND.value)
         .where(or_(*(
             and_(Message.channel_id == channel_id, Message.provider_message_id.in_(provider_ids))
             for channel_id, provider_ids in _by_channel(keys).items()

@@ -1,9 +1,16 @@
 """Events: rows written in the same transaction as the change, published after commit.
 
-``record_event`` adds an ``Event`` row and remembers it on the session. When that session's
-transaction commits, every remembered event goes, in id order, to the publishers registered
-on that session's factory with ``add_publisher``; on rollback they are dropped. A client that
-missed events reads them back with ``events_after``.
+``record_event`` remembers an ``Event`` row on the session. When that session's transaction
+commits, the remembered rows are inserted first, and once it has committed they go, in id
+order, to the publishers registered on that session's factory with ``add_publisher``. On
+rollback they are dropped. A client that missed events reads them back with ``events_after``.
+
+On PostgreSQL event ids must become visible in id order, so that a client resuming "after id
+N" cannot skip a lower id that commits later. The transaction that inserts events therefore
+holds one advisory lock from the insert to its commit. The rows are inserted at the commit,
+after every other statement of the transaction, so that the lock is never held while the
+transaction waits for a row lock. Taken earlier, it made two transactions deadlock: one held
+it and waited for a row, and the other held that row and waited for the lock.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 Publisher = Callable[[list[dict[str, Any]]], None]
 
 _PENDING_KEY = "switchboard.pending_events"
+# The advisory lock that a transaction inserting events holds until it commits (PostgreSQL).
+EVENT_LOCK_KEY = 7316201
 _PUBLISHERS_KEY = "switchboard.publishers"
 
 
@@ -41,14 +50,9 @@ def add_publisher(session_factory: sessionmaker[Session], publisher: Publisher) 
 def record_event(
     session: Session, type_: str, payload: dict[str, Any], conversation_id: int | None = None
 ) -> Event:
-    """Add an event row to the session's transaction and queue it for publishing on commit."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Serialize event-writing transactions until commit, so event ids become visible in
-        # id order and a client resuming "after id N" cannot skip a later-committed lower id.
-        session.execute(text("SELECT pg_advisory_xact_lock(7316201)"))
-    row = Event(type=type_, payload=payload, conversation_id=conversation_id)
-    session.add(row)
-    # No flush here: the commit assigns the id, and publishing happens after the commit.
+    """Queue an event row for insertion at the commit of the session's transaction, and for
+    publishing after it. Returns the row, whose id is set at the commit."""
+    row = Event(type=type_, payload=payload, conversation_id=conversation_id, created_at=utcnow())
     session.info.setdefault(_PENDING_KEY, []).append(row)
     return row
 
@@ -56,22 +60,15 @@ def record_event(
 def record_events(
     session: Session, events: Sequence[tuple[str, dict[str, Any], int | None]]
 ) -> list[Event]:
-    """Insert many events as ``record_event`` does, in one statement, and queue them for publishing.
+    """Queue many events as ``record_event`` does.
 
     ``events`` contains (type, payload, conversation id) in the order the changes happened; the
     ids follow that order. Returns the rows, which are not part of the session's identity map.
     """
-    if not events:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(7316201)"))
-    ids = insert_rows(session, Event.__table__, [
-        {"type": type_, "payload": payload, "conversation_id": conversation_id, "created_at": utcnow()}
-        for type_, payload, conversation_id in events
-    ])
+    now = utcnow()
     rows = [
-        Event(id=id_, type=type_, payload=payload, conversation_id=conversation_id)
-        for id_, (type_, payload, conversation_id) in zip(ids, events)
+        Event(type=type_, payload=payload, conversation_id=conversation_id, created_at=now)
+        for type_, payload, conversation_id in events
     ]
     session.info.setdefault(_PENDING_KEY, []).extend(rows)
     return rows
@@ -107,6 +104,26 @@ def events_after(session: Session, last_event_id: int, limit: int = 1000) -> lis
 
 def latest_event_id(session: Session) -> int:
     return session.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _insert_recorded(session: Session) -> None:
+    # SQLAlchemy also calls this before a SAVEPOINT is released; the outermost commit inserts.
+    if session.in_nested_transaction():
+        return
+    rows = [row for row in session.info.get(_PENDING_KEY, ()) if row.id is None]
+    if not rows:
+        return
+    # Every other change first, with the row locks it takes, and then the event lock.
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK_KEY})"))
+    ids = insert_rows(session, Event.__table__, [
+        {"type": row.type, "payload": row.payload, "conversation_id": row.conversation_id, "created_at": row.created_at}
+        for row in rows
+    ])
+    for row, id_ in zip(rows, ids):
+        row.id = id_
 
 
 @sa_event.listens_for(Session, "after_commit")

@@ -28,7 +28,7 @@ from inbox.models import Conversation, HoldReason, Message, OutboxItem, OutboxSt
 from inbox.serialize import message_to_dict
 from inbox.fallback import send_by_email_automatically
 from inbox.send_failures import record_send_failure
-from inbox.window import is_window_error, last_inbound_at
+from inbox.window import is_window_error, last_inbound_at, lock_window
 from inbox.workflow import reopen_for_failed_reply
 from inbox.workspace import OutsideWindow, workspace_settings
 
@@ -143,6 +143,9 @@ def apply_window_error(session: Session, item: OutboxItem, error: str, now: date
     message = item.message
     conversation = message.conversation
     attempt_started = item.in_flight_since or message.sent_at or message.created_at
+    # A customer's message stored concurrently either commits first, and counts below, or
+    # waits for this transaction and then releases the held item.
+    lock_window(session, conversation.contact_id)
     latest = last_inbound_at(session, conversation.contact_id, conversation.channel_id)
     if latest is not None and latest > attempt_started:
         item.status = OutboxStatus.PENDING.value

@@ -42,6 +42,7 @@ from inbox.proactive.satisfaction import pending_answer, record_answer
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
 from inbox.storage import attachment_store
 from inbox.threader import ThreadMatch, ThreadReason, thread_email, thread_index_root, thread_whatsapp
+from inbox.window import WINDOW, customer_wrote_at, later
 from inbox.workflow import follow_merges, reopen_for_customer_message
 
 log = logging.getLogger(__name__)
@@ -369,9 +370,11 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
     message.attachments = _store_attachments(session, channel, inbound) + pending_media_rows(inbound.media, now)
     session.add(message)
 
+    wrote_at = customer_wrote_at(inbound.sent_at, now) if inbound.channel_kind is ChannelKind.WHATSAPP else now
     if not reaction:
         conversation.last_message_at = now
-        conversation.last_inbound_at = now
+        # A provider's retry of an older message never moves the window back.
+        conversation.last_inbound_at = later(conversation.last_inbound_at, wrote_at)
         conversation.unread_count = (conversation.unread_count or 0) + 1
         conversation.snippet = make_snippet(text or inbound.subject or _media_label(inbound))
     session.flush()
@@ -388,8 +391,10 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         identity.failure_reason = None
     if inbound.channel_kind is ChannelKind.WHATSAPP:
         # The customer's message opens the 24-hour window again, so held replies may go,
-        # unless the message itself is an opt-out such as STOP.
-        if apply_opt_keywords(session, contact, text, now) is not OptChange.OPTED_OUT:
+        # unless the message itself is an opt-out such as STOP, or a provider's retry of a
+        # message whose window has closed since.
+        opted_out = apply_opt_keywords(session, contact, text, now) is OptChange.OPTED_OUT
+        if not opted_out and wrote_at + WINDOW > now:
             release_held_replies(session, contact.id, channel.id, now)
 
     conversation_data = conversation_to_dict(conversation)

@@ -60,7 +60,7 @@ from inbox.threader import (
     ThreadReason,
     thread_index_root,
 )
-from inbox.window import WINDOW
+from inbox.window import WINDOW, later
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class _Planned:
     now: datetime
     attachments: list[Attachment] = field(default_factory=list)
     message_id: int | None = None
+    # When the customer wrote a WhatsApp message, from which its window runs (see
+    # inbox.window.customer_wrote_at). None for mail, whose conversations take ``now``.
+    wrote_at: datetime | None = None
 
 
 @dataclass
@@ -567,15 +570,17 @@ def _insert_conversations(session: Session, channel: Channel, items: list[_Plann
     created = [item.conversation for item in items if item.created and isinstance(item.conversation, _NewConversation)]
     last: dict[int, _Planned] = {}
     counts: dict[int, int] = {}
+    inbound_at: dict[int, datetime] = {}
     for item in items:
         last[id(item.conversation)] = item
         counts[id(item.conversation)] = counts.get(id(item.conversation), 0) + 1
+        inbound_at[id(item.conversation)] = later(inbound_at.get(id(item.conversation)), item.wrote_at or item.now)
     conversation_ids = _insert(session, Conversation, [
         {
             "channel_id": channel.id, "contact_id": conversation.contact.id, "subject": conversation.subject,
             "status": conversation.status, "priority": conversation.priority,
             "snippet": _snippet(last[id(conversation)].inbound), "unread_count": counts[id(conversation)],
-            "last_message_at": last[id(conversation)].now, "last_inbound_at": last[id(conversation)].now,
+            "last_message_at": last[id(conversation)].now, "last_inbound_at": inbound_at[id(conversation)],
             "created_at": conversation.created_at, "updated_at": last[id(conversation)].now,
         }
         for conversation in created
@@ -651,7 +656,7 @@ def _record_events_in_order(
         assert item.message_id is not None
         conversation = item.conversation
         conversation.last_message_at = item.now
-        conversation.last_inbound_at = item.now
+        conversation.last_inbound_at = later(conversation.last_inbound_at, item.wrote_at or item.now)
         conversation.updated_at = item.now
         conversation.unread_count = (conversation.unread_count or 0) + 1
         conversation.snippet = _snippet(item.inbound)
@@ -661,10 +666,10 @@ def _record_events_in_order(
             item.reason.value, item.inbound.automatic, item.inbound.content, item.attachments,
             item.inbound.visible_text,
         )
-        # The message is the contact's newest, so a WhatsApp window closes a day after it,
-        # which saves the window's query.
+        # The message is the contact's newest, so a WhatsApp window closes a day after the
+        # conversation's newest one, which saves the window's query.
         conversation_data = conversation_to_dict(
-            conversation, item.now + WINDOW, session=session  # type: ignore[arg-type]
+            conversation, conversation.last_inbound_at + WINDOW, session=session  # type: ignore[arg-type]
         )
         kind = "conversation.created" if item.created else "conversation.updated"
         events.append((kind, {"conversation": conversation_data}, conversation.id))

@@ -41,6 +41,7 @@ from inbox.ingest_bulk import (
 from inbox.models import Channel, Conversation, ConversationStatus, Message, OutboxItem, OutboxStatus, utcnow
 from inbox.optout import OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, keyword_of
 from inbox.threader import ThreadReason
+from inbox.window import customer_wrote_at
 from inbox.workspace import workspace_settings
 
 
@@ -185,7 +186,10 @@ def _plan(
             conversation = _NewConversation(channel, identity.contact, clip(inbound.subject, 998), now)
             started[id(identity.contact)] = conversation
         reason = ThreadReason.WHATSAPP_NEW if created else ThreadReason.WHATSAPP_OPEN
-        planned[index] = _Planned(inbound, digest, identity, conversation, created, reason, now)
+        planned[index] = _Planned(
+            inbound, digest, identity, conversation, created, reason, now,
+            wrote_at=customer_wrote_at(inbound.sent_at, now),
+        )
         stored_digests.add(digest)
         senders[inbound.provider_message_id] = inbound.sender.value
     return planned, None

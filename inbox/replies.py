@@ -33,9 +33,10 @@ from inbox.models import (
     utcnow,
 )
 from inbox.serialize import contact_identity, conversation_to_dict, make_snippet, message_to_dict
+from inbox.contacts import MAX_MERGE_HOPS
 from inbox.storage import attachment_store
 from inbox.optout import may_message_proactively
-from inbox.window import window_is_open
+from inbox.window import lock_window, window_is_open
 from inbox.workspace import OutsideWindow, workspace_settings
 
 log = logging.getLogger(__name__)
@@ -132,16 +133,22 @@ def create_reply(
     with ``StaleReply`` when a customer message or another agent's reply arrived after it,
     unless ``confirm_stale`` is true because the agent chose to send it anyway.
     """
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
+    if conversation.channel.kind == "whatsapp":
+        # Before the conversation's row lock, in the order that ingestion takes them.
+        _lock_contact_window(session, conversation)
     if seen_message_id is not None:
         # The row lock orders this check against concurrent replies and ingestion, which
         # both update the conversation row before they commit.
         conversation = session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+            select(Conversation)
+            .where(Conversation.id == conversation_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
-    else:
-        conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"conversation {conversation_id} not found", field="conversation_id")
+        assert conversation is not None  # conversations are never deleted
     agent = session.get(Agent, agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id} not found", field="agent_id")
@@ -347,6 +354,22 @@ def may_answer_automatically(session: Session, conversation: Conversation) -> bo
         .limit(1)
     ).first()
     return last_inbound_automatic is None or last_inbound_automatic[0] is None
+
+
+def _lock_contact_window(session: Session, conversation: Conversation) -> None:
+    """Take ``inbox.window.lock_window`` for the conversation's contact.
+
+    A contact merge can move the conversation to another contact while this waits for the
+    lock, so the conversation's contact is read again until it is the locked one.
+    """
+    locked = None
+    for _ in range(MAX_MERGE_HOPS):
+        if conversation.contact_id == locked:
+            return
+        locked = conversation.contact_id
+        lock_window(session, locked)
+        session.refresh(conversation, ["contact_id"])
+    raise Conflict(f"The contact of conversation {conversation.id} keeps changing. Send the reply again.")
 
 
 def _whatsapp_hold_reason(

@@ -33,6 +33,7 @@ same.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -192,12 +193,16 @@ def ingest_pending(session: Session, parse: Parser, limit: int, *, formats: Coll
         batch.taken = len(rows)
 
         by_channel: dict[int, list[tuple[int, InboundMessage]]] = {}
-        for payload_id, channel_id, raw_format, body in rows:
+        for payload_id, channel_id, raw_format, body, received_at in rows:
             try:
                 inbound = parse(raw_format, body)
             except Exception as error:  # noqa: BLE001 - one bad payload must not stop the queue
                 batch.failures.append((payload_id, _parse_error(error)))
                 continue
+            if inbound.sent_at is None:
+                # Twilio's webhook carries no time, and the worker may store it long after it
+                # arrived: the arrival is the closest known time of the customer's message.
+                inbound = dataclasses.replace(inbound, sent_at=received_at)
             by_channel.setdefault(channel_id, []).append((payload_id, inbound))
 
         done: list[int] = []
@@ -232,7 +237,7 @@ def apply_pending_statuses(session: Session, parse: StatusParser, status_format:
         batch.taken = len(rows)
         parsed: list[int] = []
         reports: list[tuple[int, DeliveryStatus]] = []
-        for payload_id, channel_id, _, body in rows:
+        for payload_id, channel_id, _, body, _ in rows:
             try:
                 reports.append((channel_id, parse(body)))
             except Exception as error:  # noqa: BLE001 - one bad callback must not stop the queue
@@ -265,9 +270,9 @@ def prune_applied_statuses(session: Session, status_format: str, limit: int = 50
 
 def _claim(session: Session, formats: Collection[str], limit: int) -> Sequence[Any]:
     """Lock and return up to ``limit`` pending payloads of ``formats`` (id, channel id,
-    format, body), oldest first, skipping those another worker has claimed."""
+    format, body, received time), oldest first, skipping those another worker has claimed."""
     return session.execute(
-        select(RawPayload.id, RawPayload.channel_id, RawPayload.format, RawPayload.body)
+        select(RawPayload.id, RawPayload.channel_id, RawPayload.format, RawPayload.body, RawPayload.received_at)
         .where(_IS_PENDING, RawPayload.format.in_(formats))
         .order_by(RawPayload.id)
         .limit(limit)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inbox.models import Conversation
+from inbox.models import Contact, Conversation
 
 WINDOW = timedelta(hours=24)
 # The providers' errors for a free-text WhatsApp message outside the window: Twilio's 63016
@@ -25,6 +25,35 @@ WINDOW_ERROR_CODES = frozenset({"63016", "131047"})
 def is_window_error(code: str | None) -> bool:
     """Return whether a provider's error code means that the 24-hour window had closed."""
     return code in WINDOW_ERROR_CODES
+
+
+def lock_window(session: Session, contact_id: int) -> None:
+    """Lock the contact's row until the transaction ends, before deciding by the contact's window.
+
+    Ingestion locks the same row before it stores the contact's message and releases their
+    held replies (``inbox.contacts.resolve_identity``, ``inbox.ingest_bulk.read_identities``).
+    So a reply held under this lock is either released by that message's ingestion, or held
+    only after the message committed and its newer ``last_inbound_at`` showed the window open.
+    Without the lock, a reply held while the message was being stored waited for the
+    customer's next message. Does nothing on SQLite, where a write transaction locks the database.
+    """
+    session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
+
+
+def customer_wrote_at(sent_at: datetime | None, now: datetime) -> datetime:
+    """Return the time from which a customer's WhatsApp message opens the window.
+
+    That is ``sent_at``, when the provider gave the message's time, or else ``now``, and never
+    later than ``now``. A message can be stored hours after the customer wrote it: Meta sends a
+    webhook again for days after an error, and the webhook worker stores a Twilio webhook
+    whenever it runs. WhatsApp's window runs from the message itself.
+    """
+    return min(sent_at, now) if sent_at is not None else now
+
+
+def later(first: datetime | None, second: datetime) -> datetime:
+    """Return the later of two times, where ``first`` may be missing."""
+    return second if first is None or second > first else first
 
 
 def last_inbound_at(session: Session, contact_id: int, channel_id: int) -> datetime | None:

@@ -18,6 +18,7 @@ from email.message import Message
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from channels.errors import ChannelError
 
@@ -42,8 +43,21 @@ ALLOWED_TYPES = frozenset({
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 })
 
-_EXTENSIONS = {"audio/ogg": ".ogg", "audio/opus": ".opus", "image/jpeg": ".jpg", "text/vcard": ".vcf",
-               "text/x-vcard": ".vcf", "text/plain": ".txt", "audio/mpeg": ".mp3", "audio/amr": ".amr"}
+# The file name extensions of each accepted type, the usual one first. A customer's file name
+# keeps its extension only when it is one of its type's.
+TYPE_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/jpeg": (".jpg", ".jpeg", ".jpe"), "image/png": (".png",), "image/webp": (".webp",),
+    "audio/aac": (".aac",), "audio/amr": (".amr",), "audio/3gpp": (".3gp", ".3gpp"),
+    "audio/mpeg": (".mp3",), "audio/mp4": (".m4a", ".mp4"), "audio/ogg": (".ogg", ".oga", ".opus"),
+    "audio/opus": (".opus", ".ogg"), "video/mp4": (".mp4", ".m4v"), "video/3gpp": (".3gp", ".3gpp"),
+    "application/pdf": (".pdf",), "text/plain": (".txt", ".text"),
+    "text/vcard": (".vcf", ".vcard"), "text/x-vcard": (".vcf", ".vcard"),
+    "application/msword": (".doc",), "application/vnd.ms-excel": (".xls",),
+    "application/vnd.ms-powerpoint": (".ppt", ".pps"),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (".docx",),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": (".xlsx",),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (".pptx",),
+}
 _UNSAFE_FILENAME = re.compile(r"[^\w .()-]+")
 
 
@@ -100,7 +114,7 @@ def download_twilio_media(
             content_type = _content_type(response.headers.get("Content-Type")) or _content_type(expected_type)
             if content_type not in ALLOWED_TYPES:
                 raise MediaError(f"Files of type {content_type or 'unknown'} are not accepted.", transient=False)
-            data = _read_limited(response, max_bytes, time.monotonic() + DOWNLOAD_DEADLINE_SECONDS)
+            data = read_body(response, max_bytes)
             filename = _filename(response.headers.get("Content-Disposition"), filename_stem, content_type)
     return DownloadedMedia(data=data, content_type=content_type, filename=filename)
 
@@ -132,26 +146,35 @@ def _raise_for_status(response: requests.Response) -> None:
     raise MediaError(f"Twilio's media host responded {status}.", transient=False)
 
 
-def _read_limited(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    """Read the body. Raises ``MediaError`` above ``max_bytes`` or after ``deadline``.
+def read_body(response: requests.Response, max_bytes: int) -> bytes:
+    """Read and return the body of a response requested with ``stream=True``, within
+    ``max_bytes`` and ``DOWNLOAD_DEADLINE_SECONDS``.
 
-    The request timeout bounds each read only. Without the deadline a host trickling bytes
-    would hold the fetcher, and after its lease a second worker would start the same download.
+    Raises ``MediaError``: permanent for a body over ``max_bytes``, transient when the body
+    broke off or was not complete by the deadline.
     """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise MediaError(_too_large(int(declared), max_bytes), transient=False)
+    # The request timeout bounds each read from the socket only. requests' iter_content
+    # waits for a whole chunk, so a host sending a byte before each read timeout held the
+    # fetcher for hours. read1 returns what one socket read brings, so the deadline is
+    # checked after each read and is passed by one read timeout at most.
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_SECONDS
     chunks = []
     received = 0
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
-            received += len(chunk)
+        while True:
             if time.monotonic() > deadline:
                 raise MediaError("The download did not finish in time.", transient=True)
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            if not chunk:
+                break
+            received += len(chunk)
             if received > max_bytes:
                 raise MediaError(_too_large(received, max_bytes, at_least=True), transient=False)
             chunks.append(chunk)
-    except requests.RequestException as error:
+    except (urllib3.exceptions.HTTPError, OSError) as error:
         raise MediaError(f"The download broke off: {error}", transient=True) from error
     return b"".join(chunks)
 
@@ -181,14 +204,20 @@ def _content_type(header: str | None) -> str:
 
 
 def _filename(disposition: str | None, stem: str, content_type: str) -> str:
-    """Return the sender's file name when the media host gives one, else stem plus extension."""
+    """Return the sender's file name when the media host gives one, else stem plus extension.
+
+    The sender's name ends in an extension of ``content_type``: agents open the files they
+    download by their name, and "invoice.pdf.exe" must not run as a program.
+    """
+    extensions = TYPE_EXTENSIONS.get(content_type) or (mimetypes.guess_extension(content_type) or "",)
     if disposition:
         message = Message()
         message["Content-Disposition"] = disposition
         given = message.get_filename()
         if given:
             cleaned = _UNSAFE_FILENAME.sub("_", given).strip(" .")[:200]
+            if cleaned and not cleaned.lower().endswith(tuple(extensions)):
+                cleaned += extensions[0]
             if cleaned:
                 return cleaned
-    extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ""
-    return f"{stem}{extension}"
+    return f"{stem}{extensions[0]}"

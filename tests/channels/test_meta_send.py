@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import replace
 
 import pytest
 
 from channels.errors import PermanentSendError, TransientSendError
 from channels.types import Address, AddressKind, Attachment, DeliveryState, OutboundMessage
+from channels.whatsapp import media as media_module
 from channels.whatsapp.media import MediaError
 from channels.whatsapp.meta import MetaSettings, MetaTemplate, fetch_media, send_template, send_text
 from tests.support.meta_server import MetaTestServer
@@ -252,3 +254,18 @@ def test_media_lookup_outage_is_transient(server, settings):
 def test_media_id_with_path_characters_is_refused(server, settings):
     with pytest.raises(MediaError, match="invalid media id"):
         fetch_media(settings, "../messages")
+
+
+def test_stalling_media_download_stops_at_deadline(server, settings, monkeypatch):
+    # One byte a tenth of a second never lets a read wait out its timeout, so only the
+    # deadline of the whole download can end it.
+    monkeypatch.setattr(media_module, "DOWNLOAD_DEADLINE_SECONDS", 1.0)
+    media_id = server.add_media(b"%PDF-1.7 " + bytes(500), "application/pdf", byte_interval=0.1)
+    started = time.monotonic()
+
+    with pytest.raises(MediaError, match="did not finish in time") as raised:
+        fetch_media(settings, media_id)
+
+    assert raised.value.transient
+    # The whole file would take about 50 seconds.
+    assert time.monotonic() - started < 10

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -358,6 +359,46 @@ def test_unsupported_event_gets_ok(client, state, meta_channel, document):
 
     assert response.status_code == 200
     assert _counts(state) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["messages", "status"])
+def test_twilio_urls_of_meta_channel_not_found(client, state, meta_channel, caplog, kind):
+    # Anyone can post here. A Meta channel has no Twilio auth token, and that is no error.
+    with caplog.at_level(logging.INFO):
+        response = client.post(f"/webhooks/twilio/{meta_channel.id}/{kind}", data={"MessageSid": "SM" + "0" * 32},
+                               headers={"X-Twilio-Signature": "forged"})
+
+    assert response.status_code == 404
+    assert [record.message for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert _counts(state) == (0, 0, 0, 0)
+
+
+def test_retried_message_window_runs_from_its_timestamp(client, state, meta_channel, agent):
+    # Meta sends a message again for days after an error, with the time the customer sent it.
+    written = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=30)
+    document = _inbound()
+    document["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(written.timestamp()))
+
+    response = _post(client, meta_channel.id, document)
+    with state.session_factory() as session:
+        conversation = session.scalar(select(Conversation))
+        reply = create_reply(session, conversation.id, agent.id, "Sorry for the wait.")
+        session.commit()
+        reply_status = reply.outbox_item.status
+
+    assert response.status_code == 200
+    assert conversation.last_inbound_at == written
+    # The window closed six hours ago, so free text would fail with error 131047.
+    assert reply_status == "held"
+
+    # A later message that Meta also sends again only now does not open the window either.
+    later_document = _inbound("Hello?")
+    later_message = later_document["entry"][0]["changes"][0]["value"]["messages"][0]
+    later_message["timestamp"] = str(int((written + timedelta(hours=1)).timestamp()))
+    assert _post(client, meta_channel.id, later_document).status_code == 200
+    with state.session_factory() as session:
+        assert session.scalar(select(Conversation.last_inbound_at)) == written + timedelta(hours=1)
+        assert session.get(Message, reply.id).outbox_item.status == "held"
 
 
 def test_stop_message_opts_the_contact_out(client, state, meta_channel):

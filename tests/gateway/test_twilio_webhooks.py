@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.simulate import build_message_form
-from inbox.models import Contact, Conversation, Message, RawPayload
+from inbox.models import Contact, Conversation, Message, RawPayload, SendFailure
 from tests.conftest import TWILIO_AUTH_TOKEN
 from tests.support.whatsapp import ingest_webhooks
 
@@ -214,6 +214,26 @@ def test_status_callback_on_messages_url_is_applied(app, state, whatsapp_channel
         assert session.get(Message, reply_id).delivery_status == "delivered"
         assert session.scalar(select(func.count()).select_from(Message)) == 2
         assert session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def test_status_for_customer_message_changes_nothing(app, state, whatsapp_channel):
+    client = app.test_client()
+    form = build_message_form(whatsapp_channel, "+15551230000", "Where is my parcel?", "Grace")
+    assert _post_signed(client, f"/webhooks/twilio/{whatsapp_channel.id}/messages", form).status_code == 200
+    ingest_webhooks(state)
+    # A report that names the customer's own message, which no send of ours can have.
+    status = {"MessageSid": form["MessageSid"], "MessageStatus": "failed", "ErrorCode": "30008",
+              "AccountSid": "AC" + "0" * 32}
+
+    response = _post_signed(client, f"/webhooks/twilio/{whatsapp_channel.id}/status", status)
+    ingest_webhooks(state)
+
+    assert response.status_code == 204
+    with state.session_factory() as session:
+        message = session.scalar(select(Message))
+        assert message.delivery_status is None
+        assert message.delivery_error is None
+        assert session.scalar(select(func.count()).select_from(SendFailure)) == 0
 
 
 def test_status_for_id_long_in_bytes_is_ignored(app, state, whatsapp_channel):

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from twilio.request_validator import RequestValidator
 
+from channels.whatsapp import media as media_module
 from channels.whatsapp.media import MediaError, download_twilio_media
 from gateway import create_app, get_state
 from gateway.media import MediaFetcher
@@ -243,3 +244,44 @@ def test_plain_http_media_url_gets_no_credentials(media_server):
                               max_bytes=100_000, filename_stem="image-1", api_base_url=https_api)
     assert not raised.value.transient
     assert media_server.requests == []
+
+
+def test_stalling_media_host_stops_at_deadline(media_server, monkeypatch):
+    # One byte a tenth of a second never lets a read wait out its timeout, so only the
+    # deadline of the whole download can end it.
+    monkeypatch.setattr(media_module, "DOWNLOAD_DEADLINE_SECONDS", 1.0)
+    url = media_server.add("ME1", PHOTO, "image/jpeg", byte_interval=0.1)
+    started = time.monotonic()
+
+    with pytest.raises(MediaError, match="did not finish in time") as raised:
+        download_twilio_media(url, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, expected_type="image/jpeg",
+                              max_bytes=100_000, filename_stem="image-1", api_base_url=media_server.base_url)
+
+    assert raised.value.transient
+    # The whole file would take over 500 seconds.
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("given", "content_type", "stored"),
+    [
+        # The type decides how the file may be opened, so the name must not say otherwise.
+        ("invoice.pdf.exe", "application/pdf", "invoice.pdf.exe.pdf"),
+        ("invoice.exe", "application/pdf", "invoice.exe.pdf"),
+        ("photo.html", "image/jpeg", "photo.html.jpg"),
+        ("../../etc/passwd", "text/plain", "_.._etc_passwd.txt"),
+        ("\u202egpj.exe", "image/jpeg", "_gpj.exe.jpg"),
+        # Names whose extension fits their type stay as the customer sent them.
+        ("Grace Hopper.vcf", "text/x-vcard", "Grace Hopper.vcf"),
+        ("scan.JPEG", "image/jpeg", "scan.JPEG"),
+        ("Report 2024.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+         "Report 2024.docx"),
+    ],
+)
+def test_sender_file_name_keeps_type_extension(media_server, given, content_type, stored):
+    url = media_server.add("ME1", b"data of the file", content_type, filename=given)
+
+    media = download_twilio_media(url, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, expected_type=content_type,
+                                  max_bytes=100_000, filename_stem="document-1", api_base_url=media_server.base_url)
+
+    assert media.filename == stored

@@ -11,17 +11,20 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from inbox.models import Conversation, Message, OutboxItem, utcnow
+from inbox.models import Conversation, Message, OutboxItem, RawPayload, utcnow
+from inbox.serialize import isoformat
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
     app_with,
     client,
     close_window,
     config,
     dispatch,
+    ingest_webhooks,
     post_inbound,
     post_status,
+    queue_inbound,
     twilio,
 )
 
@@ -320,3 +323,19 @@ def test_early_window_error_report_holds(client, state, whatsapp_channel, agent)
         assert message.outbox_item.hold_reason == "window_error"
         assert message.provider_message_id is None
         assert "63016" in message.delivery_error
+
+
+def test_window_runs_from_webhook_arrival(client, state, whatsapp_channel, twilio):
+    queue_inbound(client, whatsapp_channel, "Where is my parcel?")
+    # The webhook worker was down for 23 hours after Twilio delivered the message.
+    arrived = utcnow() - timedelta(hours=23)
+    with state.session_factory() as session:
+        session.execute(update(RawPayload).values(received_at=arrived))
+        session.commit()
+    ingest_webhooks(state)
+
+    detail = client.get(f"/api/v1/conversations/{conversation_id(state)}").json
+
+    assert detail["whatsapp"]["window_closes_at"] == isoformat(arrived + timedelta(hours=24))
+    with state.session_factory() as session:
+        assert session.scalar(select(Conversation.last_inbound_at)) == arrived

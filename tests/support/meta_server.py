@@ -39,7 +39,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,10 @@ class MetaTestServer:
         self._templates: dict[tuple[str, str], Template] = {}
         self._template_listings: list[str] = []
         self._media: dict[str, tuple[bytes, str]] = {}
+        self._media_byte_intervals: dict[str, float] = {}
         self._media_requests: list[str] = []
+        # Set when the server stops, which ends downloads sent a byte at a time.
+        self._stopping = threading.Event()
         self._uploads: list[Upload] = []
         # How many of the next uploads fail with a temporary outage (HTTP 503, code 2).
         self.fail_uploads = 0
@@ -202,6 +205,7 @@ class MetaTestServer:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         assert self._thread is not None
@@ -277,10 +281,15 @@ class MetaTestServer:
             self._templates[(name, language)] = template
         return template
 
-    def add_media(self, data: bytes, content_type: str) -> str:
-        """Host a customer's media file and return its media id."""
+    def add_media(self, data: bytes, content_type: str, *, byte_interval: float = 0.0) -> str:
+        """Host a customer's media file and return its media id.
+
+        With ``byte_interval``, the download sends the file one byte per that many seconds.
+        """
         media_id = str(secrets.randbelow(10**15) + 10**15)
         self._media[media_id] = (data, content_type)
+        if byte_interval:
+            self._media_byte_intervals[media_id] = byte_interval
         return media_id
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -515,7 +524,20 @@ class MetaTestServer:
         if media_id not in self._media:
             return Response(status=404)
         data, content_type = self._media[media_id]
-        return Response(data, mimetype=content_type)
+        interval = self._media_byte_intervals.get(media_id)
+        if not interval:
+            return Response(data, mimetype=content_type)
+        response = Response(_bytewise(data, interval, self._stopping), mimetype=content_type, direct_passthrough=True)
+        response.headers["Content-Length"] = str(len(data))
+        return response
+
+
+def _bytewise(data: bytes, interval: float, stopping: threading.Event) -> Iterator[bytes]:
+    """Yield ``data`` one byte per ``interval`` seconds, until the server stops."""
+    for index in range(len(data)):
+        if stopping.wait(interval):
+            return
+        yield data[index : index + 1]
 
 
 # Graph API answers

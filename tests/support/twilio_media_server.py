@@ -4,8 +4,8 @@
 (http://127.0.0.1:PORT) checks HTTP basic auth and responds 307 to the media host, which is
 the same server under another host name (http://localhost:PORT/media/...), as Twilio
 redirects to its own media domain. Tests add files with ``add``, make the API host answer 404
-a few times first (media not yet available), and read ``requests`` to see which host got
-which credentials.
+a few times first (media not yet available), make the media host send a file a byte at a time
+(a stalling host), and read ``requests`` to see which host got which credentials.
 
 Usage::
 
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -31,6 +33,7 @@ class _Media:
     content_type: str
     not_found_left: int
     filename: str | None
+    byte_interval: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class TwilioMediaServer:
         self._lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -62,11 +66,14 @@ class TwilioMediaServer:
 
     def add(
         self, media_sid: str, data: bytes, content_type: str, *, not_found_first: int = 0,
-        filename: str | None = None,
+        filename: str | None = None, byte_interval: float = 0.0,
     ) -> str:
-        """Host a file and return its MediaUrl on the API host."""
+        """Host a file and return its MediaUrl on the API host.
+
+        With ``byte_interval``, the media host sends the file one byte per that many seconds.
+        """
         with self._lock:
-            self._media[media_sid] = _Media(data, content_type, not_found_first, filename)
+            self._media[media_sid] = _Media(data, content_type, not_found_first, filename, byte_interval)
         return (
             f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages/"
             f"MM{'0' * 32}/Media/{media_sid}"
@@ -80,6 +87,7 @@ class TwilioMediaServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None and self._thread is not None
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -116,7 +124,22 @@ class TwilioMediaServer:
             media = self._media.get(media_sid)
         if media is None:
             return Response("gone", status=404)
-        response = Response(media.data, mimetype=media.content_type)
-        if media.filename:
+        if media.byte_interval:
+            body = _bytewise(media.data, media.byte_interval, self._stopping)
+            response = Response(body, mimetype=media.content_type, direct_passthrough=True)
+            response.headers["Content-Length"] = str(len(media.data))
+        else:
+            response = Response(media.data, mimetype=media.content_type)
+        if media.filename and media.filename.isascii():
             response.headers["Content-Disposition"] = f'inline; filename="{media.filename}"'
+        elif media.filename:
+            response.headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(media.filename)}"
         return response
+
+
+def _bytewise(data: bytes, interval: float, stopping: threading.Event) -> Iterator[bytes]:
+    """Yield ``data`` one byte per ``interval`` seconds, until the server stops."""
+    for index in range(len(data)):
+        if stopping.wait(interval):
+            return
+        yield data[index : index + 1]

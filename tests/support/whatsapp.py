@@ -51,12 +51,19 @@ def client(app, api_token):
 def post_inbound(client, channel, text: str, form: dict[str, str] | None = None):
     """Post a customer's WhatsApp message as Twilio would, signed with the channel's token,
     and ingest it as the webhook worker does."""
+    form = queue_inbound(client, channel, text, form)
+    ingest_webhooks(get_state(client.application))
+    return form
+
+
+def queue_inbound(client, channel, text: str, form: dict[str, str] | None = None):
+    """Post a customer's WhatsApp message as ``post_inbound`` does, and leave it for the
+    webhook worker. Returns the form."""
     form = form or build_message_form(channel, CUSTOMER, text, "Grace")
     path = f"/webhooks/twilio/{channel.id}/messages"
     signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(LOCAL + path, form)
     response = client.post(path, data=form, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200, response.data
-    ingest_webhooks(get_state(client.application))
     return form
 
 

@@ -41,7 +41,7 @@ from channels.errors import (
     unreachable,
 )
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
-from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size
+from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size, read_body
 from channels.whatsapp.phone import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -480,17 +480,11 @@ def _download(settings: MetaSettings, url: str, max_bytes: int, media_id: str) -
                 raise MediaError(
                     f"downloading media {media_id} failed with HTTP {response.status_code}", transient=True
                 )
-            chunks, size = [], 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise MediaError(_too_large(size, max_bytes, at_least=True), transient=False)
-                chunks.append(chunk)
+            return read_body(response, max_bytes)
     except requests.RequestException as error:
         raise MediaError(
             f"downloading media {media_id} failed: {type(error).__name__}: {error}", transient=True
         ) from error
-    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
