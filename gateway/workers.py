@@ -13,7 +13,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from datetime import datetime, timedelta
@@ -209,12 +210,15 @@ class OutboxDispatcher:
         Up to ``SWITCHBOARD_OUTBOX_CONCURRENCY`` sends run at once, each in a thread of the
         round's pool. A provider call that hangs until its timeout therefore holds up only
         the later replies to its own contact, which ``claim_next`` keeps in order, while
-        replies to other contacts on the same channel go out at the channel's pace. The
-        round ends once no send is running and nothing is due. It first settles the items
-        whose earlier attempt never finished (``recover_abandoned_sends``), and again every
-        poll interval while it lasts.
+        replies to other contacts on the same channel go out at the channel's pace. With a
+        concurrency of 2 or more, one channel takes all slots but one at most, so that sends
+        hanging on its provider leave a slot for the replies of other channels. The round
+        ends once no send is running and nothing is due. It first settles the items whose
+        earlier attempt never finished (``recover_abandoned_sends``), and again every poll
+        interval while it lasts.
         """
         concurrency = self.state.config.outbox_concurrency
+        channel_slots = max(1, concurrency - 1)
         running: dict[Future[None], PendingSend] = {}
         attempted = 0
         waited = False
@@ -230,8 +234,11 @@ class OutboxDispatcher:
                     wait_for_futures(running, return_when=FIRST_COMPLETED)
                     continue
 
+                full = _full_channels(running.values(), channel_slots)
                 with self.state.session_factory() as session:
-                    pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
+                    pending = claim_next(
+                        session, self.clock(), self.lease, self.send_intervals(), skip_channels=full
+                    )
                 if pending is not None:
                     waited = False
                     future = pool.submit(self.dispatch_claimed, pending)
@@ -241,7 +248,7 @@ class OutboxDispatcher:
                     continue
 
                 with self.state.session_factory() as session:
-                    due_in = seconds_until_next_send(session, self.clock())
+                    due_in = seconds_until_next_send(session, self.clock(), skip_channels=full)
                 if running:
                     # Sleep until a send ends, a new reply wakes the dispatcher, or an item is due.
                     self.state.outbox_wakeup.wait(self._sleep_time(due_in))
@@ -566,6 +573,12 @@ class OutboxDispatcher:
                 record_sent_copy_outcome(session, pending.channel_id, error)
         except self.RECORD_ERRORS as failure:
             log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
+
+
+def _full_channels(running: Iterable[PendingSend], channel_slots: int) -> set[int]:
+    """Return the ids of the channels with ``channel_slots`` or more sends running."""
+    counts = Counter(pending.channel_id for pending in running)
+    return {channel_id for channel_id, count in counts.items() if count >= channel_slots}
 
 
 def can_look_up_sends(kind: str, settings: Mapping[str, Any]) -> bool:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,6 +164,7 @@ def claim_next(
     now: datetime | None = None,
     lease: timedelta | LeasePolicy = LEASE,
     send_intervals: Mapping[str, timedelta] | None = None,
+    skip_channels: Collection[int] = (),
 ) -> PendingSend | None:
     """Claim the most overdue item for one send attempt, and commit.
 
@@ -174,6 +175,7 @@ def claim_next(
     ``lease`` is the claim's lease, or a policy that returns it for the item's channel.
     ``send_intervals`` maps a channel kind to the minimum time between two sends
     of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
+    The items of the channels in ``skip_channels`` are not claimed.
     """
     now = now or utcnow()
     with session.begin():
@@ -194,6 +196,8 @@ def claim_next(
             .limit(1)
             .execution_options(populate_existing=True)
         )
+        if skip_channels:
+            query = query.where(OutboxItem.channel_id.not_in(skip_channels))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxItem)
         item = session.scalars(query).first()
@@ -264,29 +268,34 @@ def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: 
     return result.rowcount == 1
 
 
-def seconds_until_next_send(session: Session, now: datetime | None = None) -> float | None:
+def seconds_until_next_send(
+    session: Session, now: datetime | None = None, skip_channels: Collection[int] = ()
+) -> float | None:
     """Return how long until an item can next be claimed, or None when nothing is pending.
 
-    Zero means an item is due now. Items in flight, items of inactive channels and items
-    that wait for an older pending item to the same contact are not counted. The
-    dispatcher sleeps this long, at most its poll interval.
+    Zero means an item is due now. Items in flight, items of inactive channels, items of the
+    channels in ``skip_channels`` and items that wait for an older pending item to the same
+    contact are not counted. The dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
+    query = (
+        select(OutboxItem.next_attempt_at, Channel.send_not_before)
+        .join(Channel, Channel.id == OutboxItem.channel_id)
+        .join(Message, Message.id == OutboxItem.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Channel.is_active.is_(True),
+            OutboxItem.status == OutboxStatus.PENDING.value,
+            OutboxItem.in_flight_since.is_(None),
+            ~_earlier_send_pending(),
+        )
+        .order_by(OutboxItem.next_attempt_at)
+        .limit(100)
+    )
+    if skip_channels:
+        query = query.where(OutboxItem.channel_id.not_in(skip_channels))
     with session.begin():
-        rows = session.execute(
-            select(OutboxItem.next_attempt_at, Channel.send_not_before)
-            .join(Channel, Channel.id == OutboxItem.channel_id)
-            .join(Message, Message.id == OutboxItem.message_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(
-                Channel.is_active.is_(True),
-                OutboxItem.status == OutboxStatus.PENDING.value,
-                OutboxItem.in_flight_since.is_(None),
-                ~_earlier_send_pending(),
-            )
-            .order_by(OutboxItem.next_attempt_at)
-            .limit(100)
-        ).all()
+        rows = session.execute(query).all()
     if not rows:
         return None
     ready_times = [max(due, paused or due) for due, paused in rows]
