@@ -193,9 +193,10 @@ class OutboxDispatcher:
         # NOTE: a timeout bounds each socket operation, not a whole transfer. A large file
         # uploaded to Meta or sent by SMTP over a slow link, a server that trickles its
         # response, or a host name with several unreachable addresses (each gets the connect
-        # timeout) can make an attempt outlast its lease. Meta and SMTP replies then show an
-        # unknown outcome until the late send is recorded. A Twilio reply is looked up, and
-        # a message that Twilio creates only after that lookup is sent twice.
+        # timeout) can make an attempt outlast its lease. Another worker then settles it as
+        # abandoned: Meta and SMTP replies show an unknown outcome until the late send is
+        # recorded, and a Twilio reply is looked up, so a message that Twilio creates only
+        # after that lookup is sent twice.
         if kind == "email":
             return SMTP_OPERATIONS_PER_ATTEMPT * timedelta(seconds=SmtpSettings.timeout) + LEASE_MARGIN
         if settings.get("provider") == "meta":
@@ -228,7 +229,7 @@ class OutboxDispatcher:
             while not self.stop.is_set():
                 running = self._without_finished(running)
                 if time.monotonic() - recovered_at >= self.state.config.outbox_poll_interval:
-                    self._recover_abandoned()
+                    self._recover_abandoned(running.values())
                     recovered_at = time.monotonic()
                 if len(running) >= concurrency:
                     wait_for_futures(running, return_when=FIRST_COMPLETED)
@@ -262,9 +263,16 @@ class OutboxDispatcher:
                 waited = True
         return attempted
 
-    def _recover_abandoned(self) -> None:
+    def _recover_abandoned(self, running: Iterable[PendingSend] = ()) -> None:
+        """Settle the abandoned sends, except those in ``running``, which this dispatcher still makes.
+
+        A send of its own outlives its lease only when it is slow or the clock jumped ahead.
+        Its thread records the outcome, so a lookup meanwhile could miss a message that the
+        provider creates a moment later, and send the reply twice.
+        """
+        own = [pending.item_id for pending in running]
         with self.state.session_factory() as session:
-            recover_abandoned_sends(session, self.clock(), can_look_up=can_look_up_sends)
+            recover_abandoned_sends(session, self.clock(), can_look_up=can_look_up_sends, skip_items=own)
 
     @staticmethod
     def _without_finished(running: dict[Future[None], PendingSend]) -> dict[Future[None], PendingSend]:

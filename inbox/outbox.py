@@ -10,7 +10,8 @@ claim sets, in one transaction, a lease (``locked_until``), ``in_flight_since`` 
 ``mark_attempt_failed``), which clears ``in_flight_since``. The lease covers exactly one
 send attempt, and the dispatcher sizes it from its sender's timeouts (``LeasePolicy``), so it
 cannot run out while other items are being sent. A single send that outlives its lease is
-handled like one whose dispatcher died.
+handled like one whose dispatcher died, by any other dispatcher. Its own dispatcher passes
+its running sends to ``recover_abandoned_sends`` as ``skip_items`` and waits for their outcome.
 
 A reply that goes out as several provider messages (a long WhatsApp text, or several
 attachments) takes one claim per part. ``mark_part_sent`` records each part but the last
@@ -344,6 +345,7 @@ def recover_abandoned_sends(
     now: datetime | None = None,
     *,
     can_look_up: LookupPolicy | None = None,
+    skip_items: Collection[int] = (),
 ) -> int:
     """Settle every item whose send attempt outlived its lease, each in its own commit.
 
@@ -355,13 +357,18 @@ def recover_abandoned_sends(
     Otherwise, and when the item has no attempt left, the message fails with
     ``UNKNOWN_OUTCOME_ERROR``. Either change reaches the inbox as a ``message.updated``
     event. Returns how many items were settled.
+
+    ``skip_items`` are the items whose send the caller is still running. Such a send is
+    slow, not abandoned, and its outcome is recorded when it ends.
     """
     now = now or utcnow()
-    abandoned = (
+    abandoned = [
         OutboxItem.status == OutboxStatus.PENDING.value,
         OutboxItem.in_flight_since.is_not(None),
         or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
-    )
+    ]
+    if skip_items:
+        abandoned.append(OutboxItem.id.not_in(skip_items))
     with session.begin():
         item_ids = session.scalars(select(OutboxItem.id).where(*abandoned)).all()
 
