@@ -7,6 +7,7 @@ prefix (``database_url = "..."``); environment variables win over the file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import tomllib
@@ -38,6 +39,16 @@ LOGIN_ATTEMPTS_MINIMUM = 10
 MAX_OUTBOX_CONCURRENCY = 32
 # A longer wait would only keep a reply to a silent Twilio in flight, and its lease long.
 MAX_TWILIO_TIMEOUT = 300.0
+# A shorter wait would time out ordinary requests, and every send that timed out is looked up
+# at Twilio before it is sent again.
+MIN_TWILIO_TIMEOUT = 1.0
+# Seconds between two checks of the outbox or of a mailbox without IDLE. A shorter interval
+# keeps a worker polling the database in a busy loop. A far longer one delays replies that
+# other processes queue, and an infinite one overflows the thread's wait and stops it.
+POLL_INTERVAL_RANGE = (0.1, 3600.0)
+# The lowest pacing rate, one message per 100 seconds. A rate near zero makes a send
+# interval too long for a datetime.
+MIN_WHATSAPP_SEND_RATE = 0.01
 # Read elsewhere: the config file's name, the test suite's database, the OAuth 2.0 secrets
 # that `switchboard channel add email` and `channel reauthorize` take, and the Meta
 # credentials that `switchboard channel add whatsapp --provider meta` stores on the channel.
@@ -200,21 +211,29 @@ class Config:
                 raise ConfigError(
                     f"{PREFIX}{name.upper()} has a keyword longer than 50 characters: {too_long[0]!r}."
                 )
-        if self.whatsapp_send_rate < 0:
+        # The comparisons are written so that NaN fails them too.
+        if not (self.whatsapp_send_rate == 0 or MIN_WHATSAPP_SEND_RATE <= self.whatsapp_send_rate < math.inf):
             raise ConfigError(
                 f"{PREFIX}WHATSAPP_SEND_RATE={self.whatsapp_send_rate} is invalid; give messages per "
-                "second per sender, or 0 to send without pacing."
+                f"second per sender, from {MIN_WHATSAPP_SEND_RATE:g}, or 0 to send without pacing."
             )
         if not 1 <= self.outbox_concurrency <= MAX_OUTBOX_CONCURRENCY:
             raise ConfigError(
                 f"{PREFIX}OUTBOX_CONCURRENCY={self.outbox_concurrency} is invalid; give the number of sends "
                 f"one process makes at once, from 1 to {MAX_OUTBOX_CONCURRENCY}."
             )
-        if not 0 < self.twilio_timeout <= MAX_TWILIO_TIMEOUT:
+        if not MIN_TWILIO_TIMEOUT <= self.twilio_timeout <= MAX_TWILIO_TIMEOUT:
             raise ConfigError(
                 f"{PREFIX}TWILIO_TIMEOUT={self.twilio_timeout} is invalid; give the seconds to wait for "
-                f"Twilio, more than 0 and at most {MAX_TWILIO_TIMEOUT:g}."
+                f"Twilio, from {MIN_TWILIO_TIMEOUT:g} to {MAX_TWILIO_TIMEOUT:g}."
             )
+        shortest, longest = POLL_INTERVAL_RANGE
+        for name in ("outbox_poll_interval", "imap_poll_interval"):
+            if not shortest <= getattr(self, name) <= longest:
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()}={getattr(self, name)} is invalid; give seconds from "
+                    f"{shortest:g} to {longest:g}."
+                )
         if self.whatsapp_media_url_lifetime < 60:
             raise ConfigError(
                 f"{PREFIX}WHATSAPP_MEDIA_URL_LIFETIME={self.whatsapp_media_url_lifetime} is invalid; "
@@ -357,7 +376,11 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
             if lowered in {"0", "false", "no", "off"}:
                 return False
             raise ValueError("expected true or false")
+        if kind.startswith(("int", "float")) and isinstance(value, bool):
+            raise ValueError("a TOML true or false is not a number")
         if kind.startswith("int"):
+            if isinstance(value, float):
+                raise ValueError("a TOML float is not a whole number")  # int() would drop the fraction
             return int(value)
         if kind.startswith("float"):
             return float(value)

@@ -13,7 +13,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from datetime import datetime, timedelta
@@ -192,9 +193,10 @@ class OutboxDispatcher:
         # NOTE: a timeout bounds each socket operation, not a whole transfer. A large file
         # uploaded to Meta or sent by SMTP over a slow link, a server that trickles its
         # response, or a host name with several unreachable addresses (each gets the connect
-        # timeout) can make an attempt outlast its lease. Meta and SMTP replies then show an
-        # unknown outcome until the late send is recorded. A Twilio reply is looked up, and
-        # a message that Twilio creates only after that lookup is sent twice.
+        # timeout) can make an attempt outlast its lease. Another worker then settles it as
+        # abandoned: Meta and SMTP replies show an unknown outcome until the late send is
+        # recorded, and a Twilio reply is looked up, so a message that Twilio creates only
+        # after that lookup is sent twice.
         if kind == "email":
             return SMTP_OPERATIONS_PER_ATTEMPT * timedelta(seconds=SmtpSettings.timeout) + LEASE_MARGIN
         if settings.get("provider") == "meta":
@@ -209,12 +211,15 @@ class OutboxDispatcher:
         Up to ``SWITCHBOARD_OUTBOX_CONCURRENCY`` sends run at once, each in a thread of the
         round's pool. A provider call that hangs until its timeout therefore holds up only
         the later replies to its own contact, which ``claim_next`` keeps in order, while
-        replies to other contacts on the same channel go out at the channel's pace. The
-        round ends once no send is running and nothing is due. It first settles the items
-        whose earlier attempt never finished (``recover_abandoned_sends``), and again every
-        poll interval while it lasts.
+        replies to other contacts on the same channel go out at the channel's pace. With a
+        concurrency of 2 or more, one channel takes all slots but one at most, so that sends
+        hanging on its provider leave a slot for the replies of other channels. The round
+        ends once no send is running and nothing is due. It first settles the items whose
+        earlier attempt never finished (``recover_abandoned_sends``), and again every poll
+        interval while it lasts.
         """
         concurrency = self.state.config.outbox_concurrency
+        channel_slots = max(1, concurrency - 1)
         running: dict[Future[None], PendingSend] = {}
         attempted = 0
         waited = False
@@ -224,14 +229,17 @@ class OutboxDispatcher:
             while not self.stop.is_set():
                 running = self._without_finished(running)
                 if time.monotonic() - recovered_at >= self.state.config.outbox_poll_interval:
-                    self._recover_abandoned()
+                    self._recover_abandoned(running.values())
                     recovered_at = time.monotonic()
                 if len(running) >= concurrency:
                     wait_for_futures(running, return_when=FIRST_COMPLETED)
                     continue
 
+                full = _full_channels(running.values(), channel_slots)
                 with self.state.session_factory() as session:
-                    pending = claim_next(session, self.clock(), self.lease, self.send_intervals())
+                    pending = claim_next(
+                        session, self.clock(), self.lease, self.send_intervals(), skip_channels=full
+                    )
                 if pending is not None:
                     waited = False
                     future = pool.submit(self.dispatch_claimed, pending)
@@ -241,7 +249,7 @@ class OutboxDispatcher:
                     continue
 
                 with self.state.session_factory() as session:
-                    due_in = seconds_until_next_send(session, self.clock())
+                    due_in = seconds_until_next_send(session, self.clock(), skip_channels=full)
                 if running:
                     # Sleep until a send ends, a new reply wakes the dispatcher, or an item is due.
                     self.state.outbox_wakeup.wait(self._sleep_time(due_in))
@@ -255,9 +263,16 @@ class OutboxDispatcher:
                 waited = True
         return attempted
 
-    def _recover_abandoned(self) -> None:
+    def _recover_abandoned(self, running: Iterable[PendingSend] = ()) -> None:
+        """Settle the abandoned sends, except those in ``running``, which this dispatcher still makes.
+
+        A send of its own outlives its lease only when it is slow or the clock jumped ahead.
+        Its thread records the outcome, so a lookup meanwhile could miss a message that the
+        provider creates a moment later, and send the reply twice.
+        """
+        own = [pending.item_id for pending in running]
         with self.state.session_factory() as session:
-            recover_abandoned_sends(session, self.clock(), can_look_up=can_look_up_sends)
+            recover_abandoned_sends(session, self.clock(), can_look_up=can_look_up_sends, skip_items=own)
 
     @staticmethod
     def _without_finished(running: dict[Future[None], PendingSend]) -> dict[Future[None], PendingSend]:
@@ -566,6 +581,12 @@ class OutboxDispatcher:
                 record_sent_copy_outcome(session, pending.channel_id, error)
         except self.RECORD_ERRORS as failure:
             log.warning("channel %s: could not store the outcome of the Sent copy: %s", pending.channel_id, failure)
+
+
+def _full_channels(running: Iterable[PendingSend], channel_slots: int) -> set[int]:
+    """Return the ids of the channels with ``channel_slots`` or more sends running."""
+    counts = Counter(pending.channel_id for pending in running)
+    return {channel_id for channel_id, count in counts.items() if count >= channel_slots}
 
 
 def can_look_up_sends(kind: str, settings: Mapping[str, Any]) -> bool:

@@ -10,7 +10,8 @@ claim sets, in one transaction, a lease (``locked_until``), ``in_flight_since`` 
 ``mark_attempt_failed``), which clears ``in_flight_since``. The lease covers exactly one
 send attempt, and the dispatcher sizes it from its sender's timeouts (``LeasePolicy``), so it
 cannot run out while other items are being sent. A single send that outlives its lease is
-handled like one whose dispatcher died.
+handled like one whose dispatcher died, by any other dispatcher. Its own dispatcher passes
+its running sends to ``recover_abandoned_sends`` as ``skip_items`` and waits for their outcome.
 
 A reply that goes out as several provider messages (a long WhatsApp text, or several
 attachments) takes one claim per part. ``mark_part_sent`` records each part but the last
@@ -55,7 +56,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,6 +165,7 @@ def claim_next(
     now: datetime | None = None,
     lease: timedelta | LeasePolicy = LEASE,
     send_intervals: Mapping[str, timedelta] | None = None,
+    skip_channels: Collection[int] = (),
 ) -> PendingSend | None:
     """Claim the most overdue item for one send attempt, and commit.
 
@@ -174,6 +176,7 @@ def claim_next(
     ``lease`` is the claim's lease, or a policy that returns it for the item's channel.
     ``send_intervals`` maps a channel kind to the minimum time between two sends
     of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
+    The items of the channels in ``skip_channels`` are not claimed.
     """
     now = now or utcnow()
     with session.begin():
@@ -194,6 +197,8 @@ def claim_next(
             .limit(1)
             .execution_options(populate_existing=True)
         )
+        if skip_channels:
+            query = query.where(OutboxItem.channel_id.not_in(skip_channels))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboxItem)
         item = session.scalars(query).first()
@@ -264,29 +269,34 @@ def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: 
     return result.rowcount == 1
 
 
-def seconds_until_next_send(session: Session, now: datetime | None = None) -> float | None:
+def seconds_until_next_send(
+    session: Session, now: datetime | None = None, skip_channels: Collection[int] = ()
+) -> float | None:
     """Return how long until an item can next be claimed, or None when nothing is pending.
 
-    Zero means an item is due now. Items in flight, items of inactive channels and items
-    that wait for an older pending item to the same contact are not counted. The
-    dispatcher sleeps this long, at most its poll interval.
+    Zero means an item is due now. Items in flight, items of inactive channels, items of the
+    channels in ``skip_channels`` and items that wait for an older pending item to the same
+    contact are not counted. The dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
+    query = (
+        select(OutboxItem.next_attempt_at, Channel.send_not_before)
+        .join(Channel, Channel.id == OutboxItem.channel_id)
+        .join(Message, Message.id == OutboxItem.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Channel.is_active.is_(True),
+            OutboxItem.status == OutboxStatus.PENDING.value,
+            OutboxItem.in_flight_since.is_(None),
+            ~_earlier_send_pending(),
+        )
+        .order_by(OutboxItem.next_attempt_at)
+        .limit(100)
+    )
+    if skip_channels:
+        query = query.where(OutboxItem.channel_id.not_in(skip_channels))
     with session.begin():
-        rows = session.execute(
-            select(OutboxItem.next_attempt_at, Channel.send_not_before)
-            .join(Channel, Channel.id == OutboxItem.channel_id)
-            .join(Message, Message.id == OutboxItem.message_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(
-                Channel.is_active.is_(True),
-                OutboxItem.status == OutboxStatus.PENDING.value,
-                OutboxItem.in_flight_since.is_(None),
-                ~_earlier_send_pending(),
-            )
-            .order_by(OutboxItem.next_attempt_at)
-            .limit(100)
-        ).all()
+        rows = session.execute(query).all()
     if not rows:
         return None
     ready_times = [max(due, paused or due) for due, paused in rows]
@@ -337,6 +347,7 @@ def recover_abandoned_sends(
     now: datetime | None = None,
     *,
     can_look_up: LookupPolicy | None = None,
+    skip_items: Collection[int] = (),
 ) -> int:
     """Settle every item whose send attempt outlived its lease, each in its own commit.
 
@@ -348,13 +359,18 @@ def recover_abandoned_sends(
     Otherwise, and when the item has no attempt left, the message fails with
     ``UNKNOWN_OUTCOME_ERROR``. Either change reaches the inbox as a ``message.updated``
     event. Returns how many items were settled.
+
+    ``skip_items`` are the items whose send the caller is still running. Such a send is
+    slow, not abandoned, and its outcome is recorded when it ends.
     """
     now = now or utcnow()
-    abandoned = (
+    abandoned = [
         OutboxItem.status == OutboxStatus.PENDING.value,
         OutboxItem.in_flight_since.is_not(None),
         or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
-    )
+    ]
+    if skip_items:
+        abandoned.append(OutboxItem.id.not_in(skip_items))
     with session.begin():
         item_ids = session.scalars(select(OutboxItem.id).where(*abandoned)).all()
 

@@ -230,11 +230,41 @@ def test_run_on_busy_port_fails_clearly(run):
         ("SWITCHBOARD_PUBLIC_URL", "support.example.com", "without a path"),
         ("SWITCHBOARD_PUBLIC_URL", "https://support.example.com/app", "without a path"),
         ("SWITCHBOARD_OUTBOX_CONCURRENCY", "0", "from 1 to 32"),
-        ("SWITCHBOARD_TWILIO_TIMEOUT", "0", "more than 0 and at most 300"),
+        ("SWITCHBOARD_OUTBOX_CONCURRENCY", "-4", "from 1 to 32"),
+        ("SWITCHBOARD_OUTBOX_CONCURRENCY", "4.5", "expected a whole number"),
+        ("SWITCHBOARD_TWILIO_TIMEOUT", "0", "from 1 to 300"),
+        ("SWITCHBOARD_TWILIO_TIMEOUT", "0.001", "from 1 to 300"),
+        ("SWITCHBOARD_TWILIO_TIMEOUT", "nan", "from 1 to 300"),
+        ("SWITCHBOARD_TWILIO_TIMEOUT", "inf", "from 1 to 300"),
+        ("SWITCHBOARD_OUTBOX_POLL_INTERVAL", "0", "from 0.1 to 3600"),
+        ("SWITCHBOARD_OUTBOX_POLL_INTERVAL", "-1", "from 0.1 to 3600"),
+        ("SWITCHBOARD_OUTBOX_POLL_INTERVAL", "nan", "from 0.1 to 3600"),
+        ("SWITCHBOARD_OUTBOX_POLL_INTERVAL", "inf", "from 0.1 to 3600"),
+        ("SWITCHBOARD_IMAP_POLL_INTERVAL", "inf", "from 0.1 to 3600"),
+        ("SWITCHBOARD_WHATSAPP_SEND_RATE", "nan", "or 0 to send without pacing"),
+        ("SWITCHBOARD_WHATSAPP_SEND_RATE", "inf", "or 0 to send without pacing"),
+        ("SWITCHBOARD_WHATSAPP_SEND_RATE", "1e-20", "or 0 to send without pacing"),
     ],
 )
 def test_invalid_configuration_is_named(tmp_path, variable, value, message):
     environ = {"SWITCHBOARD_INSTANCE_DIR": str(tmp_path), variable: value}
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("outbox_concurrency = 2.5", "OUTBOX_CONCURRENCY=2.5 is invalid: expected a whole number"),
+        ("outbox_concurrency = true", "OUTBOX_CONCURRENCY=True is invalid: expected a whole number"),
+        ("twilio_timeout = true", "TWILIO_TIMEOUT=True is invalid: expected a number"),
+    ],
+)
+def test_configuration_file_value_of_wrong_type(tmp_path, line, message):
+    config_file = tmp_path / "switchboard.toml"
+    config_file.write_text(line + "\n")
+    environ = {"SWITCHBOARD_CONFIG": str(config_file), "SWITCHBOARD_INSTANCE_DIR": str(tmp_path)}
+
     with pytest.raises(ConfigError, match=message):
         Config.from_env(environ)
 

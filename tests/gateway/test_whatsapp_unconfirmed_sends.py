@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -483,3 +484,37 @@ def test_abandoned_send_shows_live_in_thread(app, twilio_state, twilio, sender, 
     assert sent["message"]["delivery_status"] == "queued"
     assert sent["event_id"] > checking["event_id"]
     assert [event["retry"] is None for event in _message_events(twilio_state, message_id)] == [False, True]
+
+
+def test_own_slow_send_is_not_recovered(twilio_state, twilio, sender, conversation_id):
+    # Long enough that the held request below does not time out.
+    object.__setattr__(twilio_state, "config", replace(twilio_state.config, twilio_timeout=10.0))
+    message_id = _reply(twilio_state, conversation_id, sender, "Your refund is on its way.")
+    # The request reaches Twilio but its message is not created yet, as when Twilio is slow.
+    twilio.hold_creates()
+    clock_shift = [timedelta(0)]
+    dispatcher = OutboxDispatcher(twilio_state, threading.Event(), clock=lambda: utcnow() + clock_shift[0])
+    thread = threading.Thread(target=dispatcher.dispatch_due)
+    thread.start()
+    try:
+        twilio.wait_for(1)
+        in_flight = _item(twilio_state, message_id)
+        # The dispatcher's clock passes the lease while its own request is still running, as
+        # after a step of the system clock. It checks for abandoned sends every poll interval.
+        clock_shift[0] = in_flight.locked_until - utcnow() + timedelta(seconds=1)
+        time.sleep(4 * twilio_state.config.outbox_poll_interval)
+        during = _item(twilio_state, message_id)
+    finally:
+        twilio.release_creates()
+        thread.join(10)
+
+    assert not thread.is_alive()
+    # The dispatcher did not take its own running send for abandoned, so it neither looked
+    # the reply up nor sent it a second time.
+    assert during.last_error is None
+    assert twilio.list_reads == 0
+    assert len(twilio.requests) == 1
+    assert len(twilio.messages) == 1
+    item = _item(twilio_state, message_id)
+    assert (item.status, item.attempts) == ("sent", 1)
+    assert _message(twilio_state, message_id).provider_message_id == twilio.messages[0]["sid"]

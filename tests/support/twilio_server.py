@@ -9,8 +9,8 @@ account SID and auth token, as at Twilio. Errors have Twilio's JSON shape (code,
 status), so the SDK raises the same TwilioRestException it raises against Twilio.
 Tests point the SDK here through ``TwilioSettings.api_base_url`` or
 ``SWITCHBOARD_TWILIO_API_BASE_URL``, and can make the next requests fail on purpose (a
-429 with or without Retry-After too), make every answer slow, or hold answers back after
-the message was created. ``fault_next`` plays network faults on the next message creates,
+429 with or without Retry-After too), make every answer slow, hold answers back after
+the message was created, or hold requests back before their message exists. ``fault_next`` plays network faults on the next message creates,
 to anyone or to one recipient: the message is created and the answer hangs
 (``HANG_AFTER_CREATE``), the message is created and the connection closed without an answer
 (``DROP_AFTER_CREATE``), or the connection is closed once the request was read, before any
@@ -123,6 +123,10 @@ class TwilioTestServer:
         # Cleared by hold_responses(): created messages wait for release_responses().
         self._responses_open = threading.Event()
         self._responses_open.set()
+        # Cleared by hold_creates(): message requests wait for release_creates() before the
+        # message exists.
+        self._creates_open = threading.Event()
+        self._creates_open.set()
 
         self._templates: list[dict[str, Any]] = []
         self.content_reads = 0
@@ -192,6 +196,7 @@ class TwilioTestServer:
         if self._server is None:
             return
         self._responses_open.set()  # held answers would keep server_close() waiting
+        self._creates_open.set()
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
@@ -353,6 +358,19 @@ class TwilioTestServer:
         """Let held and later answers go out."""
         self._responses_open.set()
 
+    def hold_creates(self) -> None:
+        """Keep message requests that arrive from now on waiting, before their message exists,
+        until released.
+
+        This plays a request that is still on its way to Twilio or still being processed
+        there, so that a lookup meanwhile finds no message.
+        """
+        self._creates_open.clear()
+
+    def release_creates(self) -> None:
+        """Let held and later message requests create their messages."""
+        self._creates_open.set()
+
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` messages are created and return a copy of them.
 
@@ -423,6 +441,7 @@ class TwilioTestServer:
             self._condition.notify_all()
         if fault == DROP_BEFORE_CREATE:
             return _drop_connection(request)
+        self._creates_open.wait()
         if failure is not None:
             status, code, message, retry_after = failure
             response = _error_response(status, code, message)
