@@ -61,8 +61,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Subquery, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from channels.delivery import advances
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
@@ -93,6 +93,9 @@ BACKOFF_CAP = timedelta(minutes=30)
 # The lease of a claim made without a ``LeasePolicy``. The dispatcher passes one that
 # sizes each lease from its sender's timeouts.
 LEASE = timedelta(minutes=10)
+# Due items that one claim considers, oldest first. It takes the first that no other
+# dispatcher holds a row lock on.
+CLAIM_CANDIDATES = 20
 
 # Returns the lease of one claim: the longest that one send attempt can take on a channel
 # of this kind with these settings. The flag is True when the attempt first looks up an
@@ -180,27 +183,34 @@ def claim_next(
     """
     now = now or utcnow()
     with session.begin():
+        heads = _queue_heads(skip_channels)
+        candidates = session.scalars(
+            select(heads.c.id)
+            .where(
+                or_(heads.c.send_not_before.is_(None), heads.c.send_not_before <= now),
+                heads.c.next_attempt_at <= now,
+                heads.c.in_flight_since.is_(None),
+            )
+            .order_by(heads.c.next_attempt_at, heads.c.id)
+            .limit(CLAIM_CANDIDATES)
+        ).all()
+        if not candidates:
+            return None
+        # The row lock and the conditions again, because another dispatcher may have claimed
+        # a candidate since the query above.
         query = (
             select(OutboxItem)
-            .join(Channel, Channel.id == OutboxItem.channel_id)
-            .join(Message, Message.id == OutboxItem.message_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
             .where(
-                Channel.is_active.is_(True),
-                or_(Channel.send_not_before.is_(None), Channel.send_not_before <= now),
+                OutboxItem.id.in_(candidates),
                 OutboxItem.status == OutboxStatus.PENDING.value,
-                OutboxItem.next_attempt_at <= now,
                 OutboxItem.in_flight_since.is_(None),
-                ~_earlier_send_pending(),
             )
             .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
             .limit(1)
             .execution_options(populate_existing=True)
         )
-        if skip_channels:
-            query = query.where(OutboxItem.channel_id.not_in(skip_channels))
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=OutboxItem)
+            query = query.with_for_update(skip_locked=True)
         item = session.scalars(query).first()
         if item is None:
             return None
@@ -228,23 +238,40 @@ def claim_next(
         return _pending_send(item, token)
 
 
-def _earlier_send_pending() -> ColumnElement[bool]:
-    """Return the condition that an older item of the same channel to the same contact is pending.
+def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
+    """Return the oldest pending item of each channel and contact, on active channels.
 
-    The enclosing query must select from ``OutboxItem`` joined with its message's
-    ``Conversation``. An item pending in flight, between parts or waiting for a retry counts.
+    The subquery has the columns ``id``, ``next_attempt_at``, ``in_flight_since`` and the
+    channel's ``send_not_before``. The later items of a contact are left out, because they
+    wait for this one, also while it is in flight, between parts or waiting for a retry.
+    Channels in ``skip_channels`` are left out.
     """
-    earlier = aliased(OutboxItem)
-    earlier_message = aliased(Message)
-    earlier_conversation = aliased(Conversation)
-    return exists().where(
-        earlier.channel_id == OutboxItem.channel_id,
-        earlier.status == OutboxStatus.PENDING.value,
-        earlier.id < OutboxItem.id,
-        earlier_message.id == earlier.message_id,
-        earlier_conversation.id == earlier_message.conversation_id,
-        earlier_conversation.contact_id == Conversation.contact_id,
+    # The place in the queue comes from a window function over the pending items, in one
+    # pass. A NOT EXISTS on an older pending item ran on PostgreSQL 15 as a hash anti join
+    # that compares each queued reply of a contact with every other, so the query took
+    # seconds with 15,000 replies queued to one customer (tests/gateway/test_outbox_backlog.py).
+    # An IN on the oldest id per contact was as slow when the planner's statistics missed a
+    # burst of new replies, because the plan then computed those ids again for each item.
+    place = func.row_number().over(
+        partition_by=(OutboxItem.channel_id, Conversation.contact_id), order_by=OutboxItem.id
     )
+    queued = (
+        select(
+            OutboxItem.id,
+            OutboxItem.next_attempt_at,
+            OutboxItem.in_flight_since,
+            Channel.send_not_before,
+            place.label("place"),
+        )
+        .join(Channel, Channel.id == OutboxItem.channel_id)
+        .join(Message, Message.id == OutboxItem.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Channel.is_active.is_(True), OutboxItem.status == OutboxStatus.PENDING.value)
+    )
+    if skip_channels:
+        queued = queued.where(OutboxItem.channel_id.not_in(skip_channels))
+    ranked = queued.subquery("queued")
+    return select(ranked).where(ranked.c.place == 1).subquery("heads")
 
 
 def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
@@ -279,22 +306,13 @@ def seconds_until_next_send(
     contact are not counted. The dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
+    heads = _queue_heads(skip_channels)
     query = (
-        select(OutboxItem.next_attempt_at, Channel.send_not_before)
-        .join(Channel, Channel.id == OutboxItem.channel_id)
-        .join(Message, Message.id == OutboxItem.message_id)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(
-            Channel.is_active.is_(True),
-            OutboxItem.status == OutboxStatus.PENDING.value,
-            OutboxItem.in_flight_since.is_(None),
-            ~_earlier_send_pending(),
-        )
-        .order_by(OutboxItem.next_attempt_at)
+        select(heads.c.next_attempt_at, heads.c.send_not_before)
+        .where(heads.c.in_flight_since.is_(None))
+        .order_by(heads.c.next_attempt_at)
         .limit(100)
     )
-    if skip_channels:
-        query = query.where(OutboxItem.channel_id.not_in(skip_channels))
     with session.begin():
         rows = session.execute(query).all()
     if not rows:
