@@ -1,15 +1,14 @@
-"""A customer with a long queue of replies does not slow the sends to everyone else.
+"""A customer with a long queue of replies does not hold up the sends to everyone else.
 
 Replies to one contact on one channel go out one at a time, so while the oldest is in flight
 the others of that contact wait, and every dispatch round must look past them. Runs the
 claim and the dispatcher's wait on SQLite by default and on PostgreSQL with
-SWITCHBOARD_TEST_DATABASE_URL, where a query whose cost grew with the square of one
-contact's queue took seconds.
+SWITCHBOARD_TEST_DATABASE_URL, before and after the database has statistics on the queue.
+(A query whose cost grew with the square of one contact's queue took seconds there; speed
+itself is for benchmarks, so this test checks what the queries return.)
 """
 
 from __future__ import annotations
-
-import time
 
 from sqlalchemy import insert, select, text
 
@@ -27,9 +26,6 @@ from tests.gateway.test_outbox_safety import (  # noqa: F401 (fixtures)
 from tests.gateway.test_outbox_concurrency import _conversation
 
 QUEUED_REPLIES = 15_000
-# With a plan whose cost grows with the square of the queue, each query took 6 s or more on
-# PostgreSQL 15 here. A linear one takes tens of milliseconds, so the limit is generous.
-MAX_QUERY_SECONDS = 2.0
 
 
 def _queue_copies(state, message_id: int, count: int) -> None:
@@ -48,20 +44,16 @@ def _queue_copies(state, message_id: int, count: int) -> None:
         connection.execute(insert(items), [{**item, "message_id": new_id} for new_id in new_ids])
 
 
-def _timed_wait_and_claim(state) -> tuple[float | None, PendingSend | None, float, float]:
-    """Return what ``seconds_until_next_send`` and ``claim_next`` return, and how long each took."""
-    started = time.monotonic()
+def _wait_and_claim(state) -> tuple[float | None, PendingSend | None]:
+    """Return what ``seconds_until_next_send`` and ``claim_next`` return."""
     with state.session_factory() as session:
         due_in = seconds_until_next_send(session, utcnow())
-    wait_seconds = time.monotonic() - started
-    started = time.monotonic()
     with state.session_factory() as session:
         claimed = claim_next(session, lease=LEASE)
-    claim_seconds = time.monotonic() - started
-    return due_in, claimed, wait_seconds, claim_seconds
+    return due_in, claimed
 
 
-def test_long_queue_of_one_customer_is_cheap(twilio_state, channel, sender):
+def test_long_queue_of_one_customer_lets_others_through(twilio_state, channel, sender):
     ada = _conversation(twilio_state, channel, "+15551230001")
     first = _reply(twilio_state, ada, sender, "Ada, your parcel left the depot.")
     _queue_copies(twilio_state, first, QUEUED_REPLIES)
@@ -71,19 +63,17 @@ def test_long_queue_of_one_customer_is_cheap(twilio_state, channel, sender):
     ben_replies = [_reply(twilio_state, ben, sender, f"Ben, update {n}.") for n in range(2)]
 
     # Before the database has statistics on the new rows, as right after a burst of replies.
-    stale = _timed_wait_and_claim(twilio_state)
+    stale = _wait_and_claim(twilio_state)
     with twilio_state.engine.begin() as connection:
         connection.execute(text("ANALYZE"))
     with twilio_state.session_factory() as session:
         mark_sent(session, stale[1].item_id, SendResult("SM" + "0" * 32, DeliveryState.QUEUED),
                   claim_token=stale[1].claim_token)
     # With statistics, as once the database analyzed the tables.
-    analyzed = _timed_wait_and_claim(twilio_state)
+    analyzed = _wait_and_claim(twilio_state)
 
     assert in_flight.message_id == first
-    for (due_in, claimed, wait_seconds, claim_seconds), ben_reply in zip((stale, analyzed), ben_replies):
+    for (due_in, claimed), ben_reply in zip((stale, analyzed), ben_replies):
         # Ben's reply is due now, and it is the one claimed, past Ada's waiting replies.
         assert due_in == 0
         assert claimed.message_id == ben_reply
-        assert wait_seconds < MAX_QUERY_SECONDS
-        assert claim_seconds < MAX_QUERY_SECONDS
