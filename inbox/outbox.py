@@ -613,7 +613,8 @@ def mark_attempt_failed(
     ``pause_until`` (a provider's HTTP 429), the retry waits until then instead, and so
     does every other send of the item's channel. A permanent
     error, or the last attempt, marks the item and its message failed with ``error``, which
-    the inbox shows on the message. Nothing changes, and False is returned, when
+    the inbox shows on the message, and resends it by email when the workspace's fallback is
+    automatic, unless it may have reached the customer. Nothing changes, and False is returned, when
     ``claim_token`` is not the item's current claim or the item no longer waits for this
     outcome (for example because it was already marked failed with an unknown outcome).
     """
@@ -653,7 +654,8 @@ def mark_attempt_failed(
             )
             return True
 
-        if item.unconfirmed_since is not None:
+        may_have_reached = item.unconfirmed_since is not None
+        if may_have_reached:
             error = f"{UNCONFIRMED_SEND_ERROR} Last error: {error}"
             item.last_error = error[:2000]
         item.status = OutboxStatus.FAILED.value
@@ -665,7 +667,9 @@ def mark_attempt_failed(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
         log.error("outbox item %s failed after %s attempts: %s", item_id, item.attempts, error)
-        if send_by_email_automatically(session, message) is None:
+        # A reply that may have reached the customer is left for an agent to check, so the
+        # automatic fallback does not send it a second time by email.
+        if may_have_reached or send_by_email_automatically(session, message) is None:
             reopen_for_failed_reply(session, message)
         return False
 
