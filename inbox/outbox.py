@@ -48,7 +48,8 @@ sent when it does not. Elsewhere (Meta's Cloud API, SMTP) nothing can tell wheth
 customer got the message, so it is never sent again. The item is marked failed with
 ``UNKNOWN_OUTCOME_ERROR``, which the inbox shows on the message. That failed item keeps its
 token and ``in_flight_since``. If the lost ``mark_sent`` arrives after all, it still records
-the send, because the provider's acceptance is the truth.
+the send, because the provider's acceptance is the truth. A late ``mark_part_sent`` records
+its part, but the remaining parts are not sent, since they could follow later replies.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ UNKNOWN_OUTCOME_ERROR = (
 ABANDONED_SEND_NOTE = (
     "Switchboard stopped while sending this reply, so it checks with the provider whether the "
     "reply arrived before sending it again."
+)
+# A late part recorded under a claim whose outcome was marked unknown, with more parts left.
+PARTLY_SENT_ERROR = (
+    "Switchboard stopped while sending this reply in parts, and only the first {sent_parts} of "
+    "them reached the provider. The rest were not sent, because later replies to the customer "
+    "may have gone out meanwhile. Send the rest again if the customer still needs it."
 )
 UNCONFIRMED_SEND_ERROR = (
     "The provider did not answer an attempt to send this reply, so it may have reached the "
@@ -528,7 +535,9 @@ def mark_part_sent(
     part the item is sent; before it, the item stays pending and due so that the next
     claim sends the next part. Commits. Returns False (logged) when ``claim_token`` is
     not the item's current claim. An item marked failed with an unknown outcome under
-    the same claim still records the part.
+    the same claim still records the part. It is sent after the ``last`` part, and
+    otherwise stays failed with ``PARTLY_SENT_ERROR``, because the contact's later replies
+    may have gone out since the failure and the remaining parts would follow them.
     """
     with session.begin():
         item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
@@ -554,7 +563,8 @@ def mark_part_sent(
         if position == 0:
             message.provider_message_id = result.provider_message_id
             message.sent_at = utcnow()
-        if outcome_was_unknown:
+        stopped = outcome_was_unknown and not last
+        if outcome_was_unknown and not stopped:
             # The provider accepted the part, so the guessed failure is replaced by the truth.
             message.delivery_status = None
             message.delivery_error = None
@@ -569,6 +579,11 @@ def mark_part_sent(
             item.status = OutboxStatus.SENT.value
             if not outcome_was_unknown:
                 item.attempts += 1
+        elif stopped:
+            # The item stays failed, which the failed message status keeps in
+            # refresh_parts_status below.
+            item.last_error = PARTLY_SENT_ERROR.format(sent_parts=position + 1)
+            message.delivery_error = item.last_error
         else:
             # Due at once with its old place in the queue, so that no later reply of the
             # same sender goes out between two parts.
