@@ -20,9 +20,11 @@ the next part; the last part is recorded with ``mark_part_sent(..., last=True)``
 
 Replies to one contact on one channel go out one at a time and in the order they were
 queued: ``claim_next`` skips an item while an older item of the same channel and contact is
-still pending, whether it is in flight, between two parts or waiting for a retry. So several
-dispatchers can send at once without reordering one customer's messages, and a lookup of an
-unconfirmed send (below) never meets a later reply's message still in flight.
+still pending, whether it is in flight, between two parts or waiting for a retry. It also
+skips every item of a contact while one of them is in flight, which matters when an older
+reply becomes pending again, such as a held reply that the customer's message releases. So
+several dispatchers can send at once without reordering one customer's messages, and a
+lookup of an unconfirmed send (below) never meets another reply's message still in flight.
 
 Sends are paced per channel. A claim with a minimum interval for the channel's kind moves
 the channel's ``send_not_before`` that far ahead, and ``claim_next`` skips the items of a
@@ -182,7 +184,8 @@ def claim_next(
     Returns the item's send with a new claim token, or None when no item is due. Items
     whose previous attempt is still in flight are skipped, because ``recover_abandoned_sends``
     handles them, and so are the items of a channel whose ``send_not_before`` is still
-    ahead, and the items that wait for an older pending item to the same contact.
+    ahead, and the items that wait for an older pending item to the same contact or for one
+    in flight.
     ``lease`` is the claim's lease, or a policy that returns it for the item's channel.
     ``send_intervals`` maps a channel kind to the minimum time between two sends
     of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
@@ -196,7 +199,6 @@ def claim_next(
             .where(
                 or_(heads.c.send_not_before.is_(None), heads.c.send_not_before <= now),
                 heads.c.next_attempt_at <= now,
-                heads.c.in_flight_since.is_(None),
             )
             .order_by(heads.c.next_attempt_at, heads.c.id)
             .limit(CLAIM_CANDIDATES)
@@ -246,12 +248,13 @@ def claim_next(
 
 
 def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
-    """Return the oldest pending item of each channel and contact, on active channels.
+    """Return the oldest pending item of each channel and contact that may be sent next.
 
-    The subquery has the columns ``id``, ``next_attempt_at``, ``in_flight_since`` and the
-    channel's ``send_not_before``. The later items of a contact are left out, because they
-    wait for this one, also while it is in flight, between parts or waiting for a retry.
-    Channels in ``skip_channels`` are left out.
+    The subquery has the columns ``id``, ``next_attempt_at`` and the channel's
+    ``send_not_before``. The later items of a contact are left out, because they wait for the
+    oldest, also while it is between parts or waiting for a retry. No item of a contact is in
+    it while one of them is in flight, such as a later reply that went out while an older one
+    was held. Inactive channels and channels in ``skip_channels`` are left out.
     """
     # The place in the queue comes from a window function over the pending items, in one
     # pass. A NOT EXISTS on an older pending item ran on PostgreSQL 15 as a hash anti join
@@ -259,16 +262,16 @@ def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
     # seconds with 15,000 replies queued to one customer (tests/gateway/test_outbox_backlog.py).
     # An IN on the oldest id per contact was as slow when the planner's statistics missed a
     # burst of new replies, because the plan then computed those ids again for each item.
-    place = func.row_number().over(
-        partition_by=(OutboxItem.channel_id, Conversation.contact_id), order_by=OutboxItem.id
-    )
+    queue = (OutboxItem.channel_id, Conversation.contact_id)
+    place = func.row_number().over(partition_by=queue, order_by=OutboxItem.id)
+    sending = func.count(OutboxItem.in_flight_since).over(partition_by=queue)
     queued = (
         select(
             OutboxItem.id,
             OutboxItem.next_attempt_at,
-            OutboxItem.in_flight_since,
             Channel.send_not_before,
             place.label("place"),
+            sending.label("sending"),
         )
         .join(Channel, Channel.id == OutboxItem.channel_id)
         .join(Message, Message.id == OutboxItem.message_id)
@@ -278,7 +281,7 @@ def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
     if skip_channels:
         queued = queued.where(OutboxItem.channel_id.not_in(skip_channels))
     ranked = queued.subquery("queued")
-    return select(ranked).where(ranked.c.place == 1).subquery("heads")
+    return select(ranked).where(ranked.c.place == 1, ranked.c.sending == 0).subquery("heads")
 
 
 def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
@@ -310,13 +313,12 @@ def seconds_until_next_send(
 
     Zero means an item is due now. Items in flight, items of inactive channels, items of the
     channels in ``skip_channels`` and items that wait for an older pending item to the same
-    contact are not counted. The dispatcher sleeps this long, at most its poll interval.
+    contact or for one in flight are not counted. The dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
     heads = _queue_heads(skip_channels)
     query = (
         select(heads.c.next_attempt_at, heads.c.send_not_before)
-        .where(heads.c.in_flight_since.is_(None))
         .order_by(heads.c.next_attempt_at)
         .limit(100)
     )
