@@ -20,9 +20,11 @@ the next part; the last part is recorded with ``mark_part_sent(..., last=True)``
 
 Replies to one contact on one channel go out one at a time and in the order they were
 queued: ``claim_next`` skips an item while an older item of the same channel and contact is
-still pending, whether it is in flight, between two parts or waiting for a retry. So several
-dispatchers can send at once without reordering one customer's messages, and a lookup of an
-unconfirmed send (below) never meets a later reply's message still in flight.
+still pending, whether it is in flight, between two parts or waiting for a retry. It also
+skips every item of a contact while one of them is in flight, which matters when an older
+reply becomes pending again, such as a held reply that the customer's message releases. So
+several dispatchers can send at once without reordering one customer's messages, and a
+lookup of an unconfirmed send (below) never meets another reply's message still in flight.
 
 Sends are paced per channel. A claim with a minimum interval for the channel's kind moves
 the channel's ``send_not_before`` that far ahead, and ``claim_next`` skips the items of a
@@ -48,7 +50,8 @@ sent when it does not. Elsewhere (Meta's Cloud API, SMTP) nothing can tell wheth
 customer got the message, so it is never sent again. The item is marked failed with
 ``UNKNOWN_OUTCOME_ERROR``, which the inbox shows on the message. That failed item keeps its
 token and ``in_flight_since``. If the lost ``mark_sent`` arrives after all, it still records
-the send, because the provider's acceptance is the truth.
+the send, because the provider's acceptance is the truth. A late ``mark_part_sent`` records
+its part, but the remaining parts are not sent, since they could follow later replies.
 """
 
 from __future__ import annotations
@@ -114,6 +117,12 @@ ABANDONED_SEND_NOTE = (
     "Switchboard stopped while sending this reply, so it checks with the provider whether the "
     "reply arrived before sending it again."
 )
+# A late part recorded under a claim whose outcome was marked unknown, with more parts left.
+PARTLY_SENT_ERROR = (
+    "Switchboard stopped while sending this reply in parts, and only the first {sent_parts} of "
+    "them reached the provider. The rest were not sent, because later replies to the customer "
+    "may have gone out meanwhile. Send the rest again if the customer still needs it."
+)
 UNCONFIRMED_SEND_ERROR = (
     "The provider did not answer an attempt to send this reply, so it may have reached the "
     "customer, and Switchboard could not check whether it did. Check with the customer before "
@@ -175,7 +184,8 @@ def claim_next(
     Returns the item's send with a new claim token, or None when no item is due. Items
     whose previous attempt is still in flight are skipped, because ``recover_abandoned_sends``
     handles them, and so are the items of a channel whose ``send_not_before`` is still
-    ahead, and the items that wait for an older pending item to the same contact.
+    ahead, and the items that wait for an older pending item to the same contact or for one
+    in flight.
     ``lease`` is the claim's lease, or a policy that returns it for the item's channel.
     ``send_intervals`` maps a channel kind to the minimum time between two sends
     of one channel; the claim moves the channel's ``send_not_before`` that far ahead.
@@ -189,7 +199,6 @@ def claim_next(
             .where(
                 or_(heads.c.send_not_before.is_(None), heads.c.send_not_before <= now),
                 heads.c.next_attempt_at <= now,
-                heads.c.in_flight_since.is_(None),
             )
             .order_by(heads.c.next_attempt_at, heads.c.id)
             .limit(CLAIM_CANDIDATES)
@@ -239,12 +248,13 @@ def claim_next(
 
 
 def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
-    """Return the oldest pending item of each channel and contact, on active channels.
+    """Return the oldest pending item of each channel and contact that may be sent next.
 
-    The subquery has the columns ``id``, ``next_attempt_at``, ``in_flight_since`` and the
-    channel's ``send_not_before``. The later items of a contact are left out, because they
-    wait for this one, also while it is in flight, between parts or waiting for a retry.
-    Channels in ``skip_channels`` are left out.
+    The subquery has the columns ``id``, ``next_attempt_at`` and the channel's
+    ``send_not_before``. The later items of a contact are left out, because they wait for the
+    oldest, also while it is between parts or waiting for a retry. No item of a contact is in
+    it while one of them is in flight, such as a later reply that went out while an older one
+    was held. Inactive channels and channels in ``skip_channels`` are left out.
     """
     # The place in the queue comes from a window function over the pending items, in one
     # pass. A NOT EXISTS on an older pending item ran on PostgreSQL 15 as a hash anti join
@@ -252,16 +262,16 @@ def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
     # seconds with 15,000 replies queued to one customer (tests/gateway/test_outbox_backlog.py).
     # An IN on the oldest id per contact was as slow when the planner's statistics missed a
     # burst of new replies, because the plan then computed those ids again for each item.
-    place = func.row_number().over(
-        partition_by=(OutboxItem.channel_id, Conversation.contact_id), order_by=OutboxItem.id
-    )
+    queue = (OutboxItem.channel_id, Conversation.contact_id)
+    place = func.row_number().over(partition_by=queue, order_by=OutboxItem.id)
+    sending = func.count(OutboxItem.in_flight_since).over(partition_by=queue)
     queued = (
         select(
             OutboxItem.id,
             OutboxItem.next_attempt_at,
-            OutboxItem.in_flight_since,
             Channel.send_not_before,
             place.label("place"),
+            sending.label("sending"),
         )
         .join(Channel, Channel.id == OutboxItem.channel_id)
         .join(Message, Message.id == OutboxItem.message_id)
@@ -271,7 +281,7 @@ def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
     if skip_channels:
         queued = queued.where(OutboxItem.channel_id.not_in(skip_channels))
     ranked = queued.subquery("queued")
-    return select(ranked).where(ranked.c.place == 1).subquery("heads")
+    return select(ranked).where(ranked.c.place == 1, ranked.c.sending == 0).subquery("heads")
 
 
 def _take_send_slot(session: Session, channel_id: int, now: datetime, interval: timedelta) -> bool:
@@ -303,13 +313,12 @@ def seconds_until_next_send(
 
     Zero means an item is due now. Items in flight, items of inactive channels, items of the
     channels in ``skip_channels`` and items that wait for an older pending item to the same
-    contact are not counted. The dispatcher sleeps this long, at most its poll interval.
+    contact or for one in flight are not counted. The dispatcher sleeps this long, at most its poll interval.
     """
     now = now or utcnow()
     heads = _queue_heads(skip_channels)
     query = (
         select(heads.c.next_attempt_at, heads.c.send_not_before)
-        .where(heads.c.in_flight_since.is_(None))
         .order_by(heads.c.next_attempt_at)
         .limit(100)
     )
@@ -530,7 +539,9 @@ def mark_part_sent(
     part the item is sent; before it, the item stays pending and due so that the next
     claim sends the next part. Commits. Returns False (logged) when ``claim_token`` is
     not the item's current claim. An item marked failed with an unknown outcome under
-    the same claim still records the part.
+    the same claim still records the part. It is sent after the ``last`` part, and
+    otherwise stays failed with ``PARTLY_SENT_ERROR``, because the contact's later replies
+    may have gone out since the failure and the remaining parts would follow them.
     """
     with session.begin():
         item = session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
@@ -556,7 +567,8 @@ def mark_part_sent(
         if position == 0:
             message.provider_message_id = result.provider_message_id
             message.sent_at = utcnow()
-        if outcome_was_unknown:
+        stopped = outcome_was_unknown and not last
+        if outcome_was_unknown and not stopped:
             # The provider accepted the part, so the guessed failure is replaced by the truth.
             message.delivery_status = None
             message.delivery_error = None
@@ -571,6 +583,11 @@ def mark_part_sent(
             item.status = OutboxStatus.SENT.value
             if not outcome_was_unknown:
                 item.attempts += 1
+        elif stopped:
+            # The item stays failed, which the failed message status keeps in
+            # refresh_parts_status below.
+            item.last_error = PARTLY_SENT_ERROR.format(sent_parts=position + 1)
+            message.delivery_error = item.last_error
         else:
             # Due at once with its old place in the queue, so that no later reply of the
             # same sender goes out between two parts.
@@ -615,7 +632,8 @@ def mark_attempt_failed(
     ``pause_until`` (a provider's HTTP 429), the retry waits until then instead, and so
     does every other send of the item's channel. A permanent
     error, or the last attempt, marks the item and its message failed with ``error``, which
-    the inbox shows on the message. Nothing changes, and False is returned, when
+    the inbox shows on the message, and resends it by email when the workspace's fallback is
+    automatic, unless it may have reached the customer. Nothing changes, and False is returned, when
     ``claim_token`` is not the item's current claim or the item no longer waits for this
     outcome (for example because it was already marked failed with an unknown outcome).
     """
@@ -655,7 +673,8 @@ def mark_attempt_failed(
             )
             return True
 
-        if item.unconfirmed_since is not None:
+        may_have_reached = item.unconfirmed_since is not None
+        if may_have_reached:
             error = f"{UNCONFIRMED_SEND_ERROR} Last error: {error}"
             item.last_error = error[:2000]
         item.status = OutboxStatus.FAILED.value
@@ -667,7 +686,9 @@ def mark_attempt_failed(
             session, "message.updated", {"message": message_to_dict(message)}, message.conversation_id
         )
         log.error("outbox item %s failed after %s attempts: %s", item_id, item.attempts, error)
-        if send_by_email_automatically(session, message) is None:
+        # A reply that may have reached the customer is left for an agent to check, so the
+        # automatic fallback does not send it a second time by email.
+        if may_have_reached or send_by_email_automatically(session, message) is None:
             reopen_for_failed_reply(session, message)
         return False
 

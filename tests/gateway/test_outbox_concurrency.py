@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.email.parse import parse_email
+from channels.types import DeliveryState, SendResult
 from channels.whatsapp import parse_inbound
 import gateway.workers
 from gateway import create_app, get_state
@@ -27,12 +28,14 @@ from gateway.simulate import build_message_form
 from gateway.workers import OutboxDispatcher
 from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
-from inbox.models import Channel, Message, OutboxItem, utcnow
-from inbox.outbox import claim_next
+from inbox.held import release_held_replies
+from inbox.models import Channel, Conversation, Message, OutboxItem, utcnow
+from inbox.outbox import claim_next, mark_sent
 from inbox.replies import create_reply
 from tests.gateway.test_outbox_safety import channel, sender, twilio  # noqa: F401 (fixtures)
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.twilio_server import HANG_AFTER_CREATE
+from tests.support.whatsapp import close_window
 
 PUBLIC_URL = "https://support.example.com"
 # Long enough for the other sends of the test to start well within it on a loaded machine.
@@ -252,3 +255,36 @@ def test_hung_channel_leaves_a_slot_for_others(twilio_state, twilio, channel, se
     assert dispatcher.started["Sorry about the kettle."] - hung_at < TWILIO_TIMEOUT_SECONDS / 2
     assert dispatcher.started["Hello +15551230002."] - hung_at >= TWILIO_TIMEOUT_SECONDS / 2
     assert dispatcher.max_running == 2
+
+
+def test_released_reply_waits_for_one_in_flight(twilio_state, channel, sender):
+    ada = _conversation(twilio_state, channel, "+15551230001")
+    close_window(twilio_state)
+    held = _reply(twilio_state, ada, sender, "Ada, your parcel left the depot.")
+    # A reply written after the window closed is held. A later one goes out once it is open.
+    with twilio_state.session_factory() as session:
+        session.execute(update(Conversation).values(last_inbound_at=utcnow()))
+        session.commit()
+    later = _reply(twilio_state, ada, sender, "Ada, it arrives on Monday.")
+    with twilio_state.session_factory() as session:
+        in_flight = claim_next(session)
+
+    # The customer writes while the later reply is in flight, which releases the held one.
+    with twilio_state.session_factory() as session:
+        contact_id = session.get(Conversation, ada).contact_id
+        released = release_held_replies(session, contact_id, channel.id, utcnow())
+        session.commit()
+    with twilio_state.session_factory() as session:
+        during = claim_next(session)
+    with twilio_state.session_factory() as session:
+        mark_sent(session, in_flight.item_id, SendResult("SM" + "1" * 32, DeliveryState.QUEUED),
+                  claim_token=in_flight.claim_token)
+    with twilio_state.session_factory() as session:
+        after = claim_next(session)
+
+    assert _item(twilio_state, held).status == "pending"
+    assert in_flight.message_id == later
+    assert released == 1
+    # Replies to one customer go one at a time, even when an older one becomes due again.
+    assert during is None
+    assert after.message_id == held

@@ -30,14 +30,17 @@ from inbox.channel_config import add_channel
 from inbox.delivery import record_delivery_status
 from inbox.events import events_after
 from inbox.ingest import ingest_message
-from inbox.models import EarlyDeliveryReport, Message, OutboxItem, utcnow
+from inbox.models import EarlyDeliveryReport, Message, MessagePart, OutboxItem, utcnow
 from inbox.outbox import (
     ABANDONED_SEND_NOTE,
     LEASE,
+    PARTLY_SENT_ERROR,
     UNKNOWN_OUTCOME_ERROR,
     claim_next,
     mark_attempt_failed,
+    mark_part_sent,
     mark_sent,
+    recover_abandoned_sends,
 )
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
@@ -338,6 +341,47 @@ def test_late_failure_keeps_unknown_outcome(state, smtp, email_reply):
     assert retried is False
     assert _item(state, email_reply).status == "failed"
     assert _message(state, email_reply).delivery_error == UNKNOWN_OUTCOME_ERROR
+
+
+def test_late_part_after_unknown_outcome_stops(twilio_state, channel, sender):
+    conversation_id = _conversation(twilio_state, channel)
+    first = _reply(twilio_state, conversation_id, sender, "Part one. Part two. Part three.")
+    second = _reply(twilio_state, conversation_id, sender, "And a voucher for the wait.")
+    with twilio_state.session_factory() as session:
+        part_one = claim_next(session)
+    with twilio_state.session_factory() as session:
+        mark_part_sent(session, part_one.item_id, 0, SendResult("wamid.part.1", DeliveryState.SENT),
+                       last=False, claim_token=part_one.claim_token)
+    with twilio_state.session_factory() as session:
+        part_two = claim_next(session)
+    # The worker sending part two is slow. Another worker settles it after the lease, as for a
+    # provider without a lookup such as Meta's Cloud API, and sends the next reply.
+    later = utcnow() + LEASE + timedelta(seconds=1)
+    with twilio_state.session_factory() as session:
+        recover_abandoned_sends(session, later, can_look_up=lambda kind, settings: False)
+    with twilio_state.session_factory() as session:
+        next_reply = claim_next(session, later)
+
+    with twilio_state.session_factory() as session:
+        recorded = mark_part_sent(session, part_two.item_id, 1, SendResult("wamid.part.2", DeliveryState.SENT),
+                                  last=False, claim_token=part_two.claim_token)
+    with twilio_state.session_factory() as session:
+        third_part = claim_next(session, later)
+
+    assert part_two.message_id == first
+    assert next_reply.message_id == second
+    # The late part is recorded, but the rest of the reply is not sent after the next reply.
+    assert recorded is True
+    assert third_part is None
+    item = _item(twilio_state, first)
+    assert item.status == "failed"
+    message = _message(twilio_state, first)
+    assert message.delivery_status == "failed"
+    assert message.delivery_error == PARTLY_SENT_ERROR.format(sent_parts=2)
+    with twilio_state.session_factory() as session:
+        parts = session.scalars(select(MessagePart.provider_message_id).where(MessagePart.message_id == first)
+                                .order_by(MessagePart.position)).all()
+    assert parts == ["wamid.part.1", "wamid.part.2"]
 
 
 def test_mark_sent_retried_after_database_error(twilio_state, twilio, channel, sender, monkeypatch):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from channels.errors import TransientSendError
@@ -31,14 +31,19 @@ from inbox.agents import create_api_token
 from inbox.events import events_after
 from inbox.ingest import ingest_message
 from inbox.models import Agent, Channel, Message, OutboxItem, utcnow
-from inbox.outbox import ABANDONED_SEND_NOTE, MAX_ATTEMPTS, UNKNOWN_OUTCOME_ERROR, claim_next
+from inbox.outbox import ABANDONED_SEND_NOTE, MAX_ATTEMPTS, UNCONFIRMED_SEND_ERROR, UNKNOWN_OUTCOME_ERROR, claim_next
 from inbox.replies import create_reply
 from tests.conftest import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, WHATSAPP_NUMBER
 from tests.gateway.test_outbox_safety import channel, sender, twilio  # noqa: F401 (fixtures)
+from tests.gateway.test_whatsapp_optout_fallback import (  # noqa: F401 (email_channel and smtp are fixtures)
+    customer_email_first,
+    email_channel,
+    smtp,
+)
 from tests.support.live import LiveServer
 from tests.support.processes import START_TIMEOUT, EventClient, ServiceProcess, service_environment
 from tests.support.twilio_server import DROP_AFTER_CREATE, DROP_BEFORE_CREATE, HANG_AFTER_CREATE
-from tests.support.whatsapp import ingest_webhooks
+from tests.support.whatsapp import app_with, ingest_webhooks
 
 PUBLIC_URL = "https://support.example.com"
 CUSTOMER_PHONE = "+15551230000"
@@ -518,3 +523,39 @@ def test_own_slow_send_is_not_recovered(twilio_state, twilio, sender, conversati
     item = _item(twilio_state, message_id)
     assert (item.status, item.attempts) == ("sent", 1)
     assert _message(twilio_state, message_id).provider_message_id == twilio.messages[0]["sid"]
+
+
+def test_unconfirmed_failure_not_resent_by_email(config, twilio, channel, sender, email_channel, smtp):
+    with app_with(
+        config, twilio_api_base_url=twilio.base_url, public_url=PUBLIC_URL, whatsapp_send_rate=0,
+        twilio_timeout=READ_TIMEOUT_SECONDS, whatsapp_email_fallback="automatic",
+    ) as (state, client, _):
+        customer_email_first(state, email_channel)
+        form = build_message_form(channel, CUSTOMER_PHONE, "Where is my parcel?", "Grace")
+        raw = "&".join(f"{k}={v}" for k, v in form.items()).encode()
+        with state.session_factory() as session:
+            conversation_id = ingest_message(session, channel.id, parse_inbound(form, raw)).conversation_id
+        message_id = _reply(state, conversation_id, sender, "Your refund is on its way.")
+        with state.session_factory() as session:
+            session.execute(OutboxItem.__table__.update().values(attempts=MAX_ATTEMPTS - 1))
+            session.commit()
+        # The last attempt creates the message at Twilio, and the connection drops before the answer.
+        twilio.fault_next(DROP_AFTER_CREATE)
+
+        _dispatch(state)
+
+        message = _message(state, message_id)
+        item = _item(state, message_id)
+        shown = next(m for m in client.get(f"/api/v1/conversations/{conversation_id}/messages").json["items"]
+                     if m["id"] == message_id)
+        with state.session_factory() as session:
+            queued = session.scalar(select(func.count()).select_from(OutboxItem))
+
+    assert len(twilio.messages) == 1
+    assert item.status == "failed"
+    assert message.delivery_error.startswith(UNCONFIRMED_SEND_ERROR)
+    # The reply may have reached the customer on WhatsApp, so it is not sent again by email
+    # unasked. An agent can still resend it after checking.
+    assert smtp.received == []
+    assert queued == 1
+    assert shown["email_fallback"]["available"] is True
