@@ -143,8 +143,8 @@ def reports_page() -> Any:
         report = trend_report(db(), first, last, zone)
         answers = satisfaction_report(db(), first, last, zone)
     except InvalidInput as invalid:
-        # The page still loads and shows the error beside the fields, so it answers 200:
-        # browsers log a 400 page as a failed load.
+        # The page still loads and shows the error beside the fields, so it returns 200,
+        # because browsers log a 400 page as a failed load.
         error = invalid
     today = now.astimezone(zone).date()
     return render_template(

@@ -258,8 +258,8 @@ def _queue_heads(skip_channels: Collection[int] = ()) -> Subquery:
     """
     # The place in the queue comes from a window function over the pending items, in one
     # pass. A NOT EXISTS on an older pending item ran on PostgreSQL 15 as a hash anti join
-    # that compares each queued reply of a contact with every other, so the query took
-    # seconds with 15,000 replies queued to one customer (tests/gateway/test_outbox_backlog.py).
+    # that compares each queued reply of a contact with every other. With 15,000 replies
+    # queued to one customer, that query took seconds (see tests/gateway/test_outbox_backlog.py).
     # An IN on the oldest id per contact was as slow when the planner's statistics missed a
     # burst of new replies, because the plan then computed those ids again for each item.
     queue = (OutboxItem.channel_id, Conversation.contact_id)

@@ -25,7 +25,7 @@ The method, which docs/proactive-updates.md also explains for managers:
    median remaining wait, which is the median of ``t - waited`` over the first-response
    times ``t`` longer than the time already waited. At least ``MIN_ESTIMATE``. When fewer
    than ``MIN_LONGER_SAMPLES`` first responses took longer than the wait so far, the history
-   says nothing about how much longer it will be, and the estimate is None.
+   cannot tell how much longer it will be, so the estimate is None.
 5. **Resolution**, for a conversation that is not resolved: the largest of the median
    remaining time to resolution (computed like the remaining wait, from the conversation's
    age), the first-response estimate plus the median time from first response to
@@ -33,9 +33,9 @@ The method, which docs/proactive-updates.md also explains for managers:
    ``MIN_ESTIMATE``. It is None while the first-response estimate of an unanswered
    conversation is None.
 
-Each estimate needs its own history: the first-response estimate at least ``MIN_SAMPLES``
-first responses and the resolution estimate at least ``MIN_SAMPLES`` resolutions; with fewer,
-it is None. The team's own history is used when it has that many first responses or that
+Each estimate needs its own history. The first-response estimate needs at least
+``MIN_SAMPLES`` first responses, and the resolution estimate at least ``MIN_SAMPLES``
+resolutions. With fewer, it is None. The team's own history is used when it has that many first responses or that
 many resolutions, else the whole workspace's. None means too little history to say anything
 useful, and a template's placeholder is then empty.
 """

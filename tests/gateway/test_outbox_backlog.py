@@ -4,8 +4,8 @@ Replies to one contact on one channel go out one at a time, so while the oldest 
 the others of that contact wait, and every dispatch round must look past them. Runs the
 claim and the dispatcher's wait on SQLite by default and on PostgreSQL with
 SWITCHBOARD_TEST_DATABASE_URL, before and after the database has statistics on the queue.
-(A query whose cost grew with the square of one contact's queue took seconds there; speed
-itself is for benchmarks, so this test checks what the queries return.)
+A query whose cost grew with the square of one contact's queue once took seconds there.
+Speed itself belongs to the benchmarks, so this test checks what the queries return.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ def test_hung_channel_leaves_a_slot_for_others(twilio_state, twilio, channel, se
         dispatcher.dispatch_due()
 
         assert len(smtp.received) == 1
-    # Twilio accepted the first request and never answered, so the email reply took the
+    # Twilio accepted the first request and never responded, so the email reply took the
     # slot that the WhatsApp channel may not fill, and did not wait for the timeout.
     hung_at = dispatcher.started["Hello +15551230001."]
     assert dispatcher.started["Sorry about the kettle."] - hung_at < TWILIO_TIMEOUT_SECONDS / 2

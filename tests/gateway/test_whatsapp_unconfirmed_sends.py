@@ -539,7 +539,7 @@ def test_unconfirmed_failure_not_resent_by_email(config, twilio, channel, sender
         with state.session_factory() as session:
             session.execute(OutboxItem.__table__.update().values(attempts=MAX_ATTEMPTS - 1))
             session.commit()
-        # The last attempt creates the message at Twilio, and the connection drops before the answer.
+        # The last attempt creates the message at Twilio, and the connection drops before the response.
         twilio.fault_next(DROP_AFTER_CREATE)
 
         _dispatch(state)

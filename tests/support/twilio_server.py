@@ -12,7 +12,7 @@ Tests point the SDK here through ``TwilioSettings.api_base_url`` or
 429 with or without Retry-After too), make every answer slow, hold answers back after
 the message was created, or hold requests back before their message exists.
 ``fault_next`` plays network faults on the next message creates, to anyone or to one
-recipient: the message is created and the answer hangs
+recipient: the message is created and the response hangs
 (``HANG_AFTER_CREATE``), the message is created and the connection closed without an answer
 (``DROP_AFTER_CREATE``), or the connection is closed once the request was read, before any
 message exists (``DROP_BEFORE_CREATE``).
