@@ -14,25 +14,22 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select, update
 
-from channels.email.parse import parse_email
 from channels.types import DeliveryState, SendResult
 from channels.whatsapp import parse_inbound
 import gateway.workers
 from gateway import create_app, get_state
 from gateway.simulate import build_message_form
 from gateway.workers import OutboxDispatcher
-from inbox.channel_config import add_channel
 from inbox.ingest import ingest_message
 from inbox.held import release_held_replies
 from inbox.models import Channel, Conversation, Message, OutboxItem, utcnow
 from inbox.outbox import claim_next, mark_sent
 from inbox.replies import create_reply
-from tests.gateway.test_outbox_safety import channel, sender, twilio  # noqa: F401 (fixtures)
+from tests.gateway.test_outbox_safety import channel, email_conversation, sender, twilio  # noqa: F401 (fixtures)
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.twilio_server import HANG_AFTER_CREATE
 from tests.support.whatsapp import close_window
@@ -211,28 +208,6 @@ def test_parts_keep_their_order_per_customer(twilio_state, twilio, channel, send
         assert " ".join(bodies).split() == LONG_TEXT.split()
 
 
-def _email_conversation(state, smtp) -> int:
-    with state.session_factory() as session:
-        email_channel = add_channel(
-            session, "email", "Shop Support", "support@shop.example",
-            {
-                "imap_host": "127.0.0.1", "imap_port": 1, "imap_username": "support@shop.example",
-                "imap_password": "unused", "imap_ssl": False,
-                "smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_security": "none",
-            },
-        )
-        session.commit()
-        channel_id = email_channel.id
-    mail = EmailMessage()
-    mail["From"] = "Alice <alice@customer.example>"
-    mail["To"] = "support@shop.example"
-    mail["Subject"] = "Broken kettle"
-    mail["Message-ID"] = "<a1@customer.example>"
-    mail.set_content("My kettle leaks.")
-    with state.session_factory() as session:
-        return ingest_message(session, channel_id, parse_email(mail.as_bytes())).conversation_id
-
-
 def test_hung_channel_leaves_a_slot_for_others(twilio_state, twilio, channel, sender):
     # Without pacing, nothing but the cap per channel keeps the second WhatsApp reply from
     # taking the last slot.
@@ -243,7 +218,7 @@ def test_hung_channel_leaves_a_slot_for_others(twilio_state, twilio, channel, se
         _reply(twilio_state, _conversation(twilio_state, channel, customer), sender, f"Hello {customer}.")
         twilio.fault_next(HANG_AFTER_CREATE, to=f"whatsapp:{customer}")
     with SmtpTestServer() as smtp:
-        _reply(twilio_state, _email_conversation(twilio_state, smtp), sender, "Sorry about the kettle.")
+        _reply(twilio_state, email_conversation(twilio_state, smtp), sender, "Sorry about the kettle.")
         dispatcher = _TimedDispatcher(twilio_state, threading.Event())
 
         dispatcher.dispatch_due()

@@ -515,8 +515,9 @@ def smtp():
         yield server
 
 
-@pytest.fixture
-def email_reply(state, agent, smtp) -> int:
+def email_conversation(state, smtp) -> int:
+    """Add an email channel that sends through ``smtp``, ingest a customer's mail and
+    return its conversation id."""
     with state.session_factory() as session:
         channel = add_channel(
             session, "email", "Shop Support", "support@shop.example",
@@ -535,8 +536,12 @@ def email_reply(state, agent, smtp) -> int:
     mail["Message-ID"] = "<a1@customer.example>"
     mail.set_content("My kettle leaks.")
     with state.session_factory() as session:
-        conversation_id = ingest_message(session, channel_id, parse_email(mail.as_bytes())).conversation_id
-    return _reply(state, conversation_id, agent, "Sorry to hear that!")
+        return ingest_message(session, channel_id, parse_email(mail.as_bytes())).conversation_id
+
+
+@pytest.fixture
+def email_reply(state, agent, smtp) -> int:
+    return _reply(state, email_conversation(state, smtp), agent, "Sorry to hear that!")
 
 
 @pytest.mark.parametrize("quit_reply", ["421 4.3.2 Service shutting down", "554 5.3.0 Internal error"])
