@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from channels.delivery import FINAL_STATES, STATUS_ORDER, advances
 from channels.types import DeliveryState, DeliveryStatus
+from inbox.bulk import one_of
 from inbox.events import record_events
 from inbox.held import react_to_failed_delivery
 from inbox.models import Direction, EarlyDeliveryReport, Message, MessagePart, utcnow
@@ -120,7 +121,7 @@ def _load_for_events(session: Session, message_ids: Sequence[int]) -> None:
     """
     session.scalars(
         select(Message)
-        .where(Message.id.in_(message_ids))
+        .where(one_of(session, Message.id, message_ids))
         # The changes are flushed, so reading the rows again loses nothing.
         .execution_options(populate_existing=True)
         .options(
@@ -153,7 +154,7 @@ def _lock_parts(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple
     query = (
         select(MessagePart)
         .where(or_(*(
-            and_(MessagePart.channel_id == channel_id, MessagePart.provider_message_id.in_(provider_ids))
+            and_(MessagePart.channel_id == channel_id, one_of(session, MessagePart.provider_message_id, provider_ids))
             for channel_id, provider_ids in _by_channel(keys).items()
         )))
         .order_by(MessagePart.id)
@@ -175,7 +176,7 @@ def _lock_messages(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tu
         select(Message)
         .where(Message.direction == Direction.OUTBOUND.value)
         .where(or_(*(
-            and_(Message.channel_id == channel_id, Message.provider_message_id.in_(provider_ids))
+            and_(Message.channel_id == channel_id, one_of(session, Message.provider_message_id, provider_ids))
             for channel_id, provider_ids in _by_channel(keys).items()
         )))
         .order_by(Message.id)

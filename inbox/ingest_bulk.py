@@ -32,7 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from channels.types import InboundMessage
-from inbox.bulk import insert_rows
+from inbox.bulk import insert_rows, one_of
 from inbox.contacts import NAME_LENGTH, identity_value
 from inbox.events import record_events
 from inbox.ingest import IngestResult, _ingest, _media_label, _rfc_message_id, _store_attachments, clip, payload_digest
@@ -243,7 +243,7 @@ def read_stored(
         digest: (payload_id, status)
         for payload_id, digest, status in session.execute(
             select(RawPayload.id, RawPayload.digest, RawPayload.status).where(
-                RawPayload.channel_id == channel.id, RawPayload.digest.in_(set(digests))
+                RawPayload.channel_id == channel.id, one_of(session, RawPayload.digest, set(digests))
             )
         )
     }
@@ -252,7 +252,7 @@ def read_stored(
         for provider_id, sender in session.execute(
             select(Message.provider_message_id, Message.sender_address).where(
                 Message.channel_id == channel.id,
-                Message.provider_message_id.in_({inbound.provider_message_id for inbound in inbounds}),
+                one_of(session, Message.provider_message_id, {inbound.provider_message_id for inbound in inbounds}),
             )
         )
     }
@@ -267,7 +267,7 @@ def load_conversations(session: Session, ids: set[int]) -> dict[int, Conversatio
         conversation.id: conversation
         for conversation in session.scalars(
             select(Conversation)
-            .where(Conversation.id.in_(ids))
+            .where(one_of(session, Conversation.id, ids))
             .options(
                 selectinload(Conversation.labels),
                 joinedload(Conversation.assignee),
@@ -296,7 +296,7 @@ def _read_known(
         for rfc_id, direction, conversation_id, contact_id in session.execute(
             select(Message.rfc_message_id, Message.direction, Conversation.id, Conversation.contact_id)
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.rfc_message_id.in_(candidates), Conversation.channel_id == channel.id)
+            .where(one_of(session, Message.rfc_message_id, candidates), Conversation.channel_id == channel.id)
         ):
             references.setdefault(rfc_id, []).append((direction, conversation_id, contact_id))
         ids = {row[1] for rows in references.values() for row in rows}
@@ -306,7 +306,7 @@ def _read_known(
                 previous_id
                 for previous_id, contact_id in session.execute(
                     select(Conversation.previous_conversation_id, Conversation.contact_id).where(
-                        Conversation.previous_conversation_id.in_(ids)
+                        one_of(session, Conversation.previous_conversation_id, ids)
                     )
                 )
                 if conversations[previous_id].contact_id == contact_id
@@ -325,7 +325,7 @@ def read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[
     for kind, value in keys:
         by_kind.setdefault(kind, set()).add(value)
     owners = select(ContactIdentity.contact_id).where(or_(*(
-        and_(ContactIdentity.kind == kind, ContactIdentity.value.in_(values)) for kind, values in by_kind.items()
+        and_(ContactIdentity.kind == kind, one_of(session, ContactIdentity.value, values)) for kind, values in by_kind.items()
     )))
     contacts: dict[int, _ContactRow] = {}
     query = select(
@@ -350,7 +350,7 @@ def read_identities(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[
             ContactIdentity.id, ContactIdentity.contact_id, ContactIdentity.kind, ContactIdentity.value,
             ContactIdentity.failing_since, ContactIdentity.failure_reason,
         )
-        .where(ContactIdentity.contact_id.in_(contacts))
+        .where(one_of(session, ContactIdentity.contact_id, contacts))
         .order_by(ContactIdentity.id)
     ):
         contact = contacts[row.contact_id]
@@ -527,7 +527,7 @@ def _store(session: Session, channel: Channel, planned: dict[int, _Planned], kno
     if stored_ids:
         session.execute(
             update(RawPayload)
-            .where(RawPayload.id.in_(stored_ids.values()))
+            .where(one_of(session, RawPayload.id, stored_ids.values()))
             .values(status=PayloadStatus.PROCESSED.value, error=None)
             .execution_options(synchronize_session=False)
         )

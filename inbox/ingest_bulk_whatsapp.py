@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from channels.types import InboundMessage
+from inbox.bulk import one_of
 from inbox.contacts import NAME_LENGTH, identity_value, takes_channel_name
 from inbox.ingest import IngestResult, clip
 from inbox.ingest_bulk import (
@@ -97,7 +98,7 @@ def _read_known(
             Conversation.contact_id,
             func.max(Conversation.id).filter(Conversation.status != ConversationStatus.RESOLVED.value),
         )
-        .where(Conversation.channel_id == channel.id, Conversation.contact_id.in_(contact_ids))
+        .where(Conversation.channel_id == channel.id, one_of(session, Conversation.contact_id, contact_ids))
         .group_by(Conversation.contact_id)
     ):
         known.with_conversations.add(contact_id)
@@ -114,7 +115,7 @@ def _read_known(
         .join(OutboxItem, OutboxItem.message_id == Message.id)
         .where(
             Conversation.channel_id == channel.id,
-            Conversation.contact_id.in_(contact_ids),
+            one_of(session, Conversation.contact_id, contact_ids),
             OutboxItem.status == OutboxStatus.HELD.value,
         )
         .distinct()

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from channels.errors import ParseError
 from channels.types import DeliveryStatus, InboundMessage
+from inbox.bulk import one_of
 from inbox.delivery import apply_delivery_statuses
 from inbox.ingest import ingest_batch, payload_digest
 from inbox.models import PayloadStatus, RawPayload, utcnow
@@ -288,7 +289,7 @@ def _finish(
     if done and keep_done:
         session.execute(
             update(RawPayload)
-            .where(RawPayload.id.in_(done), _IS_PENDING)
+            .where(one_of(session, RawPayload.id, done), _IS_PENDING)
             .values(status=PayloadStatus.PROCESSED.value)
             .execution_options(synchronize_session=False)
         )
@@ -296,7 +297,7 @@ def _finish(
         # ingest_batch marked each stored payload's row processed already, so a row still
         # pending is a duplicate's, whose message is stored, and it is deleted.
         session.execute(
-            delete(RawPayload).where(RawPayload.id.in_(done), _IS_PENDING).execution_options(synchronize_session=False)
+            delete(RawPayload).where(one_of(session, RawPayload.id, done), _IS_PENDING).execution_options(synchronize_session=False)
         )
     for payload_id, error in failures:
         session.execute(
