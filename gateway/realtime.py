@@ -79,11 +79,21 @@ class BatchingRedisManager(socketio_package.RedisManager):
         """Emit each (event, JSON payload, room) to the clients of every process, in order."""
         for event, payload, room in emits:
             # The clients connected to this process; the others get the published batch.
-            super().emit(event, payload, namespace="/", room=room, ignore_queue=True)
+            if self._has_local_clients("/", room):
+                super().emit(event, payload, namespace="/", room=room, ignore_queue=True)
         self._publish({
             "method": BATCH_METHOD, "host_id": self.host_id, "namespace": "/",
             "emits": [[event, payload, room] for event, payload, room in emits],
         })
+
+    def _has_local_clients(self, namespace: str, room: str) -> bool:
+        """Return whether a client of this process is in the room.
+
+        python-socketio encodes an event's packet before it looks for the room's clients, so
+        a worker, which has none, and a web process without agents in a room skip the emit.
+        """
+        # NOTE: reads python-socketio 5's room table (BaseManager.rooms: namespace -> room -> clients).
+        return bool(self.rooms.get(namespace, {}).get(room))
 
     def _listen(self) -> Iterator[Any]:
         # NOTE: overrides a private generator of python-socketio 5 (RedisManager._listen),
@@ -103,6 +113,8 @@ class BatchingRedisManager(socketio_package.RedisManager):
                 yield data
                 continue
             for event, payload, room in data["emits"]:
+                if not self._has_local_clients(data["namespace"], room):
+                    continue
                 yield {
                     "method": "emit", "event": event, "data": [payload], "binary": False,
                     "namespace": data["namespace"], "room": room, "skip_sid": None, "callback": None,
