@@ -1,16 +1,19 @@
 """The text that WhatsApp accepts as a value of a template variable.
 
 WhatsApp rejects a template message when a body parameter contains a new line or tab
-character, or more than four consecutive spaces. The Cloud API and Twilio's Content API then
-fail the send only after the message was queued. So Switchboard checks each value first, and
-it also rejects the other line breaks of Unicode (U+2028, U+2029, U+0085, vertical tab, form
-feed) and every other control character, which a customer cannot see either.
+character, or more than four consecutive spaces. Twilio and the Cloud API report that only
+when the send is attempted, after the reply was queued. So Switchboard checks each value
+first. It also rejects the other line breaks of Unicode (U+2028, U+2029, U+0085, vertical
+tab, form feed) and every other control character, which a customer cannot see either.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+
+from channels.errors import PermanentSendError
 
 MAX_VALUE_LENGTH = 1024
 MAX_CONSECUTIVE_SPACES = 4
@@ -38,6 +41,21 @@ def value_problem(value: str) -> str | None:
     if spaces is not None:
         return f"contains {len(spaces.group())} consecutive spaces, more than the {MAX_CONSECUTIVE_SPACES} allowed"
     return None
+
+
+def check_values(variables: Mapping[str, object]) -> None:
+    """Raise ``PermanentSendError`` for the first template variable that WhatsApp would reject.
+
+    The API checks a reply before it is queued. At send time this catches a template that was
+    queued without that check, such as by an older version, before a request that fails anyway.
+    """
+    for name, value in variables.items():
+        problem = value_problem(str(value))
+        if problem is not None:
+            raise PermanentSendError(
+                f"template variable {{{{{name}}}}} {problem}, which WhatsApp rejects. "
+                "Send the template again with a corrected value"
+            )
 
 
 def clean_value(value: str) -> str:

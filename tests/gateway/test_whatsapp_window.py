@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from inbox.models import Conversation, Message, OutboxItem, RawPayload, utcnow
+from inbox.replies import TemplateContent, create_reply
 from inbox.serialize import isoformat
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
     app_with,
@@ -285,6 +286,25 @@ def test_rejected_template_variable_is_400(client, state, whatsapp_channel, twil
     assert twilio.requests == []
     with state.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(OutboxItem)) == 0
+
+
+def test_queued_template_with_rejected_variable_fails(client, state, agent, whatsapp_channel, twilio):
+    # A template queued before its variables were checked fails without a request to Twilio.
+    sid = twilio.add_template("Hi {{1}}, your order {{2}} shipped.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    with state.session_factory() as session:
+        message = create_reply(session, conversation_id(state), agent.id, "Hi Grace, your order A-17 shipped.",
+                               template=TemplateContent(sid, {"1": "Grace", "2": "A-17\u2029"}))
+        session.commit()
+        message_id = message.id
+
+    dispatch(state)
+
+    with state.session_factory() as session:
+        failed = session.get(Message, message_id)
+        assert failed.delivery_status == "failed"
+        assert failed.delivery_error.startswith("template variable {{2}} contains a line break (U+2029)")
+    assert twilio.requests == []
 
 
 def test_template_variable_four_spaces_sent(client, state, whatsapp_channel, twilio):
