@@ -36,7 +36,7 @@ _REPLY_BODY = {
                 "content_sid": {"type": "string", "pattern": "^HX[0-9a-fA-F]{32}$", "description": "Twilio channels: the Content SID."},
                 "name": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$", "description": "Meta channels: the message template's name."},
                 "language": {"type": "string", "description": "Meta channels: the template's language code, such as en_US."},
-                "variables": {"type": "object", "additionalProperties": {"type": "string"}, "description": "A value for each placeholder, such as {\"1\": \"Grace\"}."},
+                "variables": {"type": "object", "additionalProperties": {"type": "string"}, "description": "A value for each placeholder, such as {\"1\": \"Grace\"}: one line of at most 1024 characters, without tabs or other control characters, with at most 4 consecutive spaces."},
             },
         },
     },
@@ -179,7 +179,7 @@ OPENAPI: dict[str, Any] = {
                 }},
                 "responses": {
                     "201": _json(_ref("Message"), "The queued reply, or on WhatsApp after the 24-hour window the held one (see held). Its files are in attachments."),
-                    "400": _json(_ref("Error"), "Empty or too long, a template that is not approved or lacks a variable, or files beyond the channel's limits (field attachments: too many, too large, empty, or a type WhatsApp does not take)."),
+                    "400": _json(_ref("Error"), "Empty or too long, a template that is not approved or lacks a variable, a template variable that WhatsApp rejects (field template.variables.<name>: a line break, tab or other control character, more than 4 consecutive spaces, or over 1024 characters), or files beyond the channel's limits (field attachments: too many, too large, empty, or a type WhatsApp does not take)."),
                     "413": _json(_ref("Error"), "too_large: the request is larger than 64 MB."),
                     "404": _json(_ref("Error"), "Not found."),
                     "409": _json(_ref("StaleReplyError"), "stale_reply: messages arrived after seen_message_id, listed in messages, and nothing was sent; outside_window: free text after the 24-hour window where the workspace rejects it; opted_out: a template after the window to a contact who opted out; waba_id_missing: a template on a Meta channel without its WhatsApp Business Account ID."),

@@ -29,6 +29,7 @@ from channels.whatsapp.twilio import (
     render_template,
     template_placeholders,
 )
+from channels.whatsapp.template_values import MAX_CONSECUTIVE_SPACES, MAX_VALUE_LENGTH, value_problem
 from inbox.errors import InvalidInput
 from inbox.models import utcnow
 from inbox.replies import TemplateContent
@@ -44,9 +45,6 @@ _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 # codes look like en, en_US or zh_Hant_HK.
 _META_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _META_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8}){0,2}$")
-# WhatsApp rejects template parameters that contain line breaks or tabs.
-_FORBIDDEN_IN_VARIABLE = re.compile(r"[\n\r\t]")
-MAX_VARIABLE_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -276,9 +274,12 @@ def _checked_values(template_name: str, placeholders: list[str], variables: dict
         text = variables.get(name, "").strip()
         if not text:
             raise InvalidInput(f"Fill in variable {{{{{name}}}}} of the template.", field=f"template.variables.{name}")
-        if len(text) > MAX_VARIABLE_LENGTH or _FORBIDDEN_IN_VARIABLE.search(text):
+        problem = value_problem(text)
+        if problem is not None:
             raise InvalidInput(
-                f"Variable {{{{{name}}}}} must be one line of at most {MAX_VARIABLE_LENGTH} characters.",
+                f"Variable {{{{{name}}}}} {problem}. WhatsApp accepts a template variable of one line "
+                f"of at most {MAX_VALUE_LENGTH} characters, without tabs or other control characters "
+                f"and with at most {MAX_CONSECUTIVE_SPACES} consecutive spaces.",
                 field=f"template.variables.{name}",
             )
     return {name: variables[name].strip() for name in placeholders}

@@ -55,6 +55,7 @@ from channels.whatsapp.errors import (
 )
 from channels.whatsapp.parts import MAX_BODY_UNITS, utf16_length
 from channels.whatsapp.phone import normalize_phone
+from channels.whatsapp.template_values import check_values
 from channels.whatsapp.webhooks import (
     RAW_FORMAT,
     STATUS_RAW_FORMAT,
@@ -114,7 +115,8 @@ def send_whatsapp(
 
     Raises RateLimitedError on HTTP 429, TransientSendError on a timeout, a connection
     failure or HTTP 5xx, and PermanentSendError on any other Twilio error (``code`` is
-    Twilio's error code), on invalid settings, and on a recipient that is not a phone number.
+    Twilio's error code), on invalid settings, on a recipient that is not a phone number, and
+    on a template variable that WhatsApp rejects (``channels.whatsapp.template_values``).
     The TransientSendError has ``may_have_sent`` set when Twilio may have created the
     message anyway: after a read timeout, a connection closed or reset once the request
     was sent, and HTTP 5xx.
@@ -183,6 +185,8 @@ def _check_message(
         raise PermanentSendError("WhatsApp attachments go by media_url, not as attached bytes")
     if not message.text and not message.content_sid and not media_url:
         raise PermanentSendError("cannot send an empty WhatsApp message")
+    if message.content_sid and message.content_variables:
+        check_values(message.content_variables)
     if not message.content_sid and utf16_length(message.text) > MAX_BODY_UNITS:
         raise PermanentSendError(
             f"the WhatsApp message has {utf16_length(message.text)} UTF-16 code units; Twilio "

@@ -41,6 +41,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from channels.whatsapp.template_values import clean_value
 from inbox.audit import Action, record_audit
 from inbox.errors import InboxError, NotFound
 from inbox.models import (
@@ -145,7 +146,6 @@ MAX_INT_BITS = 4_096
 MAX_WIDTH = MAX_RENDERED
 MAX_CONDITION_VALUES = 100
 MAX_WHATSAPP_VARIABLES = 20
-MAX_WHATSAPP_VARIABLE_LENGTH = 1_024
 BODY_FIELDS = ("email_subject", "email_body", "whatsapp_body")
 FIELDS = (
     "name", "trigger", "trigger_params", "conditions", *BODY_FIELDS,
@@ -154,8 +154,6 @@ FIELDS = (
 
 _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 _VARIABLE_NUMBER = re.compile(r"^[1-9][0-9]?$")
-# WhatsApp rejects template variables that contain line breaks or tabs.
-_LINE_BREAKS = re.compile(r"[\r\n\t]+")
 
 
 @dataclass(frozen=True)
@@ -700,8 +698,9 @@ def sample_values() -> dict[str, Any]:
 def render_update(template: TemplateFields, context: Mapping[str, Any]) -> RenderedUpdate:
     """Render a template's fields with ``context`` (placeholder name to value).
 
-    The subject comes back on one line with its whitespace collapsed. WhatsApp variables are
-    text without line breaks, at most 1,024 characters, and "-" where the value is empty,
+    The subject comes back on one line with its whitespace collapsed. WhatsApp variables come
+    back as ``channels.whatsapp.template_values.clean_value`` makes them (one line, no control
+    characters, single spaces, at most 1,024 characters), and "-" where the value is empty,
     because WhatsApp rejects empty variables. Raises ``TemplateRenderError`` with the field
     and line of the first failure.
     """
@@ -713,8 +712,7 @@ def render_update(template: TemplateFields, context: Mapping[str, Any]) -> Rende
     for number, name in sorted((template.whatsapp_variables or {}).items(), key=lambda item: int(item[0])):
         if name not in context:
             raise TemplateRenderError("whatsapp_variables", None, f"variable {number}: no value for {name!r}")
-        value = _LINE_BREAKS.sub(" ", str(context[name])).strip()
-        variables[str(number)] = value[:MAX_WHATSAPP_VARIABLE_LENGTH] or "-"
+        variables[str(number)] = clean_value(str(context[name])) or "-"
     return RenderedUpdate(subject, email_body, whatsapp_body, variables)
 
 

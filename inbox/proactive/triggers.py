@@ -20,6 +20,11 @@ occurrence however often, and in however many processes, the sweep runs:
   it is open or pending, ``period:<n>``; only the latest period counts, so a long
   downtime sends one update, not one per missed period.
 
+An agent reply, for ``no_agent_reply`` and ``first_response_at_risk``, is one that the
+first-response figures count (``inbox.reports.counted_agent_reply``). A reply still in the
+outbox counts once it is sent. A failed, held or withdrawn reply, or one that the provider
+reported undelivered, never counts, because the customer did not get it.
+
 ``since`` bounds every trigger: an occurrence that became due before it is never found, so
 a new template does not write to every old conversation, and a scheduler that was down for
 longer than the catch-up window does not send stale updates. Hours are wall-clock hours,
@@ -42,10 +47,10 @@ from inbox.models import (
     Conversation,
     ConversationActivity,
     ConversationStatus,
-    Direction,
     Message,
     UpdateTrigger,
 )
+from inbox.reports import counted_agent_reply
 
 log = logging.getLogger(__name__)
 
@@ -416,17 +421,17 @@ def _latest_per_conversation(found: Iterable[Occurrence]) -> list[Occurrence]:
 
 
 def _last_agent_replies(session: Session, conversation_ids: list[int]) -> dict[int, datetime]:
-    """Return the time of the newest agent-written message of each conversation that has one."""
+    """Return the time of the newest agent reply of each conversation that has one.
+
+    Only replies that ``counted_agent_reply`` counts are taken, as in the first-response
+    figures, so a reply that did not reach the customer leaves them waiting.
+    """
     replies: dict[int, datetime] = {}
     for index in range(0, len(conversation_ids), CHUNK):
         chunk = conversation_ids[index:index + CHUNK]
         rows = session.execute(
             select(Message.conversation_id, func.max(Message.created_at))
-            .where(
-                Message.conversation_id.in_(chunk),
-                Message.direction == Direction.OUTBOUND.value,
-                Message.agent_id.is_not(None),
-            )
+            .where(Message.conversation_id.in_(chunk), counted_agent_reply(Message))
             .group_by(Message.conversation_id)
         ).all()
         for conversation_id, created_at in rows:

@@ -157,8 +157,9 @@ export class TemplatePicker {
           dataset: { variable: name },
           placeholder: template.variables?.[name] ?? '',
           maxlength: '1024',
-          onInput: () => {
+          onInput: (event) => {
             this.error.textContent = '';
+            event.target.removeAttribute('aria-invalid');
             this.renderPreview();
           },
         }));
@@ -192,6 +193,17 @@ export class TemplatePicker {
     replaceChildren(this.preview, parts);
   }
 
+  /** Mark and focus the variable's field that the server named in a rejected send, if any. */
+  markInvalidVariable(field) {
+    const prefix = 'template.variables.';
+    if (typeof field !== 'string' || !field.startsWith(prefix)) return;
+    const name = field.slice(prefix.length);
+    const input = this.fields.querySelector(`[data-variable="${CSS.escape(name)}"]`);
+    if (!input) return;
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+  }
+
   async send() {
     const template = this.selectedTemplate();
     const conversation = this.conversation;
@@ -215,6 +227,7 @@ export class TemplatePicker {
       this.close();
     } catch (error) {
       this.error.textContent = `Not sent: ${error.message}`;
+      this.markInvalidVariable(error.field);
     } finally {
       this.sending = false;
       this.sendButton.disabled = this.selectedTemplate() === null;

@@ -85,3 +85,38 @@ def test_closed_window_composer_sends_chosen_template(
     expect(page.locator(".composer__send")).to_have_text("Send")
     assert len(twilio.requests) == 1
     assert page.console_errors == []
+
+
+def test_template_picker_names_rejected_variable(page, live_server, workers, state, config, agent,
+                                                whatsapp_channel, twilio):
+    twilio.add_template("Hi {{1}}, your order {{2}} has shipped.", name="order_shipped")
+    send_simulated_whatsapp(state.session_factory, config, live_server.url, "+15551230000",
+                            "Where is my order?", profile_name="Grace")
+    live_server.wait_until_ingested()
+    page.goto(live_server.url + "/login")
+    page.get_by_label("Email").fill(agent.email)
+    page.get_by_label("Password").fill(AGENT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("option", name=re.compile("Grace")).click()
+    expect(page.locator("#thread")).to_contain_text("Where is my order?")
+
+    page.get_by_role("button", name="Template").click()
+    picker = page.get_by_role("form", name="WhatsApp template")
+    picker.get_by_label("Variable {{1}}").fill("Grace")
+    second = picker.get_by_label("Variable {{2}}")
+    second.fill("A-17     B-18")
+    picker.get_by_role("button", name="Send template").click()
+
+    expect(picker.get_by_role("alert")).to_contain_text(
+        "Not sent: Variable {{2}} contains 5 consecutive spaces, more than the 4 allowed.")
+    expect(second).to_be_focused()
+    expect(second).to_have_attribute("aria-invalid", "true")
+    expect(picker).to_be_visible()
+    second.fill("A-17 B-18")
+    expect(second).not_to_have_attribute("aria-invalid", "true")
+    picker.get_by_role("button", name="Send template").click()
+    expect(picker).to_be_hidden()
+    (request,) = twilio.wait_for(1)
+    assert json.loads(request["ContentVariables"]) == {"1": "Grace", "2": "A-17 B-18"}
+    # Chromium logs the rejected request itself; nothing else may fail.
+    assert [line for line in page.console_errors if "status of 400" not in line] == []

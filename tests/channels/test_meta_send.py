@@ -72,6 +72,24 @@ def test_template_without_parameters_has_no_components(server, settings):
     assert "components" not in server.messages[0]["template"]
 
 
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        (MetaTemplate("order_update", "en_US", ["4711", "Fri\u2028day"]), "{{2}} contains a line break (U+2028)"),
+        (MetaTemplate("order_update", "en_US", ["47     11", "Friday"]), "{{1}} contains 5 consecutive spaces"),
+        (MetaTemplate("order_named", "en_US", named_parameters={"order_id": "47\t11"}), "{{order_id}} contains a tab"),
+    ],
+)
+def test_rejected_template_parameter_not_sent(server, settings, template, reason):
+    server.add_template("order_update", "en_US", 2)
+
+    with pytest.raises(PermanentSendError) as raised:
+        send_template(settings, CUSTOMER, template)
+
+    assert str(raised.value).startswith(f"template variable {reason}")
+    assert server.requests == []
+
+
 def test_unknown_template_fails_permanently_with_code(server, settings):
     with pytest.raises(PermanentSendError) as raised:
         send_template(settings, CUSTOMER, MetaTemplate("missing", "en_US", ["x"]))

@@ -78,6 +78,18 @@ def test_template_send_posts_content_sid_and_variables(twilio_server, settings):
     assert "Body" not in request
 
 
+def test_rejected_template_variable_not_sent(twilio_server, settings):
+    sid = twilio_server.add_template("Hi {{1}}")
+
+    with pytest.raises(PermanentSendError) as raised:
+        send_whatsapp(settings, OutboundMessage(
+            to=CUSTOMER, text="Hi Ann", content_sid=sid, content_variables={"1": "Ann\x0cLee"},
+        ))
+
+    assert str(raised.value).startswith("template variable {{1}} contains a line break (U+000C)")
+    assert twilio_server.requests == []
+
+
 def test_template_send_of_unknown_sid_fails_permanently(twilio_server, settings):
     with pytest.raises(PermanentSendError) as raised:
         send_whatsapp(settings, OutboundMessage(to=CUSTOMER, text="Hi", content_sid="HX" + "0" * 32))

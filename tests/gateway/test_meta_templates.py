@@ -148,6 +148,30 @@ def test_invalid_template_reply_is_400(meta_app, meta_server, service, meta_chan
     assert meta_server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("variables", "field", "message"),
+    [
+        ({"1": "Grace", "2": "A-17\u2028B"}, "template.variables.2", "Variable {{2}} contains a line break (U+2028)."),
+        ({"1": "Grace", "2": "A-17\fB"}, "template.variables.2", "Variable {{2}} contains a line break (U+000C)."),
+        ({"1": "Grace", "2": "A-17\x1bB"}, "template.variables.2", "Variable {{2}} contains the control character U+001B."),
+        ({"1": "Grace  Hopper     Lee", "2": "b"}, "template.variables.1", "Variable {{1}} contains 5 consecutive spaces"),
+    ],
+)
+def test_rejected_template_variable_is_400(meta_app, meta_server, service, meta_channel_id, agent_client,
+                                                   variables, field, message):
+    meta_server.add_template("order_shipped", "en_US", body="Hi {{1}}, your order {{2}} shipped.")
+    conversation_id = _conversation_after_window(meta_app, meta_server, service, meta_channel_id, agent_client)
+    template = {"name": "order_shipped", "language": "en_US", "variables": variables}
+
+    response = _send_template(agent_client, conversation_id, template)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert response.json()["error"]["message"].startswith(message)
+    assert dispatch(meta_app) == 0
+    assert meta_server.requests == []
+
+
 def test_template_rejected_at_send_shows_meta_code(meta_app, meta_server, service, meta_channel_id, agent_client):
     meta_server.add_template("order_shipped", "en_US", 1)
     conversation_id = _conversation_after_window(meta_app, meta_server, service, meta_channel_id, agent_client)

@@ -683,3 +683,40 @@ def test_template_enabled_late_sends_nothing_from_before(client, state, agent, w
         session.get(UpdateTemplate, template_id).enabled_at = now - timedelta(hours=21)
         session.commit()
     assert run(state, now).results == {"queued": 1}
+
+
+def _reply_as_agent(client, text: str) -> int:
+    response = client.post(f"/api/v1/conversations/{conversation_id(get_state(client.application))}/messages",
+                           json={"text": text})
+    assert response.status_code == 201
+    return response.json["id"]
+
+
+def test_no_agent_reply_update_after_failed_reply(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "no_agent_reply", {"hours": 1})
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    twilio.fail_next(400, 21211, "The 'To' number is not a valid phone number.")
+    message_id = _reply_as_agent(client, "It ships today.")
+    dispatch(state)
+
+    result = run(state, now=utcnow() + timedelta(hours=2))
+
+    with state.session_factory() as session:
+        assert session.get(Message, message_id).delivery_status == "failed"
+    assert result.results == {"queued": 1}
+    [row] = sends(state)
+    assert row.trigger == "no_agent_reply"
+    assert twilio.messages == []
+
+
+def test_no_agent_reply_update_not_after_sent_reply(client, state, agent, whatsapp_channel, twilio):
+    add_template(state, "no_agent_reply", {"hours": 1})
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    _reply_as_agent(client, "It ships today.")
+    dispatch(state)
+
+    result = run(state, now=utcnow() + timedelta(hours=2))
+
+    assert result.results == {}
+    assert sends(state) == []
+    assert [m["body"] for m in twilio.messages] == ["It ships today."]

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from inbox.models import Conversation, Message, OutboxItem, RawPayload, utcnow
+from inbox.replies import TemplateContent, create_reply
 from inbox.serialize import isoformat
 from tests.support.whatsapp import (  # noqa: F401 (client, config and twilio are fixtures)
     app_with,
@@ -257,6 +258,65 @@ def test_template_reply_with_bad_variables_is_rejected(client, state, whatsapp_c
     assert response.status_code == 400
     assert response.json["error"]["field"] == field
     assert twilio.requests == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("A-17\r\nB-18", "contains a line break (U+000D)"),
+        ("A-17\u2028B-18", "contains a line break (U+2028)"),
+        ("A-17\u2029B-18", "contains a line break (U+2029)"),
+        ("A-17\tB-18", "contains a tab"),
+        ("A-17\x0cB-18", "contains a line break (U+000C)"),
+        ("A-17\x07B-18", "contains the control character U+0007"),
+        ("A-17\x7fB-18", "contains the control character U+007F"),
+        ("A-17     B-18", "contains 5 consecutive spaces"),
+        ("x" * 1025, "is longer than 1024 characters"),
+    ],
+)
+def test_rejected_template_variable_is_400(client, state, whatsapp_channel, twilio, value, reason):
+    sid = twilio.add_template("Hi {{1}}, your order {{2}} shipped.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+
+    response = reply(client, state, template={"content_sid": sid, "variables": {"1": "Grace", "2": value}})
+
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "template.variables.2"
+    assert response.json["error"]["message"].startswith(f"Variable {{{{2}}}} {reason}")
+    assert twilio.requests == []
+    with state.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxItem)) == 0
+
+
+def test_queued_template_with_rejected_variable_fails(client, state, agent, whatsapp_channel, twilio):
+    # A template queued before its variables were checked fails without a request to Twilio.
+    sid = twilio.add_template("Hi {{1}}, your order {{2}} shipped.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+    with state.session_factory() as session:
+        message = create_reply(session, conversation_id(state), agent.id, "Hi Grace, your order A-17 shipped.",
+                               template=TemplateContent(sid, {"1": "Grace", "2": "A-17\u2029"}))
+        session.commit()
+        message_id = message.id
+
+    dispatch(state)
+
+    with state.session_factory() as session:
+        failed = session.get(Message, message_id)
+        assert failed.delivery_status == "failed"
+        assert failed.delivery_error.startswith("template variable {{2}} contains a line break (U+2029)")
+    assert twilio.requests == []
+
+
+def test_template_variable_four_spaces_sent(client, state, whatsapp_channel, twilio):
+    sid = twilio.add_template("Hi {{1}}, your order {{2}} shipped.")
+    post_inbound(client, whatsapp_channel, "Where is my parcel?")
+
+    response = reply(client, state, template={"content_sid": sid, "variables": {"1": "Grace", "2": "A-17    B"}})
+    dispatch(state)
+
+    assert response.status_code == 201
+    (request,) = twilio.wait_for(1)
+    assert json.loads(request["ContentVariables"]) == {"1": "Grace", "2": "A-17    B"}
 
 
 def test_unapproved_template_is_rejected(client, state, whatsapp_channel, twilio):

@@ -273,6 +273,31 @@ def test_whatsapp_variables_are_single_line_and_never_empty():
     assert list(rendered.whatsapp_variables) == ["1", "2"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ann\u2028Lee", "Ann\u2029Lee", "Ann\x0cLee", "Ann\x0bLee", "Ann\x85Lee", "Ann\x00Lee", "Ann\x1bLee",
+        "Ann     Lee", "Ann \r\n \t Lee",
+    ],
+)
+def test_whatsapp_variable_cleaned_for_whatsapp(name):
+    template = DraftTemplate(whatsapp_variables={"1": "customer_name"})
+    context = {**sample_values(), "customer_name": name}
+
+    rendered = render_update(template, context)
+
+    assert rendered.whatsapp_variables == {"1": "Ann Lee"}
+
+
+def test_whatsapp_variable_cut_to_1024_characters():
+    template = DraftTemplate(whatsapp_variables={"1": "customer_name"})
+    context = {**sample_values(), "customer_name": "a" * 1023 + "      b"}
+
+    rendered = render_update(template, context)
+
+    assert rendered.whatsapp_variables == {"1": "a" * 1023}
+
+
 def test_render_missing_value_is_an_error():
     context = {key: value for key, value in sample_values().items() if key != "reference"}
 

@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from inbox.models import Agent, Role
+from sqlalchemy import update
+
+from inbox.models import Agent, Conversation, Message, OutboxItem, Role
 from inbox.proactive.triggers import BusinessHours, find_due, parse_business_hours, still_applies
 from inbox.replies import create_reply
 from inbox.workflow import Changes, change_conversation
@@ -46,9 +48,14 @@ def change(state, actor: Agent, conversation_id: int, when, **changes) -> None:
     date_activities(state, conversation_id, when)
 
 
-def reply(state, agent: Agent, conversation_id: int, when) -> None:
+def reply(state, agent: Agent, conversation_id: int, when, *, outbox_status="sent", delivery_status=None) -> None:
+    """Store an agent's reply at ``when`` with its outbox item in ``outbox_status``, by default
+    as the dispatcher leaves it once the provider accepted the message."""
     with state.session_factory() as session:
         message = create_reply(session, conversation_id, agent.id, "On it.")
+        session.commit()
+        session.execute(update(OutboxItem).where(OutboxItem.message_id == message.id).values(status=outbox_status))
+        session.execute(update(Message).where(Message.id == message.id).values(delivery_status=delivery_status))
         session.commit()
     date_message(state, message.id, when)
 
@@ -128,6 +135,49 @@ def test_no_agent_reply_ended_by_reply(state, manager, conversation_id):
     assert due(state, "no_agent_reply", {"hours": 4}, T0 + timedelta(hours=5)) == []
 
 
+# Replies that the customer did not get: failed, held, withdrawn, reported undelivered, and
+# one still waiting in the outbox.
+NOT_RECEIVED = [
+    pytest.param({"outbox_status": "failed", "delivery_status": "failed"}, id="failed"),
+    pytest.param({"outbox_status": "held"}, id="held"),
+    pytest.param({"outbox_status": "cancelled"}, id="cancelled"),
+    pytest.param({"delivery_status": "undelivered"}, id="undelivered"),
+    pytest.param({"outbox_status": "pending"}, id="pending"),
+]
+
+
+@pytest.mark.parametrize("outcome", NOT_RECEIVED)
+def test_no_agent_reply_despite_unsent_reply(state, manager, conversation_id, outcome):
+    reply(state, manager, conversation_id, T0 + timedelta(hours=1), **outcome)
+
+    [occurrence] = due(state, "no_agent_reply", {"hours": 4}, T0 + timedelta(hours=5))
+
+    assert occurrence.conversation_id == conversation_id
+    assert occurrence.key == f"inbound:{T0.isoformat()}"
+
+
+@pytest.mark.parametrize("outcome", NOT_RECEIVED)
+def test_no_agent_reply_still_applies_after_unsent_reply(state, manager, conversation_id, outcome):
+    reply(state, manager, conversation_id, T0 + timedelta(hours=1), **outcome)
+
+    with state.session_factory() as session:
+        conversation = session.get(Conversation, conversation_id)
+        waiting = still_applies(session, "no_agent_reply", {"hours": 4}, conversation, f"inbound:{T0.isoformat()}")
+
+    assert waiting is True
+
+
+def test_no_agent_reply_ended_by_delivered_reply(state, manager, conversation_id):
+    reply(state, manager, conversation_id, T0 + timedelta(hours=1), delivery_status="delivered")
+
+    with state.session_factory() as session:
+        conversation = session.get(Conversation, conversation_id)
+        waiting = still_applies(session, "no_agent_reply", {"hours": 4}, conversation, f"inbound:{T0.isoformat()}")
+
+    assert due(state, "no_agent_reply", {"hours": 4}, T0 + timedelta(hours=5)) == []
+    assert waiting is False
+
+
 def test_no_agent_reply_in_business_hours(state, conversation_id):
     # Friday 16:00 in Berlin: one business hour that day, three on Monday, so 12:00 Berlin (11:00 UTC).
     berlin = parse_business_hours("mon-fri 09:00-17:00", ZoneInfo("Europe/Berlin"))
@@ -201,6 +251,16 @@ def test_first_response_met_by_reply(state, manager, conversation_id):
     assert due(state, "first_response_at_risk", {"hours": 8}, T0 + timedelta(hours=9)) == []
 
 
+@pytest.mark.parametrize("outcome", NOT_RECEIVED)
+def test_first_response_not_met_by_unsent_reply(state, manager, conversation_id, outcome):
+    reply(state, manager, conversation_id, T0 + timedelta(hours=1), **outcome)
+
+    [occurrence] = due(state, "first_response_at_risk", {"hours": 8}, T0 + timedelta(hours=9))
+
+    assert occurrence.conversation_id == conversation_id
+    assert occurrence.key == "first-response"
+
+
 def test_periodic_one_per_period(state, conversation_id):
     params = {"every_hours": 24}
 
@@ -227,8 +287,6 @@ def test_still_applies_after_deferral(state, manager, conversation_id):
     change(state, manager, conversation_id, T0 + timedelta(minutes=7), status="open")
 
     with state.session_factory() as session:
-        from inbox.models import Conversation
-
         conversation = session.get(Conversation, conversation_id)
         pending = still_applies(session, "status_changed", {"to_status": "pending"}, conversation, occurrence.key)
         waiting = still_applies(session, "no_agent_reply", {"hours": 4}, conversation, f"inbound:{T0.isoformat()}")

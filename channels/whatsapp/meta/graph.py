@@ -43,6 +43,7 @@ from channels.errors import (
 from channels.types import Address, AddressKind, DeliveryState, OutboundMessage, SendResult
 from channels.whatsapp.media import ALLOWED_TYPES, DownloadedMedia, MediaError, format_size, read_body
 from channels.whatsapp.phone import normalize_phone
+from channels.whatsapp.template_values import check_values
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +225,15 @@ def send_template(settings: MetaSettings, to: Address, template: MetaTemplate) -
 
     Templates are the only messages Meta delivers outside the 24 hours after the customer's
     last message. Returns and raises as ``send_text`` does; Meta rejects an unknown template
-    or a wrong number of parameters with a permanent error.
+    or a wrong number of parameters with a permanent error. A parameter that WhatsApp rejects
+    (``channels.whatsapp.template_values``) raises ``PermanentSendError`` before any request.
     """
     if not template.name.strip() or not template.language.strip():
         raise PermanentSendError("a WhatsApp template needs a name and a language code")
     if template.body_parameters and template.named_parameters:
         raise PermanentSendError("a WhatsApp template takes positional or named parameters, not both")
+    check_values({str(number): value for number, value in enumerate(template.body_parameters, start=1)})
+    check_values(template.named_parameters)
     content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
     parameters: list[dict[str, str]] = [{"type": "text", "text": str(value)} for value in template.body_parameters]
     parameters += [
