@@ -393,7 +393,7 @@ def _ingest(session: Session, channel_id: int, inbound: InboundMessage) -> Inges
         # The customer's message opens the 24-hour window again, so held replies may go,
         # unless the message itself is an opt-out such as STOP, or a provider's retry of a
         # message whose window has closed since.
-        opted_out = apply_opt_keywords(session, contact, text, now) is OptChange.OPTED_OUT
+        opted_out = apply_opt_keywords(session, contact, text, now, sent_at=inbound.sent_at) is OptChange.OPTED_OUT
         if not opted_out and wrote_at + WINDOW > now:
             release_held_replies(session, contact.id, channel.id, now)
 

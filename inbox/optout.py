@@ -13,9 +13,6 @@ bring STOP after the START that the customer sent later, and that STOP must not 
 again. The time of a message is the one that opens the 24-hour window
 (``inbox.window.customer_wrote_at``): the provider's time of the message, or when it was
 stored, whichever is earlier.
-
-NOTE: ``inbox.ingest`` does not pass ``sent_at`` yet, so until it does a keyword counts from
-the time it was stored and the arrival order still decides.
 """
 
 from __future__ import annotations

@@ -21,12 +21,6 @@ from tests.gateway.test_meta_webhooks import (  # noqa: F401 (client and meta_ch
 )
 from tests.support.meta_server import change, contact, entry, text_message, webhook_body
 
-# NOTE: inbox.ingest passes the time of storing, not the message's sent_at, to
-# apply_opt_keywords, so these tests fail until it passes sent_at=inbound.sent_at.
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="inbox.ingest does not yet pass the message's sent_at to apply_opt_keywords",
-)
-
 
 def _text(text: str, sent: int) -> dict:
     message = text_message(CUSTOMER, text)
