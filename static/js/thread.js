@@ -85,14 +85,35 @@ export class ThreadView {
     this.contactHost = h('aside', {
       class: 'contact-panel', id: 'contact-panel', 'aria-labelledby': 'contact-panel-title', hidden: !this.contactOpen,
     });
+    // On a phone the panel covers the thread, so Esc inside it closes the panel instead of
+    // leaving the conversation. A field or a dialog in the panel keeps its own use of Esc.
+    this.contactHost.addEventListener('keydown', (event) => {
+      if (event.key !== 'Escape' || event.defaultPrevented || !this.contactOpen) return;
+      if (!window.matchMedia('(max-width: 760px)').matches) return;
+      if (event.target.closest('input, textarea, select, dialog')) return;
+      event.preventDefault();
+      event.stopPropagation();
+      this.closeContact();
+    });
     this.layout = h('div', { class: 'thread-layout' }, this.body, this.contactHost);
   }
 
   toggleContact() {
     this.contactOpen = !this.contactOpen;
     this.contactHost.hidden = !this.contactOpen;
-    this.headerMain.querySelector('.thread__contact-toggle')?.setAttribute('aria-expanded', String(this.contactOpen));
-    if (this.contactOpen) this.contactHost.querySelector('button, input, textarea')?.focus();
+    this.contactToggle()?.setAttribute('aria-expanded', String(this.contactOpen));
+    if (this.contactOpen) this.contactHost.querySelector('button:not(.contact-panel__close), input, textarea')?.focus();
+  }
+
+  /** Hide the contact panel and give the focus back to the header's toggle. */
+  closeContact() {
+    if (!this.contactOpen) return;
+    this.toggleContact();
+    this.contactToggle()?.focus();
+  }
+
+  contactToggle() {
+    return this.headerMain.querySelector('.thread__contact-toggle');
   }
 
   /** Show the placeholder of an empty pane: no conversation selected, or none at all. */
