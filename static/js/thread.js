@@ -71,9 +71,13 @@ export class ThreadView {
         this.loadOlderIfNearTop();
       },
     }, this.messageList);
-    new ResizeObserver(() => {
+    // The scroller itself shrinks when the reply box grows (the template picker, a held-reply
+    // notice), which fires no scroll event, so its size is watched as well.
+    const endObserver = new ResizeObserver(() => {
       if (this.pinnedToEnd && this.nodes.size > 0) this.scroller.scrollTop = this.scroller.scrollHeight;
-    }).observe(this.messageList);
+    });
+    endObserver.observe(this.messageList);
+    endObserver.observe(this.scroller);
     this.typingIndicator = h('p', { class: 'typing', role: 'status', hidden: true });
     this.composerHost = h('div', { class: 'thread__composer' });
     this.body = h('div', { class: 'thread' },
