@@ -19,6 +19,9 @@ const STICK_TO_BOTTOM_PX = 96;
 // Scrolled to within this many pixels of the top, the thread loads the page before the oldest message.
 const LOAD_OLDER_PX = 300;
 
+// The classes of the buttons in the thread header that a redraw gives the focus back to.
+const HEADER_BUTTONS = ['thread__back', 'thread__rename', 'thread__contact-toggle'];
+
 export class ThreadView {
   /**
    * @param {HTMLElement} root The thread pane.
@@ -163,6 +166,10 @@ export class ThreadView {
     const address = displayAddress(conversation.contact?.address);
     const status = STATUS_LABELS[conversation.status] ?? conversation.status;
     this.controlsHost.hidden = false;
+    // A redraw replaces the header's buttons, so the one that had the focus gets it back.
+    const focused = this.headerMain.contains(document.activeElement)
+      ? HEADER_BUTTONS.find((name) => document.activeElement.classList.contains(name))
+      : undefined;
 
     replaceChildren(this.headerMain,
       h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
@@ -198,6 +205,7 @@ export class ThreadView {
           : null,
         renderFailingAddressWarning(conversation),
         renderOptOutNote(conversation)));
+    if (focused) this.headerMain.querySelector(`.${focused}`)?.focus();
     this.estimate.show(conversation);
   }
 

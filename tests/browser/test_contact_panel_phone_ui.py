@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from tests.browser.test_inbox_ui import _sign_in, _whatsapp_from
@@ -60,3 +61,23 @@ def test_desktop_contact_panel_has_no_close_button(page, live_server, state, con
     expect(panel).to_be_visible()
     # Beside the thread the toggle stays in view, so the panel needs no button of its own.
     expect(panel.get_by_role("button", name="Close contact details")).to_be_hidden()
+
+
+def test_header_redraw_keeps_focus_on_toggle(page, live_server, state, config, agent, api_token, whatsapp_channel):
+    _whatsapp_from(state, config, live_server, "+15551230001", "Grace", "Where is my order?")
+    _sign_in(page, live_server.url, agent.email)
+    page.get_by_role("option", name=re.compile("Grace")).click()
+    expect(page.locator("#thread")).to_contain_text("Where is my order?")
+    toggle = page.get_by_role("button", name="Contact details")
+    toggle.focus()
+
+    # A colleague's change redraws the thread header. The redraw replaced the focused button,
+    # so a keyboard user lost their place, and closing the panel could not return focus to it.
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {api_token}"
+    conversation = api.get(f"{live_server.url}/api/v1/conversations", timeout=10).json()["items"][0]
+    api.patch(f"{live_server.url}/api/v1/conversations/{conversation['id']}", timeout=10,
+              json={"priority": "high"}).raise_for_status()
+    expect(page.locator("#control-priority")).to_have_value("high")
+    expect(page.get_by_role("button", name="Contact details")).to_be_focused()
+    assert page.console_errors == []
