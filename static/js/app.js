@@ -125,6 +125,7 @@ export class InboxApp {
       api: this.api,
       onOpenConversation: (id) => this.select(id, { immediate: true }),
       announce: (text) => this.announce(text),
+      onClose: () => this.thread.closeContact(),
     });
     this.collab = new Collaboration(this);
     this.composer = new CollabComposer(this.thread.composerHost, {

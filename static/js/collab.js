@@ -59,6 +59,8 @@ export class Collaboration {
     if (name === 'note.created' && payload.note) {
       this.storeNote(payload.note);
       const { note } = payload;
+      // A note ends its author's typing at once, as a reply does.
+      if (Number.isInteger(note.author?.id)) this.app.stopTyping(note.conversation_id, note.author.id);
       if (note.author?.id !== this.app.agentId && note.conversation_id === this.app.selectedId) {
         this.app.announce(`Note from ${note.author?.name ?? 'an agent'}: ${note.text.slice(0, 120)}`);
       }

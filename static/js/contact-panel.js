@@ -29,11 +29,12 @@ export class ContactPanel {
    * @param {(conversationId: number) => void} options.onOpenConversation Open a past conversation.
    * @param {(text: string) => void} options.announce Tell screen reader users what happened.
    */
-  constructor(root, { api, onOpenConversation, announce }) {
+  constructor(root, { api, onOpenConversation, announce, onClose }) {
     this.root = root;
     this.api = api;
     this.onOpenConversation = onOpenConversation;
     this.announce = announce;
+    this.onClose = onClose;
     this.contactId = null;
     this.conversationId = null;
     this.profile = null;
@@ -138,7 +139,14 @@ export class ContactPanel {
   }
 
   heading() {
-    return h('h2', { class: 'contact-panel__title', id: 'contact-panel-title' }, 'Contact');
+    const title = h('h2', { class: 'contact-panel__title', id: 'contact-panel-title' }, 'Contact');
+    if (!this.onClose) return title;
+    // Shown only on a phone, where the panel covers the thread header and its toggle.
+    return h('div', { class: 'contact-panel__head' }, title,
+      h('button', {
+        type: 'button', class: 'icon-button contact-panel__close', 'aria-label': 'Close contact details',
+        onClick: () => this.onClose(),
+      }, '×'));
   }
 
   render() {

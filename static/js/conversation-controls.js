@@ -210,6 +210,7 @@ export class ConversationControls {
         presets.map((preset) => h('button', {
           type: 'button',
           class: 'button button--small button--ghost',
+          title: formatSnooze(preset.time.toISOString()),
           onClick: () => { this.snoozeInput.value = toLocalInputValue(preset.time); this.sendSnooze(); },
         }, preset.label))),
       h('button', { type: 'submit', class: 'button button--small button--primary' }, 'Snooze'),

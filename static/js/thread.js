@@ -19,6 +19,9 @@ const STICK_TO_BOTTOM_PX = 96;
 // Scrolled to within this many pixels of the top, the thread loads the page before the oldest message.
 const LOAD_OLDER_PX = 300;
 
+// The classes of the buttons in the thread header that a redraw gives the focus back to.
+const HEADER_BUTTONS = ['thread__back', 'thread__rename', 'thread__contact-toggle'];
+
 export class ThreadView {
   /**
    * @param {HTMLElement} root The thread pane.
@@ -71,9 +74,13 @@ export class ThreadView {
         this.loadOlderIfNearTop();
       },
     }, this.messageList);
-    new ResizeObserver(() => {
+    // The scroller itself shrinks when the reply box grows (the template picker, a held-reply
+    // notice), which fires no scroll event, so its size is watched as well.
+    const endObserver = new ResizeObserver(() => {
       if (this.pinnedToEnd && this.nodes.size > 0) this.scroller.scrollTop = this.scroller.scrollHeight;
-    }).observe(this.messageList);
+    });
+    endObserver.observe(this.messageList);
+    endObserver.observe(this.scroller);
     this.typingIndicator = h('p', { class: 'typing', role: 'status', hidden: true });
     this.composerHost = h('div', { class: 'thread__composer' });
     this.body = h('div', { class: 'thread' },
@@ -85,14 +92,35 @@ export class ThreadView {
     this.contactHost = h('aside', {
       class: 'contact-panel', id: 'contact-panel', 'aria-labelledby': 'contact-panel-title', hidden: !this.contactOpen,
     });
+    // On a phone the panel covers the thread, so Esc inside it closes the panel instead of
+    // leaving the conversation. A field or a dialog in the panel keeps its own use of Esc.
+    this.contactHost.addEventListener('keydown', (event) => {
+      if (event.key !== 'Escape' || event.defaultPrevented || !this.contactOpen) return;
+      if (!window.matchMedia('(max-width: 760px)').matches) return;
+      if (event.target.closest('input, textarea, select, dialog')) return;
+      event.preventDefault();
+      event.stopPropagation();
+      this.closeContact();
+    });
     this.layout = h('div', { class: 'thread-layout' }, this.body, this.contactHost);
   }
 
   toggleContact() {
     this.contactOpen = !this.contactOpen;
     this.contactHost.hidden = !this.contactOpen;
-    this.headerMain.querySelector('.thread__contact-toggle')?.setAttribute('aria-expanded', String(this.contactOpen));
-    if (this.contactOpen) this.contactHost.querySelector('button, input, textarea')?.focus();
+    this.contactToggle()?.setAttribute('aria-expanded', String(this.contactOpen));
+    if (this.contactOpen) this.contactHost.querySelector('button:not(.contact-panel__close), input, textarea')?.focus();
+  }
+
+  /** Hide the contact panel and give the focus back to the header's toggle. */
+  closeContact() {
+    if (!this.contactOpen) return;
+    this.toggleContact();
+    this.contactToggle()?.focus();
+  }
+
+  contactToggle() {
+    return this.headerMain.querySelector('.thread__contact-toggle');
   }
 
   /** Show the placeholder of an empty pane: no conversation selected, or none at all. */
@@ -138,6 +166,10 @@ export class ThreadView {
     const address = displayAddress(conversation.contact?.address);
     const status = STATUS_LABELS[conversation.status] ?? conversation.status;
     this.controlsHost.hidden = false;
+    // A redraw replaces the header's buttons, so the one that had the focus gets it back.
+    const focused = this.headerMain.contains(document.activeElement)
+      ? HEADER_BUTTONS.find((name) => document.activeElement.classList.contains(name))
+      : undefined;
 
     replaceChildren(this.headerMain,
       h('button', { type: 'button', class: 'icon-button thread__back', 'aria-label': 'Back to conversations', onClick: () => this.onBack() },
@@ -173,6 +205,7 @@ export class ThreadView {
           : null,
         renderFailingAddressWarning(conversation),
         renderOptOutNote(conversation)));
+    if (focused) this.headerMain.querySelector(`.${focused}`)?.focus();
     this.estimate.show(conversation);
   }
 

@@ -286,8 +286,14 @@ class UpdatesPage {
       this.renderPreview(result);
     } catch (error) {
       if (request !== this.previewRequest) return;
-      replaceChildren(this.previewOutput, h('p', { class: 'field__error' }, `No preview: ${error.message}`));
-      if (error instanceof TemplateProblemsError) this.editor.showProblems(error.problems, 'The preview failed');
+      if (error instanceof TemplateProblemsError) {
+        // The summary above the form lists each problem under the field's label.
+        replaceChildren(this.previewOutput,
+          h('p', { class: 'field__error' }, 'No preview: fix the problems listed at the top of the form.'));
+        this.editor.showProblems(error.problems, 'The preview failed');
+      } else {
+        replaceChildren(this.previewOutput, h('p', { class: 'field__error' }, `No preview: ${error.message}`));
+      }
     }
   }
 

@@ -43,7 +43,7 @@ export function snoozePresets(now = new Date()) {
   return [
     { label: '1 hour', time: inOneHour },
     { label: 'Tomorrow 9:00', time: tomorrow },
-    { label: 'Next week', time: nextWeek },
+    { label: 'Monday 9:00', time: nextWeek },
   ];
 }
 

@@ -62,3 +62,34 @@ def test_typing_line_leaves_last_activity_visible(
         assert colleague.console_errors == []
     finally:
         colleague.context.close()
+
+
+# Well below the 5 seconds after which a typing line goes away by itself.
+NOTE_ENDS_TYPING_MS = 2000
+
+
+def test_note_ends_its_authors_typing_line(page, browser, live_server, state, config, agent, second_agent,
+                                           whatsapp_channel):
+    _whatsapp_from(state, config, live_server, "+15551230000", "Grace", "Where is my order?")
+    colleague = _new_page(browser)
+    try:
+        _sign_in(page, live_server.url, agent.email)
+        _sign_in(colleague, live_server.url, second_agent.email)
+        for agent_page in (page, colleague):
+            _conversation(agent_page, "Grace").click()
+            expect(agent_page.locator("#thread")).to_contain_text("Where is my order?")
+
+        # A reply ends its author's typing line at once, and a note must too: the colleague
+        # otherwise reads "is typing…" under a note that is already there.
+        page.locator("#thread").click()
+        page.keyboard.press("n")
+        page.get_by_role("textbox", name="Internal note").press_sequentially("Checked the warehouse.")
+        typing = colleague.locator("#thread .typing")
+        expect(typing).to_have_text("Ada Agent is typing…")
+        page.keyboard.press("Control+Enter")
+        expect(colleague.locator("#thread .note")).to_contain_text("Checked the warehouse.")
+        expect(typing).to_be_hidden(timeout=NOTE_ENDS_TYPING_MS)
+        assert page.console_errors == []
+        assert colleague.console_errors == []
+    finally:
+        colleague.context.close()

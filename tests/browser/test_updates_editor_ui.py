@@ -197,3 +197,17 @@ def test_focused_field_clears_sticky_bars(browser, live_server, state, whatsapp_
         assert page.console_errors == []
     finally:
         page.context.close()
+
+
+def test_invalid_preview_points_to_listed_problems(page, live_server, state, whatsapp_channel):
+    _open_new_template(page, live_server, state)
+    page.get_by_label("Body, sent inside the 24-hour window").fill("Hi {{ customer_nme }}")
+    page.get_by_role("button", name="Use sample data").click()
+
+    # The problem is listed once, with the field's name, at the top of the form.
+    summary = page.get_by_role("alert").filter(has_text="The preview failed")
+    expect(summary).to_contain_text("WhatsApp body, line 1: unknown placeholder 'customer_nme'")
+    # The preview beside it pointed to the same problem under the API's field key.
+    output = page.locator("#preview-output")
+    expect(output).to_have_text("No preview: fix the problems listed at the top of the form.")
+    expect(output).not_to_contain_text("whatsapp_body")
