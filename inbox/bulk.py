@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, func, insert, select
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -82,7 +83,7 @@ def _unnest_statement(
     bind processor (None when the driver takes the Python value as it is)."""
     quote = dialect.identifier_preparer.quote
     columns = [table.c[name] for name in names]
-    arrays = ", ".join(f"%b::{column.type.compile(dialect=dialect)}[]" for column in columns)
+    arrays = ", ".join(f"%b::{_unbounded(column.type).compile(dialect=dialect)}[]" for column in columns)
     listed = ", ".join(quote(name) for name in names)
     statement = (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({listed}) "
@@ -102,5 +103,18 @@ def one_of(session: Session, column: ColumnElement[Any], values: Iterable[Any]) 
     """
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, values, type_=ARRAY(_unbounded(column.type))))
     return column.in_(values)
+
+
+def _unbounded(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """Return ``type_`` without its length limit, for the element type of an array parameter.
+
+    PostgreSQL cuts a value that is too long when it is cast to ``VARCHAR(n)`` explicitly,
+    without an error. With the column's own type, an over-long value would be stored cut
+    instead of rejected, and ``one_of`` would match a stored value that is only its prefix.
+    """
+    if isinstance(type_, String) and type_.length is not None:
+        type_ = type_.copy()
+        type_.length = None
+    return type_

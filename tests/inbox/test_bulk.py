@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 
 from inbox.bulk import insert_rows, one_of
 from inbox.models import Contact, Event, PayloadStatus, RawPayload
@@ -81,3 +83,30 @@ def test_one_of_matches_exactly_the_values(state, whatsapp_channel):
         assert digests_among([]) == set()
         found = session.scalars(select(RawPayload.id).where(one_of(session, RawPayload.id, ids[::2])))
         assert set(found) == set(ids[::2])
+
+
+def test_insert_rows_rejects_text_too_long_for_column(state):
+    if state.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce the length of VARCHAR columns")
+    name = "x" * 201  # contacts.name is VARCHAR(200)
+
+    with state.session_factory() as session:
+        # A plain INSERT raises here, and the array statement must not cut the value instead.
+        with pytest.raises(DataError):
+            insert_rows(session, Contact.__table__, [{"name": name, "name_set_by_agent": False}])
+
+
+def test_one_of_ignores_values_longer_than_column(state, whatsapp_channel):
+    stored = "a" * 64  # raw_payloads.digest is VARCHAR(64)
+    with state.session_factory() as session:
+        insert_rows(session, RawPayload.__table__, [
+            {"channel_id": whatsapp_channel.id, "format": "twilio-form", "digest": stored, "body": b"x",
+             "status": PayloadStatus.PROCESSED.value},
+        ])
+        session.commit()
+
+    with state.session_factory() as session:
+        longer = select(RawPayload.digest).where(one_of(session, RawPayload.digest, [stored + "b"]))
+        assert session.scalars(longer).all() == []
+        same = select(RawPayload.digest).where(one_of(session, RawPayload.digest, [stored]))
+        assert session.scalars(same).all() == [stored]
