@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import socketio
 import websocket
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
@@ -62,6 +63,25 @@ def prompt_socketio_disconnects() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(websocket.WebSocket, "close", close_without_waiting)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def patient_socketio_connects() -> Iterator[None]:
+    """Give the tests' python-socketio clients 10 seconds, not 1, to finish connecting.
+
+    ``Client.connect`` waits ``wait_timeout`` seconds for the server's response to the namespace
+    connect, and then fails with "Unexpected connection error". On two busy cores the
+    server's connect handler (authentication, presence, replay of missed events) once took
+    longer than the default second. A rejected connection still fails at once.
+    """
+    connect = socketio.Client.connect
+
+    def connect_patiently(self, *args, wait_timeout=10, **kwargs):
+        return connect(self, *args, wait_timeout=wait_timeout, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socketio.Client, "connect", connect_patiently)
         yield
 
 
