@@ -110,6 +110,9 @@ def test_manager_writes_previews_and_enables_template(page, live_server, state, 
     # A save keeps the preview and its conversation, and shows "Saved." beside the Save button.
     page.get_by_label("Name", exact=True).focus()
     page.keyboard.press("Control+s")
+    # The "Saved." of the first save is still shown until this save's response rebuilds the
+    # form, which enables Save again. Editing before that would race the rebuild.
+    expect(page.get_by_role("button", name="Save")).to_be_enabled()
     save_status = page.get_by_role("status").filter(has_text="Saved.")
     expect(save_status).to_be_in_viewport()
     expect(page.get_by_label("Name", exact=True)).to_be_focused()
