@@ -54,7 +54,9 @@ def _unnest_insert(session: Session, dialect: Dialect, table: Table, rows: list[
     """
     named = tuple(rows[0])
     if any(len(row) != len(named) for row in rows):
-        raise ValueError(f"rows for {table.name} name different columns")
+        raise ValueError(
+            f"invalid rows for {table.name}: each row must name the columns of the first, {', '.join(named)}"
+        )
     # The Python-side defaults that SQLAlchemy's own INSERT would fill in, once per row. Those
     # of the models take no argument, and SQLAlchemy wraps them to take its context.
     defaults = [

@@ -4,7 +4,6 @@ not scroll past the window."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import update
 from gateway.simulate import send_simulated_whatsapp
 from inbox.models import Conversation, utcnow
 from tests.browser.test_inbox_ui import workers  # noqa: F401 (a fixture)
-from tests.conftest import AGENT_PASSWORD
+from tests.support.inbox_page import open_conversation
 from tests.support.whatsapp import config, twilio  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -42,12 +41,7 @@ def test_template_picker_leaves_thread_visible_on_phone(
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        page.goto(live_server.url + "/login")
-        page.get_by_label("Email").fill(agent.email)
-        page.get_by_label("Password").fill(AGENT_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("option", name=re.compile("Grace")).click()
-        expect(page.locator("#thread")).to_contain_text("Where is my order?")
+        open_conversation(page, live_server.url, agent.email, "Grace", "Where is my order?")
 
         page.get_by_role("button", name="Template").click()
         picker = page.get_by_role("form", name="WhatsApp template")

@@ -3,14 +3,12 @@ tested is the WhatsApp template picker opening under a thread scrolled to its ne
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from gateway.simulate import send_simulated_whatsapp
 from tests.browser.test_inbox_ui import workers  # noqa: F401 (a fixture)
-from tests.conftest import AGENT_PASSWORD
+from tests.support.inbox_page import open_conversation
 from tests.support.whatsapp import config, twilio  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -35,11 +33,7 @@ def test_template_picker_keeps_newest_message_in_view(page, live_server, workers
                             "Where is my order 1234?", profile_name="Grace")
     live_server.wait_until_ingested()
 
-    page.goto(live_server.url + "/login")
-    page.get_by_label("Email").fill(agent.email)
-    page.get_by_label("Password").fill(AGENT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("option", name=re.compile("Grace")).click()
+    open_conversation(page, live_server.url, agent.email, "Grace", "Where is my order 1234?")
     expect(page.locator("#thread .message-row").last).to_contain_text("Where is my order 1234?")
     scroller = page.locator("#thread .thread__scroller")
     assert scroller.evaluate(NEWEST_BELOW_VIEW) <= 1

@@ -28,6 +28,15 @@ BOXES = """(scroller) => {
 }"""
 
 
+def _open_as_both(page, colleague, base_url: str, agent, second_agent, latest_text: str) -> None:
+    """Sign in the two agents on their pages and open Grace's conversation on both."""
+    _sign_in(page, base_url, agent.email)
+    _sign_in(colleague, base_url, second_agent.email)
+    for agent_page in (page, colleague):
+        _conversation(agent_page, "Grace").click()
+        expect(agent_page.locator("#thread")).to_contain_text(latest_text)
+
+
 def test_typing_line_leaves_last_activity_visible(
     page, browser, live_server, workers, state, config, agent, second_agent, whatsapp_channel, tmp_path
 ):
@@ -40,11 +49,7 @@ def test_typing_line_leaves_last_activity_visible(
         session.commit()
     colleague = _new_page(browser)
     try:
-        _sign_in(page, live_server.url, agent.email)
-        _sign_in(colleague, live_server.url, second_agent.email)
-        for agent_page in (page, colleague):
-            _conversation(agent_page, "Grace").click()
-            expect(agent_page.locator("#thread")).to_contain_text("Where is my order 1234?")
+        _open_as_both(page, colleague, live_server.url, agent, second_agent, "Where is my order 1234?")
 
         # A status change adds a line of activity at the end of the thread.
         page.locator(".controls").get_by_role("button", name="Pending").click()
@@ -73,11 +78,7 @@ def test_note_ends_its_authors_typing_line(page, browser, live_server, state, co
     _whatsapp_from(state, config, live_server, "+15551230000", "Grace", "Where is my order?")
     colleague = _new_page(browser)
     try:
-        _sign_in(page, live_server.url, agent.email)
-        _sign_in(colleague, live_server.url, second_agent.email)
-        for agent_page in (page, colleague):
-            _conversation(agent_page, "Grace").click()
-            expect(agent_page.locator("#thread")).to_contain_text("Where is my order?")
+        _open_as_both(page, colleague, live_server.url, agent, second_agent, "Where is my order?")
 
         # A reply ends its author's typing line at once, and a note must too: the colleague
         # otherwise reads "is typing…" under a note that is already there.

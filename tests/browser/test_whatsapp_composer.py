@@ -13,7 +13,7 @@ from sqlalchemy import update
 from gateway.simulate import send_simulated_whatsapp
 from inbox.models import Conversation, utcnow
 from tests.browser.test_inbox_ui import workers  # noqa: F401 (a fixture)
-from tests.conftest import AGENT_PASSWORD
+from tests.support.inbox_page import open_conversation
 from tests.support.whatsapp import config, twilio  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -32,12 +32,7 @@ def test_closed_window_composer_sends_chosen_template(
         session.execute(update(Conversation).values(last_inbound_at=utcnow() - timedelta(hours=25)))
         session.commit()
 
-    page.goto(live_server.url + "/login")
-    page.get_by_label("Email").fill(agent.email)
-    page.get_by_label("Password").fill(AGENT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("option", name=re.compile("Grace")).click()
-    expect(page.locator("#thread")).to_contain_text("Where is my order?")
+    open_conversation(page, live_server.url, agent.email, "Grace", "Where is my order?")
 
     # Outside the window, free text would be held: the box says so before anything is sent.
     expect(page.locator("#reply-window")).to_contain_text("24-hour window has closed")
@@ -93,12 +88,7 @@ def test_template_picker_names_rejected_variable(page, live_server, workers, sta
     send_simulated_whatsapp(state.session_factory, config, live_server.url, "+15551230000",
                             "Where is my order?", profile_name="Grace")
     live_server.wait_until_ingested()
-    page.goto(live_server.url + "/login")
-    page.get_by_label("Email").fill(agent.email)
-    page.get_by_label("Password").fill(AGENT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("option", name=re.compile("Grace")).click()
-    expect(page.locator("#thread")).to_contain_text("Where is my order?")
+    open_conversation(page, live_server.url, agent.email, "Grace", "Where is my order?")
 
     page.get_by_role("button", name="Template").click()
     picker = page.get_by_role("form", name="WhatsApp template")

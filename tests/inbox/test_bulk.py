@@ -37,7 +37,7 @@ def test_insert_rows_returns_ids_in_row_order(state):
         assert stored[id_].created_at == row["created_at"]
 
 
-def test_insert_rows_fills_python_defaults_and_takes_nulls_and_bytes(state, whatsapp_channel):
+def test_insert_rows_defaults_nulls_and_bytes(state, whatsapp_channel):
     with state.session_factory() as session:
         contact_ids = insert_rows(session, Contact.__table__, [
             {"name": None, "name_set_by_agent": False}, {"name": None, "name_set_by_agent": False},
